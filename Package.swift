@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (dependencies point one way), see ../shared/DESIGN.md:
+//   COpenSSL (C shim) <- VSSMCrypto <- VSSMServer <- vssm
+//   VSSMWire (jsonpb messages, routes)  <- VSSMClient (blocking OpenSSL mTLS pool)
+let package = Package(
+    name: "vssm-pkcs11",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vssm", targets: ["vssm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "COpenSSL",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        .target(name: "VSSMWire"),
+        .target(name: "VSSMCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire"]),
+        .target(
+            name: "VSSMServer",
+            dependencies: [
+                "VSSMWire", "VSSMCrypto", "VSSMClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "vssm",
+            dependencies: [
+                "VSSMServer", "VSSMClient", "VSSMWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "VSSMWireTests", dependencies: ["VSSMWire"]),
+        .testTarget(name: "VSSMCryptoTests", dependencies: ["VSSMCrypto"]),
+        .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto"]),
+    ]
+)

@@ -1,0 +1,49 @@
+#ifndef COPENSSL_H
+#define COPENSSL_H
+// Tiny C shim over system OpenSSL 3: only what Swift cannot import directly (function-like
+// macros, BIO_METHOD plumbing). Keep every function here a few lines long.
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/ec.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/pkcs12.h>
+#include <openssl/crypto.h>
+#include <openssl/provider.h>
+#include <openssl/ecdsa.h>
+#include <openssl/bn.h>
+
+// SSL_CTX_set_min_proto_version / SSL_CTX_set_mode are macros.
+static inline int copenssl_ctx_set_min_tls12(SSL_CTX *ctx) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+}
+static inline void copenssl_ctx_set_modes(SSL_CTX *ctx) {
+    SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+static inline int copenssl_set_sni(SSL *ssl, const char *name) {
+    return (int)SSL_set_tlsext_host_name(ssl, name);
+}
+static inline void copenssl_free(void *p) { OPENSSL_free(p); }
+static inline int copenssl_ctx_add0_chain_cert(SSL_CTX *ctx, X509 *x) { return (int)SSL_CTX_add0_chain_cert(ctx, x); }
+
+/// A socket BIO that sends with MSG_NOSIGNAL so a peer reset never raises SIGPIPE in the host
+/// (OpenSSL's own socket BIO uses write()). Does not own or close the fd.
+BIO *copenssl_bio_new_nosignal(int fd);
+
+/// Error string of the oldest queued OpenSSL error (clears the queue). Writes at most len-1 bytes.
+void copenssl_last_error(char *buf, size_t len);
+
+/// Refuse core dumps (RLIMIT_CORE 0, PR_SET_DUMPABLE 0): key material must never hit disk.
+int copenssl_refuse_core_dumps(void);
+
+/// Passphrase callback data for PEM_read_bio_PrivateKey.
+EVP_PKEY *copenssl_read_private_key_pem(const unsigned char *pem, int len, const char *pass);
+#endif

@@ -1,0 +1,92 @@
+#include "copenssl.h"
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/prctl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+static BIO_METHOD *nosignal_method = NULL;
+static pthread_once_t nosignal_once = PTHREAD_ONCE_INIT;
+
+static int ns_write(BIO *b, const char *data, int len) {
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    ssize_t n;
+    do { n = send(fd, data, (size_t)len, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    BIO_clear_retry_flags(b);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
+    return (int)n;
+}
+static int ns_read(BIO *b, char *data, int len) {
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    ssize_t n;
+    do { n = recv(fd, data, (size_t)len, 0); } while (n < 0 && errno == EINTR);
+    BIO_clear_retry_flags(b);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(b);
+    return (int)n;
+}
+static int ns_puts(BIO *b, const char *s) { return ns_write(b, s, (int)strlen(s)); }
+static long ns_ctrl(BIO *b, int cmd, long num, void *ptr) {
+    (void)b; (void)num; (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_PUSH: case BIO_CTRL_POP: return 0;
+    default: return 0;
+    }
+}
+static int ns_create(BIO *b) { BIO_set_init(b, 1); return 1; }
+static int ns_destroy(BIO *b) { (void)b; return 1; }
+
+static void ns_init_method(void) {
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "vssm nosignal socket");
+    if (!m) return;
+    BIO_meth_set_write(m, ns_write);
+    BIO_meth_set_read(m, ns_read);
+    BIO_meth_set_puts(m, ns_puts);
+    BIO_meth_set_ctrl(m, ns_ctrl);
+    BIO_meth_set_create(m, ns_create);
+    BIO_meth_set_destroy(m, ns_destroy);
+    nosignal_method = m;
+}
+
+BIO *copenssl_bio_new_nosignal(int fd) {
+    pthread_once(&nosignal_once, ns_init_method);
+    if (!nosignal_method) return NULL;
+    BIO *b = BIO_new(nosignal_method);
+    if (!b) return NULL;
+    BIO_set_data(b, (void *)(intptr_t)fd);
+    return b;
+}
+
+void copenssl_last_error(char *buf, size_t len) {
+    if (len == 0) return;
+    unsigned long e = ERR_get_error();
+    if (e == 0) { buf[0] = 0; }
+    else { ERR_error_string_n(e, buf, len); }
+    ERR_clear_error();
+}
+
+int copenssl_refuse_core_dumps(void) {
+    struct rlimit rl = {0, 0};
+    int a = setrlimit(RLIMIT_CORE, &rl);
+    int b = prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return (a == 0 && b == 0) ? 0 : -1;
+}
+
+static int pass_cb(char *buf, int size, int rwflag, void *u) {
+    (void)rwflag;
+    const char *p = (const char *)u;
+    if (!p) return -1;
+    size_t n = strlen(p);
+    if ((int)n > size) return -1;
+    memcpy(buf, p, n);
+    return (int)n;
+}
+
+EVP_PKEY *copenssl_read_private_key_pem(const unsigned char *pem, int len, const char *pass) {
+    BIO *b = BIO_new_mem_buf(pem, len);
+    if (!b) return NULL;
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, pass_cb, (void *)pass);
+    BIO_free(b);
+    return k;
+}

@@ -1,0 +1,304 @@
+import COpenSSL
+import Glibc
+import Synchronization
+
+/// Where TLS material comes from: PEM bytes, already read from files by the caller.
+public struct TLSClientConfiguration: Sendable {
+    public var endpoints: [Endpoint]
+    /// Name the server certificate must carry (the original's clients use `VSSM`).
+    public var serverName: String = "VSSM"
+    /// PEM trust anchors for the server certificate; nil disables verification (bootstrap only).
+    public var trustPEM: [UInt8]?
+    public var clientCertificatePEM: [UInt8]?
+    public var clientKeyPEM: [UInt8]?
+    public var clientKeyPassphrase: String?
+    public var connectTimeoutMs = 3000
+    public var requestTimeoutMs = 30000
+    /// Idle connections kept per endpoint.
+    public var maxIdlePerEndpoint = 16
+
+    public init(endpoints: [Endpoint]) { self.endpoints = endpoints }
+}
+
+public struct HTTPResponse: Sendable {
+    public let status: Int
+    public let body: [UInt8]
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// Blocking HTTPS/1.1 client over system OpenSSL with a pool of keep-alive connections per
+/// endpoint, failover across endpoints and fork safety (connections are tagged with their PID).
+/// No threads are started; no lock is held across I/O.
+public final class HTTPSClient: @unchecked Sendable {
+    // SSL_CTX is immutable after init and thread-safe for SSL_new; the pool is behind a Mutex.
+    private let context: OpaquePointer
+    public let configuration: TLSClientConfiguration
+    private let idle: Mutex<[Endpoint: [TLSConnection]]> = Mutex([:])
+    /// Index of the endpoint that answered last; requests start there.
+    private let preferred = Atomic<Int>(0)
+    public let stats = Stats()
+
+    public final class Stats: Sendable {
+        let connects = Atomic<Int>(0)
+        let requests = Atomic<Int>(0)
+        public var connectCount: Int { connects.load(ordering: .relaxed) }
+        public var requestCount: Int { requests.load(ordering: .relaxed) }
+    }
+
+    public init(_ configuration: TLSClientConfiguration) throws(ClientError) {
+        guard !configuration.endpoints.isEmpty else { throw .configuration("no endpoints configured") }
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw .tls("SSL_CTX_new failed") }
+        self.configuration = configuration
+        self.context = ctx
+        _ = copenssl_ctx_set_min_tls12(ctx)
+        copenssl_ctx_set_modes(ctx)
+        do throws(ClientError) {
+            if let trust = configuration.trustPEM {
+                try HTTPSClient.loadTrust(ctx, trust)
+                SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+            } else {
+                SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
+            }
+            if let cert = configuration.clientCertificatePEM {
+                guard let keyPEM = configuration.clientKeyPEM else { throw ClientError.configuration("client certificate without a key") }
+                try HTTPSClient.loadIdentity(ctx, cert, keyPEM, configuration.clientKeyPassphrase)
+            }
+        } catch {
+            SSL_CTX_free(ctx)
+            throw error
+        }
+    }
+
+    deinit {
+        idle.withLock { $0.removeAll() }
+        SSL_CTX_free(context)
+    }
+
+    private static func opensslError() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        copenssl_last_error(&buf, buf.count)
+        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private static func loadTrust(_ ctx: OpaquePointer, _ pem: [UInt8]) throws(ClientError) {
+        guard let store = SSL_CTX_get_cert_store(ctx) else { throw .tls("no certificate store") }
+        let bio = pem.withUnsafeBufferPointer { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
+        guard let bio else { throw .configuration("cannot read trust anchors") }
+        defer { BIO_free(bio) }
+        var count = 0
+        while let x = PEM_read_bio_X509(bio, nil, nil, nil) {
+            X509_STORE_add_cert(store, x)
+            X509_free(x)
+            count += 1
+        }
+        ERR_clear_error()
+        guard count > 0 else { throw .configuration("no certificate found in the CA file") }
+    }
+
+    private static func loadIdentity(_ ctx: OpaquePointer, _ certPEM: [UInt8], _ keyPEM: [UInt8], _ pass: String?) throws(ClientError) {
+        let bio = certPEM.withUnsafeBufferPointer { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
+        guard let bio else { throw .configuration("cannot read client certificate") }
+        defer { BIO_free(bio) }
+        guard let leaf = PEM_read_bio_X509(bio, nil, nil, nil) else {
+            throw .configuration("no certificate in the client certificate file")
+        }
+        defer { X509_free(leaf) }
+        guard SSL_CTX_use_certificate(ctx, leaf) == 1 else { throw .configuration("client certificate rejected: \(opensslError())") }
+        while let extra = PEM_read_bio_X509(bio, nil, nil, nil) {
+            if copenssl_ctx_add0_chain_cert(ctx, extra) != 1 { X509_free(extra) }
+        }
+        ERR_clear_error()
+        let key: OpaquePointer? = keyPEM.withUnsafeBufferPointer { buf in
+            if let pass { return pass.withCString { copenssl_read_private_key_pem(buf.baseAddress, Int32(buf.count), $0) } }
+            return copenssl_read_private_key_pem(buf.baseAddress, Int32(buf.count), nil)
+        }
+        guard let key else {
+            ERR_clear_error()
+            throw .configuration(pass == nil ? "cannot read the client key (encrypted keys need a passphrase)" : "cannot decrypt the client key: wrong passphrase")
+        }
+        defer { EVP_PKEY_free(key) }
+        guard SSL_CTX_use_PrivateKey(ctx, key) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
+            throw .configuration("client key does not match the client certificate")
+        }
+    }
+
+    /// Drops every pooled connection (e.g. after fork or at C_Finalize).
+    public func closeIdle() { idle.withLock { $0.removeAll() } }
+
+    private func checkout(_ endpoint: Endpoint) -> TLSConnection? {
+        let pid = getpid()
+        return idle.withLock { pool -> TLSConnection? in
+            guard var list = pool[endpoint] else { return nil }
+            // Connections of another process (we were forked) are dropped without touching the socket state.
+            list.removeAll { $0.pid != pid }
+            let c = list.popLast()
+            pool[endpoint] = list
+            return c
+        }
+    }
+
+    private func checkin(_ c: TLSConnection) {
+        guard c.pid == getpid() else { return }
+        let max = configuration.maxIdlePerEndpoint
+        idle.withLock { pool in
+            var list = pool[c.endpoint] ?? []
+            if list.count < max { list.append(c) }
+            pool[c.endpoint] = list
+        }
+    }
+
+    /// POSTs `body` to `path`. Transport failures on an idempotent call are retried once on the next
+    /// endpoint; a non-idempotent call is only retried when the request provably never left
+    /// (a stale pooled connection that fails on write).
+    public func post(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
+        let endpoints = configuration.endpoints
+        let start = preferred.load(ordering: .relaxed) % endpoints.count
+        let attempts = idempotent ? min(endpoints.count, 2) : 1
+        var lastError = ClientError.connect("no endpoint tried")
+        for attempt in 0..<max(attempts, 1) {
+            let index = (start + attempt) % endpoints.count
+            do {
+                let r = try post(path, body: body, endpoint: endpoints[index], idempotent: idempotent)
+                if attempt > 0 { preferred.store(index, ordering: .relaxed) }
+                return r
+            } catch {
+                lastError = error
+                guard error.isTransport else { throw error }
+                if endpoints.count > 1 { preferred.store((index + 1) % endpoints.count, ordering: .relaxed) }
+            }
+        }
+        throw lastError
+    }
+
+    private func post(_ path: String, body: [UInt8], endpoint: Endpoint, idempotent: Bool) throws(ClientError) -> HTTPResponse {
+        var request = Array("POST \(path) HTTP/1.1\r\nHost: \(configuration.serverName)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        request += body
+        stats.requests.add(1, ordering: .relaxed)
+        // A pooled connection may have been closed by the server while idle: then retry on a fresh one.
+        while let pooled = checkout(endpoint) {
+            if pooled.isStale() { continue }
+            do {
+                return try exchange(pooled, request)
+            } catch {
+                if case .http = error { throw error }
+                if !idempotent && pooled.buffer.isEmpty == false { throw error }
+                if !idempotent, case .timeout = error { throw error }
+                continue
+            }
+        }
+        let fresh = try TLSConnection.open(endpoint, context: context, serverName: configuration.serverName,
+                                           verifyName: configuration.trustPEM != nil,
+                                           connectTimeoutMs: configuration.connectTimeoutMs,
+                                           ioTimeoutMs: configuration.requestTimeoutMs)
+        stats.connects.add(1, ordering: .relaxed)
+        return try exchange(fresh, request)
+    }
+
+    private func exchange(_ c: TLSConnection, _ request: [UInt8]) throws(ClientError) -> HTTPResponse {
+        c.buffer.removeAll(keepingCapacity: true)
+        try c.write(request)
+        let (response, keepAlive) = try HTTPResponseParser.read(from: c)
+        c.usedCount += 1
+        if keepAlive { checkin(c) }
+        return response
+    }
+}
+
+/// Minimal HTTP/1.1 response reader: status line, headers, Content-Length or chunked body.
+enum HTTPResponseParser {
+    static let maxHeader = 64 * 1024
+    static let maxBody = 256 * 1024 * 1024
+
+    static func read(from c: TLSConnection) throws(ClientError) -> (HTTPResponse, Bool) {
+        var headerEnd: Int? = nil
+        while headerEnd == nil {
+            headerEnd = find(c.buffer, [13, 10, 13, 10])
+            if headerEnd != nil { break }
+            guard c.buffer.count < maxHeader else { throw .protocolError("response header too large") }
+            guard try c.fill() else {
+                throw c.buffer.isEmpty ? .io("connection closed by \(c.endpoint)") : .protocolError("truncated response header")
+            }
+        }
+        guard let end = headerEnd else { throw .protocolError("no header") }
+        let head = String(decoding: c.buffer[0..<end], as: UTF8.self)
+        c.buffer.removeFirst(end + 4)
+        var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
+        guard !lines.isEmpty else { throw .protocolError("empty response") }
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
+            throw .protocolError("bad status line")
+        }
+        var contentLength: Int? = nil
+        var chunked = false
+        var keepAlive = statusLine[0] == "HTTP/1.1"
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = line[..<colon].lowercased()
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
+            switch name {
+            case "content-length": contentLength = Int(value)
+            case "transfer-encoding": chunked = value.lowercased().contains("chunked")
+            case "connection":
+                let v = value.lowercased()
+                if v.contains("close") { keepAlive = false }
+                if v.contains("keep-alive") { keepAlive = true }
+            default: break
+            }
+        }
+        var body: [UInt8] = []
+        if chunked {
+            while true {
+                var lineEnd = find(c.buffer, [13, 10])
+                while lineEnd == nil {
+                    guard try c.fill() else { throw .protocolError("truncated chunked body") }
+                    lineEnd = find(c.buffer, [13, 10])
+                }
+                guard let le = lineEnd else { break }
+                let sizeText = String(decoding: c.buffer[0..<le], as: UTF8.self).split(separator: ";").first ?? ""
+                guard let size = Int(sizeText.trimmingCharacters(in: " "), radix: 16), size >= 0 else {
+                    throw .protocolError("bad chunk size")
+                }
+                c.buffer.removeFirst(le + 2)
+                guard body.count + size <= maxBody else { throw .protocolError("response too large") }
+                while c.buffer.count < size + 2 { guard try c.fill() else { throw .protocolError("truncated chunk") } }
+                body += c.buffer[0..<size]
+                c.buffer.removeFirst(size + 2)
+                if size == 0 { break }
+            }
+        } else if let length = contentLength {
+            guard length <= maxBody else { throw .protocolError("response too large") }
+            while c.buffer.count < length { guard try c.fill() else { throw .protocolError("truncated body") } }
+            body = Array(c.buffer[0..<length])
+            c.buffer.removeFirst(length)
+        } else {
+            while try c.fill() { guard c.buffer.count <= maxBody else { throw .protocolError("response too large") } }
+            body = c.buffer
+            c.buffer.removeAll()
+            keepAlive = false
+        }
+        return (HTTPResponse(status: status, body: body), keepAlive)
+    }
+
+    static func find(_ hay: [UInt8], _ needle: [UInt8]) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        var i = 0
+        while i <= hay.count - needle.count {
+            if hay[i] == needle[0] {
+                var ok = true
+                for j in 1..<needle.count where hay[i + j] != needle[j] { ok = false; break }
+                if ok { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> String {
+        var s = self[...]
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,171 @@
+import COpenSSL
+import Glibc
+
+/// A host and port of a key service listener.
+public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+    public let host: String
+    public let port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port`, `[v6]:port` or `https://host:port`.
+    public init?(_ text: String) {
+        var t = Substring(text)
+        if t.hasPrefix("https://") { t = t.dropFirst(8) }
+        while t.hasSuffix("/") { t = t.dropLast() }
+        if t.hasPrefix("["), let close = t.firstIndex(of: "]") {
+            let host = t[t.index(after: t.startIndex)..<close]
+            let rest = t[t.index(after: close)...]
+            guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (1...65535).contains(port) else { return nil }
+            self.init(host: String(host), port: port)
+            return
+        }
+        guard let colon = t.lastIndex(of: ":"), let port = Int(t[t.index(after: colon)...]),
+              (1...65535).contains(port), colon != t.startIndex else { return nil }
+        self.init(host: String(t[..<colon]), port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// One TLS connection. Used by one thread at a time (checked out of the pool), hence the
+/// `@unchecked Sendable`: the pool hands it over, never shares it.
+final class TLSConnection: @unchecked Sendable {
+    let fd: Int32
+    let ssl: OpaquePointer
+    /// Process that created it: a forked child must never use (or shut down) its parent's connections.
+    let pid: pid_t
+    let endpoint: Endpoint
+    var buffer: [UInt8] = []
+    var usedCount = 0
+
+    private init(fd: Int32, ssl: OpaquePointer, endpoint: Endpoint) {
+        self.fd = fd
+        self.ssl = ssl
+        self.pid = getpid()
+        self.endpoint = endpoint
+    }
+
+    deinit {
+        if pid == getpid() { _ = SSL_shutdown(ssl) }
+        SSL_free(ssl)
+        close(fd)
+    }
+
+    static func errno_text() -> String { String(cString: strerror(errno)) }
+
+    /// TCP connect with a deadline, then a TLS handshake; socket timeouts bound every later read/write.
+    static func open(_ endpoint: Endpoint, context: OpaquePointer, serverName: String, verifyName: Bool,
+                     connectTimeoutMs: Int, ioTimeoutMs: Int) throws(ClientError) -> TLSConnection {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>? = nil
+        let rc = getaddrinfo(endpoint.host, String(endpoint.port), &hints, &res)
+        guard rc == 0, let first = res else {
+            throw .connect("\(endpoint): cannot resolve host: \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(res) }
+        var lastError = "no address"
+        var ai: UnsafeMutablePointer<addrinfo>? = first
+        while let a = ai {
+            ai = a.pointee.ai_next
+            let fd = socket(a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            if fd < 0 { lastError = errno_text(); continue }
+            var r = connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen)
+            if r != 0 && errno == EINPROGRESS {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                r = poll(&p, 1, Int32(connectTimeoutMs))
+                if r == 0 { close(fd); lastError = "connect timed out after \(connectTimeoutMs) ms"; continue }
+                var soErr: Int32 = 0
+                var len = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soErr, &len)
+                if r < 0 || soErr != 0 {
+                    lastError = String(cString: strerror(soErr != 0 ? soErr : errno))
+                    close(fd)
+                    continue
+                }
+            } else if r != 0 {
+                lastError = errno_text()
+                close(fd)
+                continue
+            }
+            // Back to blocking mode with per-operation timeouts.
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var tv = timeval(tv_sec: ioTimeoutMs / 1000, tv_usec: (ioTimeoutMs % 1000) * 1000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            return try handshake(fd: fd, endpoint: endpoint, context: context, serverName: serverName, verifyName: verifyName)
+        }
+        throw .connect("\(endpoint): \(lastError)")
+    }
+
+    private static func handshake(fd: Int32, endpoint: Endpoint, context: OpaquePointer, serverName: String,
+                                  verifyName: Bool) throws(ClientError) -> TLSConnection {
+        guard let ssl = SSL_new(context) else { close(fd); throw .tls("SSL_new failed") }
+        guard let bio = copenssl_bio_new_nosignal(fd) else { SSL_free(ssl); close(fd); throw .tls("BIO allocation failed") }
+        SSL_set_bio(ssl, bio, bio)
+        _ = copenssl_set_sni(ssl, serverName)
+        if verifyName {
+            X509_VERIFY_PARAM_set1_host(SSL_get0_param(ssl), serverName, 0)
+        }
+        ERR_clear_error()
+        if SSL_connect(ssl) != 1 {
+            let verify = SSL_get_verify_result(ssl)
+            var buf = [CChar](repeating: 0, count: 256)
+            copenssl_last_error(&buf, buf.count)
+            var detail = String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if verify != X509_V_OK {
+                detail = "server certificate: " + String(cString: X509_verify_cert_error_string(Int(verify)))
+            } else if detail.isEmpty {
+                detail = errno == EAGAIN || errno == EWOULDBLOCK ? "handshake timed out" : "handshake failed (\(errno_text()))"
+            }
+            SSL_free(ssl)
+            close(fd)
+            throw .tls("\(endpoint): \(detail)")
+        }
+        return TLSConnection(fd: fd, ssl: ssl, endpoint: endpoint)
+    }
+
+    func write(_ bytes: [UInt8]) throws(ClientError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBufferPointer { buf in
+                SSL_write(ssl, buf.baseAddress.unsafelyUnwrapped + offset, Int32(min(bytes.count - offset, Int(Int32.max))))
+            }
+            if n <= 0 {
+                ERR_clear_error()
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw .timeout("write to \(endpoint)") }
+                throw .io("write to \(endpoint) failed")
+            }
+            offset += Int(n)
+        }
+    }
+
+    /// Reads more bytes into `buffer`; false on clean EOF.
+    func fill() throws(ClientError) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        let n = SSL_read(ssl, &chunk, Int32(chunk.count))
+        if n > 0 {
+            buffer.append(contentsOf: chunk.prefix(Int(n)))
+            return true
+        }
+        let err = SSL_get_error(ssl, n)
+        ERR_clear_error()
+        if err == SSL_ERROR_ZERO_RETURN { return false }
+        if err == SSL_ERROR_SYSCALL && errno == 0 { return false }
+        if errno == EAGAIN || errno == EWOULDBLOCK { throw .timeout("reading from \(endpoint)") }
+        throw .io("read from \(endpoint) failed (SSL error \(err))")
+    }
+
+    /// True when the server has closed its side (or sent stray bytes): not reusable.
+    func isStale() -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) != 0
+    }
+}

@@ -1,0 +1,96 @@
+import VSSMWire
+
+/// Typed access to a VSSM key service (original API and our `/REST/v1/ext/` extensions).
+public final class VSSMAPIClient: Sendable {
+    public let http: HTTPSClient
+
+    public init(_ configuration: TLSClientConfiguration) throws(ClientError) {
+        http = try HTTPSClient(configuration)
+    }
+
+    public init(http: HTTPSClient) { self.http = http }
+
+    /// POSTs a message and decodes the answer. Non-200 answers become `.http(status, error text)`.
+    public func call(_ path: String, _ request: WireWriter, response schema: MessageSchema,
+                     idempotent: Bool) throws(ClientError) -> WireObject {
+        let r = try http.post(path, body: request.bytes, idempotent: idempotent)
+        guard r.status == 200 else { throw VSSMAPIClient.error(from: r) }
+        do {
+            return try WireObject.decode(r.body, as: schema)
+        } catch {
+            throw .protocolError("unexpected response from \(path): \(error.message)")
+        }
+    }
+
+    /// Raw POST of a JSON body, for tools that print the answer as is.
+    public func raw(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
+        try http.post(path, body: body, idempotent: idempotent)
+    }
+
+    static func error(from r: HTTPResponse) -> ClientError {
+        if let v = try? JSONParser.parse(r.body), case .string(let m)? = v["error"] {
+            return .http(status: r.status, message: m)
+        }
+        let text = r.text.count > 200 ? String(r.text.prefix(200)) + "..." : r.text
+        return .http(status: r.status, message: text.isEmpty ? "HTTP status \(r.status)" : text)
+    }
+
+    // MARK: - Admin helpers used by the CLI and tests
+
+    public func generateKey(password: String, name: String, type: KeyType, spec: KeySpec? = nil, size: UInt64) throws(ClientError) {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("keyName", name)
+        w.string("keyType", type.rawValue)
+        w.string("keySpec", spec?.rawValue ?? "")
+        w.uint64("keySize", size)
+        _ = try call(Route.generateKey, w, response: Schemas.empty, idempotent: false)
+    }
+
+    public func injectKey(password: String, name: String, type: KeyType, key: [UInt8]) throws(ClientError) {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("keyName", name)
+        w.string("keyType", type.rawValue)
+        w.bytes("key", key)
+        _ = try call(Route.injectKey, w, response: Schemas.empty, idempotent: false)
+    }
+
+    public func listKeys(password: String, name: String = "", type: KeyType? = nil) throws(ClientError) -> WireObject {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("keyName", name)
+        w.string("keyType", type?.rawValue ?? "")
+        return try call(Route.listKeys, w, response: Schemas.listKeysResponse, idempotent: true)
+    }
+
+    public func generateBackup(password: String) throws(ClientError) -> WireObject {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        let r = try call(Route.generateBackup, w, response: Schemas.generateBackupResponse, idempotent: true)
+        guard let blob = r.object("backup") else { throw .protocolError("backup response without a backup") }
+        return blob
+    }
+
+    public func restoreBackup(password: String, blob: JSONValue) throws(ClientError) {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.object("backup", blob)
+        _ = try call(Route.restoreBackup, w, response: Schemas.empty, idempotent: false)
+    }
+
+    public func logs(password: String) throws(ClientError) -> [String] {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        return try call(Route.getLogs, w, response: Schemas.getLogsResponse, idempotent: true).strings("log")
+    }
+
+    public func sign(key: String, algorithm: String, input: [UInt8]? = nil, hashed: [UInt8]? = nil) throws(ClientError) -> [UInt8] {
+        var w = WireWriter()
+        w.bytes("input", input)
+        w.bytes("hashed", hashed)
+        w.string("keyName", key)
+        w.string("algorithm", algorithm)
+        return try call(Route.asymmetricSign, w, response: Schemas.asymmetricSignResponse, idempotent: true).bytes("output") ?? []
+    }
+}

@@ -1,0 +1,121 @@
+import COpenSSL
+
+/// Hash algorithms used by the API (names as in the original's algorithm strings).
+public enum DigestAlgorithm: String, Sendable, CaseIterable {
+    case sha1 = "SHA1", sha224 = "SHA224", sha256 = "SHA256", sha384 = "SHA384", sha512 = "SHA512"
+
+    var md: OpaquePointer? {
+        switch self {
+        case .sha1: EVP_sha1()
+        case .sha224: EVP_sha224()
+        case .sha256: EVP_sha256()
+        case .sha384: EVP_sha384()
+        case .sha512: EVP_sha512()
+        }
+    }
+
+    public var size: Int {
+        switch self {
+        case .sha1: 20
+        case .sha224: 28
+        case .sha256: 32
+        case .sha384: 48
+        case .sha512: 64
+        }
+    }
+
+    public func hash(_ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var len: UInt32 = 0
+        let ok = bytesPointer(data) { p, n in EVP_Digest(p, n, &out, &len, md, nil) }
+        return ok == 1 ? Array(out.prefix(Int(len))) : []
+    }
+
+    /// HMAC (RFC 2104) with this hash.
+    public func hmac(key: [UInt8], data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var len: UInt32 = 0
+        let r = bytesPointer(key) { kp, kn in
+            bytesPointer(data) { dp, dn in HMAC(md, kp, Int32(kn), dp, dn, &out, &len) }
+        }
+        return r == nil ? [] : Array(out.prefix(Int(len)))
+    }
+}
+
+/// Incremental hashing for multi-part operations.
+public final class DigestContext: @unchecked Sendable {
+    // One owner at a time (a PKCS#11 session operation), so no locking is needed.
+    private let ctx: OpaquePointer
+    public let algorithm: DigestAlgorithm
+
+    public init(_ algorithm: DigestAlgorithm) throws(CryptoError) {
+        guard let c = EVP_MD_CTX_new() else { throw CryptoError("out of memory") }
+        guard EVP_DigestInit_ex(c, algorithm.md, nil) == 1 else {
+            EVP_MD_CTX_free(c)
+            throw CryptoError.openssl("digest init")
+        }
+        ctx = c
+        self.algorithm = algorithm
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public func update(_ data: [UInt8]) {
+        _ = bytesPointer(data) { p, n in EVP_DigestUpdate(ctx, p, n) }
+    }
+
+    public func finish() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var len: UInt32 = 0
+        guard EVP_DigestFinal_ex(ctx, &out, &len) == 1 else { return [] }
+        return Array(out.prefix(Int(len)))
+    }
+}
+
+public enum SecureRandom {
+    public static func bytes(_ count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        if count > 0 { _ = RAND_bytes(&out, Int32(count)) }
+        return out
+    }
+}
+
+public enum KDF {
+    /// scrypt (RFC 7914) as the original's `$s0$` admin password hashes use it.
+    public static func scrypt(password: [UInt8], salt: [UInt8], n: UInt64, r: UInt64, p: UInt64, length: Int) throws(CryptoError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: length)
+        let maxMem: UInt64 = 1 << 30
+        let ok = bytesPointer(password) { pp, pn in
+            bytesPointer(salt) { sp, sn in
+                pp.withMemoryRebound(to: CChar.self, capacity: max(pn, 1)) { cp in
+                    EVP_PBE_scrypt(cp, pn, sp, sn, n, r, p, maxMem, &out, length)
+                }
+            }
+        }
+        guard ok == 1 else { throw CryptoError.openssl("scrypt") }
+        return out
+    }
+
+    /// HKDF-SHA256 (RFC 5869), extract-and-expand.
+    public static func hkdfSHA256(key: [UInt8], salt: [UInt8], info: [UInt8], length: Int) throws(CryptoError) -> [UInt8] {
+        // HMAC-based implementation keeps this independent of provider parameter plumbing.
+        let prk = DigestAlgorithm.sha256.hmac(key: salt.isEmpty ? [UInt8](repeating: 0, count: 32) : salt, data: key)
+        var okm: [UInt8] = []
+        var t: [UInt8] = []
+        var counter: UInt8 = 1
+        while okm.count < length {
+            t = DigestAlgorithm.sha256.hmac(key: prk, data: t + info + [counter])
+            guard !t.isEmpty else { throw CryptoError("hkdf failed") }
+            okm += t
+            counter &+= 1
+        }
+        return Array(okm.prefix(length))
+    }
+}
+
+/// Constant-time comparison for MACs and password hashes.
+public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    if a.isEmpty { return true }
+    return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in CRYPTO_memcmp(pa.baseAddress, pb.baseAddress, a.count) == 0 } }
+}

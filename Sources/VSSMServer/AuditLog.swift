@@ -1,0 +1,64 @@
+import Glibc
+import Synchronization
+
+/// The in-memory log ring that `getlogs` returns (10,000 entries, oldest first, as the original),
+/// also echoed to stderr. Lines use the original's format:
+/// `[<RFC 3339 time>] <dir>/<file>.swift:<line>, <LEVEL>: <message>`. Audit lines name the client
+/// certificate subject, endpoint, key and outcome. Never pass key bytes or passwords here.
+public final class AuditLog: Sendable {
+    public enum Level: String, Sendable { case debug = "DEBUG", info = "INFO", error = "ERROR" }
+
+    private let ring: Mutex<(lines: [String], next: Int, full: Bool)>
+    private let capacity: Int
+    private let echo: Bool
+
+    public init(capacity: Int = 10_000, echo: Bool = true) {
+        self.capacity = capacity
+        self.echo = echo
+        ring = Mutex((lines: [], next: 0, full: false))
+    }
+
+    public static func timestamp() -> String {
+        var now = time(nil)
+        var tm = tm()
+        localtime_r(&now, &tm)
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%S%z", &tm)
+        var s = String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // RFC 3339: +0000 -> Z, +0100 -> +01:00
+        if s.hasSuffix("+0000") { s = String(s.dropLast(5)) + "Z" } else if s.count > 5 {
+            let tz = s.suffix(5)
+            s = String(s.dropLast(5)) + tz.prefix(3) + ":" + tz.suffix(2)
+        }
+        return s
+    }
+
+    public func log(_ level: Level, _ message: String, file: String = #fileID, line: Int = #line) {
+        let parts = file.split(separator: "/")
+        let location = parts.suffix(2).joined(separator: "/")
+        let text = "[\(AuditLog.timestamp())] \(location):\(line), \(level.rawValue): \(message)"
+        if echo {
+            let out = text + "\n"
+            _ = out.withCString { Glibc.write(1, $0, strlen($0)) }
+        }
+        guard level != .debug else { return }
+        ring.withLock { r in
+            if r.lines.count < capacity {
+                r.lines.append(text)
+            } else {
+                r.lines[r.next] = text
+                r.full = true
+            }
+            r.next = (r.next + 1) % capacity
+        }
+    }
+
+    public func info(_ m: String, file: String = #fileID, line: Int = #line) { log(.info, m, file: file, line: line) }
+    public func error(_ m: String, file: String = #fileID, line: Int = #line) { log(.error, m, file: file, line: line) }
+
+    public var lines: [String] {
+        ring.withLock { r in
+            r.full ? Array(r.lines[r.next...] + r.lines[..<r.next]) : r.lines
+        }
+    }
+}

@@ -1,0 +1,285 @@
+import VSSMCrypto
+import VSSMWire
+
+/// Key sizes we accept (the original accepted anything, from 0-byte AES keys to 2^40-byte keys that
+/// killed the process).
+enum KeyPolicy {
+    static let symmetricSizes: Set<UInt64> = [8, 16, 24, 32]
+    static let macSizes: ClosedRange<UInt64> = 16...1024
+    static let rsaBits: ClosedRange<UInt64> = 2048...8192
+    static let maxNameBytes = 256
+
+    static func checkName(_ name: String) throws(ServiceError) {
+        guard !name.isEmpty else { throw .badRequest("Key name cannot be blank.") }
+        guard name.utf8.count <= maxNameBytes else { throw .badRequest("Key name is longer than \(maxNameBytes) bytes.") }
+        guard !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw .badRequest("Key name contains control characters.")
+        }
+    }
+
+    static func keyType(_ text: String) throws(ServiceError) -> KeyType {
+        guard let t = KeyType(rawValue: text) else { throw .badRequest("Invalid key type: \(text)") }
+        return t
+    }
+
+    /// Cipher of a symmetric key from its length, unless the caller said (24 bytes: AES-192 or 3DES).
+    static func cipher(forLength n: Int, requested: String?) throws(ServiceError) -> String {
+        if let requested, !requested.isEmpty {
+            guard let kind = BlockCipherKind(rawValue: requested) else { throw .badRequest("Invalid cipher: \(requested)") }
+            guard kind.validKeySize(n) else { throw .badRequest("A \(requested) key cannot be \(n) bytes long.") }
+            return requested
+        }
+        switch n {
+        case 8: return "DES"
+        case 16, 24, 32: return "AES"
+        default: throw .badRequest("Unsupported symmetric key size: \(n) bytes (16, 24 or 32 for AES, 8 for DES, 24 for 3DES)")
+        }
+    }
+
+    static func checkMacSize(_ n: UInt64) throws(ServiceError) {
+        guard macSizes.contains(n) else { throw .badRequest("Unsupported MAC key size: \(n) bytes (16 to 1024)") }
+    }
+
+    static func checkAsymmetric(_ key: PrivateKey) throws(ServiceError) {
+        switch key.kind {
+        case .rsa:
+            guard rsaBits.contains(UInt64(key.bits)) else { throw .badRequest("Unsupported RSA key size: \(key.bits) (2048 to 8192 bits)") }
+        case .ec:
+            guard key.curve != nil else { throw .badRequest("Unsupported EC curve (P-224, P-256, P-384 or P-521)") }
+        }
+    }
+}
+
+extension KeyServiceNode {
+    struct NewKey {
+        var type: KeyType
+        var name: String
+        var attributes = KeyAttributes()
+    }
+
+    /// Generates key material outside any lock (RSA-8192 takes many seconds).
+    func generateMaterial(type: KeyType, spec: String, size: UInt64, cipher requested: String?) throws(ServiceError) -> (secret: [UInt8]?, asym: PrivateKey?, cipher: String?) {
+        switch type {
+        case .symmetric:
+            guard KeyPolicy.symmetricSizes.contains(size) else {
+                throw .badRequest("Unsupported symmetric key size: \(size) bytes (16, 24 or 32 for AES, 8 for DES, 24 for 3DES)")
+            }
+            let cipher = try KeyPolicy.cipher(forLength: Int(size), requested: requested)
+            return (SecureRandom.bytes(Int(size)), nil, cipher)
+        case .mac:
+            try KeyPolicy.checkMacSize(size)
+            return (SecureRandom.bytes(Int(size)), nil, nil)
+        case .asymmetric:
+            switch spec {
+            case "RSA":
+                guard KeyPolicy.rsaBits.contains(size) else { throw .badRequest("Unsupported RSA key size: \(size) (2048 to 8192 bits)") }
+                do { return (nil, try PrivateKey.generateRSA(bits: Int(size)), nil) } catch { throw .internalError(error.message) }
+            case "EC":
+                guard let curve = NamedCurve(bits: Int(size)) else { throw .badRequest("Unsupported ECDSA key size: \(size)") }
+                do { return (nil, try PrivateKey.generateEC(curve), nil) } catch { throw .internalError(error.message) }
+            default:
+                throw .badRequest("Unsupported key spec: \(spec)")
+            }
+        }
+    }
+
+    /// Stores a new key; 409 when the name exists in that type's namespace.
+    func store(_ new: NewKey, secret: [UInt8]?, asym: PrivateKey?, pkcs8: [UInt8]? = nil) throws(ServiceError) {
+        let now = KeyServiceNode.nowMillis()
+        try mutate { (s: inout KeyState) throws(ServiceError) in
+            guard !s.contains(new.name, type: new.type) else { throw .conflict("Key with name \(new.name) already exists.") }
+            switch new.type {
+            case .symmetric:
+                s.symmetric[new.name] = SecretKeyEntry(name: new.name, createdAt: now, key: secret ?? [], attributes: new.attributes)
+            case .mac:
+                s.mac[new.name] = SecretKeyEntry(name: new.name, createdAt: now, key: secret ?? [], attributes: new.attributes)
+            case .asymmetric:
+                guard let asym else { throw .internalError("no key material") }
+                s.asymmetric[new.name] = AsymmetricKeyEntry(name: new.name, createdAt: now, keyType: asym.kind.rawValue,
+                                                            pkcs8: pkcs8 ?? asym.pkcs8DER, key: asym, spki: asym.spkiDER,
+                                                            attributes: new.attributes)
+            }
+        }
+    }
+
+    func generateKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.generateKeyRequest)
+        try checkPassword(r)
+        try createGeneratedKey(r, id: nil, cipher: nil)
+        return ok(WireWriter())
+    }
+
+    func createGeneratedKey(_ r: WireObject, id: [UInt8]?, cipher: String?) throws(ServiceError) {
+        let name = r.string("keyName")
+        try KeyPolicy.checkName(name)
+        let type = try KeyPolicy.keyType(r.string("keyType"))
+        if state.withLock({ $0.contains(name, type: type) }) { throw .conflict("Key with name \(name) already exists.") }
+        audit.info("Generating a \(type.rawValue) key named \(name)...")
+        let m = try generateMaterial(type: type, spec: r.string("keySpec"), size: r.uint64("keySize"), cipher: cipher)
+        try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, cipher: m.cipher)), secret: m.secret, asym: m.asym)
+    }
+
+    func injectKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.injectKeyRequest)
+        try checkPassword(r)
+        try createInjectedKey(r, id: nil, cipher: nil)
+        return ok(WireWriter())
+    }
+
+    func createInjectedKey(_ r: WireObject, id: [UInt8]?, cipher: String?) throws(ServiceError) {
+        let name = r.string("keyName")
+        try KeyPolicy.checkName(name)
+        let type = try KeyPolicy.keyType(r.string("keyType"))
+        let material = r.bytes("key") ?? []
+        audit.info("Injecting a \(type.rawValue) key named \(name)...")
+        switch type {
+        case .symmetric:
+            let c = try KeyPolicy.cipher(forLength: material.count, requested: cipher)
+            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, cipher: c)), secret: material, asym: nil)
+        case .mac:
+            try KeyPolicy.checkMacSize(UInt64(material.count))
+            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id)), secret: material, asym: nil)
+        case .asymmetric:
+            let key: PrivateKey
+            do { key = try PrivateKey(pkcs8: material) } catch { throw .badRequest("x509: failed to parse private key: \(error.message)") }
+            try KeyPolicy.checkAsymmetric(key)
+            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id)), secret: nil, asym: key, pkcs8: material)
+        }
+    }
+
+    func listKeys(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.listKeysRequest)
+        try checkPassword(r)
+        audit.info("Listing keys in the key database...")
+        let s = snapshot
+        func secret(_ e: SecretKeyEntry) -> JSONValue {
+            var w = WireWriter()
+            w.string("name", e.name)
+            w.int64("createdAt", e.createdAt)
+            w.uint64("keyLength", UInt64(e.key.count))
+            return w.value
+        }
+        func asym(_ e: AsymmetricKeyEntry) -> JSONValue {
+            var w = WireWriter()
+            w.string("name", e.name)
+            w.int64("createdAt", e.createdAt)
+            w.string("keySpec", e.keyType)
+            w.bytes("publicKey", e.spki)
+            return w.value
+        }
+        var w = WireWriter()
+        let name = r.string("keyName")
+        if name.isEmpty {
+            // All keys of all types; sorted by name (the original used random map order).
+            w.array("symmetricKey", s.symmetric.values.sorted { $0.name < $1.name }.map(secret))
+            w.array("asymmetricKey", s.asymmetric.values.sorted { $0.name < $1.name }.map(asym))
+            w.array("macKey", s.mac.values.sorted { $0.name < $1.name }.map(secret))
+            return ok(w)
+        }
+        guard let type = KeyType(rawValue: r.string("keyType")) else {
+            throw .badRequest("Unsupported key type: \(r.string("keyType"))")
+        }
+        let notFound = ServiceError.notFound("No key by that name exists.")
+        switch type {
+        case .symmetric:
+            guard let e = s.symmetric[name] else { throw notFound }
+            w.array("symmetricKey", [secret(e)])
+        case .asymmetric:
+            guard let e = s.asymmetric[name] else { throw notFound }
+            w.array("asymmetricKey", [asym(e)])
+        case .mac:
+            guard let e = s.mac[name] else { throw notFound }
+            w.array("macKey", [secret(e)])
+        }
+        return ok(w)
+    }
+
+    func getLogs(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.getLogsRequest)
+        try checkPassword(r)
+        audit.info("Retrieving logs...")
+        var w = WireWriter()
+        w.strings("log", audit.lines)
+        return ok(w)
+    }
+
+    // MARK: - Backup (original BackupBlob format, so Go and Swift nodes restore each other's)
+
+    /// encryptionKey = RSA-OAEP(SHA-256, MGF1-SHA-256) of a random AES-256 key under the RPC
+    /// certificate's key; encryptedState = nonce(12) || AES-256-GCM(SynchronizeStateResponse JSON) || tag.
+    func generateBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.generateBackupRequest)
+        try checkPassword(r)
+        audit.info("Generating a backup of the key database...")
+        guard let rpc = rpcKey, let pub = rpc.publicKey else { throw .unavailable("The key service is bootstrapping.") }
+        guard rpc.kind == .rsa else { throw .badRequest("Backups need an RSA RPC certificate.") }
+        var plain = StateCodec.encode(snapshot, extensions: false)
+        defer { zeroize(&plain) }
+        var dataKey = SecureRandom.bytes(32)
+        defer { zeroize(&dataKey) }
+        let nonce = SecureRandom.bytes(12)
+        var blob = WireWriter()
+        do {
+            let (ct, tag) = try BlockCipher(kind: .aes, key: dataKey).gcmSeal(nonce: nonce, aad: [], plain)
+            blob.bytes("encryptionKey", try pub.encrypt(dataKey, padding: .oaep(.sha256, mgf1: .sha256, label: [])))
+            blob.int64("version", 1)
+            blob.int64("timestamp", KeyServiceNode.nowMillis())
+            blob.bytes("encryptedState", nonce + ct + tag)
+        } catch { throw .internalError("backup failed: \(error.message)") }
+        var w = WireWriter()
+        w.object("backup", blob.value)
+        return ok(w)
+    }
+
+    func restoreBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.restoreBackupRequest)
+        try checkPassword(r)
+        audit.info("Restoring from a backup of the key database...")
+        guard let blob = r.object("backup") else { throw .badRequest("Missing backup.") }
+        guard blob.int64("version") == 1 else { throw .badRequest("Unsupported backup version.") }
+        guard let rpc = rpcKey else { throw .unavailable("The key service is bootstrapping.") }
+        guard rpc.kind == .rsa else { throw .badRequest("Backups need an RSA RPC certificate.") }
+        var dataKey: [UInt8]
+        do { dataKey = try rpc.decrypt(blob.bytes("encryptionKey") ?? [], padding: .oaep(.sha256, mgf1: .sha256, label: [])) } catch {
+            throw .badRequest(error.message)
+        }
+        defer { zeroize(&dataKey) }
+        let sealed = blob.bytes("encryptedState") ?? []
+        guard sealed.count >= 12 + 16 else { throw .badRequest("encryptedState is too short (\(sealed.count) bytes).") }
+        var plain: [UInt8]
+        do {
+            let aes = try BlockCipher(kind: .aes, key: dataKey)
+            plain = try aes.gcmOpen(nonce: Array(sealed.prefix(12)), aad: [], Array(sealed.dropFirst(12).dropLast(16)), tag: Array(sealed.suffix(16)))
+        } catch { throw .badRequest(error.message) }
+        defer { zeroize(&plain) }
+        let decoded: StateCodec.Decoded
+        do { decoded = try StateCodec.decode(plain, allowExtensions: false) } catch { throw .badRequest("Unable to decrypt backup.") }
+        for name in decoded.skipped { audit.error("Backup entry \(name) is not a usable private key; skipped.") }
+        let taken = try mutate { (s: inout KeyState) throws(ServiceError) in merge(decoded.state, into: &s) }
+        audit.info("Restored \(taken.count) of \(decoded.state.keyCount) keys from the backup.")
+        return ok(WireWriter())
+    }
+
+    // MARK: - Internal sync (8082; callers hold the RPC certificate)
+
+    func synchronizeState(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        _ = try decode(body, Schemas.synchronizeStateRequest)
+        return ServiceResponse(status: 200, body: StateCodec.encode(snapshot, extensions: false))
+    }
+
+    func synchronizeStatePush(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.synchronizeStatePushRequest)
+        guard let message = r.object("synchronizeStateMessage") else { throw .badRequest("Missing synchronizeStateMessage.") }
+        audit.info("Received state synchronization push.")
+        try absorb(StateCodec.decodeKeys(message), from: ctx.peer)
+        return ok(WireWriter())
+    }
+
+    /// Merges keys from a peer; persists when anything was taken (no push back: avoids ping-pong).
+    func absorb(_ decoded: StateCodec.Decoded, from peer: String) throws(ServiceError) {
+        let taken = state.withLock { merge(decoded.state, into: &$0) }
+        for name in taken { audit.info("New key added from synchronization message: \(name)") }
+        for name in decoded.skipped { audit.error("Synchronization entry \(name) from \(peer) is not a usable private key; skipped.") }
+        if !taken.isEmpty { try persist() }
+    }
+}

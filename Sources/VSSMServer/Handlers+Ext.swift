@@ -1,0 +1,259 @@
+import VSSMCrypto
+import VSSMWire
+
+/// `/REST/v1/ext/` handlers: what PKCS#11 needs beyond the original API. Off with `compatOnly`.
+extension KeyServiceNode {
+    static let extFeatures = [
+        "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
+        "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword",
+    ]
+
+    static let extRoutes: [String: Handler] = [
+        Route.extCapabilities: { n, b, _ throws(ServiceError) in
+            _ = try n.decode(b, Schemas.empty)
+            var w = WireWriter()
+            w.int64("version", ExtSchemas.version)
+            w.strings("features", KeyServiceNode.extFeatures)
+            return n.ok(w)
+        },
+        Route.extListKeys: { n, b, _ throws(ServiceError) in try n.extListKeys(b) },
+        Route.extSign: { n, b, _ throws(ServiceError) in try n.extSign(b) },
+        Route.extDecrypt: { n, b, _ throws(ServiceError) in try n.extDecrypt(b) },
+        Route.extSymmetricEncrypt: { n, b, _ throws(ServiceError) in try n.extSymmetric(b, encrypt: true) },
+        Route.extSymmetricDecrypt: { n, b, _ throws(ServiceError) in try n.extSymmetric(b, encrypt: false) },
+        Route.extGenerateKey: { n, b, _ throws(ServiceError) in
+            let r = try n.decode(b, ExtSchemas.generateKeyRequest)
+            try n.checkPassword(r)
+            try n.createGeneratedKey(r, id: r.bytes("id"), cipher: r.string("cipher"))
+            return n.ok(WireWriter())
+        },
+        Route.extInjectKey: { n, b, _ throws(ServiceError) in
+            let r = try n.decode(b, ExtSchemas.injectKeyRequest)
+            try n.checkPassword(r)
+            try n.createInjectedKey(r, id: r.bytes("id"), cipher: r.string("cipher"))
+            return n.ok(WireWriter())
+        },
+        Route.extSetAttributes: { n, b, _ throws(ServiceError) in try n.extSetAttributes(b) },
+        Route.extDeleteKey: { n, b, _ throws(ServiceError) in try n.extDeleteKey(b) },
+        Route.extCreateObject: { n, b, _ throws(ServiceError) in try n.extCreateObject(b) },
+        Route.extUpdateObject: { n, b, _ throws(ServiceError) in try n.extUpdateObject(b) },
+        Route.extDeleteObject: { n, b, _ throws(ServiceError) in try n.extDeleteObject(b) },
+        Route.extVerifyPassword: { n, b, _ throws(ServiceError) in
+            try n.checkPassword(try n.decode(b, ExtSchemas.verifyPasswordRequest))
+            return n.ok(WireWriter())
+        },
+    ]
+
+    /// Public information of every key and object; any mTLS client may call it (no password).
+    func extListKeys(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        _ = try decode(body, ExtSchemas.listKeysRequest)
+        let s = snapshot
+        var keys: [JSONValue] = []
+        func secret(_ e: SecretKeyEntry, _ type: KeyType) -> JSONValue {
+            var w = WireWriter()
+            w.string("name", e.name)
+            w.string("keyType", type.rawValue)
+            w.uint64("keyLength", UInt64(e.key.count))
+            w.int64("createdAt", e.createdAt)
+            w.bytes("id", e.attributes.id)
+            w.string("cipher", e.attributes.cipher ?? "")
+            return w.value
+        }
+        for e in s.symmetric.values.sorted(by: { $0.name < $1.name }) { keys.append(secret(e, .symmetric)) }
+        for e in s.mac.values.sorted(by: { $0.name < $1.name }) { keys.append(secret(e, .mac)) }
+        for e in s.asymmetric.values.sorted(by: { $0.name < $1.name }) {
+            var w = WireWriter()
+            w.string("name", e.name)
+            w.string("keyType", KeyType.asymmetric.rawValue)
+            w.string("keySpec", e.keyType)
+            w.uint64("bits", UInt64(e.key.bits))
+            w.string("curve", e.key.curve?.rawValue ?? "")
+            w.bytes("publicKey", e.spki)
+            w.int64("createdAt", e.createdAt)
+            w.bytes("id", e.attributes.id)
+            keys.append(w.value)
+        }
+        var w = WireWriter()
+        w.array("keys", keys)
+        w.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
+        return ok(w)
+    }
+
+    static func hash(_ name: String, default d: DigestAlgorithm? = nil) throws(ServiceError) -> DigestAlgorithm {
+        if name.isEmpty, let d { return d }
+        guard let h = DigestAlgorithm(rawValue: name) else { throw .badRequest("Invalid hash algorithm: \(name)") }
+        return h
+    }
+
+    func extSign(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.signRequest)
+        let key = try asymmetricKey(r.string("keyName"))
+        let name = r.string("algorithm")
+        let scheme: SignatureScheme
+        var digest: [UInt8]
+        switch name {
+        case "NONEwithRSA":
+            try requireRSA(key)
+            scheme = .pkcs1Raw
+            digest = r.bytes("hashed") ?? []
+        case "NONEwithECDSA":
+            guard key.key.kind == .ec else { throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key") }
+            scheme = .ecdsa
+            digest = r.bytes("hashed") ?? []
+        default:
+            let parts = name.split(separator: "with", maxSplits: 1, omittingEmptySubsequences: false)
+            guard name.hasPrefix("SHA"), parts.count == 2 else { throw .invalidAlgorithm(name) }
+            let hash = try KeyServiceNode.hash(String(parts[0]))
+            let rest = parts[1]
+            digest = KeyServiceNode.digest(r, hash)
+            switch rest {
+            case "RSA":
+                try requireRSA(key)
+                scheme = .pkcs1(hash)
+            case "RSA/PSS":
+                try requireRSA(key)
+                let salt = r.has("saltLength") ? Int(min(r.uint64("saltLength"), 1 << 16)) : hash.size
+                scheme = .pss(hash, mgf1: try KeyServiceNode.hash(r.string("mgf1Hash"), default: hash), saltLength: salt)
+            case "ECDSA":
+                guard key.key.kind == .ec else { throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key") }
+                scheme = .ecdsa
+            default:
+                throw .invalidAlgorithm(name)
+            }
+            if case .pkcs1 = scheme, digest.count != hash.size { throw .badRequest("crypto/rsa: input must be hashed message") }
+            if case .pss = scheme, digest.count != hash.size { throw .badRequest("crypto/rsa: input must be hashed message") }
+        }
+        var w = WireWriter()
+        do { w.bytes("output", try key.key.sign(digest: digest, scheme: scheme)) } catch { throw .input(error) }
+        return ok(w)
+    }
+
+    func extDecrypt(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.decryptRequest)
+        let key = try asymmetricKey(r.string("keyName"))
+        let padding: EncryptionPadding
+        switch r.string("algorithm") {
+        case "RSA": padding = .pkcs1
+        case "RSA-OAEP":
+            let h = try KeyServiceNode.hash(r.string("hash"), default: .sha1)
+            padding = .oaep(h, mgf1: try KeyServiceNode.hash(r.string("mgf1Hash"), default: h), label: r.bytes("label") ?? [])
+        default: throw .invalidAlgorithm(r.string("algorithm"))
+        }
+        try requireRSA(key)
+        var w = WireWriter()
+        do { w.bytes("output", try key.key.decrypt(r.bytes("input") ?? [], padding: padding)) } catch { throw .input(error) }
+        return ok(w)
+    }
+
+    func extSymmetric(_ body: [UInt8], encrypt: Bool) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.symmetricRequest)
+        let key = try symmetricKey(r.string("keyName"))
+        let alg = try SymmetricAlgorithm(r.string("algorithm"))
+        let tagLength = r.has("tagLength") ? Int(min(r.uint64("tagLength"), 64)) : 16
+        guard (4...16).contains(tagLength) else { throw .badRequest("tagLength must be 4 to 16 bytes") }
+        let iv = r.bytes("iv")
+        if let iv {
+            let expected = alg.mode == .gcm ? 1...128 : alg.cipher.blockSize...alg.cipher.blockSize
+            guard alg.mode != .ecb else { throw .badRequest("ECB takes no IV") }
+            guard expected.contains(iv.count) else { throw .badRequest("IV must be \(expected.lowerBound == expected.upperBound ? "\(expected.lowerBound)" : "1 to 128") bytes for \(alg.mode.rawValue)") }
+        }
+        let cipher = try blockCipher(key, alg)
+        let input = r.bytes("input") ?? []
+        let aad = r.bytes("aad") ?? []
+        var w = WireWriter()
+        if encrypt {
+            w.bytes("output", try symmetricEncrypt(alg, cipher: cipher, input: input, iv: iv, aad: aad, tagLength: tagLength))
+        } else {
+            w.bytes("output", try symmetricDecrypt(alg, cipher: cipher, input: input, iv: iv, aad: aad, tagLength: tagLength) ?? [])
+        }
+        return ok(w)
+    }
+
+    func extSetAttributes(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.setAttributesRequest)
+        try checkPassword(r)
+        let name = r.string("keyName")
+        let type = try KeyPolicy.keyType(r.string("keyType"))
+        let id = r.bytes("id")
+        try mutate { (s: inout KeyState) throws(ServiceError) in
+            switch type {
+            case .symmetric:
+                guard s.symmetric[name] != nil else { throw .invalidKeyName(name) }
+                s.symmetric[name]?.attributes.id = id
+            case .asymmetric:
+                guard s.asymmetric[name] != nil else { throw .invalidKeyName(name) }
+                s.asymmetric[name]?.attributes.id = id
+            case .mac:
+                guard s.mac[name] != nil else { throw .invalidKeyName(name) }
+                s.mac[name]?.attributes.id = id
+            }
+        }
+        return ok(WireWriter())
+    }
+
+    /// Deletes a key on this node. Note: peers still holding it bring it back on the next pull
+    /// (the original's sync format has no deletions).
+    func extDeleteKey(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.deleteKeyRequest)
+        try checkPassword(r)
+        let name = r.string("keyName")
+        let type = try KeyPolicy.keyType(r.string("keyType"))
+        audit.info("Deleting the \(type.rawValue) key named \(name)...")
+        try mutate { (s: inout KeyState) throws(ServiceError) in
+            let removed: Bool = switch type {
+            case .symmetric: s.symmetric.removeValue(forKey: name) != nil
+            case .asymmetric: s.asymmetric.removeValue(forKey: name) != nil
+            case .mac: s.mac.removeValue(forKey: name) != nil
+            }
+            guard removed else { throw .invalidKeyName(name) }
+        }
+        return ok(WireWriter())
+    }
+
+    static let maxObjectBytes = 1 << 20
+
+    func extCreateObject(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.createObjectRequest)
+        try checkPassword(r)
+        let cls = r.string("class")
+        guard cls == "CERTIFICATE" || cls == "DATA" else { throw .badRequest("Invalid object class: \(cls) (CERTIFICATE or DATA)") }
+        let value = r.bytes("value") ?? []
+        guard value.count <= KeyServiceNode.maxObjectBytes else { throw .tooLarge("Object value is larger than 1 MiB.") }
+        if cls == "CERTIFICATE" {
+            do { _ = try X509Info.subjectPublicKeyInfo(certificateDER: value) } catch {
+                throw .badRequest("CERTIFICATE value is not a DER X.509 certificate")
+            }
+        }
+        let uid = SecureRandom.bytes(16).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let obj = StoredObject(uid: uid, objectClass: cls, label: r.string("label"), id: r.bytes("id") ?? [], value: value,
+                               application: r.string("application"), createdAt: KeyServiceNode.nowMillis())
+        audit.info("Storing a \(cls) object labelled \(obj.label)...")
+        try mutate { (s: inout KeyState) throws(ServiceError) in s.objects[uid] = obj }
+        var w = WireWriter()
+        w.string("uid", uid)
+        return ok(w)
+    }
+
+    func extUpdateObject(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.updateObjectRequest)
+        try checkPassword(r)
+        let uid = r.string("uid")
+        try mutate { (s: inout KeyState) throws(ServiceError) in
+            guard var o = s.objects[uid] else { throw .notFound("No object with uid \(uid).") }
+            if r.has("label") { o.label = r.string("label") }
+            if r.has("id") { o.id = r.bytes("id") ?? [] }
+            s.objects[uid] = o
+        }
+        return ok(WireWriter())
+    }
+
+    func extDeleteObject(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.deleteObjectRequest)
+        try checkPassword(r)
+        let uid = r.string("uid")
+        try mutate { (s: inout KeyState) throws(ServiceError) in
+            guard s.objects.removeValue(forKey: uid) != nil else { throw .notFound("No object with uid \(uid).") }
+        }
+        return ok(WireWriter())
+    }
+}

@@ -1,0 +1,259 @@
+import Glibc
+import Synchronization
+import VSSMCrypto
+import VSSMWire
+
+/// Who is calling and on which listener; the subject goes into the audit log.
+public struct RequestContext: Sendable {
+    public enum Listener: String, Sendable { case api, health, `internal`, bootstrapSlave }
+    public var listener: Listener
+    public var clientSubject: String
+    public var peer: String
+    public init(listener: Listener, clientSubject: String = "-", peer: String = "-") {
+        self.listener = listener
+        self.clientSubject = clientSubject
+        self.peer = peer
+    }
+}
+
+/// An HTTP answer from a handler.
+public struct ServiceResponse: Sendable {
+    public var status: Int
+    public var body: [UInt8]
+    public var contentType = "application/json"
+    public init(status: Int, body: [UInt8], contentType: String = "application/json") {
+        self.status = status
+        self.body = body
+        self.contentType = contentType
+    }
+}
+
+/// One VSSM node: the bootstrap state machine, the key store, persistence, sync and every
+/// handler. Transport-free: the NIO listeners (`HTTPListeners`) and tests call `handle`.
+public final class KeyServiceNode: Sendable {
+    public enum Phase: Sendable {
+        case bootstrapping
+        case running(rpcKey: PrivateKey, sealed: SealedStateFile?)
+    }
+
+    public let config: ServerConfig
+    public let audit: AuditLog
+    let password: PasswordHash
+    let phase = Mutex<Phase>(.bootstrapping)
+    let state = Mutex(KeyState())
+    /// Serialises writers of the sealed file so an older snapshot never overwrites a newer one.
+    let persistLock = Mutex<UInt64>(0)
+    let peerSync: PeerSync
+
+    public init(config: ServerConfig, audit: AuditLog = AuditLog()) throws(ServiceError) {
+        self.config = config
+        self.audit = audit
+        password = try PasswordHash(parsing: config.rootPassword)
+        peerSync = PeerSync(peers: config.peers)
+    }
+
+    public var isRunning: Bool {
+        phase.withLock { if case .running = $0 { true } else { false } }
+    }
+
+    var rpcKey: PrivateKey? {
+        phase.withLock { if case .running(let k, _) = $0 { k } else { nil } }
+    }
+
+    public var snapshot: KeyState { state.withLock { $0 } }
+
+    static func nowMillis() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    // MARK: - Bootstrap
+
+    /// Leaves the bootstrapping phase with the RPC private key (PKCS#8 DER). Refuses a key that
+    /// does not belong to the RPC certificate (the original accepted it and then broke every
+    /// handshake), and a key that cannot unseal the stored state. Idempotent for the same key.
+    public func bootstrap(rpcPrivateKeyPKCS8 der: [UInt8]) throws(ServiceError) {
+        let key: PrivateKey
+        do { key = try PrivateKey(pkcs8: der) } catch {
+            throw .badRequest("rpcPrivateKey is not a PKCS#8 RSA or EC private key: \(error.message)")
+        }
+        let certSPKI: [UInt8]
+        do { certSPKI = try X509Info.subjectPublicKeyInfo(certificateDER: config.rpcCertificate) } catch {
+            throw .internalError("rpcCertificate: \(error.message)")
+        }
+        guard key.matches(spki: certSPKI) else {
+            throw .badRequest("rpcPrivateKey does not match the RPC certificate")
+        }
+        var sealed: SealedStateFile? = nil
+        var loaded: StateCodec.Decoded? = nil
+        if let dir = config.stateDirectory {
+            do { sealed = try SealedStateFile(directory: dir, rpcKey: key) } catch { throw .internalError(error.message) }
+            try FileUtil.makeDirectory(dir)
+            if let file = try sealed?.read() {
+                let plain: [UInt8]
+                do { plain = try sealed?.unseal(file) ?? [] } catch { throw .badRequest(error.message) }
+                do { loaded = try StateCodec.decode(plain, allowExtensions: true) } catch {
+                    throw .internalError("sealed key store does not parse: \(error.message)")
+                }
+            }
+        }
+        let alreadyRunning: Bool = phase.withLock { p in
+            if case .running(let k, _) = p { return k.spkiDER == key.spkiDER ? true : false }
+            p = .running(rpcKey: key, sealed: sealed)
+            return false
+        }
+        if alreadyRunning { return }
+        if let loaded {
+            state.withLock { $0 = loaded.state }
+            audit.info("Loaded \(loaded.state.keyCount) keys and \(loaded.state.objects.count) objects from \(sealed?.path ?? "")")
+            for name in loaded.skipped { audit.error("Skipped unparseable asymmetric key from the sealed store: \(name)") }
+        }
+        audit.info("Manual bootstrap successful...")
+        audit.info("Entering normal application running state...")
+        peerSync.start(node: self)
+    }
+
+    // MARK: - Persistence
+
+    /// Writes the current state to the sealed file (when configured). Called after every change,
+    /// before the change is acknowledged, so an acknowledged key survives kill -9.
+    func persist() throws(ServiceError) {
+        guard case .running(_, let sealed?) = phase.withLock({ $0 }) else { return }
+        try persistLock.withLock { (generation: inout UInt64) throws(ServiceError) in
+            let snapshot = state.withLock { $0 }
+            let plain = StateCodec.encode(snapshot, extensions: true)
+            let file: [UInt8]
+            do throws(CryptoError) { file = try sealed.seal(plain) } catch { throw ServiceError.internalError("cannot seal the key store: \(error.message)") }
+            try sealed.write(file)
+            generation += 1
+        }
+    }
+
+    /// Applies a change under the state lock, persists, then tells peers.
+    func mutate<R>(_ body: (inout KeyState) throws(ServiceError) -> R) throws(ServiceError) -> R {
+        let r = try state.withLock { (s: inout KeyState) throws(ServiceError) -> R in try body(&s) }
+        try persist()
+        peerSync.pushSoon(node: self)
+        return r
+    }
+
+    // MARK: - Dispatch
+
+    typealias Handler = @Sendable (KeyServiceNode, [UInt8], RequestContext) throws(ServiceError) -> ServiceResponse
+
+    /// Routes of the running API listener.
+    static let apiRoutes: [String: Handler] = {
+        var r: [String: Handler] = [
+            Route.symmetricEncrypt: { n, b, c throws(ServiceError) in try n.symmetricEncrypt(b, c) },
+            Route.symmetricDecrypt: { n, b, c throws(ServiceError) in try n.symmetricDecrypt(b, c) },
+            Route.asymmetricEncrypt: { n, b, c throws(ServiceError) in try n.asymmetricEncrypt(b, c) },
+            Route.asymmetricDecrypt: { n, b, c throws(ServiceError) in try n.asymmetricDecrypt(b, c) },
+            Route.asymmetricSign: { n, b, c throws(ServiceError) in try n.asymmetricSign(b, c) },
+            Route.asymmetricVerify: { n, b, c throws(ServiceError) in try n.asymmetricVerify(b, c) },
+            Route.hmacCreate: { n, b, c throws(ServiceError) in try n.hmacCreate(b, c) },
+            Route.hmacVerify: { n, b, c throws(ServiceError) in try n.hmacVerify(b, c) },
+            Route.generateKey: { n, b, c throws(ServiceError) in try n.generateKey(b, c) },
+            Route.injectKey: { n, b, c throws(ServiceError) in try n.injectKey(b, c) },
+            Route.generateBackup: { n, b, c throws(ServiceError) in try n.generateBackup(b, c) },
+            Route.restoreBackup: { n, b, c throws(ServiceError) in try n.restoreBackup(b, c) },
+            Route.listKeys: { n, b, c throws(ServiceError) in try n.listKeys(b, c) },
+            Route.getLogs: { n, b, c throws(ServiceError) in try n.getLogs(b, c) },
+        ]
+        for (path, h) in extRoutes { r[path] = h }
+        return r
+    }()
+
+    /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.
+    public func handle(path: String, body: [UInt8], context: RequestContext) -> ServiceResponse {
+        let response: ServiceResponse
+        do {
+            response = try route(path: path, body: body, context: context)
+        } catch {
+            response = ServiceResponse(status: error.status, body: error.body)
+        }
+        if context.listener != .health {
+            audit.info("AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(AuditNames.keyName(in: body))\" status=\(response.status)")
+        }
+        return response
+    }
+
+    private func route(path: String, body: [UInt8], context: RequestContext) throws(ServiceError) -> ServiceResponse {
+        switch context.listener {
+        case .health:
+            return healthcheck(path: path)
+        case .api:
+            guard isRunning else {
+                guard path == Route.bootstrap else { throw .unavailable("The key service is bootstrapping.") }
+                let r = try decode(body, Schemas.bootstrapRequest)
+                try bootstrap(rpcPrivateKeyPKCS8: r.bytes("rpcPrivateKey") ?? [])
+                return ok(WireWriter())
+            }
+            if config.compatOnly && path.hasPrefix(Route.extPrefix) { throw .notFound("404 page not found") }
+            guard let h = KeyServiceNode.apiRoutes[path] else { throw .notFound("404 page not found") }
+            return try h(self, body, context)
+        case .internal:
+            guard isRunning else { throw .unavailable("The key service is bootstrapping.") }
+            switch path {
+            case Route.synchronizeState: return try synchronizeState(body, context)
+            case Route.synchronizeStatePush: return try synchronizeStatePush(body, context)
+            default: throw .notFound("404 page not found")
+            }
+        case .bootstrapSlave:
+            guard path == Route.bootstrapSlave else { throw .notFound("404 page not found") }
+            _ = try decode(body, Schemas.bootstrapSlaveRequest)
+            // Attestation needs a cloud provider; none is configured (same answer as the original's dev mode).
+            throw .forbidden("Attestation cannot be performed for localhost.")
+        }
+    }
+
+    func healthcheck(path: String) -> ServiceResponse {
+        guard path == Route.healthcheck else {
+            return ServiceResponse(status: 404, body: Array("404 page not found\n".utf8), contentType: "text/plain; charset=utf-8")
+        }
+        return isRunning
+            ? ServiceResponse(status: 200, body: Array("running".utf8), contentType: "text/plain; charset=utf-8")
+            : ServiceResponse(status: 503, body: Array("bootstrapping".utf8), contentType: "text/plain; charset=utf-8")
+    }
+
+    // MARK: - Helpers shared by handlers
+
+    func decode(_ body: [UInt8], _ schema: MessageSchema) throws(ServiceError) -> WireObject {
+        do { return try WireObject.decode(body, as: schema) } catch { throw .json(error) }
+    }
+
+    func ok(_ w: WireWriter) -> ServiceResponse { ServiceResponse(status: 200, body: w.bytes) }
+
+    func checkPassword(_ r: WireObject) throws(ServiceError) {
+        guard password.verify(r.string("adminPassword")) else { throw .wrongPassword }
+    }
+
+    func asymmetricKey(_ name: String) throws(ServiceError) -> AsymmetricKeyEntry {
+        guard let k = state.withLock({ $0.asymmetric[name] }) else { throw .invalidKeyName(name) }
+        return k
+    }
+
+    func symmetricKey(_ name: String) throws(ServiceError) -> SecretKeyEntry {
+        guard let k = state.withLock({ $0.symmetric[name] }) else { throw .invalidKeyName(name) }
+        return k
+    }
+
+    func macKey(_ name: String) throws(ServiceError) -> SecretKeyEntry {
+        guard let k = state.withLock({ $0.mac[name] }) else { throw .invalidKeyName(name) }
+        return k
+    }
+}
+
+/// Extracts `keyName` from a request body for the audit line without trusting it.
+enum AuditNames {
+    static func keyName(in body: [UInt8]) -> String {
+        guard let v = try? JSONParser.parse(body) else { return "" }
+        var name = ""
+        if case .string(let s)? = v["keyName"] { name = s } else if case .string(let s)? = v["key_name"] { name = s }
+        var out = ""
+        for scalar in name.unicodeScalars.prefix(128) {
+            out += scalar.value < 0x20 || scalar == "\"" || scalar == "\\" ? "?" : String(scalar)
+        }
+        return out
+    }
+}

@@ -1,0 +1,224 @@
+import Synchronization
+import VSSMCrypto
+import VSSMWire
+
+/// Extension attributes of a key (not part of the original's wire formats).
+public struct KeyAttributes: Sendable, Equatable {
+    /// PKCS#11 CKA_ID given at creation, if any.
+    public var id: [UInt8]?
+    /// For SYMMETRIC keys: "AES", "DES" or "3DES" as chosen at creation (24-byte keys are ambiguous).
+    public var cipher: String?
+    public init(id: [UInt8]? = nil, cipher: String? = nil) {
+        self.id = id
+        self.cipher = cipher
+    }
+    var isEmpty: Bool { id == nil && cipher == nil }
+}
+
+public struct SecretKeyEntry: Sendable {
+    public let name: String
+    public let createdAt: Int64
+    public let key: [UInt8]
+    public var attributes = KeyAttributes()
+}
+
+public struct AsymmetricKeyEntry: Sendable {
+    public let name: String
+    public let createdAt: Int64
+    /// "RSA" or "EC".
+    public let keyType: String
+    /// PKCS#8 DER as created or injected (echoed back byte-for-byte in sync and backup).
+    public let pkcs8: [UInt8]
+    public let key: PrivateKey
+    public let spki: [UInt8]
+    public var attributes = KeyAttributes()
+}
+
+/// A certificate or data object stored with the keys (extension; PKCS#11 CKO_CERTIFICATE/CKO_DATA).
+public struct StoredObject: Sendable, Equatable {
+    public let uid: String
+    /// "CERTIFICATE" or "DATA".
+    public let objectClass: String
+    public var label: String
+    public var id: [UInt8]
+    public var value: [UInt8]
+    /// CKA_APPLICATION for data objects, subject DER for certificates (optional).
+    public var application: String
+    public let createdAt: Int64
+}
+
+/// Everything a node holds. Value type: snapshots are cheap copies.
+public struct KeyState: Sendable {
+    public var symmetric: [String: SecretKeyEntry] = [:]
+    public var asymmetric: [String: AsymmetricKeyEntry] = [:]
+    public var mac: [String: SecretKeyEntry] = [:]
+    public var objects: [String: StoredObject] = [:]
+    public init() {}
+
+    public var keyCount: Int { symmetric.count + asymmetric.count + mac.count }
+
+    public func contains(_ name: String, type: KeyType) -> Bool {
+        switch type {
+        case .symmetric: symmetric[name] != nil
+        case .asymmetric: asymmetric[name] != nil
+        case .mac: mac[name] != nil
+        }
+    }
+}
+
+/// Serialises state to the original's `SynchronizeStateResponse` JSON (what backups and sync carry).
+/// With `extensions` it adds our `ext` member, which only our own sealed state file uses.
+enum StateCodec {
+    static func encode(_ s: KeyState, extensions: Bool) -> [UInt8] {
+        func secret(_ e: SecretKeyEntry) -> JSONValue {
+            var w = WireWriter()
+            w.string("name", e.name)
+            w.int64("createdAt", e.createdAt)
+            w.bytes("key", e.key)
+            return w.value
+        }
+        var w = WireWriter()
+        w.array("symmetricKey", s.symmetric.values.sorted { $0.name < $1.name }.map(secret))
+        w.array("asymmetricKey", s.asymmetric.values.sorted { $0.name < $1.name }.map { e in
+            var a = WireWriter()
+            a.string("name", e.name)
+            a.int64("createdAt", e.createdAt)
+            a.string("keyType", e.keyType)
+            a.bytes("key", e.pkcs8)
+            return a.value
+        })
+        w.array("macKey", s.mac.values.sorted { $0.name < $1.name }.map(secret))
+        if extensions {
+            var attrs: [JSONValue] = []
+            func add(_ type: KeyType, _ name: String, _ a: KeyAttributes) {
+                guard !a.isEmpty else { return }
+                var x = WireWriter()
+                x.string("keyType", type.rawValue)
+                x.string("name", name)
+                x.bytes("id", a.id)
+                x.string("cipher", a.cipher ?? "")
+                attrs.append(x.value)
+            }
+            for e in s.symmetric.values.sorted(by: { $0.name < $1.name }) { add(.symmetric, e.name, e.attributes) }
+            for e in s.asymmetric.values.sorted(by: { $0.name < $1.name }) { add(.asymmetric, e.name, e.attributes) }
+            for e in s.mac.values.sorted(by: { $0.name < $1.name }) { add(.mac, e.name, e.attributes) }
+            var ext = WireWriter()
+            ext.array("attributes", attrs)
+            ext.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
+            w.object("ext", ext.value)
+        }
+        return w.bytes
+    }
+
+    struct Decoded {
+        var state = KeyState()
+        var skipped: [String] = []
+    }
+
+    /// Parses a state document. Unknown members are rejected unless `allowExtensions` (our own file).
+    static func decode(_ bytes: [UInt8], allowExtensions: Bool) throws(JSONError) -> Decoded {
+        var root = try JSONParser.parse(bytes)
+        var extValue: JSONValue? = nil
+        if allowExtensions, case .object(var members) = root {
+            extValue = members.last(where: { $0.0 == "ext" })?.1
+            members.removeAll { $0.0 == "ext" }
+            root = .object(members)
+        }
+        let o = try WireObject(root, schema: Schemas.synchronizeStateResponse)
+        var d = decodeKeys(o)
+        if let extValue, case .object = extValue {
+            if case .array(let attrs)? = extValue["attributes"] {
+                for a in attrs {
+                    guard case .string(let name)? = a["name"], case .string(let type)? = a["keyType"] else { continue }
+                    var attributes = KeyAttributes()
+                    if case .string(let id)? = a["id"] { attributes.id = try? Base64.decode(id) }
+                    if case .string(let c)? = a["cipher"], !c.isEmpty { attributes.cipher = c }
+                    switch KeyType(rawValue: type) {
+                    case .symmetric?: d.state.symmetric[name]?.attributes = attributes
+                    case .asymmetric?: d.state.asymmetric[name]?.attributes = attributes
+                    case .mac?: d.state.mac[name]?.attributes = attributes
+                    case nil: break
+                    }
+                }
+            }
+            if case .array(let objs)? = extValue["objects"] {
+                for item in objs { if let obj = ObjectCodec.decode(item) { d.state.objects[obj.uid] = obj } }
+            }
+        }
+        return d
+    }
+
+    /// Keys of a validated `SynchronizeStateResponse`; asymmetric entries that do not parse are
+    /// skipped and reported (the original skipped them silently).
+    static func decodeKeys(_ o: WireObject) -> Decoded {
+        var d = Decoded()
+        for k in o.objects("symmetricKey") where !k.string("name").isEmpty {
+            d.state.symmetric[k.string("name")] = SecretKeyEntry(name: k.string("name"), createdAt: k.int64("createdAt"), key: k.bytes("key") ?? [])
+        }
+        for k in o.objects("macKey") where !k.string("name").isEmpty {
+            d.state.mac[k.string("name")] = SecretKeyEntry(name: k.string("name"), createdAt: k.int64("createdAt"), key: k.bytes("key") ?? [])
+        }
+        for k in o.objects("asymmetricKey") where !k.string("name").isEmpty {
+            let der = k.bytes("key") ?? []
+            guard let key = try? PrivateKey(pkcs8: der) else {
+                d.skipped.append(k.string("name"))
+                continue
+            }
+            d.state.asymmetric[k.string("name")] = AsymmetricKeyEntry(
+                name: k.string("name"), createdAt: k.int64("createdAt"), keyType: key.kind.rawValue,
+                pkcs8: der, key: key, spki: key.spkiDER)
+        }
+        return d
+    }
+}
+
+enum ObjectCodec {
+    static func encode(_ o: StoredObject) -> JSONValue {
+        var w = WireWriter()
+        w.string("uid", o.uid)
+        w.string("class", o.objectClass)
+        w.string("label", o.label)
+        w.bytes("id", o.id)
+        w.bytes("value", o.value)
+        w.string("application", o.application)
+        w.int64("createdAt", o.createdAt)
+        return w.value
+    }
+
+    static func decode(_ v: JSONValue) -> StoredObject? {
+        guard case .string(let uid)? = v["uid"], case .string(let cls)? = v["class"] else { return nil }
+        func str(_ k: String) -> String { if case .string(let s)? = v[k] { s } else { "" } }
+        func bytes(_ k: String) -> [UInt8] { (try? Base64.decode(str(k))) ?? [] }
+        let created: Int64 = if case .string(let s)? = v["createdAt"] { Int64(s) ?? 0 } else { 0 }
+        return StoredObject(uid: uid, objectClass: cls, label: str("label"), id: bytes("id"), value: bytes("value"),
+                            application: str("application"), createdAt: created)
+    }
+}
+
+/// Merge rule of the original (sync and restore): an entry is taken when the name is absent or the
+/// local `createdAt` is strictly older. Returns the names taken.
+func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
+    var taken: [String] = []
+    for (name, e) in incoming.symmetric where (state.symmetric[name]?.createdAt ?? Int64.min) < e.createdAt {
+        var e = e
+        if e.attributes.isEmpty, let old = state.symmetric[name] { e.attributes = old.attributes }
+        state.symmetric[name] = e
+        taken.append(name)
+    }
+    for (name, e) in incoming.asymmetric where (state.asymmetric[name]?.createdAt ?? Int64.min) < e.createdAt {
+        var e = e
+        if e.attributes.isEmpty, let old = state.asymmetric[name] { e.attributes = old.attributes }
+        state.asymmetric[name] = e
+        taken.append(name)
+    }
+    for (name, e) in incoming.mac where (state.mac[name]?.createdAt ?? Int64.min) < e.createdAt {
+        var e = e
+        if e.attributes.isEmpty, let old = state.mac[name] { e.attributes = old.attributes }
+        state.mac[name] = e
+        taken.append(name)
+    }
+    for (uid, o) in incoming.objects where state.objects[uid] == nil {
+        state.objects[uid] = o
+    }
+    return taken
+}

@@ -1,0 +1,82 @@
+import Synchronization
+import VSSMClient
+import VSSMCrypto
+import VSSMWire
+
+/// Node-to-node sync over the internal listener, speaking the original protocol: pull
+/// (`synchronizestate`) at start and every 5 minutes plus jitter, push
+/// (`synchronizestatepush`) after every local change. The RPC certificate is both the client
+/// identity and the only trust anchor, as in the original. Peers are listed in the config (the
+/// original's peer discovery never returned any).
+final class PeerSync: Sendable {
+    let peers: [Endpoint]
+    private let clients = Mutex<[Endpoint: HTTPSClient]>([:])
+    private let started = Atomic<Bool>(false)
+
+    init(peers: [String]) {
+        self.peers = peers.compactMap { Endpoint($0) }
+    }
+
+    private func client(for peer: Endpoint, node: KeyServiceNode) -> HTTPSClient? {
+        if let c = clients.withLock({ $0[peer] }) { return c }
+        guard let key = node.rpcKey else { return nil }
+        var cfg = TLSClientConfiguration(endpoints: [peer])
+        let certPEM = Array(X509Info.pem(certificates: [node.config.rpcCertificate]).utf8)
+        cfg.trustPEM = certPEM
+        cfg.clientCertificatePEM = certPEM
+        var der = key.pkcs8DER
+        defer { zeroize(&der) }
+        cfg.clientKeyPEM = Array(X509Info.pem(der: der, label: "PRIVATE KEY").utf8)
+        cfg.requestTimeoutMs = 15000
+        guard let c = try? HTTPSClient(cfg) else { return nil }
+        clients.withLock { $0[peer] = c }
+        return c
+    }
+
+    func start(node: KeyServiceNode) {
+        guard !peers.isEmpty, !started.exchange(true, ordering: .relaxed) else { return }
+        Task.detached { [self] in
+            while true {
+                pullAll(node: node)
+                let jitter = UInt64.random(in: 0...300)
+                try? await Task.sleep(nanoseconds: (300 + jitter) * 1_000_000_000)
+            }
+        }
+    }
+
+    func pullAll(node: KeyServiceNode) {
+        for peer in peers {
+            guard let c = client(for: peer, node: node) else { continue }
+            do {
+                let r = try c.post(Route.synchronizeState, body: Array("{}".utf8), idempotent: true)
+                guard r.status == 200 else {
+                    node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
+                    continue
+                }
+                let o = try WireObject.decode(r.body, as: Schemas.synchronizeStateResponse)
+                try node.absorb(StateCodec.decodeKeys(o), from: peer.description)
+            } catch {
+                node.audit.error("Error during synchronization with \(peer): \(error)")
+            }
+        }
+    }
+
+    func pushSoon(node: KeyServiceNode) {
+        guard !peers.isEmpty else { return }
+        Task.detached { [self] in
+            var message = WireWriter()
+            let state = StateCodec.encode(node.snapshot, extensions: false)
+            guard let value = try? JSONParser.parse(state) else { return }
+            message.object("synchronizeStateMessage", value)
+            for peer in peers {
+                guard let c = client(for: peer, node: node) else { continue }
+                do {
+                    let r = try c.post(Route.synchronizeStatePush, body: message.bytes, idempotent: true)
+                    if r.status != 200 { node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)") }
+                } catch {
+                    node.audit.error("Push to \(peer) failed: \(error)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Glibc
+import VSSMCrypto
+
+/// The node's key store on disk: AES-256-GCM under a key derived (HKDF-SHA256) from the RPC
+/// private key, so the file is useless without the bootstrap secret. Written atomically
+/// (temp file, fsync, rename, fsync of the directory): a crash leaves the old or the new state.
+///
+/// Layout: magic `VSSMSEAL1\n` || nonce(12) || ciphertext || tag(16); the magic is the AAD.
+public struct SealedStateFile: Sendable {
+    public let directory: String
+    public var path: String { directory + "/keystore.sealed" }
+    private let key: [UInt8]
+    static let magic = Array("VSSMSEAL1\n".utf8)
+
+    /// `rpcKeyPKCS8` must be the canonical (OpenSSL re-encoded) PKCS#8 so that the same key
+    /// supplied in another encoding (e.g. by a Go tool) unseals the same file.
+    public init(directory: String, rpcKey: PrivateKey) throws(CryptoError) {
+        self.directory = directory
+        var der = rpcKey.pkcs8DER
+        defer { zeroize(&der) }
+        key = try KDF.hkdfSHA256(key: der, salt: Array("vssm state seal".utf8), info: Array("keystore v1".utf8), length: 32)
+    }
+
+    public func seal(_ plaintext: [UInt8]) throws(CryptoError) -> [UInt8] {
+        let nonce = SecureRandom.bytes(12)
+        let aes = try BlockCipher(kind: .aes, key: key)
+        let (ct, tag) = try aes.gcmSeal(nonce: nonce, aad: SealedStateFile.magic, plaintext)
+        return SealedStateFile.magic + nonce + ct + tag
+    }
+
+    public func unseal(_ file: [UInt8]) throws(CryptoError) -> [UInt8] {
+        let m = SealedStateFile.magic
+        guard file.count >= m.count + 28, Array(file.prefix(m.count)) == m else {
+            throw CryptoError("not a sealed key store")
+        }
+        let nonce = Array(file[m.count..<(m.count + 12)])
+        let body = Array(file[(m.count + 12)...])
+        let aes = try BlockCipher(kind: .aes, key: key)
+        do {
+            return try aes.gcmOpen(nonce: nonce, aad: m, Array(body.dropLast(16)), tag: Array(body.suffix(16)))
+        } catch {
+            throw CryptoError("the key store was sealed with a different RPC key (or is damaged)")
+        }
+    }
+
+    /// Contents of the file, or nil when there is none yet.
+    public func read() throws(ServiceError) -> [UInt8]? {
+        if access(path, F_OK) != 0 && errno == ENOENT { return nil }
+        return try FileUtil.readFile(path)
+    }
+
+    public func write(_ sealed: [UInt8]) throws(ServiceError) {
+        try FileUtil.writeAtomically(path: path, bytes: sealed, mode: 0o600)
+    }
+}
+
+public enum FileUtil {
+    static func errorText() -> String { String(cString: strerror(errno)) }
+
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o700) throws(ServiceError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, mode) != 0 && errno != EEXIST {
+                throw .internalError("cannot create \(current): \(errorText())")
+            }
+        }
+    }
+
+    public static func writeAtomically(path: String, bytes: [UInt8], mode: mode_t) throws(ServiceError) {
+        let tmp = path + ".tmp.\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw .internalError("cannot create \(tmp): \(errorText())") }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress.unsafelyUnwrapped + offset, bytes.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errorText()
+                close(fd)
+                unlink(tmp)
+                throw .internalError("cannot write \(tmp): \(e)")
+            }
+            offset += n
+        }
+        guard fsync(fd) == 0 else {
+            let e = errorText()
+            close(fd)
+            unlink(tmp)
+            throw .internalError("cannot sync \(tmp): \(e)")
+        }
+        close(fd)
+        guard rename(tmp, path) == 0 else {
+            let e = errorText()
+            unlink(tmp)
+            throw .internalError("cannot rename \(tmp): \(e)")
+        }
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    public static func readFile(_ path: String, limit: Int = 64 << 20) throws(ServiceError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .internalError("cannot open \(path): \(errorText())") }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = Glibc.read(fd, &chunk, chunk.count)
+            if n < 0 { if errno == EINTR { continue }; throw .internalError("cannot read \(path): \(errorText())") }
+            if n == 0 { break }
+            out += chunk.prefix(n)
+            guard out.count <= limit else { throw .internalError("\(path) is too large") }
+        }
+        return out
+    }
+}

@@ -1,0 +1,118 @@
+import VSSMWire
+
+/// `config.json` in the original's format (`rpcCertificate`, `clientTrustStore`, `rootPassword`)
+/// plus our optional fields. Like the original, unknown members are ignored, so one file serves
+/// both a Go node and ours.
+public struct ServerConfig: Sendable {
+    /// DER of the RPC certificate (server certificate of every listener, and sync client identity).
+    public var rpcCertificate: [UInt8]
+    /// DER CA certificates that client certificates must chain to.
+    public var clientTrustStore: [[UInt8]]
+    /// `$s0$` scrypt hash of the admin password.
+    public var rootPassword: String
+    public var listen = Listeners()
+    /// Where the sealed key store lives; nil keeps keys in memory only (like the original).
+    public var stateDirectory: String?
+    /// Other nodes' internal (sync) listeners, `host:port`.
+    public var peers: [String] = []
+    /// Serve only the original API (no `/REST/v1/ext/`).
+    public var compatOnly = false
+    /// Largest request body accepted (the original had no limit).
+    public var maxBodyBytes = 16 << 20
+
+    public struct Listeners: Sendable {
+        public var api = "127.0.0.1:8080"
+        public var health = "127.0.0.1:8081"
+        public var `internal` = "127.0.0.1:8082"
+        public var bootstrapSlave = "127.0.0.1:8083"
+        public init() {}
+    }
+
+    public init(rpcCertificate: [UInt8], clientTrustStore: [[UInt8]], rootPassword: String) {
+        self.rpcCertificate = rpcCertificate
+        self.clientTrustStore = clientTrustStore
+        self.rootPassword = rootPassword
+    }
+
+    /// Parses the file; errors name the field so an operator can fix it (the original panicked).
+    public init(json bytes: [UInt8]) throws(ServiceError) {
+        let v: JSONValue
+        do { v = try JSONParser.parse(bytes) } catch { throw .badRequest("config is not valid JSON: \(error.message)") }
+        guard case .object = v else { throw .badRequest("config must be a JSON object") }
+        func b64(_ field: String, _ value: JSONValue?) throws(ServiceError) -> [UInt8] {
+            guard case .string(let s)? = value else { throw .badRequest("config: \(field) is missing or not a string") }
+            do { return try Base64.decode(s) } catch { throw .badRequest("config: \(field): \(error.message)") }
+        }
+        rpcCertificate = try b64("rpcCertificate", v["rpcCertificate"])
+        guard case .array(let trust)? = v["clientTrustStore"] else {
+            throw .badRequest("config: clientTrustStore is missing or not an array")
+        }
+        clientTrustStore = []
+        for (i, t) in trust.enumerated() { clientTrustStore.append(try b64("clientTrustStore[\(i)]", t)) }
+        guard case .string(let root)? = v["rootPassword"] else { throw .badRequest("config: rootPassword is missing or not a string") }
+        rootPassword = root
+        _ = try PasswordHash(parsing: root)
+        if case .object? = v["listen"], let l = v["listen"] {
+            if case .string(let s)? = l["api"] { listen.api = s }
+            if case .string(let s)? = l["health"] { listen.health = s }
+            if case .string(let s)? = l["internal"] { listen.internal = s }
+            if case .string(let s)? = l["bootstrapSlave"] { listen.bootstrapSlave = s }
+        }
+        if case .string(let s)? = v["stateDir"], !s.isEmpty { stateDirectory = s }
+        if case .array(let p)? = v["peers"] {
+            peers = p.compactMap { if case .string(let s) = $0 { s } else { nil } }
+        }
+        if case .bool(let b)? = v["compatOnly"] { compatOnly = b }
+    }
+
+    public var json: [UInt8] {
+        var w = WireWriter()
+        w.string("rpcCertificate", Base64.encode(rpcCertificate))
+        w.array("clientTrustStore", clientTrustStore.map { .string(Base64.encode($0)) })
+        w.string("rootPassword", rootPassword)
+        var l = WireWriter()
+        l.string("api", listen.api)
+        l.string("health", listen.health)
+        l.string("internal", listen.internal)
+        l.string("bootstrapSlave", listen.bootstrapSlave)
+        w.object("listen", l.value)
+        w.string("stateDir", stateDirectory ?? "")
+        w.strings("peers", peers)
+        w.bool("compatOnly", compatOnly)
+        return JSONPretty.format(w.value)
+    }
+}
+
+/// Indented JSON for files people read (config). Wire bodies stay compact.
+enum JSONPretty {
+    static func format(_ v: JSONValue, indent: String = "") -> [UInt8] {
+        var out: [UInt8] = []
+        write(v, indent: indent, into: &out)
+        out.append(10)
+        return out
+    }
+
+    private static func write(_ v: JSONValue, indent: String, into out: inout [UInt8]) {
+        let inner = indent + "  "
+        switch v {
+        case .object(let members) where !members.isEmpty:
+            out += Array("{\n".utf8)
+            for (i, (k, value)) in members.enumerated() {
+                out += Array(inner.utf8) + JSONWriter.serialize(.string(k)) + Array(": ".utf8)
+                write(value, indent: inner, into: &out)
+                out += Array((i + 1 < members.count ? ",\n" : "\n").utf8)
+            }
+            out += Array((indent + "}").utf8)
+        case .array(let items) where !items.isEmpty:
+            out += Array("[\n".utf8)
+            for (i, item) in items.enumerated() {
+                out += Array(inner.utf8)
+                write(item, indent: inner, into: &out)
+                out += Array((i + 1 < items.count ? ",\n" : "\n").utf8)
+            }
+            out += Array((indent + "]").utf8)
+        default:
+            out += JSONWriter.serialize(v)
+        }
+    }
+}

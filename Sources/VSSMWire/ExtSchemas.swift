@@ -1,0 +1,91 @@
+/// Our extensions under `/REST/v1/ext/` (absent on the original Go VSSM, which answers 404).
+/// Same jsonpb conventions as the base API. Discovered with `ext/capabilities`.
+public enum ExtSchemas {
+    public static let version: Int64 = 1
+
+    public static let capabilitiesResponse = MessageSchema("ExtCapabilitiesResponse", [
+        .init("version", .int64), .init("features", .repeatedString),
+    ])
+
+    /// A key as the module needs it: public material and PKCS#11 attributes, no secrets.
+    public static let key = MessageSchema("ExtKey", [
+        .init("name", .string), .init("keyType", .string), .init("keySpec", .string),
+        .init("keyLength", .uint64), .init("bits", .uint64), .init("curve", .string),
+        .init("publicKey", .bytes), .init("createdAt", .int64), .init("id", .bytes), .init("cipher", .string),
+    ])
+    public static let object = MessageSchema("ExtObject", [
+        .init("uid", .string), .init("class", .string), .init("label", .string), .init("id", .bytes),
+        .init("value", .bytes), .init("application", .string), .init("createdAt", .int64),
+    ])
+    public static let listKeysRequest = MessageSchema("ExtListKeysRequest", [])
+    public static let listKeysResponse = MessageSchema("ExtListKeysResponse", [
+        .init("keys", .repeatedMessage(key)), .init("objects", .repeatedMessage(object)),
+    ])
+
+    /// algorithm: `SHA<n>withRSA`, `SHA<n>withRSA/PSS`, `SHA<n>withECDSA` (n = 1, 224, 256, 384, 512),
+    /// `NONEwithRSA` (PKCS#1 v1.5 padding over `hashed` as given, e.g. a DigestInfo),
+    /// `NONEwithECDSA` (`hashed` signed as given). PSS: `saltLength` (default: hash length),
+    /// `mgf1Hash` (default: the signature hash).
+    public static let signRequest = MessageSchema("ExtSignRequest", [
+        .init("input", .bytes), .init("hashed", .bytes), .init("keyName", .string), .init("algorithm", .string),
+        .init("saltLength", .uint64), .init("mgf1Hash", .string),
+    ])
+    public static let outputResponse = MessageSchema("ExtOutputResponse", [.init("output", .bytes)])
+
+    /// algorithm `RSA` (PKCS#1 v1.5) or `RSA-OAEP` with `hash` (default SHA1), `mgf1Hash`
+    /// (default: `hash`) and `label`.
+    public static let decryptRequest = MessageSchema("ExtDecryptRequest", [
+        .init("input", .bytes), .init("keyName", .string), .init("algorithm", .string),
+        .init("hash", .string), .init("mgf1Hash", .string), .init("label", .bytes),
+    ])
+
+    /// Base algorithm strings; with `iv` the output/input carries no IV prefix. GCM: `aad`,
+    /// `tagLength` in bytes (default 16); output is ciphertext || tag.
+    public static let symmetricRequest = MessageSchema("ExtSymmetricRequest", [
+        .init("input", .bytes), .init("keyName", .string), .init("algorithm", .string),
+        .init("iv", .bytes), .init("aad", .bytes), .init("tagLength", .uint64),
+    ])
+
+    public static let generateKeyRequest = MessageSchema("ExtGenerateKeyRequest", [
+        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
+        .init("keySpec", .string), .init("keySize", .uint64), .init("id", .bytes), .init("cipher", .string),
+    ])
+    public static let injectKeyRequest = MessageSchema("ExtInjectKeyRequest", [
+        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
+        .init("key", .bytes), .init("id", .bytes), .init("cipher", .string),
+    ])
+    public static let setAttributesRequest = MessageSchema("ExtSetAttributesRequest", [
+        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string), .init("id", .bytes),
+    ])
+    public static let deleteKeyRequest = MessageSchema("ExtDeleteKeyRequest", [
+        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
+    ])
+    public static let createObjectRequest = MessageSchema("ExtCreateObjectRequest", [
+        .init("adminPassword", .string), .init("class", .string), .init("label", .string),
+        .init("id", .bytes), .init("value", .bytes), .init("application", .string),
+    ])
+    public static let createObjectResponse = MessageSchema("ExtCreateObjectResponse", [.init("uid", .string)])
+    public static let updateObjectRequest = MessageSchema("ExtUpdateObjectRequest", [
+        .init("adminPassword", .string), .init("uid", .string), .init("label", .string), .init("id", .bytes),
+    ])
+    public static let deleteObjectRequest = MessageSchema("ExtDeleteObjectRequest", [
+        .init("adminPassword", .string), .init("uid", .string),
+    ])
+    public static let verifyPasswordRequest = MessageSchema("ExtVerifyPasswordRequest", [.init("adminPassword", .string)])
+}
+
+extension Route {
+    public static let extListKeys = "/REST/v1/ext/listkeys"
+    public static let extSign = "/REST/v1/ext/sign"
+    public static let extDecrypt = "/REST/v1/ext/decrypt"
+    public static let extSymmetricEncrypt = "/REST/v1/ext/symmetric/encrypt"
+    public static let extSymmetricDecrypt = "/REST/v1/ext/symmetric/decrypt"
+    public static let extGenerateKey = "/REST/v1/ext/generatekey"
+    public static let extInjectKey = "/REST/v1/ext/injectkey"
+    public static let extSetAttributes = "/REST/v1/ext/setattributes"
+    public static let extDeleteKey = "/REST/v1/ext/deletekey"
+    public static let extCreateObject = "/REST/v1/ext/createobject"
+    public static let extUpdateObject = "/REST/v1/ext/updateobject"
+    public static let extDeleteObject = "/REST/v1/ext/deleteobject"
+    public static let extVerifyPassword = "/REST/v1/ext/verifypassword"
+}

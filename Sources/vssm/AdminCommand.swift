@@ -1,0 +1,203 @@
+import ArgumentParser
+import Glibc
+import VSSMClient
+import VSSMCrypto
+import VSSMServer
+import VSSMWire
+
+/// How to reach a node: explicit options, else the files of a `vssm init` directory, else the
+/// variables `conformance/dev-env.sh` exports.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Directory made by `vssm init` (ca.pem, client-cert.pem, client-key.pem).") var dir: String?
+    @Option(help: "API URL (env VSSM_URL).") var url: String?
+    @Option(help: "PEM CA that verifies the server (env VSSM_CA).") var ca: String?
+    @Option(help: "Client certificate PEM (env VSSM_CLIENT_CERT).") var cert: String?
+    @Option(help: "Client key PEM (env VSSM_CLIENT_KEY).") var key: String?
+    @Option(help: "Admin password (env VSSM_ADMIN_PASSWORD).") var password: String?
+    @Option(help: "File holding the admin password.") var passwordFile: String?
+
+    func client() throws -> VSSMAPIClient {
+        let d = dir ?? environment("VSSM_DEV_DIR")
+        let urlText = url ?? environment("VSSM_URL") ?? "https://127.0.0.1:8080"
+        guard let ep = Endpoint(urlText) else { throw CLIError("invalid URL: \(urlText)") }
+        func path(_ explicit: String?, _ env: String, _ file: String) throws -> String {
+            if let explicit { return explicit }
+            if let e = environment(env) { return e }
+            if let d { return d + "/" + file }
+            throw CLIError("no \(file): pass --dir, --\(file.split(separator: ".").first ?? "") or set \(env)")
+        }
+        var cfg = TLSClientConfiguration(endpoints: [ep])
+        cfg.trustPEM = try readFile(try path(ca, "VSSM_CA", "ca.pem"))
+        cfg.clientCertificatePEM = try readFile(try path(cert, "VSSM_CLIENT_CERT", "client-cert.pem"))
+        cfg.clientKeyPEM = try readFile(try path(key, "VSSM_CLIENT_KEY", "client-key.pem"))
+        cfg.requestTimeoutMs = 300_000
+        return try VSSMAPIClient(cfg)
+    }
+
+    func adminPassword() throws -> String {
+        if let password { return password }
+        if let passwordFile {
+            return String(decoding: try readFile(passwordFile), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? ""
+        }
+        if let e = environment("VSSM_ADMIN_PASSWORD") { return e }
+        throw CLIError("no admin password: pass --password, --password-file or set VSSM_ADMIN_PASSWORD")
+    }
+}
+
+func run<T>(_ body: () throws(ClientError) -> T) throws -> T {
+    do { return try body() } catch { throw CLIError(error.description) }
+}
+
+struct AdminCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin",
+        abstract: "Manage keys of a running node (needs the admin password).",
+        subcommands: [GenerateKey.self, InjectKey.self, ListKeys.self, DeleteKey.self, Backup.self, Restore.self, Logs.self])
+
+    struct GenerateKey: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "generate-key", abstract: "Generate a key inside the service.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Key name.") var name: String
+        @Option(help: "SYMMETRIC, ASYMMETRIC or MAC.") var type: String
+        @Option(help: "RSA or EC (ASYMMETRIC only).") var spec: String?
+        @Option(help: "Bytes for SYMMETRIC/MAC (AES 16/24/32, DES 8), bits for ASYMMETRIC (RSA 2048-8192, EC 224/256/384/521).") var size: UInt64
+
+        func run() throws {
+            guard let t = KeyType(rawValue: type.uppercased()) else { throw CLIError("--type must be SYMMETRIC, ASYMMETRIC or MAC") }
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            if t == .asymmetric && size >= 4096 { printErr("Generating a \(size)-bit key; this can take a while...") }
+            try vssm.run { () throws(ClientError) in
+                try c.generateKey(password: pw, name: name, type: t, spec: spec.flatMap { KeySpec(rawValue: $0.uppercased()) }, size: size)
+            }
+            print("generated \(t.rawValue) key \(name)")
+        }
+    }
+
+    struct InjectKey: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "inject-key", abstract: "Import a key (ASYMMETRIC: PEM or PKCS#8 DER private key; SYMMETRIC/MAC: raw key bytes).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Key name.") var name: String
+        @Option(help: "SYMMETRIC, ASYMMETRIC or MAC.") var type: String
+        @Option(help: "File with the key.") var file: String
+
+        func run() throws {
+            guard let t = KeyType(rawValue: type.uppercased()) else { throw CLIError("--type must be SYMMETRIC, ASYMMETRIC or MAC") }
+            var material = t == .asymmetric ? try loadPKCS8(file) : try readFile(file)
+            defer { zeroize(&material) }
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            try vssm.run { () throws(ClientError) in try c.injectKey(password: pw, name: name, type: t, key: material) }
+            print("injected \(t.rawValue) key \(name)")
+        }
+    }
+
+    struct ListKeys: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list-keys", abstract: "List keys (one line each, or --json for the service's answer).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Only this key (needs --type).") var name: String?
+        @Option(help: "Type of the named key.") var type: String?
+        @Flag(help: "Print the JSON answer.") var json = false
+
+        func run() throws {
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            let t = type.flatMap { KeyType(rawValue: $0.uppercased()) }
+            let r = try vssm.run { () throws(ClientError) in try c.listKeys(password: pw, name: name ?? "", type: t) }
+            if json {
+                var w = WireWriter()
+                for (field, _) in [("symmetricKey", 0), ("asymmetricKey", 1), ("macKey", 2)] where r.has(field) {
+                    w.array(field, r.objects(field).map { o in
+                        var x = WireWriter()
+                        x.string("name", o.string("name"))
+                        x.int64("createdAt", o.int64("createdAt"))
+                        x.uint64("keyLength", o.uint64("keyLength"))
+                        x.string("keySpec", o.string("keySpec"))
+                        x.bytes("publicKey", o.bytes("publicKey"))
+                        return x.value
+                    })
+                }
+                print(JSONWriter.string(w.value))
+                return
+            }
+            print("TYPE        SPEC  SIZE  NAME")
+            for o in r.objects("symmetricKey") { print("SYMMETRIC   -     \(pad(o.uint64("keyLength") * 8))  \(o.string("name"))") }
+            for o in r.objects("macKey") { print("MAC         -     \(pad(o.uint64("keyLength") * 8))  \(o.string("name"))") }
+            for o in r.objects("asymmetricKey") {
+                let bits = (try? PublicKey(spki: o.bytes("publicKey") ?? []))?.bits ?? 0
+                print("ASYMMETRIC  \(o.string("keySpec").padding(5))\(pad(UInt64(bits)))  \(o.string("name"))")
+            }
+        }
+
+        func pad(_ n: UInt64) -> String { String(n).padding(4) }
+    }
+
+    struct DeleteKey: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "delete-key", abstract: "Delete a key (extension API).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Key name.") var name: String
+        @Option(help: "SYMMETRIC, ASYMMETRIC or MAC.") var type: String
+
+        func run() throws {
+            guard let t = KeyType(rawValue: type.uppercased()) else { throw CLIError("--type must be SYMMETRIC, ASYMMETRIC or MAC") }
+            let c = try connection.client()
+            var w = WireWriter()
+            w.string("adminPassword", try connection.adminPassword())
+            w.string("keyName", name)
+            w.string("keyType", t.rawValue)
+            _ = try vssm.run { () throws(ClientError) in try c.call(Route.extDeleteKey, w, response: Schemas.empty, idempotent: false) }
+            print("deleted \(t.rawValue) key \(name)")
+        }
+    }
+
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "backup", abstract: "Write an encrypted backup (the original BackupBlob JSON) to a file.")
+        @OptionGroup var connection: ConnectionOptions
+        @Option(help: "Output file.") var out: String
+
+        func run() throws {
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            let blob = try vssm.run { () throws(ClientError) in try c.generateBackup(password: pw) }
+            var w = WireWriter()
+            w.bytes("encryptionKey", blob.bytes("encryptionKey"))
+            w.int64("version", blob.int64("version"))
+            w.int64("timestamp", blob.int64("timestamp"))
+            w.bytes("encryptedState", blob.bytes("encryptedState"))
+            try writeFile(out, w.bytes + [10])
+            print("backup written to \(out) (encrypted to the RPC key; restore needs a node bootstrapped with it)")
+        }
+    }
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "restore", abstract: "Restore keys from a backup file (newer keys win).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Backup file written by `vssm admin backup` (or the `backup` member of a generatebackup answer).") var file: String
+
+        func run() throws {
+            let text = try readFile(file)
+            var blob: JSONValue
+            do { blob = try JSONParser.parse(text) } catch { throw CLIError("\(file): \(error.message)") }
+            if let inner = blob["backup"] { blob = inner }
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            try vssm.run { () throws(ClientError) in try c.restoreBackup(password: pw, blob: blob) }
+            print("restored \(file)")
+        }
+    }
+
+    struct Logs: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print the node's log ring (oldest first).")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            for line in try vssm.run({ () throws(ClientError) in try c.logs(password: pw) }) { print(line) }
+        }
+    }
+}
+
+extension String {
+    func padding(_ n: Int) -> String { count >= n ? self + " " : self + String(repeating: " ", count: n - count) }
+}

@@ -1,0 +1,228 @@
+import ArgumentParser
+import Glibc
+import VSSMClient
+import VSSMCrypto
+import VSSMServer
+import VSSMWire
+
+@main
+struct VSSMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vssm",
+        abstract: "VSSM key service: a virtual software security module speaking the VSSM REST API over mutual TLS.",
+        subcommands: [InitCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self, AdminCommand.self])
+}
+
+/// Errors shown to the operator as one line, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func readFile(_ path: String) throws -> [UInt8] {
+    do { return try FileUtil.readFile(path) } catch { throw CLIError(error.message) }
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) throws {
+    do { try FileUtil.writeAtomically(path: path, bytes: bytes, mode: mode) } catch { throw CLIError(error.message) }
+}
+
+func printErr(_ s: String) {
+    let line = s + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
+
+func environment(_ name: String) -> String? {
+    guard let v = getenv(name) else { return nil }
+    let s = String(cString: v)
+    return s.isEmpty ? nil : s
+}
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a dev PKI (RPC certificate, client CA, client certificate) and config.json in DIR.")
+
+    @Argument(help: "Directory to create the files in.") var dir: String
+    @Option(help: "Admin password (default: generate one and print it once).") var adminPassword: String?
+    @Option(help: "File holding the admin password.") var adminPasswordFile: String?
+    @Option(help: "Common name of the client certificate.") var clientName = "vssm-client"
+    @Option(help: "API listener address.") var api = "127.0.0.1:8080"
+    @Option(help: "Health listener address.") var health = "127.0.0.1:8081"
+    @Option(name: .customLong("internal"), help: "Internal (sync) listener address.") var internalAddress = "127.0.0.1:8082"
+    @Option(help: "Bootstrap-slave listener address.") var bootstrapSlave = "127.0.0.1:8083"
+    @Option(help: "Directory of the sealed key store (default: DIR/state).") var stateDir: String?
+    @Flag(help: "Overwrite an existing config.json.") var force = false
+
+    func run() throws {
+        try FileUtil.makeDirectory(dir)
+        let configPath = dir + "/config.json"
+        if !force && access(configPath, F_OK) == 0 { throw CLIError("\(configPath) exists (use --force to overwrite)") }
+        var password = adminPassword
+        if let f = adminPasswordFile {
+            password = String(decoding: try readFile(f), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init)
+        }
+        let generated = password == nil
+        let pw = password ?? Base64.encode(SecureRandom.bytes(18)).replacingSlashes()
+        guard !pw.isEmpty else { throw CLIError("the admin password must not be empty") }
+        printErr("Creating RPC certificate (RSA-2048), client CA and client certificate...")
+        let pki = try DevPKI.create(clientName: clientName)
+        var config = ServerConfig(rpcCertificate: pki.rpcCertificateDER, clientTrustStore: [pki.clientCACertificateDER],
+                                  rootPassword: try PasswordHash.create(password: pw))
+        config.listen.api = api
+        config.listen.health = health
+        config.listen.internal = internalAddress
+        config.listen.bootstrapSlave = bootstrapSlave
+        let absolute = dir.hasPrefix("/") ? dir : currentDirectory() + "/" + dir
+        config.stateDirectory = stateDir ?? absolute + "/state"
+        try writeFile(configPath, config.json)
+        try writeFile(dir + "/rpc-cert.pem", Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8), mode: 0o644)
+        try writeFile(dir + "/ca.pem", Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8), mode: 0o644)
+        try writeFile(dir + "/rpc-key.pem", Array(pki.rpcKeyPEM.utf8))
+        try writeFile(dir + "/client-ca.pem", Array(X509Info.pem(certificates: [pki.clientCACertificateDER]).utf8), mode: 0o644)
+        try writeFile(dir + "/client-ca-key.pem", Array(pki.clientCAKeyPEM.utf8))
+        try writeFile(dir + "/client-cert.pem", Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8), mode: 0o644)
+        try writeFile(dir + "/client-key.pem", Array(pki.clientKeyPEM.utf8))
+        print("Created \(configPath)")
+        print("  RPC certificate (server CA for clients, name VSSM): \(dir)/ca.pem")
+        print("  RPC private key (the bootstrap secret: keep it in a safe): \(dir)/rpc-key.pem")
+        print("  client certificate and key: \(dir)/client-cert.pem, \(dir)/client-key.pem")
+        if generated { print("  admin password (shown once, stored only as a scrypt hash): \(pw)") }
+        print("Next: vssm serve --config \(configPath) --bootstrap-key \(dir)/rpc-key.pem")
+    }
+}
+
+func currentDirectory() -> String {
+    var buf = [CChar](repeating: 0, count: 4096)
+    guard getcwd(&buf, buf.count) != nil else { return "." }
+    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+extension String {
+    func replacingSlashes() -> String {
+        String(self.map { $0 == "/" ? "_" : $0 == "+" ? "-" : $0 })
+    }
+}
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run a key service node (API, health, internal and bootstrap-slave listeners).")
+
+    @Option(help: "config.json (default: ./config.json, then /etc/vssm/config.json).") var config: String?
+    @Option(help: "Override the API listener address (host:port; port 0 picks a free port).") var api: String?
+    @Option(help: "Override the health listener address.") var health: String?
+    @Option(name: .customLong("internal"), help: "Override the internal (sync) listener address.") var internalAddress: String?
+    @Option(help: "Override the bootstrap-slave listener address.") var bootstrapSlave: String?
+    @Option(help: "Override the sealed key store directory.") var stateDir: String?
+    @Option(help: "Peer internal listener (host:port); repeatable.") var peer: [String] = []
+    @Option(help: "Bootstrap at start from this RPC private key file (PEM or PKCS#8 DER).") var bootstrapKey: String?
+    @Option(help: "Write the bound ports as JSON to this file once listening.") var portsFile: String?
+    @Flag(help: "Serve exactly the original VSSM API (no /REST/v1/ext/ extensions).") var compatOnly = false
+    @Option(help: "Worker threads for request handling.") var workers = 8
+
+    func run() throws {
+        ProcessHardening.refuseCoreDumps()
+        CryptoProviders.enableLegacyCiphers()
+        let path = config ?? (access("config.json", R_OK) == 0 ? "config.json" : "/etc/vssm/config.json")
+        var cfg: ServerConfig
+        do { cfg = try ServerConfig(json: try readFile(path)) } catch let e as ServiceError { throw CLIError("\(path): \(e.message)") }
+        if let api { cfg.listen.api = api }
+        if let health { cfg.listen.health = health }
+        if let internalAddress { cfg.listen.internal = internalAddress }
+        if let bootstrapSlave { cfg.listen.bootstrapSlave = bootstrapSlave }
+        if let stateDir { cfg.stateDirectory = stateDir }
+        if !peer.isEmpty { cfg.peers = peer }
+        if compatOnly { cfg.compatOnly = true }
+        let node = try KeyServiceNode(config: cfg)
+        let listeners = try HTTPListeners(node: node, workerThreads: workers)
+        let ports = try listeners.start()
+        node.audit.info("Listening: api \(ports[.api] ?? 0), health \(ports[.health] ?? 0), internal \(ports[.internal] ?? 0), bootstrap-slave \(ports[.bootstrapSlave] ?? 0)\(cfg.compatOnly ? " (compat-only: no extensions)" : "")")
+        node.audit.info("Bootstrap-phase certificate SHA-256 fingerprint: \(listeners.bootstrapFingerprint)")
+        if let portsFile {
+            var w = WireWriter()
+            w.int64("api", Int64(ports[.api] ?? 0))
+            w.int64("health", Int64(ports[.health] ?? 0))
+            w.int64("internal", Int64(ports[.internal] ?? 0))
+            w.int64("bootstrapSlave", Int64(ports[.bootstrapSlave] ?? 0))
+            try writeFile(portsFile, w.bytes, mode: 0o644)
+        }
+        if let bootstrapKey {
+            let der = try loadPKCS8(bootstrapKey)
+            do { try node.bootstrap(rpcPrivateKeyPKCS8: der) } catch { throw CLIError("bootstrap from \(bootstrapKey) failed: \(error.message)") }
+        } else {
+            node.audit.info("Attempting bootstrap... waiting for POST \(Route.bootstrap) (vssm bootstrap)")
+        }
+        listeners.wait()
+    }
+}
+
+/// PKCS#8 DER of a private key file (PEM of any OpenSSL-readable kind, or DER PKCS#8).
+func loadPKCS8(_ path: String) throws -> [UInt8] {
+    let bytes = try readFile(path)
+    if let k = try? PrivateKey(pem: bytes) { return k.pkcs8DER }
+    if let k = try? PrivateKey(pkcs8: bytes) { return k.pkcs8DER }
+    throw CLIError("\(path) is not a readable RSA or EC private key (PEM or PKCS#8 DER)")
+}
+
+struct BootstrapCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bootstrap",
+        abstract: "Send the RPC private key to a node in the bootstrapping phase.")
+
+    @Option(help: "API URL of the node.") var url = environment("VSSM_URL") ?? "https://127.0.0.1:8080"
+    @Option(help: "RPC private key file (PEM or PKCS#8 DER).") var key: String
+
+    func run() throws {
+        guard let ep = Endpoint(url) else { throw CLIError("invalid URL: \(url)") }
+        // The bootstrap-phase certificate is throwaway and self-signed (as in the original), so it
+        // cannot be verified; run this on the node itself or over a trusted path.
+        let client = try VSSMAPIClient(TLSClientConfiguration(endpoints: [ep]))
+        var w = WireWriter()
+        w.bytes("rpcPrivateKey", try loadPKCS8(key))
+        do {
+            _ = try client.call(Route.bootstrap, w, response: Schemas.empty, idempotent: false)
+        } catch { throw CLIError("bootstrap failed: \(error)") }
+        print("bootstrapped \(ep)")
+    }
+}
+
+struct HealthCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "health", abstract: "Ask a node's health listener (exit 0 when running).")
+    @Option(help: "Health URL (http://host:port).") var url = environment("VSSM_HEALTH_URL") ?? "http://127.0.0.1:8081"
+
+    func run() throws {
+        var t = Substring(url)
+        if t.hasPrefix("http://") { t = t.dropFirst(7) }
+        guard let ep = Endpoint(String(t.split(separator: "/").first ?? "")) else { throw CLIError("invalid URL: \(url)") }
+        let (status, body) = try plainHTTPGet(ep, path: Route.healthcheck)
+        print(body)
+        if status != 200 { throw ExitCode(1) }
+    }
+}
+
+/// One plain-HTTP GET (health listener only).
+func plainHTTPGet(_ ep: Endpoint, path: String) throws -> (Int, String) {
+    var hints = addrinfo()
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    var res: UnsafeMutablePointer<addrinfo>? = nil
+    guard getaddrinfo(ep.host, String(ep.port), &hints, &res) == 0, let ai = res else { throw CLIError("cannot resolve \(ep.host)") }
+    defer { freeaddrinfo(res) }
+    let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw CLIError("socket failed") }
+    defer { close(fd) }
+    guard connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else { throw CLIError("cannot connect to \(ep): \(String(cString: strerror(errno)))") }
+    let req = "GET \(path) HTTP/1.1\r\nHost: \(ep.host)\r\nConnection: close\r\n\r\n"
+    _ = req.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = recv(fd, &buf, buf.count, 0)
+        if n <= 0 { break }
+        out += buf.prefix(n)
+    }
+    let text = String(decoding: out, as: UTF8.self)
+    let parts = text.split(separator: "\r\n\r\n", maxSplits: 1, omittingEmptySubsequences: false)
+    let status = Int(parts.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+    return (status, parts.count > 1 ? String(parts[1]) : "")
+}
