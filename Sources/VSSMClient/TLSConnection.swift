@@ -18,12 +18,12 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         if t.hasPrefix("["), let close = t.firstIndex(of: "]") {
             let host = t[t.index(after: t.startIndex)..<close]
             let rest = t[t.index(after: close)...]
-            guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (1...65535).contains(port) else { return nil }
+            guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (0...65535).contains(port) else { return nil }
             self.init(host: String(host), port: port)
             return
         }
         guard let colon = t.lastIndex(of: ":"), let port = Int(t[t.index(after: colon)...]),
-              (1...65535).contains(port), colon != t.startIndex else { return nil }
+              (0...65535).contains(port), colon != t.startIndex else { return nil }
         self.init(host: String(t[..<colon]), port: port)
     }
 

@@ -1,0 +1,113 @@
+import Testing
+@testable import VSSMCrypto
+
+func hex(_ s: String) -> [UInt8] {
+    var out: [UInt8] = []
+    var it = s.filter { !$0.isWhitespace }.makeIterator()
+    while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16) ?? 0) }
+    return out
+}
+
+@Suite struct CryptoTests {
+    @Test func hmacRFC4231Case2() {
+        let mac = DigestAlgorithm.sha256.hmac(key: Array("Jefe".utf8), data: Array("what do ya want for nothing?".utf8))
+        #expect(mac == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))
+    }
+
+    @Test func scryptRFC7914Vector() throws {
+        let out = try KDF.scrypt(password: Array("password".utf8), salt: Array("NaCl".utf8), n: 1024, r: 8, p: 16, length: 64)
+        #expect(out == hex("fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"))
+    }
+
+    @Test func aesGCMNISTVector() throws {
+        // GCM spec test case 3 (AES-128, 96-bit IV, no AAD).
+        let key = hex("feffe9928665731c6d6a8f9467308308")
+        let iv = hex("cafebabefacedbaddecaf888")
+        let pt = hex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255")
+        let c = try BlockCipher(kind: .aes, key: key)
+        let (ct, tag) = try c.gcmSeal(nonce: iv, aad: [], pt)
+        #expect(ct == hex("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985"))
+        #expect(tag == hex("4d5c2af327cd64a62cf35abd2ba6fab4"))
+        #expect(try c.gcmOpen(nonce: iv, aad: [], ct, tag: tag) == pt)
+        var bad = tag
+        bad[0] ^= 1
+        #expect(throws: CryptoError("cipher: message authentication failed")) { try c.gcmOpen(nonce: iv, aad: [], ct, tag: bad) }
+    }
+
+    @Test func ctrMatchesNISTSP80038A() throws {
+        // F.5.1 CTR-AES128.Encrypt, first two blocks.
+        let c = try BlockCipher(kind: .aes, key: hex("2b7e151628aed2a6abf7158809cf4f3c"))
+        let out = try c.ctr(iv: hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"), hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"))
+        #expect(out == hex("874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff"))
+    }
+
+    @Test func ctrCounterCarriesAcrossTheWholeBlock() throws {
+        let c = try BlockCipher(kind: .aes, key: [UInt8](repeating: 7, count: 16))
+        let iv = [UInt8](repeating: 0xFF, count: 16)
+        let two = try c.ctr(iv: iv, [UInt8](repeating: 0, count: 32))
+        // second keystream block = E(0x00..00) after the all-ones counter wraps
+        #expect(Array(two.suffix(16)) == (try c.ecbEncrypt([UInt8](repeating: 0, count: 16))))
+    }
+
+    @Test func singleAndTripleDES() throws {
+        CryptoProviders.enableLegacyCiphers()
+        // FIPS 81 / classic DES vector: key 133457799BBCDFF1, pt 0123456789ABCDEF.
+        let des = try BlockCipher(kind: .des, key: hex("133457799BBCDFF1"))
+        #expect(try des.ecbEncrypt(hex("0123456789ABCDEF")) == hex("85E813540F0AB405"))
+        let tdes = try BlockCipher(kind: .tripleDES, key: [UInt8](repeating: 1, count: 8) + [UInt8](repeating: 2, count: 8) + [UInt8](repeating: 3, count: 8))
+        let ct = try tdes.cbcEncrypt(iv: [UInt8](repeating: 0, count: 8), [UInt8](repeating: 9, count: 16))
+        #expect(try tdes.cbcDecrypt(iv: [UInt8](repeating: 0, count: 8), ct) == [UInt8](repeating: 9, count: 16))
+        #expect(throws: CryptoError("crypto/des: invalid key size 16")) { try BlockCipher(kind: .tripleDES, key: [UInt8](repeating: 0, count: 16)) }
+    }
+
+    @Test func pkcs7() throws {
+        #expect(PKCS7.pad([], blockSize: 16) == [UInt8](repeating: 16, count: 16))
+        #expect(try PKCS7.unpad(PKCS7.pad([1, 2, 3], blockSize: 8), blockSize: 8) == [1, 2, 3])
+        #expect(throws: CryptoError("invalid padding on input")) { try PKCS7.unpad([UInt8](repeating: 0, count: 16), blockSize: 16) }
+        #expect(throws: CryptoError("invalid PKCS7 data (empty or not padded)")) { try PKCS7.unpad([], blockSize: 16) }
+    }
+
+    @Test func rsaSchemesRoundTrip() throws {
+        let key = try PrivateKey.generateRSA(bits: 2048)
+        let pub = try #require(key.publicKey)
+        let digest = DigestAlgorithm.sha256.hash(Array("msg".utf8))
+        for scheme in [SignatureScheme.pkcs1(.sha256), .pss(.sha256, mgf1: .sha256, saltLength: 32)] {
+            let sig = try key.sign(digest: digest, scheme: scheme)
+            #expect(sig.count == 256)
+            #expect(pub.verify(signature: sig, digest: digest, scheme: scheme))
+            #expect(!pub.verify(signature: sig, digest: DigestAlgorithm.sha256.hash([1]), scheme: scheme))
+        }
+        #expect(throws: CryptoError("crypto/rsa: input must be hashed message")) { try key.sign(digest: [1, 2, 3], scheme: .pkcs1(.sha256)) }
+        for padding in [EncryptionPadding.pkcs1, .oaep(.sha256, mgf1: .sha1, label: Array("L".utf8))] {
+            let ct = try pub.encrypt(Array("secret".utf8), padding: padding)
+            #expect(try key.decrypt(ct, padding: padding) == Array("secret".utf8))
+        }
+        #expect(throws: CryptoError("crypto/rsa: decryption error")) {
+            try key.decrypt([UInt8](repeating: 1, count: 256), padding: .oaep(.sha256, mgf1: .sha256, label: []))
+        }
+        #expect(key.rsaComponents?.exponent == [1, 0, 1])
+    }
+
+    @Test func ecdsaAndEncodings() throws {
+        for curve in NamedCurve.allCases {
+            let key = try PrivateKey.generateEC(curve)
+            #expect(key.curve == curve)
+            let digest = DigestAlgorithm.sha384.hash([42])
+            let der = try key.sign(digest: digest, scheme: .ecdsa)
+            let size = (curve.bits + 7) / 8
+            let raw = try #require(ECDSASignature.derToRaw(der, fieldSize: size))
+            #expect(raw.count == 2 * size)
+            let back = try #require(ECDSASignature.rawToDER(raw))
+            #expect(key.publicKey?.verify(signature: back, digest: digest, scheme: .ecdsa) == true)
+            #expect(key.ecPoint?.first == 4)
+            #expect(try PrivateKey(pkcs8: key.pkcs8DER).spkiDER == key.spkiDER)
+        }
+    }
+
+    @Test func badKeysAreErrorsNotCrashes() {
+        #expect(throws: CryptoError.self) { try PrivateKey(pkcs8: []) }
+        #expect(throws: CryptoError.self) { try PrivateKey(pkcs8: [0x30, 0x03, 0x02, 0x01, 0x00]) }
+        #expect(throws: CryptoError.self) { try PublicKey(spki: [0xFF]) }
+        #expect(ECDSASignature.derToRaw([0x30], fieldSize: 32) == nil)
+    }
+}

@@ -1,0 +1,76 @@
+# shellcheck shell=bash
+# Usage: source conformance/dev-env.sh [DIR]
+#
+# Builds what is missing, creates a fresh dev PKI and config in DIR (a new temp dir by default),
+# starts `vssm serve` on free 127.0.0.1 ports, bootstraps it over the wire and exports:
+#   VSSM_DEV_DIR VSSM_URL VSSM_HEALTH_URL VSSM_INTERNAL_URL VSSM_CA VSSM_CLIENT_CERT VSSM_CLIENT_KEY
+#   VSSM_ADMIN_PASSWORD VSSM_PID VSSM_BIN
+# and defines vssm_dev_stop (stops what this started, by PID).
+# VSSM_DEV_OPTS passes extra `vssm serve` options (e.g. --compat-only).
+# Does not change the caller's shell options; returns non-zero on failure.
+
+_vssm_dev_main() {
+    local root dir bin
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
+    dir="${1:-}"
+    if [ -z "$dir" ]; then dir="$(mktemp -d /tmp/vssm-dev.XXXXXX)" || return 1; fi
+    mkdir -p "$dir" || return 1
+    dir="$(cd "$dir" && pwd)"
+
+    bin="${VSSM_BIN:-}"
+    if [ -z "$bin" ]; then
+        bin="$root/.build/debug/vssm"
+        if [ ! -x "$bin" ]; then
+            echo "dev-env: building vssm (first build takes a few minutes)..." >&2
+            (cd "$root" && swift build --product vssm >&2) || { echo "dev-env: build failed" >&2; return 1; }
+        fi
+    fi
+
+    local password
+    password="dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    "$bin" init "$dir" --admin-password "$password" --force \
+        --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 >/dev/null \
+        || { echo "dev-env: vssm init failed" >&2; return 1; }
+
+    rm -f "$dir/ports.json"
+    # shellcheck disable=SC2086
+    "$bin" serve --config "$dir/config.json" --ports-file "$dir/ports.json" ${VSSM_DEV_OPTS:-} >"$dir/serve.log" 2>&1 &
+    local pid=$!
+    local i
+    for i in $(seq 1 100); do
+        [ -s "$dir/ports.json" ] && break
+        kill -0 "$pid" 2>/dev/null || { echo "dev-env: vssm serve exited:" >&2; tail -5 "$dir/serve.log" >&2; return 1; }
+        sleep 0.1
+    done
+    [ -s "$dir/ports.json" ] || { echo "dev-env: vssm serve did not start" >&2; kill "$pid"; return 1; }
+    local api health internal
+    api=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$dir/ports.json")
+    health=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["health"])' "$dir/ports.json")
+    internal=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["internal"])' "$dir/ports.json")
+
+    "$bin" bootstrap --url "https://127.0.0.1:$api" --key "$dir/rpc-key.pem" >/dev/null \
+        || { echo "dev-env: bootstrap failed" >&2; kill "$pid"; return 1; }
+
+    export VSSM_BIN="$bin"
+    export VSSM_DEV_DIR="$dir"
+    export VSSM_URL="https://127.0.0.1:$api"
+    export VSSM_HEALTH_URL="http://127.0.0.1:$health"
+    export VSSM_INTERNAL_URL="https://127.0.0.1:$internal"
+    export VSSM_CA="$dir/ca.pem"
+    export VSSM_CLIENT_CERT="$dir/client-cert.pem"
+    export VSSM_CLIENT_KEY="$dir/client-key.pem"
+    export VSSM_ADMIN_PASSWORD="$password"
+    export VSSM_PID="$pid"
+    "$bin" health --url "$VSSM_HEALTH_URL" >/dev/null || { echo "dev-env: node is not running" >&2; return 1; }
+    echo "dev-env: vssm serve (pid $pid) at $VSSM_URL, files in $dir" >&2
+}
+
+vssm_dev_stop() {
+    if [ -n "${VSSM_PID:-}" ]; then
+        kill "$VSSM_PID" 2>/dev/null
+        wait "$VSSM_PID" 2>/dev/null
+        unset VSSM_PID
+    fi
+}
+
+_vssm_dev_main "$@"

@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# Shared helpers for conformance scenarios: assertions, counters, curl against the dev node.
+CONFORMANCE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$CONFORMANCE_DIR/.." && pwd)"
+PASSED=0
+FAILED=0
+
+pass() { PASSED=$((PASSED + 1)); echo "  ok   $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "  FAIL $*"; }
+
+# check "description" command...: passes when the command exits 0.
+check() {
+    local what="$1"; shift
+    local out
+    if out=$("$@" 2>&1); then pass "$what"; else fail "$what"; echo "$out" | tail -5 | sed 's/^/       /'; fi
+}
+
+# expect_eq "description" expected actual
+expect_eq() {
+    if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: expected [$2], got [$3]"; fi
+}
+
+# api PATH JSON: POST to the dev node over mTLS, prints the body; sets HTTP_STATUS.
+api() {
+    local port="${VSSM_URL##*:}"
+    local out
+    out=$(curl -sS --max-time 120 --resolve "VSSM:$port:127.0.0.1" --cacert "$VSSM_CA" \
+        --cert "$VSSM_CLIENT_CERT" --key "$VSSM_CLIENT_KEY" -w '\n%{http_code}' \
+        "https://VSSM:$port$1" -d "$2")
+    HTTP_STATUS="${out##*$'\n'}"
+    printf '%s' "${out%$'\n'*}"
+}
+
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$1" "$2"; }
+
+finish() {
+    echo "$(basename "$0"): $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
