@@ -20,16 +20,19 @@ expect_eq() {
     if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: expected [$2], got [$3]"; fi
 }
 
-# api PATH JSON: POST to the dev node over mTLS, prints the body; sets HTTP_STATUS.
+# api PATH JSON: POST to the dev node over mTLS, prints the body; `last_status` prints the HTTP
+# status afterwards (api usually runs in a command substitution, a subshell).
 api() {
     local port="${VSSM_URL##*:}"
     local out
     out=$(curl -sS --max-time 120 --resolve "VSSM:$port:127.0.0.1" --cacert "$VSSM_CA" \
         --cert "$VSSM_CLIENT_CERT" --key "$VSSM_CLIENT_KEY" -w '\n%{http_code}' \
         "https://VSSM:$port$1" -d "$2")
-    HTTP_STATUS="${out##*$'\n'}"
+    printf '%s' "${out##*$'\n'}" > "${VSSM_DEV_DIR:-/tmp}/.last_status"
     printf '%s' "${out%$'\n'*}"
 }
+
+last_status() { cat "${VSSM_DEV_DIR:-/tmp}/.last_status" 2>/dev/null; }
 
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$1" "$2"; }
 
