@@ -67,8 +67,8 @@ _vssm_dev_main() {
 
 vssm_dev_stop() {
     if [ -n "${VSSM_PID:-}" ]; then
-        kill "$VSSM_PID" 2>/dev/null
-        wait "$VSSM_PID" 2>/dev/null
+        kill "$VSSM_PID" 2>/dev/null || true
+        wait "$VSSM_PID" 2>/dev/null || true
         unset VSSM_PID
     fi
 }

@@ -120,16 +120,17 @@ struct AdminCommand: ParsableCommand {
                 print(JSONWriter.string(w.value))
                 return
             }
-            print("TYPE        SPEC  SIZE  NAME")
-            for o in r.objects("symmetricKey") { print("SYMMETRIC   -     \(pad(o.uint64("keyLength") * 8))  \(o.string("name"))") }
-            for o in r.objects("macKey") { print("MAC         -     \(pad(o.uint64("keyLength") * 8))  \(o.string("name"))") }
+            func row(_ type: String, _ spec: String, _ bits: String, _ name: String) {
+                print(type.padding(12) + spec.padding(6) + bits.padding(6) + name)
+            }
+            row("TYPE", "SPEC", "BITS", "NAME")
+            for o in r.objects("symmetricKey") { row("SYMMETRIC", "-", String(o.uint64("keyLength") * 8), o.string("name")) }
+            for o in r.objects("macKey") { row("MAC", "-", String(o.uint64("keyLength") * 8), o.string("name")) }
             for o in r.objects("asymmetricKey") {
                 let bits = (try? PublicKey(spki: o.bytes("publicKey") ?? []))?.bits ?? 0
-                print("ASYMMETRIC  \(o.string("keySpec").padding(5))\(pad(UInt64(bits)))  \(o.string("name"))")
+                row("ASYMMETRIC", o.string("keySpec"), String(bits), o.string("name"))
             }
         }
-
-        func pad(_ n: UInt64) -> String { String(n).padding(4) }
     }
 
     struct DeleteKey: ParsableCommand {
@@ -199,5 +200,6 @@ struct AdminCommand: ParsableCommand {
 }
 
 extension String {
+    /// Left-aligned in a column of width n (at least one space after).
     func padding(_ n: Int) -> String { count >= n ? self + " " : self + String(repeating: " ", count: n - count) }
 }
