@@ -207,13 +207,12 @@ extension KeyServiceNode {
 
     /// encryptionKey = RSA-OAEP(SHA-256, MGF1-SHA-256) of a random AES-256 key under the RPC
     /// certificate's key; encryptedState = nonce(12) || AES-256-GCM(SynchronizeStateResponse JSON) || tag.
-    func generateBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
-        let r = try decode(body, Schemas.generateBackupRequest)
-        try checkPassword(r)
-        audit.info("Generating a backup of the key database...")
+    /// Version 1 is the original's format (keys only); version 2 (extension) adds our `ext` member
+    /// (CKA_IDs, ciphers, certificate and data objects) and is refused cleanly by a Go node.
+    func makeBackup(version: Int64) throws(ServiceError) -> JSONValue {
         guard let rpc = rpcKey, let pub = rpc.publicKey else { throw .unavailable("The key service is bootstrapping.") }
         guard rpc.kind == .rsa else { throw .badRequest("Backups need an RSA RPC certificate.") }
-        var plain = StateCodec.encode(snapshot, extensions: false)
+        var plain = StateCodec.encode(snapshot, extensions: version == 2)
         defer { zeroize(&plain) }
         var dataKey = SecureRandom.bytes(32)
         defer { zeroize(&dataKey) }
@@ -222,21 +221,28 @@ extension KeyServiceNode {
         do {
             let (ct, tag) = try BlockCipher(kind: .aes, key: dataKey).gcmSeal(nonce: nonce, aad: [], plain)
             blob.bytes("encryptionKey", try pub.encrypt(dataKey, padding: .oaep(.sha256, mgf1: .sha256, label: [])))
-            blob.int64("version", 1)
+            blob.int64("version", version)
             blob.int64("timestamp", KeyServiceNode.nowMillis())
             blob.bytes("encryptedState", nonce + ct + tag)
         } catch { throw .internalError("backup failed: \(error.message)") }
+        return blob.value
+    }
+
+    func generateBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.generateBackupRequest)
+        try checkPassword(r)
+        audit.info("Generating a backup of the key database...")
         var w = WireWriter()
-        w.object("backup", blob.value)
+        w.object("backup", try makeBackup(version: 1))
         return ok(w)
     }
 
-    func restoreBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
-        let r = try decode(body, Schemas.restoreBackupRequest)
-        try checkPassword(r)
+    /// Opens and merges a BackupBlob; `allowedVersions` is [1] on the base route, [1, 2] on ext.
+    func restore(_ blob: WireObject?, allowedVersions: Set<Int64>) throws(ServiceError) {
         audit.info("Restoring from a backup of the key database...")
-        guard let blob = r.object("backup") else { throw .badRequest("Missing backup.") }
-        guard blob.int64("version") == 1 else { throw .badRequest("Unsupported backup version.") }
+        guard let blob else { throw .badRequest("Missing backup.") }
+        let version = blob.int64("version")
+        guard allowedVersions.contains(version) else { throw .badRequest("Unsupported backup version.") }
         guard let rpc = rpcKey else { throw .unavailable("The key service is bootstrapping.") }
         guard rpc.kind == .rsa else { throw .badRequest("Backups need an RSA RPC certificate.") }
         var dataKey: [UInt8]
@@ -253,10 +259,16 @@ extension KeyServiceNode {
         } catch { throw .badRequest(error.message) }
         defer { zeroize(&plain) }
         let decoded: StateCodec.Decoded
-        do { decoded = try StateCodec.decode(plain, allowExtensions: false) } catch { throw .badRequest("Unable to decrypt backup.") }
+        do { decoded = try StateCodec.decode(plain, allowExtensions: version == 2) } catch { throw .badRequest("Unable to decrypt backup.") }
         for name in decoded.skipped { audit.error("Backup entry \(name) is not a usable private key; skipped.") }
         let taken = try mutate { (s: inout KeyState) throws(ServiceError) in merge(decoded.state, into: &s) }
         audit.info("Restored \(taken.count) of \(decoded.state.keyCount) keys from the backup.")
+    }
+
+    func restoreBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, Schemas.restoreBackupRequest)
+        try checkPassword(r)
+        try restore(r.object("backup"), allowedVersions: [1])
         return ok(WireWriter())
     }
 

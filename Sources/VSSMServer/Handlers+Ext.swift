@@ -5,7 +5,7 @@ import VSSMWire
 extension KeyServiceNode {
     static let extFeatures = [
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
-        "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword",
+        "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -38,6 +38,19 @@ extension KeyServiceNode {
         Route.extCreateObject: { n, b, _ throws(ServiceError) in try n.extCreateObject(b) },
         Route.extUpdateObject: { n, b, _ throws(ServiceError) in try n.extUpdateObject(b) },
         Route.extDeleteObject: { n, b, _ throws(ServiceError) in try n.extDeleteObject(b) },
+        Route.extGenerateBackup: { n, b, _ throws(ServiceError) in
+            try n.checkPassword(try n.decode(b, Schemas.generateBackupRequest))
+            n.audit.info("Generating a backup of the key database (with extension data)...")
+            var w = WireWriter()
+            w.object("backup", try n.makeBackup(version: 2))
+            return n.ok(w)
+        },
+        Route.extRestoreBackup: { n, b, _ throws(ServiceError) in
+            let r = try n.decode(b, Schemas.restoreBackupRequest)
+            try n.checkPassword(r)
+            try n.restore(r.object("backup"), allowedVersions: [1, 2])
+            return n.ok(WireWriter())
+        },
         Route.extVerifyPassword: { n, b, _ throws(ServiceError) in
             try n.checkPassword(try n.decode(b, ExtSchemas.verifyPasswordRequest))
             return n.ok(WireWriter())

@@ -88,4 +88,8 @@ extension Route {
     public static let extUpdateObject = "/REST/v1/ext/updateobject"
     public static let extDeleteObject = "/REST/v1/ext/deleteobject"
     public static let extVerifyPassword = "/REST/v1/ext/verifypassword"
+    /// Version-2 BackupBlob: the original format plus CKA_IDs, ciphers and stored objects.
+    public static let extGenerateBackup = "/REST/v1/ext/generatebackup"
+    /// Restores version 1 (original) or 2 (extension) blobs.
+    public static let extRestoreBackup = "/REST/v1/ext/restorebackup"
 }

@@ -152,37 +152,68 @@ struct AdminCommand: ParsableCommand {
     }
 
     struct Backup: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "backup", abstract: "Write an encrypted backup (the original BackupBlob JSON) to a file.")
+        static let configuration = CommandConfiguration(
+            commandName: "backup",
+            abstract: "Write an encrypted backup to a file: `backup` (the original BackupBlob, restorable on any VSSM node) and, where the node has the extensions, `extBackup` (also keeps CKA_IDs and certificate/data objects).")
         @OptionGroup var connection: ConnectionOptions
-        @Option(help: "Output file.") var out: String
+        @Option(help: "Output file (repeat for copies, e.g. two removable media).") var out: [String]
 
         func run() throws {
+            guard !out.isEmpty else { throw CLIError("give at least one --out file") }
             let c = try connection.client()
-            let pw = try connection.adminPassword()
-            let blob = try vssm.run { () throws(ClientError) in try c.generateBackup(password: pw) }
+            var w = WireWriter()
+            w.string("adminPassword", try connection.adminPassword())
+            let base = try vssm.run { () throws(ClientError) in try c.call(Route.generateBackup, w, response: Schemas.generateBackupResponse, idempotent: true) }
+            var file = WireWriter()
+            file.object("backup", try backupJSON(base))
+            var withExt = false
+            do throws(ClientError) {
+                let ext = try c.call(Route.extGenerateBackup, w, response: Schemas.generateBackupResponse, idempotent: true)
+                file.object("extBackup", try? backupJSON(ext))
+                withExt = true
+            } catch .http(status: 404, message: _) {
+                // A node without our extensions (original VSSM or --compat-only).
+            } catch { throw CLIError(error.description) }
+            for path in out { try writeFile(path, JSONWriter.serialize(file.value) + [10]) }
+            print("backup written to \(out.joined(separator: ", "))\(withExt ? " (with extension data)" : "") — encrypted to the RPC key; restoring needs a node bootstrapped with it")
+        }
+
+        func backupJSON(_ r: WireObject) throws -> JSONValue {
+            guard let blob = r.object("backup") else { throw CLIError("the node answered without a backup") }
             var w = WireWriter()
             w.bytes("encryptionKey", blob.bytes("encryptionKey"))
             w.int64("version", blob.int64("version"))
             w.int64("timestamp", blob.int64("timestamp"))
             w.bytes("encryptedState", blob.bytes("encryptedState"))
-            try writeFile(out, w.bytes + [10])
-            print("backup written to \(out) (encrypted to the RPC key; restore needs a node bootstrapped with it)")
+            return w.value
         }
     }
 
     struct Restore: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "restore", abstract: "Restore keys from a backup file (newer keys win).")
+        static let configuration = CommandConfiguration(commandName: "restore", abstract: "Restore keys from a backup file (newer keys win; nothing is deleted).")
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "Backup file written by `vssm admin backup` (or the `backup` member of a generatebackup answer).") var file: String
+        @Argument(help: "File written by `vssm admin backup`, a generatebackup answer, or a bare BackupBlob.") var file: String
 
         func run() throws {
             let text = try readFile(file)
-            var blob: JSONValue
-            do { blob = try JSONParser.parse(text) } catch { throw CLIError("\(file): \(error.message)") }
-            if let inner = blob["backup"] { blob = inner }
+            var root: JSONValue
+            do { root = try JSONParser.parse(text) } catch { throw CLIError("\(file): \(error.message)") }
+            let base = root["backup"] ?? root
             let c = try connection.client()
             let pw = try connection.adminPassword()
-            try vssm.run { () throws(ClientError) in try c.restoreBackup(password: pw, blob: blob) }
+            if let ext = root["extBackup"] {
+                var w = WireWriter()
+                w.string("adminPassword", pw)
+                w.object("backup", ext)
+                do throws(ClientError) {
+                    _ = try c.call(Route.extRestoreBackup, w, response: Schemas.empty, idempotent: false)
+                    print("restored \(file) (with extension data)")
+                    return
+                } catch .http(status: 404, message: _) {
+                    printErr("the node has no extensions; restoring the keys only")
+                } catch { throw CLIError(error.description) }
+            }
+            try vssm.run { () throws(ClientError) in try c.restoreBackup(password: pw, blob: base) }
             print("restored \(file)")
         }
     }

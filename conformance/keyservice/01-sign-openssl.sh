@@ -51,7 +51,7 @@ expect_eq "OAEP-SHA256 ciphertext from openssl decrypts" "$MSG" "$(json_field "$
 
 # Backup: the encryption key unwraps with the RPC private key using openssl (format check).
 "$VSSM_BIN" admin backup --out "$W/backup.json" >/dev/null
-python3 -c 'import json,sys,base64; d=json.load(open(sys.argv[1])); sys.stdout.buffer.write(base64.b64decode(d["encryptionKey"]))' "$W/backup.json" > "$W/ek"
+python3 -c 'import json,sys,base64; d=json.load(open(sys.argv[1]))["backup"]; sys.stdout.buffer.write(base64.b64decode(d["encryptionKey"]))' "$W/backup.json" > "$W/ek"
 check "backup encryptionKey is RSA-OAEP(SHA-256) to the RPC key" openssl pkeyutl -decrypt -inkey "$VSSM_DEV_DIR/rpc-key.pem" \
     -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 -in "$W/ek" -out "$W/dk"
 expect_eq "backup data key is 32 bytes" 32 "$(stat -c %s "$W/dk" 2>/dev/null)"

@@ -14,6 +14,15 @@ check "unknown client certificate fails the TLS handshake" bash -c "! curl -s --
     --cert '$W/stranger.pem' --key '$W/stranger.key' 'https://VSSM:$port/REST/v1/admin/listkeys' -d '{}'"
 check "no client certificate fails the TLS handshake" bash -c "! curl -s --resolve 'VSSM:$port:127.0.0.1' --cacert '$VSSM_CA' \
     'https://VSSM:$port/REST/v1/admin/listkeys' -d '{}'"
+# A certificate from the trusted client CA but with EKU serverAuth only: Go refused it, so do we.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/srv.key" -subj /CN=server-only -out "$W/srv.csr" 2>/dev/null
+printf 'extendedKeyUsage=serverAuth\n' > "$W/srv.ext"
+openssl x509 -req -in "$W/srv.csr" -CA "$D/client-ca.pem" -CAkey "$D/client-ca-key.pem" -CAcreateserial -days 1 \
+    -extfile "$W/srv.ext" -out "$W/srv.pem" 2>/dev/null
+check "client-CA certificate without the clientAuth EKU fails the handshake" bash -c "! curl -s --resolve 'VSSM:$port:127.0.0.1' \
+    --cacert '$VSSM_CA' --cert '$W/srv.pem' --key '$W/srv.key' 'https://VSSM:$port/REST/v1/ext/listkeys' -d '{}'"
+check "  ... while the same CA's clientAuth certificate works" curl -sf --resolve "VSSM:$port:127.0.0.1" --cacert "$VSSM_CA" \
+    --cert "$VSSM_CLIENT_CERT" --key "$VSSM_CLIENT_KEY" "https://VSSM:$port/REST/v1/ext/listkeys" -d '{}'
 check "server certificate verifies as VSSM with the dev CA" openssl s_client -connect "127.0.0.1:$port" -servername VSSM \
     -verify_hostname VSSM -verify_return_error -CAfile "$VSSM_CA" -cert "$VSSM_CLIENT_CERT" -key "$VSSM_CLIENT_KEY" </dev/null
 
