@@ -9,6 +9,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "vssm", targets: ["vssm"]),
+        // libvssm-pkcs11.so; release artifact: `make module-release` (static Swift runtime, stripped).
+        .library(name: "vssm-pkcs11", type: .dynamic, targets: ["PKCS11Module"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -24,8 +26,22 @@ let package = Package(
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
         .target(name: "VSSMWire"),
+        // Vendored PKCS#11 header (p11-kit 2.40 + our 3.0 additions) and the constant function tables.
+        .target(name: "CPKCS11", path: "include", publicHeadersPath: "."),
+        // The function tables reference the module's entry points, so only the module links them.
+        .target(name: "CPKCS11Table", dependencies: ["CPKCS11"]),
+        .target(
+            name: "PKCS11Module",
+            dependencies: ["CPKCS11", "CPKCS11Table", "TokenCore", "VSSMClient", "VSSMWire"],
+            linkerSettings: [.unsafeFlags([
+                "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/PKCS11Module/exports.map",
+                "-Xlinker", "-z", "-Xlinker", "nodelete",
+                "-Xlinker", "-z", "-Xlinker", "defs",
+            ])]
+        ),
         .target(name: "VSSMCrypto", dependencies: ["COpenSSL"]),
-        .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire"]),
+        .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire", "TokenCore"]),
+        .target(name: "TokenCore", dependencies: ["VSSMCrypto"]),
         .target(
             name: "VSSMServer",
             dependencies: [
@@ -49,6 +65,9 @@ let package = Package(
         ),
         .testTarget(name: "VSSMWireTests", dependencies: ["VSSMWire"]),
         .testTarget(name: "VSSMCryptoTests", dependencies: ["VSSMCrypto"]),
-        .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto"]),
+        // A real node in-process over real mTLS, shared by the server and module tests.
+        .target(name: "VSSMTestSupport", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto"]),
+        .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport"]),
+        .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),
     ]
 )

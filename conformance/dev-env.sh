@@ -2,9 +2,11 @@
 # Usage: source conformance/dev-env.sh [DIR]
 #
 # Builds what is missing, creates a fresh dev PKI and config in DIR (a new temp dir by default),
-# starts `vssm serve` on free 127.0.0.1 ports, bootstraps it over the wire and exports:
+# starts `vssm serve` on free 127.0.0.1 ports, bootstraps it over the wire, writes the module
+# config and exports:
 #   VSSM_DEV_DIR VSSM_URL VSSM_HEALTH_URL VSSM_INTERNAL_URL VSSM_CA VSSM_CLIENT_CERT VSSM_CLIENT_KEY
 #   VSSM_ADMIN_PASSWORD VSSM_PID VSSM_BIN
+#   MODULE VSSM_PKCS11_CONFIG PIN SO_PIN TOKEN_LABEL (the token's user PIN also manages keys)
 # and defines vssm_dev_stop (stops what this started, by PID).
 # VSSM_DEV_OPTS passes extra `vssm serve` options (e.g. --compat-only).
 # Does not change the caller's shell options; returns non-zero on failure.
@@ -24,6 +26,11 @@ _vssm_dev_main() {
             echo "dev-env: building vssm (first build takes a few minutes)..." >&2
             (cd "$root" && swift build --product vssm >&2) || { echo "dev-env: build failed" >&2; return 1; }
         fi
+    fi
+    local module="${MODULE:-$root/.build/debug/libvssm-pkcs11.so}"
+    if [ ! -f "$module" ]; then
+        echo "dev-env: building the PKCS#11 module..." >&2
+        (cd "$root" && swift build --product vssm-pkcs11 >&2) || { echo "dev-env: module build failed" >&2; return 1; }
     fi
 
     local password
@@ -61,6 +68,25 @@ _vssm_dev_main() {
     export VSSM_CLIENT_KEY="$dir/client-key.pem"
     export VSSM_ADMIN_PASSWORD="$password"
     export VSSM_PID="$pid"
+    cat > "$dir/pkcs11.json" <<JSON
+{
+  "slots": [{
+    "label": "vssm-dev",
+    "endpoints": ["https://127.0.0.1:$api"],
+    "serverName": "VSSM",
+    "ca": "$dir/ca.pem",
+    "clientCert": "$dir/client-cert.pem",
+    "clientKey": "$dir/client-key.pem",
+    "userPinIsAdminPassword": true,
+    "refreshSeconds": 30
+  }]
+}
+JSON
+    export MODULE="$module"
+    export VSSM_PKCS11_CONFIG="$dir/pkcs11.json"
+    export PIN="$password"
+    export SO_PIN="$password"
+    export TOKEN_LABEL="vssm-dev"
     "$bin" health --url "$VSSM_HEALTH_URL" >/dev/null || { echo "dev-env: node is not running" >&2; return 1; }
     echo "dev-env: vssm serve (pid $pid) at $VSSM_URL, files in $dir" >&2
 }

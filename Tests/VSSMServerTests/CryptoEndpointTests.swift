@@ -3,6 +3,7 @@ import VSSMClient
 import VSSMCrypto
 import VSSMWire
 @testable import VSSMServer
+import VSSMTestSupport
 
 /// The 8 crypto endpoints over real mTLS, including every input that made the original panic.
 @Suite struct CryptoEndpointTests {

@@ -4,6 +4,7 @@ import VSSMClient
 import VSSMCrypto
 import VSSMWire
 @testable import VSSMServer
+import VSSMTestSupport
 
 @Suite struct ExtensionTests {
     let pw = TestNode.password

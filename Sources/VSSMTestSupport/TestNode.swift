@@ -1,15 +1,15 @@
 import Glibc
-import Synchronization
 import VSSMClient
 import VSSMCrypto
+import VSSMServer
 import VSSMWire
-@testable import VSSMServer
 
 /// A real node in-process: NIO listeners on 127.0.0.1 port 0, real mTLS, optional sealed store.
-final class TestNode: @unchecked Sendable {
-    static let password = "test-admin-password"
+/// Used by the server and module tests.
+public final class TestNode: @unchecked Sendable {
+    public static let password = "test-admin-password"
     /// One PKI and password hash for all tests (RSA keygen and scrypt are slow-ish).
-    static let shared: (pki: DevPKI, hash: String) = {
+    public static let shared: (pki: DevPKI, hash: String) = {
         CryptoProviders.enableLegacyCiphers()
         // swiftlint:disable:next force_try
         let pki = try! DevPKI.create(clientName: "test-client")
@@ -17,12 +17,12 @@ final class TestNode: @unchecked Sendable {
         return (pki, hash)
     }()
 
-    let node: KeyServiceNode
-    let listeners: HTTPListeners
-    let ports: [RequestContext.Listener: Int]
-    let stateDir: String?
+    public let node: KeyServiceNode
+    public let listeners: HTTPListeners
+    public let ports: [RequestContext.Listener: Int]
+    public let stateDir: String?
 
-    init(stateDir: String? = nil, compatOnly: Bool = false, bootstrap: Bool = true, peers: [String] = []) throws {
+    public init(stateDir: String? = nil, compatOnly: Bool = false, bootstrap: Bool = true, peers: [String] = []) throws {
         var cfg = ServerConfig(rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
                                clientTrustStore: [TestNode.shared.pki.clientCACertificateDER],
                                rootPassword: TestNode.shared.hash)
@@ -40,14 +40,14 @@ final class TestNode: @unchecked Sendable {
         if bootstrap { try node.bootstrap(rpcPrivateKeyPKCS8: TestNode.rpcPKCS8) }
     }
 
-    static var rpcPKCS8: [UInt8] {
+    public static var rpcPKCS8: [UInt8] {
         // swiftlint:disable:next force_try
         try! PrivateKey(pem: Array(shared.pki.rpcKeyPEM.utf8)).pkcs8DER
     }
 
-    func stop() { listeners.shutdown() }
+    public func stop() { listeners.shutdown() }
 
-    func clientConfig(certDER: [UInt8]? = nil, keyPEM: String? = nil) -> TLSClientConfiguration {
+    public func clientConfig(certDER: [UInt8]? = nil, keyPEM: String? = nil) -> TLSClientConfiguration {
         let pki = TestNode.shared.pki
         var cfg = TLSClientConfiguration(endpoints: [Endpoint(host: "127.0.0.1", port: ports[.api] ?? 0)])
         cfg.trustPEM = Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8)
@@ -57,26 +57,26 @@ final class TestNode: @unchecked Sendable {
         return cfg
     }
 
-    func client() throws -> VSSMAPIClient { try VSSMAPIClient(clientConfig()) }
+    public func client() throws -> VSSMAPIClient { try VSSMAPIClient(clientConfig()) }
 
     /// POSTs raw JSON and returns status and body text.
-    func post(_ client: VSSMAPIClient, _ path: String, _ json: String) throws -> (Int, String) {
+    public func post(_ client: VSSMAPIClient, _ path: String, _ json: String) throws -> (Int, String) {
         let r = try client.raw(path, body: Array(json.utf8), idempotent: false)
         return (r.status, r.text)
     }
 
-    static func tempDir() -> String {
+    public static func tempDir() -> String {
         var template = Array("/tmp/vssm-test-XXXXXX".utf8CString)
         let p = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.flatMap { mkdtemp($0) } }
         return p.map { String(cString: $0) } ?? "/tmp/vssm-test-fallback"
     }
 }
 
-func b64(_ s: String) -> String { Base64.encode(Array(s.utf8)) }
-func b64(_ b: [UInt8]) -> String { Base64.encode(b) }
-func unb64(_ s: String) -> [UInt8] { (try? Base64.decode(s)) ?? [] }
+public func b64(_ s: String) -> String { Base64.encode(Array(s.utf8)) }
+public func b64(_ b: [UInt8]) -> String { Base64.encode(b) }
+public func unb64(_ s: String) -> [UInt8] { (try? Base64.decode(s)) ?? [] }
 
-func field(_ json: String, _ name: String) -> String {
+public func field(_ json: String, _ name: String) -> String {
     guard let v = try? JSONParser.parse(json), case .string(let s)? = v[name] else { return "" }
     return s
 }

@@ -1,0 +1,156 @@
+import CPKCS11
+import TokenCore
+
+// PKCS#11 2.40 §5.4 General-purpose functions, §5.5 Slot and token management.
+
+let library = Library.shared
+
+/// PKCS#11 2.40 §5.4 C_Initialize. No network here: the config is read, services connect lazily.
+@implementation @c
+public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
+    entry("C_Initialize") { () throws(TokenError) in
+        var configPath: String? = nil
+        if let raw = pInitArgs {
+            let args = raw.loadUnaligned(as: CK_C_INITIALIZE_ARGS.self)
+            let someMutex = args.CreateMutex != nil || args.DestroyMutex != nil || args.LockMutex != nil || args.UnlockMutex != nil
+            let allMutex = args.CreateMutex != nil && args.DestroyMutex != nil && args.LockMutex != nil && args.UnlockMutex != nil
+            if someMutex && !allMutex { throw .argumentsBad("some but not all mutex functions given") }
+            // We always lock internally with OS primitives (CKF_OS_LOCKING_OK or not), and create no threads.
+            if let reserved = args.pReserved {
+                configPath = String(cString: reserved.assumingMemoryBound(to: CChar.self))
+            }
+        }
+        if library.isInitialized { throw .alreadyInitialized }
+        let config = try ModuleConfig.load(explicit: configPath)
+        try library.initialize(tokens: try config.tokens())
+        Log.write(.info, "initialized from \(config.path) with \(config.slots.count) slot(s)")
+        return ok
+    }
+}
+
+/// PKCS#11 2.40 §5.4 C_Finalize.
+@implementation @c
+public func C_Finalize(_ pReserved: UnsafeMutableRawPointer?) -> CK_RV {
+    entry("C_Finalize") { () throws(TokenError) in
+        guard pReserved == nil else { throw .argumentsBad("pReserved must be NULL") }
+        try library.finalize()
+        return ok
+    }
+}
+
+/// PKCS#11 2.40 §5.4 C_GetInfo.
+@implementation @c
+public func C_GetInfo(_ pInfo: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
+    entry("C_GetInfo") { () throws(TokenError) in
+        guard let pInfo else { throw .argumentsBad("NULL pInfo") }
+        guard library.isInitialized else { throw .notInitialized }
+        var info = CK_INFO()
+        info.cryptokiVersion = CK_VERSION(major: 2, minor: 40)
+        Marshal.pad("vssm-pkcs11", &info.manufacturerID)
+        Marshal.pad("VSSM PKCS#11 module", &info.libraryDescription)
+        info.libraryVersion = CK_VERSION(major: 0, minor: 1)
+        pInfo.pointee = info
+        return ok
+    }
+}
+
+/// PKCS#11 2.40 §5.5 C_GetSlotList: one slot per configured key service, token always present.
+@implementation @c
+public func C_GetSlotList(_ tokenPresent: CK_BBOOL, _ pSlotList: UnsafeMutablePointer<CK_SLOT_ID>?, _ pulCount: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+    entry("C_GetSlotList") { () throws(TokenError) in
+        guard let pulCount else { throw .argumentsBad("NULL pulCount") }
+        let slots = try library.tokens().map(\.slotID)
+        guard let pSlotList else { pulCount.pointee = CK_ULONG(slots.count); return ok }
+        guard pulCount.pointee >= CK_ULONG(slots.count) else {
+            pulCount.pointee = CK_ULONG(slots.count)
+            throw .bufferTooSmall(required: slots.count)
+        }
+        Marshal.writeHandles(slots, pSlotList, pulCount)
+        return ok
+    }
+}
+
+/// PKCS#11 2.40 §5.5 C_GetSlotInfo.
+@implementation @c
+public func C_GetSlotInfo(_ slotID: CK_SLOT_ID, _ pInfo: UnsafeMutablePointer<CK_SLOT_INFO>?) -> CK_RV {
+    entry("C_GetSlotInfo") { () throws(TokenError) in
+        guard let pInfo else { throw .argumentsBad("NULL pInfo") }
+        let t = try library.token(slot: slotID)
+        var info = CK_SLOT_INFO()
+        Marshal.pad("VSSM key service \(t.configuration.label)", &info.slotDescription)
+        Marshal.pad("vssm-pkcs11", &info.manufacturerID)
+        info.flags = CK_FLAGS(CKF_TOKEN_PRESENT) | CK_FLAGS(CKF_HW_SLOT)
+        info.hardwareVersion = CK_VERSION(major: 1, minor: 0)
+        info.firmwareVersion = CK_VERSION(major: 1, minor: 0)
+        pInfo.pointee = info
+        return ok
+    }
+}
+
+/// PKCS#11 2.40 §5.5 C_GetTokenInfo.
+@implementation @c
+public func C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ pInfo: UnsafeMutablePointer<CK_TOKEN_INFO>?) -> CK_RV {
+    entry("C_GetTokenInfo") { () throws(TokenError) in
+        guard let pInfo else { throw .argumentsBad("NULL pInfo") }
+        let t = try library.token(slot: slotID)
+        var info = CK_TOKEN_INFO()
+        Marshal.pad(t.configuration.label, &info.label)
+        Marshal.pad("vssm-pkcs11", &info.manufacturerID)
+        Marshal.pad("VSSM", &info.model)
+        Marshal.pad(t.configuration.serial, &info.serialNumber)
+        var flags = CK_FLAGS(CKF_RNG) | CK_FLAGS(CKF_TOKEN_INITIALIZED) | CK_FLAGS(CKF_USER_PIN_INITIALIZED)
+        if t.configuration.loginRequired { flags |= CK_FLAGS(CKF_LOGIN_REQUIRED) }
+        info.flags = flags
+        info.ulMaxSessionCount = 0  // CK_EFFECTIVELY_INFINITE
+        info.ulSessionCount = cpkcs11_unavailable_information
+        info.ulMaxRwSessionCount = 0
+        info.ulRwSessionCount = cpkcs11_unavailable_information
+        info.ulMaxPinLen = 1024
+        info.ulMinPinLen = 0
+        info.ulTotalPublicMemory = cpkcs11_unavailable_information
+        info.ulFreePublicMemory = cpkcs11_unavailable_information
+        info.ulTotalPrivateMemory = cpkcs11_unavailable_information
+        info.ulFreePrivateMemory = cpkcs11_unavailable_information
+        info.hardwareVersion = CK_VERSION(major: 1, minor: 0)
+        info.firmwareVersion = CK_VERSION(major: 1, minor: 0)
+        Marshal.pad("", &info.utcTime)
+        pInfo.pointee = info
+        return ok
+    }
+}
+
+/// PKCS#11 2.40 §5.5 C_GetMechanismList.
+@implementation @c
+public func C_GetMechanismList(_ slotID: CK_SLOT_ID, _ pMechanismList: UnsafeMutablePointer<CK_MECHANISM_TYPE>?, _ pulCount: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+    entry("C_GetMechanismList") { () throws(TokenError) in
+        guard let pulCount else { throw .argumentsBad("NULL pulCount") }
+        let list = try library.mechanisms(slot: slotID).keys.map(\.rawValue).sorted()
+        guard let pMechanismList else { pulCount.pointee = CK_ULONG(list.count); return ok }
+        guard pulCount.pointee >= CK_ULONG(list.count) else {
+            pulCount.pointee = CK_ULONG(list.count)
+            throw .bufferTooSmall(required: list.count)
+        }
+        Marshal.writeHandles(list, pMechanismList, pulCount)
+        return ok
+    }
+}
+
+/// PKCS#11 2.40 §5.5 C_GetMechanismInfo.
+@implementation @c
+public func C_GetMechanismInfo(_ slotID: CK_SLOT_ID, _ type: CK_MECHANISM_TYPE, _ pInfo: UnsafeMutablePointer<CK_MECHANISM_INFO>?) -> CK_RV {
+    entry("C_GetMechanismInfo") { () throws(TokenError) in
+        guard let pInfo else { throw .argumentsBad("NULL pInfo") }
+        guard let m = try library.mechanisms(slot: slotID)[MechanismType(rawValue: type)] else { throw .mechanismInvalid(MechanismType(rawValue: type)) }
+        pInfo.pointee = CK_MECHANISM_INFO(ulMinKeySize: m.minKeySize, ulMaxKeySize: m.maxKeySize, flags: m.flags)
+        return ok
+    }
+}
+
+/// PKCS#11 2.40 §5.5 C_WaitForSlotEvent: slots never change.
+@implementation @c
+public func C_WaitForSlotEvent(_ flags: CK_FLAGS, _ pSlot: UnsafeMutablePointer<CK_SLOT_ID>?, _ pReserved: UnsafeMutableRawPointer?) -> CK_RV {
+    entry("C_WaitForSlotEvent") { () throws(TokenError) in
+        guard library.isInitialized else { throw .notInitialized }
+        return CK_RV(CKR_FUNCTION_NOT_SUPPORTED)
+    }
+}

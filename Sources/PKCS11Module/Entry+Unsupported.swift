@@ -1,0 +1,103 @@
+import CPKCS11
+
+// Entry points this module does not (yet) offer: each answers CKR_FUNCTION_NOT_SUPPORTED
+// (GetFunctionStatus/CancelFunction: CKR_FUNCTION_NOT_PARALLEL, as the spec requires).
+
+@implementation @c
+public func C_InitToken(_ slotID: CK_SLOT_ID, _ pPin: UnsafeMutablePointer<CK_UTF8CHAR>?, _ ulPinLen: CK_ULONG, _ pLabel: UnsafeMutablePointer<CK_UTF8CHAR>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_InitPIN(_ hSession: CK_SESSION_HANDLE, _ pPin: UnsafeMutablePointer<CK_UTF8CHAR>?, _ ulPinLen: CK_ULONG) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_SetPIN(_ hSession: CK_SESSION_HANDLE, _ pOldPin: UnsafeMutablePointer<CK_UTF8CHAR>?, _ ulOldLen: CK_ULONG, _ pNewPin: UnsafeMutablePointer<CK_UTF8CHAR>?, _ ulNewLen: CK_ULONG) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_GetOperationState(_ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?, _ pulOperationStateLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_SetOperationState(_ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?, _ ulOperationStateLen: CK_ULONG, _ hEncryptionKey: CK_OBJECT_HANDLE, _ hAuthenticationKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_CreateObject(_ hSession: CK_SESSION_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG, _ phObject: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_CopyObject(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG, _ phNewObject: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DestroyObject(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_SetAttributeValue(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_EncryptInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_Encrypt(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pEncryptedData: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedDataLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_EncryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_EncryptFinal(_ hSession: CK_SESSION_HANDLE, _ pLastEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ pulLastEncryptedPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DecryptInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_Decrypt(_ hSession: CK_SESSION_HANDLE, _ pEncryptedData: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedDataLen: CK_ULONG, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ pulDataLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DecryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedPartLen: CK_ULONG, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ pulPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DecryptFinal(_ hSession: CK_SESSION_HANDLE, _ pLastPart: UnsafeMutablePointer<CK_BYTE>?, _ pulLastPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DigestKey(_ hSession: CK_SESSION_HANDLE, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_SignRecoverInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_SignRecover(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ pulSignatureLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_VerifyRecoverInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_VerifyRecover(_ hSession: CK_SESSION_HANDLE, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ ulSignatureLen: CK_ULONG, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ pulDataLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DigestEncryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DecryptDigestUpdate(_ hSession: CK_SESSION_HANDLE, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedPartLen: CK_ULONG, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ pulPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_SignEncryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DecryptVerifyUpdate(_ hSession: CK_SESSION_HANDLE, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedPartLen: CK_ULONG, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ pulPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_GenerateKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG, _ phKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_GenerateKeyPair(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ pPublicKeyTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulPublicKeyAttributeCount: CK_ULONG, _ pPrivateKeyTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulPrivateKeyAttributeCount: CK_ULONG, _ phPublicKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ phPrivateKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_WrapKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hWrappingKey: CK_OBJECT_HANDLE, _ hKey: CK_OBJECT_HANDLE, _ pWrappedKey: UnsafeMutablePointer<CK_BYTE>?, _ pulWrappedKeyLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_UnwrapKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hUnwrappingKey: CK_OBJECT_HANDLE, _ pWrappedKey: UnsafeMutablePointer<CK_BYTE>?, _ ulWrappedKeyLen: CK_ULONG, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulAttributeCount: CK_ULONG, _ phKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_DeriveKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hBaseKey: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulAttributeCount: CK_ULONG, _ phKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
+
+@implementation @c
+public func C_GetFunctionStatus(_ hSession: CK_SESSION_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_PARALLEL) }
+
+@implementation @c
+public func C_CancelFunction(_ hSession: CK_SESSION_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_PARALLEL) }

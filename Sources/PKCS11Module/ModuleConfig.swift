@@ -1,0 +1,143 @@
+import Glibc
+import TokenCore
+import VSSMClient
+import VSSMWire
+
+/// The module's configuration file (JSON):
+/// ```json
+/// {"slots": [{"label": "vssm", "endpoints": ["https://127.0.0.1:8080"], "serverName": "VSSM",
+///             "ca": "/etc/vssm/ca.pem", "clientCert": "...pem", "clientKey": "...pem",
+///             "userPinIsAdminPassword": false, "refreshSeconds": 60,
+///             "connectTimeoutMs": 3000, "requestTimeoutMs": 30000}]}
+/// ```
+/// Found at: `pInitArgs->pReserved` (a path), else `$VSSM_PKCS11_CONFIG`, else
+/// `$XDG_CONFIG_HOME/vssm/pkcs11.json` (default `~/.config/vssm/pkcs11.json`), else `/etc/vssm/pkcs11.json`.
+struct ModuleConfig {
+    struct Slot {
+        var label: String
+        var endpoints: [Endpoint]
+        var serverName: String
+        var ca: String
+        var clientCert: String
+        var clientKey: String
+        var userPinIsAdminPassword: Bool
+        var refreshSeconds: Double
+        var connectTimeoutMs: Int
+        var requestTimeoutMs: Int
+    }
+    var path: String
+    var slots: [Slot]
+
+    static func candidatePaths(explicit: String?) -> [String] {
+        if let explicit { return [explicit] }
+        if let e = env("VSSM_PKCS11_CONFIG") { return [e] }
+        var paths: [String] = []
+        if let x = env("XDG_CONFIG_HOME") { paths.append(x + "/vssm/pkcs11.json") } else if let h = env("HOME") {
+            paths.append(h + "/.config/vssm/pkcs11.json")
+        }
+        paths.append("/etc/vssm/pkcs11.json")
+        return paths
+    }
+
+    static func env(_ name: String) -> String? {
+        guard let v = getenv(name) else { return nil }
+        let s = String(cString: v)
+        return s.isEmpty ? nil : s
+    }
+
+    static func load(explicit: String?) throws(TokenError) -> ModuleConfig {
+        let candidates = candidatePaths(explicit: explicit)
+        guard let path = candidates.first(where: { access($0, R_OK) == 0 }) else {
+            throw .argumentsBad("no configuration file (looked at \(candidates.joined(separator: ", ")); set VSSM_PKCS11_CONFIG)")
+        }
+        let bytes = try readFile(path)
+        let root: JSONValue
+        do { root = try JSONParser.parse(bytes) } catch { throw .argumentsBad("\(path): not valid JSON: \(error.message)") }
+        guard case .array(let items)? = root["slots"], !items.isEmpty else { throw .argumentsBad("\(path): no \"slots\" array") }
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        func resolve(_ p: String) -> String { p.hasPrefix("/") || dir.isEmpty ? p : dir + "/" + p }
+        var slots: [Slot] = []
+        for (i, item) in items.enumerated() {
+            func str(_ k: String) throws(TokenError) -> String {
+                guard case .string(let s)? = item[k], !s.isEmpty else { throw .argumentsBad("\(path): slots[\(i)].\(k) is missing") }
+                return s
+            }
+            func num(_ k: String, _ d: Double) -> Double {
+                if case .number(let n)? = item[k], let v = Double(n) { return v }
+                return d
+            }
+            guard case .array(let eps)? = item["endpoints"], !eps.isEmpty else { throw .argumentsBad("\(path): slots[\(i)].endpoints is missing") }
+            var endpoints: [Endpoint] = []
+            for e in eps {
+                guard case .string(let s) = e, let ep = Endpoint(s), ep.port > 0 else { throw .argumentsBad("\(path): slots[\(i)]: bad endpoint \(e)") }
+                endpoints.append(ep)
+            }
+            var admin = false
+            if case .bool(let b)? = item["userPinIsAdminPassword"] { admin = b }
+            let serverName: String = if case .string(let s)? = item["serverName"], !s.isEmpty { s } else { "VSSM" }
+            let label: String = if case .string(let s)? = item["label"], !s.isEmpty { s } else { "vssm" }
+            slots.append(Slot(label: label, endpoints: endpoints, serverName: serverName, ca: resolve(try str("ca")),
+                              clientCert: resolve(try str("clientCert")), clientKey: resolve(try str("clientKey")),
+                              userPinIsAdminPassword: admin, refreshSeconds: num("refreshSeconds", 60),
+                              connectTimeoutMs: Int(num("connectTimeoutMs", 3000)), requestTimeoutMs: Int(num("requestTimeoutMs", 30000))))
+        }
+        return ModuleConfig(path: path, slots: slots)
+    }
+
+    static func readFile(_ path: String) throws(TokenError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .argumentsBad("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 { if errno == EINTR { continue }; throw .argumentsBad("cannot read \(path)") }
+            if n == 0 { break }
+            out += chunk.prefix(n)
+            if out.count > 4 << 20 { throw .argumentsBad("\(path) is too large") }
+        }
+        return out
+    }
+
+    /// Tokens for the library: each builds its key service lazily (no network here).
+    func tokens() throws(TokenError) -> [Token] {
+        var tokens: [Token] = []
+        for (i, slot) in slots.enumerated() {
+            let caPEM = try ModuleConfig.readFile(slot.ca)
+            let certPEM = try ModuleConfig.readFile(slot.clientCert)
+            let keyPEM = try ModuleConfig.readFile(slot.clientKey)
+            let encrypted = String(decoding: keyPEM, as: UTF8.self).contains("ENCRYPTED")
+            let serial = String(format16: UInt(i) &+ 1, seed: slot.endpoints.first?.description ?? "")
+            let cfg = SlotConfiguration(label: slot.label, serial: serial, loginRequired: encrypted,
+                                        userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds)
+            let s = slot
+            tokens.append(Token(slotID: UInt(i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in
+                var tls = TLSClientConfiguration(endpoints: s.endpoints)
+                tls.serverName = s.serverName
+                tls.trustPEM = caPEM
+                tls.clientCertificatePEM = certPEM
+                tls.clientKeyPEM = keyPEM
+                tls.clientKeyPassphrase = pin
+                tls.connectTimeoutMs = s.connectTimeoutMs
+                tls.requestTimeoutMs = s.requestTimeoutMs
+                do throws(TokenError) { return try VSSMKeyService(tls) } catch {
+                    if encrypted, case .functionFailed(let m) = error, m.contains("wrong passphrase") || m.contains("decrypt") { throw .pinIncorrect }
+                    throw error
+                }
+            })
+        }
+        return tokens
+    }
+}
+
+extension String {
+    /// A 16-character serial: slot number and a hash of the first endpoint (unique per slot).
+    init(format16 slot: UInt, seed: String) {
+        var h: UInt32 = 2166136261
+        for b in seed.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
+        let hex = String(h, radix: 16, uppercase: true)
+        let s = String(slot) + "-" + String(repeating: "0", count: Swift.max(0, 8 - hex.count)) + hex
+        self = String(s.prefix(16))
+    }
+}

@@ -1,0 +1,70 @@
+import CPKCS11
+import TokenCore
+
+/// The one place a CK_RV is chosen for a core error (STYLE.md rule 2).
+extension TokenError {
+    var returnCode: CK_RV {
+        switch self {
+        case .notInitialized: CK_RV(CKR_CRYPTOKI_NOT_INITIALIZED)
+        case .alreadyInitialized: CK_RV(CKR_CRYPTOKI_ALREADY_INITIALIZED)
+        case .argumentsBad: CK_RV(CKR_ARGUMENTS_BAD)
+        case .slotIDInvalid: CK_RV(CKR_SLOT_ID_INVALID)
+        case .sessionHandleInvalid: CK_RV(CKR_SESSION_HANDLE_INVALID)
+        case .sessionReadOnly: CK_RV(CKR_SESSION_READ_ONLY)
+        case .sessionReadOnlyExists: CK_RV(CKR_SESSION_READ_ONLY_EXISTS)
+        case .sessionParallelNotSupported: CK_RV(CKR_SESSION_PARALLEL_NOT_SUPPORTED)
+        case .objectHandleInvalid: CK_RV(CKR_OBJECT_HANDLE_INVALID)
+        case .keyHandleInvalid: CK_RV(CKR_KEY_HANDLE_INVALID)
+        case .keyTypeInconsistent: CK_RV(CKR_KEY_TYPE_INCONSISTENT)
+        case .keyFunctionNotPermitted: CK_RV(CKR_KEY_FUNCTION_NOT_PERMITTED)
+        case .operationActive: CK_RV(CKR_OPERATION_ACTIVE)
+        case .operationNotInitialized: CK_RV(CKR_OPERATION_NOT_INITIALIZED)
+        case .bufferTooSmall: CK_RV(CKR_BUFFER_TOO_SMALL)
+        case .userNotLoggedIn: CK_RV(CKR_USER_NOT_LOGGED_IN)
+        case .userAlreadyLoggedIn: CK_RV(CKR_USER_ALREADY_LOGGED_IN)
+        case .anotherUserAlreadyLoggedIn: CK_RV(CKR_USER_ANOTHER_ALREADY_LOGGED_IN)
+        case .userTypeInvalid: CK_RV(CKR_USER_TYPE_INVALID)
+        case .pinIncorrect, .adminPasswordRejected: CK_RV(CKR_PIN_INCORRECT)
+        case .pinLenRange: CK_RV(CKR_PIN_LEN_RANGE)
+        case .mechanismInvalid: CK_RV(CKR_MECHANISM_INVALID)
+        case .mechanismParamInvalid: CK_RV(CKR_MECHANISM_PARAM_INVALID)
+        case .attributeTypeInvalid: CK_RV(CKR_ATTRIBUTE_TYPE_INVALID)
+        case .attributeValueInvalid: CK_RV(CKR_ATTRIBUTE_VALUE_INVALID)
+        case .attributeReadOnly: CK_RV(CKR_ATTRIBUTE_READ_ONLY)
+        case .templateIncomplete: CK_RV(CKR_TEMPLATE_INCOMPLETE)
+        case .templateInconsistent: CK_RV(CKR_TEMPLATE_INCONSISTENT)
+        case .dataLenRange: CK_RV(CKR_DATA_LEN_RANGE)
+        case .dataInvalid: CK_RV(CKR_DATA_INVALID)
+        case .encryptedDataInvalid: CK_RV(CKR_ENCRYPTED_DATA_INVALID)
+        case .encryptedDataLenRange: CK_RV(CKR_ENCRYPTED_DATA_LEN_RANGE)
+        case .signatureInvalid: CK_RV(CKR_SIGNATURE_INVALID)
+        case .signatureLenRange: CK_RV(CKR_SIGNATURE_LEN_RANGE)
+        case .functionNotSupported: CK_RV(CKR_FUNCTION_NOT_SUPPORTED)
+        case .tokenWriteProtected: CK_RV(CKR_TOKEN_WRITE_PROTECTED)
+        case .device: CK_RV(CKR_DEVICE_ERROR)
+        case .functionFailed: CK_RV(CKR_FUNCTION_FAILED)
+        }
+    }
+}
+
+/// Runs one entry point's body and resolves it to a CK_RV; logs failures once (kmsp11's
+/// LogAndResolve). Expected outcomes of the two-call convention are not logged as errors.
+@inline(__always)
+func entry(_ name: StaticString, _ body: () throws(TokenError) -> CK_RV) -> CK_RV {
+    do {
+        let rv = try body()
+        Log.write(.debug, "\(name) -> \(rv)")
+        return rv
+    } catch {
+        let rv = error.returnCode
+        switch error {
+        case .bufferTooSmall, .userNotLoggedIn, .signatureInvalid, .operationNotInitialized, .alreadyInitialized:
+            Log.write(.info, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
+        default:
+            Log.write(.error, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
+        }
+        return rv
+    }
+}
+
+let ok = CK_RV(CKR_OK)

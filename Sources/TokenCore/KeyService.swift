@@ -1,0 +1,73 @@
+/// What the token core needs from a key service. `VSSMClient.VSSMKeyService` implements it over
+/// the VSSM REST API; unit tests may use a fake. Every method blocks; none is called under a lock.
+public protocol KeyService: Sendable {
+    /// True when the service offers our `/REST/v1/ext/` extensions (else only the original API).
+    func hasExtensions() throws(TokenError) -> Bool
+    /// Keys and stored objects. Without extensions the original `listkeys` needs the admin
+    /// password; with no password the listing is then empty.
+    func list(adminPassword: String?) throws(TokenError) -> ServiceListing
+    /// Signs `data` (a digest, or raw bytes for NONE algorithms) with a VSSM algorithm string.
+    func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8]
+    func decrypt(key: String, algorithm: String, input: [UInt8], oaepHash: HashAlgorithm?, mgf1: HashAlgorithm?, label: [UInt8]?) throws(TokenError) -> [UInt8]
+    func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8]
+    func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8]
+    func verifyAdminPassword(_ password: String) throws(TokenError)
+    func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?) throws(TokenError)
+    func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?) throws(TokenError)
+    func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError)
+    func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?) throws(TokenError)
+    func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String
+    func updateObject(adminPassword: String, uid: String, label: String?, id: [UInt8]?) throws(TokenError)
+    func deleteObject(adminPassword: String, uid: String) throws(TokenError)
+}
+
+/// A key as listed by the service.
+public struct ServiceKey: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case rsa, ec, symmetric, mac }
+    public var name: String
+    public var kind: Kind
+    /// DER SubjectPublicKeyInfo (asymmetric keys).
+    public var publicKey: [UInt8]
+    /// Key length in bytes (symmetric and MAC keys).
+    public var length: Int
+    /// "AES", "DES" or "3DES" for symmetric keys.
+    public var cipher: String
+    /// CKA_ID stored with the key, if any.
+    public var id: [UInt8]?
+
+    public init(name: String, kind: Kind, publicKey: [UInt8] = [], length: Int = 0, cipher: String = "", id: [UInt8]? = nil) {
+        self.name = name
+        self.kind = kind
+        self.publicKey = publicKey
+        self.length = length
+        self.cipher = cipher
+        self.id = id
+    }
+}
+
+/// A certificate or data object stored in the service.
+public struct ServiceObject: Sendable, Equatable {
+    public var uid: String
+    public var isCertificate: Bool
+    public var label: String
+    public var id: [UInt8]
+    public var value: [UInt8]
+    public var application: String
+    public init(uid: String, isCertificate: Bool, label: String, id: [UInt8], value: [UInt8], application: String) {
+        self.uid = uid
+        self.isCertificate = isCertificate
+        self.label = label
+        self.id = id
+        self.value = value
+        self.application = application
+    }
+}
+
+public struct ServiceListing: Sendable {
+    public var keys: [ServiceKey]
+    public var objects: [ServiceObject]
+    public init(keys: [ServiceKey] = [], objects: [ServiceObject] = []) {
+        self.keys = keys
+        self.objects = objects
+    }
+}

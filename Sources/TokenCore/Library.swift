@@ -1,0 +1,422 @@
+import Glibc
+import Synchronization
+import VSSMCrypto
+
+/// Result of an operation that follows the two-call length convention (PKCS#11 2.40 §5.2):
+/// with no output buffer the length is reported and the operation stays active.
+public enum SizedOutput: Sendable, Equatable {
+    case length(Int)
+    case bytes([UInt8])
+}
+
+/// An active operation of a session (at most one per kind group, as the spec allows one).
+enum Operation: Sendable {
+    case find(results: [ObjectHandle], position: Int)
+    case sign(SignOperation)
+    case verify(SignOperation)
+    case digest(DigestState)
+}
+
+final class DigestState: @unchecked Sendable {
+    // Owned by one session; sessions are used by one thread at a time (PKCS#11 §6.7.6).
+    let context: DigestContext
+    var multipart = false
+    init(_ c: DigestContext) { context = c }
+}
+
+struct SignOperation: Sendable {
+    let object: TokenObject
+    let key: ServiceKey
+    let mechanism: Mechanism
+    let hash: HashAlgorithm?
+    let signatureLength: Int
+    var digest: DigestState?
+    var buffer: [UInt8] = []
+    var multipart = false
+}
+
+struct Session: Sendable {
+    let slot: UInt
+    let readWrite: Bool
+    var operation: Operation?
+    var deviceError: UInt = 0
+}
+
+/// The library state behind every entry point. One instance per process (`Library.shared`).
+public final class Library: Sendable {
+    public static let shared = Library()
+
+    struct State {
+        var tokens: [Token]
+        var sessions: [UInt: Session] = [:]
+        var nextSession: UInt = 1
+        let pid: pid_t
+    }
+    let state = Mutex<State?>(nil)
+
+    public init() {}
+
+    // MARK: - General (PKCS#11 2.40 §5.4)
+
+    public func initialize(tokens: [Token]) throws(TokenError) {
+        try state.withLock { (s: inout State?) throws(TokenError) in
+            if let current = s, current.pid == getpid() { throw .alreadyInitialized }
+            s = State(tokens: tokens, pid: getpid())
+        }
+    }
+
+    public func finalize() throws(TokenError) {
+        try state.withLock { (s: inout State?) throws(TokenError) in
+            guard s != nil else { throw .notInitialized }
+            s = nil
+        }
+    }
+
+    /// The state of this process; a forked child must initialize again (PKCS#11 §6.7.7).
+    func withState<R>(_ body: (inout State) throws(TokenError) -> R) throws(TokenError) -> R {
+        try state.withLock { (s: inout State?) throws(TokenError) -> R in
+            guard var current = s, current.pid == getpid() else { throw .notInitialized }
+            defer { s = current }
+            return try body(&current)
+        }
+    }
+
+    public var isInitialized: Bool { (try? withState { _ in true }) ?? false }
+
+    public func tokens() throws(TokenError) -> [Token] { try withState { $0.tokens } }
+
+    public func token(slot: UInt) throws(TokenError) -> Token {
+        try withState { (s: inout State) throws(TokenError) -> Token in
+            guard let t = s.tokens.first(where: { $0.slotID == slot }) else { throw .slotIDInvalid }
+            return t
+        }
+    }
+
+    // MARK: - Sessions (§5.6)
+
+    public func openSession(slot: UInt, readWrite: Bool) throws(TokenError) -> UInt {
+        _ = try token(slot: slot)
+        return try withState { s in
+            let h = s.nextSession
+            s.nextSession += 1
+            s.sessions[h] = Session(slot: slot, readWrite: readWrite)
+            return h
+        }
+    }
+
+    public func closeSession(_ h: UInt) throws(TokenError) {
+        let remaining: (Token, Bool)? = try withState { (s: inout State) throws(TokenError) in
+            guard let session = s.sessions.removeValue(forKey: h) else { throw .sessionHandleInvalid }
+            let others = s.sessions.values.contains { $0.slot == session.slot }
+            return s.tokens.first { $0.slotID == session.slot }.map { ($0, others) }
+        }
+        // Closing the last session of a token logs it out (§5.6 C_CloseSession).
+        if let (token, others) = remaining, !others { try? token.logout() }
+    }
+
+    public func closeAllSessions(slot: UInt) throws(TokenError) {
+        let t = try token(slot: slot)
+        try withState { s in s.sessions = s.sessions.filter { $0.value.slot != slot } }
+        try? t.logout()
+    }
+
+    func session(_ h: UInt) throws(TokenError) -> (Session, Token) {
+        try withState { (s: inout State) throws(TokenError) in
+            guard let session = s.sessions[h] else { throw .sessionHandleInvalid }
+            guard let t = s.tokens.first(where: { $0.slotID == session.slot }) else { throw .sessionHandleInvalid }
+            return (session, t)
+        }
+    }
+
+    public func token(session h: UInt) throws(TokenError) -> Token { try session(h).1 }
+
+    /// slot, state (CKS_*), read-write, last device error (HTTP status of the service).
+    public func sessionInfo(_ h: UInt) throws(TokenError) -> (slot: UInt, state: UInt, readWrite: Bool, deviceError: UInt) {
+        let (s, t) = try session(h)
+        let st: UInt = switch t.loggedInUser {
+        case .so?: 4  // CKS_RW_SO_FUNCTIONS
+        case .user?: s.readWrite ? 3 : 1
+        default: s.readWrite ? 2 : 0
+        }
+        return (s.slot, st, s.readWrite, s.deviceError)
+    }
+
+    func setOperation(_ h: UInt, _ op: Operation?) throws(TokenError) {
+        try withState { (s: inout State) throws(TokenError) in
+            guard s.sessions[h] != nil else { throw .sessionHandleInvalid }
+            s.sessions[h]?.operation = op
+        }
+    }
+
+    /// Records a service failure in the session (ulDeviceError) and passes the error on.
+    func recordDevice<R>(_ h: UInt, _ body: () throws(TokenError) -> R) throws(TokenError) -> R {
+        do {
+            return try body()
+        } catch {
+            if case .device(_, let status) = error {
+                _ = try? withState { s in s.sessions[h]?.deviceError = UInt(max(status, 1)) }
+            }
+            throw error
+        }
+    }
+
+    public func login(_ h: UInt, user: UserType, pin: String) throws(TokenError) {
+        let (s, t) = try session(h)
+        if user == .so {
+            let readOnly = try withState { st in st.sessions.values.contains { $0.slot == s.slot && !$0.readWrite } }
+            if readOnly { throw .sessionReadOnlyExists }
+        }
+        try recordDevice(h) { () throws(TokenError) in try t.login(user, pin: pin) }
+    }
+
+    public func logout(_ h: UInt) throws(TokenError) { try session(h).1.logout() }
+
+    // MARK: - Objects (§5.7)
+
+    public func findInit(_ h: UInt, template: Template) throws(TokenError) {
+        let (s, t) = try session(h)
+        if s.operation != nil, case .find? = s.operation { throw .operationActive }
+        let results = try recordDevice(h) { () throws(TokenError) in try t.find(template) }
+        try setOperation(h, .find(results: results, position: 0))
+    }
+
+    public func find(_ h: UInt, max: Int) throws(TokenError) -> [ObjectHandle] {
+        try withState { (s: inout State) throws(TokenError) in
+            guard let session = s.sessions[h] else { throw .sessionHandleInvalid }
+            guard case .find(let results, let position)? = session.operation else { throw .operationNotInitialized }
+            let end = min(results.count, position + Swift.max(0, max))
+            s.sessions[h]?.operation = .find(results: results, position: end)
+            return Array(results[position..<end])
+        }
+    }
+
+    public func findFinal(_ h: UInt) throws(TokenError) {
+        try withState { (s: inout State) throws(TokenError) in
+            guard let session = s.sessions[h] else { throw .sessionHandleInvalid }
+            guard case .find? = session.operation else { throw .operationNotInitialized }
+            s.sessions[h]?.operation = nil
+        }
+    }
+
+    public enum AttributeResult: Sendable, Equatable { case value([UInt8]), sensitive, invalid }
+
+    public func attributes(_ h: UInt, object: ObjectHandle, types: [AttributeType]) throws(TokenError) -> [AttributeResult] {
+        let o = try session(h).1.object(object)
+        return types.map { t in
+            if o.sensitive.contains(t) { return .sensitive }
+            if let v = o.attributes[t] { return .value(v) }
+            return .invalid
+        }
+    }
+
+    // MARK: - Signing and verification (§5.12, §5.13)
+
+    public func mechanisms(slot: UInt) throws(TokenError) -> [MechanismType: MechanismInfo] {
+        let t = try token(slot: slot)
+        let ext = (try? t.hasExtensions()) ?? false
+        return MechanismTable.offered(extensions: ext)
+    }
+
+    func prepareSign(_ h: UInt, _ m: Mechanism, key handle: ObjectHandle, verify: Bool) throws(TokenError) -> SignOperation {
+        let (s, t) = try session(h)
+        if let op = s.operation {
+            switch (op, verify) {
+            case (.sign, false), (.verify, true): throw .operationActive
+            default: break
+            }
+        }
+        guard let object = try? t.object(handle) else { throw .keyHandleInvalid }
+        guard let key = object.key else { throw .keyTypeInconsistent }
+        let wanted: ObjectClass = verify ? .publicKey : .privateKey
+        // Verification may also use the private key object's public half (common in tools).
+        guard object.objectClass == wanted || (verify && object.objectClass == .privateKey) else { throw .keyTypeInconsistent }
+        guard try mechanisms(slot: s.slot)[m.type] != nil else { throw .mechanismInvalid(m.type) }
+        let isEC = MechanismTable.isECDSA(m.type)
+        switch key.kind {
+        case .ec where isEC: break
+        case .rsa where !isEC: break
+        default: throw .keyTypeInconsistent
+        }
+        let hash = MechanismTable.hash(of: m.type)
+        if MechanismTable.isPSS(m.type) {
+            guard case .pss(let ph, _, let salt) = m.parameters, salt >= 0 else { throw .mechanismParamInvalid("PSS needs CK_RSA_PKCS_PSS_PARAMS") }
+            if let hash, hash != ph { throw .mechanismParamInvalid("PSS hashAlg does not match the mechanism") }
+        }
+        guard let pub = try? PublicKey(spki: key.publicKey) else { throw .functionFailed("cannot parse the public key of \(key.name)") }
+        let length = isEC ? 2 * ((pub.bits + 7) / 8) : pub.maxOutputSize
+        var op = SignOperation(object: object, key: key, mechanism: m, hash: hash, signatureLength: length)
+        if let hash { op.digest = DigestState(try digestContext(hash)) }
+        return op
+    }
+
+    func digestContext(_ h: HashAlgorithm) throws(TokenError) -> DigestContext {
+        guard let d = DigestAlgorithm(rawValue: h.rawValue) else { throw .functionFailed("digest \(h)") }
+        do { return try DigestContext(d) } catch { throw .functionFailed(error.message) }
+    }
+
+    public func signInit(_ h: UInt, mechanism: Mechanism, key: ObjectHandle) throws(TokenError) {
+        try setOperation(h, .sign(try prepareSign(h, mechanism, key: key, verify: false)))
+    }
+
+    func currentSign(_ h: UInt) throws(TokenError) -> SignOperation {
+        guard case .sign(let op)? = try session(h).0.operation else { throw .operationNotInitialized }
+        return op
+    }
+
+    /// C_Sign. `capacity` nil = size query (operation stays active), too small = bufferTooSmall
+    /// (operation stays active); anything else ends the operation.
+    public func sign(_ h: UInt, data: [UInt8], capacity: Int?) throws(TokenError) -> SizedOutput {
+        let op = try currentSign(h)
+        if op.multipart { try? setOperation(h, nil); throw .operationActive }
+        guard let capacity else { return .length(op.signatureLength) }
+        guard capacity >= op.signatureLength else { throw .bufferTooSmall(required: op.signatureLength) }
+        defer { try? setOperation(h, nil) }
+        let digest = op.hash.map { _ in op.digest.map { $0.context.update(data); return $0.context.finish() } ?? [] } ?? data
+        return .bytes(try recordDevice(h) { () throws(TokenError) in try remoteSign(h, op, digest) })
+    }
+
+    public func signUpdate(_ h: UInt, part: [UInt8]) throws(TokenError) {
+        var op = try currentSign(h)
+        op.multipart = true
+        if let d = op.digest { d.context.update(part) } else {
+            guard op.buffer.count + part.count <= 1 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
+            op.buffer += part
+        }
+        try setOperation(h, .sign(op))
+    }
+
+    public func signFinal(_ h: UInt, capacity: Int?) throws(TokenError) -> SizedOutput {
+        let op = try currentSign(h)
+        guard let capacity else { return .length(op.signatureLength) }
+        guard capacity >= op.signatureLength else { throw .bufferTooSmall(required: op.signatureLength) }
+        defer { try? setOperation(h, nil) }
+        let digest = op.digest.map { $0.context.finish() } ?? op.buffer
+        return .bytes(try recordDevice(h) { () throws(TokenError) in try remoteSign(h, op, digest) })
+    }
+
+    /// Maps the mechanism onto a VSSM call (DESIGN.md mechanism table) and converts the answer.
+    func remoteSign(_ h: UInt, _ op: SignOperation, _ digest: [UInt8]) throws(TokenError) -> [UInt8] {
+        let t = try session(h).1
+        let service = try t.service()
+        let m = op.mechanism.type
+        if MechanismTable.isECDSA(m) {
+            // ECDSA ignores the hash name when `hashed` is given, so the base API covers every hash.
+            let der = try service.sign(key: op.key.name, algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil)
+            guard let raw = ECDSASignature.derToRaw(der, fieldSize: op.signatureLength / 2) else {
+                throw .functionFailed("the service returned a malformed ECDSA signature")
+            }
+            return raw
+        }
+        if MechanismTable.isPSS(m) {
+            guard case .pss(let hash, let mgf1, let salt) = op.mechanism.parameters else { throw .mechanismParamInvalid("PSS") }
+            guard digest.count == hash.size else { throw .dataLenRange }
+            return try service.sign(key: op.key.name, algorithm: "\(hash.rawValue)withRSA/PSS", hashed: digest, saltLength: salt, mgf1: mgf1)
+        }
+        if m == .rsaPKCS {
+            guard digest.count <= op.signatureLength - 11 else { throw .dataLenRange }
+            if let (hash, d) = HashAlgorithm.parseDigestInfo(digest), hash != .sha224 {
+                return try service.sign(key: op.key.name, algorithm: "\(hash.rawValue)withRSA", hashed: d, saltLength: nil, mgf1: nil)
+            }
+            guard try t.hasExtensions() else { throw .dataInvalid }
+            return try service.sign(key: op.key.name, algorithm: "NONEwithRSA", hashed: digest, saltLength: nil, mgf1: nil)
+        }
+        guard let hash = op.hash else { throw .mechanismInvalid(m) }
+        return try service.sign(key: op.key.name, algorithm: "\(hash.rawValue)withRSA", hashed: digest, saltLength: nil, mgf1: nil)
+    }
+
+    // Verification runs locally with the public key (no network).
+    public func verifyInit(_ h: UInt, mechanism: Mechanism, key: ObjectHandle) throws(TokenError) {
+        try setOperation(h, .verify(try prepareSign(h, mechanism, key: key, verify: true)))
+    }
+
+    func currentVerify(_ h: UInt) throws(TokenError) -> SignOperation {
+        guard case .verify(let op)? = try session(h).0.operation else { throw .operationNotInitialized }
+        return op
+    }
+
+    public func verify(_ h: UInt, data: [UInt8], signature: [UInt8]) throws(TokenError) {
+        let op = try currentVerify(h)
+        defer { try? setOperation(h, nil) }
+        let digest = op.digest.map { $0.context.update(data); return $0.context.finish() } ?? data
+        try localVerify(op, digest, signature)
+    }
+
+    public func verifyUpdate(_ h: UInt, part: [UInt8]) throws(TokenError) {
+        var op = try currentVerify(h)
+        op.multipart = true
+        if let d = op.digest { d.context.update(part) } else { op.buffer += part }
+        try setOperation(h, .verify(op))
+    }
+
+    public func verifyFinal(_ h: UInt, signature: [UInt8]) throws(TokenError) {
+        let op = try currentVerify(h)
+        defer { try? setOperation(h, nil) }
+        try localVerify(op, op.digest.map { $0.context.finish() } ?? op.buffer, signature)
+    }
+
+    func localVerify(_ op: SignOperation, _ digest: [UInt8], _ signature: [UInt8]) throws(TokenError) {
+        guard signature.count == op.signatureLength else { throw .signatureLenRange }
+        guard let pub = try? PublicKey(spki: op.key.publicKey) else { throw .functionFailed("public key") }
+        let m = op.mechanism.type
+        let ok: Bool
+        if MechanismTable.isECDSA(m) {
+            guard let der = ECDSASignature.rawToDER(signature) else { throw .signatureInvalid }
+            ok = pub.verify(signature: der, digest: digest, scheme: .ecdsa)
+        } else if MechanismTable.isPSS(m) {
+            guard case .pss(let hash, let mgf1, let salt) = op.mechanism.parameters,
+                  let h = DigestAlgorithm(rawValue: hash.rawValue), let g = DigestAlgorithm(rawValue: mgf1.rawValue) else { throw .mechanismParamInvalid("PSS") }
+            ok = pub.verify(signature: signature, digest: digest, scheme: .pss(h, mgf1: g, saltLength: salt))
+        } else if m == .rsaPKCS {
+            ok = pub.verify(signature: signature, digest: digest, scheme: .pkcs1Raw)
+        } else {
+            guard let hash = op.hash, let d = DigestAlgorithm(rawValue: hash.rawValue) else { throw .mechanismInvalid(m) }
+            ok = pub.verify(signature: signature, digest: digest, scheme: .pkcs1(d))
+        }
+        if !ok { throw .signatureInvalid }
+    }
+
+    // MARK: - Digest and random (§5.11, §5.15): local
+
+    public func digestInit(_ h: UInt, mechanism: Mechanism) throws(TokenError) {
+        let s = try session(h).0
+        if case .digest? = s.operation { throw .operationActive }
+        guard let hash = HashAlgorithm(mechanism: mechanism.type) else { throw .mechanismInvalid(mechanism.type) }
+        try setOperation(h, .digest(DigestState(try digestContext(hash))))
+    }
+
+    func currentDigest(_ h: UInt) throws(TokenError) -> DigestState {
+        guard case .digest(let d)? = try session(h).0.operation else { throw .operationNotInitialized }
+        return d
+    }
+
+    public func digest(_ h: UInt, data: [UInt8], capacity: Int?) throws(TokenError) -> SizedOutput {
+        let d = try currentDigest(h)
+        let size = d.context.algorithm.size
+        guard let capacity else { return .length(size) }
+        guard capacity >= size else { throw .bufferTooSmall(required: size) }
+        defer { try? setOperation(h, nil) }
+        d.context.update(data)
+        return .bytes(d.context.finish())
+    }
+
+    public func digestUpdate(_ h: UInt, part: [UInt8]) throws(TokenError) {
+        let d = try currentDigest(h)
+        d.multipart = true
+        d.context.update(part)
+    }
+
+    public func digestFinal(_ h: UInt, capacity: Int?) throws(TokenError) -> SizedOutput {
+        let d = try currentDigest(h)
+        let size = d.context.algorithm.size
+        guard let capacity else { return .length(size) }
+        guard capacity >= size else { throw .bufferTooSmall(required: size) }
+        defer { try? setOperation(h, nil) }
+        return .bytes(d.context.finish())
+    }
+
+    public func generateRandom(_ h: UInt, count: Int) throws(TokenError) -> [UInt8] {
+        _ = try session(h)
+        guard count >= 0, count <= 1 << 20 else { throw .argumentsBad("random length") }
+        return SecureRandom.bytes(count)
+    }
+}

@@ -1,0 +1,163 @@
+import Glibc
+import Synchronization
+
+/// How a slot reaches its key service and who may do what (from the module config).
+public struct SlotConfiguration: Sendable {
+    public var label: String
+    /// Shown as the token serial (unique per slot).
+    public var serial: String
+    /// CKF_LOGIN_REQUIRED: the client key is encrypted and the user PIN decrypts it.
+    public var loginRequired: Bool
+    /// The user PIN is also the admin password (automation: `pkcs11-tool --keypairgen --login --pin`).
+    public var userPinIsAdminPassword: Bool
+    /// Seconds between background refreshes of the key index (0: only after local changes).
+    public var refreshSeconds: Double
+    public init(label: String, serial: String, loginRequired: Bool = false, userPinIsAdminPassword: Bool = false, refreshSeconds: Double = 60) {
+        self.label = label
+        self.serial = serial
+        self.loginRequired = loginRequired
+        self.userPinIsAdminPassword = userPinIsAdminPassword
+        self.refreshSeconds = refreshSeconds
+    }
+}
+
+/// Builds the slot's KeyService; the PIN is passed when the client key is encrypted.
+public typealias KeyServiceFactory = @Sendable (_ pin: String?) throws(TokenError) -> any KeyService
+
+/// One slot's token: the key service, the local index of its keys, and the login state.
+/// FindObjects and attribute reads are served from the index; the network is used only to
+/// (re)load it, never under the lock.
+public final class Token: Sendable {
+    public let slotID: UInt
+    public let configuration: SlotConfiguration
+    let factory: KeyServiceFactory
+
+    struct State {
+        var service: (any KeyService)?
+        var extensions: Bool?
+        var objects: [ObjectHandle: TokenObject] = [:]
+        var handles: [String: ObjectHandle] = [:]
+        var nextHandle: UInt = 1
+        var loadedAt: Double = -1
+        var dirty = true
+        var user: UserType?
+        var adminPassword: String?
+    }
+    let state = Mutex(State())
+
+    public init(slotID: UInt, configuration: SlotConfiguration, factory: @escaping KeyServiceFactory) {
+        self.slotID = slotID
+        self.configuration = configuration
+        self.factory = factory
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// The key service, created lazily (no network in C_Initialize).
+    func service() throws(TokenError) -> any KeyService {
+        if let s = state.withLock({ $0.service }) { return s }
+        if configuration.loginRequired { throw .userNotLoggedIn }
+        let s = try factory(nil)
+        state.withLock { if $0.service == nil { $0.service = s } }
+        return state.withLock { $0.service } ?? s
+    }
+
+    func hasExtensions() throws(TokenError) -> Bool {
+        if let e = state.withLock({ $0.extensions }) { return e }
+        let e = try service().hasExtensions()
+        state.withLock { $0.extensions = e }
+        return e
+    }
+
+    /// Reloads the index when it is stale or was invalidated by a local change.
+    func refreshIfNeeded(force: Bool = false) throws(TokenError) {
+        let (dirty, loadedAt, admin) = state.withLock { ($0.dirty, $0.loadedAt, $0.adminPassword) }
+        let stale = configuration.refreshSeconds > 0 && Token.now() - loadedAt > configuration.refreshSeconds
+        guard force || dirty || stale else { return }
+        if configuration.loginRequired && state.withLock({ $0.service == nil }) { return }  // nothing visible before login
+        let listing = try service().list(adminPassword: admin)
+        let loginRequired = configuration.loginRequired
+        var built: [TokenObject] = []
+        for k in listing.keys { built += TokenObject.objects(for: k, loginRequired: loginRequired) }
+        for o in listing.objects { built.append(TokenObject.object(for: o)) }
+        state.withLock { s in
+            s.objects.removeAll(keepingCapacity: true)
+            for o in built {
+                let h: ObjectHandle
+                if let existing = s.handles[o.identity] { h = existing } else {
+                    h = ObjectHandle(rawValue: s.nextHandle)
+                    s.nextHandle += 1
+                    s.handles[o.identity] = h
+                }
+                s.objects[h] = o
+            }
+            s.loadedAt = Token.now()
+            s.dirty = false
+        }
+    }
+
+    func invalidate() { state.withLock { $0.dirty = true } }
+
+    public func object(_ h: ObjectHandle) throws(TokenError) -> TokenObject {
+        guard let o = state.withLock({ $0.objects[h] }) else { throw .objectHandleInvalid }
+        return o
+    }
+
+    func find(_ template: Template) throws(TokenError) -> [ObjectHandle] {
+        try refreshIfNeeded()
+        return state.withLock { s in
+            s.objects.filter { $0.value.matches(template) }.map(\.key).sorted { $0.rawValue < $1.rawValue }
+        }
+    }
+
+    // MARK: - Login (PKCS#11 2.40 §5.6; login state is per token, shared by all sessions)
+
+    public var loggedInUser: UserType? { state.withLock { $0.user } }
+
+    func login(_ user: UserType, pin: String) throws(TokenError) {
+        if let current = state.withLock({ $0.user }) {
+            throw current == user ? .userAlreadyLoggedIn : .anotherUserAlreadyLoggedIn
+        }
+        switch user {
+        case .user:
+            if configuration.loginRequired {
+                let s = try factory(pin)
+                state.withLock { $0.service = s; $0.dirty = true }
+            }
+            if configuration.userPinIsAdminPassword {
+                try verifyAdmin(pin)
+                state.withLock { $0.adminPassword = pin }
+            }
+        case .so:
+            if configuration.loginRequired && state.withLock({ $0.service == nil }) { throw .userNotLoggedIn }
+            try verifyAdmin(pin)
+            state.withLock { $0.adminPassword = pin; $0.dirty = true }
+        default:
+            throw .userTypeInvalid
+        }
+        state.withLock { $0.user = user }
+    }
+
+    private func verifyAdmin(_ pin: String) throws(TokenError) {
+        do { try service().verifyAdminPassword(pin) } catch .adminPasswordRejected { throw .pinIncorrect }
+    }
+
+    func logout() throws(TokenError) {
+        try state.withLock { (s: inout State) throws(TokenError) in
+            guard s.user != nil else { throw .userNotLoggedIn }
+            s.user = nil
+            s.adminPassword = nil
+            if configuration.loginRequired { s.service = nil; s.objects = [:] }
+        }
+    }
+
+    /// The admin password for key management, or CKR_USER_NOT_LOGGED_IN.
+    func adminPassword() throws(TokenError) -> String {
+        guard let p = state.withLock({ $0.adminPassword }) else { throw .userNotLoggedIn }
+        return p
+    }
+}

@@ -1,0 +1,169 @@
+import VSSMCrypto
+
+public struct ObjectHandle: RawRepresentable, Hashable, Sendable {
+    public let rawValue: UInt
+    public init(rawValue: UInt) { self.rawValue = rawValue }
+}
+
+/// One PKCS#11 object backed by something in the key service. Immutable; rebuilt on refresh.
+public struct TokenObject: Sendable {
+    /// Identity that survives refreshes (and maps to the same handle for the process lifetime).
+    public let identity: String
+    public let objectClass: ObjectClass
+    /// The service key behind it (nil for stored objects).
+    public let key: ServiceKey?
+    public let uid: String?
+    public let attributes: [AttributeType: [UInt8]]
+    /// Attribute types that exist but whose value is secret (CKR_ATTRIBUTE_SENSITIVE).
+    public let sensitive: Set<AttributeType>
+
+    public var label: String { attributes[.label].map { String(decoding: $0, as: UTF8.self) } ?? "" }
+    public var id: [UInt8] { attributes[.id] ?? [] }
+    public var keyKind: KeyKind? { attributes[.keyType].flatMap(AttributeValue.decodeULong).map { KeyKind(rawValue: $0) } }
+
+    /// True when every attribute of the template matches (C_FindObjectsInit semantics).
+    public func matches(_ template: Template) -> Bool {
+        for (t, v) in template.attributes {
+            guard let mine = attributes[t], mine == v else { return false }
+        }
+        return true
+    }
+
+    /// Mechanisms a key object allows (CKA_ALLOWED_MECHANISMS).
+    static func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
+        switch (kind, cls) {
+        case (.rsa, .privateKey):
+            [.rsaPKCS, .sha1RSAPKCS, .sha224RSAPKCS, .sha256RSAPKCS, .sha384RSAPKCS, .sha512RSAPKCS, .rsaPKCSPSS,
+             .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS, .rsaPKCSOAEP]
+        case (.rsa, _):
+            [.rsaPKCS, .sha1RSAPKCS, .sha224RSAPKCS, .sha256RSAPKCS, .sha384RSAPKCS, .sha512RSAPKCS, .rsaPKCSPSS,
+             .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS, .rsaPKCSOAEP]
+        case (.ec, _): [.ecdsa, .ecdsaSHA1, .ecdsaSHA224, .ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512]
+        case (.symmetric, _): [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM]
+        case (.mac, _): [.sha1HMAC, .sha224HMAC, .sha256HMAC, .sha384HMAC, .sha512HMAC]
+        }
+    }
+
+    /// The objects of one service key: private + public for asymmetric keys, one secret key otherwise.
+    /// `loginRequired` sets CKA_PRIVATE on private objects.
+    static func objects(for key: ServiceKey, loginRequired: Bool) -> [TokenObject] {
+        let B = AttributeValue.bool
+        let U = AttributeValue.ulong
+        var common: [AttributeType: [UInt8]] = [
+            .token: B(true), .label: Array(key.name.utf8), .modifiable: B(false), .copyable: B(false),
+            .destroyable: B(true), .derive: B(false), .local: B(false), .startDate: [], .endDate: [],
+            .keyGenMechanism: U(UInt.max),
+        ]
+        switch key.kind {
+        case .rsa, .ec:
+            guard let pub = try? PublicKey(spki: key.publicKey) else { return [] }
+            let bits = DER.subjectPublicKeyBits(spki: key.publicKey) ?? key.publicKey
+            let id = key.id ?? DigestAlgorithm.sha1.hash(bits)
+            common[.id] = id
+            common[.subject] = []
+            common[.publicKeyInfo] = key.publicKey
+            var kindAttrs: [AttributeType: [UInt8]] = [:]
+            if key.kind == .rsa, let rsa = pub.rsaComponents {
+                kindAttrs[.keyType] = U(KeyKind.rsa.rawValue)
+                kindAttrs[.modulus] = rsa.modulus
+                kindAttrs[.publicExponent] = rsa.exponent
+                kindAttrs[.modulusBits] = U(UInt(pub.bits))
+            } else if let curve = pub.curve, let point = pub.ecPoint {
+                kindAttrs[.keyType] = U(KeyKind.ec.rawValue)
+                kindAttrs[.ecParams] = curve.oidDER
+                kindAttrs[.ecPoint] = DER.octetString(point)
+            } else {
+                return []
+            }
+            let isRSA = key.kind == .rsa
+            var priv = common.merging(kindAttrs) { a, _ in a }
+            priv[.class] = U(ObjectClass.privateKey.rawValue)
+            priv[.private] = B(loginRequired)
+            priv[.sensitive] = B(true)
+            priv[.alwaysSensitive] = B(true)
+            priv[.extractable] = B(false)
+            priv[.neverExtractable] = B(true)
+            priv[.sign] = B(true)
+            priv[.signRecover] = B(false)
+            priv[.decrypt] = B(isRSA)
+            priv[.unwrap] = B(false)
+            priv[.alwaysAuthenticate] = B(false)
+            priv[.wrapWithTrusted] = B(false)
+            priv[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .privateKey).map(\.rawValue))
+            var pubAttrs = common.merging(kindAttrs) { a, _ in a }
+            pubAttrs[.class] = U(ObjectClass.publicKey.rawValue)
+            pubAttrs[.private] = B(false)
+            pubAttrs[.verify] = B(true)
+            pubAttrs[.verifyRecover] = B(false)
+            pubAttrs[.encrypt] = B(isRSA)
+            pubAttrs[.wrap] = B(false)
+            pubAttrs[.trusted] = B(false)
+            pubAttrs[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .publicKey).map(\.rawValue))
+            let secretParts: Set<AttributeType> = isRSA
+                ? [.privateExponent, .prime1, .prime2, .exponent1, .exponent2, .coefficient]
+                : [.value]
+            return [
+                TokenObject(identity: "priv/\(key.name)", objectClass: .privateKey, key: key, uid: nil, attributes: priv, sensitive: secretParts),
+                TokenObject(identity: "pub/\(key.name)", objectClass: .publicKey, key: key, uid: nil, attributes: pubAttrs, sensitive: []),
+            ]
+        case .symmetric, .mac:
+            var a = common
+            a[.class] = U(ObjectClass.secretKey.rawValue)
+            a[.id] = key.id ?? []
+            a[.private] = B(loginRequired)
+            a[.sensitive] = B(true)
+            a[.alwaysSensitive] = B(true)
+            a[.extractable] = B(false)
+            a[.neverExtractable] = B(true)
+            a[.valueLen] = U(UInt(key.length))
+            let isMAC = key.kind == .mac
+            let kind: KeyKind = isMAC ? .genericSecret : key.cipher == "3DES" ? .des3 : key.cipher == "DES" ? .des : .aes
+            a[.keyType] = U(kind.rawValue)
+            a[.encrypt] = B(!isMAC)
+            a[.decrypt] = B(!isMAC)
+            a[.sign] = B(isMAC)
+            a[.verify] = B(isMAC)
+            a[.wrap] = B(false)
+            a[.unwrap] = B(false)
+            a[.trusted] = B(false)
+            a[.wrapWithTrusted] = B(false)
+            a[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .secretKey).map(\.rawValue))
+            let prefix = isMAC ? "mac" : "sym"
+            return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, attributes: a, sensitive: [.value])]
+        }
+    }
+
+    static func object(for o: ServiceObject) -> TokenObject {
+        let B = AttributeValue.bool
+        let U = AttributeValue.ulong
+        var a: [AttributeType: [UInt8]] = [
+            .token: B(true), .private: B(false), .modifiable: B(true), .copyable: B(false), .destroyable: B(true),
+            .label: Array(o.label.utf8), .value: o.value,
+        ]
+        if o.isCertificate {
+            a[.class] = U(ObjectClass.certificate.rawValue)
+            a[.certificateType] = U(0)  // CKC_X_509
+            a[.certificateCategory] = U(0)
+            a[.trusted] = B(false)
+            a[.id] = o.id
+            a[.checkValue] = []
+            if let f = DER.certificateFields(o.value) {
+                a[.subject] = f.subject
+                a[.issuer] = f.issuer
+                a[.serialNumber] = f.serial
+                a[.publicKeyInfo] = f.spki
+            }
+            a[.startDate] = []
+            a[.endDate] = []
+            return TokenObject(identity: "obj/\(o.uid)", objectClass: .certificate, key: nil, uid: o.uid, attributes: a, sensitive: [])
+        }
+        a[.class] = U(ObjectClass.data.rawValue)
+        a[.application] = Array(o.application.utf8)
+        a[.objectID] = []
+        return TokenObject(identity: "obj/\(o.uid)", objectClass: .data, key: nil, uid: o.uid, attributes: a, sensitive: [])
+    }
+}
+
+extension AttributeType {
+    public static let checkValue = AttributeType(0x90)
+}

@@ -1,0 +1,220 @@
+import Synchronization
+import TokenCore
+import VSSMWire
+
+/// `KeyService` over the VSSM REST API. Uses our `/REST/v1/ext/` calls where the service has them
+/// and the original API otherwise; transport trouble becomes `.device` (CKR_DEVICE_ERROR).
+public final class VSSMKeyService: KeyService {
+    let api: VSSMAPIClient
+    private let ext = Mutex<Bool?>(nil)
+
+    public init(_ configuration: TLSClientConfiguration) throws(TokenError) {
+        do { api = try VSSMAPIClient(configuration) } catch {
+            throw .functionFailed("key service client: \(error)")
+        }
+    }
+
+    public func closeConnections() { api.http.closeIdle() }
+
+    static func map(_ e: ClientError) -> TokenError {
+        switch e {
+        case .http(403, "Incorrect administrator password."): .adminPasswordRejected
+        case .http(let status, let message): .device(message, status: status)
+        case .configuration(let m): .functionFailed(m)
+        default: .device(e.description, status: 0)
+        }
+    }
+
+    func call(_ path: String, _ w: WireWriter, _ schema: MessageSchema, idempotent: Bool) throws(TokenError) -> WireObject {
+        do { return try api.call(path, w, response: schema, idempotent: idempotent) } catch { throw VSSMKeyService.map(error) }
+    }
+
+    public func hasExtensions() throws(TokenError) -> Bool {
+        if let e = ext.withLock({ $0 }) { return e }
+        let e: Bool
+        do {
+            _ = try api.call(Route.extCapabilities, WireWriter(), response: ExtSchemas.capabilitiesResponse, idempotent: true)
+            e = true
+        } catch .http(status: 404, message: _) {
+            e = false
+        } catch {
+            throw VSSMKeyService.map(error)
+        }
+        ext.withLock { $0 = e }
+        return e
+    }
+
+    public func list(adminPassword: String?) throws(TokenError) -> ServiceListing {
+        if try hasExtensions() {
+            let r = try call(Route.extListKeys, WireWriter(), ExtSchemas.listKeysResponse, idempotent: true)
+            var listing = ServiceListing()
+            for k in r.objects("keys") {
+                let kind: ServiceKey.Kind
+                switch (k.string("keyType"), k.string("keySpec")) {
+                case ("ASYMMETRIC", "RSA"): kind = .rsa
+                case ("ASYMMETRIC", "EC"): kind = .ec
+                case ("SYMMETRIC", _): kind = .symmetric
+                case ("MAC", _): kind = .mac
+                default: continue
+                }
+                listing.keys.append(ServiceKey(name: k.string("name"), kind: kind, publicKey: k.bytes("publicKey") ?? [],
+                                               length: Int(k.uint64("keyLength")), cipher: k.string("cipher"), id: k.bytes("id")))
+            }
+            for o in r.objects("objects") {
+                listing.objects.append(ServiceObject(uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",
+                                                     label: o.string("label"), id: o.bytes("id") ?? [], value: o.bytes("value") ?? [],
+                                                     application: o.string("application")))
+            }
+            return listing
+        }
+        // The original API lists keys only with the admin password.
+        guard let adminPassword else { return ServiceListing() }
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        let r = try call(Route.listKeys, w, Schemas.listKeysResponse, idempotent: true)
+        var listing = ServiceListing()
+        for k in r.objects("asymmetricKey") {
+            listing.keys.append(ServiceKey(name: k.string("name"), kind: k.string("keySpec") == "EC" ? .ec : .rsa, publicKey: k.bytes("publicKey") ?? []))
+        }
+        for k in r.objects("symmetricKey") {
+            let n = Int(k.uint64("keyLength"))
+            listing.keys.append(ServiceKey(name: k.string("name"), kind: .symmetric, length: n, cipher: n == 8 ? "DES" : "AES"))
+        }
+        for k in r.objects("macKey") {
+            listing.keys.append(ServiceKey(name: k.string("name"), kind: .mac, length: Int(k.uint64("keyLength"))))
+        }
+        return listing
+    }
+
+    public func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8] {
+        let base = ["SHA1withRSA", "SHA256withRSA", "SHA384withRSA", "SHA512withRSA", "SHA1withECDSA", "SHA256withECDSA"].contains(algorithm)
+        var w = WireWriter()
+        w.bytes("hashed", hashed)
+        w.string("keyName", key)
+        w.string("algorithm", algorithm)
+        if let saltLength { w.object("saltLength", .string(String(saltLength))) }
+        if let mgf1 { w.string("mgf1Hash", mgf1.rawValue) }
+        let path = base ? Route.asymmetricSign : Route.extSign
+        return try call(path, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+    }
+
+    public func decrypt(key: String, algorithm: String, input: [UInt8], oaepHash: HashAlgorithm?, mgf1: HashAlgorithm?, label: [UInt8]?) throws(TokenError) -> [UInt8] {
+        var w = WireWriter()
+        w.bytes("input", input)
+        w.string("keyName", key)
+        w.string("algorithm", algorithm)
+        let isBase = algorithm == "RSA" || algorithm.hasPrefix("RSA-OAEP/")
+        if !isBase {
+            w.string("hash", oaepHash?.rawValue ?? "")
+            w.string("mgf1Hash", mgf1?.rawValue ?? "")
+            w.bytes("label", label)
+        }
+        return try call(isBase ? Route.asymmetricDecrypt : Route.extDecrypt, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+    }
+
+    public func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8] {
+        var w = WireWriter()
+        w.bytes("input", input)
+        w.string("keyName", key)
+        w.string("algorithm", algorithm)
+        let useExt = iv != nil || aad != nil || tagLength != nil
+        if useExt {
+            w.bytes("iv", iv)
+            w.bytes("aad", aad)
+            if let tagLength { w.object("tagLength", .string(String(tagLength))) }
+        }
+        let path = useExt ? (encrypt ? Route.extSymmetricEncrypt : Route.extSymmetricDecrypt) : (encrypt ? Route.symmetricEncrypt : Route.symmetricDecrypt)
+        return try call(path, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+    }
+
+    public func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8] {
+        var w = WireWriter()
+        w.bytes("input", input)
+        w.string("keyName", key)
+        w.string("algorithm", algorithm)
+        return try call(Route.hmacCreate, w, Schemas.hmacCreateResponse, idempotent: true).bytes("output") ?? []
+    }
+
+    public func verifyAdminPassword(_ password: String) throws(TokenError) {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        if try hasExtensions() {
+            _ = try call(Route.extVerifyPassword, w, Schemas.empty, idempotent: true)
+        } else {
+            _ = try call(Route.listKeys, w, Schemas.listKeysResponse, idempotent: true)
+        }
+    }
+
+    public func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?) throws(TokenError) {
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("keyName", name)
+        w.string("keyType", type)
+        w.string("keySpec", spec ?? "")
+        w.uint64("keySize", size)
+        let useExt = try hasExtensions()
+        if useExt {
+            w.bytes("id", id)
+            w.string("cipher", cipher ?? "")
+        }
+        _ = try call(useExt ? Route.extGenerateKey : Route.generateKey, w, Schemas.empty, idempotent: false)
+    }
+
+    public func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?) throws(TokenError) {
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("keyName", name)
+        w.string("keyType", type)
+        w.bytes("key", key)
+        let useExt = try hasExtensions()
+        if useExt {
+            w.bytes("id", id)
+            w.string("cipher", cipher ?? "")
+        }
+        _ = try call(useExt ? Route.extInjectKey : Route.injectKey, w, Schemas.empty, idempotent: false)
+    }
+
+    public func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError) {
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("keyName", name)
+        w.string("keyType", type)
+        _ = try call(Route.extDeleteKey, w, Schemas.empty, idempotent: false)
+    }
+
+    public func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?) throws(TokenError) {
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("keyName", name)
+        w.string("keyType", type)
+        w.bytes("id", id)
+        _ = try call(Route.extSetAttributes, w, Schemas.empty, idempotent: true)
+    }
+
+    public func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String {
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("class", objectClass)
+        w.string("label", label)
+        w.bytes("id", id)
+        w.bytes("value", value)
+        w.string("application", application)
+        return try call(Route.extCreateObject, w, ExtSchemas.createObjectResponse, idempotent: false).string("uid")
+    }
+
+    public func updateObject(adminPassword: String, uid: String, label: String?, id: [UInt8]?) throws(TokenError) {
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("uid", uid)
+        if let label { w.object("label", .string(label)) }
+        w.bytes("id", id)
+        _ = try call(Route.extUpdateObject, w, Schemas.empty, idempotent: true)
+    }
+
+    public func deleteObject(adminPassword: String, uid: String) throws(TokenError) {
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("uid", uid)
+        _ = try call(Route.extDeleteObject, w, Schemas.empty, idempotent: false)
+    }
+}

@@ -1,0 +1,271 @@
+import CPKCS11
+import Glibc
+import Testing
+import VSSMCrypto
+import VSSMServer
+import VSSMTestSupport
+import VSSMWire
+
+/// The built libvssm-pkcs11.so, loaded as a host loads it (dlopen + C_GetFunctionList).
+final class LoadedModule: @unchecked Sendable {
+    static let shared = LoadedModule()
+    let handle: UnsafeMutableRawPointer?
+    let list: UnsafeMutablePointer<CK_FUNCTION_LIST>?
+    let path: String
+
+    init() {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        let exe = n > 0 ? String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        // .../debug/vssm-pkcs11PackageTests.xctest -> .../debug/libvssm-pkcs11.so
+        let dir = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        path = getenv("VSSM_PKCS11_MODULE").map { String(cString: $0) } ?? dir + "/libvssm-pkcs11.so"
+        handle = dlopen(path, RTLD_NOW | RTLD_LOCAL)
+        var l: UnsafeMutablePointer<CK_FUNCTION_LIST>? = nil
+        if let handle, let sym = dlsym(handle, "C_GetFunctionList") {
+            let get = unsafeBitCast(sym, to: CK_C_GetFunctionList.self)
+            _ = get(&l)
+        }
+        list = l
+    }
+
+    var f: CK_FUNCTION_LIST { list!.pointee }
+}
+
+func rv(_ x: some BinaryInteger) -> CK_RV { CK_RV(x) }
+
+/// Writes a module config for a running test node; returns its path.
+func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String {
+    let dir = TestNode.tempDir()
+    let pki = TestNode.shared.pki
+    try FileUtil.writeAtomically(path: dir + "/ca.pem", bytes: Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8), mode: 0o600)
+    try FileUtil.writeAtomically(path: dir + "/cert.pem", bytes: Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8), mode: 0o600)
+    try FileUtil.writeAtomically(path: dir + "/key.pem", bytes: Array(pki.clientKeyPEM.utf8), mode: 0o600)
+    let json = """
+    {"slots": [{"label": "test-token", "endpoints": ["https://127.0.0.1:\(n.ports[.api] ?? 0)"], "ca": "ca.pem",
+                "clientCert": "cert.pem", "clientKey": "key.pem", "userPinIsAdminPassword": \(userPinIsAdmin)}]}
+    """
+    try FileUtil.writeAtomically(path: dir + "/pkcs11.json", bytes: Array(json.utf8), mode: 0o600)
+    return dir + "/pkcs11.json"
+}
+
+@Suite(.serialized) struct ModuleTests {
+    let m = LoadedModule.shared
+
+    @Test func loadsAndExportsCompleteFunctionLists() throws {
+        #expect(m.handle != nil, "dlopen \(m.path): \(String(cString: dlerror()))")
+        let list = try #require(m.list)
+        #expect(list.pointee.version.major == 2 && list.pointee.version.minor == 40)
+        // Every slot of both lists is non-NULL (hosts call entries without checking).
+        func allSet<T>(_ p: UnsafeMutablePointer<T>, slots: Int) -> Bool {
+            let words = UnsafeRawPointer(p).advanced(by: 8).assumingMemoryBound(to: UInt.self)
+            return (0..<slots).allSatisfy { words[$0] != 0 }
+        }
+        #expect(allSet(list, slots: 68))
+        let getIface = unsafeBitCast(try #require(dlsym(m.handle, "C_GetInterface")), to: CK_C_GetInterface.self)
+        var iface: UnsafeMutablePointer<CK_INTERFACE>? = nil
+        #expect(getIface(nil, nil, &iface, 0) == rv(CKR_OK))
+        let fl30 = try #require(iface?.pointee.pFunctionList?.assumingMemoryBound(to: CK_FUNCTION_LIST_3_0.self))
+        #expect(fl30.pointee.version.major == 3 && fl30.pointee.version.minor == 0)
+        #expect(allSet(fl30, slots: 92))
+        #expect(String(cString: UnsafeRawPointer(try #require(iface?.pointee.pInterfaceName)).assumingMemoryBound(to: CChar.self)) == "PKCS 11")
+        var v240 = CK_VERSION(major: 2, minor: 40)
+        #expect(getIface(nil, &v240, &iface, 0) == rv(CKR_OK))
+        #expect(iface?.pointee.pFunctionList == UnsafeMutableRawPointer(list))
+        var bogus = Array("NOPE".utf8CString).map { UInt8(bitPattern: $0) }
+        #expect(getIface(&bogus, nil, &iface, 0) == rv(CKR_ARGUMENTS_BAD))
+        #expect(getIface(nil, nil, nil, 0) == rv(CKR_ARGUMENTS_BAD))
+        let getList = unsafeBitCast(try #require(dlsym(m.handle, "C_GetInterfaceList")), to: CK_C_GetInterfaceList.self)
+        var count: CK_ULONG = 0
+        #expect(getList(nil, &count) == rv(CKR_OK) && count == 2)
+        var one: CK_ULONG = 1
+        var buf = [CK_INTERFACE](repeating: CK_INTERFACE(), count: 2)
+        #expect(getList(&buf, &one) == rv(CKR_BUFFER_TOO_SMALL) && one == 2)
+        #expect(getList(nil, nil) == rv(CKR_ARGUMENTS_BAD))
+    }
+
+    @Test func misuseBeforeInitializeReturnsSpecCodes() {
+        let f = m.f
+        var info = CK_INFO()
+        #expect(f.C_GetInfo!(&info) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
+        #expect(f.C_Finalize!(nil) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
+        var h: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &h) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
+        var count: CK_ULONG = 0
+        #expect(f.C_GetSlotList!(0, nil, &count) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
+        #expect(f.C_Sign!(1, nil, 0, nil, &count) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
+        #expect(f.C_GetInfo!(nil) == rv(CKR_ARGUMENTS_BAD))
+        // A missing config file is a clear, specific failure, not a crash.
+        var args = CK_C_INITIALIZE_ARGS()
+        let missing = strdup("/nonexistent/pkcs11.json")
+        defer { free(missing) }
+        args.pReserved = UnsafeMutableRawPointer(missing)
+        #expect(f.C_Initialize!(&args) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_EncryptInit!(1, nil, 0) == rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    @Test func signsFindsAndReadsAttributesAgainstARealNode() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let api = try node.client()
+        try api.generateKey(password: TestNode.password, name: "ec", type: .asymmetric, spec: .ec, size: 256)
+        try api.generateKey(password: TestNode.password, name: "rsa", type: .asymmetric, spec: .rsa, size: 2048)
+        let f = m.f
+        var args = CK_C_INITIALIZE_ARGS()
+        let path = strdup(try writeConfig(for: node))
+        defer { free(path) }
+        args.pReserved = UnsafeMutableRawPointer(path)
+        args.flags = CK_FLAGS(CKF_OS_LOCKING_OK)
+        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
+        defer { _ = f.C_Finalize!(nil) }
+        #expect(f.C_Initialize!(&args) == rv(CKR_CRYPTOKI_ALREADY_INITIALIZED))
+
+        var count: CK_ULONG = 0
+        #expect(f.C_GetSlotList!(1, nil, &count) == rv(CKR_OK) && count == 1)
+        var slots = [CK_SLOT_ID](repeating: 99, count: 1)
+        #expect(f.C_GetSlotList!(1, &slots, &count) == rv(CKR_OK) && slots[0] == 0)
+        var tinfo = CK_TOKEN_INFO()
+        #expect(f.C_GetTokenInfo!(0, &tinfo) == rv(CKR_OK))
+        let label = withUnsafeBytes(of: tinfo.label) { String(decoding: $0, as: UTF8.self) }
+        #expect(label == "test-token" + String(repeating: " ", count: 22))
+        #expect(tinfo.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) == 0)
+        #expect(f.C_GetTokenInfo!(7, &tinfo) == rv(CKR_SLOT_ID_INVALID))
+
+        var mcount: CK_ULONG = 0
+        #expect(f.C_GetMechanismList!(0, nil, &mcount) == rv(CKR_OK))
+        var mechs = [CK_MECHANISM_TYPE](repeating: 0, count: Int(mcount))
+        #expect(f.C_GetMechanismList!(0, &mechs, &mcount) == rv(CKR_OK))
+        #expect(mechs.contains(CK_MECHANISM_TYPE(CKM_ECDSA)) && mechs.contains(CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS_PSS)))
+
+        var s: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, 0, nil, nil, &s) == rv(CKR_SESSION_PARALLEL_NOT_SUPPORTED))
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s) == rv(CKR_OK))
+        // Find the private keys.
+        var cls = CK_OBJECT_CLASS(CKO_PRIVATE_KEY)
+        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size))]
+        #expect(f.C_FindObjectsInit!(s, &tmpl, 1) == rv(CKR_OK))
+        #expect(f.C_FindObjectsInit!(s, &tmpl, 1) == rv(CKR_OPERATION_ACTIVE))
+        var found = [CK_OBJECT_HANDLE](repeating: 0, count: 10)
+        var nfound: CK_ULONG = 0
+        #expect(f.C_FindObjects!(s, &found, 10, &nfound) == rv(CKR_OK) && nfound == 2)
+        #expect(f.C_FindObjectsFinal!(s) == rv(CKR_OK))
+        #expect(f.C_FindObjectsFinal!(s) == rv(CKR_OPERATION_NOT_INITIALIZED))
+
+        func attr(_ h: CK_OBJECT_HANDLE, _ t: UInt) -> (CK_RV, [UInt8]) {
+            var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(t), pValue: nil, ulValueLen: 0)
+            var r = f.C_GetAttributeValue!(s, h, &a, 1)
+            guard r == rv(CKR_OK) else { return (r, []) }
+            var buf = [UInt8](repeating: 0, count: Int(a.ulValueLen))
+            buf.withUnsafeMutableBytes { a.pValue = $0.baseAddress; r = f.C_GetAttributeValue!(s, h, &a, 1) }
+            return (r, buf)
+        }
+        var ecKey: CK_OBJECT_HANDLE = 0
+        var rsaKey: CK_OBJECT_HANDLE = 0
+        for h in found.prefix(Int(nfound)) {
+            let (_, l) = attr(h, UInt(CKA_LABEL))
+            if l == Array("ec".utf8) { ecKey = h } else if l == Array("rsa".utf8) { rsaKey = h }
+        }
+        #expect(ecKey != 0 && rsaKey != 0)
+        let ecSPKI = try #require(node.node.snapshot.asymmetric["ec"]?.spki)
+        let (_, id) = attr(ecKey, UInt(CKA_ID))
+        #expect(id == DigestAlgorithm.sha1.hash(try #require(DER.subjectPublicKeyBitsForTest(ecSPKI))), "CKA_ID = SHA-1 of the public key bits")
+        #expect(attr(ecKey, UInt(CKA_EC_PARAMS)).1 == NamedCurve.p256.oidDER)
+        #expect(attr(ecKey, UInt(CKA_VALUE)).0 == rv(CKR_ATTRIBUTE_SENSITIVE))
+        #expect(attr(ecKey, 0x7FFF_0000).0 == rv(CKR_ATTRIBUTE_TYPE_INVALID))
+        #expect(attr(rsaKey, UInt(CKA_PUBLIC_EXPONENT)).1 == [1, 0, 1])
+        var small = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: nil, ulValueLen: 1)
+        var one: UInt8 = 0
+        small.pValue = UnsafeMutableRawPointer(&one)
+        #expect(f.C_GetAttributeValue!(s, rsaKey, &small, 1) == rv(CKR_BUFFER_TOO_SMALL) && small.ulValueLen == cpkcs11_unavailable_information)
+
+        // ECDSA: size query keeps the operation active; short buffer reports the length; then sign.
+        var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA_SHA256), pParameter: nil, ulParameterLen: 0)
+        #expect(f.C_SignInit!(s, &mech, ecKey) == rv(CKR_OK))
+        var data = Array("to be signed".utf8)
+        var sigLen: CK_ULONG = 0
+        #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), nil, &sigLen) == rv(CKR_OK) && sigLen == 64)
+        var tiny = [UInt8](repeating: 0, count: 10)
+        var tinyLen: CK_ULONG = 10
+        #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &tiny, &tinyLen) == rv(CKR_BUFFER_TOO_SMALL) && tinyLen == 64)
+        var sig = [UInt8](repeating: 0, count: 64)
+        #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &sig, &sigLen) == rv(CKR_OK))
+        let pub = try PublicKey(spki: ecSPKI)
+        #expect(pub.verify(signature: try #require(ECDSASignature.rawToDER(sig)), digest: DigestAlgorithm.sha256.hash(data), scheme: .ecdsa))
+        #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &sig, &sigLen) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        // The module verifies locally.
+        #expect(f.C_VerifyInit!(s, &mech, ecKey) == rv(CKR_OK))
+        #expect(f.C_Verify!(s, &data, CK_ULONG(data.count), &sig, 64) == rv(CKR_OK))
+        sig[5] ^= 1
+        #expect(f.C_VerifyInit!(s, &mech, ecKey) == rv(CKR_OK))
+        #expect(f.C_Verify!(s, &data, CK_ULONG(data.count), &sig, 64) == rv(CKR_SIGNATURE_INVALID))
+
+        // RSA: multi-part SHA256_RSA_PKCS and PSS, checked with the public key.
+        let rsaPub = try PublicKey(spki: try #require(node.node.snapshot.asymmetric["rsa"]?.spki))
+        var rmech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS), pParameter: nil, ulParameterLen: 0)
+        #expect(f.C_SignInit!(s, &rmech, rsaKey) == rv(CKR_OK))
+        #expect(f.C_SignUpdate!(s, &data, 5) == rv(CKR_OK))
+        var rest = Array(data.dropFirst(5))
+        #expect(f.C_SignUpdate!(s, &rest, CK_ULONG(rest.count)) == rv(CKR_OK))
+        var rsig = [UInt8](repeating: 0, count: 256)
+        var rlen: CK_ULONG = 256
+        #expect(f.C_SignFinal!(s, &rsig, &rlen) == rv(CKR_OK) && rlen == 256)
+        #expect(rsaPub.verify(signature: rsig, digest: DigestAlgorithm.sha256.hash(data), scheme: .pkcs1(.sha256)))
+        var pss = CK_RSA_PKCS_PSS_PARAMS(hashAlg: CK_MECHANISM_TYPE(CKM_SHA256), mgf: CK_RSA_PKCS_MGF_TYPE(CKG_MGF1_SHA256), sLen: 32)
+        var pmech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS_PSS), pParameter: &pss,
+                                 ulParameterLen: CK_ULONG(MemoryLayout<CK_RSA_PKCS_PSS_PARAMS>.size))
+        #expect(f.C_SignInit!(s, &pmech, rsaKey) == rv(CKR_OK))
+        #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &rsig, &rlen) == rv(CKR_OK))
+        #expect(rsaPub.verify(signature: rsig, digest: DigestAlgorithm.sha256.hash(data), scheme: .pss(.sha256, mgf1: .sha256, saltLength: 32)))
+        #expect(f.C_SignInit!(s, &mech, rsaKey) == rv(CKR_KEY_TYPE_INCONSISTENT))
+
+        // Digest and random are local.
+        var dmech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_SHA384), pParameter: nil, ulParameterLen: 0)
+        #expect(f.C_DigestInit!(s, &dmech) == rv(CKR_OK))
+        var digest = [UInt8](repeating: 0, count: 48)
+        var dlen: CK_ULONG = 48
+        #expect(f.C_Digest!(s, &data, CK_ULONG(data.count), &digest, &dlen) == rv(CKR_OK) && digest == DigestAlgorithm.sha384.hash(data))
+        var random = [UInt8](repeating: 0, count: 32)
+        #expect(f.C_GenerateRandom!(s, &random, 32) == rv(CKR_OK) && random != [UInt8](repeating: 0, count: 32))
+
+        // Login: SO needs read-write sessions only; the SO PIN is the admin password, checked by the service.
+        var wrong = Array("wrong".utf8)
+        var pin = Array(TestNode.password.utf8)
+        #expect(f.C_Login!(s, CK_USER_TYPE(CKU_SO), &pin, CK_ULONG(pin.count)) == rv(CKR_SESSION_READ_ONLY_EXISTS))
+        #expect(f.C_Login!(s, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
+        #expect(f.C_Login!(s, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_USER_ALREADY_LOGGED_IN))
+        var sinfo = CK_SESSION_INFO()
+        #expect(f.C_GetSessionInfo!(s, &sinfo) == rv(CKR_OK) && sinfo.state == CK_STATE(CKS_RO_USER_FUNCTIONS))
+        #expect(f.C_Logout!(s) == rv(CKR_OK))
+        #expect(f.C_CloseSession!(s) == rv(CKR_OK))
+        #expect(f.C_CloseSession!(s) == rv(CKR_SESSION_HANDLE_INVALID))
+        var rw: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION | CKF_RW_SESSION), nil, nil, &rw) == rv(CKR_OK))
+        #expect(f.C_Login!(rw, CK_USER_TYPE(CKU_SO), &wrong, CK_ULONG(wrong.count)) == rv(CKR_PIN_INCORRECT))
+        #expect(f.C_Login!(rw, CK_USER_TYPE(CKU_SO), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
+        #expect(f.C_GetSessionInfo!(rw, &sinfo) == rv(CKR_OK) && sinfo.state == CK_STATE(CKS_RW_SO_FUNCTIONS))
+        #expect(f.C_CloseAllSessions!(0) == rv(CKR_OK))
+        #expect(f.C_GetSessionInfo!(rw, &sinfo) == rv(CKR_SESSION_HANDLE_INVALID))
+    }
+}
+
+extension DER {
+    static func subjectPublicKeyBitsForTest(_ spki: [UInt8]) -> [UInt8]? {
+        guard spki.count > 2 else { return nil }
+        // SPKI: SEQUENCE { AlgorithmIdentifier, BIT STRING }: walk with the module-independent reader.
+        var p = 0
+        func len(_ at: inout Int) -> Int {
+            let l = Int(spki[at]); at += 1
+            if l < 0x80 { return l }
+            var v = 0
+            for _ in 0..<(l & 0x7F) { v = v << 8 | Int(spki[at]); at += 1 }
+            return v
+        }
+        p = 1; _ = len(&p)            // outer SEQUENCE
+        p += 1; let algLen = len(&p)  // AlgorithmIdentifier
+        p += algLen
+        p += 1; let bitsLen = len(&p) // BIT STRING
+        return Array(spki[(p + 1)..<(p + bitsLen)])
+    }
+}
+
+enum DER {}
