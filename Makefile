@@ -11,10 +11,12 @@ demo: build
 
 build:
 	$(SWIFT) build --product vssm
+	$(SWIFT) build --product vssm-pkcs11
 
 check:
 	bash scripts/install-deps.sh
 	$(SWIFT) build --build-tests
+	$(SWIFT) build --product vssm-pkcs11
 	$(SWIFT) test --skip-build
 	bash conformance/run-all.sh
 

@@ -40,3 +40,21 @@ finish() {
     echo "$(basename "$0"): $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }
+
+# engine_conf FILE: an OpenSSL config that loads the libp11 engine on $MODULE.
+engine_conf() {
+    local engine
+    engine=$(ls /usr/lib/*/engines-3/pkcs11.so 2>/dev/null | head -1)
+    cat > "$1" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+dynamic_path = $engine
+MODULE_PATH = $MODULE
+init = 0
+CNF
+}
