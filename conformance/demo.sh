@@ -1,33 +1,34 @@
 #!/usr/bin/env bash
-# The main job, end to end: start a local key service, create a key in it, sign with it over mTLS,
-# verify the signature with plain openssl.
+# The main job, end to end: start a local key service, create a key in it through PKCS#11, sign
+# with pkcs11-tool and with openssl through the module, verify both signatures with plain openssl.
 set -eu
 source "$(dirname "$0")/dev-env.sh" || exit 1
 trap vssm_dev_stop EXIT
 W="$VSSM_DEV_DIR/demo"; mkdir -p "$W"
+P11="pkcs11-tool --module $MODULE"
 echo
-echo "1. Key service running: $VSSM_URL (health: $("$VSSM_BIN" health))"
-"$VSSM_BIN" admin generate-key demo-ec --type ASYMMETRIC --spec EC --size 256
-"$VSSM_BIN" admin generate-key demo-rsa --type ASYMMETRIC --spec RSA --size 2048
-echo "2. Keys in the service:"
+echo "1. Key service: $VSSM_URL ($("$VSSM_BIN" health)); module: $MODULE"
+echo "   config: $VSSM_PKCS11_CONFIG"
+echo
+echo "2. pkcs11-tool --keypairgen --key-type EC:prime256v1 --label demo-ec (the key is generated inside the service)"
+$P11 --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 --label demo-ec --id de40 2>/dev/null | sed 's/^/     /'
+echo "   the service's own listing:"
 "$VSSM_BIN" admin list-keys | sed 's/^/     /'
-printf 'hello from vssm' > "$W/msg"
-port="${VSSM_URL##*:}"
-call() {
-    curl -s --resolve "VSSM:$port:127.0.0.1" --cacert "$VSSM_CA" --cert "$VSSM_CLIENT_CERT" --key "$VSSM_CLIENT_KEY" \
-        "https://VSSM:$port$1" -d "$2"
-}
-for k in demo-ec:SHA256withECDSA demo-rsa:SHA256withRSA; do
-    name=${k%%:*}; alg=${k##*:}
-    body=$(call /REST/v1/asymmetric/sign "{\"keyName\":\"$name\",\"algorithm\":\"$alg\",\"input\":\"$(base64 -w0 < "$W/msg")\"}")
-    echo "3. curl $VSSM_URL/REST/v1/asymmetric/sign ($name, $alg) -> ${body:0:60}..."
-    python3 -c 'import json,sys,base64; sys.stdout.buffer.write(base64.b64decode(json.loads(sys.argv[1])["output"]))' "$body" > "$W/$name.sig"
-    call /REST/v1/ext/listkeys '{}' | python3 -c 'import json,sys,base64
-d=json.load(sys.stdin); k=[k for k in d["keys"] if k["name"]==sys.argv[1]][0]; sys.stdout.buffer.write(base64.b64decode(k["publicKey"]))' "$name" > "$W/$name.spki"
-    openssl pkey -pubin -inform DER -in "$W/$name.spki" -out "$W/$name.pub.pem"
-    printf '4. openssl dgst -sha256 -verify %s.pub.pem: ' "$name"
-    openssl dgst -sha256 -verify "$W/$name.pub.pem" -signature "$W/$name.sig" "$W/msg"
-done
+printf 'hello from vssm-pkcs11' > "$W/msg"
+$P11 -r -y pubkey -d de40 -o "$W/demo-ec.der" 2>/dev/null
+openssl pkey -pubin -inform DER -in "$W/demo-ec.der" -out "$W/demo-ec.pub.pem"
 echo
-echo "The private keys never left the service. (The PKCS#11 module that puts pkcs11-tool and openssl"
-echo "directly on these keys is the next milestone: issue 3.)"
+echo "3. pkcs11-tool --sign -m ECDSA-SHA256, verified by openssl:"
+$P11 -s -m ECDSA-SHA256 -d de40 -i "$W/msg" -o "$W/p11.sig" --signature-format openssl 2>/dev/null
+printf '     '; openssl dgst -sha256 -verify "$W/demo-ec.pub.pem" -signature "$W/p11.sig" "$W/msg"
+echo
+echo "4. openssl through the module (libp11 engine, key URI pkcs11:object=demo-ec), verified by plain openssl:"
+engine_cnf="$W/openssl.cnf"
+engine=$(ls /usr/lib/*/engines-3/pkcs11.so | head -1)
+printf 'openssl_conf = init\n[init]\nengines = e\n[e]\npkcs11 = p\n[p]\nengine_id = pkcs11\ndynamic_path = %s\nMODULE_PATH = %s\ninit = 0\n' "$engine" "$MODULE" > "$engine_cnf"
+OPENSSL_CONF="$engine_cnf" openssl dgst -sha256 -engine pkcs11 -keyform engine -sign "pkcs11:object=demo-ec;type=private" \
+    -out "$W/engine.sig" "$W/msg" 2>/dev/null
+printf '     '; openssl dgst -sha256 -verify "$W/demo-ec.pub.pem" -signature "$W/engine.sig" "$W/msg"
+echo
+echo "The private key never left the service: pkcs11-tool shows it as"
+$P11 -O -y privkey -d de40 2>/dev/null | sed 's/^/     /'

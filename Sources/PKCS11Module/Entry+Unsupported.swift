@@ -19,40 +19,7 @@ public func C_GetOperationState(_ hSession: CK_SESSION_HANDLE, _ pOperationState
 public func C_SetOperationState(_ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?, _ ulOperationStateLen: CK_ULONG, _ hEncryptionKey: CK_OBJECT_HANDLE, _ hAuthenticationKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
 @implementation @c
-public func C_CreateObject(_ hSession: CK_SESSION_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG, _ phObject: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
 public func C_CopyObject(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG, _ phNewObject: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_DestroyObject(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_SetAttributeValue(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_EncryptInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_Encrypt(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pEncryptedData: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedDataLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_EncryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_EncryptFinal(_ hSession: CK_SESSION_HANDLE, _ pLastEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ pulLastEncryptedPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_DecryptInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_Decrypt(_ hSession: CK_SESSION_HANDLE, _ pEncryptedData: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedDataLen: CK_ULONG, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ pulDataLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_DecryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedPartLen: CK_ULONG, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ pulPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_DecryptFinal(_ hSession: CK_SESSION_HANDLE, _ pLastPart: UnsafeMutablePointer<CK_BYTE>?, _ pulLastPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
 @implementation @c
 public func C_DigestKey(_ hSession: CK_SESSION_HANDLE, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
@@ -80,12 +47,6 @@ public func C_SignEncryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMu
 
 @implementation @c
 public func C_DecryptVerifyUpdate(_ hSession: CK_SESSION_HANDLE, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedPartLen: CK_ULONG, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ pulPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_GenerateKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG, _ phKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_GenerateKeyPair(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ pPublicKeyTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulPublicKeyAttributeCount: CK_ULONG, _ pPrivateKeyTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulPrivateKeyAttributeCount: CK_ULONG, _ phPublicKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ phPrivateKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
 @implementation @c
 public func C_WrapKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hWrappingKey: CK_OBJECT_HANDLE, _ hKey: CK_OBJECT_HANDLE, _ pWrappedKey: UnsafeMutablePointer<CK_BYTE>?, _ pulWrappedKeyLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }

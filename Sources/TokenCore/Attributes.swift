@@ -97,3 +97,11 @@ public enum DER {
         return Array(d[e.content])
     }
 }
+
+extension Template {
+    /// Overwrites the values (they may hold key material from C_CreateObject).
+    public mutating func wipe() {
+        for i in attributes.indices { for j in attributes[i].1.indices { attributes[i].1[j] = 0 } }
+        attributes.removeAll()
+    }
+}

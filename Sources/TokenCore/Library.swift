@@ -15,6 +15,7 @@ enum Operation: Sendable {
     case sign(SignOperation)
     case verify(SignOperation)
     case digest(DigestState)
+    case cipher(CipherOperation)
 }
 
 final class DigestState: @unchecked Sendable {
@@ -227,6 +228,11 @@ public final class Library: Sendable {
         }
         guard let object = try? t.object(handle) else { throw .keyHandleInvalid }
         guard let key = object.key else { throw .keyTypeInconsistent }
+        if let hmacHash = MechanismTable.hmacHash(of: m.type) {
+            guard key.kind == .mac else { throw .keyTypeInconsistent }
+            guard try mechanisms(slot: s.slot)[m.type] != nil else { throw .mechanismInvalid(m.type) }
+            return SignOperation(object: object, key: key, mechanism: m, hash: nil, signatureLength: hmacHash.size)
+        }
         let wanted: ObjectClass = verify ? .publicKey : .privateKey
         // Verification may also use the private key object's public half (common in tools).
         guard object.objectClass == wanted || (verify && object.objectClass == .privateKey) else { throw .keyTypeInconsistent }
@@ -299,6 +305,9 @@ public final class Library: Sendable {
         let t = try session(h).1
         let service = try t.service()
         let m = op.mechanism.type
+        if let hash = MechanismTable.hmacHash(of: m) {
+            return try service.hmac(key: op.key.name, algorithm: hash.rawValue, input: digest)
+        }
         if MechanismTable.isECDSA(m) {
             // ECDSA ignores the hash name when `hashed` is given, so the base API covers every hash.
             let der = try service.sign(key: op.key.name, algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil)
@@ -338,7 +347,7 @@ public final class Library: Sendable {
         let op = try currentVerify(h)
         defer { try? setOperation(h, nil) }
         let digest = op.digest.map { $0.context.update(data); return $0.context.finish() } ?? data
-        try localVerify(op, digest, signature)
+        try localVerify(h, op, digest, signature)
     }
 
     public func verifyUpdate(_ h: UInt, part: [UInt8]) throws(TokenError) {
@@ -351,11 +360,17 @@ public final class Library: Sendable {
     public func verifyFinal(_ h: UInt, signature: [UInt8]) throws(TokenError) {
         let op = try currentVerify(h)
         defer { try? setOperation(h, nil) }
-        try localVerify(op, op.digest.map { $0.context.finish() } ?? op.buffer, signature)
+        try localVerify(h, op, op.digest.map { $0.context.finish() } ?? op.buffer, signature)
     }
 
-    func localVerify(_ op: SignOperation, _ digest: [UInt8], _ signature: [UInt8]) throws(TokenError) {
+    func localVerify(_ h: UInt, _ op: SignOperation, _ digest: [UInt8], _ signature: [UInt8]) throws(TokenError) {
         guard signature.count == op.signatureLength else { throw .signatureLenRange }
+        if MechanismTable.hmacHash(of: op.mechanism.type) != nil {
+            // A MAC key never leaves the service: compute there, compare here in constant time.
+            let mac = try recordDevice(h) { () throws(TokenError) in try remoteSign(h, op, digest) }
+            if !constantTimeEqual(mac, signature) { throw .signatureInvalid }
+            return
+        }
         guard let pub = try? PublicKey(spki: op.key.publicKey) else { throw .functionFailed("public key") }
         let m = op.mechanism.type
         let ok: Bool

@@ -51,6 +51,20 @@ enum MechanismTable {
             .sha384: .init(minKeySize: 0, maxKeySize: 0, flags: MechanismInfo.digest),
             .sha512: .init(minKeySize: 0, maxKeySize: 0, flags: MechanismInfo.digest),
         ]
+        let gen = MechanismInfo.generate
+        let both = MechanismInfo.encrypt | MechanismInfo.decrypt
+        t[.rsaPKCSKeyPairGen] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: MechanismInfo.generateKeyPair)
+        t[.ecKeyPairGen] = .init(minKeySize: 224, maxKeySize: 521, flags: MechanismInfo.generateKeyPair | ecFlags)
+        t[.aesKeyGen] = .init(minKeySize: 16, maxKeySize: 32, flags: gen)
+        t[.genericSecretKeyGen] = .init(minKeySize: 16, maxKeySize: 1024, flags: gen)
+        t[.rsaPKCSOAEP] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: both)
+        t[.aesECB] = .init(minKeySize: 16, maxKeySize: 32, flags: both)
+        // A caller-chosen IV for encryption needs the extensions; the original API decrypts with the IV prefixed.
+        let ivFlags = extensions ? both : MechanismInfo.decrypt
+        for m in [MechanismType.aesCBC, .aesCBCPad, .aesCTR, .aesGCM] { t[m] = .init(minKeySize: 16, maxKeySize: 32, flags: ivFlags) }
+        for m in [MechanismType.sha1HMAC, .sha256HMAC, .sha384HMAC, .sha512HMAC] {
+            t[m] = .init(minKeySize: 16, maxKeySize: 1024, flags: signVerify)
+        }
         if extensions {
             t[.sha224RSAPKCS] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: signVerify)
             for m in [MechanismType.rsaPKCSPSS, .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS] {
@@ -68,6 +82,16 @@ enum MechanismTable {
         case .sha256RSAPKCS, .sha256RSAPKCSPSS, .ecdsaSHA256: .sha256
         case .sha384RSAPKCS, .sha384RSAPKCSPSS, .ecdsaSHA384: .sha384
         case .sha512RSAPKCS, .sha512RSAPKCSPSS, .ecdsaSHA512: .sha512
+        default: nil
+        }
+    }
+
+    static func hmacHash(of m: MechanismType) -> HashAlgorithm? {
+        switch m {
+        case .sha1HMAC: .sha1
+        case .sha256HMAC: .sha256
+        case .sha384HMAC: .sha384
+        case .sha512HMAC: .sha512
         default: nil
         }
     }

@@ -40,7 +40,7 @@ public struct TokenObject: Sendable {
              .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS, .rsaPKCSOAEP]
         case (.ec, _): [.ecdsa, .ecdsaSHA1, .ecdsaSHA224, .ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512]
         case (.symmetric, _): [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM]
-        case (.mac, _): [.sha1HMAC, .sha224HMAC, .sha256HMAC, .sha384HMAC, .sha512HMAC]
+        case (.mac, _): [.sha1HMAC, .sha256HMAC, .sha384HMAC, .sha512HMAC]
         }
     }
 

@@ -62,6 +62,11 @@ enum Marshal {
                   let mgf = HashAlgorithm(mgf: oaep.mgf) else { throw .mechanismParamInvalid("CK_RSA_PKCS_OAEP_PARAMS") }
             let label = oaep.source == 0 ? [] : try bytes(oaep.pSourceData, oaep.ulSourceDataLen)
             return Mechanism(type, .oaep(hash: hash, mgf1: mgf, label: label))
+        case .aesCTR:
+            guard let c = try param(CK_AES_CTR_PARAMS.self), c.ulCounterBits >= 1, c.ulCounterBits <= 128 else {
+                throw .mechanismParamInvalid("CK_AES_CTR_PARAMS")
+            }
+            return Mechanism(type, .iv(withUnsafeBytes(of: c.cb) { Array($0) }))
         case .aesGCM:
             guard let g = try param(CK_GCM_PARAMS.self) else { throw .mechanismParamInvalid("CK_GCM_PARAMS") }
             return Mechanism(type, .gcm(iv: try bytes(g.pIv, g.ulIvLen), aad: try bytes(g.pAAD, g.ulAADLen), tagBits: Int(clamping: g.ulTagBits)))

@@ -1,0 +1,180 @@
+import VSSMCrypto
+
+/// An encrypt or decrypt operation. Input is buffered (multi-part is single-part at Final);
+/// the result is computed once and kept until the caller's buffer is large enough.
+struct CipherOperation: Sendable {
+    let key: ServiceKey
+    let mechanism: Mechanism
+    let encrypt: Bool
+    let modulusBytes: Int
+    var buffer: [UInt8] = []
+    var result: [UInt8]?
+    var multipart = false
+}
+
+extension Library {
+    static let aesMechanisms: Set<MechanismType> = [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM]
+
+    /// PKCS#11 2.40 §5.8 C_EncryptInit / §5.9 C_DecryptInit.
+    public func cipherInit(_ h: UInt, mechanism m: Mechanism, key handle: ObjectHandle, encrypt: Bool) throws(TokenError) {
+        let (s, t) = try session(h)
+        if case .cipher(let op)? = s.operation, op.encrypt == encrypt { throw .operationActive }
+        guard let object = try? t.object(handle), let key = object.key else { throw .keyHandleInvalid }
+        guard let info = try mechanisms(slot: s.slot)[m.type],
+              info.flags & (encrypt ? MechanismInfo.encrypt : MechanismInfo.decrypt) != 0 else { throw .mechanismInvalid(m.type) }
+        let usage: AttributeType = encrypt ? .encrypt : .decrypt
+        guard object.attributes[usage] == AttributeValue.bool(true) else { throw .keyFunctionNotPermitted }
+        var modulus = 0
+        switch m.type {
+        case .rsaPKCS, .rsaPKCSOAEP:
+            guard key.kind == .rsa, object.objectClass == (encrypt ? .publicKey : .privateKey) else { throw .keyTypeInconsistent }
+            modulus = (try? PublicKey(spki: key.publicKey))?.maxOutputSize ?? 0
+            if m.type == .rsaPKCSOAEP, case .oaep = m.parameters {} else if m.type == .rsaPKCSOAEP {
+                throw .mechanismParamInvalid("CKM_RSA_PKCS_OAEP needs CK_RSA_PKCS_OAEP_PARAMS")
+            }
+        case let x where Library.aesMechanisms.contains(x):
+            guard key.kind == .symmetric, key.cipher == "AES" else { throw .keyTypeInconsistent }
+            switch (m.type, m.parameters) {
+            case (.aesECB, _): break
+            case (.aesCBC, .raw(let iv)), (.aesCBCPad, .raw(let iv)), (.aesCTR, .iv(let iv)):
+                guard iv.count == 16 else { throw .mechanismParamInvalid("the IV must be 16 bytes") }
+            case (.aesGCM, .gcm(let iv, _, let tagBits)):
+                guard !iv.isEmpty, iv.count <= 128, tagBits % 8 == 0, (32...128).contains(tagBits) else {
+                    throw .mechanismParamInvalid("CK_GCM_PARAMS")
+                }
+            default: throw .mechanismParamInvalid("missing or wrong mechanism parameter")
+            }
+        default:
+            throw .mechanismInvalid(m.type)
+        }
+        try setOperation(h, .cipher(CipherOperation(key: key, mechanism: m, encrypt: encrypt, modulusBytes: modulus)))
+    }
+
+    func currentCipher(_ h: UInt, encrypt: Bool) throws(TokenError) -> CipherOperation {
+        guard case .cipher(let op)? = try session(h).0.operation, op.encrypt == encrypt else { throw .operationNotInitialized }
+        return op
+    }
+
+    /// Output length before the work is done (size queries); exact except RSA/PAD/GCM decryption (an upper bound).
+    static func outputBound(_ op: CipherOperation, inputLength n: Int) -> Int {
+        switch op.mechanism.type {
+        case .rsaPKCS, .rsaPKCSOAEP: op.modulusBytes
+        case .aesCBCPad: op.encrypt ? (n / 16 + 1) * 16 : n
+        case .aesGCM:
+            if case .gcm(_, _, let bits) = op.mechanism.parameters { op.encrypt ? n + bits / 8 : Swift.max(0, n - bits / 8) } else { n }
+        default: n
+        }
+    }
+
+    /// C_Encrypt/C_Decrypt (single part) and the Final of multi-part: same two-call rules as C_Sign.
+    public func cipher(_ h: UInt, encrypt: Bool, data: [UInt8]?, capacity: Int?) throws(TokenError) -> SizedOutput {
+        var op = try currentCipher(h, encrypt: encrypt)
+        if let data {
+            if op.multipart { try? setOperation(h, nil); throw .operationActive }
+            op.buffer = data
+        }
+        if op.result == nil {
+            guard let capacity else { return .length(Library.outputBound(op, inputLength: op.buffer.count)) }
+            let bound = Library.outputBound(op, inputLength: op.buffer.count)
+            if capacity < bound && !(op.mechanism.type == .rsaPKCS || op.mechanism.type == .rsaPKCSOAEP || op.mechanism.type == .aesCBCPad) {
+                throw .bufferTooSmall(required: bound)
+            }
+            do {
+                op.result = try recordDevice(h) { () throws(TokenError) in try runCipher(h, op) }
+            } catch {
+                try? setOperation(h, nil)
+                throw error
+            }
+        }
+        let result = op.result ?? []
+        guard let capacity else { try setOperation(h, .cipher(op)); return .length(result.count) }
+        guard capacity >= result.count else {
+            try setOperation(h, .cipher(op))
+            throw .bufferTooSmall(required: result.count)
+        }
+        try? setOperation(h, nil)
+        return .bytes(result)
+    }
+
+    /// C_EncryptUpdate/C_DecryptUpdate: input is collected; output comes at Final.
+    public func cipherUpdate(_ h: UInt, encrypt: Bool, part: [UInt8]) throws(TokenError) -> SizedOutput {
+        var op = try currentCipher(h, encrypt: encrypt)
+        guard op.buffer.count + part.count <= 8 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
+        op.multipart = true
+        op.buffer += part
+        try setOperation(h, .cipher(op))
+        return .bytes([])
+    }
+
+    func runCipher(_ h: UInt, _ op: CipherOperation) throws(TokenError) -> [UInt8] {
+        let t = try session(h).1
+        let input = op.buffer
+        switch (op.mechanism.type, op.mechanism.parameters) {
+        case (.rsaPKCS, _) where op.encrypt, (.rsaPKCSOAEP, _) where op.encrypt:
+            guard let pub = try? PublicKey(spki: op.key.publicKey) else { throw .functionFailed("public key") }
+            var padding = EncryptionPadding.pkcs1
+            if case .oaep(let hash, let mgf, let label) = op.mechanism.parameters,
+               let d = DigestAlgorithm(rawValue: hash.rawValue), let g = DigestAlgorithm(rawValue: mgf.rawValue) {
+                padding = .oaep(d, mgf1: g, label: label)
+            }
+            do { return try pub.encrypt(input, padding: padding) } catch { throw .dataLenRange }
+        case (.rsaPKCS, _):
+            guard input.count == op.modulusBytes else { throw .encryptedDataLenRange }
+            return try mapDecrypt { () throws(TokenError) in
+                try t.service().decrypt(key: op.key.name, algorithm: "RSA", input: input, oaepHash: nil, mgf1: nil, label: nil)
+            }
+        case (.rsaPKCSOAEP, .oaep(let hash, let mgf, let label)):
+            guard input.count == op.modulusBytes else { throw .encryptedDataLenRange }
+            let base = mgf == hash && label.isEmpty && hash != .sha224
+            if !base { guard try t.hasExtensions() else { throw .mechanismParamInvalid("OAEP with this MGF1 hash or a label needs the service's extensions") } }
+            return try mapDecrypt { () throws(TokenError) in
+                try t.service().decrypt(key: op.key.name, algorithm: base ? "RSA-OAEP/\(hash.rawValue)" : "RSA-OAEP", input: input,
+                                        oaepHash: hash, mgf1: mgf, label: label)
+            }
+        default:
+            return try runSymmetric(t, op)
+        }
+    }
+
+    func mapDecrypt(_ body: () throws(TokenError) -> [UInt8]) throws(TokenError) -> [UInt8] {
+        do { return try body() } catch .device(_, 400) { throw .encryptedDataInvalid }
+    }
+
+    func runSymmetric(_ t: Token, _ op: CipherOperation) throws(TokenError) -> [UInt8] {
+        let service = try t.service()
+        let ext = try t.hasExtensions()
+        let input = op.buffer
+        let name = op.key.name
+        func call(_ alg: String, _ data: [UInt8], iv: [UInt8]? = nil, aad: [UInt8]? = nil, tag: Int? = nil) throws(TokenError) -> [UInt8] {
+            do {
+                return try service.symmetric(encrypt: op.encrypt, key: name, algorithm: alg, input: data, iv: iv, aad: aad, tagLength: tag)
+            } catch .device(_, 400) {
+                throw op.encrypt ? .dataLenRange : .encryptedDataInvalid
+            }
+        }
+        switch (op.mechanism.type, op.mechanism.parameters) {
+        case (.aesECB, _):
+            guard input.count % 16 == 0 else { throw op.encrypt ? .dataLenRange : .encryptedDataLenRange }
+            return try call("AES/ECB/NoPadding", input)
+        case (.aesCBC, .raw(let iv)), (.aesCBCPad, .raw(let iv)):
+            let padded = op.mechanism.type == .aesCBCPad
+            if !padded || !op.encrypt { guard input.count % 16 == 0 else { throw op.encrypt ? .dataLenRange : .encryptedDataLenRange } }
+            let alg = padded ? "AES/CBC/PKCS5Padding" : "AES/CBC/NoPadding"
+            // Decryption works on the original API with the IV prefixed; encryption with a caller IV needs the extension.
+            return ext ? try call(alg, input, iv: iv) : try call(alg, iv + input)
+        case (.aesCTR, .iv(let iv)):
+            return ext ? try call("AES/CTR/NoPadding", input, iv: iv) : try call("AES/CTR/NoPadding", iv + input)
+        case (.aesGCM, .gcm(let iv, let aad, let bits)):
+            let tag = bits / 8
+            if !ext {
+                // The original decrypts nonce(12) || ct || tag(16) with no AAD.
+                guard !op.encrypt, iv.count == 12, aad.isEmpty, tag == 16 else { throw .mechanismParamInvalid("GCM with these parameters needs the service's extensions") }
+                return try call("AES/GCM/NoPadding", iv + input)
+            }
+            if !op.encrypt { guard input.count >= tag else { throw .encryptedDataLenRange } }
+            return try call("AES/GCM/NoPadding", input, iv: iv, aad: aad, tag: tag)
+        default:
+            throw .mechanismInvalid(op.mechanism.type)
+        }
+    }
+}

@@ -1,0 +1,208 @@
+import VSSMCrypto
+
+/// Object and key management (PKCS#11 2.40 §5.7, §5.14): needs the admin password (SO login, or a
+/// user login where the slot treats the user PIN as the admin password) and a read-write session.
+extension Library {
+    func managementContext(_ h: UInt) throws(TokenError) -> (Token, any KeyService, String) {
+        let (s, t) = try session(h)
+        guard s.readWrite else { throw .sessionReadOnly }
+        let admin = try t.adminPassword()
+        return (t, try t.service(), admin)
+    }
+
+    static func label(_ templates: Template...) -> String? {
+        for t in templates { if let l = t.string(.label), !l.isEmpty { return l } }
+        return nil
+    }
+
+    static func id(_ templates: Template...) -> [UInt8]? {
+        for t in templates { if let i = t[.id], !i.isEmpty { return i } }
+        return nil
+    }
+
+    static func generatedName(_ prefix: String) -> String {
+        prefix + "-" + SecureRandom.bytes(6).map { String($0 >> 4, radix: 16) + String($0 & 0xF, radix: 16) }.joined()
+    }
+
+    /// Runs a management call; a name clash in the service becomes CKR_TEMPLATE_INCONSISTENT.
+    func manage<R>(_ h: UInt, _ t: Token, _ body: () throws(TokenError) -> R) throws(TokenError) -> R {
+        defer { t.invalidate() }
+        do {
+            return try recordDevice(h, body)
+        } catch .device(let message, 409) {
+            throw .templateInconsistent(message)
+        } catch .device(let message, 400) {
+            throw .templateInconsistent(message)
+        }
+    }
+
+    func handle(_ t: Token, identity: String) throws(TokenError) -> ObjectHandle {
+        try t.refreshIfNeeded(force: true)
+        guard let h = t.state.withLock({ $0.handles[identity] }), t.state.withLock({ $0.objects[h] }) != nil else {
+            throw .functionFailed("created \(identity) but it is not listed")
+        }
+        return h
+    }
+
+    /// C_GenerateKeyPair: CKM_RSA_PKCS_KEY_PAIR_GEN (CKA_MODULUS_BITS) or CKM_EC_KEY_PAIR_GEN (CKA_EC_PARAMS).
+    public func generateKeyPair(_ h: UInt, mechanism: Mechanism, publicTemplate: Template, privateTemplate: Template) throws(TokenError) -> (public: ObjectHandle, private: ObjectHandle) {
+        let (t, service, admin) = try managementContext(h)
+        let name = Library.label(privateTemplate, publicTemplate) ?? Library.generatedName("key")
+        let id = Library.id(privateTemplate, publicTemplate)
+        let spec: String
+        let size: UInt64
+        switch mechanism.type {
+        case .rsaPKCSKeyPairGen:
+            let pubBits = try publicTemplate.ulong(.modulusBits)
+            let privBits = try privateTemplate.ulong(.modulusBits)
+            guard let bits = pubBits ?? privBits else {
+                throw .templateIncomplete("CKA_MODULUS_BITS")
+            }
+            if let e = publicTemplate[.publicExponent], Array(e.drop(while: { $0 == 0 })) != [1, 0, 1] {
+                throw .templateInconsistent("only public exponent 65537 is supported")
+            }
+            spec = "RSA"
+            size = UInt64(bits)
+        case .ecKeyPairGen:
+            guard let params = publicTemplate[.ecParams] ?? privateTemplate[.ecParams] else { throw .templateIncomplete("CKA_EC_PARAMS") }
+            guard let curve = NamedCurve.allCases.first(where: { $0.oidDER == params }) else { throw .attributeValueInvalid(.ecParams) }
+            spec = "EC"
+            size = UInt64(curve.bits)
+        default:
+            throw .mechanismInvalid(mechanism.type)
+        }
+        try manage(h, t) { () throws(TokenError) in
+            try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil)
+        }
+        return (try handle(t, identity: "pub/\(name)"), try handle(t, identity: "priv/\(name)"))
+    }
+
+    /// C_GenerateKey: CKM_AES_KEY_GEN or CKM_GENERIC_SECRET_KEY_GEN (CKA_VALUE_LEN bytes).
+    public func generateKey(_ h: UInt, mechanism: Mechanism, template: Template) throws(TokenError) -> ObjectHandle {
+        let (t, service, admin) = try managementContext(h)
+        guard let length = try template.ulong(.valueLen) else { throw .templateIncomplete("CKA_VALUE_LEN") }
+        let name = Library.label(template) ?? Library.generatedName("secret")
+        let (type, cipher, prefix): (String, String?, String)
+        switch mechanism.type {
+        case .aesKeyGen:
+            guard [16, 24, 32].contains(length) else { throw .attributeValueInvalid(.valueLen) }
+            (type, cipher, prefix) = ("SYMMETRIC", "AES", "sym")
+        case .genericSecretKeyGen:
+            (type, cipher, prefix) = ("MAC", nil, "mac")
+        default:
+            throw .mechanismInvalid(mechanism.type)
+        }
+        try manage(h, t) { () throws(TokenError) in
+            try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher)
+        }
+        return try handle(t, identity: "\(prefix)/\(name)")
+    }
+
+    /// C_CreateObject: certificates and data objects are stored; private keys (RSA from CRT
+    /// components, EC from CKA_EC_PARAMS + CKA_VALUE) and secret keys are injected.
+    public func createObject(_ h: UInt, template: Template) throws(TokenError) -> ObjectHandle {
+        let (t, service, admin) = try managementContext(h)
+        guard let cls = try template.ulong(.class).map({ ObjectClass(rawValue: $0) }) else { throw .templateIncomplete("CKA_CLASS") }
+        let label = Library.label(template)
+        let id = template[.id] ?? []
+        switch cls {
+        case .certificate, .data:
+            guard let value = template[.value] else { throw .templateIncomplete("CKA_VALUE") }
+            if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 { throw .templateInconsistent("only X.509 certificates") }
+            let uid = try manage(h, t) { () throws(TokenError) in
+                try service.createObject(adminPassword: admin, objectClass: cls == .certificate ? "CERTIFICATE" : "DATA",
+                                         label: label ?? "", id: id, value: value, application: template.string(.application) ?? "")
+            }
+            return try handle(t, identity: "obj/\(uid)")
+        case .secretKey:
+            guard let value = template[.value] else { throw .templateIncomplete("CKA_VALUE") }
+            let kind = try template.ulong(.keyType).map { KeyKind(rawValue: $0) } ?? .genericSecret
+            let name = label ?? Library.generatedName("secret")
+            let (type, cipher, prefix): (String, String?, String) = switch kind {
+            case .aes: ("SYMMETRIC", "AES", "sym")
+            case .des3: ("SYMMETRIC", "3DES", "sym")
+            case .genericSecret: ("MAC", nil, "mac")
+            default: throw .templateInconsistent("unsupported secret key type")
+            }
+            try manage(h, t) { () throws(TokenError) in
+                try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher)
+            }
+            return try handle(t, identity: "\(prefix)/\(name)")
+        case .privateKey:
+            let name = label ?? Library.generatedName("key")
+            var pkcs8 = try Library.pkcs8(from: template)
+            defer { zeroize(&pkcs8) }
+            try manage(h, t) { () throws(TokenError) in
+                try service.injectKey(adminPassword: admin, name: name, type: "ASYMMETRIC", key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil)
+            }
+            return try handle(t, identity: "priv/\(name)")
+        case .publicKey:
+            throw .templateInconsistent("public keys exist only as the half of a key in the service")
+        default:
+            throw .attributeValueInvalid(.class)
+        }
+    }
+
+    static func pkcs8(from t: Template) throws(TokenError) -> [UInt8] {
+        switch try t.ulong(.keyType).map({ KeyKind(rawValue: $0) }) {
+        case .rsa?:
+            func need(_ a: AttributeType) throws(TokenError) -> [UInt8] {
+                guard let v = t[a], !v.isEmpty else { throw .templateIncomplete("RSA private key needs all CRT components") }
+                return v
+            }
+            return DER.rsaPKCS8(n: try need(.modulus), e: try need(.publicExponent), d: try need(.privateExponent),
+                                p: try need(.prime1), q: try need(.prime2), dp: try need(.exponent1), dq: try need(.exponent2),
+                                qinv: try need(.coefficient))
+        case .ec?:
+            guard let params = t[.ecParams], let curve = NamedCurve.allCases.first(where: { $0.oidDER == params }) else {
+                throw .templateIncomplete("CKA_EC_PARAMS (a named curve)")
+            }
+            guard let scalar = t[.value], !scalar.isEmpty else { throw .templateIncomplete("CKA_VALUE") }
+            return DER.ecPKCS8(curveOID: params, scalar: scalar, fieldSize: (curve.bits + 7) / 8)
+        default:
+            throw .templateIncomplete("CKA_KEY_TYPE (CKK_RSA or CKK_EC)")
+        }
+    }
+
+    /// C_DestroyObject: a key object destroys the key in the service (both halves of a pair).
+    public func destroyObject(_ h: UInt, object: ObjectHandle) throws(TokenError) {
+        let (t, service, admin) = try managementContext(h)
+        let o = try t.object(object)
+        try manage(h, t) { () throws(TokenError) in
+            if let uid = o.uid {
+                try service.deleteObject(adminPassword: admin, uid: uid)
+            } else if let key = o.key {
+                let type = switch key.kind {
+                case .rsa, .ec: "ASYMMETRIC"
+                case .symmetric: "SYMMETRIC"
+                case .mac: "MAC"
+                }
+                try service.deleteKey(adminPassword: admin, name: key.name, type: type)
+            }
+        }
+        try t.refreshIfNeeded(force: true)
+    }
+
+    /// C_SetAttributeValue: CKA_ID of keys; CKA_LABEL and CKA_ID of stored objects. Everything else is read-only.
+    public func setAttributes(_ h: UInt, object: ObjectHandle, template: Template) throws(TokenError) {
+        let (t, service, admin) = try managementContext(h)
+        let o = try t.object(object)
+        for (type, value) in template.attributes {
+            switch type {
+            case .id: continue
+            case .label where o.uid != nil: continue
+            default:
+                if o.attributes[type] == value { continue }  // setting the current value is harmless
+                throw o.attributes[type] == nil ? .attributeTypeInvalid(type) : .attributeReadOnly(type)
+            }
+        }
+        try manage(h, t) { () throws(TokenError) in
+            if let uid = o.uid {
+                try service.updateObject(adminPassword: admin, uid: uid, label: template.string(.label), id: template[.id])
+            } else if let key = o.key, let id = template[.id] {
+                let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
+                try service.setKeyID(adminPassword: admin, name: key.name, type: type, id: id)
+            }
+        }
+    }
+}
