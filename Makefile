@@ -4,7 +4,7 @@
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: demo check build test conformance tsan clean
+.PHONY: demo check build test conformance tsan clean module-release bench
 
 demo: build
 	bash conformance/demo.sh
@@ -30,5 +30,12 @@ conformance: build
 tsan:
 	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter VSSMServerTests
 
+# The release artifact: Swift runtime linked statically (no toolchain needed where it is used), stripped.
+module-release:
+	$(SWIFT) build -c release --product vssm-pkcs11 -Xswiftc -static-stdlib --scratch-path .build-release
+	mkdir -p dist
+	strip -o dist/libvssm-pkcs11.so .build-release/release/libvssm-pkcs11.so
+	@ls -l dist/libvssm-pkcs11.so
+
 clean:
-	rm -rf .build .build-tsan
+	rm -rf .build .build-tsan .build-release dist

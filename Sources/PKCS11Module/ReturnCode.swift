@@ -58,7 +58,7 @@ func entry(_ name: StaticString, _ body: () throws(TokenError) -> CK_RV) -> CK_R
     } catch {
         let rv = error.returnCode
         switch error {
-        case .bufferTooSmall, .userNotLoggedIn, .signatureInvalid, .operationNotInitialized, .alreadyInitialized:
+        case .bufferTooSmall, .userNotLoggedIn, .signatureInvalid, .operationNotInitialized, .alreadyInitialized, .notInitialized:
             Log.write(.info, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
         default:
             Log.write(.error, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
