@@ -68,6 +68,7 @@ let package = Package(
         // A real node in-process over real mTLS, shared by the server and module tests.
         .target(name: "VSSMTestSupport", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto"]),
         .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport"]),
+        .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),
     ]
 )

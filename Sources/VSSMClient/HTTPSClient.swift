@@ -52,20 +52,17 @@ public final class HTTPSClient: @unchecked Sendable {
         self.context = ctx
         _ = copenssl_ctx_set_min_tls12(ctx)
         copenssl_ctx_set_modes(ctx)
-        do throws(ClientError) {
-            if let trust = configuration.trustPEM {
-                try HTTPSClient.loadTrust(ctx, trust)
-                SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
-            } else {
-                SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
-            }
-            if let cert = configuration.clientCertificatePEM {
-                guard let keyPEM = configuration.clientKeyPEM else { throw ClientError.configuration("client certificate without a key") }
-                try HTTPSClient.loadIdentity(ctx, cert, keyPEM, configuration.clientKeyPassphrase)
-            }
-        } catch {
-            SSL_CTX_free(ctx)
-            throw error
+        // If anything below throws, every stored property is already set, so deinit runs and frees
+        // the context (freeing it here as well was a double free, found by the wrong-PIN test).
+        if let trust = configuration.trustPEM {
+            try HTTPSClient.loadTrust(ctx, trust)
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        } else {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
+        }
+        if let cert = configuration.clientCertificatePEM {
+            guard let keyPEM = configuration.clientKeyPEM else { throw ClientError.configuration("client certificate without a key") }
+            try HTTPSClient.loadIdentity(ctx, cert, keyPEM, configuration.clientKeyPassphrase)
         }
     }
 
