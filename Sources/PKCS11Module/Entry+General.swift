@@ -8,7 +8,7 @@ let library = Library.shared
 /// PKCS#11 2.40 §5.4 C_Initialize. No network here: the config is read, services connect lazily.
 @implementation @c
 public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
-    entry("C_Initialize") { () throws(TokenError) in
+    entry("C_Initialize", initialized: false) { () throws(TokenError) in
         var configPath: String? = nil
         if let raw = pInitArgs {
             let args = raw.loadUnaligned(as: CK_C_INITIALIZE_ARGS.self)
@@ -43,7 +43,6 @@ public func C_Finalize(_ pReserved: UnsafeMutableRawPointer?) -> CK_RV {
 public func C_GetInfo(_ pInfo: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
     entry("C_GetInfo") { () throws(TokenError) in
         guard let pInfo else { throw .argumentsBad("NULL pInfo") }
-        guard library.isInitialized else { throw .notInitialized }
         var info = CK_INFO()
         info.cryptokiVersion = CK_VERSION(major: 2, minor: 40)
         Marshal.pad("vssm-pkcs11", &info.manufacturerID)
@@ -150,7 +149,6 @@ public func C_GetMechanismInfo(_ slotID: CK_SLOT_ID, _ type: CK_MECHANISM_TYPE, 
 @implementation @c
 public func C_WaitForSlotEvent(_ flags: CK_FLAGS, _ pSlot: UnsafeMutablePointer<CK_SLOT_ID>?, _ pReserved: UnsafeMutableRawPointer?) -> CK_RV {
     entry("C_WaitForSlotEvent") { () throws(TokenError) in
-        guard library.isInitialized else { throw .notInitialized }
         return CK_RV(CKR_FUNCTION_NOT_SUPPORTED)
     }
 }

@@ -50,8 +50,10 @@ extension TokenError {
 /// Runs one entry point's body and resolves it to a CK_RV; logs failures once (kmsp11's
 /// LogAndResolve). Expected outcomes of the two-call convention are not logged as errors.
 @inline(__always)
-func entry(_ name: StaticString, _ body: () throws(TokenError) -> CK_RV) -> CK_RV {
-    do {
+func entry(_ name: StaticString, initialized: Bool = true, _ body: () throws(TokenError) -> CK_RV) -> CK_RV {
+    do throws(TokenError) {
+        // Calls before C_Initialize (or in a forked child) get CKR_CRYPTOKI_NOT_INITIALIZED first (§5.4).
+        if initialized && !Library.shared.isInitialized { throw TokenError.notInitialized }
         let rv = try body()
         Log.write(.debug, "\(name) -> \(rv)")
         return rv

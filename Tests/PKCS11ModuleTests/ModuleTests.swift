@@ -94,14 +94,15 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         var count: CK_ULONG = 0
         #expect(f.C_GetSlotList!(0, nil, &count) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
         #expect(f.C_Sign!(1, nil, 0, nil, &count) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
-        #expect(f.C_GetInfo!(nil) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_GetInfo!(nil) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
         // A missing config file is a clear, specific failure, not a crash.
         var args = CK_C_INITIALIZE_ARGS()
         let missing = strdup("/nonexistent/pkcs11.json")
         defer { free(missing) }
         args.pReserved = UnsafeMutableRawPointer(missing)
         #expect(f.C_Initialize!(&args) == rv(CKR_ARGUMENTS_BAD))
-        #expect(f.C_EncryptInit!(1, nil, 0) == rv(CKR_FUNCTION_NOT_SUPPORTED))
+        #expect(f.C_EncryptInit!(1, nil, 0) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
+        #expect(f.C_WrapKey!(1, nil, 0, 0, nil, nil) == rv(CKR_FUNCTION_NOT_SUPPORTED))
     }
 
     @Test func signsFindsAndReadsAttributesAgainstARealNode() throws {
@@ -245,6 +246,102 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_GetSessionInfo!(rw, &sinfo) == rv(CKR_OK) && sinfo.state == CK_STATE(CKS_RW_SO_FUNCTIONS))
         #expect(f.C_CloseAllSessions!(0) == rv(CKR_OK))
         #expect(f.C_GetSessionInfo!(rw, &sinfo) == rv(CKR_SESSION_HANDLE_INVALID))
+    }
+
+    /// Misuse never crashes the host: NULL pointers, bad handles, wrong order, double init and
+    /// calls after finalize return the codes of PKCS#11 2.40 §5.
+    @Test func misuseReturnsSpecCodesNeverCrashes() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let api = try node.client()
+        try api.generateKey(password: TestNode.password, name: "ec", type: .asymmetric, spec: .ec, size: 256)
+        let f = m.f
+        var args = CK_C_INITIALIZE_ARGS()
+        let path = strdup(try writeConfig(for: node))
+        defer { free(path) }
+        args.pReserved = UnsafeMutableRawPointer(path)
+        // Some but not all mutex callbacks: CKR_ARGUMENTS_BAD (§5.4).
+        var partial = args
+        partial.CreateMutex = { _ in CK_RV(CKR_OK) }
+        #expect(f.C_Initialize!(&partial) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
+        defer { _ = f.C_Finalize!(nil) }
+        var dummy: UInt8 = 0
+        #expect(f.C_Finalize!(&dummy) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_GetInfo!(nil) == rv(CKR_ARGUMENTS_BAD))
+
+        // NULL output pointers.
+        #expect(f.C_GetSlotList!(0, nil, nil) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_GetSlotInfo!(0, nil) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_GetTokenInfo!(0, nil) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_GetMechanismList!(0, nil, nil) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_GetMechanismInfo!(0, CK_MECHANISM_TYPE(CKM_ECDSA), nil) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, nil) == rv(CKR_ARGUMENTS_BAD))
+        var slots = [CK_SLOT_ID](repeating: 0, count: 1)
+        var zero: CK_ULONG = 0
+        #expect(f.C_GetSlotList!(0, &slots, &zero) == rv(CKR_BUFFER_TOO_SMALL) && zero == 1)
+        var minfo = CK_MECHANISM_INFO()
+        #expect(f.C_GetMechanismInfo!(0, 0x7FFF_FFFF, &minfo) == rv(CKR_MECHANISM_INVALID))
+        #expect(f.C_GetMechanismInfo!(5, CK_MECHANISM_TYPE(CKM_ECDSA), &minfo) == rv(CKR_SLOT_ID_INVALID))
+
+        var s: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s) == rv(CKR_OK))
+        defer { _ = f.C_CloseSession!(s) }
+        #expect(f.C_GetSessionInfo!(s, nil) == rv(CKR_ARGUMENTS_BAD))
+        // Invalid session handles everywhere.
+        let bad: CK_SESSION_HANDLE = 0xDEAD
+        var info = CK_SESSION_INFO()
+        #expect(f.C_GetSessionInfo!(bad, &info) == rv(CKR_SESSION_HANDLE_INVALID))
+        #expect(f.C_CloseSession!(0) == rv(CKR_SESSION_HANDLE_INVALID))
+        #expect(f.C_FindObjectsInit!(bad, nil, 0) == rv(CKR_SESSION_HANDLE_INVALID))
+        #expect(f.C_Logout!(bad) == rv(CKR_SESSION_HANDLE_INVALID))
+        var buf = [UInt8](repeating: 0, count: 8)
+        #expect(f.C_GenerateRandom!(bad, &buf, 8) == rv(CKR_SESSION_HANDLE_INVALID))
+        // Wrong order.
+        var n: CK_ULONG = 0
+        var handles = [CK_OBJECT_HANDLE](repeating: 0, count: 4)
+        #expect(f.C_FindObjects!(s, &handles, 4, &n) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        #expect(f.C_Sign!(s, &buf, 8, nil, &n) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        #expect(f.C_SignFinal!(s, nil, &n) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        var sigBuf = [UInt8](repeating: 0, count: 8)
+        #expect(f.C_Verify!(s, &buf, 8, &sigBuf, 8) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        #expect(f.C_DigestUpdate!(s, &buf, 8) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        #expect(f.C_Decrypt!(s, &buf, 8, nil, &n) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        #expect(f.C_Logout!(s) == rv(CKR_USER_NOT_LOGGED_IN))
+        // Bad object handles and NULL mechanisms/templates.
+        var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA), pParameter: nil, ulParameterLen: 0)
+        #expect(f.C_SignInit!(s, &mech, 0) == rv(CKR_KEY_HANDLE_INVALID))
+        #expect(f.C_SignInit!(s, &mech, 0xFFFF) == rv(CKR_KEY_HANDLE_INVALID))
+        #expect(f.C_SignInit!(s, nil, 1) == rv(CKR_ARGUMENTS_BAD))
+        var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: nil, ulValueLen: 0)
+        #expect(f.C_GetAttributeValue!(s, 0xFFFF, &a, 1) == rv(CKR_OBJECT_HANDLE_INVALID))
+        #expect(f.C_GetAttributeValue!(s, 1, nil, 1) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_FindObjectsInit!(s, nil, 3) == rv(CKR_ARGUMENTS_BAD))
+        // A template whose value pointer is NULL but whose length is not.
+        var lying = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: nil, ulValueLen: 4)
+        #expect(f.C_FindObjectsInit!(s, &lying, 1) == rv(CKR_ARGUMENTS_BAD))
+        // A parameter with the wrong length.
+        var pss = CK_RSA_PKCS_PSS_PARAMS()
+        var badMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_PKCS_PSS), pParameter: &pss, ulParameterLen: 3)
+        #expect(f.C_SignInit!(s, &badMech, 1) == rv(CKR_MECHANISM_PARAM_INVALID))
+        #expect(f.C_GenerateRandom!(s, nil, 8) == rv(CKR_ARGUMENTS_BAD))
+        // Management without login, and on a read-only session.
+        var cls = CK_OBJECT_CLASS(CKO_DATA)
+        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size))]
+        var obj: CK_OBJECT_HANDLE = 0
+        #expect(f.C_CreateObject!(s, &tmpl, 1, &obj) == rv(CKR_SESSION_READ_ONLY))
+        var rw: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION | CKF_RW_SESSION), nil, nil, &rw) == rv(CKR_OK))
+        #expect(f.C_CreateObject!(rw, &tmpl, 1, &obj) == rv(CKR_USER_NOT_LOGGED_IN))
+        var pin = Array(TestNode.password.utf8)
+        #expect(f.C_Login!(rw, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
+        #expect(f.C_CreateObject!(rw, &tmpl, 1, &obj) == rv(CKR_TEMPLATE_INCOMPLETE))
+        #expect(f.C_Login!(rw, 7, &pin, CK_ULONG(pin.count)) == rv(CKR_USER_ANOTHER_ALREADY_LOGGED_IN))
+        // Entries that are present but not offered.
+        #expect(f.C_InitToken!(0, nil, 0, nil) == rv(CKR_FUNCTION_NOT_SUPPORTED))
+        #expect(f.C_WrapKey!(s, nil, 0, 0, nil, nil) == rv(CKR_FUNCTION_NOT_SUPPORTED))
+        #expect(f.C_GetFunctionStatus!(s) == rv(CKR_FUNCTION_NOT_PARALLEL))
+        #expect(f.C_CloseSession!(rw) == rv(CKR_OK))
     }
 }
 
