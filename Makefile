@@ -30,6 +30,10 @@ conformance: build
 tsan:
 	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter VSSMServerTests
 
+# C_Sign throughput/latency and cold path of the module vs SoftHSM2 (release builds; see bench/run.sh).
+bench:
+	bash bench/run.sh
+
 # The release artifact: Swift runtime linked statically (no toolchain needed where it is used), stripped.
 module-release:
 	$(SWIFT) build -c release --product vssm-pkcs11 -Xswiftc -static-stdlib --scratch-path .build-release

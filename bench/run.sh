@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# make bench: C_Sign throughput/latency of libvssm-pkcs11.so (against a local `vssm serve`, both
+# release builds) and of SoftHSM2, in the same run on the same machine; plus the cold path.
+# BENCH_SECONDS (default 5) per measurement. Client and server share the machine's cores.
+set -eu
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+secs="${BENCH_SECONDS:-5}"
+echo "building release binaries (first time: several minutes)..." >&2
+swift build -c release --product vssm --scratch-path .build-release >/dev/null
+make -s module-release >/dev/null
+cc -O2 -Wall -I include -o .build-release/p11bench bench/p11bench.c -ldl -lpthread
+B=.build-release/p11bench
+export VSSM_BIN="$root/.build-release/release/vssm" MODULE="$root/dist/libvssm-pkcs11.so"
+source conformance/dev-env.sh >/dev/null 2>&1
+trap vssm_dev_stop EXIT
+"$VSSM_BIN" admin generate-key bench-ec --type ASYMMETRIC --spec EC --size 256 >/dev/null
+"$VSSM_BIN" admin generate-key bench-rsa --type ASYMMETRIC --spec RSA --size 2048 >/dev/null
+
+SOFTHSM=$(ls /usr/lib/softhsm/libsofthsm2.so 2>/dev/null || true)
+[ -n "$SOFTHSM" ] || { echo "SoftHSM2 is not installed (apt-get install softhsm2)"; exit 1; }
+export SOFTHSM2_CONF="$VSSM_DEV_DIR/softhsm2.conf"
+mkdir -p "$VSSM_DEV_DIR/softhsm"
+printf 'directories.tokendir = %s/softhsm\nobjectstore.backend = file\nlog.level = ERROR\n' "$VSSM_DEV_DIR" > "$SOFTHSM2_CONF"
+softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 1234 >/dev/null
+pkcs11-tool --module "$SOFTHSM" --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label bench-ec >/dev/null 2>&1
+pkcs11-tool --module "$SOFTHSM" --login --pin 1234 --keypairgen --key-type rsa:2048 --label bench-rsa >/dev/null 2>&1
+
+val() { sed -E "s/.*$1=([0-9.]+).*/\1/" <<< "$2"; }
+printf '\n%-26s %-10s %12s %9s %9s\n' "case" "module" "signs/s" "p50 µs" "p99 µs"
+declare -A tput p50
+for spec in "ecdsa-p256 1t:bench-ec:ecdsa:1" "ecdsa-p256 8t:bench-ec:ecdsa:8" "rsa-2048 8t:bench-rsa:rsa:8"; do
+    IFS=: read -r name label mech threads <<< "$spec"
+    for m in vssm softhsm; do
+        if [ "$m" = vssm ]; then out=$($B "$MODULE" "$label" "$mech" "$threads" "$secs"); else out=$($B "$SOFTHSM" "$label" "$mech" "$threads" "$secs" 1234); fi
+        tput[$name/$m]=$(val signs_per_s "$out"); p50[$name/$m]=$(val p50_us "$out")
+        printf '%-26s %-10s %12s %9s %9s\n' "$name" "$m" "${tput[$name/$m]}" "${p50[$name/$m]}" "$(val p99_us "$out")"
+    done
+done
+cv=$($B --cold "$MODULE" bench-ec ecdsa 15)
+cs=$($B --cold "$SOFTHSM" bench-ec ecdsa 15 1234)
+printf '%-26s %-10s %12s %9s\n' "cold path (p50 of 15)" vssm "" "$(val cold_p50_us "$cv")"
+printf '%-26s %-10s %12s %9s\n' "cold path (p50 of 15)" softhsm "" "$(val cold_p50_us "$cs")"
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
+echo
+echo "targets (issue 3):"
+echo "  ECDSA 8 threads throughput vs SoftHSM:   $(ratio "${tput[ecdsa-p256 8t/vssm]}" "${tput[ecdsa-p256 8t/softhsm]}")x  (target >= 1.5)"
+echo "  ECDSA 1 thread p50 vs SoftHSM:            $(ratio "${p50[ecdsa-p256 1t/vssm]}" "${p50[ecdsa-p256 1t/softhsm]}")x  (target <= 1.0)"
+echo "  RSA-2048 8 threads throughput vs SoftHSM: $(ratio "${tput[rsa-2048 8t/vssm]}" "${tput[rsa-2048 8t/softhsm]}")x  (target >= 0.95)"
+echo "  cold path vs SoftHSM:                     $(ratio "$(val cold_p50_us "$cv")" "$(val cold_p50_us "$cs")")x  (target <= 2.0)"
