@@ -219,6 +219,18 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(rsaPub.verify(signature: rsig, digest: DigestAlgorithm.sha256.hash(data), scheme: .pss(.sha256, mgf1: .sha256, saltLength: 32)))
         #expect(f.C_SignInit!(s, &mech, rsaKey) == rv(CKR_KEY_TYPE_INCONSISTENT))
 
+        // The service's answer to a failure reaches the caller: delete the key behind the module's
+        // back; the (local) SignInit works, the sign is CKR_DEVICE_ERROR and ulDeviceError is 404.
+        var del = WireWriter()
+        del.string("adminPassword", TestNode.password)
+        del.string("keyName", "rsa")
+        del.string("keyType", "ASYMMETRIC")
+        _ = try api.call(Route.extDeleteKey, del, response: Schemas.empty, idempotent: false)
+        #expect(f.C_SignInit!(s, &rmech, rsaKey) == rv(CKR_OK))
+        #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &rsig, &rlen) == rv(CKR_DEVICE_ERROR))
+        var devInfo = CK_SESSION_INFO()
+        #expect(f.C_GetSessionInfo!(s, &devInfo) == rv(CKR_OK) && devInfo.ulDeviceError == 404)
+
         // Digest and random are local.
         var dmech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_SHA384), pParameter: nil, ulParameterLen: 0)
         #expect(f.C_DigestInit!(s, &dmech) == rv(CKR_OK))
