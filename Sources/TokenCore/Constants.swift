@@ -1,3 +1,5 @@
+import VSSMCrypto
+
 /// PKCS#11 constants as small typed values (no C types in the core). Raw values are those of the
 /// OASIS specification; a bridge test in PKCS11ModuleTests checks each against the C header.
 
@@ -136,20 +138,10 @@ public struct UserType: RawRepresentable, Hashable, Sendable {
     public static let contextSpecific = UserType(rawValue: 2)
 }
 
-/// Hash algorithms by their PKCS#11 mechanism and MGF1 identifiers.
-public enum HashAlgorithm: String, Sendable, CaseIterable {
-    case sha1 = "SHA1", sha224 = "SHA224", sha256 = "SHA256", sha384 = "SHA384", sha512 = "SHA512"
+/// Hash algorithms: VSSMCrypto's, with their PKCS#11 mechanism and MGF1 identifiers.
+public typealias HashAlgorithm = DigestAlgorithm
 
-    public var size: Int {
-        switch self {
-        case .sha1: 20
-        case .sha224: 28
-        case .sha256: 32
-        case .sha384: 48
-        case .sha512: 64
-        }
-    }
-
+extension DigestAlgorithm {
     /// CKM_SHA_1 ... CKM_SHA512 (also the `hashAlg` of PSS/OAEP parameters).
     public init?(mechanism: MechanismType) {
         switch mechanism {

@@ -113,9 +113,8 @@ extension Library {
         case (.rsaPKCS, _) where op.encrypt, (.rsaPKCSOAEP, _) where op.encrypt:
             guard let pub = try? PublicKey(spki: op.key.publicKey) else { throw .functionFailed("public key") }
             var padding = EncryptionPadding.pkcs1
-            if case .oaep(let hash, let mgf, let label) = op.mechanism.parameters,
-               let d = DigestAlgorithm(rawValue: hash.rawValue), let g = DigestAlgorithm(rawValue: mgf.rawValue) {
-                padding = .oaep(d, mgf1: g, label: label)
+            if case .oaep(let hash, let mgf, let label) = op.mechanism.parameters {
+                padding = .oaep(hash, mgf1: mgf, label: label)
             }
             do { return try pub.encrypt(input, padding: padding) } catch { throw .dataLenRange }
         case (.rsaPKCS, _):

@@ -256,8 +256,7 @@ public final class Library: Sendable {
     }
 
     func digestContext(_ h: HashAlgorithm) throws(TokenError) -> DigestContext {
-        guard let d = DigestAlgorithm(rawValue: h.rawValue) else { throw .functionFailed("digest \(h)") }
-        do { return try DigestContext(d) } catch { throw .functionFailed(error.message) }
+        do { return try DigestContext(h) } catch { throw .functionFailed(error.message) }
     }
 
     public func signInit(_ h: UInt, mechanism: Mechanism, key: ObjectHandle) throws(TokenError) {
@@ -378,14 +377,13 @@ public final class Library: Sendable {
             guard let der = ECDSASignature.rawToDER(signature) else { throw .signatureInvalid }
             ok = pub.verify(signature: der, digest: digest, scheme: .ecdsa)
         } else if MechanismTable.isPSS(m) {
-            guard case .pss(let hash, let mgf1, let salt) = op.mechanism.parameters,
-                  let h = DigestAlgorithm(rawValue: hash.rawValue), let g = DigestAlgorithm(rawValue: mgf1.rawValue) else { throw .mechanismParamInvalid("PSS") }
-            ok = pub.verify(signature: signature, digest: digest, scheme: .pss(h, mgf1: g, saltLength: salt))
+            guard case .pss(let hash, let mgf1, let salt) = op.mechanism.parameters else { throw .mechanismParamInvalid("PSS") }
+            ok = pub.verify(signature: signature, digest: digest, scheme: .pss(hash, mgf1: mgf1, saltLength: salt))
         } else if m == .rsaPKCS {
             ok = pub.verify(signature: signature, digest: digest, scheme: .pkcs1Raw)
         } else {
-            guard let hash = op.hash, let d = DigestAlgorithm(rawValue: hash.rawValue) else { throw .mechanismInvalid(m) }
-            ok = pub.verify(signature: signature, digest: digest, scheme: .pkcs1(d))
+            guard let hash = op.hash else { throw .mechanismInvalid(m) }
+            ok = pub.verify(signature: signature, digest: digest, scheme: .pkcs1(hash))
         }
         if !ok { throw .signatureInvalid }
     }
