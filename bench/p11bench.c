@@ -1,5 +1,5 @@
 /* p11bench: C_Sign throughput and latency of any PKCS#11 module, and its cold path.
- *   p11bench MODULE LABEL MECH THREADS SECONDS [PIN]     MECH: ecdsa | rsa
+ *   p11bench MODULE LABEL MECH THREADS SECONDS [PIN]     MECH: ecdsa (CKM_ECDSA over a SHA-256 digest, as TLS stacks sign) | rsa (CKM_SHA256_RSA_PKCS)
  *   p11bench --cold MODULE LABEL MECH RUNS [PIN]         median of fresh processes: dlopen..first sign
  * Prints one line: name=value pairs. The module config comes from the environment
  * (VSSM_PKCS11_CONFIG, SOFTHSM2_CONF). */
@@ -14,9 +14,12 @@
 #include "cpkcs11.h"
 
 static CK_FUNCTION_LIST *f;
+static CK_SLOT_ID slot; /* first slot with a token (SoftHSM's slot IDs are not 0) */
 static const char *label, *pin;
 static CK_MECHANISM_TYPE mech;
 static double seconds;
+/* Threaded hosts ask for locking (SoftHSM does none with NULL init args). */
+static CK_C_INITIALIZE_ARGS init_args = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
 
 static double now(void) {
     struct timespec ts;
@@ -48,7 +51,7 @@ typedef struct { double *lat; long n, cap; long errors; } result_t;
 static void *worker(void *arg) {
     result_t *r = arg;
     CK_SESSION_HANDLE s;
-    if (f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) { r->errors++; return NULL; }
+    if (f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) { r->errors++; return NULL; }
     CK_OBJECT_HANDLE k = find_key(s);
     if (!k) { r->errors++; return NULL; }
     double end = now() + seconds;
@@ -73,8 +76,15 @@ static int load(const char *module) {
 
 static int login(void) {
     CK_SESSION_HANDLE s;
+    CK_SLOT_ID slots[16];
+    CK_ULONG n = 16;
+    if (f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK || n < 1) return 0;
+    for (CK_ULONG i = n; i-- > 0;) {
+        CK_TOKEN_INFO ti;
+        if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK && (ti.flags & CKF_TOKEN_INITIALIZED)) slot = slots[i];
+    }
     if (!pin) return 1;
-    if (f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) return 0;
+    if (f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) return 0;
     CK_RV rv = f->C_Login(s, CKU_USER, (unsigned char *)pin, strlen(pin));
     return rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN; /* session stays open: login state persists */
 }
@@ -82,12 +92,13 @@ static int login(void) {
 /* One cold run in this process: load + init + login + find + first sign. */
 static int cold_once(const char *module) {
     double t0 = now();
-    if (!load(module) || f->C_Initialize(NULL) != CKR_OK || !login()) return 1;
+    if (!load(module) || f->C_Initialize(&init_args) != CKR_OK || !login()) return 1;
     CK_SESSION_HANDLE s;
-    f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s);
+    f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
     CK_OBJECT_HANDLE k = find_key(s);
     if (!k || !sign(s, k)) return 1;
     printf("%.0f\n", (now() - t0) * 1e6);
+    fflush(stdout); /* the child leaves with _exit */
     return 0;
 }
 
@@ -95,7 +106,7 @@ int main(int argc, char **argv) {
     if (argc >= 6 && strcmp(argv[1], "--cold") == 0) {
         const char *module = argv[2];
         label = argv[3];
-        mech = strcmp(argv[4], "rsa") == 0 ? CKM_SHA256_RSA_PKCS : CKM_ECDSA_SHA256;
+        mech = strcmp(argv[4], "rsa") == 0 ? CKM_SHA256_RSA_PKCS : CKM_ECDSA;
         int runs = atoi(argv[5]);
         pin = argc > 6 ? argv[6] : NULL;
         double v[256];
@@ -120,11 +131,11 @@ int main(int argc, char **argv) {
     }
     if (argc < 6) { fprintf(stderr, "usage: see the comment at the top of p11bench.c\n"); return 2; }
     label = argv[2];
-    mech = strcmp(argv[3], "rsa") == 0 ? CKM_SHA256_RSA_PKCS : CKM_ECDSA_SHA256;
+    mech = strcmp(argv[3], "rsa") == 0 ? CKM_SHA256_RSA_PKCS : CKM_ECDSA;
     int threads = atoi(argv[4]);
     seconds = atof(argv[5]);
     pin = argc > 6 ? argv[6] : NULL;
-    if (!load(argv[1]) || f->C_Initialize(NULL) != CKR_OK || !login()) { fprintf(stderr, "init failed\n"); return 1; }
+    if (!load(argv[1]) || f->C_Initialize(&init_args) != CKR_OK || !login()) { fprintf(stderr, "init failed\n"); return 1; }
     pthread_t t[64];
     result_t r[64];
     memset(r, 0, sizeof r);

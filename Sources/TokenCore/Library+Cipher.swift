@@ -4,6 +4,7 @@ import VSSMCrypto
 /// the result is computed once and kept until the caller's buffer is large enough.
 struct CipherOperation: Sendable {
     let key: ServiceKey
+    let publicKey: PublicKey?
     let mechanism: Mechanism
     let encrypt: Bool
     let modulusBytes: Int
@@ -28,7 +29,7 @@ extension Library {
         switch m.type {
         case .rsaPKCS, .rsaPKCSOAEP:
             guard key.kind == .rsa, object.objectClass == (encrypt ? .publicKey : .privateKey) else { throw .keyTypeInconsistent }
-            modulus = (try? PublicKey(spki: key.publicKey))?.maxOutputSize ?? 0
+            modulus = object.publicKey?.maxOutputSize ?? 0
             if m.type == .rsaPKCSOAEP, case .oaep = m.parameters {} else if m.type == .rsaPKCSOAEP {
                 throw .mechanismParamInvalid("CKM_RSA_PKCS_OAEP needs CK_RSA_PKCS_OAEP_PARAMS")
             }
@@ -47,7 +48,7 @@ extension Library {
         default:
             throw .mechanismInvalid(m.type)
         }
-        try setOperation(h, .cipher(CipherOperation(key: key, mechanism: m, encrypt: encrypt, modulusBytes: modulus)))
+        try setOperation(h, .cipher(CipherOperation(key: key, publicKey: object.publicKey, mechanism: m, encrypt: encrypt, modulusBytes: modulus)))
     }
 
     func currentCipher(_ h: UInt, encrypt: Bool) throws(TokenError) -> CipherOperation {
@@ -111,7 +112,7 @@ extension Library {
         let input = op.buffer
         switch (op.mechanism.type, op.mechanism.parameters) {
         case (.rsaPKCS, _) where op.encrypt, (.rsaPKCSOAEP, _) where op.encrypt:
-            guard let pub = try? PublicKey(spki: op.key.publicKey) else { throw .functionFailed("public key") }
+            guard let pub = op.publicKey else { throw .functionFailed("public key") }
             var padding = EncryptionPadding.pkcs1
             if case .oaep(let hash, let mgf, let label) = op.mechanism.parameters {
                 padding = .oaep(hash, mgf1: mgf, label: label)

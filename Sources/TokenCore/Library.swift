@@ -248,7 +248,7 @@ public final class Library: Sendable {
             guard case .pss(let ph, _, let salt) = m.parameters, salt >= 0 else { throw .mechanismParamInvalid("PSS needs CK_RSA_PKCS_PSS_PARAMS") }
             if let hash, hash != ph { throw .mechanismParamInvalid("PSS hashAlg does not match the mechanism") }
         }
-        guard let pub = try? PublicKey(spki: key.publicKey) else { throw .functionFailed("cannot parse the public key of \(key.name)") }
+        guard let pub = object.publicKey else { throw .functionFailed("cannot parse the public key of \(key.name)") }
         let length = isEC ? 2 * ((pub.bits + 7) / 8) : pub.maxOutputSize
         var op = SignOperation(object: object, key: key, mechanism: m, hash: hash, signatureLength: length)
         if let hash { op.digest = DigestState(try digestContext(hash)) }
@@ -370,7 +370,7 @@ public final class Library: Sendable {
             if !constantTimeEqual(mac, signature) { throw .signatureInvalid }
             return
         }
-        guard let pub = try? PublicKey(spki: op.key.publicKey) else { throw .functionFailed("public key") }
+        guard let pub = op.object.publicKey else { throw .functionFailed("public key") }
         let m = op.mechanism.type
         let ok: Bool
         if MechanismTable.isECDSA(m) {

@@ -13,6 +13,8 @@ public struct TokenObject: Sendable {
     /// The service key behind it (nil for stored objects).
     public let key: ServiceKey?
     public let uid: String?
+    /// The parsed public key (asymmetric keys): parsed once per refresh, not per operation.
+    public let publicKey: PublicKey?
     public let attributes: [AttributeType: [UInt8]]
     /// Attribute types that exist but whose value is secret (CKR_ATTRIBUTE_SENSITIVE).
     public let sensitive: Set<AttributeType>
@@ -103,8 +105,8 @@ public struct TokenObject: Sendable {
                 ? [.privateExponent, .prime1, .prime2, .exponent1, .exponent2, .coefficient]
                 : [.value]
             return [
-                TokenObject(identity: "priv/\(key.name)", objectClass: .privateKey, key: key, uid: nil, attributes: priv, sensitive: secretParts),
-                TokenObject(identity: "pub/\(key.name)", objectClass: .publicKey, key: key, uid: nil, attributes: pubAttrs, sensitive: []),
+                TokenObject(identity: "priv/\(key.name)", objectClass: .privateKey, key: key, uid: nil, publicKey: pub, attributes: priv, sensitive: secretParts),
+                TokenObject(identity: "pub/\(key.name)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub, attributes: pubAttrs, sensitive: []),
             ]
         case .symmetric, .mac:
             var a = common
@@ -129,7 +131,7 @@ public struct TokenObject: Sendable {
             a[.wrapWithTrusted] = B(false)
             a[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .secretKey).map(\.rawValue))
             let prefix = isMAC ? "mac" : "sym"
-            return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, attributes: a, sensitive: [.value])]
+            return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a, sensitive: [.value])]
         }
     }
 
@@ -155,12 +157,12 @@ public struct TokenObject: Sendable {
             }
             a[.startDate] = []
             a[.endDate] = []
-            return TokenObject(identity: "obj/\(o.uid)", objectClass: .certificate, key: nil, uid: o.uid, attributes: a, sensitive: [])
+            return TokenObject(identity: "obj/\(o.uid)", objectClass: .certificate, key: nil, uid: o.uid, publicKey: nil, attributes: a, sensitive: [])
         }
         a[.class] = U(ObjectClass.data.rawValue)
         a[.application] = Array(o.application.utf8)
         a[.objectID] = []
-        return TokenObject(identity: "obj/\(o.uid)", objectClass: .data, key: nil, uid: o.uid, attributes: a, sensitive: [])
+        return TokenObject(identity: "obj/\(o.uid)", objectClass: .data, key: nil, uid: o.uid, publicKey: nil, attributes: a, sensitive: [])
     }
 }
 

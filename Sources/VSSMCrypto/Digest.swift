@@ -4,13 +4,15 @@ import COpenSSL
 public enum DigestAlgorithm: String, Sendable, CaseIterable {
     case sha1 = "SHA1", sha224 = "SHA224", sha256 = "SHA256", sha384 = "SHA384", sha512 = "SHA512"
 
+    /// The EVP_MD, fetched once per process: OpenSSL 3 resolves the legacy `EVP_sha256()` objects by
+    /// name on every init, which dominated the module's CPU per signature (measured with perf).
     var md: OpaquePointer? {
         switch self {
-        case .sha1: EVP_sha1()
-        case .sha224: EVP_sha224()
-        case .sha256: EVP_sha256()
-        case .sha384: EVP_sha384()
-        case .sha512: EVP_sha512()
+        case .sha1: FetchedDigests.shared.sha1
+        case .sha224: FetchedDigests.shared.sha224
+        case .sha256: FetchedDigests.shared.sha256
+        case .sha384: FetchedDigests.shared.sha384
+        case .sha512: FetchedDigests.shared.sha512
         }
     }
 
@@ -39,6 +41,20 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
             bytesPointer(data) { dp, dn in HMAC(md, kp, Int32(kn), dp, dn, &out, &len) }
         }
         return r == nil ? [] : Array(out.prefix(Int(len)))
+    }
+}
+
+/// Explicitly fetched digests, kept for the life of the process (never freed: `-z nodelete`).
+final class FetchedDigests: @unchecked Sendable {
+    // EVP_MD objects are immutable and safe to share between threads once fetched.
+    static let shared = FetchedDigests()
+    let sha1, sha224, sha256, sha384, sha512: OpaquePointer?
+    private init() {
+        sha1 = EVP_MD_fetch(nil, "SHA1", nil) ?? EVP_sha1()
+        sha224 = EVP_MD_fetch(nil, "SHA2-224", nil) ?? EVP_sha224()
+        sha256 = EVP_MD_fetch(nil, "SHA2-256", nil) ?? EVP_sha256()
+        sha384 = EVP_MD_fetch(nil, "SHA2-384", nil) ?? EVP_sha384()
+        sha512 = EVP_MD_fetch(nil, "SHA2-512", nil) ?? EVP_sha512()
     }
 }
 

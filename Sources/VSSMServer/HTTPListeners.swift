@@ -206,6 +206,11 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
             return
         }
+        if node.isCheap(path: path, body: body) {
+            // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.
+            write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
+            return
+        }
         let body = self.body
         let node = self.node
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
