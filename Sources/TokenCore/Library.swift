@@ -185,7 +185,8 @@ public final class Library: Sendable {
         try withState { (s: inout State) throws(TokenError) in
             guard let session = s.sessions[h] else { throw .sessionHandleInvalid }
             guard case .find(let results, let position)? = session.operation else { throw .operationNotInitialized }
-            let end = min(results.count, position + Swift.max(0, max))
+            // No addition on the caller's count: ULONG_MAX must not overflow (a trap would kill the host).
+            let end = position + min(results.count - position, Swift.max(0, max))
             s.sessions[h]?.operation = .find(results: results, position: end)
             return Array(results[position..<end])
         }

@@ -256,7 +256,8 @@ enum HTTPResponseParser {
                     throw .protocolError("bad chunk size")
                 }
                 c.buffer.removeFirst(le + 2)
-                guard body.count + size <= maxBody else { throw .protocolError("response too large") }
+                // Compare without adding: a hostile chunk size near Int.max must not overflow.
+                guard size <= maxBody - body.count else { throw .protocolError("response too large") }
                 while c.buffer.count < size + 2 { guard try c.fill() else { throw .protocolError("truncated chunk") } }
                 body += c.buffer[0..<size]
                 c.buffer.removeFirst(size + 2)

@@ -148,7 +148,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_FindObjectsInit!(s, &tmpl, 1) == rv(CKR_OPERATION_ACTIVE))
         var found = [CK_OBJECT_HANDLE](repeating: 0, count: 10)
         var nfound: CK_ULONG = 0
-        #expect(f.C_FindObjects!(s, &found, 10, &nfound) == rv(CKR_OK) && nfound == 2)
+        #expect(f.C_FindObjects!(s, &found, 1, &nfound) == rv(CKR_OK) && nfound == 1)
+        // A huge count (ULONG_MAX) must not overflow inside the module.
+        #expect(f.C_FindObjects!(s, &found[1], CK_ULONG.max, &nfound) == rv(CKR_OK) && nfound == 1)
+        nfound = 2
         #expect(f.C_FindObjectsFinal!(s) == rv(CKR_OK))
         #expect(f.C_FindObjectsFinal!(s) == rv(CKR_OPERATION_NOT_INITIALIZED))
 
