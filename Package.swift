@@ -33,6 +33,7 @@ let package = Package(
         .target(
             name: "PKCS11Module",
             dependencies: ["CPKCS11", "CPKCS11Table", "TokenCore", "VSSMClient", "VSSMWire"],
+            exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags([
                 "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/PKCS11Module/exports.map",
                 "-Xlinker", "-z", "-Xlinker", "nodelete",
