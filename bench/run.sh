@@ -17,8 +17,13 @@ trap vssm_dev_stop EXIT
 "$VSSM_BIN" admin generate-key bench-ec --type ASYMMETRIC --spec EC --size 256 >/dev/null
 "$VSSM_BIN" admin generate-key bench-rsa --type ASYMMETRIC --spec RSA --size 2048 >/dev/null
 
+if ! dpkg -s softhsm2 >/dev/null 2>&1; then
+    echo "installing softhsm2 (the comparison module)..." >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq softhsm2 >/dev/null
+fi
 SOFTHSM=$(ls /usr/lib/softhsm/libsofthsm2.so 2>/dev/null || true)
-[ -n "$SOFTHSM" ] || { echo "SoftHSM2 is not installed (apt-get install softhsm2)"; exit 1; }
+[ -n "$SOFTHSM" ] || { echo "SoftHSM2 is not available"; exit 1; }
 export SOFTHSM2_CONF="$VSSM_DEV_DIR/softhsm2.conf"
 mkdir -p "$VSSM_DEV_DIR/softhsm"
 printf 'directories.tokendir = %s/softhsm\nobjectstore.backend = file\nlog.level = ERROR\n' "$VSSM_DEV_DIR" > "$SOFTHSM2_CONF"
