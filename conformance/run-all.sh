@@ -3,7 +3,7 @@
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 total_pass=0; total_fail=0; broken=()
-for s in "$here"/keyservice/[0-9]*.sh "$here"/module/[0-9]*.sh; do
+for s in "$here"/keyservice/[0-9]*.sh "$here"/module/[0-9]*.sh "$here"/consumers/[0-9]*.sh; do
     echo "== $(basename "$s")"
     out=$(bash "$s" 2>&1); rc=$?
     echo "$out" | grep -vE '^(Creating RPC|dev-env: vssm serve)'

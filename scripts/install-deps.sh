@@ -2,7 +2,7 @@
 # Installs what building and testing need on Debian 12 (run as root or with sudo available).
 # Idempotent: does nothing when everything is present.
 set -eu
-pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl)
+pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
