@@ -76,8 +76,11 @@ public final class Library: Sendable {
     /// The state of this process; a forked child must initialize again (PKCS#11 §6.7.7).
     func withState<R>(_ body: (inout State) throws(TokenError) -> R) throws(TokenError) -> R {
         try state.withLock { (s: inout State?) throws(TokenError) -> R in
-            guard var current = s, current.pid == getpid() else { throw .notInitialized }
+            // Move the state out so it is uniquely referenced: mutating a copy would copy every
+            // session on each call (O(sessions) on the C_Sign path).
+            guard var current = s.take() else { throw .notInitialized }
             defer { s = current }
+            guard current.pid == getpid() else { throw .notInitialized }
             return try body(&current)
         }
     }
@@ -277,7 +280,11 @@ public final class Library: Sendable {
         guard let capacity else { return .length(op.signatureLength) }
         guard capacity >= op.signatureLength else { throw .bufferTooSmall(required: op.signatureLength) }
         defer { try? setOperation(h, nil) }
-        let digest = op.hash.map { _ in op.digest.map { $0.context.update(data); return $0.context.finish() } ?? [] } ?? data
+        var digest = data
+        if let d = op.digest {
+            d.context.update(data)
+            digest = d.context.finish()
+        }
         return .bytes(try recordDevice(h) { () throws(TokenError) in try remoteSign(h, op, digest) })
     }
 
@@ -405,6 +412,8 @@ public final class Library: Sendable {
 
     public func digest(_ h: UInt, data: [UInt8], capacity: Int?) throws(TokenError) -> SizedOutput {
         let d = try currentDigest(h)
+        // C_Digest after C_DigestUpdate is a caller error (2.40 §5.11) and ends the operation.
+        if d.multipart { try? setOperation(h, nil); throw .operationActive }
         let size = d.context.algorithm.size
         guard let capacity else { return .length(size) }
         guard capacity >= size else { throw .bufferTooSmall(required: size) }

@@ -240,6 +240,11 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         var digest = [UInt8](repeating: 0, count: 48)
         var dlen: CK_ULONG = 48
         #expect(f.C_Digest!(s, &data, CK_ULONG(data.count), &digest, &dlen) == rv(CKR_OK) && digest == DigestAlgorithm.sha384.hash(data))
+        // Single-part C_Digest after C_DigestUpdate is refused and ends the operation.
+        #expect(f.C_DigestInit!(s, &dmech) == rv(CKR_OK))
+        #expect(f.C_DigestUpdate!(s, &data, CK_ULONG(data.count)) == rv(CKR_OK))
+        #expect(f.C_Digest!(s, &data, CK_ULONG(data.count), &digest, &dlen) == rv(CKR_OPERATION_ACTIVE))
+        #expect(f.C_DigestFinal!(s, &digest, &dlen) == rv(CKR_OPERATION_NOT_INITIALIZED))
         var random = [UInt8](repeating: 0, count: 32)
         #expect(f.C_GenerateRandom!(s, &random, 32) == rv(CKR_OK) && random != [UInt8](repeating: 0, count: 32))
 
