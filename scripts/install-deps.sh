@@ -2,7 +2,9 @@
 # Installs what building and testing need on Debian 12 (run as root or with sudo available).
 # Idempotent: does nothing when everything is present.
 set -eu
-pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl openssh-client)
+# Build: libssl-dev. Tests: the consumers the conformance scenarios drive.
+pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl
+      openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -18,4 +20,10 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
 fi
 command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 command -v swift >/dev/null || { echo "install-deps: the Swift toolchain is not on PATH (expected /opt/swift)"; exit 1; }
+for mod in pkcs11:python-pkcs11 PyKCS11:PyKCS11; do
+    if ! python3 -c "import ${mod%%:*}" 2>/dev/null; then
+        echo "install-deps: pip install ${mod#*:}"
+        python3 -m pip install -q "${mod#*:}" || { echo "install-deps: pip install ${mod#*:} failed"; exit 1; }
+    fi
+done
 echo "install-deps: ok"
