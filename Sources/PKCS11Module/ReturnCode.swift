@@ -59,11 +59,16 @@ func entry(_ name: StaticString, initialized: Bool = true, _ body: () throws(Tok
         return rv
     } catch {
         let rv = error.returnCode
+        // Only failures of the module or the service reach the default (error) log: the host's
+        // stderr is someone's nginx or ssh session, and a bad signature or a probing call is an
+        // answer, not a fault.
         switch error {
-        case .bufferTooSmall, .userNotLoggedIn, .signatureInvalid, .operationNotInitialized, .alreadyInitialized, .notInitialized:
-            Log.write(.info, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
-        default:
+        case .device, .functionFailed:
             Log.write(.error, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
+        case .pinIncorrect, .adminPasswordRejected:
+            Log.write(.warn, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
+        default:
+            Log.write(.info, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
         }
         return rv
     }

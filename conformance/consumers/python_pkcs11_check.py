@@ -1,0 +1,126 @@
+"""python-pkcs11 against the module: open the token, find keys, sign/verify, encrypt/decrypt.
+
+Every result that can be checked outside the token is checked with `cryptography`.
+Usage: python3 python_pkcs11_check.py MODULE TOKEN_LABEL PIN OUTDIR
+Prints `ok`/`FAIL` lines like the shell scenarios; exits non-zero on any failure.
+"""
+import os
+import sys
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.mechanisms import GCMParams
+from pkcs11.util.ec import encode_named_curve_parameters
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+module, token_label, pin, outdir = sys.argv[1:5]
+failures = 0
+
+
+def check(what, ok):
+    global failures
+    print(("  ok   " if ok else "  FAIL ") + what, flush=True)
+    if not ok:
+        failures += 1
+
+
+def raises(fn, exc):
+    try:
+        fn()
+    except exc:
+        return True
+    return False
+
+
+lib = pkcs11.lib(module)
+token = lib.get_token(token_label=token_label)
+check(f"python-pkcs11 finds the token {token.label!r} ({lib.manufacturer_id.strip()})", token.label == token_label)
+
+with token.open(user_pin=pin, rw=True) as s:
+    # Keys made by the admin CLI are found by label.
+    rsa_priv = s.get_key(ObjectClass.PRIVATE_KEY, KeyType.RSA, label="py-rsa")
+    rsa_pub = s.get_key(ObjectClass.PUBLIC_KEY, KeyType.RSA, label="py-rsa")
+    check("finds the RSA key pair by label", rsa_priv[Attribute.ID] == rsa_pub[Attribute.ID])
+    check("the private key is sensitive and not extractable",
+          rsa_priv[Attribute.SENSITIVE] and not rsa_priv[Attribute.EXTRACTABLE])
+    modulus = rsa_pub[Attribute.MODULUS]
+    exponent = rsa_pub[Attribute.PUBLIC_EXPONENT]
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+    crsa = RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
+    check("RSA public key is 2048 bits", crsa.key_size == 2048)
+
+    data = b"python-pkcs11 signs this" * 10
+    sig = rsa_priv.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS)
+    try:
+        crsa.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+        check("SHA256_RSA_PKCS signature verifies with cryptography", True)
+    except InvalidSignature:
+        check("SHA256_RSA_PKCS signature verifies with cryptography", False)
+    check("the token verifies its own signature", rsa_pub.verify(data, sig, mechanism=Mechanism.SHA256_RSA_PKCS))
+    check("the token rejects a signature over other data",
+          not rsa_pub.verify(data + b"!", sig, mechanism=Mechanism.SHA256_RSA_PKCS))
+
+    ct = crsa.encrypt(b"secret for the token", padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
+    pt = rsa_priv.decrypt(ct, mechanism=Mechanism.RSA_PKCS_OAEP)
+    check("RSA-OAEP: the token decrypts what cryptography encrypted", pt == b"secret for the token")
+
+    # EC key generated through python-pkcs11.
+    params = s.create_domain_parameters(KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+    ec_pub, ec_priv = params.generate_keypair(store=True, label="py-ec", id=b"\x70\x79")
+    check("generates an EC P-256 key pair in the service", ec_priv[Attribute.LABEL] == "py-ec")
+    found = list(s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: b"\x70\x79"}))
+    check("finds the new private key by CKA_ID", len(found) == 1)
+    point = ec_pub[Attribute.EC_POINT]
+    # EC_POINT is a DER OCTET STRING around the uncompressed point.
+    raw_point = point[2:] if point[0] == 0x04 and point[1] == len(point) - 2 else point
+    cec = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw_point)
+    sig = ec_priv.sign(data, mechanism=Mechanism.ECDSA_SHA256)
+    check("ECDSA_SHA256 signature is 64 bytes (r||s)", len(sig) == 64)
+    der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    try:
+        cec.verify(der, data, ec.ECDSA(hashes.SHA256()))
+        check("ECDSA signature verifies with cryptography", True)
+    except InvalidSignature:
+        check("ECDSA signature verifies with cryptography", False)
+
+    # AES-GCM with a key whose bytes the test knows (imported), so cryptography can check it.
+    key_bytes = os.urandom(32)
+    aes = s.create_object({
+        Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES, Attribute.TOKEN: True,
+        Attribute.LABEL: "py-aes-imported", Attribute.VALUE: key_bytes,
+        Attribute.ENCRYPT: True, Attribute.DECRYPT: True,
+    })
+    check("imports an AES-256 key (C_CreateObject)", aes[Attribute.LABEL] == "py-aes-imported")
+    aes = s.get_key(ObjectClass.SECRET_KEY, KeyType.AES, label="py-aes-imported")
+    nonce, aad = os.urandom(12), b"header"
+    plaintext = b"AES-GCM through PKCS#11" * 3
+    ct = aes.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad, 128))
+    check("AES-GCM ciphertext is plaintext + 16-byte tag", len(ct) == len(plaintext) + 16)
+    try:
+        check("cryptography decrypts the token's AES-GCM ciphertext", AESGCM(key_bytes).decrypt(nonce, ct, aad) == plaintext)
+    except InvalidTag:
+        check("cryptography decrypts the token's AES-GCM ciphertext", False)
+    ct2 = AESGCM(key_bytes).encrypt(nonce, b"from cryptography", aad)
+    check("the token decrypts cryptography's AES-GCM ciphertext",
+          aes.decrypt(ct2, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad, 128)) == b"from cryptography")
+    bad = bytes([ct2[0] ^ 1]) + ct2[1:]
+    check("a tampered AES-GCM ciphertext is refused",
+          raises(lambda: aes.decrypt(bad, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad, 128)),
+                 (pkcs11.exceptions.EncryptedDataInvalid, pkcs11.exceptions.PKCS11Error)))
+
+    # A key generated in the service for PyKCS11 to use later (round trip across libraries).
+    gen = s.generate_key(KeyType.AES, 256, label="py-aes", store=True)
+    iv = os.urandom(16)
+    cbc = gen.encrypt(b"cross-library check", mechanism=Mechanism.AES_CBC_PAD, mechanism_param=iv)
+    with open(os.path.join(outdir, "cbc.bin"), "wb") as f:
+        f.write(iv + cbc)
+    check("AES-CBC-PAD round trip with a generated key",
+          gen.decrypt(cbc, mechanism=Mechanism.AES_CBC_PAD, mechanism_param=iv) == b"cross-library check")
+    with open(os.path.join(outdir, "py-ec.pub.pem"), "wb") as f:
+        f.write(cec.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+print(f"python-pkcs11: {failures} failed", flush=True)
+sys.exit(1 if failures else 0)
