@@ -21,8 +21,8 @@ public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
             }
         }
         if library.isInitialized { throw .alreadyInitialized }
-        let config = try ModuleConfig.load(explicit: configPath)
-        try library.initialize(tokens: try config.tokens())
+        let config = try ModuleConfig.forInitialize(explicit: configPath)
+        try library.initialize(tokens: config.tokens())
         Log.write(.info, "initialized from \(config.path) with \(config.slots.count) slot(s)")
         return ok
     }

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import TokenCore
 import VSSMClient
 import VSSMWire
@@ -24,9 +25,31 @@ struct ModuleConfig {
         var refreshSeconds: Double
         var connectTimeoutMs: Int
         var requestTimeoutMs: Int
+        /// The PEM files' contents, read when the configuration is loaded.
+        var caPEM: [UInt8] = []
+        var certPEM: [UInt8] = []
+        var keyPEM: [UInt8] = []
     }
     var path: String
     var slots: [Slot]
+
+    /// The configuration this address space loaded last, and the process that loaded it. A forked
+    /// child that calls C_Initialize again without an explicit path reuses it: servers such as nginx
+    /// clear their workers' environment and drop privileges after fork, so reading again could find
+    /// another file or none, or fail on the client key's permissions.
+    private static let lastLoaded = Mutex<(pid: pid_t, config: ModuleConfig)?>(nil)
+
+    /// The configuration for C_Initialize (see `lastLoaded` for the forked-child rule).
+    static func forInitialize(explicit: String?) throws(TokenError) -> ModuleConfig {
+        if explicit == nil, let last = lastLoaded.withLock({ $0 }), last.pid != getpid() {
+            Log.write(.info, "forked child: reusing the configuration loaded by process \(last.pid) from \(last.config.path)")
+            return last.config
+        }
+        let config = try load(explicit: explicit)
+        let pid = getpid()
+        lastLoaded.withLock { $0 = (pid, config) }
+        return config
+    }
 
     static func candidatePaths(explicit: String?) -> [String] {
         if let explicit { return [explicit] }
@@ -76,10 +99,14 @@ struct ModuleConfig {
             if case .bool(let b)? = item["userPinIsAdminPassword"] { admin = b }
             let serverName: String = if case .string(let s)? = item["serverName"], !s.isEmpty { s } else { "VSSM" }
             let label: String = if case .string(let s)? = item["label"], !s.isEmpty { s } else { "vssm" }
-            slots.append(Slot(label: label, endpoints: endpoints, serverName: serverName, ca: resolve(try str("ca")),
-                              clientCert: resolve(try str("clientCert")), clientKey: resolve(try str("clientKey")),
-                              userPinIsAdminPassword: admin, refreshSeconds: num("refreshSeconds", 60),
-                              connectTimeoutMs: Int(num("connectTimeoutMs", 3000)), requestTimeoutMs: Int(num("requestTimeoutMs", 30000))))
+            var slot = Slot(label: label, endpoints: endpoints, serverName: serverName, ca: resolve(try str("ca")),
+                            clientCert: resolve(try str("clientCert")), clientKey: resolve(try str("clientKey")),
+                            userPinIsAdminPassword: admin, refreshSeconds: num("refreshSeconds", 60),
+                            connectTimeoutMs: Int(num("connectTimeoutMs", 3000)), requestTimeoutMs: Int(num("requestTimeoutMs", 30000)))
+            slot.caPEM = try readFile(slot.ca)
+            slot.certPEM = try readFile(slot.clientCert)
+            slot.keyPEM = try readFile(slot.clientKey)
+            slots.append(slot)
         }
         return ModuleConfig(path: path, slots: slots)
     }
@@ -101,12 +128,10 @@ struct ModuleConfig {
     }
 
     /// Tokens for the library: each builds its key service lazily (no network here).
-    func tokens() throws(TokenError) -> [Token] {
+    func tokens() -> [Token] {
         var tokens: [Token] = []
         for (i, slot) in slots.enumerated() {
-            let caPEM = try ModuleConfig.readFile(slot.ca)
-            let certPEM = try ModuleConfig.readFile(slot.clientCert)
-            let keyPEM = try ModuleConfig.readFile(slot.clientKey)
+            let caPEM = slot.caPEM, certPEM = slot.certPEM, keyPEM = slot.keyPEM
             let encrypted = String(decoding: keyPEM, as: UTF8.self).contains("ENCRYPTED")
             let serial = String(format16: UInt(i) &+ 1, seed: slot.endpoints.first?.description ?? "")
             let cfg = SlotConfiguration(label: slot.label, serial: serial, loginRequired: encrypted,

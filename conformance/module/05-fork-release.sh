@@ -11,6 +11,7 @@ out=$("$W/fork-host" "$MODULE" fork-ec 2>&1); rc=$?
 echo "$out" | sed 's/^/       /'
 expect_eq "fork host: parent, child and parent-after all sign" 0 "$rc"
 check "  child saw CKR_CRYPTOKI_NOT_INITIALIZED before re-initializing" grep -q "child: before C_Initialize: 0x190" <<< "$out"
+check "  child re-initialized with its environment cleared (parent's configuration reused)" grep -q "child: re-initialized without" <<< "$out"
 out=$(pkcs11-tool --module "$MODULE" --test-fork 2>&1)
 check "pkcs11-tool --test-fork" bash -c "! grep -qi 'error\|fail' <<< '$out'"
 

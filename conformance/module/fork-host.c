@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,7 +51,11 @@ int main(int argc, char **argv) {
         CK_RV rv = f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s);
         printf("child: before C_Initialize: 0x%lx\n", rv);
         if (rv != CKR_CRYPTOKI_NOT_INITIALIZED) _exit(3);
+        /* Like nginx workers: the environment is cleared after fork. The module must reuse the
+         * configuration the parent loaded instead of looking for one again. */
+        unsetenv("VSSM_PKCS11_CONFIG"); unsetenv("XDG_CONFIG_HOME"); setenv("HOME", "/nonexistent", 1);
         if (f->C_Initialize(NULL) != CKR_OK) { printf("child: init failed\n"); _exit(4); }
+        printf("child: re-initialized without VSSM_PKCS11_CONFIG\n");
         if (sign_once(argv[2], "child") != CKR_OK) _exit(5);
         f->C_Finalize(NULL);
         _exit(0);
