@@ -68,6 +68,16 @@ public enum DER {
         return Array(spki[(bits.content.lowerBound + 1)..<bits.content.upperBound])
     }
 
+    /// The named-curve parameters (full OID TLV, the CKA_EC_PARAMS form) of an EC SPKI.
+    public static func ecCurveParameters(spki: [UInt8]) -> [UInt8]? {
+        guard let seq = element(spki, at: 0), seq.tag == 0x30,
+              let alg = element(spki, at: seq.content.lowerBound), alg.tag == 0x30,
+              let algOID = element(spki, at: alg.content.lowerBound), algOID.tag == 0x06,
+              let params = element(spki, at: algOID.end), params.tag == 0x06, params.end <= alg.content.upperBound
+        else { return nil }
+        return Array(spki[algOID.end..<params.end])
+    }
+
     /// Subject, issuer, serial number (full TLVs) and SPKI of a DER certificate.
     public static func certificateFields(_ cert: [UInt8]) -> (serial: [UInt8], issuer: [UInt8], subject: [UInt8], spki: [UInt8])? {
         guard let c = element(cert, at: 0), c.tag == 0x30,

@@ -70,9 +70,13 @@ public struct TokenObject: Sendable {
                 kindAttrs[.modulus] = rsa.modulus
                 kindAttrs[.publicExponent] = rsa.exponent
                 kindAttrs[.modulusBits] = U(UInt(pub.bits))
-            } else if let curve = pub.curve, let point = pub.ecPoint {
+            } else if key.kind == .ec, let params = DER.ecCurveParameters(spki: key.publicKey) ?? pub.curve?.oidDER,
+                      let point = bits.first == 0x04 ? bits : pub.ecPoint {
+                // Taken from the SPKI bytes, not from OpenSSL's key object: in a host that set an
+                // engine as default (openssl -engine, nginx ssl_engine) OpenSSL builds legacy keys
+                // whose group name and point encoding (compressed) differ.
                 kindAttrs[.keyType] = U(KeyKind.ec.rawValue)
-                kindAttrs[.ecParams] = curve.oidDER
+                kindAttrs[.ecParams] = params
                 kindAttrs[.ecPoint] = DER.octetString(point)
             } else {
                 return []

@@ -105,13 +105,14 @@ public class PKey: @unchecked Sendable {
     }
 
     /// EC public point, uncompressed (0x04 || X || Y).
+    /// The uncompressed point 04 || X || Y. Built from the coordinates, not from the key's encoded
+    /// form: that follows the key's conversion format, which a host's engine can leave compressed.
     public var ecPoint: [UInt8]? {
-        guard kind == .ec else { return nil }
-        var len = 0
-        guard EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, nil, 0, &len) == 1, len > 0 else { return nil }
-        var out = [UInt8](repeating: 0, count: len)
-        guard EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, &out, len, &len) == 1 else { return nil }
-        return Array(out.prefix(len))
+        guard kind == .ec, let curve else { return nil }
+        let size = (curve.bits + 7) / 8
+        let x = bnParam(OSSL_PKEY_PARAM_EC_PUB_X), y = bnParam(OSSL_PKEY_PARAM_EC_PUB_Y)
+        guard !x.isEmpty, !y.isEmpty, x.count <= size, y.count <= size else { return nil }
+        return [0x04] + [UInt8](repeating: 0, count: size - x.count) + x + [UInt8](repeating: 0, count: size - y.count) + y
     }
 
     private func bnParam(_ name: UnsafePointer<CChar>) -> [UInt8] {

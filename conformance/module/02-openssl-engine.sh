@@ -27,5 +27,7 @@ check "plain openssl verifies the PSS signature" env -u OPENSSL_CONF openssl pke
 check "openssl req -x509 with the service's EC key" openssl req -new -x509 -engine pkcs11 -keyform engine \
     -key "pkcs11:object=tls-ec;type=private" -subj "/CN=VSSM Test Root" -days 30 -sha256 -out "$W/root.pem"
 check "the root certificate verifies (self-signed)" env -u OPENSSL_CONF openssl verify -CAfile "$W/root.pem" "$W/root.pem"
+check "  ... with an uncompressed EC point (Java rejects compressed ones)" bash -c \
+    "env -u OPENSSL_CONF openssl x509 -in '$W/root.pem' -noout -text | grep -A1 'pub:' | tail -1 | grep -Eq '^ +04:'"
 check "the root certificate carries the service's key" bash -c "diff <(env -u OPENSSL_CONF openssl x509 -in '$W/root.pem' -pubkey -noout) '$W/tls-ec.pub.pem'"
 finish

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Java (issue 4): SunPKCS11 sees the service's keys as PrivateKeyEntry when a certificate object
+# shares the key's CKA_ID (Java ignores keys without one); `keytool -list` shows them, and a small
+# Java program signs SHA256withRSA, RSASSA-PSS and SHA256withECDSA through the PKCS11 KeyStore.
+# Java's software providers and openssl verify with the certificates' public keys.
+set -u
+source "$(dirname "$0")/../lib.sh"
+source "$CONFORMANCE_DIR/dev-env.sh" || exit 1
+trap vssm_dev_stop EXIT
+W="$VSSM_DEV_DIR/work"; mkdir -p "$W"
+command -v java >/dev/null || { fail "java is not installed (apt-get install default-jdk-headless; make check installs it)"; finish; exit 1; }
+engine_conf "$W/openssl.cnf"
+for spec in "java-rsa:rsa:2048:a1" "java-ec:EC:prime256v1:a2"; do
+    IFS=: read -r label type size id <<< "$spec"
+    check "key $label generated through PKCS#11 (CKA_ID $id)" pkcs11-tool --module "$MODULE" --login --pin "$PIN" \
+        --keypairgen --key-type "$type:$size" --label "$label" --id "$id"
+    env OPENSSL_CONF="$W/openssl.cnf" openssl req -new -x509 -engine pkcs11 -keyform engine -key "pkcs11:id=%$id;type=private" \
+        -subj "/CN=$label" -days 2 -sha256 -outform DER -out "$W/$label.der" 2>/dev/null
+    check "  ... its certificate stored with the same CKA_ID" pkcs11-tool --module "$MODULE" --login --pin "$PIN" \
+        --write-object "$W/$label.der" --type cert --id "$id" --label "$label"
+done
+# A key without a certificate: Java does not list it (documented behaviour of SunPKCS11).
+"$VSSM_BIN" admin generate-key java-nocert --type ASYMMETRIC --spec EC --size 256 >/dev/null
+
+cat > "$W/sunpkcs11.cfg" <<CFG
+name = vssm
+library = $MODULE
+slotListIndex = 0
+CFG
+out=$(keytool -list -keystore NONE -storetype PKCS11 -providerClass sun.security.pkcs11.SunPKCS11 \
+    -providerArg "$W/sunpkcs11.cfg" -storepass "$PIN" 2>&1)
+echo "$out" | grep -E "entries|Entry" | sed 's/^/       /'
+check "keytool -list: java-rsa is a PrivateKeyEntry" grep -q "^java-rsa, PrivateKeyEntry" <<< "$out"
+check "keytool -list: java-ec is a PrivateKeyEntry" grep -q "^java-ec, PrivateKeyEntry" <<< "$out"
+check "keytool -list: the key without a certificate is not listed" bash -c "! grep -q java-nocert <<< '$out'"
+fp=$(openssl x509 -inform DER -in "$W/java-ec.der" -noout -fingerprint -sha256 | cut -d= -f2)
+check "keytool -list shows java-ec's certificate fingerprint" grep -q "$fp" <<< "$out"
+
+out=$(java "$CONFORMANCE_DIR/consumers/java/Pkcs11Sign.java" "$W/sunpkcs11.cfg" "$PIN" "$W" \
+    java-rsa:SHA256withRSA java-rsa:RSASSA-PSS java-ec:SHA256withECDSA 2>&1); rc=$?
+echo "$out" | sed 's/^/       /'
+expect_eq "the Java program exits 0" "0" "$rc"
+check "SHA256withRSA through SunPKCS11 verified by SunRsaSign" grep -q "^verified java-rsa SHA256withRSA with SunRsaSign" <<< "$out"
+check "RSASSA-PSS through SunPKCS11 verified by SunRsaSign" grep -q "^verified java-rsa RSASSA-PSS with SunRsaSign" <<< "$out"
+check "SHA256withECDSA through SunPKCS11 verified by SunEC" grep -q "^verified java-ec SHA256withECDSA with SunEC" <<< "$out"
+openssl x509 -inform DER -in "$W/java-ec.der" -pubkey -noout > "$W/java-ec.pub"
+check "openssl verifies the Java ECDSA signature" openssl dgst -sha256 -verify "$W/java-ec.pub" -signature "$W/java-java-ec.sig" "$W/java-data"
+# the RSA file holds the last RSA signature written (PSS)
+openssl x509 -inform DER -in "$W/java-rsa.der" -pubkey -noout > "$W/java-rsa.pub"
+check "openssl verifies the Java RSA-PSS signature" openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32 \
+    -verify "$W/java-rsa.pub" -signature "$W/java-java-rsa.sig" "$W/java-data"
+finish
