@@ -4,7 +4,21 @@
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: demo check build test conformance tsan clean module-release bench
+.PHONY: demo check build test conformance tsan clean module-release vssm-release release bench install uninstall
+
+# Install locations (`make install PREFIX=/usr DESTDIR=/tmp/stage`). The module config is looked up
+# in /etc/vssm and p11-kit reads /etc/pkcs11/modules whatever the prefix, hence SYSCONFDIR=/etc.
+PREFIX ?= /usr/local
+MULTIARCH ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BINDIR ?= $(PREFIX)/bin
+PKCS11DIR ?= $(PREFIX)/lib/$(MULTIARCH)/pkcs11
+SYSCONFDIR ?= /etc
+P11KITDIR ?= $(SYSCONFDIR)/pkcs11/modules
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/vssm-pkcs11
+INSTALLED = $(DESTDIR)$(PKCS11DIR)/libvssm-pkcs11.so $(DESTDIR)$(BINDIR)/vssm \
+	$(DESTDIR)$(P11KITDIR)/vssm-pkcs11.module $(DESTDIR)$(SYSCONFDIR)/vssm/pkcs11.json.example \
+	$(DESTDIR)$(UNITDIR)/vssm.service $(DESTDIR)$(DOCDIR)/README.md
 
 demo: build
 	bash conformance/demo.sh
@@ -40,6 +54,36 @@ module-release:
 	mkdir -p dist
 	strip -o dist/libvssm-pkcs11.so .build-release/release/libvssm-pkcs11.so
 	@ls -l dist/libvssm-pkcs11.so
+
+# The `vssm` binary, Swift runtime linked statically as well.
+vssm-release:
+	$(SWIFT) build -c release --product vssm -Xswiftc -static-stdlib --scratch-path .build-release
+	mkdir -p dist
+	strip -o dist/vssm .build-release/release/vssm
+	@ls -l dist/vssm
+
+release: module-release vssm-release
+
+# Installs the release module and binary, the p11-kit module file, an example module config
+# (never over a real one) and an example systemd unit; `make uninstall` with the same variables
+# removes exactly these files.
+install: release
+	sed -e 's|@PKCS11DIR@|$(PKCS11DIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/vssm-pkcs11.module.in > dist/vssm-pkcs11.module
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' packaging/vssm.service.in > dist/vssm.service
+	install -D -m 0755 dist/libvssm-pkcs11.so $(DESTDIR)$(PKCS11DIR)/libvssm-pkcs11.so
+	install -D -m 0755 dist/vssm $(DESTDIR)$(BINDIR)/vssm
+	install -D -m 0644 dist/vssm-pkcs11.module $(DESTDIR)$(P11KITDIR)/vssm-pkcs11.module
+	install -D -m 0644 packaging/pkcs11.json.example $(DESTDIR)$(SYSCONFDIR)/vssm/pkcs11.json.example
+	install -D -m 0644 dist/vssm.service $(DESTDIR)$(UNITDIR)/vssm.service
+	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -d $(DESTDIR)$(DOCDIR)/docs
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
+	@echo "installed: $(INSTALLED) and $(DESTDIR)$(DOCDIR)/docs/"
+
+uninstall:
+	rm -f $(INSTALLED) $(DESTDIR)$(DOCDIR)/docs/*.md
+	rmdir $(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/vssm 2>/dev/null || true
+	@echo "removed: $(INSTALLED) and $(DESTDIR)$(DOCDIR)/docs/ (a real $(SYSCONFDIR)/vssm/pkcs11.json is kept)"
 
 clean:
 	rm -rf .build .build-tsan .build-release dist

@@ -10,15 +10,16 @@ trap vssm_dev_stop EXIT
 W="$VSSM_DEV_DIR/work"; mkdir -p "$W"
 command -v java >/dev/null || { fail "java is not installed (apt-get install default-jdk-headless; make check installs it)"; finish; exit 1; }
 engine_conf "$W/openssl.cnf"
-for spec in "java-rsa:rsa:2048:a1" "java-ec:EC:prime256v1:a2"; do
-    IFS=: read -r label type size id <<< "$spec"
-    check "key $label generated through PKCS#11 (CKA_ID $id)" pkcs11-tool --module "$MODULE" --login --pin "$PIN" \
-        --keypairgen --key-type "$type:$size" --label "$label" --id "$id"
-    env OPENSSL_CONF="$W/openssl.cnf" openssl req -new -x509 -engine pkcs11 -keyform engine -key "pkcs11:id=%$id;type=private" \
-        -subj "/CN=$label" -days 2 -sha256 -outform DER -out "$W/$label.der" 2>/dev/null
+make_key() { # label key-type id private-key-URI
+    check "key $1 generated through PKCS#11 (CKA_ID $3)" pkcs11-tool --module "$MODULE" --login --pin "$PIN" \
+        --keypairgen --key-type "$2" --label "$1" --id "$3"
+    env OPENSSL_CONF="$W/openssl.cnf" openssl req -new -x509 -engine pkcs11 -keyform engine -key "$4" \
+        -subj "/CN=$1" -days 2 -sha256 -outform DER -out "$W/$1.der" 2>/dev/null
     check "  ... its certificate stored with the same CKA_ID" pkcs11-tool --module "$MODULE" --login --pin "$PIN" \
-        --write-object "$W/$label.der" --type cert --id "$id" --label "$label"
-done
+        --write-object "$W/$1.der" --type cert --id "$3" --label "$1"
+}
+make_key java-rsa rsa:2048 a1 "pkcs11:id=%a1;type=private"
+make_key java-ec EC:prime256v1 a2 "pkcs11:id=%a2;type=private"
 # A key without a certificate: Java does not list it (documented behaviour of SunPKCS11).
 "$VSSM_BIN" admin generate-key java-nocert --type ASYMMETRIC --spec EC --size 256 >/dev/null
 
