@@ -21,7 +21,14 @@ public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
             }
         }
         if library.isInitialized { throw .alreadyInitialized }
-        let config = try ModuleConfig.forInitialize(explicit: configPath)
+        let config: ModuleConfig
+        do throws(TokenError) { config = try ModuleConfig.forInitialize(explicit: configPath) } catch {
+            // A setup problem the user must see, whatever the log level of other caller errors.
+            if case .argumentsBad(let message) = error { Log.write(.error, "C_Initialize: \(message)") } else {
+                Log.write(.error, "C_Initialize: \(error)")
+            }
+            throw error
+        }
         try library.initialize(tokens: config.tokens())
         Log.write(.info, "initialized from \(config.path) with \(config.slots.count) slot(s)")
         return ok

@@ -8,7 +8,7 @@ source "$(dirname "$0")/../lib.sh"
 source "$CONFORMANCE_DIR/dev-env.sh" || exit 1
 W="$VSSM_DEV_DIR/work"; N="$W/nginx"; mkdir -p "$N/logs" "$N/tmp"
 NGINX_PID=""
-cleanup() { [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null; wait 2>/dev/null; vssm_dev_stop; }
+cleanup() { if [ -n "$NGINX_PID" ]; then kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; fi; vssm_dev_stop; }
 trap cleanup EXIT
 NGINX=/usr/sbin/nginx
 [ -x "$NGINX" ] || { fail "nginx is not installed (apt-get install nginx-light; make check installs it)"; finish; exit 1; }
