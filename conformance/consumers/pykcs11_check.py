@@ -8,6 +8,8 @@ Usage: python3 pykcs11_check.py MODULE TOKEN_LABEL PIN OUTDIR
 import os
 import sys
 
+from checks import check, done
+
 import PyKCS11
 from PyKCS11 import LowLevel
 from cryptography.exceptions import InvalidSignature
@@ -16,14 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 
 module, token_label, pin, outdir = sys.argv[1:5]
-failures = 0
-
-
-def check(what, ok):
-    global failures
-    print(("  ok   " if ok else "  FAIL ") + what, flush=True)
-    if not ok:
-        failures += 1
 
 
 lib = PyKCS11.PyKCS11Lib()
@@ -110,5 +104,4 @@ rnd = bytes(s.generateRandom(32))
 check("C_GenerateRandom gives 32 bytes", len(rnd) == 32 and rnd != bytes(32))
 s.logout()
 s.closeSession()
-print(f"PyKCS11: {failures} failed", flush=True)
-sys.exit(1 if failures else 0)
+done("PyKCS11")

@@ -7,6 +7,8 @@ Prints `ok`/`FAIL` lines like the shell scenarios; exits non-zero on any failure
 import os
 import sys
 
+from checks import check, done
+
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import GCMParams
@@ -17,14 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 module, token_label, pin, outdir = sys.argv[1:5]
-failures = 0
-
-
-def check(what, ok):
-    global failures
-    print(("  ok   " if ok else "  FAIL ") + what, flush=True)
-    if not ok:
-        failures += 1
 
 
 def raises(fn, exc):
@@ -122,5 +116,4 @@ with token.open(user_pin=pin, rw=True) as s:
     with open(os.path.join(outdir, "py-ec.pub.pem"), "wb") as f:
         f.write(cec.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
-print(f"python-pkcs11: {failures} failed", flush=True)
-sys.exit(1 if failures else 0)
+done("python-pkcs11")
