@@ -21,14 +21,9 @@ public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
             }
         }
         if library.isInitialized { throw .alreadyInitialized }
-        let config: ModuleConfig
-        do throws(TokenError) { config = try ModuleConfig.forInitialize(explicit: configPath) } catch {
-            // A setup problem the user must see, whatever the log level of other caller errors.
-            if case .argumentsBad(let message) = error { Log.write(.error, "C_Initialize: \(message)") } else {
-                Log.write(.error, "C_Initialize: \(error)")
-            }
-            throw error
-        }
+        // A missing or bad configuration is CKR_FUNCTION_FAILED: the caller's arguments are fine,
+        // and the entry point logs it at the default level.
+        let config = try ModuleConfig.forInitialize(explicit: configPath)
         try library.initialize(tokens: config.tokens())
         Log.write(.info, "initialized from \(config.path) with \(config.slots.count) slot(s)")
         return ok
@@ -41,6 +36,7 @@ public func C_Finalize(_ pReserved: UnsafeMutableRawPointer?) -> CK_RV {
     entry("C_Finalize") { () throws(TokenError) in
         guard pReserved == nil else { throw .argumentsBad("pReserved must be NULL") }
         try library.finalize()
+        ModuleConfig.forget()
         return ok
     }
 }

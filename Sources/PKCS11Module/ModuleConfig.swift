@@ -51,6 +51,9 @@ struct ModuleConfig {
         return config
     }
 
+    /// After C_Finalize: the client key bytes are not kept beyond the library's life.
+    static func forget() { lastLoaded.withLock { $0 = nil } }
+
     static func candidatePaths(explicit: String?) -> [String] {
         if let explicit { return [explicit] }
         if let e = env("VSSM_PKCS11_CONFIG") { return [e] }
@@ -71,28 +74,31 @@ struct ModuleConfig {
     static func load(explicit: String?) throws(TokenError) -> ModuleConfig {
         let candidates = candidatePaths(explicit: explicit)
         guard let path = candidates.first(where: { access($0, R_OK) == 0 }) else {
-            throw .argumentsBad("no configuration file (looked at \(candidates.joined(separator: ", ")); set VSSM_PKCS11_CONFIG)")
+            let message = "no configuration file (looked at \(candidates.joined(separator: ", ")); set VSSM_PKCS11_CONFIG)"
+            // A path the caller passed in pReserved is its argument; a file we looked for is our failure.
+            if explicit != nil { throw .argumentsBad(message) }
+            throw .functionFailed(message)
         }
         let bytes = try readFile(path)
         let root: JSONValue
-        do { root = try JSONParser.parse(bytes) } catch { throw .argumentsBad("\(path): not valid JSON: \(error.message)") }
-        guard case .array(let items)? = root["slots"], !items.isEmpty else { throw .argumentsBad("\(path): no \"slots\" array") }
+        do { root = try JSONParser.parse(bytes) } catch { throw .functionFailed("\(path): not valid JSON: \(error.message)") }
+        guard case .array(let items)? = root["slots"], !items.isEmpty else { throw .functionFailed("\(path): no \"slots\" array") }
         let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         func resolve(_ p: String) -> String { p.hasPrefix("/") || dir.isEmpty ? p : dir + "/" + p }
         var slots: [Slot] = []
         for (i, item) in items.enumerated() {
             func str(_ k: String) throws(TokenError) -> String {
-                guard case .string(let s)? = item[k], !s.isEmpty else { throw .argumentsBad("\(path): slots[\(i)].\(k) is missing") }
+                guard case .string(let s)? = item[k], !s.isEmpty else { throw .functionFailed("\(path): slots[\(i)].\(k) is missing") }
                 return s
             }
             func num(_ k: String, _ d: Double) -> Double {
                 if case .number(let n)? = item[k], let v = Double(n) { return v }
                 return d
             }
-            guard case .array(let eps)? = item["endpoints"], !eps.isEmpty else { throw .argumentsBad("\(path): slots[\(i)].endpoints is missing") }
+            guard case .array(let eps)? = item["endpoints"], !eps.isEmpty else { throw .functionFailed("\(path): slots[\(i)].endpoints is missing") }
             var endpoints: [Endpoint] = []
             for e in eps {
-                guard case .string(let s) = e, let ep = Endpoint(s), ep.port > 0 else { throw .argumentsBad("\(path): slots[\(i)]: bad endpoint \(e)") }
+                guard case .string(let s) = e, let ep = Endpoint(s), ep.port > 0 else { throw .functionFailed("\(path): slots[\(i)]: bad endpoint \(e)") }
                 endpoints.append(ep)
             }
             var admin = false
@@ -113,16 +119,16 @@ struct ModuleConfig {
 
     static func readFile(_ path: String) throws(TokenError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .argumentsBad("cannot read \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .functionFailed("cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
             let n = read(fd, &chunk, chunk.count)
-            if n < 0 { if errno == EINTR { continue }; throw .argumentsBad("cannot read \(path)") }
+            if n < 0 { if errno == EINTR { continue }; throw .functionFailed("cannot read \(path)") }
             if n == 0 { break }
             out += chunk.prefix(n)
-            if out.count > 4 << 20 { throw .argumentsBad("\(path) is too large") }
+            if out.count > 4 << 20 { throw .functionFailed("\(path) is too large") }
         }
         return out
     }

@@ -104,8 +104,7 @@ public class PKey: @unchecked Sendable {
         return (bnParam(OSSL_PKEY_PARAM_RSA_N), bnParam(OSSL_PKEY_PARAM_RSA_E))
     }
 
-    /// EC public point, uncompressed (0x04 || X || Y).
-    /// The uncompressed point 04 || X || Y. Built from the coordinates, not from the key's encoded
+    /// The uncompressed EC point 04 || X || Y. Built from the coordinates, not from the key's encoded
     /// form: that follows the key's conversion format, which a host's engine can leave compressed.
     public var ecPoint: [UInt8]? {
         guard kind == .ec, let curve else { return nil }
