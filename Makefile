@@ -20,7 +20,9 @@ INSTALLED = $(DESTDIR)$(PKCS11DIR)/libvssm-pkcs11.so $(DESTDIR)$(BINDIR)/vssm \
 	$(DESTDIR)$(P11KITDIR)/vssm-pkcs11.module $(DESTDIR)$(SYSCONFDIR)/vssm/pkcs11.json.example \
 	$(DESTDIR)$(UNITDIR)/vssm.service $(DESTDIR)$(DOCDIR)/README.md
 
-demo: build
+demo:
+	bash scripts/install-deps.sh demo
+	$(MAKE) build
 	bash conformance/demo.sh
 
 build:

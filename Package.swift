@@ -67,7 +67,12 @@ let package = Package(
         .testTarget(name: "VSSMWireTests", dependencies: ["VSSMWire"]),
         .testTarget(name: "VSSMCryptoTests", dependencies: ["VSSMCrypto"]),
         // A real node in-process over real mTLS, shared by the server and module tests.
-        .target(name: "VSSMTestSupport", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto"]),
+        .target(name: "VSSMTestSupport", dependencies: [
+            "VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
         .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport"]),
         .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),

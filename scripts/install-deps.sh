@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on Debian 12 (run as root or with sudo available).
 # Idempotent: does nothing when everything is present.
+# `install-deps.sh demo` installs only what `make demo` needs (build, pkcs11-tool, the OpenSSL engine).
 set -eu
-# Build: libssl-dev. Tests: the consumers the conformance scenarios drive.
-pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl
-      openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless)
+what="${1:-check}"
+# Build: libssl-dev. Demo: pkcs11-tool (opensc) and the libp11 engine. Tests: the consumers the
+# conformance scenarios drive.
+pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl)
+[ "$what" = demo ] || pkgs+=(openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if [ -n "$SUDO" ] && [ ${#missing[@]} -gt 0 ] && ! command -v sudo >/dev/null; then
+    echo "install-deps: missing Debian packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}" >&2
+    exit 1
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: apt-get install ${missing[*]}"
     $SUDO apt-get update -qq
@@ -20,6 +27,7 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
 fi
 command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 command -v swift >/dev/null || { echo "install-deps: the Swift toolchain is not on PATH (expected /opt/swift)"; exit 1; }
+if [ "$what" = demo ]; then echo "install-deps: ok (demo)"; exit 0; fi
 for mod in pkcs11:python-pkcs11 PyKCS11:PyKCS11; do
     if ! python3 -c "import ${mod%%:*}" 2>/dev/null; then
         echo "install-deps: pip install ${mod#*:}"

@@ -91,9 +91,14 @@ struct ModuleConfig {
                 guard case .string(let s)? = item[k], !s.isEmpty else { throw .functionFailed("\(path): slots[\(i)].\(k) is missing") }
                 return s
             }
-            func num(_ k: String, _ d: Double) -> Double {
-                if case .number(let n)? = item[k], let v = Double(n) { return v }
-                return d
+            /// A number from the file, refused unless finite and within `range` (a hostile or
+            /// mistyped `1e400` or `2^40` must never reach an integer conversion).
+            func num(_ k: String, _ d: Double, _ range: ClosedRange<Double>) throws(TokenError) -> Double {
+                guard let value = item[k] else { return d }
+                guard case .number(let n) = value, let v = Double(n), v.isFinite, range.contains(v) else {
+                    throw .functionFailed("\(path): slots[\(i)].\(k) must be a number from \(Int(range.lowerBound)) to \(Int(range.upperBound))")
+                }
+                return v
             }
             guard case .array(let eps)? = item["endpoints"], !eps.isEmpty else { throw .functionFailed("\(path): slots[\(i)].endpoints is missing") }
             var endpoints: [Endpoint] = []
@@ -107,8 +112,9 @@ struct ModuleConfig {
             let label: String = if case .string(let s)? = item["label"], !s.isEmpty { s } else { "vssm" }
             var slot = Slot(label: label, endpoints: endpoints, serverName: serverName, ca: resolve(try str("ca")),
                             clientCert: resolve(try str("clientCert")), clientKey: resolve(try str("clientKey")),
-                            userPinIsAdminPassword: admin, refreshSeconds: num("refreshSeconds", 60),
-                            connectTimeoutMs: Int(num("connectTimeoutMs", 3000)), requestTimeoutMs: Int(num("requestTimeoutMs", 30000)))
+                            userPinIsAdminPassword: admin, refreshSeconds: try num("refreshSeconds", 60, 0...86_400),
+                            connectTimeoutMs: Int(try num("connectTimeoutMs", 3000, 1...600_000)),
+                            requestTimeoutMs: Int(try num("requestTimeoutMs", 30000, 1...3_600_000)))
             slot.caPEM = try readFile(slot.ca)
             slot.certPEM = try readFile(slot.clientCert)
             slot.keyPEM = try readFile(slot.clientKey)

@@ -25,6 +25,7 @@ extension TokenError {
         case .anotherUserAlreadyLoggedIn: CK_RV(CKR_USER_ANOTHER_ALREADY_LOGGED_IN)
         case .userTypeInvalid: CK_RV(CKR_USER_TYPE_INVALID)
         case .pinIncorrect, .adminPasswordRejected: CK_RV(CKR_PIN_INCORRECT)
+        case .pinLocked: CK_RV(CKR_PIN_LOCKED)
         case .pinLenRange: CK_RV(CKR_PIN_LEN_RANGE)
         case .mechanismInvalid: CK_RV(CKR_MECHANISM_INVALID)
         case .mechanismParamInvalid: CK_RV(CKR_MECHANISM_PARAM_INVALID)
@@ -65,7 +66,7 @@ func entry(_ name: StaticString, initialized: Bool = true, _ body: () throws(Tok
         switch error {
         case .device, .functionFailed:
             Log.write(.error, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
-        case .pinIncorrect, .adminPasswordRejected:
+        case .pinIncorrect, .adminPasswordRejected, .pinLocked:
             Log.write(.warn, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
         default:
             Log.write(.info, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")

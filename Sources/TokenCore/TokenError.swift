@@ -41,6 +41,8 @@ public enum TokenError: Error, Sendable, Equatable {
     case device(String, status: Int)
     /// The service refused the admin password.
     case adminPasswordRejected
+    /// The service throttles this client's password attempts after repeated wrong ones (HTTP 429).
+    case pinLocked(String)
     /// Anything unexpected (never silently CKR_OK).
     case functionFailed(String)
 }

@@ -16,6 +16,8 @@ public struct TLSClientConfiguration: Sendable {
     public var requestTimeoutMs = 30000
     /// Idle connections kept per endpoint.
     public var maxIdlePerEndpoint = 16
+    /// How long an endpoint that failed is skipped before it is tried again.
+    public var endpointRetryMs = 30_000
 
     public init(endpoints: [Endpoint]) { self.endpoints = endpoints }
 }
@@ -36,6 +38,8 @@ public final class HTTPSClient: @unchecked Sendable {
     private let idle: Mutex<[Endpoint: [TLSConnection]]> = Mutex([:])
     /// Index of the endpoint that answered last; requests start there.
     private let preferred = Atomic<Int>(0)
+    /// Endpoints that failed, by index: skipped until this monotonic time (ms).
+    private let badUntil = Mutex<[Int: Int64]>([:])
     public let stats = Stats()
 
     public final class Stats: Sendable {
@@ -51,6 +55,8 @@ public final class HTTPSClient: @unchecked Sendable {
         self.configuration = configuration
         self.context = ctx
         _ = copenssl_ctx_set_min_tls12(ctx)
+        // TLS 1.2 only with forward-secret AEAD suites (TLS 1.3 suites all are).
+        _ = SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL")
         copenssl_ctx_set_modes(ctx)
         // If anything below throws, every stored property is already set, so deinit runs and frees
         // the context (freeing it here as well was a double free, found by the wrong-PIN test).
@@ -144,56 +150,123 @@ public final class HTTPSClient: @unchecked Sendable {
         }
     }
 
-    /// POSTs `body` to `path`. Transport failures on an idempotent call are retried once on the next
-    /// endpoint; a non-idempotent call is only retried when the request provably never left
-    /// (a stale pooled connection that fails on write).
+    // MARK: - Endpoint health
+
+    static func monotonicMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// Marks an endpoint bad (skipped until the retry time, then tried again inline: the module
+    /// starts no threads) and drops its pooled connections, which are as hung as the endpoint.
+    private func markBad(_ index: Int) {
+        let until = HTTPSClient.monotonicMs() + Int64(configuration.endpointRetryMs)
+        badUntil.withLock { $0[index] = until }
+        idle.withLock { $0[configuration.endpoints[index]] = [] }
+    }
+
+    private func markGood(_ index: Int) {
+        if badUntil.withLock({ $0.removeValue(forKey: index) }) != nil || preferred.load(ordering: .relaxed) != index {
+            preferred.store(index, ordering: .relaxed)
+        }
+    }
+
+    /// Every endpoint once: healthy ones first, starting at the one that answered last, then those
+    /// marked bad (soonest retry first), so a call still succeeds when only a "bad" one is up.
+    func attemptOrder() -> [Int] {
+        let n = configuration.endpoints.count
+        let start = preferred.load(ordering: .relaxed) % n
+        let now = HTTPSClient.monotonicMs()
+        let bad = badUntil.withLock { $0.filter { $0.value > now } }
+        let rotated = (0..<n).map { (start + $0) % n }
+        return rotated.filter { bad[$0] == nil } + rotated.filter { bad[$0] != nil }.sorted { (bad[$0] ?? 0) < (bad[$1] ?? 0) }
+    }
+
+    /// How one attempt failed: `sent` when the whole request may have reached the server (then a
+    /// non-idempotent call must not be sent again: the first copy may have been executed).
+    struct AttemptFailure: Error {
+        let error: ClientError
+        let sent: Bool
+    }
+
+    /// POSTs `body` to `path`. A transport failure moves on to the next endpoint: for an idempotent
+    /// call every configured endpoint is tried; a non-idempotent call (key management) only while the
+    /// request has provably not been sent. An endpoint that timed out or could not be reached is
+    /// marked bad at once and skipped by later calls until `endpointRetryMs` has passed. Total time
+    /// is bounded by about `requestTimeoutMs` per endpoint.
     public func post(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
-        let endpoints = configuration.endpoints
-        let start = preferred.load(ordering: .relaxed) % endpoints.count
-        let attempts = idempotent ? min(endpoints.count, 2) : 1
+        var request = Array("POST \(path) HTTP/1.1\r\nHost: \(configuration.serverName)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        request += body
+        stats.requests.add(1, ordering: .relaxed)
         var lastError = ClientError.connect("no endpoint tried")
-        for attempt in 0..<max(attempts, 1) {
-            let index = (start + attempt) % endpoints.count
-            do {
-                let r = try post(path, body: body, endpoint: endpoints[index], idempotent: idempotent)
-                if attempt > 0 { preferred.store(index, ordering: .relaxed) }
+        for index in attemptOrder() {
+            do throws(AttemptFailure) {
+                let r = try attempt(request, endpointIndex: index, idempotent: idempotent)
+                markGood(index)
                 return r
             } catch {
-                lastError = error
-                guard error.isTransport else { throw error }
-                if endpoints.count > 1 { preferred.store((index + 1) % endpoints.count, ordering: .relaxed) }
+                lastError = error.error
+                guard error.error.isTransport else { throw error.error }
+                if error.sent && !idempotent { throw error.error }
             }
         }
         throw lastError
     }
 
-    private func post(_ path: String, body: [UInt8], endpoint: Endpoint, idempotent: Bool) throws(ClientError) -> HTTPResponse {
-        var request = Array("POST \(path) HTTP/1.1\r\nHost: \(configuration.serverName)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
-        request += body
-        stats.requests.add(1, ordering: .relaxed)
-        // A pooled connection may have been closed by the server while idle: then retry on a fresh one.
+    private func attempt(_ request: [UInt8], endpointIndex: Int, idempotent: Bool) throws(AttemptFailure) -> HTTPResponse {
+        let endpoint = configuration.endpoints[endpointIndex]
+        // A pooled connection may have been closed by the server while idle: then use another or a
+        // fresh one. A pooled connection that times out means the endpoint hangs: no other pooled
+        // connection to it is tried.
         while let pooled = checkout(endpoint) {
             if pooled.isStale() { continue }
             do {
-                return try exchange(pooled, request)
+                try pooled.write(request)
             } catch {
-                if case .http = error { throw error }
-                if !idempotent && pooled.buffer.isEmpty == false { throw error }
-                if !idempotent, case .timeout = error { throw error }
+                // An incomplete request is never executed by the server.
+                if case .timeout = error { markBad(endpointIndex); throw AttemptFailure(error: error, sent: false) }
+                continue
+            }
+            do {
+                return try receive(pooled)
+            } catch {
+                if case .http = error { throw AttemptFailure(error: error, sent: true) }
+                if case .timeout = error { markBad(endpointIndex); throw AttemptFailure(error: error, sent: true) }
+                // Closed while we wrote (an idle timeout racing our request): the server did not
+                // answer. Safe to repeat only when the call is idempotent.
+                guard idempotent, pooled.buffer.isEmpty else { throw AttemptFailure(error: error, sent: true) }
                 continue
             }
         }
-        let fresh = try TLSConnection.open(endpoint, context: context, serverName: configuration.serverName,
+        let fresh: TLSConnection
+        do {
+            fresh = try TLSConnection.open(endpoint, context: context, serverName: configuration.serverName,
                                            verifyName: configuration.trustPEM != nil,
                                            connectTimeoutMs: configuration.connectTimeoutMs,
                                            ioTimeoutMs: configuration.requestTimeoutMs)
+        } catch {
+            markBad(endpointIndex)
+            throw AttemptFailure(error: error, sent: false)
+        }
         stats.connects.add(1, ordering: .relaxed)
-        return try exchange(fresh, request)
+        do {
+            try fresh.write(request)
+        } catch {
+            markBad(endpointIndex)
+            throw AttemptFailure(error: error, sent: false)
+        }
+        do {
+            return try receive(fresh)
+        } catch {
+            if error.isTransport { markBad(endpointIndex) }
+            throw AttemptFailure(error: error, sent: true)
+        }
     }
 
-    private func exchange(_ c: TLSConnection, _ request: [UInt8]) throws(ClientError) -> HTTPResponse {
+    private func receive(_ c: TLSConnection) throws(ClientError) -> HTTPResponse {
         c.buffer.removeAll(keepingCapacity: true)
-        try c.write(request)
+        c.deadlineMs = HTTPSClient.monotonicMs() + Int64(configuration.requestTimeoutMs)
         let (response, keepAlive) = try HTTPResponseParser.read(from: c)
         c.usedCount += 1
         if keepAlive { checkin(c) }
@@ -233,7 +306,12 @@ enum HTTPResponseParser {
             let name = line[..<colon].lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
             switch name {
-            case "content-length": contentLength = Int(value)
+            case "content-length":
+                // A negative, non-numeric or repeated-and-different length is a protocol error, never a slice bound.
+                guard let n = Int(value), n >= 0, contentLength == nil || contentLength == n else {
+                    throw .protocolError("bad Content-Length: \(value.prefix(32))")
+                }
+                contentLength = n
             case "transfer-encoding": chunked = value.lowercased().contains("chunked")
             case "connection":
                 let v = value.lowercased()

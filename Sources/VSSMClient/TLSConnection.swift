@@ -40,6 +40,9 @@ final class TLSConnection: @unchecked Sendable {
     let endpoint: Endpoint
     var buffer: [UInt8] = []
     var usedCount = 0
+    /// Monotonic ms by which the current response must be complete (a server that trickles bytes
+    /// would otherwise reset the per-read socket timeout forever).
+    var deadlineMs: Int64 = .max
 
     private init(fd: Int32, ssl: OpaquePointer, endpoint: Endpoint) {
         self.fd = fd
@@ -77,7 +80,7 @@ final class TLSConnection: @unchecked Sendable {
             var r = connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen)
             if r != 0 && errno == EINPROGRESS {
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                r = poll(&p, 1, Int32(connectTimeoutMs))
+                r = poll(&p, 1, Int32(clamping: connectTimeoutMs))
                 if r == 0 { close(fd); lastError = "connect timed out after \(connectTimeoutMs) ms"; continue }
                 var soErr: Int32 = 0
                 var len = socklen_t(MemoryLayout<Int32>.size)
@@ -97,12 +100,21 @@ final class TLSConnection: @unchecked Sendable {
             _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            var tv = timeval(tv_sec: ioTimeoutMs / 1000, tv_usec: (ioTimeoutMs % 1000) * 1000)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            return try handshake(fd: fd, endpoint: endpoint, context: context, serverName: serverName, verifyName: verifyName)
+            // The handshake gets the connect timeout (a hung server accepts TCP in the kernel but
+            // never answers the ClientHello); requests then get the I/O timeout.
+            setTimeouts(fd, ms: connectTimeoutMs)
+            let c = try handshake(fd: fd, endpoint: endpoint, context: context, serverName: serverName, verifyName: verifyName)
+            setTimeouts(fd, ms: ioTimeoutMs)
+            return c
         }
         throw .connect("\(endpoint): \(lastError)")
+    }
+
+    private static func setTimeouts(_ fd: Int32, ms: Int) {
+        let ms = max(1, ms)
+        var tv = timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
     private static func handshake(fd: Int32, endpoint: Endpoint, context: OpaquePointer, serverName: String,
@@ -149,6 +161,7 @@ final class TLSConnection: @unchecked Sendable {
 
     /// Reads more bytes into `buffer`; false on clean EOF.
     func fill() throws(ClientError) -> Bool {
+        if HTTPSClient.monotonicMs() > deadlineMs { throw .timeout("reading from \(endpoint): response not complete in time") }
         var chunk = [UInt8](repeating: 0, count: 16384)
         let n = SSL_read(ssl, &chunk, Int32(chunk.count))
         if n > 0 {

@@ -19,6 +19,7 @@ public final class VSSMKeyService: KeyService {
     static func map(_ e: ClientError) -> TokenError {
         switch e {
         case .http(403, "Incorrect administrator password."): .adminPasswordRejected
+        case .http(429, let message): .pinLocked(message)
         case .http(let status, let message): .device(message, status: status)
         case .configuration(let m): .functionFailed(m)
         default: .device(e.description, status: 0)

@@ -36,7 +36,7 @@ public final class AuditLog: Sendable {
     public func log(_ level: Level, _ message: String, file: String = #fileID, line: Int = #line) {
         let parts = file.split(separator: "/")
         let location = parts.suffix(2).joined(separator: "/")
-        let text = "[\(AuditLog.timestamp())] \(location):\(line), \(level.rawValue): \(message)"
+        let text = "[\(AuditLog.timestamp())] \(location):\(line), \(level.rawValue): \(AuditLog.escaped(message))"
         if echo {
             let out = text + "\n"
             _ = out.withCString { Glibc.write(1, $0, strlen($0)) }
@@ -51,6 +51,27 @@ public final class AuditLog: Sendable {
             }
             r.next = (r.next + 1) % capacity
         }
+    }
+
+    /// One record is one line: control characters (a newline in a label or key name would start a
+    /// forged record) are written as escapes, and a backslash as two.
+    public static func escaped(_ m: String) -> String {
+        guard m.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" || $0 == "\u{2028}" || $0 == "\u{2029}" || $0 == "\u{85}" }) else {
+            return m
+        }
+        var out = ""
+        for sc in m.unicodeScalars {
+            switch sc {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\\": out += "\\\\"
+            case _ where sc.value < 0x20 || sc.value == 0x7F || sc == "\u{2028}" || sc == "\u{2029}" || sc == "\u{85}":
+                out += "\\u{" + String(sc.value, radix: 16) + "}"
+            default: out.unicodeScalars.append(sc)
+            }
+        }
+        return out
     }
 
     public func info(_ m: String, file: String = #fileID, line: Int = #line) { log(.info, m, file: file, line: line) }

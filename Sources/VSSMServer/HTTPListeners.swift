@@ -8,16 +8,21 @@ import VSSMCrypto
 import VSSMWire
 
 /// The four listeners of a node (API, health, internal sync, bootstrap-slave) on SwiftNIO +
-/// NIOSSL. Handlers run on a thread pool, never on an event loop, so slow work (RSA-8192
+/// NIOSSL. Handlers run on thread pools, never on an event loop, so slow work (RSA-8192
 /// generation, scrypt) blocks nothing and never loses its response (the original's 10 s write
-/// timeout did).
+/// timeout did). Admin calls (they run scrypt on the admin password) have a pool of their own, so
+/// password guessing cannot slow signing. Every listener is bounded (`ServiceLimits`): connections,
+/// handshake/request/idle time, body size per route; TLS 1.2+ with forward-secret suites only.
 public final class HTTPListeners: Sendable {
     public let node: KeyServiceNode
     let group: MultiThreadedEventLoopGroup
     let pool: NIOThreadPool
+    let adminPool: NIOThreadPool
+    let adminQueued = Atomic<Int>(0)
     private let channels = Mutex<[Channel]>([])
     private let tls = Mutex<TLSContexts?>(nil)
     private let bootstrapContext: NIOSSLContext
+    private let trackers: [RequestContext.Listener: ConnectionTracker]
     /// SHA-256 of the bootstrap-phase certificate (printed so `vssm bootstrap` can pin it).
     public let bootstrapFingerprint: String
 
@@ -28,17 +33,44 @@ public final class HTTPListeners: Sendable {
         let slave: NIOSSLContext
     }
 
-    public init(node: KeyServiceNode, eventLoopThreads: Int = 2, workerThreads: Int = 8) throws {
+    /// TLS 1.2 suites with forward secrecy (ECDHE) and AEAD only; TLS 1.3 suites all have both.
+    static let cipherSuites = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+        + "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+    static func hardened(_ cfg: TLSConfiguration) -> TLSConfiguration {
+        var c = cfg
+        c.minimumTLSVersion = .tlsv12
+        c.cipherSuites = cipherSuites
+        return c
+    }
+
+    public init(node: KeyServiceNode, eventLoopThreads: Int = 2, workerThreads: Int = 8, adminThreads: Int = 2) throws {
         self.node = node
         group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         pool = NIOThreadPool(numberOfThreads: workerThreads)
         pool.start()
+        adminPool = NIOThreadPool(numberOfThreads: adminThreads)
+        adminPool.start()
+        let limits = node.config.limits
+        let all = [RequestContext.Listener.api, .health, .internal, .bootstrapSlave]
+        let wanted = all.reduce(0) { $0 + limits.maxConnections($1) }
+        // Caps only protect the process when they fit under its descriptor limit: then the listeners
+        // never run out of descriptors (no EMFILE, no spinning accept loop), they evict instead.
+        let usable = HTTPListeners.raiseFileLimit()
+        let headroom = min(256, usable / 4)
+        let scale = usable - headroom < wanted ? Double(max(usable - headroom, all.count)) / Double(wanted) : 1
+        if scale < 1 {
+            node.audit.error("The open-file limit (\(usable)) is below the connection limits (\(wanted)) plus headroom; connection caps scaled by \((scale * 100).rounded() / 100).")
+        }
+        var t: [RequestContext.Listener: ConnectionTracker] = [:]
+        for l in all { t[l] = ConnectionTracker(limit: Int(Double(limits.maxConnections(l)) * scale)) }
+        trackers = t
         let identity = try DevPKI.bootstrapIdentity()
         var cfg = TLSConfiguration.makeServerConfiguration(
             certificateChain: [.certificate(try NIOSSLCertificate(bytes: identity.certificateDER, format: .der))],
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: identity.keyPKCS8, format: .der)))
         cfg.certificateVerification = .none
-        bootstrapContext = try NIOSSLContext(configuration: cfg)
+        bootstrapContext = try NIOSSLContext(configuration: HTTPListeners.hardened(cfg))
         bootstrapFingerprint = DigestAlgorithm.sha256.hash(identity.certificateDER).map {
             let s = String($0, radix: 16, uppercase: true)
             return s.count == 1 ? "0" + s : s
@@ -53,7 +85,8 @@ public final class HTTPListeners: Sendable {
         defer { zeroize(&der) }
         let rpcCert = try NIOSSLCertificate(bytes: node.config.rpcCertificate, format: .der)
         let rpcKey = try NIOSSLPrivateKey(bytes: der, format: .der)
-        var api = TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(rpcCert)], privateKey: .privateKey(rpcKey))
+        var api = HTTPListeners.hardened(TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(rpcCert)], privateKey: .privateKey(rpcKey)))
+        // A verified client certificate is required (BoringSSL: SSL_VERIFY_FAIL_IF_NO_PEER_CERT).
         api.certificateVerification = .noHostnameVerification
         api.trustRoots = .certificates(try node.config.clientTrustStore.map { try NIOSSLCertificate(bytes: $0, format: .der) })
         var internalCfg = api
@@ -80,25 +113,44 @@ public final class HTTPListeners: Sendable {
         return ports
     }
 
+    /// Raises the soft descriptor limit to the hard one; returns the limit now in force.
+    static func raiseFileLimit() -> Int {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return 1024 }
+        if rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+        }
+        return Int(clamping: rl.rlim_cur)
+    }
+
     private func bind(_ listener: RequestContext.Listener, _ ep: Endpoint) throws -> Channel {
-        let maxBody = node.config.maxBodyBytes
+        let limits = node.config.limits
+        let tracker = trackers[listener] ?? ConnectionTracker(limit: 1)
         return try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard tracker.admit(channel) else { throw ServiceError.unavailable("connection limit reached") }
+                    channel.closeFuture.whenComplete { _ in tracker.remove(channel) }
                     let ops = channel.pipeline.syncOperations
+                    // Decided once per connection: a connection set up while the node was
+                    // bootstrapping never counts as authenticated, whatever happens later.
+                    var verifying = false
                     if listener != .health {
                         guard let ssl = try self.context(for: listener) else {
                             // internal listeners exist only once running (as in the original)
                             throw ServiceError.unavailable("bootstrapping")
                         }
+                        verifying = (listener == .api && ssl !== self.bootstrapContext) || listener == .internal
                         try ops.addHandler(NIOSSLServerHandler(context: ssl))
                     }
-                    try ops.addHandler(IdleStateHandler(readTimeout: .minutes(5)))
                     try ops.configureHTTPServerPipeline(withErrorHandling: true)
-                    try ops.addHandler(RequestHandler(node: self.node, listener: listener, pool: self.pool, maxBody: maxBody))
+                    try ops.addHandler(RequestHandler(listeners: self, listener: listener, limits: limits,
+                                                      verifiedTLS: verifying, tracker: tracker))
                 }
             }
             .bind(host: ep.host, port: ep.port).wait()
@@ -115,6 +167,9 @@ public final class HTTPListeners: Sendable {
         }
     }
 
+    /// Open connections of a listener (tests and metrics).
+    public func openConnections(_ listener: RequestContext.Listener) -> Int { trackers[listener]?.count ?? 0 }
+
     public func shutdown() {
         let all = channels.withLock { c -> [Channel] in
             defer { c.removeAll() }
@@ -122,6 +177,7 @@ public final class HTTPListeners: Sendable {
         }
         for c in all { try? c.close().wait() }
         try? pool.syncShutdownGracefully()
+        try? adminPool.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
     }
 
@@ -131,96 +187,216 @@ public final class HTTPListeners: Sendable {
     }
 }
 
-/// Aggregates one HTTP request, runs the node's handler on the thread pool, writes the answer.
+/// Open connections of one listener. At the cap, the connection that has waited longest without a
+/// request in progress (handshaking, before its first request, or idle keep-alive) is closed to
+/// admit the new one; only when every connection is busy with a request is the new one refused.
+final class ConnectionTracker: Sendable {
+    let limit: Int
+    private struct Entry {
+        var channel: Channel
+        var busy: Bool
+        var since: UInt64
+    }
+    private let state = Mutex<(entries: [ObjectIdentifier: Entry], clock: UInt64)>(([:], 0))
+
+    init(limit: Int) { self.limit = max(limit, 1) }
+
+    var count: Int { state.withLock { $0.entries.count } }
+
+    private enum Admission { case admitted(evicting: Channel?), refused }
+
+    func admit(_ channel: Channel) -> Bool {
+        let a: Admission = state.withLock { s in
+            s.clock += 1
+            var victim: Channel? = nil
+            if s.entries.count >= limit {
+                guard let oldest = s.entries.filter({ !$0.value.busy }).min(by: { $0.value.since < $1.value.since }) else {
+                    return .refused
+                }
+                victim = oldest.value.channel
+                s.entries.removeValue(forKey: oldest.key)
+            }
+            s.entries[ObjectIdentifier(channel)] = Entry(channel: channel, busy: false, since: s.clock)
+            return .admitted(evicting: victim)
+        }
+        guard case .admitted(let victim) = a else { return false }
+        victim?.close(promise: nil)
+        return true
+    }
+
+    func setBusy(_ channel: Channel, _ busy: Bool) {
+        state.withLock { s in
+            s.clock += 1
+            let id = ObjectIdentifier(channel)
+            guard s.entries[id] != nil else { return }
+            s.entries[id]?.busy = busy
+            s.entries[id]?.since = s.clock
+        }
+    }
+
+    func remove(_ channel: Channel) {
+        _ = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+}
+
+/// Aggregates one HTTP request, runs the node's handler on a thread pool, writes the answer.
+/// Owns the connection's deadlines: handshake + first header, request, keep-alive idle.
 final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    let listeners: HTTPListeners
     let node: KeyServiceNode
     let listener: RequestContext.Listener
-    let pool: NIOThreadPool
-    let maxBody: Int
+    let limits: ServiceLimits
+    /// The TLS context of this connection required and verified a client certificate.
+    let verifiedTLS: Bool
+    let tracker: ConnectionTracker
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
-    private var tooLarge = false
-    private var subject: String?
+    private var maxBody = 0
+    /// A 413 was sent for the current request: ignore the rest of it, the connection is closing.
+    private var discarding = false
+    private var identity: (subject: String, authenticated: Bool)?
+    private var deadline: Scheduled<Void>?
 
-    init(node: KeyServiceNode, listener: RequestContext.Listener, pool: NIOThreadPool, maxBody: Int) {
-        self.node = node
+    init(listeners: HTTPListeners, listener: RequestContext.Listener, limits: ServiceLimits, verifiedTLS: Bool, tracker: ConnectionTracker) {
+        self.listeners = listeners
+        self.node = listeners.node
         self.listener = listener
-        self.pool = pool
-        self.maxBody = maxBody
+        self.limits = limits
+        self.verifiedTLS = verifiedTLS
+        self.tracker = tracker
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
+    // MARK: deadlines
+
+    private func arm(_ context: ChannelHandlerContext, ms: Int) {
+        deadline?.cancel()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: .milliseconds(Int64(ms))) { bound.value.close(promise: nil) }
     }
+
+    private func disarm() {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        // Covers an idle TCP connection, a stalled TLS handshake and a slow first header.
+        arm(context, ms: limits.handshakeTimeoutMs)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { disarm() }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        disarm()
+        context.fireChannelInactive()
+    }
+
+    /// HTTP parse errors: the protocol error handler before us has answered 400 with
+    /// `Connection: close`; now really close. Anything else (TLS failures) closes too.
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    // MARK: requests
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
+            guard !discarding else { return }
             head = h
             body.removeAll(keepingCapacity: true)
-            tooLarge = false
+            tracker.setBusy(context.channel, true)
+            arm(context, ms: limits.requestTimeoutMs)
+            let path = String(h.uri.split(separator: "?", maxSplits: 1).first ?? "")
+            maxBody = limits.maxBody(listener: listener, path: path, authenticated: clientIdentity(context).authenticated)
+            if let declared = h.headers.first(name: "content-length").flatMap({ Int($0) }), declared > maxBody {
+                refuseTooLarge(context)
+            }
         case .body(var buffer):
-            guard !tooLarge else { return }
-            if body.count + buffer.readableBytes > maxBody {
-                tooLarge = true
-                body = []
+            guard !discarding, head != nil else { return }
+            // Compare without adding: both sides are bounded, but keep the habit.
+            if buffer.readableBytes > maxBody - body.count {
+                refuseTooLarge(context)
             } else if let bytes = buffer.readBytes(length: buffer.readableBytes) {
                 body += bytes
             }
         case .end:
-            guard let head else { return }
+            guard !discarding, let head else { return }
             self.head = nil
+            disarm()
             dispatch(context: context, head: head)
         }
     }
 
-    private func clientSubject(_ context: ChannelHandlerContext) -> String {
-        if let subject { return subject }
+    /// Answers 413 at once (before the rest of the body is read) and closes the connection.
+    private func refuseTooLarge(_ context: ChannelHandlerContext) {
+        discarding = true
+        body = []
+        head = nil
+        let e = ServiceError.tooLarge("Request body is larger than \(maxBody) bytes.")
+        write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: false)
+    }
+
+    /// Subject of the verified client certificate, and whether this connection counts as
+    /// authenticated: its TLS context required a verified certificate and one was presented.
+    private func clientIdentity(_ context: ChannelHandlerContext) -> (subject: String, authenticated: Bool) {
+        if let identity { return identity }
         var s = "-"
+        var hasCert = false
         if let ssl = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
            let cert = ssl.peerCertificate, let der = try? cert.toDERBytes() {
             s = DevPKI.subject(ofDER: der)
+            hasCert = true
         }
-        subject = s
-        return s
+        let id = (subject: s, authenticated: verifiedTLS && hasCert)
+        identity = id
+        return id
     }
 
     private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead) {
-        let keepAlive = head.isKeepAlive
+        var keepAlive = head.isKeepAlive
         let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
-        if tooLarge {
-            let e = ServiceError.tooLarge("Request body is larger than \(maxBody) bytes.")
-            write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: false)
-            return
+        let id = clientIdentity(context)
+        let ctx = RequestContext(listener: listener, clientSubject: id.subject,
+                                 peer: context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "-",
+                                 authenticated: id.authenticated)
+        if listener == .api && node.isRunning && !id.authenticated {
+            // A connection from the bootstrap window (or without a verified certificate) is never
+            // served once running, and is closed so the client reconnects with a real handshake.
+            keepAlive = false
         }
-        let ctx = RequestContext(listener: listener, clientSubject: clientSubject(context),
-                                 peer: context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "-")
-        if listener == .health {
-            write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
-            return
-        }
-        if node.isCheap(path: path, body: body) {
+        if listener == .health || node.isCheap(path: path, body: body) {
             // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.
             write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
             return
         }
         let body = self.body
         let node = self.node
+        let admin = KeyServiceNode.adminRoutes.contains(path)
+        let pool = admin ? listeners.adminPool : listeners.pool
+        if admin {
+            let queued = listeners.adminQueued.wrappingAdd(1, ordering: .relaxed).newValue
+            if queued > ServiceLimits.maxQueuedAdminCalls {
+                listeners.adminQueued.wrappingSubtract(1, ordering: .relaxed)
+                let e = ServiceError.unavailable("Too many admin calls in progress; try again later.")
+                write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: keepAlive)
+                return
+            }
+        }
+        let counter = listeners
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         pool.runIfActive(eventLoop: context.eventLoop) {
-            node.handle(path: path, body: body, context: ctx)
+            defer { if admin { counter.adminQueued.wrappingSubtract(1, ordering: .relaxed) } }
+            return node.handle(path: path, body: body, context: ctx)
         }.whenComplete { result in
             let (handler, context) = bound.value
             switch result {
             case .success(let r): handler.write(context: context, r, keepAlive: keepAlive)
             case .failure:
+                if admin { counter.adminQueued.wrappingSubtract(1, ordering: .relaxed) }
                 let e = ServiceError.internalError("server shutting down")
                 handler.write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: false)
             }
@@ -238,7 +414,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         buffer.writeBytes(r.body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
+        if keepAlive {
+            tracker.setBusy(context.channel, false)
+            arm(context, ms: limits.idleTimeoutMs)
+        } else {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             done.whenComplete { _ in bound.value.close(promise: nil) }
         }

@@ -104,7 +104,7 @@ extension KeyServiceNode {
 
     func generateKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.generateKeyRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         try createGeneratedKey(r, id: nil, cipher: nil)
         return ok(WireWriter())
     }
@@ -121,7 +121,7 @@ extension KeyServiceNode {
 
     func injectKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.injectKeyRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         try createInjectedKey(r, id: nil, cipher: nil)
         return ok(WireWriter())
     }
@@ -149,7 +149,7 @@ extension KeyServiceNode {
 
     func listKeys(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.listKeysRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         audit.info("Listing keys in the key database...")
         let s = snapshot
         func secret(_ e: SecretKeyEntry) -> JSONValue {
@@ -196,7 +196,7 @@ extension KeyServiceNode {
 
     func getLogs(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.getLogsRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         audit.info("Retrieving logs...")
         var w = WireWriter()
         w.strings("log", audit.lines)
@@ -230,7 +230,7 @@ extension KeyServiceNode {
 
     func generateBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.generateBackupRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         audit.info("Generating a backup of the key database...")
         var w = WireWriter()
         w.object("backup", try makeBackup(version: 1))
@@ -261,13 +261,15 @@ extension KeyServiceNode {
         let decoded: StateCodec.Decoded
         do { decoded = try StateCodec.decode(plain, allowExtensions: version == 2) } catch { throw .badRequest("Unable to decrypt backup.") }
         for name in decoded.skipped { audit.error("Backup entry \(name) is not a usable private key; skipped.") }
-        let taken = try mutate { (s: inout KeyState) throws(ServiceError) in merge(decoded.state, into: &s) }
+        let (admissible, refused) = KeyPolicy.admissible(decoded.state, nowMs: KeyServiceNode.nowMillis())
+        for why in refused { audit.error("Backup entry refused: \(why)") }
+        let taken = try mutate { (s: inout KeyState) throws(ServiceError) in merge(admissible, into: &s) }
         audit.info("Restored \(taken.count) of \(decoded.state.keyCount) keys from the backup.")
     }
 
     func restoreBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.restoreBackupRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         try restore(r.object("backup"), allowedVersions: [1])
         return ok(WireWriter())
     }
@@ -289,7 +291,19 @@ extension KeyServiceNode {
 
     /// Merges keys from a peer; persists when anything was taken (no push back: avoids ping-pong).
     func absorb(_ decoded: StateCodec.Decoded, from peer: String) throws(ServiceError) {
-        let taken = state.withLock { merge(decoded.state, into: &$0) }
+        let (admissible, refused) = KeyPolicy.admissible(decoded.state, nowMs: KeyServiceNode.nowMillis())
+        for why in refused { audit.error("Synchronization entry from \(peer) refused: \(why)") }
+        let cap = config.limits.maxStateBytes
+        let (taken, overCap): ([String], Bool) = state.withLock { s in
+            var next = s
+            let taken = merge(admissible, into: &next)
+            guard next.estimatedBytes <= cap else { return ([], true) }
+            s = next
+            return (taken, false)
+        }
+        if overCap {
+            audit.error("Synchronization from \(peer) not merged: the key store would exceed its limit of \(cap) bytes.")
+        }
         for name in taken { audit.info("New key added from synchronization message: \(name)") }
         for name in decoded.skipped { audit.error("Synchronization entry \(name) from \(peer) is not a usable private key; skipped.") }
         if !taken.isEmpty { try persist() }

@@ -21,38 +21,38 @@ extension KeyServiceNode {
         Route.extDecrypt: { n, b, _ throws(ServiceError) in try n.extDecrypt(b) },
         Route.extSymmetricEncrypt: { n, b, _ throws(ServiceError) in try n.extSymmetric(b, encrypt: true) },
         Route.extSymmetricDecrypt: { n, b, _ throws(ServiceError) in try n.extSymmetric(b, encrypt: false) },
-        Route.extGenerateKey: { n, b, _ throws(ServiceError) in
+        Route.extGenerateKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.generateKeyRequest)
-            try n.checkPassword(r)
+            try n.checkPassword(r, c)
             try n.createGeneratedKey(r, id: r.bytes("id"), cipher: r.string("cipher"))
             return n.ok(WireWriter())
         },
-        Route.extInjectKey: { n, b, _ throws(ServiceError) in
+        Route.extInjectKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.injectKeyRequest)
-            try n.checkPassword(r)
+            try n.checkPassword(r, c)
             try n.createInjectedKey(r, id: r.bytes("id"), cipher: r.string("cipher"))
             return n.ok(WireWriter())
         },
-        Route.extSetAttributes: { n, b, _ throws(ServiceError) in try n.extSetAttributes(b) },
-        Route.extDeleteKey: { n, b, _ throws(ServiceError) in try n.extDeleteKey(b) },
-        Route.extCreateObject: { n, b, _ throws(ServiceError) in try n.extCreateObject(b) },
-        Route.extUpdateObject: { n, b, _ throws(ServiceError) in try n.extUpdateObject(b) },
-        Route.extDeleteObject: { n, b, _ throws(ServiceError) in try n.extDeleteObject(b) },
-        Route.extGenerateBackup: { n, b, _ throws(ServiceError) in
-            try n.checkPassword(try n.decode(b, Schemas.generateBackupRequest))
+        Route.extSetAttributes: { n, b, c throws(ServiceError) in try n.extSetAttributes(b, c) },
+        Route.extDeleteKey: { n, b, c throws(ServiceError) in try n.extDeleteKey(b, c) },
+        Route.extCreateObject: { n, b, c throws(ServiceError) in try n.extCreateObject(b, c) },
+        Route.extUpdateObject: { n, b, c throws(ServiceError) in try n.extUpdateObject(b, c) },
+        Route.extDeleteObject: { n, b, c throws(ServiceError) in try n.extDeleteObject(b, c) },
+        Route.extGenerateBackup: { n, b, c throws(ServiceError) in
+            try n.checkPassword(try n.decode(b, Schemas.generateBackupRequest), c)
             n.audit.info("Generating a backup of the key database (with extension data)...")
             var w = WireWriter()
             w.object("backup", try n.makeBackup(version: 2))
             return n.ok(w)
         },
-        Route.extRestoreBackup: { n, b, _ throws(ServiceError) in
+        Route.extRestoreBackup: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, Schemas.restoreBackupRequest)
-            try n.checkPassword(r)
+            try n.checkPassword(r, c)
             try n.restore(r.object("backup"), allowedVersions: [1, 2])
             return n.ok(WireWriter())
         },
-        Route.extVerifyPassword: { n, b, _ throws(ServiceError) in
-            try n.checkPassword(try n.decode(b, ExtSchemas.verifyPasswordRequest))
+        Route.extVerifyPassword: { n, b, c throws(ServiceError) in
+            try n.checkPassword(try n.decode(b, ExtSchemas.verifyPasswordRequest), c)
             return n.ok(WireWriter())
         },
     ]
@@ -182,9 +182,9 @@ extension KeyServiceNode {
         return ok(w)
     }
 
-    func extSetAttributes(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extSetAttributes(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.setAttributesRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         let name = r.string("keyName")
         let type = try KeyPolicy.keyType(r.string("keyType"))
         let id = r.bytes("id")
@@ -206,9 +206,9 @@ extension KeyServiceNode {
 
     /// Deletes a key on this node. Note: peers still holding it bring it back on the next pull
     /// (the original's sync format has no deletions).
-    func extDeleteKey(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extDeleteKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deleteKeyRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         let name = r.string("keyName")
         let type = try KeyPolicy.keyType(r.string("keyType"))
         audit.info("Deleting the \(type.rawValue) key named \(name)...")
@@ -223,15 +223,13 @@ extension KeyServiceNode {
         return ok(WireWriter())
     }
 
-    static let maxObjectBytes = 1 << 20
-
-    func extCreateObject(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extCreateObject(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.createObjectRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         let cls = r.string("class")
         guard cls == "CERTIFICATE" || cls == "DATA" else { throw .badRequest("Invalid object class: \(cls) (CERTIFICATE or DATA)") }
         let value = r.bytes("value") ?? []
-        guard value.count <= KeyServiceNode.maxObjectBytes else { throw .tooLarge("Object value is larger than 1 MiB.") }
+        guard value.count <= ServiceLimits.maxObjectBytes else { throw .tooLarge("Object value is larger than 1 MiB.") }
         if cls == "CERTIFICATE" {
             do { _ = try X509Info.subjectPublicKeyInfo(certificateDER: value) } catch {
                 throw .badRequest("CERTIFICATE value is not a DER X.509 certificate")
@@ -247,9 +245,9 @@ extension KeyServiceNode {
         return ok(w)
     }
 
-    func extUpdateObject(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extUpdateObject(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.updateObjectRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         let uid = r.string("uid")
         try mutate { (s: inout KeyState) throws(ServiceError) in
             guard var o = s.objects[uid] else { throw .notFound("No object with uid \(uid).") }
@@ -260,9 +258,9 @@ extension KeyServiceNode {
         return ok(WireWriter())
     }
 
-    func extDeleteObject(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extDeleteObject(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deleteObjectRequest)
-        try checkPassword(r)
+        try checkPassword(r, ctx)
         let uid = r.string("uid")
         try mutate { (s: inout KeyState) throws(ServiceError) in
             guard s.objects.removeValue(forKey: uid) != nil else { throw .notFound("No object with uid \(uid).") }

@@ -9,10 +9,15 @@ public struct RequestContext: Sendable {
     public var listener: Listener
     public var clientSubject: String
     public var peer: String
-    public init(listener: Listener, clientSubject: String = "-", peer: String = "-") {
+    /// The connection presented a client certificate that a running-phase TLS context verified.
+    /// Decided per connection by the listener; false by default, so a context built elsewhere
+    /// (tests, new transports) is refused by the router until it says otherwise.
+    public var authenticated: Bool
+    public init(listener: Listener, clientSubject: String = "-", peer: String = "-", authenticated: Bool = false) {
         self.listener = listener
         self.clientSubject = clientSubject
         self.peer = peer
+        self.authenticated = authenticated
     }
 }
 
@@ -39,6 +44,7 @@ public final class KeyServiceNode: Sendable {
     public let config: ServerConfig
     public let audit: AuditLog
     let password: PasswordHash
+    let passwordGuard = PasswordGuard()
     let phase = Mutex<Phase>(.bootstrapping)
     let state = Mutex(KeyState())
     /// Serialises writers of the sealed file so an older snapshot never overwrites a newer one.
@@ -90,10 +96,11 @@ public final class KeyServiceNode: Sendable {
         if let dir = config.stateDirectory {
             do { sealed = try SealedStateFile(directory: dir, rpcKey: key) } catch { throw .internalError(error.message) }
             try FileUtil.makeDirectory(dir)
-            if let file = try sealed?.read() {
-                let plain: [UInt8]
-                do { plain = try sealed?.unseal(file) ?? [] } catch { throw .badRequest(error.message) }
-                do { loaded = try StateCodec.decode(plain, allowExtensions: true) } catch {
+            if let file = try sealed?.load() {
+                if let why = file.fromPrevious {
+                    audit.error("The newest sealed key store could not be used (\(why)); loaded the previous generation \(sealed?.previousPath ?? ""). Changes acknowledged after it was written are missing.")
+                }
+                do { loaded = try StateCodec.decode(file.plaintext, allowExtensions: true) } catch {
                     throw .internalError("sealed key store does not parse: \(error.message)")
                 }
             }
@@ -130,9 +137,20 @@ public final class KeyServiceNode: Sendable {
         }
     }
 
-    /// Applies a change under the state lock, persists, then tells peers.
+    /// Applies a change under the state lock, persists, then tells peers. A change that would take
+    /// the state over `limits.maxStateBytes` is refused (413) and leaves the state as it was.
     func mutate<R>(_ body: (inout KeyState) throws(ServiceError) -> R) throws(ServiceError) -> R {
-        let r = try state.withLock { (s: inout KeyState) throws(ServiceError) -> R in try body(&s) }
+        let cap = config.limits.maxStateBytes
+        let r = try state.withLock { (s: inout KeyState) throws(ServiceError) -> R in
+            var next = s
+            let r = try body(&next)
+            let size = next.estimatedBytes
+            guard size <= cap else {
+                throw .tooLarge("The key store would grow to about \(size) bytes, above its limit of \(cap) bytes; nothing was changed.")
+            }
+            s = next
+            return r
+        }
         try persist()
         peerSync.pushSoon(node: self)
         return r
@@ -164,6 +182,13 @@ public final class KeyServiceNode: Sendable {
         return r
     }()
 
+    /// Routes that check the admin password (scrypt): they run on the admin pool, never beside signing.
+    static let adminRoutes: Set<String> = [
+        Route.generateKey, Route.injectKey, Route.generateBackup, Route.restoreBackup, Route.listKeys, Route.getLogs,
+        Route.extGenerateKey, Route.extInjectKey, Route.extSetAttributes, Route.extDeleteKey, Route.extCreateObject,
+        Route.extUpdateObject, Route.extDeleteObject, Route.extGenerateBackup, Route.extRestoreBackup, Route.extVerifyPassword,
+    ]
+
     /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.
     public func handle(path: String, body: [UInt8], context: RequestContext) -> ServiceResponse {
         let response: ServiceResponse
@@ -189,11 +214,15 @@ public final class KeyServiceNode: Sendable {
                 try bootstrap(rpcPrivateKeyPKCS8: r.bytes("rpcPrivateKey") ?? [])
                 return ok(WireWriter())
             }
+            // Every request of the running API needs a verified client certificate on *this*
+            // connection; one accepted during bootstrap (no client auth then) is refused for good.
+            guard context.authenticated else { throw .unauthenticated }
             if config.compatOnly && path.hasPrefix(Route.extPrefix) { throw .notFound("404 page not found") }
             guard let h = KeyServiceNode.apiRoutes[path] else { throw .notFound("404 page not found") }
             return try h(self, body, context)
         case .internal:
             guard isRunning else { throw .unavailable("The key service is bootstrapping.") }
+            guard context.authenticated else { throw .unauthenticated }
             switch path {
             case Route.synchronizeState: return try synchronizeState(body, context)
             case Route.synchronizeStatePush: return try synchronizeStatePush(body, context)
@@ -209,13 +238,14 @@ public final class KeyServiceNode: Sendable {
 
     /// Requests cheap enough to run on the event loop (measured: the pool hop cost ~1/3 of an ECDSA
     /// sign's server time on 2 cores). RSA private-key operations, admin calls (scrypt), key
-    /// generation, backups and large inputs go to the worker pool so no loop ever stalls.
+    /// generation, backups, listings (their size grows with the store) and large inputs go to a
+    /// worker pool so no loop ever stalls.
     public func isCheap(path: String, body: [UInt8]) -> Bool {
         guard body.count <= 64 << 10, isRunning else { return false }
         switch path {
         case Route.symmetricEncrypt, Route.symmetricDecrypt, Route.hmacCreate, Route.hmacVerify,
              Route.asymmetricVerify, Route.extSymmetricEncrypt, Route.extSymmetricDecrypt,
-             Route.extCapabilities, Route.extListKeys:
+             Route.extCapabilities:
             return true
         case Route.asymmetricSign, Route.extSign:
             let name = AuditNames.keyName(in: body)
@@ -236,14 +266,32 @@ public final class KeyServiceNode: Sendable {
 
     // MARK: - Helpers shared by handlers
 
+    /// Decodes a request and applies the size bounds every handler relies on (one place, before
+    /// any handler acts): crypto input, CKA_ID, labels.
     func decode(_ body: [UInt8], _ schema: MessageSchema) throws(ServiceError) -> WireObject {
-        do { return try WireObject.decode(body, as: schema) } catch { throw .json(error) }
+        let r: WireObject
+        do { r = try WireObject.decode(body, as: schema) } catch { throw .json(error) }
+        // base64 text of n bytes has 4*ceil(n/3) characters: compare the decoded size bound.
+        func decodedSize(_ field: String) -> Int { r.string(field).utf8.count / 4 * 3 }
+        let limits = config.limits
+        if decodedSize("input") > limits.maxCryptoInputBytes {
+            throw .tooLarge("input is larger than \(limits.maxCryptoInputBytes) bytes.")
+        }
+        if decodedSize("id") > ServiceLimits.maxIdBytes + 2 || (r.bytes("id")?.count ?? 0) > ServiceLimits.maxIdBytes {
+            throw .tooLarge("id (CKA_ID) is longer than \(ServiceLimits.maxIdBytes) bytes.")
+        }
+        for field in ["label", "application"] where r.string(field).utf8.count > ServiceLimits.maxLabelBytes {
+            throw .tooLarge("\(field) is longer than \(ServiceLimits.maxLabelBytes) bytes.")
+        }
+        return r
     }
 
     func ok(_ w: WireWriter) -> ServiceResponse { ServiceResponse(status: 200, body: w.bytes) }
 
-    func checkPassword(_ r: WireObject) throws(ServiceError) {
-        guard password.verify(r.string("adminPassword")) else { throw .wrongPassword }
+    /// Checks the admin password of a request, throttled per client identity (`PasswordGuard`).
+    func checkPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
+        let given = r.string("adminPassword")
+        try passwordGuard.check(identity: ctx.clientSubject) { password.verify(given) }
     }
 
     func asymmetricKey(_ name: String) throws(ServiceError) -> AsymmetricKeyEntry {

@@ -222,3 +222,65 @@ func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
     }
     return taken
 }
+
+extension KeyState {
+    /// An upper bound of the encoded (plaintext) state in bytes, computed without encoding: checked
+    /// against `ServiceLimits.maxStateBytes` before a change is acknowledged, so the sealed file a
+    /// node writes always fits what it can read back after a restart.
+    public var estimatedBytes: Int {
+        func b64(_ n: Int) -> Int { (n + 2) / 3 * 4 }
+        // Names and strings count twice: JSON escaping can at most double them (control characters
+        // are refused); each entry appears in the base section and the extension section.
+        var n = 256
+        for e in symmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + b64(e.attributes.id?.count ?? 0) }
+        for e in mac.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + b64(e.attributes.id?.count ?? 0) }
+        for e in asymmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.pkcs8.count) + b64(e.attributes.id?.count ?? 0) }
+        for o in objects.values {
+            n += 200 + o.uid.utf8.count + 2 * (o.label.utf8.count + o.application.utf8.count) + b64(o.id.count) + b64(o.value.count)
+        }
+        return n
+    }
+}
+
+extension KeyPolicy {
+    /// Keys arriving from a peer or a backup pass the same checks as keys created here (the original
+    /// took anything: a 0-byte AES key, a `createdAt` of 2^63-1 that no later key could replace).
+    /// Returns what may be merged and the names refused, with why.
+    static func admissible(_ incoming: KeyState, nowMs: Int64) -> (state: KeyState, refused: [String]) {
+        var out = KeyState()
+        var refused: [String] = []
+        // A clock may run ahead a little; a day ahead is not a clock.
+        let latest = nowMs + 24 * 3600 * 1000
+        func common(_ name: String, _ createdAt: Int64, _ id: [UInt8]?) -> String? {
+            do { try checkName(name) } catch { return error.message }
+            if createdAt > latest { return "createdAt lies in the future" }
+            if (id?.count ?? 0) > ServiceLimits.maxIdBytes { return "id is too long" }
+            return nil
+        }
+        for (name, e) in incoming.symmetric {
+            if let why = common(name, e.createdAt, e.attributes.id) { refused.append("\(name): \(why)"); continue }
+            do { _ = try cipher(forLength: e.key.count, requested: e.attributes.cipher) } catch { refused.append("\(name): \(error.message)"); continue }
+            out.symmetric[name] = e
+        }
+        for (name, e) in incoming.mac {
+            if let why = common(name, e.createdAt, e.attributes.id) { refused.append("\(name): \(why)"); continue }
+            do { try checkMacSize(UInt64(e.key.count)) } catch { refused.append("\(name): \(error.message)"); continue }
+            out.mac[name] = e
+        }
+        for (name, e) in incoming.asymmetric {
+            if let why = common(name, e.createdAt, e.attributes.id) { refused.append("\(name): \(why)"); continue }
+            do { try checkAsymmetric(e.key) } catch { refused.append("\(name): \(error.message)"); continue }
+            out.asymmetric[name] = e
+        }
+        for (uid, o) in incoming.objects {
+            guard o.value.count <= ServiceLimits.maxObjectBytes, o.id.count <= ServiceLimits.maxIdBytes,
+                  o.label.utf8.count <= ServiceLimits.maxLabelBytes, o.application.utf8.count <= ServiceLimits.maxLabelBytes,
+                  o.createdAt <= latest else {
+                refused.append("object \(uid): over a size limit or created in the future")
+                continue
+            }
+            out.objects[uid] = o
+        }
+        return (out, refused)
+    }
+}

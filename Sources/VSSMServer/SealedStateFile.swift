@@ -43,13 +43,51 @@ public struct SealedStateFile: Sendable {
         }
     }
 
-    /// Contents of the file, or nil when there is none yet.
+    /// The previous generation, kept beside the newest: one damaged file never loses every key.
+    public var previousPath: String { path + ".prev" }
+
+    /// Contents of the newest file, or nil when there is none yet.
     public func read() throws(ServiceError) -> [UInt8]? {
-        if access(path, F_OK) != 0 && errno == ENOENT { return nil }
-        return try FileUtil.readFile(path)
+        try FileUtil.readIfPresent(path)
     }
 
+    /// What `load` found: the plaintext and, when the newest generation could not be used, why.
+    public struct Loaded {
+        public var plaintext: [UInt8]
+        public var fromPrevious: String?
+    }
+
+    /// The newest generation that authenticates under this RPC key; falls back to the previous
+    /// generation when the newest is missing, truncated or fails its GCM tag. When neither
+    /// authenticates the newest file's error is thrown (most likely a wrong RPC key). nil: no state yet.
+    public func load() throws(ServiceError) -> Loaded? {
+        let newest = try? read()
+        let previous = try? FileUtil.readIfPresent(previousPath)
+        var newestError: String? = nil
+        if let newest = newest ?? nil {
+            do { return Loaded(plaintext: try unseal(newest)) } catch { newestError = error.message }
+        } else if (previous ?? nil) == nil {
+            return nil
+        }
+        if let previous = previous ?? nil, let plain = try? unseal(previous) {
+            return Loaded(plaintext: plain, fromPrevious: newestError ?? "\(path) is missing or unreadable")
+        }
+        throw .badRequest(newestError ?? "\(path) cannot be read")
+    }
+
+    /// Replaces the newest generation; the one it replaces becomes the previous generation. At every
+    /// instant both names hold a complete file (hard link, then atomic renames).
     public func write(_ sealed: [UInt8]) throws(ServiceError) {
+        if access(path, F_OK) == 0 {
+            let tmp = previousPath + ".tmp.\(getpid())"
+            unlink(tmp)
+            if link(path, tmp) == 0 {
+                if rename(tmp, previousPath) != 0 { unlink(tmp) }
+            } else if let current = try? FileUtil.readFile(path) {
+                // File systems without hard links: a copy.
+                try? FileUtil.writeAtomically(path: previousPath, bytes: current, mode: 0o600)
+            }
+        }
         try FileUtil.writeAtomically(path: path, bytes: sealed, mode: 0o600)
     }
 }
@@ -101,6 +139,12 @@ public enum FileUtil {
             fsync(dfd)
             close(dfd)
         }
+    }
+
+    /// Contents of a file, or nil when it does not exist.
+    public static func readIfPresent(_ path: String) throws(ServiceError) -> [UInt8]? {
+        if access(path, F_OK) != 0 && errno == ENOENT { return nil }
+        return try readFile(path)
     }
 
     public static func readFile(_ path: String, limit: Int = 64 << 20) throws(ServiceError) -> [UInt8] {

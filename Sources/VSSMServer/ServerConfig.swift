@@ -17,8 +17,8 @@ public struct ServerConfig: Sendable {
     public var peers: [String] = []
     /// Serve only the original API (no `/REST/v1/ext/`).
     public var compatOnly = false
-    /// Largest request body accepted (the original had no limit).
-    public var maxBodyBytes = 16 << 20
+    /// Connection, time and size bounds (the original had none).
+    public var limits = ServiceLimits()
 
     public struct Listeners: Sendable {
         public var api = "127.0.0.1:8080"
@@ -63,6 +63,7 @@ public struct ServerConfig: Sendable {
             peers = p.compactMap { if case .string(let s) = $0 { s } else { nil } }
         }
         if case .bool(let b)? = v["compatOnly"] { compatOnly = b }
+        limits = try ServiceLimits(json: v["limits"])
     }
 
     public var json: [UInt8] {
@@ -79,6 +80,7 @@ public struct ServerConfig: Sendable {
         w.string("stateDir", stateDirectory ?? "")
         w.strings("peers", peers)
         w.bool("compatOnly", compatOnly)
+        if limits != ServiceLimits() { w.object("limits", limits.json) }
         return JSONPretty.format(w.value)
     }
 }

@@ -22,6 +22,10 @@ public struct ServiceError: Error, Sendable, Equatable {
     static func internalError(_ m: String) -> ServiceError { ServiceError(500, m) }
 
     static let wrongPassword = ServiceError(403, "Incorrect administrator password.")
+    static let unauthenticated = ServiceError(401, "This connection did not present a verified client certificate; reconnect with one.")
+    static func throttled(_ ms: Int) -> ServiceError {
+        ServiceError(429, "Too many wrong administrator passwords from this client; try again in \((ms + 999) / 1000) s.")
+    }
     static func invalidKeyName(_ name: String) -> ServiceError { ServiceError(404, "Invalid key name: \(name)") }
     static func invalidAlgorithm(_ a: String) -> ServiceError { ServiceError(400, "Invalid algorithm: \(a)") }
 

@@ -22,7 +22,8 @@ public final class TestNode: @unchecked Sendable {
     public let ports: [RequestContext.Listener: Int]
     public let stateDir: String?
 
-    public init(stateDir: String? = nil, compatOnly: Bool = false, bootstrap: Bool = true, peers: [String] = []) throws {
+    public init(stateDir: String? = nil, compatOnly: Bool = false, bootstrap: Bool = true, peers: [String] = [],
+                limits: ServiceLimits = ServiceLimits()) throws {
         var cfg = ServerConfig(rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
                                clientTrustStore: [TestNode.shared.pki.clientCACertificateDER],
                                rootPassword: TestNode.shared.hash)
@@ -33,6 +34,7 @@ public final class TestNode: @unchecked Sendable {
         cfg.stateDirectory = stateDir
         cfg.compatOnly = compatOnly
         cfg.peers = peers
+        cfg.limits = limits
         self.stateDir = stateDir
         node = try KeyServiceNode(config: cfg, audit: AuditLog(echo: false))
         listeners = try HTTPListeners(node: node, eventLoopThreads: 1, workerThreads: 4)

@@ -1,0 +1,51 @@
+import Glibc
+import Synchronization
+
+/// Throttles admin-password attempts per client identity (the verified certificate's subject):
+/// the first `ServiceLimits.freePasswordFailures` wrong passwords cost nothing extra, every further
+/// one doubles a wait (1 s, 2 s, 4 s … up to `maxPasswordBackoffMs`) during which that identity's
+/// attempts are refused with 429 *without* running scrypt. A right password clears the record.
+/// Together with the admin pool (scrypt never runs beside signing) this keeps online guessing slow
+/// and cheap for the service.
+final class PasswordGuard: Sendable {
+    private struct Record {
+        var failures: Int
+        var notBeforeMs: Int64
+    }
+    private let records = Mutex<[String: Record]>([:])
+    static let maxRecords = 10_000
+
+    static func monotonicMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// Backoff after `failures` consecutive wrong passwords.
+    static func backoffMs(failures: Int) -> Int {
+        let extra = failures - ServiceLimits.freePasswordFailures
+        guard extra >= 0 else { return 0 }
+        return min(1000 << min(extra, 20), ServiceLimits.maxPasswordBackoffMs)
+    }
+
+    func check(identity: String, verify: () -> Bool) throws(ServiceError) {
+        let now = PasswordGuard.monotonicMs()
+        if let r = records.withLock({ $0[identity] }), r.notBeforeMs > now {
+            throw .throttled(Int(clamping: r.notBeforeMs - now))
+        }
+        if verify() {
+            _ = records.withLock { $0.removeValue(forKey: identity) }
+            return
+        }
+        records.withLock { all in
+            if all.count >= PasswordGuard.maxRecords {
+                all = all.filter { $0.value.notBeforeMs > now }
+            }
+            var r = all[identity] ?? Record(failures: 0, notBeforeMs: 0)
+            r.failures += 1
+            r.notBeforeMs = now + Int64(PasswordGuard.backoffMs(failures: r.failures))
+            all[identity] = r
+        }
+        throw .wrongPassword
+    }
+}

@@ -1,0 +1,115 @@
+import VSSMWire
+
+/// Every bound the key service enforces, in one place (the README's "Limits" table lists these
+/// numbers). A request over a bound is refused with 413/400 before anything is acknowledged; a
+/// connection over a bound is closed. Configurable in `config.json` under `"limits"`.
+public struct ServiceLimits: Sendable, Equatable {
+    /// Open connections per listener. At the cap, the oldest connection that has not completed a
+    /// request yet (handshaking or idle before its first request) is closed to admit the new one,
+    /// so a flood of idle sockets cannot lock real clients out; when every connection has been used,
+    /// the new one is closed instead.
+    public var maxConnectionsAPI = 1024
+    public var maxConnectionsInternal = 64
+    public var maxConnectionsHealth = 64
+    public var maxConnectionsBootstrapSlave = 16
+    /// From accept to the end of the first request's header (covers TCP idle and the TLS handshake).
+    public var handshakeTimeoutMs = 10_000
+    /// From a request's first byte to its last (slow headers and bodies).
+    public var requestTimeoutMs = 30_000
+    /// Keep-alive between requests.
+    public var idleTimeoutMs = 120_000
+    /// Request bodies: crypto and key calls on the API listener (8 MiB of input, base64, plus JSON).
+    public var maxBodyBytes = 12 << 20
+    /// Backup restore on the API listener and state sync on the internal listener carry the whole state.
+    public var maxStateBodyBytes = 48 << 20
+    /// The plaintext of the sealed state (everything a node acknowledged). Stays below the 64 MiB read
+    /// cap of the sealed file, so a node filled to the limit still restarts and bootstraps.
+    public var maxStateBytes = 32 << 20
+    /// Input of one crypto call (after base64).
+    public var maxCryptoInputBytes = 8 << 20
+    /// Unauthenticated listeners (health, bootstrap-slave) and the API listener while bootstrapping.
+    public static let maxUnauthenticatedBodyBytes = 64 << 10
+    /// CKA_ID of a key or object.
+    public static let maxIdBytes = 256
+    /// Object labels and CKA_APPLICATION.
+    public static let maxLabelBytes = 1024
+    /// Certificate and data object values.
+    public static let maxObjectBytes = 1 << 20
+    /// Wrong admin passwords per client identity before each further try waits (exponential backoff).
+    public static let freePasswordFailures = 3
+    public static let maxPasswordBackoffMs = 60_000
+    /// Admin calls (scrypt) waiting for the admin worker; beyond this they are refused with 503.
+    public static let maxQueuedAdminCalls = 32
+
+    public init() {}
+
+    func maxConnections(_ l: RequestContext.Listener) -> Int {
+        switch l {
+        case .api: maxConnectionsAPI
+        case .internal: maxConnectionsInternal
+        case .health: maxConnectionsHealth
+        case .bootstrapSlave: maxConnectionsBootstrapSlave
+        }
+    }
+
+    /// Largest body accepted for a request to `path` on `listener`, decided from the header alone.
+    func maxBody(listener: RequestContext.Listener, path: String, authenticated: Bool) -> Int {
+        switch listener {
+        case .health, .bootstrapSlave: return ServiceLimits.maxUnauthenticatedBodyBytes
+        case .internal: return authenticated ? maxStateBodyBytes : ServiceLimits.maxUnauthenticatedBodyBytes
+        case .api:
+            guard authenticated else { return ServiceLimits.maxUnauthenticatedBodyBytes }
+            switch path {
+            case Route.restoreBackup, Route.extRestoreBackup: return maxStateBodyBytes
+            default: return maxBodyBytes
+            }
+        }
+    }
+
+    /// Reads the optional `"limits"` object of `config.json`; names the field that is out of range.
+    init(json v: JSONValue?) throws(ServiceError) {
+        self.init()
+        guard let v else { return }
+        guard case .object = v else { throw .badRequest("config: limits must be an object") }
+        func int(_ name: String, _ range: ClosedRange<Int>, _ target: inout Int) throws(ServiceError) {
+            guard let field = v[name] else { return }
+            let n: Int?
+            switch field {
+            // Int(String) refuses fractions, exponents and anything beyond Int's range.
+            case .number(let s), .string(let s): n = Int(s)
+            default: n = nil
+            }
+            guard let n, range.contains(n) else {
+                throw .badRequest("config: limits.\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            target = n
+        }
+        try int("maxConnectionsAPI", 1...1_000_000, &maxConnectionsAPI)
+        try int("maxConnectionsInternal", 1...100_000, &maxConnectionsInternal)
+        try int("maxConnectionsHealth", 1...100_000, &maxConnectionsHealth)
+        try int("maxConnectionsBootstrapSlave", 1...100_000, &maxConnectionsBootstrapSlave)
+        try int("handshakeTimeoutMs", 100...600_000, &handshakeTimeoutMs)
+        try int("requestTimeoutMs", 100...3_600_000, &requestTimeoutMs)
+        try int("idleTimeoutMs", 100...3_600_000, &idleTimeoutMs)
+        try int("maxBodyBytes", 1024...(256 << 20), &maxBodyBytes)
+        try int("maxStateBodyBytes", 1024...(256 << 20), &maxStateBodyBytes)
+        try int("maxStateBytes", 1024...(48 << 20), &maxStateBytes)
+        try int("maxCryptoInputBytes", 1024...(64 << 20), &maxCryptoInputBytes)
+    }
+
+    var json: JSONValue {
+        var w = WireWriter()
+        w.int64("maxConnectionsAPI", Int64(maxConnectionsAPI))
+        w.int64("maxConnectionsInternal", Int64(maxConnectionsInternal))
+        w.int64("maxConnectionsHealth", Int64(maxConnectionsHealth))
+        w.int64("maxConnectionsBootstrapSlave", Int64(maxConnectionsBootstrapSlave))
+        w.int64("handshakeTimeoutMs", Int64(handshakeTimeoutMs))
+        w.int64("requestTimeoutMs", Int64(requestTimeoutMs))
+        w.int64("idleTimeoutMs", Int64(idleTimeoutMs))
+        w.int64("maxBodyBytes", Int64(maxBodyBytes))
+        w.int64("maxStateBodyBytes", Int64(maxStateBodyBytes))
+        w.int64("maxStateBytes", Int64(maxStateBytes))
+        w.int64("maxCryptoInputBytes", Int64(maxCryptoInputBytes))
+        return w.value
+    }
+}

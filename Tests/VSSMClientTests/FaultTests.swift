@@ -1,0 +1,88 @@
+import Glibc
+import Testing
+import VSSMClient
+import VSSMCrypto
+import VSSMServer
+import VSSMTestSupport
+import VSSMWire
+
+/// The client against services that misbehave: hostile answers are errors (never a trap in the
+/// host), and a hung endpoint costs at most one timeout before failover.
+@Suite struct FaultTests {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    func config(_ ports: [Int], connectMs: Int = 500, requestMs: Int = 800) -> TLSClientConfiguration {
+        let pki = TestNode.shared.pki
+        var cfg = TLSClientConfiguration(endpoints: ports.map { Endpoint(host: "127.0.0.1", port: $0) })
+        cfg.trustPEM = Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8)
+        cfg.clientCertificatePEM = Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8)
+        cfg.clientKeyPEM = Array(pki.clientKeyPEM.utf8)
+        cfg.connectTimeoutMs = connectMs
+        cfg.requestTimeoutMs = requestMs
+        return cfg
+    }
+
+    /// Regression: `Content-Length: -5` became a negative slice bound (SIGILL in the host).
+    @Test func hostileLengthsAreProtocolErrors() throws {
+        for reply in ["HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc",
+                      "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n",
+                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\nabc\r\n0\r\n\r\n"] {
+            let s = try HostileServer(.reply(Array(reply.utf8)))
+            defer { s.stop() }
+            let c = try HTTPSClient(config([s.port]))
+            #expect(throws: ClientError.self, "\(reply)") { _ = try c.post("/x", body: [], idempotent: true) }
+        }
+    }
+
+    /// A node that accepts TCP but never completes the handshake (SIGSTOP) costs the connect
+    /// timeout, not the request timeout, and is then skipped.
+    @Test func hungHandshakeFailsOverWithinTheConnectTimeout() throws {
+        let hung = try HostileServer(.unaccepted)
+        defer { hung.stop() }
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try HTTPSClient(config([hung.port, n.ports[.api] ?? 0], connectMs: 400, requestMs: 5000))
+        let t0 = FaultTests.now()
+        #expect(try c.post(Route.extCapabilities, body: Array("{}".utf8), idempotent: true).status == 200)
+        let first = FaultTests.now() - t0
+        #expect(first < 2.0, "first call took \(first) s")
+        let t1 = FaultTests.now()
+        for _ in 0..<5 { _ = try c.post(Route.extCapabilities, body: Array("{}".utf8), idempotent: true) }
+        #expect(FaultTests.now() - t1 < 1.0, "the hung endpoint is skipped once marked bad")
+    }
+
+    /// A pooled connection to a node that stops answering: one request timeout, then the next
+    /// endpoint; no second pooled connection to the hung node is tried.
+    @Test func silentNodeCostsOneRequestTimeout() throws {
+        let silent = try HostileServer(.silent)
+        defer { silent.stop() }
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try HTTPSClient(config([silent.port, n.ports[.api] ?? 0], connectMs: 500, requestMs: 700))
+        let t0 = FaultTests.now()
+        #expect(try c.post(Route.extCapabilities, body: Array("{}".utf8), idempotent: true).status == 200)
+        let took = FaultTests.now() - t0
+        #expect(took >= 0.6 && took < 2.0, "took \(took) s")
+        // Non-idempotent calls are never sent twice: against only the silent node it fails after one timeout.
+        let only = try HTTPSClient(config([silent.port], connectMs: 500, requestMs: 500))
+        let t1 = FaultTests.now()
+        #expect(throws: ClientError.self) { _ = try only.post("/x", body: [], idempotent: false) }
+        #expect(FaultTests.now() - t1 < 1.5)
+    }
+
+    /// Every endpoint is tried for idempotent calls: two dead of three still succeeds.
+    @Test func twoOfThreeEndpointsDead() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try HTTPSClient(config([1, 2, n.ports[.api] ?? 0]))
+        for _ in 0..<10 {
+            #expect(try c.post(Route.extCapabilities, body: Array("{}".utf8), idempotent: true).status == 200)
+        }
+    }
+}

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Hostile clients for 05-hostile.sh: each subcommand prints `key=value` lines the scenario checks.
+Loopback only, bounded loops, every socket closed before exit."""
+import http.client, json, os, resource, signal, socket, ssl, statistics, subprocess, sys, threading, time
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raise_nofile(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, n), hard), hard))
+
+
+def mtls_context(ca, cert, key):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def post(conn, path, body):
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def bootstrap_window(port, bootstrap_cmd):
+    """A TLS connection opened while bootstrapping (no client certificate), kept across bootstrap."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    s0, _ = post(conn, "/REST/v1/ext/capabilities", {})
+    print(f"before_status={s0}")
+    subprocess.run(bootstrap_cmd, check=True, stdout=subprocess.DEVNULL)
+    s1, b1 = post(conn, "/REST/v1/ext/listkeys", {})
+    print(f"after_status={s1}")
+    print(f"after_body={b1.decode(errors='replace')}")
+    try:
+        s2, _ = post(conn, "/REST/v1/ext/listkeys", {})
+        print(f"reuse_status={s2}")
+    except (http.client.HTTPException, OSError):
+        print("reuse_status=closed")
+    conn.close()
+
+
+def partial_bodies(port, n, pid):
+    """n plain connections to the health listener, each declaring 16 MB and sending 60 KiB of it."""
+    raise_nofile(n + 64)
+    before = rss_kib(pid)
+    socks, refused = [], 0
+    chunk = b"x" * 60000
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            s.sendall(b"POST /REST/v1/healthcheck HTTP/1.1\r\nHost: x\r\nContent-Length: 16000000\r\n\r\n" + chunk)
+        except OSError:
+            refused += 1
+        socks.append(s)
+    time.sleep(1.5)
+    after = rss_kib(pid)
+    for s in socks:
+        s.close()
+    print(f"rss_before_kib={before}\nrss_after_kib={after}\nrss_growth_kib={after - before}")
+
+
+def idle_flood(port, n, pid, seconds, ca, cert, key):
+    """n TCP connections that never send a byte; CPU of the server while they sit; then a real client."""
+    raise_nofile(n + 64)
+    socks, failed = [], 0
+    for _ in range(n):
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        except OSError:
+            failed += 1
+    c0 = cpu_seconds(pid)
+    time.sleep(seconds)
+    cpu = cpu_seconds(pid) - c0
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=mtls_context(ca, cert, key), timeout=10)
+    conn._context.check_hostname = False
+    try:
+        status, _ = post(conn, "/REST/v1/ext/capabilities", {})
+    except Exception as e:  # noqa: BLE001 - reported, the scenario checks the status
+        status = f"error:{e}"
+    conn.close()
+    for s in socks:
+        s.close()
+    print(f"opened={len(socks)}\nconnect_failures={failed}\ncpu_seconds={cpu:.2f}\nclient_status={status}")
+
+
+def sign_under_guessing(port, ca, cert, key, password, keyname, guesses):
+    """Median RSA sign latency alone, then while `guesses` wrong admin passwords arrive in parallel."""
+    def client():
+        ctx = mtls_context(ca, cert, key)
+        ctx.check_hostname = False
+        return http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=60)
+    signer = client()
+    body = {"keyName": keyname, "algorithm": "SHA256withRSA", "input": "aGVsbG8="}
+    def measure(n):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            s, _ = post(signer, "/REST/v1/asymmetric/sign", body)
+            assert s == 200, s
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+    measure(5)
+    alone = measure(40)
+    statuses = {}
+    lock = threading.Lock()
+    def guess(count):
+        c = client()
+        for _ in range(count):
+            s, _ = post(c, "/REST/v1/admin/listkeys", {"adminPassword": "wrong-" + password})
+            with lock:
+                statuses[s] = statuses.get(s, 0) + 1
+        c.close()
+    threads = [threading.Thread(target=guess, args=(guesses // 4,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    during = measure(40)
+    for t in threads:
+        t.join()
+    signer.close()
+    print(f"median_alone_ms={alone * 1000:.2f}\nmedian_during_ms={during * 1000:.2f}\nratio={during / alone:.2f}")
+    print("statuses=" + ",".join(f"{k}:{v}" for k, v in sorted(statuses.items())))
+
+
+def module_failover(module, label, stop_pid, kill_pids, timeout_ms):
+    """Signs through the module while the preferred node hangs (SIGSTOP), then with two of three killed."""
+    import PyKCS11
+    lib = PyKCS11.PyKCS11Lib()
+    lib.load(module)
+    slot = lib.getSlotList(tokenPresent=True)[0]
+    session = lib.openSession(slot)
+    key = session.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_LABEL, label)])[0]
+    mech = PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA256)
+    def sign():
+        t = time.perf_counter()
+        session.sign(key, b"failover", mech)
+        return time.perf_counter() - t
+    for _ in range(10):
+        sign()
+    os.kill(stop_pid, signal.SIGSTOP)
+    try:
+        hung = [sign() for _ in range(10)]
+    finally:
+        os.kill(stop_pid, signal.SIGCONT)
+    print(f"hung_first_sign_ms={hung[0] * 1000:.0f}\nhung_max_ms={max(hung) * 1000:.0f}\nhung_rest_max_ms={max(hung[1:]) * 1000:.0f}")
+    for pid in kill_pids:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    failed = 0
+    for _ in range(50):
+        try:
+            sign()
+        except PyKCS11.PyKCS11Error:
+            failed += 1
+    print(f"killed_signs=50\nkilled_failed={failed}")
+    session.closeSession()
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "bootstrap-window":
+        bootstrap_window(int(args[0]), args[1:])
+    elif cmd == "partial-bodies":
+        partial_bodies(int(args[0]), int(args[1]), int(args[2]))
+    elif cmd == "idle-flood":
+        idle_flood(int(args[0]), int(args[1]), int(args[2]), float(args[3]), *args[4:7])
+    elif cmd == "sign-under-guessing":
+        sign_under_guessing(int(args[0]), *args[1:6], int(args[6]))
+    elif cmd == "module-failover":
+        module_failover(args[0], args[1], int(args[2]), [int(p) for p in args[3].split(",")], int(args[4]))
+    else:
+        sys.exit(f"unknown command {cmd}")
