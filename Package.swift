@@ -74,7 +74,7 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport"]),
-        .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
+        .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),
     ]
 )

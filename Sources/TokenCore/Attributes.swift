@@ -95,10 +95,8 @@ public enum DER {
 
     /// DER OCTET STRING wrapping `bytes` (CKA_EC_POINT form).
     public static func octetString(_ bytes: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = [0x04]
-        let n = bytes.count
-        if n < 0x80 { out.append(UInt8(n)) } else if n < 0x100 { out += [0x81, UInt8(n)] } else { out += [0x82, UInt8(n >> 8), UInt8(n & 0xFF)] }
-        return out + bytes
+        // Any length (the two-byte form trapped from 65536 bytes on).
+        [0x04] + length(bytes.count) + bytes
     }
 
     /// Contents of a DER OCTET STRING, or nil.

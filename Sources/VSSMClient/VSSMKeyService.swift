@@ -58,8 +58,9 @@ public final class VSSMKeyService: KeyService {
                 case ("MAC", _): kind = .mac
                 default: continue
                 }
+                guard let length = VSSMKeyService.keyLength(k) else { continue }
                 listing.keys.append(ServiceKey(name: k.string("name"), kind: kind, publicKey: k.bytes("publicKey") ?? [],
-                                               length: Int(k.uint64("keyLength")), cipher: k.string("cipher"), id: k.bytes("id")))
+                                               length: length, cipher: k.string("cipher"), id: k.bytes("id")))
             }
             for o in r.objects("objects") {
                 listing.objects.append(ServiceObject(uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",
@@ -78,13 +79,21 @@ public final class VSSMKeyService: KeyService {
             listing.keys.append(ServiceKey(name: k.string("name"), kind: k.string("keySpec") == "EC" ? .ec : .rsa, publicKey: k.bytes("publicKey") ?? []))
         }
         for k in r.objects("symmetricKey") {
-            let n = Int(k.uint64("keyLength"))
+            guard let n = VSSMKeyService.keyLength(k) else { continue }
             listing.keys.append(ServiceKey(name: k.string("name"), kind: .symmetric, length: n, cipher: n == 8 ? "DES" : "AES"))
         }
         for k in r.objects("macKey") {
-            listing.keys.append(ServiceKey(name: k.string("name"), kind: .mac, length: Int(k.uint64("keyLength"))))
+            guard let n = VSSMKeyService.keyLength(k) else { continue }
+            listing.keys.append(ServiceKey(name: k.string("name"), kind: .mac, length: n))
         }
         return listing
+    }
+
+    /// `keyLength` from a listing, range-checked before it becomes an Int (a hostile service may send
+    /// 2^64-1); entries outside any real key size are left out of the listing.
+    static func keyLength(_ k: WireObject) -> Int? {
+        guard let n = Int(exactly: k.uint64("keyLength")), n <= 1 << 16 else { return nil }
+        return n
     }
 
     public func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8] {

@@ -11,6 +11,8 @@ public final class HostileServer: @unchecked Sendable {
     public enum Behaviour: Sendable {
         /// Every read is answered with these bytes (a raw HTTP response, hostile or not).
         case reply([UInt8])
+        /// Each request is answered with the reply of the first path its request line contains.
+        case byPath([(path: String, reply: [UInt8])])
         /// TLS handshake completes, requests are read and never answered.
         case silent
         /// Listening socket that is never accepted from: connect succeeds, the handshake hangs.
@@ -72,7 +74,17 @@ public final class HostileServer: @unchecked Sendable {
         init(_ b: Behaviour) { behaviour = b }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard case .reply(let bytes) = behaviour else { return }
+            let bytes: [UInt8]
+            switch behaviour {
+            case .reply(let b): bytes = b
+            case .byPath(let routes):
+                var input = unwrapInboundIn(data)
+                let text = input.readString(length: input.readableBytes) ?? ""
+                let line = text.split(separator: "\r\n", maxSplits: 1).first.map(String.init) ?? ""
+                guard let hit = routes.first(where: { line.contains($0.path) }) else { return }
+                bytes = hit.reply
+            case .silent, .unaccepted: return
+            }
             var buffer = context.channel.allocator.buffer(capacity: bytes.count)
             buffer.writeBytes(bytes)
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)

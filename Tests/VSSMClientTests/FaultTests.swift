@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 import VSSMClient
+import TokenCore
 import VSSMCrypto
 import VSSMServer
 import VSSMTestSupport
@@ -83,6 +84,35 @@ import VSSMWire
         let c = try HTTPSClient(config([1, 2, n.ports[.api] ?? 0]))
         for _ in 0..<10 {
             #expect(try c.post(Route.extCapabilities, body: Array("{}".utf8), idempotent: true).status == 200)
+        }
+    }
+}
+
+/// A listing from a hostile service: lengths beyond any key size are left out, never converted
+/// with a trap (regression: `keyLength` above Int.max killed the host).
+@Suite struct HostileListingTests {
+    static func http(_ body: String) -> [UInt8] {
+        Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+    }
+
+    @Test func hugeKeyLengthsAreLeftOut() throws {
+        let listing = #"{"keys":[{"name":"huge","keyType":"SYMMETRIC","keyLength":"18446744073709551615"},"#
+            + #"{"name":"big","keyType":"MAC","keyLength":"9223372036854775807"},{"name":"fine","keyType":"SYMMETRIC","keyLength":"16"}]}"#
+        let s = try HostileServer(.byPath([(Route.extCapabilities, HostileListingTests.http(#"{"version":"1","features":["listkeys"]}"#)),
+                                           (Route.extListKeys, HostileListingTests.http(listing))]))
+        defer { s.stop() }
+        let svc = try VSSMKeyService(FaultTests().config([s.port]))
+        let l = try svc.list(adminPassword: nil)
+        #expect(l.keys.map(\.name) == ["fine"])
+    }
+}
+
+@Suite struct DEREncodingTests {
+    /// Regression: OCTET STRING lengths of 65536 bytes and more trapped (two-byte form only).
+    @Test func octetStringsOfAnyLength() {
+        for n in [0, 127, 128, 255, 256, 65535, 65536, 70000, 1 << 20] {
+            let bytes = [UInt8](repeating: 0xAB, count: n)
+            #expect(DER.unwrapOctetString(DER.octetString(bytes)) == bytes, "\(n)")
         }
     }
 }
