@@ -16,8 +16,9 @@ public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
             let allMutex = args.CreateMutex != nil && args.DestroyMutex != nil && args.LockMutex != nil && args.UnlockMutex != nil
             if someMutex && !allMutex { throw .argumentsBad("some but not all mutex functions given") }
             // We always lock internally with OS primitives (CKF_OS_LOCKING_OK or not), and create no threads.
+            // The spec says NULL; a non-NULL value is taken as a config path, read without trusting it.
             if let reserved = args.pReserved {
-                configPath = String(cString: reserved.assumingMemoryBound(to: CChar.self))
+                configPath = try Marshal.probedCString(reserved)
             }
         }
         if library.isInitialized { throw .alreadyInitialized }

@@ -101,6 +101,24 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         defer { free(missing) }
         args.pReserved = UnsafeMutableRawPointer(missing)
         #expect(f.C_Initialize!(&args) == rv(CKR_ARGUMENTS_BAD))
+        // Regression: an invalid pReserved was read as a C string (SIGSEGV in the host).
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let unmapped = mmap(nil, pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        munmap(unmapped, pageSize)
+        for bad in [UnsafeMutableRawPointer(bitPattern: 0x10), unmapped] {
+            args.pReserved = bad
+            #expect(f.C_Initialize!(&args) == rv(CKR_ARGUMENTS_BAD))
+        }
+        // A path that runs into an unmapped page without its NUL is refused too.
+        let twoPages = mmap(nil, 2 * pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if let twoPages, twoPages != MAP_FAILED {
+            memset(twoPages, 0x41, pageSize)
+            munmap(twoPages + pageSize, pageSize)
+            args.pReserved = twoPages + pageSize - 8
+            #expect(f.C_Initialize!(&args) == rv(CKR_ARGUMENTS_BAD))
+            munmap(twoPages, pageSize)
+        }
+        args.pReserved = nil
         #expect(f.C_EncryptInit!(1, nil, 0) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
         #expect(f.C_WrapKey!(1, nil, 0, 0, nil, nil) == rv(CKR_FUNCTION_NOT_SUPPORTED))
     }

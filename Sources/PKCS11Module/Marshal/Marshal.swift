@@ -1,4 +1,5 @@
 import CPKCS11
+import Glibc
 import TokenCore
 
 /// Every pointer the module receives is read or written here and nowhere else (STYLE.md rule 3).
@@ -19,6 +20,37 @@ enum Marshal {
         if len == 0 { return [] }
         guard let p else { throw .argumentsBad("NULL buffer with length \(n)") }
         return Array(UnsafeRawBufferPointer(start: p, count: len))
+    }
+
+    /// A NUL-terminated string at a pointer the caller may have got wrong (C_Initialize's
+    /// `pReserved`, which the spec says is NULL and we accept as a config path): copied through a
+    /// pipe, so an unmapped address is EFAULT from the kernel (CKR_ARGUMENTS_BAD) instead of a
+    /// SIGSEGV in the host. Page by page, never across a page boundary in one copy, at most `limit` bytes.
+    static func probedCString(_ p: UnsafeRawPointer, limit: Int = 4096) throws(TokenError) -> String {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw .functionFailed("pipe failed: \(errno)") }
+        defer { close(fds[0]); close(fds[1]) }
+        // Close-on-exec, so a host that forks and execs meanwhile does not inherit them.
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let page = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
+        var out: [UInt8] = []
+        var address = UInt(bitPattern: p)
+        var chunk = [UInt8](repeating: 0, count: page)
+        while out.count < limit {
+            let n = min(page - Int(address % UInt(page)), limit - out.count)
+            guard let src = UnsafeRawPointer(bitPattern: address) else { throw .argumentsBad("pReserved is not a readable string") }
+            let written = Glibc.write(fds[1], src, n)
+            guard written == n else { throw .argumentsBad("pReserved is not a readable string") }
+            let got = chunk.withUnsafeMutableBytes { Glibc.read(fds[0], $0.baseAddress, n) }
+            guard got == n else { throw .functionFailed("pipe read failed") }
+            if let nul = chunk.prefix(n).firstIndex(of: 0) {
+                out += chunk.prefix(nul)
+                return String(decoding: out, as: UTF8.self)
+            }
+            out += chunk.prefix(n)
+            address &+= UInt(n)
+        }
+        throw .argumentsBad("pReserved is not a NUL-terminated path of at most \(limit) bytes")
     }
 
     static func string(_ p: UnsafeRawPointer?, _ n: CK_ULONG) throws(TokenError) -> String {
