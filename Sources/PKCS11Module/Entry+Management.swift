@@ -77,8 +77,8 @@ public func C_Encrypt(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePoint
 
 @implementation @c
 public func C_EncryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
-    sized("C_EncryptUpdate", pEncryptedPart, pulEncryptedPartLen) { (_: Int?) throws(TokenError) in
-        try library.cipherUpdate(hSession, encrypt: true, part: try Marshal.bytes(pPart, ulPartLen))
+    sized("C_EncryptUpdate", pEncryptedPart, pulEncryptedPartLen) { (cap: Int?) throws(TokenError) in
+        try library.cipherUpdate(hSession, encrypt: true, part: try Marshal.bytes(pPart, ulPartLen), capacity: cap)
     }
 }
 
@@ -106,8 +106,8 @@ public func C_Decrypt(_ hSession: CK_SESSION_HANDLE, _ pEncryptedData: UnsafeMut
 
 @implementation @c
 public func C_DecryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedPartLen: CK_ULONG, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ pulPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
-    sized("C_DecryptUpdate", pPart, pulPartLen) { (_: Int?) throws(TokenError) in
-        try library.cipherUpdate(hSession, encrypt: false, part: try Marshal.bytes(pEncryptedPart, ulEncryptedPartLen))
+    sized("C_DecryptUpdate", pPart, pulPartLen) { (cap: Int?) throws(TokenError) in
+        try library.cipherUpdate(hSession, encrypt: false, part: try Marshal.bytes(pEncryptedPart, ulEncryptedPartLen), capacity: cap)
     }
 }
 

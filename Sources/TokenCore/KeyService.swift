@@ -3,19 +3,24 @@
 public protocol KeyService: Sendable {
     /// True when the service offers our `/REST/v1/ext/` extensions (else only the original API).
     func hasExtensions() throws(TokenError) -> Bool
-    /// Keys and stored objects. Without extensions the original `listkeys` needs the admin
-    /// password; with no password the listing is then empty.
-    func list(adminPassword: String?) throws(TokenError) -> ServiceListing
+    /// Keys and stored objects, plus the session keys of `owner` (renewing their lease). Without
+    /// extensions the original `listkeys` needs the admin password; with no password the listing
+    /// is then empty.
+    func list(adminPassword: String?, owner: String?) throws(TokenError) -> ServiceListing
     /// Signs `data` (a digest, or raw bytes for NONE algorithms) with a VSSM algorithm string.
     func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8]
     func decrypt(key: String, algorithm: String, input: [UInt8], oaepHash: HashAlgorithm?, mgf1: HashAlgorithm?, label: [UInt8]?) throws(TokenError) -> [UInt8]
     func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8]
     func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8]
     func verifyAdminPassword(_ password: String) throws(TokenError)
-    func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?) throws(TokenError)
-    func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?) throws(TokenError)
+    /// Key creation and changes. A `name` of the form `~<owner>/<name>` is a session key (memory
+    /// only in the service, no admin password needed: pass ""); `label` is its CKA_LABEL.
+    func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?) throws(TokenError)
+    func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?) throws(TokenError)
     func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError)
-    func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?) throws(TokenError)
+    func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?) throws(TokenError)
+    /// Drops every session key of `owner` (C_Finalize); best effort.
+    func releaseSession(owner: String) throws(TokenError)
     func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String
     func updateObject(adminPassword: String, uid: String, label: String?, id: [UInt8]?) throws(TokenError)
     func deleteObject(adminPassword: String, uid: String) throws(TokenError)
@@ -34,14 +39,20 @@ public struct ServiceKey: Sendable, Equatable {
     public var cipher: String
     /// CKA_ID stored with the key, if any.
     public var id: [UInt8]?
+    /// A session key (CKA_TOKEN=FALSE) of this module instance; `label` is its CKA_LABEL.
+    public var ephemeral: Bool
+    public var label: String?
 
-    public init(name: String, kind: Kind, publicKey: [UInt8] = [], length: Int = 0, cipher: String = "", id: [UInt8]? = nil) {
+    public init(name: String, kind: Kind, publicKey: [UInt8] = [], length: Int = 0, cipher: String = "", id: [UInt8]? = nil,
+                ephemeral: Bool = false, label: String? = nil) {
         self.name = name
         self.kind = kind
         self.publicKey = publicKey
         self.length = length
         self.cipher = cipher
         self.id = id
+        self.ephemeral = ephemeral
+        self.label = label
     }
 }
 

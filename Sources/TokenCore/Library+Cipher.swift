@@ -97,9 +97,12 @@ extension Library {
         return .bytes(result)
     }
 
-    /// C_EncryptUpdate/C_DecryptUpdate: input is collected; output comes at Final.
-    public func cipherUpdate(_ h: UInt, encrypt: Bool, part: [UInt8]) throws(TokenError) -> SizedOutput {
+    /// C_EncryptUpdate/C_DecryptUpdate: input is collected; output comes at Final. A size query
+    /// (NULL output buffer) answers 0 and consumes nothing: the caller repeats the call with a
+    /// buffer (regression: the part was taken twice).
+    public func cipherUpdate(_ h: UInt, encrypt: Bool, part: [UInt8], capacity: Int?) throws(TokenError) -> SizedOutput {
         var op = try currentCipher(h, encrypt: encrypt)
+        guard capacity != nil else { return .length(0) }
         guard op.buffer.count + part.count <= 8 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
         op.multipart = true
         op.buffer += part

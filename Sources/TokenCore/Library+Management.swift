@@ -10,6 +10,40 @@ extension Library {
         return (t, try t.service(), admin)
     }
 
+    /// Where a new key goes (PKCS#11 §4.4: CKA_TOKEN defaults to FALSE). A token object needs a
+    /// read-write session and the admin password; a session object (kept by the service in memory
+    /// for this module instance, destroyed with its session) needs neither.
+    struct Placement {
+        let token: Token
+        let service: any KeyService
+        let admin: String
+        /// The service name, and the CKA_LABEL to store with a session key.
+        let name: String
+        let label: String?
+        let onToken: Bool
+    }
+
+    func placement(_ h: UInt, _ templates: Template..., prefix: String) throws(TokenError) -> Placement {
+        var onToken = false
+        for t in templates { if let b = try t.bool(.token) { onToken = onToken || b } }
+        var label: String? = nil
+        for t in templates { if let l = t.string(.label), !l.isEmpty { label = l; break } }
+        if onToken {
+            let (t, service, admin) = try managementContext(h)
+            return Placement(token: t, service: service, admin: admin, name: label ?? Library.generatedName(prefix), label: nil, onToken: true)
+        }
+        let (_, t) = try session(h)
+        guard try t.hasExtensions() else {
+            throw .templateInconsistent("this key service keeps no session objects (original API); set CKA_TOKEN=TRUE")
+        }
+        return Placement(token: t, service: try t.service(), admin: "", name: t.sessionKeyName(), label: label ?? "", onToken: false)
+    }
+
+    /// After a session key was made: remember which session owns it.
+    func placed(_ p: Placement, _ h: UInt, type: String) {
+        if !p.onToken { p.token.recordSessionKey(p.name, type: type, session: h) }
+    }
+
     static func label(_ templates: Template...) -> String? {
         for t in templates { if let l = t.string(.label), !l.isEmpty { return l } }
         return nil
@@ -46,8 +80,8 @@ extension Library {
 
     /// C_GenerateKeyPair: CKM_RSA_PKCS_KEY_PAIR_GEN (CKA_MODULUS_BITS) or CKM_EC_KEY_PAIR_GEN (CKA_EC_PARAMS).
     public func generateKeyPair(_ h: UInt, mechanism: Mechanism, publicTemplate: Template, privateTemplate: Template) throws(TokenError) -> (public: ObjectHandle, private: ObjectHandle) {
-        let (t, service, admin) = try managementContext(h)
-        let name = Library.label(privateTemplate, publicTemplate) ?? Library.generatedName("key")
+        let p = try placement(h, privateTemplate, publicTemplate, prefix: "key")
+        let (t, service, admin, name) = (p.token, p.service, p.admin, p.name)
         let id = Library.id(privateTemplate, publicTemplate)
         let spec: String
         let size: UInt64
@@ -72,16 +106,17 @@ extension Library {
             throw .mechanismInvalid(mechanism.type)
         }
         try manage(h, t) { () throws(TokenError) in
-            try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil)
+            try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: p.label)
         }
+        placed(p, h, type: "ASYMMETRIC")
         return (try handle(t, identity: "pub/\(name)"), try handle(t, identity: "priv/\(name)"))
     }
 
     /// C_GenerateKey: CKM_AES_KEY_GEN or CKM_GENERIC_SECRET_KEY_GEN (CKA_VALUE_LEN bytes).
     public func generateKey(_ h: UInt, mechanism: Mechanism, template: Template) throws(TokenError) -> ObjectHandle {
-        let (t, service, admin) = try managementContext(h)
+        let p = try placement(h, template, prefix: "secret")
+        let (t, service, admin, name) = (p.token, p.service, p.admin, p.name)
         guard let length = try template.ulong(.valueLen) else { throw .templateIncomplete("CKA_VALUE_LEN") }
-        let name = Library.label(template) ?? Library.generatedName("secret")
         let (type, cipher, prefix): (String, String?, String)
         switch mechanism.type {
         case .aesKeyGen:
@@ -93,20 +128,22 @@ extension Library {
             throw .mechanismInvalid(mechanism.type)
         }
         try manage(h, t) { () throws(TokenError) in
-            try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher)
+            try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher, label: p.label)
         }
+        placed(p, h, type: type)
         return try handle(t, identity: "\(prefix)/\(name)")
     }
 
     /// C_CreateObject: certificates and data objects are stored; private keys (RSA from CRT
     /// components, EC from CKA_EC_PARAMS + CKA_VALUE) and secret keys are injected.
     public func createObject(_ h: UInt, template: Template) throws(TokenError) -> ObjectHandle {
-        let (t, service, admin) = try managementContext(h)
         guard let cls = try template.ulong(.class).map({ ObjectClass(rawValue: $0) }) else { throw .templateIncomplete("CKA_CLASS") }
         let label = Library.label(template)
         let id = template[.id] ?? []
         switch cls {
         case .certificate, .data:
+            // Stored objects are token objects (the service keeps no session certificates yet).
+            let (t, service, admin) = try managementContext(h)
             guard let value = template[.value] else { throw .templateIncomplete("CKA_VALUE") }
             if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 { throw .templateInconsistent("only X.509 certificates") }
             let uid = try manage(h, t) { () throws(TokenError) in
@@ -117,7 +154,8 @@ extension Library {
         case .secretKey:
             guard let value = template[.value] else { throw .templateIncomplete("CKA_VALUE") }
             let kind = try template.ulong(.keyType).map { KeyKind(rawValue: $0) } ?? .genericSecret
-            let name = label ?? Library.generatedName("secret")
+            let p = try placement(h, template, prefix: "secret")
+            let (t, service, admin, name) = (p.token, p.service, p.admin, p.name)
             let (type, cipher, prefix): (String, String?, String) = switch kind {
             case .aes: ("SYMMETRIC", "AES", "sym")
             case .des3: ("SYMMETRIC", "3DES", "sym")
@@ -125,16 +163,19 @@ extension Library {
             default: throw .templateInconsistent("unsupported secret key type")
             }
             try manage(h, t) { () throws(TokenError) in
-                try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher)
+                try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher, label: p.label)
             }
+            placed(p, h, type: type)
             return try handle(t, identity: "\(prefix)/\(name)")
         case .privateKey:
-            let name = label ?? Library.generatedName("key")
+            let p = try placement(h, template, prefix: "key")
+            let (t, service, admin, name) = (p.token, p.service, p.admin, p.name)
             var pkcs8 = try Library.pkcs8(from: template)
             defer { zeroize(&pkcs8) }
             try manage(h, t) { () throws(TokenError) in
-                try service.injectKey(adminPassword: admin, name: name, type: "ASYMMETRIC", key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil)
+                try service.injectKey(adminPassword: admin, name: name, type: "ASYMMETRIC", key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil, label: p.label)
             }
+            placed(p, h, type: "ASYMMETRIC")
             return try handle(t, identity: "priv/\(name)")
         case .publicKey:
             throw .templateInconsistent("public keys exist only as the half of a key in the service")
@@ -166,8 +207,19 @@ extension Library {
 
     /// C_DestroyObject: a key object destroys the key in the service (both halves of a pair).
     public func destroyObject(_ h: UInt, object: ObjectHandle) throws(TokenError) {
+        let (_, owning) = try session(h)
+        let o = try owning.object(object)
+        if let key = o.key, key.ephemeral {
+            // A session key: any session of this application may destroy it; no admin password.
+            let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
+            try manage(h, owning) { () throws(TokenError) in
+                try owning.service().deleteKey(adminPassword: "", name: key.name, type: type)
+            }
+            owning.forgetSessionKey(key.name)
+            try owning.refreshIfNeeded(force: true)
+            return
+        }
         let (t, service, admin) = try managementContext(h)
-        let o = try t.object(object)
         try manage(h, t) { () throws(TokenError) in
             if let uid = o.uid {
                 try service.deleteObject(adminPassword: admin, uid: uid)
@@ -185,12 +237,14 @@ extension Library {
 
     /// C_SetAttributeValue: CKA_ID of keys; CKA_LABEL and CKA_ID of stored objects. Everything else is read-only.
     public func setAttributes(_ h: UInt, object: ObjectHandle, template: Template) throws(TokenError) {
-        let (t, service, admin) = try managementContext(h)
-        let o = try t.object(object)
+        let (_, owning) = try session(h)
+        let o = try owning.object(object)
+        let ephemeral = o.key?.ephemeral ?? false
+        let (t, service, admin) = ephemeral ? (owning, try owning.service(), "") : try managementContext(h)
         for (type, value) in template.attributes {
             switch type {
             case .id: continue
-            case .label where o.uid != nil: continue
+            case .label where o.uid != nil || ephemeral: continue
             default:
                 if o.attributes[type] == value { continue }  // setting the current value is harmless
                 throw o.attributes[type] == nil ? .attributeTypeInvalid(type) : .attributeReadOnly(type)
@@ -199,9 +253,10 @@ extension Library {
         try manage(h, t) { () throws(TokenError) in
             if let uid = o.uid {
                 try service.updateObject(adminPassword: admin, uid: uid, label: template.string(.label), id: template[.id])
-            } else if let key = o.key, let id = template[.id] {
+            } else if let key = o.key, template[.id] != nil || (ephemeral && template[.label] != nil) {
                 let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
-                try service.setKeyID(adminPassword: admin, name: key.name, type: type, id: id)
+                try service.setKeyID(adminPassword: admin, name: key.name, type: type, id: template[.id] ?? key.id,
+                                     label: ephemeral ? template.string(.label) : nil)
             }
         }
     }

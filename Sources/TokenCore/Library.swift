@@ -67,10 +67,13 @@ public final class Library: Sendable {
     }
 
     public func finalize() throws(TokenError) {
-        try state.withLock { (s: inout State?) throws(TokenError) in
-            guard s != nil else { throw .notInitialized }
+        let tokens = try state.withLock { (s: inout State?) throws(TokenError) -> [Token] in
+            guard let current = s else { throw .notInitialized }
             s = nil
+            return current.pid == getpid() ? current.tokens : []
         }
+        // Session keys die with the application's use of the module (outside the lock: network).
+        for t in tokens { t.releaseSessionKeys() }
     }
 
     /// The state of this process; a forked child must initialize again (PKCS#11 §6.7.7).
@@ -114,13 +117,17 @@ public final class Library: Sendable {
             let others = s.sessions.values.contains { $0.slot == session.slot }
             return s.tokens.first { $0.slotID == session.slot }.map { ($0, others) }
         }
-        // Closing the last session of a token logs it out (§5.6 C_CloseSession).
-        if let (token, others) = remaining, !others { try? token.logout() }
+        // Its session objects go with it; closing the last session of a token logs it out (§5.6 C_CloseSession).
+        if let (token, others) = remaining {
+            token.destroySessionKeys(session: h)
+            if !others { try? token.logout() }
+        }
     }
 
     public func closeAllSessions(slot: UInt) throws(TokenError) {
         let t = try token(slot: slot)
         try withState { s in s.sessions = s.sessions.filter { $0.value.slot != slot } }
+        t.destroySessionKeys(session: nil)
         try? t.logout()
     }
 

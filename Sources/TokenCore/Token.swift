@@ -1,4 +1,5 @@
 import Glibc
+import VSSMCrypto
 import Synchronization
 
 /// How a slot reaches its key service and who may do what (from the module config).
@@ -31,6 +32,9 @@ public final class Token: Sendable {
     public let slotID: UInt
     public let configuration: SlotConfiguration
     let factory: KeyServiceFactory
+    /// This module instance's session-key owner id in the service (128 random bits, new per
+    /// C_Initialize): session keys are `~<owner>/<name>` there, visible to no one else.
+    public let owner: String
 
     struct State {
         var service: (any KeyService)?
@@ -42,6 +46,10 @@ public final class Token: Sendable {
         var dirty = true
         var user: UserType?
         var adminPassword: String?
+        /// Session keys this instance created, by service name: the session that owns each and
+        /// its service key type (destroyed with the session, PKCS#11 §4.4.1).
+        var sessionKeys: [String: (session: UInt, type: String)] = [:]
+        var createdSessionKeys = false
     }
     let state = Mutex(State())
 
@@ -49,6 +57,7 @@ public final class Token: Sendable {
         self.slotID = slotID
         self.configuration = configuration
         self.factory = factory
+        owner = SecureRandom.bytes(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
     static func now() -> Double {
@@ -79,7 +88,7 @@ public final class Token: Sendable {
         let stale = configuration.refreshSeconds > 0 && Token.now() - loadedAt > configuration.refreshSeconds
         guard force || dirty || stale else { return }
         if configuration.loginRequired && state.withLock({ $0.service == nil }) { return }  // nothing visible before login
-        let listing = try service().list(adminPassword: admin)
+        let listing = try service().list(adminPassword: admin, owner: owner)
         let loginRequired = configuration.loginRequired
         var built: [TokenObject] = []
         for k in listing.keys { built += TokenObject.objects(for: k, loginRequired: loginRequired) }
@@ -101,6 +110,47 @@ public final class Token: Sendable {
     }
 
     func invalidate() { state.withLock { $0.dirty = true } }
+
+    // MARK: - Session keys
+
+    /// A fresh service name for a session key of this instance.
+    func sessionKeyName() -> String {
+        "~\(owner)/s-" + SecureRandom.bytes(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
+    func recordSessionKey(_ name: String, type: String, session: UInt) {
+        state.withLock {
+            $0.sessionKeys[name] = (session, type)
+            $0.createdSessionKeys = true
+        }
+    }
+
+    func forgetSessionKey(_ name: String) { _ = state.withLock { $0.sessionKeys.removeValue(forKey: name) } }
+
+    /// Destroys the session keys of one session (nil: of every session) in the service. Best
+    /// effort: what fails here is reaped by the service when this instance's lease runs out.
+    func destroySessionKeys(session: UInt?) {
+        let doomed = state.withLock { s -> [(String, String)] in
+            let d = s.sessionKeys.filter { session == nil || $0.value.session == session }
+            for k in d.keys { s.sessionKeys.removeValue(forKey: k) }
+            return d.map { ($0.key, $0.value.type) }
+        }
+        guard !doomed.isEmpty, let svc = state.withLock({ $0.service }) else { return }
+        if session == nil {
+            try? svc.releaseSession(owner: owner)
+        } else {
+            for (name, type) in doomed { try? svc.deleteKey(adminPassword: "", name: name, type: type) }
+        }
+        invalidate()
+    }
+
+    /// C_Finalize: every session key of this instance goes (one call).
+    func releaseSessionKeys() {
+        let (created, svc) = state.withLock { ($0.createdSessionKeys, $0.service) }
+        guard created, let svc else { return }
+        try? svc.releaseSession(owner: owner)
+        state.withLock { $0.sessionKeys = [:]; $0.createdSessionKeys = false }
+    }
 
     public func object(_ h: ObjectHandle) throws(TokenError) -> TokenObject {
         guard let o = state.withLock({ $0.objects[h] }) else { throw .objectHandleInvalid }

@@ -52,7 +52,7 @@ public struct TokenObject: Sendable {
         let B = AttributeValue.bool
         let U = AttributeValue.ulong
         var common: [AttributeType: [UInt8]] = [
-            .token: B(true), .label: Array(key.name.utf8), .modifiable: B(false), .copyable: B(false),
+            .token: B(!key.ephemeral), .label: Array((key.label ?? key.name).utf8), .modifiable: B(false), .copyable: B(false),
             .destroyable: B(true), .derive: B(false), .local: B(false), .startDate: [], .endDate: [],
             .keyGenMechanism: U(UInt.max),
         ]

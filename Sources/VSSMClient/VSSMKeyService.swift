@@ -45,9 +45,11 @@ public final class VSSMKeyService: KeyService {
         return e
     }
 
-    public func list(adminPassword: String?) throws(TokenError) -> ServiceListing {
+    public func list(adminPassword: String?, owner: String?) throws(TokenError) -> ServiceListing {
         if try hasExtensions() {
-            let r = try call(Route.extListKeys, WireWriter(), ExtSchemas.listKeysResponse, idempotent: true)
+            var req = WireWriter()
+            req.string("owner", owner ?? "")
+            let r = try call(Route.extListKeys, req, ExtSchemas.listKeysResponse, idempotent: true)
             var listing = ServiceListing()
             for k in r.objects("keys") {
                 let kind: ServiceKey.Kind
@@ -60,7 +62,9 @@ public final class VSSMKeyService: KeyService {
                 }
                 guard let length = VSSMKeyService.keyLength(k) else { continue }
                 listing.keys.append(ServiceKey(name: k.string("name"), kind: kind, publicKey: k.bytes("publicKey") ?? [],
-                                               length: length, cipher: k.string("cipher"), id: k.bytes("id")))
+                                               length: length, cipher: k.string("cipher"), id: k.bytes("id"),
+                                               ephemeral: k.bool("ephemeral"),
+                                               label: k.bool("ephemeral") || k.has("label") ? k.string("label") : nil))
             }
             for o in r.objects("objects") {
                 listing.objects.append(ServiceObject(uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",
@@ -155,7 +159,7 @@ public final class VSSMKeyService: KeyService {
         }
     }
 
-    public func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?) throws(TokenError) {
+    public func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
@@ -166,11 +170,12 @@ public final class VSSMKeyService: KeyService {
         if useExt {
             w.bytes("id", id)
             w.string("cipher", cipher ?? "")
+            if let label { w.object("label", .string(label)) }
         }
         _ = try call(useExt ? Route.extGenerateKey : Route.generateKey, w, Schemas.empty, idempotent: false)
     }
 
-    public func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?) throws(TokenError) {
+    public func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
@@ -180,6 +185,7 @@ public final class VSSMKeyService: KeyService {
         if useExt {
             w.bytes("id", id)
             w.string("cipher", cipher ?? "")
+            if let label { w.object("label", .string(label)) }
         }
         _ = try call(useExt ? Route.extInjectKey : Route.injectKey, w, Schemas.empty, idempotent: false)
     }
@@ -192,13 +198,21 @@ public final class VSSMKeyService: KeyService {
         _ = try call(Route.extDeleteKey, w, Schemas.empty, idempotent: false)
     }
 
-    public func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?) throws(TokenError) {
+    public func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
         w.string("keyType", type)
         w.bytes("id", id)
+        if let label { w.object("label", .string(label)) }
         _ = try call(Route.extSetAttributes, w, Schemas.empty, idempotent: true)
+    }
+
+    public func releaseSession(owner: String) throws(TokenError) {
+        guard try hasExtensions() else { return }
+        var w = WireWriter()
+        w.string("owner", owner)
+        _ = try call(Route.extReleaseSession, w, ExtSchemas.releaseSessionResponse, idempotent: true)
     }
 
     public func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String {

@@ -6,6 +6,7 @@ extension KeyServiceNode {
     static let extFeatures = [
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
+        "session-keys",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -21,17 +22,26 @@ extension KeyServiceNode {
         Route.extDecrypt: { n, b, _ throws(ServiceError) in try n.extDecrypt(b) },
         Route.extSymmetricEncrypt: { n, b, _ throws(ServiceError) in try n.extSymmetric(b, encrypt: true) },
         Route.extSymmetricDecrypt: { n, b, _ throws(ServiceError) in try n.extSymmetric(b, encrypt: false) },
+        // Session keys (`~owner/name`) need no admin password: they are visible to, and
+        // destroyed with, the module instance that made them, and never persisted.
         Route.extGenerateKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.generateKeyRequest)
-            try n.checkPassword(r, c)
-            try n.createGeneratedKey(r, id: r.bytes("id"), cipher: r.string("cipher"))
+            if !r.string("keyName").hasPrefix("~") { try n.checkPassword(r, c) }
+            try n.createGeneratedKey(r, id: r.bytes("id"), cipher: r.string("cipher"), label: r.has("label") ? r.string("label") : nil)
             return n.ok(WireWriter())
         },
         Route.extInjectKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.injectKeyRequest)
-            try n.checkPassword(r, c)
-            try n.createInjectedKey(r, id: r.bytes("id"), cipher: r.string("cipher"))
+            if !r.string("keyName").hasPrefix("~") { try n.checkPassword(r, c) }
+            try n.createInjectedKey(r, id: r.bytes("id"), cipher: r.string("cipher"), label: r.has("label") ? r.string("label") : nil)
             return n.ok(WireWriter())
+        },
+        Route.extReleaseSession: { n, b, _ throws(ServiceError) in
+            let r = try n.decode(b, ExtSchemas.releaseSessionRequest)
+            guard EphemeralStore.isOwner(r.string("owner")) else { throw .badRequest("owner must be 32 lowercase hex digits") }
+            var w = WireWriter()
+            w.uint64("released", UInt64(n.ephemeral.release(r.string("owner"))))
+            return n.ok(w)
         },
         Route.extSetAttributes: { n, b, c throws(ServiceError) in try n.extSetAttributes(b, c) },
         Route.extDeleteKey: { n, b, c throws(ServiceError) in try n.extDeleteKey(b, c) },
@@ -59,9 +69,21 @@ extension KeyServiceNode {
 
     /// Public information of every key and object; any mTLS client may call it (no password).
     func extListKeys(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
-        _ = try decode(body, ExtSchemas.listKeysRequest)
-        let s = snapshot
+        let r = try decode(body, ExtSchemas.listKeysRequest)
+        let owner = r.string("owner")
         var keys: [JSONValue] = []
+        try appendListing(snapshot, ephemeral: false, to: &keys)
+        if !owner.isEmpty {
+            guard EphemeralStore.isOwner(owner) else { throw .badRequest("owner must be 32 lowercase hex digits") }
+            try appendListing(ephemeral.keys(of: owner), ephemeral: true, to: &keys)
+        }
+        var w = WireWriter()
+        w.array("keys", keys)
+        w.array("objects", snapshot.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
+        return ok(w)
+    }
+
+    private func appendListing(_ s: KeyState, ephemeral: Bool, to keys: inout [JSONValue]) throws(ServiceError) {
         func secret(_ e: SecretKeyEntry, _ type: KeyType) -> JSONValue {
             var w = WireWriter()
             w.string("name", e.name)
@@ -70,6 +92,8 @@ extension KeyServiceNode {
             w.int64("createdAt", e.createdAt)
             w.bytes("id", e.attributes.id)
             w.string("cipher", e.attributes.cipher ?? "")
+            w.string("label", e.attributes.label ?? "")
+            w.bool("ephemeral", ephemeral)
             return w.value
         }
         for e in s.symmetric.values.sorted(by: { $0.name < $1.name }) { keys.append(secret(e, .symmetric)) }
@@ -84,12 +108,10 @@ extension KeyServiceNode {
             w.bytes("publicKey", e.spki)
             w.int64("createdAt", e.createdAt)
             w.bytes("id", e.attributes.id)
+            w.string("label", e.attributes.label ?? "")
+            w.bool("ephemeral", ephemeral)
             keys.append(w.value)
         }
-        var w = WireWriter()
-        w.array("keys", keys)
-        w.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
-        return ok(w)
     }
 
     static func hash(_ name: String, default d: DigestAlgorithm? = nil) throws(ServiceError) -> DigestAlgorithm {
@@ -184,10 +206,14 @@ extension KeyServiceNode {
 
     func extSetAttributes(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.setAttributesRequest)
-        try checkPassword(r, ctx)
         let name = r.string("keyName")
         let type = try KeyPolicy.keyType(r.string("keyType"))
         let id = r.bytes("id")
+        if name.hasPrefix("~") {
+            guard ephemeral.setID(name, type: type, id: id, label: r.has("label") ? r.string("label") : nil) else { throw .invalidKeyName(name) }
+            return ok(WireWriter())
+        }
+        try checkPassword(r, ctx)
         try mutate { (s: inout KeyState) throws(ServiceError) in
             switch type {
             case .symmetric:
@@ -208,9 +234,13 @@ extension KeyServiceNode {
     /// (the original's sync format has no deletions).
     func extDeleteKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deleteKeyRequest)
-        try checkPassword(r, ctx)
         let name = r.string("keyName")
         let type = try KeyPolicy.keyType(r.string("keyType"))
+        if name.hasPrefix("~") {
+            guard ephemeral.delete(name, type: type) else { throw .invalidKeyName(name) }
+            return ok(WireWriter())
+        }
+        try checkPassword(r, ctx)
         audit.info("Deleting the \(type.rawValue) key named \(name)...")
         try mutate { (s: inout KeyState) throws(ServiceError) in
             let removed: Bool = switch type {

@@ -45,6 +45,8 @@ public final class KeyServiceNode: Sendable {
     public let audit: AuditLog
     let password: PasswordHash
     let passwordGuard = PasswordGuard()
+    /// PKCS#11 session keys: memory only, per module instance (see `EphemeralStore`).
+    let ephemeral = EphemeralStore()
     let phase = Mutex<Phase>(.bootstrapping)
     let state = Mutex(KeyState())
     /// Serialises writers of the sealed file so an older snapshot never overwrites a newer one.
@@ -294,17 +296,22 @@ public final class KeyServiceNode: Sendable {
         try passwordGuard.check(identity: ctx.clientSubject) { password.verify(given) }
     }
 
+    // Key lookups for every crypto route: `~owner/...` names are session keys (`EphemeralStore`).
+
     func asymmetricKey(_ name: String) throws(ServiceError) -> AsymmetricKeyEntry {
+        if name.hasPrefix("~"), let k = ephemeral.asymmetric(name) { return k }
         guard let k = state.withLock({ $0.asymmetric[name] }) else { throw .invalidKeyName(name) }
         return k
     }
 
     func symmetricKey(_ name: String) throws(ServiceError) -> SecretKeyEntry {
+        if name.hasPrefix("~"), let k = ephemeral.symmetric(name) { return k }
         guard let k = state.withLock({ $0.symmetric[name] }) else { throw .invalidKeyName(name) }
         return k
     }
 
     func macKey(_ name: String) throws(ServiceError) -> SecretKeyEntry {
+        if name.hasPrefix("~"), let k = ephemeral.mac(name) { return k }
         guard let k = state.withLock({ $0.mac[name] }) else { throw .invalidKeyName(name) }
         return k
     }

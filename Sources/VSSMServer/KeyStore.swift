@@ -8,9 +8,12 @@ public struct KeyAttributes: Sendable, Equatable {
     public var id: [UInt8]?
     /// For SYMMETRIC keys: "AES", "DES" or "3DES" as chosen at creation (24-byte keys are ambiguous).
     public var cipher: String?
-    public init(id: [UInt8]? = nil, cipher: String? = nil) {
+    /// CKA_LABEL of a session key (whose name is generated); token keys are labelled by their name.
+    public var label: String?
+    public init(id: [UInt8]? = nil, cipher: String? = nil, label: String? = nil) {
         self.id = id
         self.cipher = cipher
+        self.label = label
     }
     var isEmpty: Bool { id == nil && cipher == nil }
 }

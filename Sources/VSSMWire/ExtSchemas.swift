@@ -12,12 +12,17 @@ public enum ExtSchemas {
         .init("name", .string), .init("keyType", .string), .init("keySpec", .string),
         .init("keyLength", .uint64), .init("bits", .uint64), .init("curve", .string),
         .init("publicKey", .bytes), .init("createdAt", .int64), .init("id", .bytes), .init("cipher", .string),
+        .init("label", .string), .init("ephemeral", .bool),
     ])
     public static let object = MessageSchema("ExtObject", [
         .init("uid", .string), .init("class", .string), .init("label", .string), .init("id", .bytes),
         .init("value", .bytes), .init("application", .string), .init("createdAt", .int64),
     ])
-    public static let listKeysRequest = MessageSchema("ExtListKeysRequest", [])
+    /// `owner`: also list that module instance's session keys (and renew their lease).
+    public static let listKeysRequest = MessageSchema("ExtListKeysRequest", [.init("owner", .string)])
+    /// Drops every session key of `owner` (C_Finalize).
+    public static let releaseSessionRequest = MessageSchema("ExtReleaseSessionRequest", [.init("owner", .string)])
+    public static let releaseSessionResponse = MessageSchema("ExtReleaseSessionResponse", [.init("released", .uint64)])
     public static let listKeysResponse = MessageSchema("ExtListKeysResponse", [
         .init("keys", .repeatedMessage(key)), .init("objects", .repeatedMessage(object)),
     ])
@@ -49,13 +54,15 @@ public enum ExtSchemas {
     public static let generateKeyRequest = MessageSchema("ExtGenerateKeyRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
         .init("keySpec", .string), .init("keySize", .uint64), .init("id", .bytes), .init("cipher", .string),
+        .init("label", .string),
     ])
     public static let injectKeyRequest = MessageSchema("ExtInjectKeyRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
-        .init("key", .bytes), .init("id", .bytes), .init("cipher", .string),
+        .init("key", .bytes), .init("id", .bytes), .init("cipher", .string), .init("label", .string),
     ])
     public static let setAttributesRequest = MessageSchema("ExtSetAttributesRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string), .init("id", .bytes),
+        .init("label", .string),
     ])
     public static let deleteKeyRequest = MessageSchema("ExtDeleteKeyRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
@@ -88,6 +95,8 @@ extension Route {
     public static let extUpdateObject = "/REST/v1/ext/updateobject"
     public static let extDeleteObject = "/REST/v1/ext/deleteobject"
     public static let extVerifyPassword = "/REST/v1/ext/verifypassword"
+    /// Session keys (names `~<owner>/<name>`, memory only) of one module instance: drop them all.
+    public static let extReleaseSession = "/REST/v1/ext/session/release"
     /// Version-2 BackupBlob: the original format plus CKA_IDs, ciphers and stored objects.
     public static let extGenerateBackup = "/REST/v1/ext/generatebackup"
     /// Restores version 1 (original) or 2 (extension) blobs.

@@ -102,7 +102,7 @@ import VSSMWire
                                            (Route.extListKeys, HostileListingTests.http(listing))]))
         defer { s.stop() }
         let svc = try VSSMKeyService(FaultTests().config([s.port]))
-        let l = try svc.list(adminPassword: nil)
+        let l = try svc.list(adminPassword: nil, owner: nil)
         #expect(l.keys.map(\.name) == ["fine"])
     }
 }

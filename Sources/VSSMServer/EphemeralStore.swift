@@ -1,0 +1,140 @@
+import Glibc
+import Synchronization
+import VSSMWire
+
+/// Session objects of PKCS#11 modules (CKA_TOKEN=FALSE): keys that live in this node's memory only
+/// — never persisted, synced or backed up — grouped by the module instance ("owner", 128 random
+/// bits in hex) that made them. Their names are `~<owner>/<name>`; the owner id acts as a
+/// capability (it never leaves that module's mTLS connections and is never listed to anyone
+/// else). An owner not seen for `leaseMs` is reaped with all its keys, so a module that died
+/// without C_Finalize leaves nothing behind; the module renews by using its keys or listing.
+final class EphemeralStore: Sendable {
+    struct Owner {
+        var lastSeenMs: Int64
+        var keys = KeyState()
+    }
+    private let owners = Mutex<(all: [String: Owner], sweptAt: Int64)>(([:], 0))
+    static let leaseMs: Int64 = 15 * 60 * 1000
+    static let maxKeys = 10_000
+    static let maxKeysPerOwner = 2_000
+
+    static func nowMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// The owner of a session-object name, or nil when the name is not one.
+    static func owner(of name: String) -> String? {
+        guard name.hasPrefix("~") else { return nil }
+        let body = name.dropFirst()
+        guard let slash = body.firstIndex(of: "/") else { return nil }
+        let owner = String(body[..<slash])
+        return isOwner(owner) ? owner : nil
+    }
+
+    static func isOwner(_ s: String) -> Bool {
+        s.utf8.count == 32 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// Checks a new session-object name: a valid owner and a valid key name after the slash.
+    static func checkName(_ name: String) throws(ServiceError) {
+        guard let owner = owner(of: name) else { throw .badRequest("Session key names are ~<32 hex owner>/<name>.") }
+        try KeyPolicy.checkName(String(name.dropFirst(owner.count + 2)))
+    }
+
+    private func sweep(_ s: inout (all: [String: Owner], sweptAt: Int64), now: Int64) {
+        guard now - s.sweptAt > 10_000 else { return }
+        s.sweptAt = now
+        s.all = s.all.filter { now - $0.value.lastSeenMs <= EphemeralStore.leaseMs }
+    }
+
+    /// Runs `body` on the owner's keys (created when absent), renewing the lease.
+    func with<R>(owner: String, create: Bool = false, _ body: (inout KeyState) throws(ServiceError) -> R) throws(ServiceError) -> R? {
+        let now = EphemeralStore.nowMs()
+        return try owners.withLock { (s: inout (all: [String: Owner], sweptAt: Int64)) throws(ServiceError) -> R? in
+            sweep(&s, now: now)
+            guard var o = s.all[owner] ?? (create ? Owner(lastSeenMs: now) : nil) else { return nil }
+            o.lastSeenMs = now
+            let r = try body(&o.keys)
+            s.all[owner] = o
+            return r
+        }
+    }
+
+    func insert(_ name: String, type: KeyType, secret: SecretKeyEntry?, asym: AsymmetricKeyEntry?) throws(ServiceError) {
+        guard let owner = EphemeralStore.owner(of: name) else { throw .badRequest("not a session key name") }
+        let total = owners.withLock { $0.all.values.reduce(0) { $0 + $1.keys.keyCount } }
+        guard total < EphemeralStore.maxKeys else { throw .unavailable("Too many session keys on this node.") }
+        _ = try with(owner: owner, create: true) { (k: inout KeyState) throws(ServiceError) in
+            guard k.keyCount < EphemeralStore.maxKeysPerOwner else { throw .tooLarge("Too many session keys for this module instance.") }
+            guard !k.contains(name, type: type) else { throw .conflict("Key with name \(name) already exists.") }
+            switch type {
+            case .symmetric: k.symmetric[name] = secret
+            case .mac: k.mac[name] = secret
+            case .asymmetric: k.asymmetric[name] = asym
+            }
+        }
+    }
+
+    func asymmetric(_ name: String) -> AsymmetricKeyEntry? {
+        guard let owner = EphemeralStore.owner(of: name) else { return nil }
+        return (try? with(owner: owner) { $0.asymmetric[name] }) ?? nil
+    }
+
+    func symmetric(_ name: String) -> SecretKeyEntry? {
+        guard let owner = EphemeralStore.owner(of: name) else { return nil }
+        return (try? with(owner: owner) { $0.symmetric[name] }) ?? nil
+    }
+
+    func mac(_ name: String) -> SecretKeyEntry? {
+        guard let owner = EphemeralStore.owner(of: name) else { return nil }
+        return (try? with(owner: owner) { $0.mac[name] }) ?? nil
+    }
+
+    func delete(_ name: String, type: KeyType) -> Bool {
+        guard let owner = EphemeralStore.owner(of: name) else { return false }
+        let removed = try? with(owner: owner) { (k: inout KeyState) -> Bool in
+            switch type {
+            case .symmetric: k.symmetric.removeValue(forKey: name) != nil
+            case .asymmetric: k.asymmetric.removeValue(forKey: name) != nil
+            case .mac: k.mac.removeValue(forKey: name) != nil
+            }
+        }
+        return (removed ?? false) ?? false
+    }
+
+    /// The owner's keys (renews the lease); empty for an unknown owner.
+    func keys(of owner: String) -> KeyState {
+        ((try? with(owner: owner) { $0 }) ?? nil) ?? KeyState()
+    }
+
+    func setID(_ name: String, type: KeyType, id: [UInt8]?, label: String?) -> Bool {
+        guard let owner = EphemeralStore.owner(of: name) else { return false }
+        let done = try? with(owner: owner) { (k: inout KeyState) -> Bool in
+            switch type {
+            case .symmetric:
+                guard k.symmetric[name] != nil else { return false }
+                k.symmetric[name]?.attributes.id = id
+                if let label { k.symmetric[name]?.attributes.label = label }
+            case .asymmetric:
+                guard k.asymmetric[name] != nil else { return false }
+                k.asymmetric[name]?.attributes.id = id
+                if let label { k.asymmetric[name]?.attributes.label = label }
+            case .mac:
+                guard k.mac[name] != nil else { return false }
+                k.mac[name]?.attributes.id = id
+                if let label { k.mac[name]?.attributes.label = label }
+            }
+            return true
+        }
+        return (done ?? false) ?? false
+    }
+
+    /// Drops every key of the owner (C_Finalize); returns how many.
+    func release(_ owner: String) -> Int {
+        owners.withLock { $0.all.removeValue(forKey: owner)?.keys.keyCount ?? 0 }
+    }
+
+    var count: Int { owners.withLock { $0.all.values.reduce(0) { $0 + $1.keys.keyCount } } }
+}
