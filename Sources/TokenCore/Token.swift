@@ -133,6 +133,8 @@ public final class Token: Sendable {
         let doomed = state.withLock { s -> [(String, String)] in
             let d = s.sessionKeys.filter { session == nil || $0.value.session == session }
             for k in d.keys { s.sessionKeys.removeValue(forKey: k) }
+            // Gone from the index at once: their handles are invalid from here on.
+            s.objects = s.objects.filter { o in o.value.key.map { d[$0.name] == nil } ?? true }
             return d.map { ($0.key, $0.value.type) }
         }
         guard !doomed.isEmpty, let svc = state.withLock({ $0.service }) else { return }

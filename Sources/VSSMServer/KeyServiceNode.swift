@@ -70,6 +70,9 @@ public final class KeyServiceNode: Sendable {
 
     public var snapshot: KeyState { state.withLock { $0 } }
 
+    /// Session keys held in memory for PKCS#11 module instances (tests, metrics).
+    public var sessionKeyCount: Int { ephemeral.count }
+
     static func nowMillis() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -381,6 +381,46 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_GetFunctionStatus!(s) == rv(CKR_FUNCTION_NOT_PARALLEL))
         #expect(f.C_CloseSession!(rw) == rv(CKR_OK))
     }
+    /// Session keys (CKA_TOKEN defaults to FALSE): generated in a read-only session without a
+    /// login, kept by the service for this module instance, destroyed with their session.
+    @Test func sessionKeysGoWithTheirSession() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let f = m.f
+        var args = CK_C_INITIALIZE_ARGS()
+        let path = strdup(try writeConfig(for: node))
+        defer { free(path) }
+        args.pReserved = UnsafeMutableRawPointer(path)
+        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
+        defer { _ = f.C_Finalize!(nil) }
+        var s: CK_SESSION_HANDLE = 0
+        var other: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s) == rv(CKR_OK))
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &other) == rv(CKR_OK))
+        var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
+        var len = CK_ULONG(16)
+        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))]
+        var key: CK_OBJECT_HANDLE = 0
+        #expect(f.C_GenerateKey!(s, &mech, &tmpl, 1, &key) == rv(CKR_OK))
+        #expect(node.node.sessionKeyCount == 1 && node.node.snapshot.keyCount == 0)
+        var token: CK_BBOOL = 1
+        var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &token, ulValueLen: 1)
+        #expect(f.C_GetAttributeValue!(other, key, &a, 1) == rv(CKR_OK) && token == 0, "visible to the application's other sessions")
+        // A token key still needs a read-write session (and the admin password).
+        var yes: CK_BBOOL = 1
+        var tokTmpl = tmpl + [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1)]
+        var key2: CK_OBJECT_HANDLE = 0
+        #expect(f.C_GenerateKey!(s, &mech, &tokTmpl, 2, &key2) == rv(CKR_SESSION_READ_ONLY))
+        #expect(f.C_CloseSession!(s) == rv(CKR_OK))
+        #expect(node.node.sessionKeyCount == 0, "destroyed with its session")
+        #expect(f.C_GetAttributeValue!(other, key, &a, 1) == rv(CKR_OBJECT_HANDLE_INVALID))
+        // C_Finalize releases what is left.
+        #expect(f.C_GenerateKey!(other, &mech, &tmpl, 1, &key) == rv(CKR_OK))
+        #expect(node.node.sessionKeyCount == 1)
+        #expect(f.C_Finalize!(nil) == rv(CKR_OK))
+        #expect(node.node.sessionKeyCount == 0)
+        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
+    }
 }
 
 extension DER {
@@ -401,6 +441,7 @@ extension DER {
         p += 1; let bitsLen = len(&p) // BIT STRING
         return Array(spki[(p + 1)..<(p + bitsLen)])
     }
+
 }
 
 enum DER {}
