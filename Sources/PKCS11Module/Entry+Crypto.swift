@@ -109,11 +109,11 @@ public func C_GenerateRandom(_ hSession: CK_SESSION_HANDLE, _ pRandomData: Unsaf
     }
 }
 
-/// PKCS#11 2.40 §5.15 C_SeedRandom: the CSPRNG seeds itself.
+/// PKCS#11 2.40 §5.15 C_SeedRandom: the seed is mixed into the local CSPRNG (credited with no entropy).
 @implementation @c
 public func C_SeedRandom(_ hSession: CK_SESSION_HANDLE, _ pSeed: UnsafeMutablePointer<CK_BYTE>?, _ ulSeedLen: CK_ULONG) -> CK_RV {
     entry("C_SeedRandom") { () throws(TokenError) in
-        _ = try library.sessionInfo(hSession)
-        return CK_RV(CKR_RANDOM_SEED_NOT_SUPPORTED)
+        try library.seedRandom(hSession, seed: try Marshal.bytes(pSeed, ulSeedLen))
+        return ok
     }
 }

@@ -35,4 +35,14 @@ extension DER {
         let sec1 = sequence(integer([1]), tlv(0x04, k), tlv(0xA0, curveOID))
         return sequence(integer([0]), sequence(ecPublicKey, curveOID), tlv(0x04, sec1))
     }
+
+    /// SubjectPublicKeyInfo of an RSA public key (C_CreateObject of a CKO_PUBLIC_KEY).
+    public static func rsaSPKI(n: [UInt8], e: [UInt8]) -> [UInt8] {
+        sequence(sequence(rsaEncryption, [0x05, 0x00]), tlv(0x03, [0] + sequence(integer(n), integer(e))))
+    }
+
+    /// SubjectPublicKeyInfo of an EC public key from CKA_EC_PARAMS (named curve) and the point.
+    public static func ecSPKI(curveOID: [UInt8], point: [UInt8]) -> [UInt8] {
+        sequence(sequence(ecPublicKey, curveOID), tlv(0x03, [0] + point))
+    }
 }

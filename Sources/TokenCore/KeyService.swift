@@ -42,9 +42,11 @@ public struct ServiceKey: Sendable, Equatable {
     /// A session key (CKA_TOKEN=FALSE) of this module instance; `label` is its CKA_LABEL.
     public var ephemeral: Bool
     public var label: String?
+    /// Generated inside the service (true), imported (false), or unknown (nil).
+    public var generated: Bool?
 
     public init(name: String, kind: Kind, publicKey: [UInt8] = [], length: Int = 0, cipher: String = "", id: [UInt8]? = nil,
-                ephemeral: Bool = false, label: String? = nil) {
+                ephemeral: Bool = false, label: String? = nil, generated: Bool? = nil) {
         self.name = name
         self.kind = kind
         self.publicKey = publicKey
@@ -53,6 +55,7 @@ public struct ServiceKey: Sendable, Equatable {
         self.id = id
         self.ephemeral = ephemeral
         self.label = label
+        self.generated = generated
     }
 }
 

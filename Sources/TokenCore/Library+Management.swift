@@ -140,9 +140,19 @@ extension Library {
         guard let cls = try template.ulong(.class).map({ ObjectClass(rawValue: $0) }) else { throw .templateIncomplete("CKA_CLASS") }
         let label = Library.label(template)
         let id = template[.id] ?? []
+        let onToken = try template.bool(.token) ?? false
+        if !onToken && (cls == .certificate || cls == .data || cls == .publicKey) {
+            // No secret material: a session object kept in this process (PKCS#11 §4.4: CKA_TOKEN
+            // defaults to FALSE), destroyed with its session.
+            let (_, t) = try session(h)
+            let serial = UInt.random(in: 1...UInt.max)
+            if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 { throw .templateInconsistent("only X.509 certificates") }
+            let o = cls == .publicKey ? try TokenObject.localPublicKey(template, serial: serial)
+                : try TokenObject.localStored(template, certificate: cls == .certificate, serial: serial)
+            return t.addLocal(o, session: h)
+        }
         switch cls {
         case .certificate, .data:
-            // Stored objects are token objects (the service keeps no session certificates yet).
             let (t, service, admin) = try managementContext(h)
             guard let value = template[.value] else { throw .templateIncomplete("CKA_VALUE") }
             if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 { throw .templateInconsistent("only X.509 certificates") }
@@ -209,6 +219,10 @@ extension Library {
     public func destroyObject(_ h: UInt, object: ObjectHandle) throws(TokenError) {
         let (_, owning) = try session(h)
         let o = try owning.object(object)
+        if owning.isLocal(object) {
+            _ = owning.removeLocal(object)
+            return
+        }
         if let key = o.key, key.ephemeral {
             // A session key: any session of this application may destroy it; no admin password.
             let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
@@ -239,6 +253,21 @@ extension Library {
     public func setAttributes(_ h: UInt, object: ObjectHandle, template: Template) throws(TokenError) {
         let (_, owning) = try session(h)
         let o = try owning.object(object)
+        if owning.isLocal(object) {
+            // A process-local session object: CKA_LABEL, CKA_ID and the flags the spec lets change.
+            var a = o.attributes
+            for (type, value) in template.attributes {
+                switch type {
+                case .label, .id, .verify, .encrypt, .wrap, .derive, .trusted, .application, .subject, .startDate, .endDate: a[type] = value
+                default:
+                    if a[type] == value { continue }
+                    throw a[type] == nil ? .attributeTypeInvalid(type) : .attributeReadOnly(type)
+                }
+            }
+            owning.replaceLocal(object, TokenObject(identity: o.identity, objectClass: o.objectClass, key: o.key, uid: o.uid,
+                                                    publicKey: o.publicKey, attributes: a, sensitive: o.sensitive))
+            return
+        }
         let ephemeral = o.key?.ephemeral ?? false
         let (t, service, admin) = ephemeral ? (owning, try owning.service(), "") : try managementContext(h)
         for (type, value) in template.attributes {
@@ -259,5 +288,7 @@ extension Library {
                                      label: ephemeral ? template.string(.label) : nil)
             }
         }
+        // Reads right after a change see it (the index is rebuilt from the service).
+        try t.refreshIfNeeded(force: true)
     }
 }

@@ -449,4 +449,9 @@ public final class Library: Sendable {
         guard count >= 0, count <= 1 << 20 else { throw .argumentsBad("random length") }
         return SecureRandom.bytes(count)
     }
+
+    public func seedRandom(_ h: UInt, seed: [UInt8]) throws(TokenError) {
+        _ = try session(h)
+        SecureRandom.mix(seed)
+    }
 }

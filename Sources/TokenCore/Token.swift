@@ -50,6 +50,9 @@ public final class Token: Sendable {
         /// its service key type (destroyed with the session, PKCS#11 §4.4.1).
         var sessionKeys: [String: (session: UInt, type: String)] = [:]
         var createdSessionKeys = false
+        /// Session objects without secret material (public keys, certificates, data objects with
+        /// CKA_TOKEN=FALSE): kept in this process only, with the session that owns each.
+        var localObjects: [ObjectHandle: (object: TokenObject, session: UInt)] = [:]
     }
     let state = Mutex(State())
 
@@ -135,10 +138,12 @@ public final class Token: Sendable {
             for k in d.keys { s.sessionKeys.removeValue(forKey: k) }
             // Gone from the index at once: their handles are invalid from here on.
             s.objects = s.objects.filter { o in o.value.key.map { d[$0.name] == nil } ?? true }
+            s.localObjects = s.localObjects.filter { session != nil && $0.value.session != session }
             return d.map { ($0.key, $0.value.type) }
         }
         guard !doomed.isEmpty, let svc = state.withLock({ $0.service }) else { return }
         if session == nil {
+            // (C_CloseAllSessions: one call drops them all)
             try? svc.releaseSession(owner: owner)
         } else {
             for (name, type) in doomed { try? svc.deleteKey(adminPassword: "", name: name, type: type) }
@@ -155,14 +160,35 @@ public final class Token: Sendable {
     }
 
     public func object(_ h: ObjectHandle) throws(TokenError) -> TokenObject {
-        guard let o = state.withLock({ $0.objects[h] }) else { throw .objectHandleInvalid }
+        guard let o = state.withLock({ $0.objects[h] ?? $0.localObjects[h]?.object }) else { throw .objectHandleInvalid }
         return o
     }
+
+    /// Adds a process-local session object; its handle comes from the same never-reused counter.
+    func addLocal(_ o: TokenObject, session: UInt) -> ObjectHandle {
+        state.withLock { s in
+            let h = ObjectHandle(rawValue: s.nextHandle)
+            s.nextHandle += 1
+            s.localObjects[h] = (o, session)
+            return h
+        }
+    }
+
+    func isLocal(_ h: ObjectHandle) -> Bool { state.withLock { $0.localObjects[h] != nil } }
+
+    func replaceLocal(_ h: ObjectHandle, _ o: TokenObject) {
+        state.withLock { s in
+            if let session = s.localObjects[h]?.session { s.localObjects[h] = (o, session) }
+        }
+    }
+
+    func removeLocal(_ h: ObjectHandle) -> Bool { state.withLock { $0.localObjects.removeValue(forKey: h) != nil } }
 
     func find(_ template: Template) throws(TokenError) -> [ObjectHandle] {
         try refreshIfNeeded()
         return state.withLock { s in
-            s.objects.filter { $0.value.matches(template) }.map(\.key).sorted { $0.rawValue < $1.rawValue }
+            (s.objects.filter { $0.value.matches(template) }.map(\.key)
+                + s.localObjects.filter { $0.value.object.matches(template) }.map(\.key)).sorted { $0.rawValue < $1.rawValue }
         }
     }
 

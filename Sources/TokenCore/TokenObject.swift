@@ -51,10 +51,21 @@ public struct TokenObject: Sendable {
     static func objects(for key: ServiceKey, loginRequired: Bool) -> [TokenObject] {
         let B = AttributeValue.bool
         let U = AttributeValue.ulong
+        // How the key was made decides CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_ALWAYS_SENSITIVE and
+        // CKA_NEVER_EXTRACTABLE (PKCS#11 §4.7). Unknown origin (older stores, Go peers): not
+        // claimed as local, and sensitive/never-extractable as before this was recorded.
+        let generated = key.generated ?? true
+        let genMechanism: UInt = switch key.kind {
+        case .rsa: MechanismType.rsaPKCSKeyPairGen.rawValue
+        case .ec: MechanismType.ecKeyPairGen.rawValue
+        case .symmetric: MechanismType.aesKeyGen.rawValue
+        case .mac: MechanismType.genericSecretKeyGen.rawValue
+        }
         var common: [AttributeType: [UInt8]] = [
-            .token: B(!key.ephemeral), .label: Array((key.label ?? key.name).utf8), .modifiable: B(false), .copyable: B(false),
-            .destroyable: B(true), .derive: B(false), .local: B(false), .startDate: [], .endDate: [],
-            .keyGenMechanism: U(UInt.max),
+            .token: B(!key.ephemeral), .label: Array((key.label ?? key.name).utf8), .modifiable: B(true), .copyable: B(false),
+            .destroyable: B(true), .derive: B(false), .local: B(key.generated == true),
+            .startDate: [], .endDate: [],
+            .keyGenMechanism: U(key.generated == true ? genMechanism : UInt.max),
         ]
         switch key.kind {
         case .rsa, .ec:
@@ -86,9 +97,9 @@ public struct TokenObject: Sendable {
             priv[.class] = U(ObjectClass.privateKey.rawValue)
             priv[.private] = B(loginRequired)
             priv[.sensitive] = B(true)
-            priv[.alwaysSensitive] = B(true)
+            priv[.alwaysSensitive] = B(generated)
             priv[.extractable] = B(false)
-            priv[.neverExtractable] = B(true)
+            priv[.neverExtractable] = B(generated)
             priv[.sign] = B(true)
             priv[.signRecover] = B(false)
             priv[.decrypt] = B(isRSA)
@@ -118,9 +129,9 @@ public struct TokenObject: Sendable {
             a[.id] = key.id ?? []
             a[.private] = B(loginRequired)
             a[.sensitive] = B(true)
-            a[.alwaysSensitive] = B(true)
+            a[.alwaysSensitive] = B(generated)
             a[.extractable] = B(false)
-            a[.neverExtractable] = B(true)
+            a[.neverExtractable] = B(generated)
             a[.valueLen] = U(UInt(key.length))
             let isMAC = key.kind == .mac
             let kind: KeyKind = isMAC ? .genericSecret : key.cipher == "3DES" ? .des3 : key.cipher == "DES" ? .des : .aes
@@ -137,6 +148,59 @@ public struct TokenObject: Sendable {
             let prefix = isMAC ? "mac" : "sym"
             return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a, sensitive: [.value])]
         }
+    }
+
+    /// A public key the application imported as a session object (C_CreateObject, CKA_TOKEN
+    /// FALSE): kept in this process; verify and encrypt with it run locally.
+    static func localPublicKey(_ t: Template, serial: UInt) throws(TokenError) -> TokenObject {
+        let spki: [UInt8]
+        let kind: ServiceKey.Kind
+        switch try t.ulong(.keyType).map({ KeyKind(rawValue: $0) }) {
+        case .rsa?:
+            guard let n = t[.modulus], !n.isEmpty, let e = t[.publicExponent], !e.isEmpty else {
+                throw .templateIncomplete("CKA_MODULUS and CKA_PUBLIC_EXPONENT")
+            }
+            spki = DER.rsaSPKI(n: n, e: e)
+            kind = .rsa
+        case .ec?:
+            guard let params = t[.ecParams], NamedCurve.allCases.contains(where: { $0.oidDER == params }) else {
+                throw .templateIncomplete("CKA_EC_PARAMS (a named curve)")
+            }
+            guard let raw = t[.ecPoint], !raw.isEmpty else { throw .templateIncomplete("CKA_EC_POINT") }
+            // CKA_EC_POINT is a DER OCTET STRING; some applications pass the bare point.
+            let point = DER.unwrapOctetString(raw) ?? raw
+            spki = DER.ecSPKI(curveOID: params, point: point)
+            kind = .ec
+        default:
+            throw .templateIncomplete("CKA_KEY_TYPE (CKK_RSA or CKK_EC)")
+        }
+        guard (try? PublicKey(spki: spki)) != nil else { throw .attributeValueInvalid(kind == .rsa ? .modulus : .ecPoint) }
+        let key = ServiceKey(name: "local/\(serial)", kind: kind, publicKey: spki, id: t[.id] ?? [], ephemeral: true, label: t.string(.label) ?? "")
+        guard var pub = objects(for: key, loginRequired: false).first(where: { $0.objectClass == .publicKey }) else {
+            throw .attributeValueInvalid(.keyType)
+        }
+        var a = pub.attributes
+        a[.modifiable] = AttributeValue.bool(true)
+        a[.copyable] = AttributeValue.bool(true)
+        for flag in [AttributeType.verify, .encrypt, .wrap, .verifyRecover, .derive] { if let v = t[flag] { a[flag] = v } }
+        pub = TokenObject(identity: "local/\(serial)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub.publicKey, attributes: a, sensitive: [])
+        return pub
+    }
+
+    /// A certificate or data object the application created as a session object (kept in this process).
+    static func localStored(_ t: Template, certificate: Bool, serial: UInt) throws(TokenError) -> TokenObject {
+        guard let value = t[.value] else { throw .templateIncomplete("CKA_VALUE") }
+        let o = ServiceObject(uid: "local-\(serial)", isCertificate: certificate, label: t.string(.label) ?? "", id: t[.id] ?? [],
+                              value: value, application: t.string(.application) ?? "")
+        let base = object(for: o)
+        var a = base.attributes
+        a[.token] = AttributeValue.bool(false)
+        a[.copyable] = AttributeValue.bool(true)
+        // What the application set that we do not derive (CKA_TRUSTED, CKA_CERTIFICATE_CATEGORY, hashes, CKA_OBJECT_ID…) is kept as given.
+        for (type, v) in t.attributes where a[type] == nil || [.trusted, .certificateCategory, .objectID, .subject, .issuer, .serialNumber].contains(type) {
+            a[type] = v
+        }
+        return TokenObject(identity: "local/\(serial)", objectClass: base.objectClass, key: nil, uid: nil, publicKey: nil, attributes: a, sensitive: [])
     }
 
     static func object(for o: ServiceObject) -> TokenObject {

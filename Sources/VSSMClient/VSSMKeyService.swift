@@ -64,7 +64,8 @@ public final class VSSMKeyService: KeyService {
                 listing.keys.append(ServiceKey(name: k.string("name"), kind: kind, publicKey: k.bytes("publicKey") ?? [],
                                                length: length, cipher: k.string("cipher"), id: k.bytes("id"),
                                                ephemeral: k.bool("ephemeral"),
-                                               label: k.bool("ephemeral") || k.has("label") ? k.string("label") : nil))
+                                               label: k.bool("ephemeral") || k.has("label") ? k.string("label") : nil,
+                                               generated: k.string("origin") == "generated" ? true : k.string("origin") == "injected" ? false : nil))
             }
             for o in r.objects("objects") {
                 listing.objects.append(ServiceObject(uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",

@@ -91,8 +91,15 @@ public final class DigestContext: @unchecked Sendable {
 public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
-        if count > 0 { _ = RAND_bytes(&out, Int32(count)) }
+        if count > 0 { _ = RAND_bytes(&out, Int32(clamping: count)) }
         return out
+    }
+
+    /// Mixes caller bytes into the generator's state (PKCS#11 C_SeedRandom). Credited with no
+    /// entropy: a bad seed cannot weaken the generator, a good one adds to it.
+    public static func mix(_ seed: [UInt8]) {
+        guard !seed.isEmpty, let n = Int32(exactly: seed.count) else { return }
+        RAND_add(seed, n, 0)
     }
 }
 

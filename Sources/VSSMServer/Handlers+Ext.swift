@@ -94,6 +94,7 @@ extension KeyServiceNode {
             w.string("cipher", e.attributes.cipher ?? "")
             w.string("label", e.attributes.label ?? "")
             w.bool("ephemeral", ephemeral)
+            w.string("origin", e.attributes.origin ?? "")
             return w.value
         }
         for e in s.symmetric.values.sorted(by: { $0.name < $1.name }) { keys.append(secret(e, .symmetric)) }
@@ -110,6 +111,7 @@ extension KeyServiceNode {
             w.bytes("id", e.attributes.id)
             w.string("label", e.attributes.label ?? "")
             w.bool("ephemeral", ephemeral)
+            w.string("origin", e.attributes.origin ?? "")
             keys.append(w.value)
         }
     }

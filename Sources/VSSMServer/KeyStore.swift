@@ -10,12 +10,16 @@ public struct KeyAttributes: Sendable, Equatable {
     public var cipher: String?
     /// CKA_LABEL of a session key (whose name is generated); token keys are labelled by their name.
     public var label: String?
-    public init(id: [UInt8]? = nil, cipher: String? = nil, label: String? = nil) {
+    /// "generated" in this service (PKCS#11 CKA_LOCAL, always sensitive, never extractable) or
+    /// "injected"; nil where unknown (keys from before this field, from Go peers).
+    public var origin: String?
+    public init(id: [UInt8]? = nil, cipher: String? = nil, label: String? = nil, origin: String? = nil) {
         self.id = id
         self.cipher = cipher
         self.label = label
+        self.origin = origin
     }
-    var isEmpty: Bool { id == nil && cipher == nil }
+    var isEmpty: Bool { id == nil && cipher == nil && origin == nil }
 }
 
 public struct SecretKeyEntry: Sendable {
@@ -100,6 +104,7 @@ enum StateCodec {
                 x.string("name", name)
                 x.bytes("id", a.id)
                 x.string("cipher", a.cipher ?? "")
+                x.string("origin", a.origin ?? "")
                 attrs.append(x.value)
             }
             for e in s.symmetric.values.sorted(by: { $0.name < $1.name }) { add(.symmetric, e.name, e.attributes) }
@@ -136,6 +141,7 @@ enum StateCodec {
                     var attributes = KeyAttributes()
                     if case .string(let id)? = a["id"] { attributes.id = try? Base64.decode(id) }
                     if case .string(let c)? = a["cipher"], !c.isEmpty { attributes.cipher = c }
+                    if case .string(let o)? = a["origin"], o == "generated" || o == "injected" { attributes.origin = o }
                     switch KeyType(rawValue: type) {
                     case .symmetric?: d.state.symmetric[name]?.attributes = attributes
                     case .asymmetric?: d.state.asymmetric[name]?.attributes = attributes

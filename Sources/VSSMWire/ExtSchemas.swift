@@ -12,7 +12,7 @@ public enum ExtSchemas {
         .init("name", .string), .init("keyType", .string), .init("keySpec", .string),
         .init("keyLength", .uint64), .init("bits", .uint64), .init("curve", .string),
         .init("publicKey", .bytes), .init("createdAt", .int64), .init("id", .bytes), .init("cipher", .string),
-        .init("label", .string), .init("ephemeral", .bool),
+        .init("label", .string), .init("ephemeral", .bool), .init("origin", .string),
     ])
     public static let object = MessageSchema("ExtObject", [
         .init("uid", .string), .init("class", .string), .init("label", .string), .init("id", .bytes),

@@ -363,17 +363,21 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         var badMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_PKCS_PSS), pParameter: &pss, ulParameterLen: 3)
         #expect(f.C_SignInit!(s, &badMech, 1) == rv(CKR_MECHANISM_PARAM_INVALID))
         #expect(f.C_GenerateRandom!(s, nil, 8) == rv(CKR_ARGUMENTS_BAD))
-        // Management without login, and on a read-only session.
+        // Token-object management without login, and on a read-only session.
         var cls = CK_OBJECT_CLASS(CKO_DATA)
-        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size))]
+        var onToken: CK_BBOOL = 1
+        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size)),
+                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &onToken, ulValueLen: 1)]
         var obj: CK_OBJECT_HANDLE = 0
-        #expect(f.C_CreateObject!(s, &tmpl, 1, &obj) == rv(CKR_SESSION_READ_ONLY))
+        #expect(f.C_CreateObject!(s, &tmpl, 2, &obj) == rv(CKR_SESSION_READ_ONLY))
         var rw: CK_SESSION_HANDLE = 0
         #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION | CKF_RW_SESSION), nil, nil, &rw) == rv(CKR_OK))
-        #expect(f.C_CreateObject!(rw, &tmpl, 1, &obj) == rv(CKR_USER_NOT_LOGGED_IN))
+        #expect(f.C_CreateObject!(rw, &tmpl, 2, &obj) == rv(CKR_USER_NOT_LOGGED_IN))
         var pin = Array(TestNode.password.utf8)
         #expect(f.C_Login!(rw, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
-        #expect(f.C_CreateObject!(rw, &tmpl, 1, &obj) == rv(CKR_TEMPLATE_INCOMPLETE))
+        #expect(f.C_CreateObject!(rw, &tmpl, 2, &obj) == rv(CKR_TEMPLATE_INCOMPLETE))
+        // Without CKA_TOKEN (default FALSE) a data object is a session object: no R/W session or login needed.
+        #expect(f.C_CreateObject!(s, &tmpl, 1, &obj) == rv(CKR_TEMPLATE_INCOMPLETE), "only CKA_VALUE is missing")
         #expect(f.C_Login!(rw, 7, &pin, CK_ULONG(pin.count)) == rv(CKR_USER_ANOTHER_ALREADY_LOGGED_IN))
         // Entries that are present but not offered.
         #expect(f.C_InitToken!(0, nil, 0, nil) == rv(CKR_FUNCTION_NOT_SUPPORTED))
@@ -381,6 +385,7 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_GetFunctionStatus!(s) == rv(CKR_FUNCTION_NOT_PARALLEL))
         #expect(f.C_CloseSession!(rw) == rv(CKR_OK))
     }
+
     /// Session keys (CKA_TOKEN defaults to FALSE): generated in a read-only session without a
     /// login, kept by the service for this module instance, destroyed with their session.
     @Test func sessionKeysGoWithTheirSession() throws {
