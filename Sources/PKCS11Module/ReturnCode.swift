@@ -26,6 +26,7 @@ extension TokenError {
         case .userTypeInvalid: CK_RV(CKR_USER_TYPE_INVALID)
         case .pinIncorrect, .adminPasswordRejected: CK_RV(CKR_PIN_INCORRECT)
         case .pinLocked: CK_RV(CKR_PIN_LOCKED)
+        case .actionProhibited: CK_RV(CKR_ACTION_PROHIBITED)
         case .pinLenRange: CK_RV(CKR_PIN_LEN_RANGE)
         case .mechanismInvalid: CK_RV(CKR_MECHANISM_INVALID)
         case .mechanismParamInvalid: CK_RV(CKR_MECHANISM_PARAM_INVALID)

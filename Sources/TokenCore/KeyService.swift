@@ -15,10 +15,11 @@ public protocol KeyService: Sendable {
     func verifyAdminPassword(_ password: String) throws(TokenError)
     /// Key creation and changes. A `name` of the form `~<owner>/<name>` is a session key (memory
     /// only in the service, no admin password needed: pass ""); `label` is its CKA_LABEL.
-    func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?) throws(TokenError)
-    func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?) throws(TokenError)
+    /// `attributes`: the `StoredAttributes` blob kept with the key (nil: none).
+    func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
     func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError)
-    func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?) throws(TokenError)
+    func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
     /// Drops every session key of `owner` (C_Finalize); best effort.
     func releaseSession(owner: String) throws(TokenError)
     func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String
@@ -44,9 +45,11 @@ public struct ServiceKey: Sendable, Equatable {
     public var label: String?
     /// Generated inside the service (true), imported (false), or unknown (nil).
     public var generated: Bool?
+    /// The `StoredAttributes` blob kept with the key.
+    public var attributes: [UInt8]?
 
     public init(name: String, kind: Kind, publicKey: [UInt8] = [], length: Int = 0, cipher: String = "", id: [UInt8]? = nil,
-                ephemeral: Bool = false, label: String? = nil, generated: Bool? = nil) {
+                ephemeral: Bool = false, label: String? = nil, generated: Bool? = nil, attributes: [UInt8]? = nil) {
         self.name = name
         self.kind = kind
         self.publicKey = publicKey
@@ -56,6 +59,7 @@ public struct ServiceKey: Sendable, Equatable {
         self.ephemeral = ephemeral
         self.label = label
         self.generated = generated
+        self.attributes = attributes
     }
 }
 

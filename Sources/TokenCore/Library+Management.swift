@@ -106,7 +106,8 @@ extension Library {
             throw .mechanismInvalid(mechanism.type)
         }
         try manage(h, t) { () throws(TokenError) in
-            try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: p.label)
+            try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: p.label,
+                                    attributes: StoredAttributes.encode(try StoredAttributes.collect(publicTemplate, privateTemplate)))
         }
         placed(p, h, type: "ASYMMETRIC")
         return (try handle(t, identity: "pub/\(name)"), try handle(t, identity: "priv/\(name)"))
@@ -128,7 +129,8 @@ extension Library {
             throw .mechanismInvalid(mechanism.type)
         }
         try manage(h, t) { () throws(TokenError) in
-            try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher, label: p.label)
+            try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher, label: p.label,
+                                    attributes: StoredAttributes.encode(try StoredAttributes.collect(template)))
         }
         placed(p, h, type: type)
         return try handle(t, identity: "\(prefix)/\(name)")
@@ -173,7 +175,8 @@ extension Library {
             default: throw .templateInconsistent("unsupported secret key type")
             }
             try manage(h, t) { () throws(TokenError) in
-                try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher, label: p.label)
+                try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher, label: p.label,
+                                      attributes: StoredAttributes.encode(try StoredAttributes.collect(template)))
             }
             placed(p, h, type: type)
             return try handle(t, identity: "\(prefix)/\(name)")
@@ -183,7 +186,8 @@ extension Library {
             var pkcs8 = try Library.pkcs8(from: template)
             defer { zeroize(&pkcs8) }
             try manage(h, t) { () throws(TokenError) in
-                try service.injectKey(adminPassword: admin, name: name, type: "ASYMMETRIC", key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil, label: p.label)
+                try service.injectKey(adminPassword: admin, name: name, type: "ASYMMETRIC", key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil, label: p.label,
+                                      attributes: StoredAttributes.encode(try StoredAttributes.collect(template)))
             }
             placed(p, h, type: "ASYMMETRIC")
             return try handle(t, identity: "priv/\(name)")
@@ -219,6 +223,7 @@ extension Library {
     public func destroyObject(_ h: UInt, object: ObjectHandle) throws(TokenError) {
         let (_, owning) = try session(h)
         let o = try owning.object(object)
+        if o.attributes[.destroyable] == AttributeValue.bool(false) { throw .actionProhibited }
         if owning.isLocal(object) {
             _ = owning.removeLocal(object)
             return
@@ -270,10 +275,19 @@ extension Library {
         }
         let ephemeral = o.key?.ephemeral ?? false
         let (t, service, admin) = ephemeral ? (owning, try owning.service(), "") : try managementContext(h)
+        if o.attributes[.modifiable] == AttributeValue.bool(false) { throw .attributeReadOnly(template.attributes.first?.0 ?? .label) }
+        // Usage flags a key keeps in the service (PKCS#11 §4.9: settable after creation).
+        var flags = StoredAttributes.decode(o.key?.attributes)
+        var flagsChanged = false
         for (type, value) in template.attributes {
             switch type {
             case .id: continue
             case .label where o.uid != nil || ephemeral: continue
+            case let f where o.key != nil && StoredAttributes.all.contains(f) && f != .alwaysAuthenticate:
+                guard let b = AttributeValue.decodeBool(value) else { throw .attributeValueInvalid(f) }
+                flags[f] = b
+                flagsChanged = true
+                continue
             default:
                 if o.attributes[type] == value { continue }  // setting the current value is harmless
                 throw o.attributes[type] == nil ? .attributeTypeInvalid(type) : .attributeReadOnly(type)
@@ -282,10 +296,11 @@ extension Library {
         try manage(h, t) { () throws(TokenError) in
             if let uid = o.uid {
                 try service.updateObject(adminPassword: admin, uid: uid, label: template.string(.label), id: template[.id])
-            } else if let key = o.key, template[.id] != nil || (ephemeral && template[.label] != nil) {
+            } else if let key = o.key, template[.id] != nil || (ephemeral && template[.label] != nil) || flagsChanged {
                 let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
                 try service.setKeyID(adminPassword: admin, name: key.name, type: type, id: template[.id] ?? key.id,
-                                     label: ephemeral ? template.string(.label) : nil)
+                                     label: ephemeral ? template.string(.label) : nil,
+                                     attributes: flagsChanged ? StoredAttributes.encode(flags) ?? [] : nil)
             }
         }
         // Reads right after a change see it (the index is rebuilt from the service).

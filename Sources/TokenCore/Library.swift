@@ -239,6 +239,9 @@ public final class Library: Sendable {
         }
         guard let object = try? t.object(handle) else { throw .keyHandleInvalid }
         guard let key = object.key else { throw .keyTypeInconsistent }
+        // The key's usage flag (CKA_SIGN / CKA_VERIFY) must allow it (PKCS#11 §5.13, CKR_KEY_FUNCTION_NOT_PERMITTED).
+        let usage: AttributeType = verify && object.objectClass != .privateKey ? .verify : .sign
+        if object.attributes[usage] == AttributeValue.bool(false) { throw .keyFunctionNotPermitted }
         if let hmacHash = MechanismTable.hmacHash(of: m.type) {
             guard key.kind == .mac else { throw .keyTypeInconsistent }
             guard try mechanisms(slot: s.slot)[m.type] != nil else { throw .mechanismInvalid(m.type) }

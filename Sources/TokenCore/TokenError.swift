@@ -37,6 +37,8 @@ public enum TokenError: Error, Sendable, Equatable {
     case signatureLenRange
     case functionNotSupported
     case tokenWriteProtected
+    /// The object's CKA_DESTROYABLE (or CKA_COPYABLE) is FALSE.
+    case actionProhibited
     /// The key service could not be reached or failed; `status` is its HTTP status (0: transport).
     case device(String, status: Int)
     /// The service refused the admin password.

@@ -116,6 +116,12 @@ public struct TokenObject: Sendable {
             pubAttrs[.wrap] = B(false)
             pubAttrs[.trusted] = B(false)
             pubAttrs[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .publicKey).map(\.rawValue))
+            let chosen = StoredAttributes.decode(key.attributes)
+            for (type, value) in chosen {
+                if StoredAttributes.privateFlags.contains(type) { priv[type] = B(value) }
+                if StoredAttributes.publicFlags.contains(type) { pubAttrs[type] = B(value) }
+                if StoredAttributes.objectFlags.contains(type) { priv[type] = B(value); pubAttrs[type] = B(value) }
+            }
             let secretParts: Set<AttributeType> = isRSA
                 ? [.privateExponent, .prime1, .prime2, .exponent1, .exponent2, .coefficient]
                 : [.value]
@@ -145,6 +151,9 @@ public struct TokenObject: Sendable {
             a[.trusted] = B(false)
             a[.wrapWithTrusted] = B(false)
             a[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .secretKey).map(\.rawValue))
+            a[.alwaysAuthenticate] = B(false)
+            a[.derive] = B(false)
+            for (type, value) in StoredAttributes.decode(key.attributes) where a[type] != nil || type == .derive { a[type] = B(value) }
             let prefix = isMAC ? "mac" : "sym"
             return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a, sensitive: [.value])]
         }

@@ -65,7 +65,8 @@ public final class VSSMKeyService: KeyService {
                                                length: length, cipher: k.string("cipher"), id: k.bytes("id"),
                                                ephemeral: k.bool("ephemeral"),
                                                label: k.bool("ephemeral") || k.has("label") ? k.string("label") : nil,
-                                               generated: k.string("origin") == "generated" ? true : k.string("origin") == "injected" ? false : nil))
+                                               generated: k.string("origin") == "generated" ? true : k.string("origin") == "injected" ? false : nil,
+                                               attributes: k.bytes("attributes")))
             }
             for o in r.objects("objects") {
                 listing.objects.append(ServiceObject(uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",
@@ -160,7 +161,7 @@ public final class VSSMKeyService: KeyService {
         }
     }
 
-    public func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?) throws(TokenError) {
+    public func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
@@ -172,11 +173,12 @@ public final class VSSMKeyService: KeyService {
             w.bytes("id", id)
             w.string("cipher", cipher ?? "")
             if let label { w.object("label", .string(label)) }
+            w.bytes("attributes", attributes)
         }
         _ = try call(useExt ? Route.extGenerateKey : Route.generateKey, w, Schemas.empty, idempotent: false)
     }
 
-    public func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?) throws(TokenError) {
+    public func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
@@ -187,6 +189,7 @@ public final class VSSMKeyService: KeyService {
             w.bytes("id", id)
             w.string("cipher", cipher ?? "")
             if let label { w.object("label", .string(label)) }
+            w.bytes("attributes", attributes)
         }
         _ = try call(useExt ? Route.extInjectKey : Route.injectKey, w, Schemas.empty, idempotent: false)
     }
@@ -199,13 +202,14 @@ public final class VSSMKeyService: KeyService {
         _ = try call(Route.extDeleteKey, w, Schemas.empty, idempotent: false)
     }
 
-    public func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?) throws(TokenError) {
+    public func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
         w.string("keyType", type)
         w.bytes("id", id)
         if let label { w.object("label", .string(label)) }
+        w.bytes("attributes", attributes)
         _ = try call(Route.extSetAttributes, w, Schemas.empty, idempotent: true)
     }
 

@@ -109,7 +109,7 @@ final class EphemeralStore: Sendable {
         ((try? with(owner: owner) { $0 }) ?? nil) ?? KeyState()
     }
 
-    func setID(_ name: String, type: KeyType, id: [UInt8]?, label: String?) -> Bool {
+    func setID(_ name: String, type: KeyType, id: [UInt8]?, label: String?, pkcs11: [UInt8]?) -> Bool {
         guard let owner = EphemeralStore.owner(of: name) else { return false }
         let done = try? with(owner: owner) { (k: inout KeyState) -> Bool in
             switch type {
@@ -117,14 +117,17 @@ final class EphemeralStore: Sendable {
                 guard k.symmetric[name] != nil else { return false }
                 k.symmetric[name]?.attributes.id = id
                 if let label { k.symmetric[name]?.attributes.label = label }
+                if let pkcs11 { k.symmetric[name]?.attributes.pkcs11 = pkcs11 }
             case .asymmetric:
                 guard k.asymmetric[name] != nil else { return false }
                 k.asymmetric[name]?.attributes.id = id
                 if let label { k.asymmetric[name]?.attributes.label = label }
+                if let pkcs11 { k.asymmetric[name]?.attributes.pkcs11 = pkcs11 }
             case .mac:
                 guard k.mac[name] != nil else { return false }
                 k.mac[name]?.attributes.id = id
                 if let label { k.mac[name]?.attributes.label = label }
+                if let pkcs11 { k.mac[name]?.attributes.pkcs11 = pkcs11 }
             }
             return true
         }

@@ -136,7 +136,7 @@ extension KeyServiceNode {
         if state.withLock({ $0.contains(name, type: type) }) { throw .conflict("Key with name \(name) already exists.") }
         audit.info("Generating a \(type.rawValue) key named \(name)...")
         let m = try generateMaterial(type: type, spec: r.string("keySpec"), size: r.uint64("keySize"), cipher: cipher, session: name.hasPrefix("~"))
-        try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, cipher: m.cipher, label: label, origin: "generated")), secret: m.secret, asym: m.asym)
+        try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, cipher: m.cipher, label: label, origin: "generated", pkcs11: r.bytes("attributes"))), secret: m.secret, asym: m.asym)
     }
 
     func injectKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
@@ -155,15 +155,15 @@ extension KeyServiceNode {
         switch type {
         case .symmetric:
             let c = try KeyPolicy.cipher(forLength: material.count, requested: cipher)
-            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, cipher: c, label: label, origin: "injected")), secret: material, asym: nil)
+            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, cipher: c, label: label, origin: "injected", pkcs11: r.bytes("attributes"))), secret: material, asym: nil)
         case .mac:
             try KeyPolicy.checkMacSize(UInt64(material.count))
-            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, label: label, origin: "injected")), secret: material, asym: nil)
+            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, label: label, origin: "injected", pkcs11: r.bytes("attributes"))), secret: material, asym: nil)
         case .asymmetric:
             let key: PrivateKey
             do { key = try PrivateKey(pkcs8: material) } catch { throw .badRequest("x509: failed to parse private key: \(error.message)") }
             try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"))
-            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, label: label, origin: "injected")), secret: nil, asym: key, pkcs8: material)
+            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, label: label, origin: "injected", pkcs11: r.bytes("attributes"))), secret: nil, asym: key, pkcs8: material)
         }
     }
 

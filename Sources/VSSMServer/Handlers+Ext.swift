@@ -95,6 +95,7 @@ extension KeyServiceNode {
             w.string("label", e.attributes.label ?? "")
             w.bool("ephemeral", ephemeral)
             w.string("origin", e.attributes.origin ?? "")
+            w.bytes("attributes", e.attributes.pkcs11)
             return w.value
         }
         for e in s.symmetric.values.sorted(by: { $0.name < $1.name }) { keys.append(secret(e, .symmetric)) }
@@ -112,6 +113,7 @@ extension KeyServiceNode {
             w.string("label", e.attributes.label ?? "")
             w.bool("ephemeral", ephemeral)
             w.string("origin", e.attributes.origin ?? "")
+            w.bytes("attributes", e.attributes.pkcs11)
             keys.append(w.value)
         }
     }
@@ -211,8 +213,11 @@ extension KeyServiceNode {
         let name = r.string("keyName")
         let type = try KeyPolicy.keyType(r.string("keyType"))
         let id = r.bytes("id")
+        let pkcs11 = r.bytes("attributes")
         if name.hasPrefix("~") {
-            guard ephemeral.setID(name, type: type, id: id, label: r.has("label") ? r.string("label") : nil) else { throw .invalidKeyName(name) }
+            guard ephemeral.setID(name, type: type, id: id, label: r.has("label") ? r.string("label") : nil, pkcs11: pkcs11) else {
+                throw .invalidKeyName(name)
+            }
             return ok(WireWriter())
         }
         try checkPassword(r, ctx)
@@ -221,12 +226,15 @@ extension KeyServiceNode {
             case .symmetric:
                 guard s.symmetric[name] != nil else { throw .invalidKeyName(name) }
                 s.symmetric[name]?.attributes.id = id
+                if let pkcs11 { s.symmetric[name]?.attributes.pkcs11 = pkcs11 }
             case .asymmetric:
                 guard s.asymmetric[name] != nil else { throw .invalidKeyName(name) }
                 s.asymmetric[name]?.attributes.id = id
+                if let pkcs11 { s.asymmetric[name]?.attributes.pkcs11 = pkcs11 }
             case .mac:
                 guard s.mac[name] != nil else { throw .invalidKeyName(name) }
                 s.mac[name]?.attributes.id = id
+                if let pkcs11 { s.mac[name]?.attributes.pkcs11 = pkcs11 }
             }
         }
         return ok(WireWriter())

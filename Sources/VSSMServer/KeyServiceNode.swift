@@ -285,6 +285,9 @@ public final class KeyServiceNode: Sendable {
         if decodedSize("id") > ServiceLimits.maxIdBytes + 2 || (r.bytes("id")?.count ?? 0) > ServiceLimits.maxIdBytes {
             throw .tooLarge("id (CKA_ID) is longer than \(ServiceLimits.maxIdBytes) bytes.")
         }
+        if decodedSize("attributes") > ServiceLimits.maxKeyAttributeBytes + 2 || (r.bytes("attributes")?.count ?? 0) > ServiceLimits.maxKeyAttributeBytes {
+            throw .tooLarge("attributes are longer than \(ServiceLimits.maxKeyAttributeBytes) bytes.")
+        }
         for field in ["label", "application"] where r.string(field).utf8.count > ServiceLimits.maxLabelBytes {
             throw .tooLarge("\(field) is longer than \(ServiceLimits.maxLabelBytes) bytes.")
         }

@@ -13,13 +13,17 @@ public struct KeyAttributes: Sendable, Equatable {
     /// "generated" in this service (PKCS#11 CKA_LOCAL, always sensitive, never extractable) or
     /// "injected"; nil where unknown (keys from before this field, from Go peers).
     public var origin: String?
-    public init(id: [UInt8]? = nil, cipher: String? = nil, label: String? = nil, origin: String? = nil) {
+    /// PKCS#11 attributes the module keeps with the key (usage flags and the like), opaque to the
+    /// service and bounded by `ServiceLimits.maxKeyAttributeBytes`.
+    public var pkcs11: [UInt8]?
+    public init(id: [UInt8]? = nil, cipher: String? = nil, label: String? = nil, origin: String? = nil, pkcs11: [UInt8]? = nil) {
         self.id = id
         self.cipher = cipher
         self.label = label
         self.origin = origin
+        self.pkcs11 = pkcs11
     }
-    var isEmpty: Bool { id == nil && cipher == nil && origin == nil }
+    var isEmpty: Bool { id == nil && cipher == nil && origin == nil && pkcs11 == nil }
 }
 
 public struct SecretKeyEntry: Sendable {
@@ -105,6 +109,7 @@ enum StateCodec {
                 x.bytes("id", a.id)
                 x.string("cipher", a.cipher ?? "")
                 x.string("origin", a.origin ?? "")
+                x.bytes("pkcs11", a.pkcs11)
                 attrs.append(x.value)
             }
             for e in s.symmetric.values.sorted(by: { $0.name < $1.name }) { add(.symmetric, e.name, e.attributes) }
@@ -142,6 +147,8 @@ enum StateCodec {
                     if case .string(let id)? = a["id"] { attributes.id = try? Base64.decode(id) }
                     if case .string(let c)? = a["cipher"], !c.isEmpty { attributes.cipher = c }
                     if case .string(let o)? = a["origin"], o == "generated" || o == "injected" { attributes.origin = o }
+                    if case .string(let b)? = a["pkcs11"], let bytes = try? Base64.decode(b),
+                       bytes.count <= ServiceLimits.maxKeyAttributeBytes { attributes.pkcs11 = bytes }
                     switch KeyType(rawValue: type) {
                     case .symmetric?: d.state.symmetric[name]?.attributes = attributes
                     case .asymmetric?: d.state.asymmetric[name]?.attributes = attributes
@@ -241,9 +248,10 @@ extension KeyState {
         // Names and strings count twice: JSON escaping can at most double them (control characters
         // are refused); each entry appears in the base section and the extension section.
         var n = 256
-        for e in symmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + b64(e.attributes.id?.count ?? 0) }
-        for e in mac.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + b64(e.attributes.id?.count ?? 0) }
-        for e in asymmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.pkcs8.count) + b64(e.attributes.id?.count ?? 0) }
+        func attrs(_ a: KeyAttributes) -> Int { 64 + b64(a.id?.count ?? 0) + b64(a.pkcs11?.count ?? 0) }
+        for e in symmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
+        for e in mac.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
+        for e in asymmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.pkcs8.count) + attrs(e.attributes) }
         for o in objects.values {
             n += 200 + o.uid.utf8.count + 2 * (o.label.utf8.count + o.application.utf8.count) + b64(o.id.count) + b64(o.value.count)
         }

@@ -31,6 +31,8 @@ public struct ServiceLimits: Sendable, Equatable {
     public static let maxUnauthenticatedBodyBytes = 64 << 10
     /// CKA_ID of a key or object.
     public static let maxIdBytes = 256
+    /// The module's opaque PKCS#11 attributes of a key (usage flags).
+    public static let maxKeyAttributeBytes = 1024
     /// Object labels and CKA_APPLICATION.
     public static let maxLabelBytes = 1024
     /// Certificate and data object values.

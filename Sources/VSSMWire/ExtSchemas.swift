@@ -12,7 +12,7 @@ public enum ExtSchemas {
         .init("name", .string), .init("keyType", .string), .init("keySpec", .string),
         .init("keyLength", .uint64), .init("bits", .uint64), .init("curve", .string),
         .init("publicKey", .bytes), .init("createdAt", .int64), .init("id", .bytes), .init("cipher", .string),
-        .init("label", .string), .init("ephemeral", .bool), .init("origin", .string),
+        .init("label", .string), .init("ephemeral", .bool), .init("origin", .string), .init("attributes", .bytes),
     ])
     public static let object = MessageSchema("ExtObject", [
         .init("uid", .string), .init("class", .string), .init("label", .string), .init("id", .bytes),
@@ -54,15 +54,16 @@ public enum ExtSchemas {
     public static let generateKeyRequest = MessageSchema("ExtGenerateKeyRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
         .init("keySpec", .string), .init("keySize", .uint64), .init("id", .bytes), .init("cipher", .string),
-        .init("label", .string),
+        .init("label", .string), .init("attributes", .bytes),
     ])
     public static let injectKeyRequest = MessageSchema("ExtInjectKeyRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
         .init("key", .bytes), .init("id", .bytes), .init("cipher", .string), .init("label", .string),
+        .init("attributes", .bytes),
     ])
     public static let setAttributesRequest = MessageSchema("ExtSetAttributesRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string), .init("id", .bytes),
-        .init("label", .string),
+        .init("label", .string), .init("attributes", .bytes),
     ])
     public static let deleteKeyRequest = MessageSchema("ExtDeleteKeyRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
