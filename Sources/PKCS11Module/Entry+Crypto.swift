@@ -17,6 +17,16 @@ func sized(_ name: StaticString, _ out: UnsafeMutablePointer<CK_BYTE>?, _ len: U
     }
 }
 
+/// Caller data for an active operation. If it cannot be taken (NULL with a length, or longer
+/// than `Marshal.maxInput`) the operation ends, as any error other than CKR_BUFFER_TOO_SMALL must
+/// (PKCS#11 §5.2); before, the session stayed stuck in CKR_OPERATION_ACTIVE.
+func operationInput(_ h: CK_SESSION_HANDLE, _ p: UnsafeRawPointer?, _ n: CK_ULONG) throws(TokenError) -> [UInt8] {
+    do { return try Marshal.bytes(p, n) } catch {
+        library.endOperation(h)
+        throw error
+    }
+}
+
 /// PKCS#11 2.40 §5.11 C_DigestInit (local).
 @implementation @c
 public func C_DigestInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?) -> CK_RV {
@@ -26,13 +36,13 @@ public func C_DigestInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMuta
 @implementation @c
 public func C_Digest(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pDigest: UnsafeMutablePointer<CK_BYTE>?, _ pulDigestLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     sized("C_Digest", pDigest, pulDigestLen) { (cap: Int?) throws(TokenError) in
-        try library.digest(hSession, data: try Marshal.bytes(pData, ulDataLen), capacity: cap)
+        try library.digest(hSession, data: try operationInput(hSession, pData, ulDataLen), capacity: cap)
     }
 }
 
 @implementation @c
 public func C_DigestUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_DigestUpdate") { () throws(TokenError) in try library.digestUpdate(hSession, part: try Marshal.bytes(pPart, ulPartLen)); return ok }
+    entry("C_DigestUpdate") { () throws(TokenError) in try library.digestUpdate(hSession, part: try operationInput(hSession, pPart, ulPartLen)); return ok }
 }
 
 @implementation @c
@@ -53,13 +63,13 @@ public func C_SignInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutabl
 @implementation @c
 public func C_Sign(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ pulSignatureLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     sized("C_Sign", pSignature, pulSignatureLen) { (cap: Int?) throws(TokenError) in
-        try library.sign(hSession, data: try Marshal.bytes(pData, ulDataLen), capacity: cap)
+        try library.sign(hSession, data: try operationInput(hSession, pData, ulDataLen), capacity: cap)
     }
 }
 
 @implementation @c
 public func C_SignUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_SignUpdate") { () throws(TokenError) in try library.signUpdate(hSession, part: try Marshal.bytes(pPart, ulPartLen)); return ok }
+    entry("C_SignUpdate") { () throws(TokenError) in try library.signUpdate(hSession, part: try operationInput(hSession, pPart, ulPartLen)); return ok }
 }
 
 @implementation @c
@@ -79,20 +89,20 @@ public func C_VerifyInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMuta
 @implementation @c
 public func C_Verify(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ ulSignatureLen: CK_ULONG) -> CK_RV {
     entry("C_Verify") { () throws(TokenError) in
-        try library.verify(hSession, data: try Marshal.bytes(pData, ulDataLen), signature: try Marshal.bytes(pSignature, ulSignatureLen))
+        try library.verify(hSession, data: try operationInput(hSession, pData, ulDataLen), signature: try operationInput(hSession, pSignature, ulSignatureLen))
         return ok
     }
 }
 
 @implementation @c
 public func C_VerifyUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_VerifyUpdate") { () throws(TokenError) in try library.verifyUpdate(hSession, part: try Marshal.bytes(pPart, ulPartLen)); return ok }
+    entry("C_VerifyUpdate") { () throws(TokenError) in try library.verifyUpdate(hSession, part: try operationInput(hSession, pPart, ulPartLen)); return ok }
 }
 
 @implementation @c
 public func C_VerifyFinal(_ hSession: CK_SESSION_HANDLE, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ ulSignatureLen: CK_ULONG) -> CK_RV {
     entry("C_VerifyFinal") { () throws(TokenError) in
-        try library.verifyFinal(hSession, signature: try Marshal.bytes(pSignature, ulSignatureLen))
+        try library.verifyFinal(hSession, signature: try operationInput(hSession, pSignature, ulSignatureLen))
         return ok
     }
 }

@@ -16,6 +16,17 @@ public func C_CreateObject(_ hSession: CK_SESSION_HANDLE, _ pTemplate: UnsafeMut
     }
 }
 
+/// PKCS#11 2.40 §5.7 C_CopyObject: keys are copied inside the service (session <-> token).
+@implementation @c
+public func C_CopyObject(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG, _ phNewObject: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV {
+    entry("C_CopyObject") { () throws(TokenError) in
+        guard let phNewObject else { throw .argumentsBad("NULL phNewObject") }
+        let template = try Marshal.template(pTemplate, ulCount)
+        phNewObject.pointee = try library.copyObject(hSession, object: ObjectHandle(rawValue: hObject), template: template).rawValue
+        return ok
+    }
+}
+
 /// PKCS#11 2.40 §5.7 C_DestroyObject: destroys the key (both halves of a pair) or object in the service.
 @implementation @c
 public func C_DestroyObject(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE) -> CK_RV {
@@ -71,14 +82,14 @@ public func C_EncryptInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMut
 @implementation @c
 public func C_Encrypt(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pEncryptedData: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedDataLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     sized("C_Encrypt", pEncryptedData, pulEncryptedDataLen) { (cap: Int?) throws(TokenError) in
-        try library.cipher(hSession, encrypt: true, data: try Marshal.bytes(pData, ulDataLen), capacity: cap)
+        try library.cipher(hSession, encrypt: true, data: try operationInput(hSession, pData, ulDataLen), capacity: cap)
     }
 }
 
 @implementation @c
 public func C_EncryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ pulEncryptedPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     sized("C_EncryptUpdate", pEncryptedPart, pulEncryptedPartLen) { (cap: Int?) throws(TokenError) in
-        try library.cipherUpdate(hSession, encrypt: true, part: try Marshal.bytes(pPart, ulPartLen), capacity: cap)
+        try library.cipherUpdate(hSession, encrypt: true, part: try operationInput(hSession, pPart, ulPartLen), capacity: cap)
     }
 }
 
@@ -100,14 +111,14 @@ public func C_DecryptInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMut
 @implementation @c
 public func C_Decrypt(_ hSession: CK_SESSION_HANDLE, _ pEncryptedData: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedDataLen: CK_ULONG, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ pulDataLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     sized("C_Decrypt", pData, pulDataLen) { (cap: Int?) throws(TokenError) in
-        try library.cipher(hSession, encrypt: false, data: try Marshal.bytes(pEncryptedData, ulEncryptedDataLen), capacity: cap)
+        try library.cipher(hSession, encrypt: false, data: try operationInput(hSession, pEncryptedData, ulEncryptedDataLen), capacity: cap)
     }
 }
 
 @implementation @c
 public func C_DecryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedPartLen: CK_ULONG, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ pulPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     sized("C_DecryptUpdate", pPart, pulPartLen) { (cap: Int?) throws(TokenError) in
-        try library.cipherUpdate(hSession, encrypt: false, part: try Marshal.bytes(pEncryptedPart, ulEncryptedPartLen), capacity: cap)
+        try library.cipherUpdate(hSession, encrypt: false, part: try operationInput(hSession, pEncryptedPart, ulEncryptedPartLen), capacity: cap)
     }
 }
 

@@ -44,6 +44,8 @@ public func C_GetSessionInfo(_ hSession: CK_SESSION_HANDLE, _ pInfo: UnsafeMutab
 @implementation @c
 public func C_Login(_ hSession: CK_SESSION_HANDLE, _ userType: CK_USER_TYPE, _ pPin: UnsafeMutablePointer<CK_UTF8CHAR>?, _ ulPinLen: CK_ULONG) -> CK_RV {
     entry("C_Login") { () throws(TokenError) in
+        // A NULL PIN is only for tokens with a protected authentication path (we have none).
+        guard pPin != nil else { throw .argumentsBad("NULL PIN") }
         var pin = try Marshal.bytes(pPin, ulPinLen)
         defer { for i in pin.indices { pin[i] = 0 } }
         try library.login(hSession, user: UserType(rawValue: userType), pin: String(decoding: pin, as: UTF8.self))

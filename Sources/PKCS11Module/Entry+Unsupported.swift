@@ -18,8 +18,6 @@ public func C_GetOperationState(_ hSession: CK_SESSION_HANDLE, _ pOperationState
 @implementation @c
 public func C_SetOperationState(_ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?, _ ulOperationStateLen: CK_ULONG, _ hEncryptionKey: CK_OBJECT_HANDLE, _ hAuthenticationKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
-@implementation @c
-public func C_CopyObject(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG, _ phNewObject: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
 @implementation @c
 public func C_DigestKey(_ hSession: CK_SESSION_HANDLE, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }

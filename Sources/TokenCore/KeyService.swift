@@ -20,6 +20,9 @@ public protocol KeyService: Sendable {
     func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
     func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError)
     func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    /// Copies a key inside the service under `newName` (session or token name) with new CKA_ID,
+    /// label (session keys) and stored attributes.
+    func copyKey(adminPassword: String, name: String, type: String, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
     /// Drops every session key of `owner` (C_Finalize); best effort.
     func releaseSession(owner: String) throws(TokenError)
     func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String

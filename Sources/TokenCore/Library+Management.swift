@@ -198,6 +198,49 @@ extension Library {
         }
     }
 
+    /// C_CopyObject (PKCS#11 2.40 §5.7). A key is copied inside the service — session to token
+    /// (as Java's keystore stores a generated key), token to session, or within either — so its
+    /// bytes never leave; the copy takes the template's CKA_TOKEN, CKA_LABEL, CKA_ID and flags,
+    /// else the source's. A process-local object (public key, certificate, data) is re-created
+    /// from its attributes with the template's changes (stored in the service for CKA_TOKEN=TRUE).
+    public func copyObject(_ h: UInt, object: ObjectHandle, template: Template) throws(TokenError) -> ObjectHandle {
+        let (_, t) = try session(h)
+        let o = try t.object(object)
+        if o.attributes[.copyable] == AttributeValue.bool(false) { throw .actionProhibited }
+        let basic: [AttributeType] = [.token, .label, .id, .private, .modifiable, .copyable, .destroyable, .application]
+        let changeable = Set(basic + StoredAttributes.all)
+        for (type, _) in template.attributes where !changeable.contains(type) {
+            if o.attributes[type] != nil && o.attributes[type] != template[type] { throw .attributeReadOnly(type) }
+        }
+        var merged = template.attributes
+        func keep(_ type: AttributeType) { if template[type] == nil, let v = o.attributes[type] { merged.append((type, v)) } }
+        keep(.token)
+        keep(.label)
+        keep(.id)
+        let full = Template(merged)
+        guard let key = o.key, !t.isLocal(object) else {
+            // Re-create a local object from all its attributes (the template's win).
+            var all = merged
+            for (type, v) in o.attributes where full[type] == nil && type != .publicKeyInfo && type != .allowedMechanisms { all.append((type, v)) }
+            return try createObject(h, template: Template(all))
+        }
+        let p = try placement(h, full, prefix: "key")
+        var flags = StoredAttributes.decode(key.attributes)
+        for (type, value) in try StoredAttributes.collect(template) { flags[type] = value }
+        let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
+        try manage(h, p.token) { () throws(TokenError) in
+            try p.service.copyKey(adminPassword: p.admin, name: key.name, type: type, newName: p.name, id: full[.id],
+                                  label: p.label, attributes: StoredAttributes.encode(flags))
+        }
+        placed(p, h, type: type)
+        let prefix = switch o.objectClass {
+        case .privateKey: "priv"
+        case .publicKey: "pub"
+        default: key.kind == .mac ? "mac" : "sym"
+        }
+        return try handle(p.token, identity: "\(prefix)/\(p.name)")
+    }
+
     static func pkcs8(from t: Template) throws(TokenError) -> [UInt8] {
         switch try t.ulong(.keyType).map({ KeyKind(rawValue: $0) }) {
         case .rsa?:

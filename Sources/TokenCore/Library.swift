@@ -34,6 +34,8 @@ struct SignOperation: Sendable {
     var digest: DigestState?
     var buffer: [UInt8] = []
     var multipart = false
+    /// C_Login(CKU_CONTEXT_SPECIFIC) was done for this operation (keys with CKA_ALWAYS_AUTHENTICATE).
+    var reauthenticated = false
 }
 
 struct Session: Sendable {
@@ -105,7 +107,7 @@ public final class Library: Sendable {
         _ = try token(slot: slot)
         return try withState { s in
             let h = s.nextSession
-            s.nextSession += 1
+            s.nextSession = max(1, s.nextSession &+ 1)  // never traps; 0 stays invalid
             s.sessions[h] = Session(slot: slot, readWrite: readWrite)
             return h
         }
@@ -173,6 +175,16 @@ public final class Library: Sendable {
 
     public func login(_ h: UInt, user: UserType, pin: String) throws(TokenError) {
         let (s, t) = try session(h)
+        if user == .contextSpecific {
+            // PKCS#11 §5.6: re-authentication for the operation just initialised with a
+            // CKA_ALWAYS_AUTHENTICATE key; the normal user must be logged in already.
+            guard t.loggedInUser != nil else { throw .userNotLoggedIn }
+            guard case .sign(var op)? = s.operation else { throw .operationNotInitialized }
+            try recordDevice(h) { () throws(TokenError) in try t.verifyUserPIN(pin) }
+            op.reauthenticated = true
+            try setOperation(h, .sign(op))
+            return
+        }
         if user == .so {
             let readOnly = try withState { st in st.sessions.values.contains { $0.slot == s.slot && !$0.readWrite } }
             if readOnly { throw .sessionReadOnlyExists }
@@ -290,6 +302,7 @@ public final class Library: Sendable {
         guard let capacity else { return .length(op.signatureLength) }
         guard capacity >= op.signatureLength else { throw .bufferTooSmall(required: op.signatureLength) }
         defer { try? setOperation(h, nil) }
+        try Library.requireReauthentication(op)
         var digest = data
         if let d = op.digest {
             d.context.update(data)
@@ -313,8 +326,14 @@ public final class Library: Sendable {
         guard let capacity else { return .length(op.signatureLength) }
         guard capacity >= op.signatureLength else { throw .bufferTooSmall(required: op.signatureLength) }
         defer { try? setOperation(h, nil) }
+        try Library.requireReauthentication(op)
         let digest = op.digest.map { $0.context.finish() } ?? op.buffer
         return .bytes(try recordDevice(h) { () throws(TokenError) in try remoteSign(h, op, digest) })
+    }
+
+    /// A CKA_ALWAYS_AUTHENTICATE key signs only after C_Login(CKU_CONTEXT_SPECIFIC) for this operation.
+    static func requireReauthentication(_ op: SignOperation) throws(TokenError) {
+        if op.object.attributes[.alwaysAuthenticate] == AttributeValue.bool(true) && !op.reauthenticated { throw .userNotLoggedIn }
     }
 
     /// Maps the mechanism onto a VSSM call (DESIGN.md mechanism table) and converts the answer.
@@ -452,6 +471,9 @@ public final class Library: Sendable {
         guard count >= 0, count <= 1 << 20 else { throw .argumentsBad("random length") }
         return SecureRandom.bytes(count)
     }
+
+    /// Ends whatever operation the session has (an entry point could not take the caller's input).
+    public func endOperation(_ h: UInt) { try? setOperation(h, nil) }
 
     public func seedRandom(_ h: UInt, seed: [UInt8]) throws(TokenError) {
         _ = try session(h)

@@ -102,7 +102,7 @@ public final class Token: Sendable {
                 let h: ObjectHandle
                 if let existing = s.handles[o.identity] { h = existing } else {
                     h = ObjectHandle(rawValue: s.nextHandle)
-                    s.nextHandle += 1
+                    s.nextHandle = max(1, s.nextHandle &+ 1)  // never traps; 0 stays invalid
                     s.handles[o.identity] = h
                 }
                 s.objects[h] = o
@@ -168,7 +168,7 @@ public final class Token: Sendable {
     func addLocal(_ o: TokenObject, session: UInt) -> ObjectHandle {
         state.withLock { s in
             let h = ObjectHandle(rawValue: s.nextHandle)
-            s.nextHandle += 1
+            s.nextHandle = max(1, s.nextHandle &+ 1)  // never traps; 0 stays invalid
             s.localObjects[h] = (o, session)
             return h
         }
@@ -218,6 +218,16 @@ public final class Token: Sendable {
             throw .userTypeInvalid
         }
         state.withLock { $0.user = user }
+    }
+
+    /// Checks a PIN the way C_Login(CKU_USER) does, without changing the login state
+    /// (re-authentication): the admin password, or the client key's passphrase; a slot with no
+    /// user PIN has nothing to check.
+    func verifyUserPIN(_ pin: String) throws(TokenError) {
+        if configuration.userPinIsAdminPassword { try verifyAdmin(pin); return }
+        if configuration.loginRequired {
+            _ = try factory(pin)
+        }
     }
 
     private func verifyAdmin(_ pin: String) throws(TokenError) {

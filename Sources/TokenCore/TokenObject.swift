@@ -62,7 +62,7 @@ public struct TokenObject: Sendable {
         case .mac: MechanismType.genericSecretKeyGen.rawValue
         }
         var common: [AttributeType: [UInt8]] = [
-            .token: B(!key.ephemeral), .label: Array((key.label ?? key.name).utf8), .modifiable: B(true), .copyable: B(false),
+            .token: B(!key.ephemeral), .label: Array((key.label ?? key.name).utf8), .modifiable: B(true), .copyable: B(true),
             .destroyable: B(true), .derive: B(false), .local: B(key.generated == true),
             .startDate: [], .endDate: [],
             .keyGenMechanism: U(key.generated == true ? genMechanism : UInt.max),
@@ -216,7 +216,7 @@ public struct TokenObject: Sendable {
         let B = AttributeValue.bool
         let U = AttributeValue.ulong
         var a: [AttributeType: [UInt8]] = [
-            .token: B(true), .private: B(false), .modifiable: B(true), .copyable: B(false), .destroyable: B(true),
+            .token: B(true), .private: B(false), .modifiable: B(true), .copyable: B(true), .destroyable: B(true),
             .label: Array(o.label.utf8), .value: o.value,
         ]
         if o.isCertificate {

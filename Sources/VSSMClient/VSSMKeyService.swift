@@ -213,6 +213,19 @@ public final class VSSMKeyService: KeyService {
         _ = try call(Route.extSetAttributes, w, Schemas.empty, idempotent: true)
     }
 
+    public func copyKey(adminPassword: String, name: String, type: String, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+        guard try hasExtensions() else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("keyName", name)
+        w.string("keyType", type)
+        w.string("newName", newName)
+        w.bytes("id", id)
+        if let label { w.object("label", .string(label)) }
+        w.bytes("attributes", attributes)
+        _ = try call(Route.extCopyKey, w, Schemas.empty, idempotent: false)
+    }
+
     public func releaseSession(owner: String) throws(TokenError) {
         guard try hasExtensions() else { return }
         var w = WireWriter()

@@ -1,3 +1,4 @@
+import Synchronization
 import COpenSSL
 
 /// Hash algorithms used by the API (names as in the original's algorithm strings).
@@ -60,8 +61,11 @@ final class FetchedDigests: @unchecked Sendable {
 
 /// Incremental hashing for multi-part operations.
 public final class DigestContext: @unchecked Sendable {
-    // One owner at a time (a PKCS#11 session operation), so no locking is needed.
+    // Every use of `ctx` is under `lock` (two host threads may misuse one PKCS#11 session at the
+    // same time: that must give a wrong answer at worst, never corrupt memory). `lock` holds
+    // whether the digest was finished: later calls do nothing.
     private let ctx: OpaquePointer
+    private let lock = Mutex(false)
     public let algorithm: DigestAlgorithm
 
     public init(_ algorithm: DigestAlgorithm) throws(CryptoError) {
@@ -77,14 +81,22 @@ public final class DigestContext: @unchecked Sendable {
     deinit { EVP_MD_CTX_free(ctx) }
 
     public func update(_ data: [UInt8]) {
-        _ = bytesPointer(data) { p, n in EVP_DigestUpdate(ctx, p, n) }
+        lock.withLock { finished in
+            guard !finished else { return }
+            _ = bytesPointer(data) { p, n in EVP_DigestUpdate(ctx, p, n) }
+        }
     }
 
+    /// The digest; [] when it was already finished.
     public func finish() -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var len: UInt32 = 0
-        guard EVP_DigestFinal_ex(ctx, &out, &len) == 1 else { return [] }
-        return Array(out.prefix(Int(len)))
+        lock.withLock { finished in
+            guard !finished else { return [] }
+            finished = true
+            var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+            var len: UInt32 = 0
+            guard EVP_DigestFinal_ex(ctx, &out, &len) == 1 else { return [] }
+            return Array(out.prefix(Int(len)))
+        }
     }
 }
 

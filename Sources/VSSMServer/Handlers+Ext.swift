@@ -6,7 +6,7 @@ extension KeyServiceNode {
     static let extFeatures = [
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
-        "session-keys",
+        "session-keys", "copykey",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -45,6 +45,7 @@ extension KeyServiceNode {
         },
         Route.extSetAttributes: { n, b, c throws(ServiceError) in try n.extSetAttributes(b, c) },
         Route.extDeleteKey: { n, b, c throws(ServiceError) in try n.extDeleteKey(b, c) },
+        Route.extCopyKey: { n, b, c throws(ServiceError) in try n.extCopyKey(b, c) },
         Route.extCreateObject: { n, b, c throws(ServiceError) in try n.extCreateObject(b, c) },
         Route.extUpdateObject: { n, b, c throws(ServiceError) in try n.extUpdateObject(b, c) },
         Route.extDeleteObject: { n, b, c throws(ServiceError) in try n.extDeleteObject(b, c) },
@@ -242,6 +243,43 @@ extension KeyServiceNode {
 
     /// Deletes a key on this node. Note: peers still holding it bring it back on the next pull
     /// (the original's sync format has no deletions).
+    /// Copies a key under a new name, the key bytes staying in the service (PKCS#11
+    /// C_CopyObject, e.g. a session key made a token key as Java's keystore does). The copy takes
+    /// the request's CKA_ID, label and attributes; its origin is the source's.
+    func extCopyKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.copyKeyRequest)
+        let from = r.string("keyName")
+        let to = r.string("newName")
+        let type = try KeyPolicy.keyType(r.string("keyType"))
+        try KeyPolicy.checkNewName(to)
+        if !from.hasPrefix("~") || !to.hasPrefix("~") { try checkPassword(r, ctx) }
+        var attributes: KeyAttributes
+        var secret: [UInt8]? = nil
+        var asym: AsymmetricKeyEntry? = nil
+        switch type {
+        case .asymmetric:
+            let e = try asymmetricKey(from)
+            // A stored key meets the stored-key policy (a session RSA-1024 key stays a session key).
+            if !to.hasPrefix("~") { try KeyPolicy.checkAsymmetric(e.key) }
+            asym = e
+            attributes = e.attributes
+        case .symmetric:
+            let e = try symmetricKey(from)
+            secret = e.key
+            attributes = e.attributes
+        case .mac:
+            let e = try macKey(from)
+            secret = e.key
+            attributes = e.attributes
+        }
+        attributes.id = r.bytes("id")
+        attributes.label = to.hasPrefix("~") ? r.string("label") : nil
+        if let a = r.bytes("attributes") { attributes.pkcs11 = a }
+        audit.info("Copying the \(type.rawValue) key \(from) to \(to)...")
+        try store(NewKey(type: type, name: to, attributes: attributes), secret: secret, asym: asym?.key, pkcs8: asym?.pkcs8)
+        return ok(WireWriter())
+    }
+
     func extDeleteKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deleteKeyRequest)
         let name = r.string("keyName")

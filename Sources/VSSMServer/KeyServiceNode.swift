@@ -192,6 +192,7 @@ public final class KeyServiceNode: Sendable {
         Route.generateKey, Route.injectKey, Route.generateBackup, Route.restoreBackup, Route.listKeys, Route.getLogs,
         Route.extGenerateKey, Route.extInjectKey, Route.extSetAttributes, Route.extDeleteKey, Route.extCreateObject,
         Route.extUpdateObject, Route.extDeleteObject, Route.extGenerateBackup, Route.extRestoreBackup, Route.extVerifyPassword,
+        Route.extCopyKey,
     ]
 
     /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.

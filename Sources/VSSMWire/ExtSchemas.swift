@@ -79,6 +79,12 @@ public enum ExtSchemas {
     public static let deleteObjectRequest = MessageSchema("ExtDeleteObjectRequest", [
         .init("adminPassword", .string), .init("uid", .string),
     ])
+    /// Copies a key inside the service (PKCS#11 C_CopyObject): session <-> token. The admin
+    /// password is needed when either side is a token key.
+    public static let copyKeyRequest = MessageSchema("ExtCopyKeyRequest", [
+        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
+        .init("newName", .string), .init("id", .bytes), .init("label", .string), .init("attributes", .bytes),
+    ])
     public static let verifyPasswordRequest = MessageSchema("ExtVerifyPasswordRequest", [.init("adminPassword", .string)])
 }
 
@@ -98,6 +104,7 @@ extension Route {
     public static let extVerifyPassword = "/REST/v1/ext/verifypassword"
     /// Session keys (names `~<owner>/<name>`, memory only) of one module instance: drop them all.
     public static let extReleaseSession = "/REST/v1/ext/session/release"
+    public static let extCopyKey = "/REST/v1/ext/copykey"
     /// Version-2 BackupBlob: the original format plus CKA_IDs, ciphers and stored objects.
     public static let extGenerateBackup = "/REST/v1/ext/generatebackup"
     /// Restores version 1 (original) or 2 (extension) blobs.

@@ -426,6 +426,73 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(node.node.sessionKeyCount == 0)
         #expect(f.C_Initialize!(&args) == rv(CKR_OK))
     }
+
+    /// C_CopyObject: a session key becomes a token key inside the service (as Java's keystore does);
+    /// usage flags are kept with the key and enforced; CKA_COPYABLE=FALSE forbids the copy.
+    @Test func copyObjectSessionToTokenAndUsageFlags() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let f = m.f
+        var args = CK_C_INITIALIZE_ARGS()
+        let path = strdup(try writeConfig(for: node))
+        defer { free(path) }
+        args.pReserved = UnsafeMutableRawPointer(path)
+        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
+        defer { _ = f.C_Finalize!(nil) }
+        var s: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION | CKF_RW_SESSION), nil, nil, &s) == rv(CKR_OK))
+        var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
+        var params = NamedCurve.p256.oidDER
+        var no: CK_BBOOL = 0
+        var pubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: &params, ulValueLen: CK_ULONG(params.count))]
+        var privT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &no, ulValueLen: 1)]
+        var pub: CK_OBJECT_HANDLE = 0
+        var priv: CK_OBJECT_HANDLE = 0
+        #expect(f.C_GenerateKeyPair!(s, &mech, &pubT, 1, &privT, 1, &pub, &priv) == rv(CKR_OK))
+        // CKA_SIGN=FALSE is kept and enforced.
+        var ecdsa = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA), pParameter: nil, ulParameterLen: 0)
+        #expect(f.C_SignInit!(s, &ecdsa, priv) == rv(CKR_KEY_FUNCTION_NOT_PERMITTED))
+        // Copy to the token: needs the admin password (user PIN here), CKA_SIGN set TRUE on the copy.
+        var yes: CK_BBOOL = 1
+        var label = Array("copied".utf8)
+        var copyT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
+                     CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count)),
+                     CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1)]
+        var copy: CK_OBJECT_HANDLE = 0
+        #expect(f.C_CopyObject!(s, priv, &copyT, 3, &copy) == rv(CKR_USER_NOT_LOGGED_IN))
+        var pin = Array(TestNode.password.utf8)
+        #expect(f.C_Login!(s, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
+        #expect(f.C_CopyObject!(s, priv, &copyT, 3, &copy) == rv(CKR_OK))
+        #expect(copy != priv && copy != 0)
+        let stored = try #require(node.node.snapshot.asymmetric["copied"])
+        #expect(node.node.sessionKeyCount == 1, "the session original stays")
+        var token: CK_BBOOL = 0
+        var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &token, ulValueLen: 1)
+        #expect(f.C_GetAttributeValue!(s, copy, &a, 1) == rv(CKR_OK) && token == 1)
+        #expect(f.C_SignInit!(s, &ecdsa, copy) == rv(CKR_OK))
+        var digest = [UInt8](repeating: 7, count: 32)
+        var sig = [UInt8](repeating: 0, count: 64)
+        var sigLen = CK_ULONG(64)
+        #expect(f.C_Sign!(s, &digest, 32, &sig, &sigLen) == rv(CKR_OK) && sigLen == 64)
+        let verifier = try PublicKey(spki: stored.spki)
+        let der = try #require(ECDSASignature.rawToDER(Array(sig.prefix(Int(sigLen)))))
+        #expect(verifier.verify(signature: der, digest: digest, scheme: .ecdsa))
+        // Input the module cannot take (over 64 MiB) ends the operation (PKCS#11 §5.2): the next
+        // C_SignInit works (regression: CKR_OPERATION_ACTIVE forever).
+        #expect(f.C_SignInit!(s, &ecdsa, copy) == rv(CKR_OK))
+        #expect(f.C_Sign!(s, &digest, CK_ULONG(65 << 20), &sig, &sigLen) == rv(CKR_ARGUMENTS_BAD))
+        #expect(f.C_SignInit!(s, &ecdsa, copy) == rv(CKR_OK))
+        sigLen = 64
+        #expect(f.C_Sign!(s, &digest, 32, &sig, &sigLen) == rv(CKR_OK))
+        // CKA_COPYABLE=FALSE forbids copies; the flag survives in the service.
+        var aesMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
+        var len = CK_ULONG(16)
+        var aesT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
+                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_COPYABLE), pValue: &no, ulValueLen: 1)]
+        var aes: CK_OBJECT_HANDLE = 0
+        #expect(f.C_GenerateKey!(s, &aesMech, &aesT, 2, &aes) == rv(CKR_OK))
+        #expect(f.C_CopyObject!(s, aes, nil, 0, &copy) == rv(CKR_ACTION_PROHIBITED))
+    }
 }
 
 extension DER {
