@@ -34,10 +34,16 @@ _vssm_dev_main() {
     fi
 
     local password
-    password="dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    # VSSM_DEV_ADMIN_PASSWORD picks it (test suites that hard-code a PIN); random otherwise.
+    password="${VSSM_DEV_ADMIN_PASSWORD:-dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
     "$bin" init "$dir" --admin-password "$password" --force \
         --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 >/dev/null \
         || { echo "dev-env: vssm init failed" >&2; return 1; }
+    # VSSM_DEV_LIMITS: a JSON object merged into config.json's "limits" (e.g. {"minStoredRSABits": 1024}).
+    if [ -n "${VSSM_DEV_LIMITS:-}" ]; then
+        python3 -c 'import json,sys; p=sys.argv[1]; c=json.load(open(p)); c.setdefault("limits", {}).update(json.loads(sys.argv[2])); json.dump(c, open(p, "w"), indent=1)' \
+            "$dir/config.json" "$VSSM_DEV_LIMITS" || { echo "dev-env: bad VSSM_DEV_LIMITS" >&2; return 1; }
+    fi
 
     rm -f "$dir/ports.json"
     # shellcheck disable=SC2086

@@ -29,7 +29,7 @@ command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 command -v swift >/dev/null || { echo "install-deps: the Swift toolchain is not on PATH (expected /opt/swift)"; exit 1; }
 if [ "$what" = demo ]; then echo "install-deps: ok (demo)"; exit 0; fi
 # The consumers' own test suites (conformance/consumers/09-python-suites.sh) need these.
-for mod in pytest:pytest parameterized:parameterized oscrypto:oscrypto; do
+for mod in pytest:pytest parameterized:parameterized oscrypto:oscrypto wheel:wheel; do
     if ! python3 -c "import ${mod%%:*}" 2>/dev/null; then
         echo "install-deps: pip install ${mod#*:}"
         python3 -m pip install -q "${mod#*:}" || { echo "install-deps: pip install ${mod#*:} failed"; exit 1; }

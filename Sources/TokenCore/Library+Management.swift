@@ -21,6 +21,22 @@ extension Library {
         let name: String
         let label: String?
         let onToken: Bool
+        /// A token key named after its CKA_LABEL (the usual case: the service lists it by that name).
+        var labelIsName = false
+    }
+
+    /// Creates under the placement's name. A token key named after its CKA_LABEL whose name is
+    /// taken is stored under a generated name with the label kept as its CKA_LABEL (PKCS#11
+    /// labels need not be unique). Returns the service name used.
+    func named(_ p: Placement, prefix: String, _ body: (String, String?) throws(TokenError) -> Void) throws(TokenError) -> String {
+        do {
+            try body(p.name, p.label)
+            return p.name
+        } catch .device(_, 409) where p.onToken && p.labelIsName {
+            let name = Library.generatedName(prefix)
+            try body(name, p.name)
+            return name
+        }
     }
 
     func placement(_ h: UInt, _ templates: Template..., prefix: String) throws(TokenError) -> Placement {
@@ -30,7 +46,8 @@ extension Library {
         for t in templates { if let l = t.string(.label), !l.isEmpty { label = l; break } }
         if onToken {
             let (t, service, admin) = try managementContext(h)
-            return Placement(token: t, service: service, admin: admin, name: label ?? Library.generatedName(prefix), label: nil, onToken: true)
+            return Placement(token: t, service: service, admin: admin, name: label ?? Library.generatedName(prefix), label: nil, onToken: true,
+                             labelIsName: label != nil)
         }
         let (_, t) = try session(h)
         guard try t.hasExtensions() else {
@@ -40,8 +57,8 @@ extension Library {
     }
 
     /// After a session key was made: remember which session owns it.
-    func placed(_ p: Placement, _ h: UInt, type: String) {
-        if !p.onToken { p.token.recordSessionKey(p.name, type: type, session: h) }
+    func placed(_ p: Placement, _ h: UInt, name: String, type: String) {
+        if !p.onToken { p.token.recordSessionKey(name, type: type, session: h) }
     }
 
     static func label(_ templates: Template...) -> String? {
@@ -81,7 +98,7 @@ extension Library {
     /// C_GenerateKeyPair: CKM_RSA_PKCS_KEY_PAIR_GEN (CKA_MODULUS_BITS) or CKM_EC_KEY_PAIR_GEN (CKA_EC_PARAMS).
     public func generateKeyPair(_ h: UInt, mechanism: Mechanism, publicTemplate: Template, privateTemplate: Template) throws(TokenError) -> (public: ObjectHandle, private: ObjectHandle) {
         let p = try placement(h, privateTemplate, publicTemplate, prefix: "key")
-        let (t, service, admin, name) = (p.token, p.service, p.admin, p.name)
+        let (t, service, admin) = (p.token, p.service, p.admin)
         let id = Library.id(privateTemplate, publicTemplate)
         let spec: String
         let size: UInt64
@@ -105,18 +122,21 @@ extension Library {
         default:
             throw .mechanismInvalid(mechanism.type)
         }
-        try manage(h, t) { () throws(TokenError) in
-            try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: p.label,
-                                    attributes: StoredAttributes.encode(try StoredAttributes.collect(publicTemplate, privateTemplate)))
+        let flags = StoredAttributes.encode(try StoredAttributes.collect(publicTemplate, privateTemplate))
+        let name = try manage(h, t) { () throws(TokenError) in
+            try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
+                try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: label,
+                                        attributes: flags)
+            }
         }
-        placed(p, h, type: "ASYMMETRIC")
+        placed(p, h, name: name, type: "ASYMMETRIC")
         return (try handle(t, identity: "pub/\(name)"), try handle(t, identity: "priv/\(name)"))
     }
 
     /// C_GenerateKey: CKM_AES_KEY_GEN or CKM_GENERIC_SECRET_KEY_GEN (CKA_VALUE_LEN bytes).
     public func generateKey(_ h: UInt, mechanism: Mechanism, template: Template) throws(TokenError) -> ObjectHandle {
         let p = try placement(h, template, prefix: "secret")
-        let (t, service, admin, name) = (p.token, p.service, p.admin, p.name)
+        let (t, service, admin) = (p.token, p.service, p.admin)
         guard let length = try template.ulong(.valueLen) else { throw .templateIncomplete("CKA_VALUE_LEN") }
         let (type, cipher, prefix): (String, String?, String)
         switch mechanism.type {
@@ -128,11 +148,14 @@ extension Library {
         default:
             throw .mechanismInvalid(mechanism.type)
         }
-        try manage(h, t) { () throws(TokenError) in
-            try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher, label: p.label,
-                                    attributes: StoredAttributes.encode(try StoredAttributes.collect(template)))
+        let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
+        let name = try manage(h, t) { () throws(TokenError) in
+            try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
+                try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher,
+                                        label: label, attributes: flags)
+            }
         }
-        placed(p, h, type: type)
+        placed(p, h, name: name, type: type)
         return try handle(t, identity: "\(prefix)/\(name)")
     }
 
@@ -167,29 +190,35 @@ extension Library {
             guard let value = template[.value] else { throw .templateIncomplete("CKA_VALUE") }
             let kind = try template.ulong(.keyType).map { KeyKind(rawValue: $0) } ?? .genericSecret
             let p = try placement(h, template, prefix: "secret")
-            let (t, service, admin, name) = (p.token, p.service, p.admin, p.name)
+            let (t, service, admin) = (p.token, p.service, p.admin)
             let (type, cipher, prefix): (String, String?, String) = switch kind {
             case .aes: ("SYMMETRIC", "AES", "sym")
             case .des3: ("SYMMETRIC", "3DES", "sym")
             case .genericSecret: ("MAC", nil, "mac")
             default: throw .templateInconsistent("unsupported secret key type")
             }
-            try manage(h, t) { () throws(TokenError) in
-                try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher, label: p.label,
-                                      attributes: StoredAttributes.encode(try StoredAttributes.collect(template)))
+            let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
+            let name = try manage(h, t) { () throws(TokenError) in
+                try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
+                    try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher,
+                                          label: label, attributes: flags)
+                }
             }
-            placed(p, h, type: type)
+            placed(p, h, name: name, type: type)
             return try handle(t, identity: "\(prefix)/\(name)")
         case .privateKey:
             let p = try placement(h, template, prefix: "key")
-            let (t, service, admin, name) = (p.token, p.service, p.admin, p.name)
+            let (t, service, admin) = (p.token, p.service, p.admin)
             var pkcs8 = try Library.pkcs8(from: template)
             defer { zeroize(&pkcs8) }
-            try manage(h, t) { () throws(TokenError) in
-                try service.injectKey(adminPassword: admin, name: name, type: "ASYMMETRIC", key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil, label: p.label,
-                                      attributes: StoredAttributes.encode(try StoredAttributes.collect(template)))
+            let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
+            let name = try manage(h, t) { () throws(TokenError) in
+                try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
+                    try service.injectKey(adminPassword: admin, name: name, type: "ASYMMETRIC", key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil,
+                                          label: label, attributes: flags)
+                }
             }
-            placed(p, h, type: "ASYMMETRIC")
+            placed(p, h, name: name, type: "ASYMMETRIC")
             return try handle(t, identity: "priv/\(name)")
         case .publicKey:
             throw .templateInconsistent("public keys exist only as the half of a key in the service")
@@ -228,17 +257,19 @@ extension Library {
         var flags = StoredAttributes.decode(key.attributes)
         for (type, value) in try StoredAttributes.collect(template) { flags[type] = value }
         let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
-        try manage(h, p.token) { () throws(TokenError) in
-            try p.service.copyKey(adminPassword: p.admin, name: key.name, type: type, newName: p.name, id: full[.id],
-                                  label: p.label, attributes: StoredAttributes.encode(flags))
+        let newName = try manage(h, p.token) { () throws(TokenError) in
+            try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
+                try p.service.copyKey(adminPassword: p.admin, name: key.name, type: type, newName: name, id: full[.id],
+                                      label: label, attributes: StoredAttributes.encode(flags))
+            }
         }
-        placed(p, h, type: type)
+        placed(p, h, name: newName, type: type)
         let prefix = switch o.objectClass {
         case .privateKey: "priv"
         case .publicKey: "pub"
         default: key.kind == .mac ? "mac" : "sym"
         }
-        return try handle(p.token, identity: "\(prefix)/\(p.name)")
+        return try handle(p.token, identity: "\(prefix)/\(newName)")
     }
 
     static func pkcs8(from t: Template) throws(TokenError) -> [UInt8] {
@@ -269,6 +300,26 @@ extension Library {
         if o.attributes[.destroyable] == AttributeValue.bool(false) { throw .actionProhibited }
         if owning.isLocal(object) {
             _ = owning.removeLocal(object)
+            return
+        }
+        if let key = o.key, o.objectClass == .publicKey, key.kind == .rsa || key.kind == .ec {
+            // The public half of a pair: only that object goes (the private key stays usable);
+            // recorded with the key so every process sees the same.
+            var flags = StoredAttributes.decode(key.attributes)
+            flags[StoredAttributes.publicHalfDestroyed] = true
+            let service: any KeyService
+            let admin: String
+            if key.ephemeral {
+                (service, admin) = (try owning.service(), "")
+            } else {
+                let c = try managementContext(h)
+                (service, admin) = (c.1, c.2)
+            }
+            try manage(h, owning) { () throws(TokenError) in
+                try service.setKeyID(adminPassword: admin, name: key.name, type: "ASYMMETRIC", id: key.id, label: nil,
+                                     attributes: StoredAttributes.encode(flags))
+            }
+            try owning.refreshIfNeeded(force: true)
             return
         }
         if let key = o.key, key.ephemeral {

@@ -9,7 +9,10 @@ public enum StoredAttributes {
     static let publicFlags: [AttributeType] = [.encrypt, .verify, .wrap, .verifyRecover, .trusted]
     /// Object flags, shared by both halves.
     static let objectFlags: [AttributeType] = [.modifiable, .copyable, .destroyable]
-    static let all = privateFlags + publicFlags + objectFlags
+    /// Vendor-defined: the application destroyed the public half of this pair (C_DestroyObject on
+    /// the CKO_PUBLIC_KEY); the key itself lives on with its private half.
+    public static let publicHalfDestroyed = AttributeType(rawValue: 0x8000_0000 | 0x5653_0001)
+    static let all = privateFlags + publicFlags + objectFlags + [publicHalfDestroyed]
     static let maxBytes = 1024
 
     /// The flags a key's templates set (a key pair: both templates; a secret key: one).

@@ -117,7 +117,7 @@ public struct TokenObject: Sendable {
             pubAttrs[.trusted] = B(false)
             pubAttrs[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .publicKey).map(\.rawValue))
             let chosen = StoredAttributes.decode(key.attributes)
-            for (type, value) in chosen {
+            for (type, value) in chosen where type != StoredAttributes.publicHalfDestroyed {
                 if StoredAttributes.privateFlags.contains(type) { priv[type] = B(value) }
                 if StoredAttributes.publicFlags.contains(type) { pubAttrs[type] = B(value) }
                 if StoredAttributes.objectFlags.contains(type) { priv[type] = B(value); pubAttrs[type] = B(value) }
@@ -125,10 +125,9 @@ public struct TokenObject: Sendable {
             let secretParts: Set<AttributeType> = isRSA
                 ? [.privateExponent, .prime1, .prime2, .exponent1, .exponent2, .coefficient]
                 : [.value]
-            return [
-                TokenObject(identity: "priv/\(key.name)", objectClass: .privateKey, key: key, uid: nil, publicKey: pub, attributes: priv, sensitive: secretParts),
-                TokenObject(identity: "pub/\(key.name)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub, attributes: pubAttrs, sensitive: []),
-            ]
+            let privObject = TokenObject(identity: "priv/\(key.name)", objectClass: .privateKey, key: key, uid: nil, publicKey: pub, attributes: priv, sensitive: secretParts)
+            if chosen[StoredAttributes.publicHalfDestroyed] == true { return [privObject] }
+            return [privObject, TokenObject(identity: "pub/\(key.name)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub, attributes: pubAttrs, sensitive: [])]
         case .symmetric, .mac:
             var a = common
             a[.class] = U(ObjectClass.secretKey.rawValue)
@@ -153,7 +152,9 @@ public struct TokenObject: Sendable {
             a[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .secretKey).map(\.rawValue))
             a[.alwaysAuthenticate] = B(false)
             a[.derive] = B(false)
-            for (type, value) in StoredAttributes.decode(key.attributes) where a[type] != nil || type == .derive { a[type] = B(value) }
+            for (type, value) in StoredAttributes.decode(key.attributes) where a[type] != nil || type == .derive {
+                if type != StoredAttributes.publicHalfDestroyed { a[type] = B(value) }
+            }
             let prefix = isMAC ? "mac" : "sym"
             return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a, sensitive: [.value])]
         }
@@ -198,7 +199,8 @@ public struct TokenObject: Sendable {
 
     /// A certificate or data object the application created as a session object (kept in this process).
     static func localStored(_ t: Template, certificate: Bool, serial: UInt) throws(TokenError) -> TokenObject {
-        guard let value = t[.value] else { throw .templateIncomplete("CKA_VALUE") }
+        // A data object's CKA_VALUE defaults to empty (PKCS#11 §4.5); a certificate needs one.
+        guard let value = t[.value] ?? (certificate ? nil : []) else { throw .templateIncomplete("CKA_VALUE") }
         let o = ServiceObject(uid: "local-\(serial)", isCertificate: certificate, label: t.string(.label) ?? "", id: t[.id] ?? [],
                               value: value, application: t.string(.application) ?? "")
         let base = object(for: o)

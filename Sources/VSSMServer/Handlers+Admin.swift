@@ -10,7 +10,10 @@ enum KeyPolicy {
     /// Session keys (memory only, gone with the module instance) may also be RSA-1024, which
     /// PKCS#11 applications and test suites still ask for; stored keys stay at 2048 and above.
     static let sessionRSABits: ClosedRange<UInt64> = 1024...8192
-    static func rsaRange(session: Bool) -> ClosedRange<UInt64> { session ? sessionRSABits : rsaBits }
+    /// Stored keys: from `limits.minStoredRSABits` (2048 unless configured lower) to 8192 bits.
+    static func rsaRange(session: Bool, minStored: Int = 2048) -> ClosedRange<UInt64> {
+        session ? sessionRSABits : UInt64(clamping: max(1024, minStored))...8192
+    }
     static let maxNameBytes = 256
 
     static func checkName(_ name: String) throws(ServiceError) {
@@ -51,10 +54,10 @@ enum KeyPolicy {
         guard macSizes.contains(n) else { throw .badRequest("Unsupported MAC key size: \(n) bytes (16 to 1024)") }
     }
 
-    static func checkAsymmetric(_ key: PrivateKey, session: Bool = false) throws(ServiceError) {
+    static func checkAsymmetric(_ key: PrivateKey, session: Bool = false, minStored: Int = 2048) throws(ServiceError) {
         switch key.kind {
         case .rsa:
-            let range = rsaRange(session: session)
+            let range = rsaRange(session: session, minStored: minStored)
             guard range.contains(UInt64(key.bits)) else { throw .badRequest("Unsupported RSA key size: \(key.bits) (\(range.lowerBound) to 8192 bits)") }
         case .ec:
             guard key.curve != nil else { throw .badRequest("Unsupported EC curve (P-224, P-256, P-384 or P-521)") }
@@ -84,7 +87,7 @@ extension KeyServiceNode {
         case .asymmetric:
             switch spec {
             case "RSA":
-                let range = KeyPolicy.rsaRange(session: session)
+                let range = KeyPolicy.rsaRange(session: session, minStored: config.limits.minStoredRSABits)
                 guard range.contains(size) else { throw .badRequest("Unsupported RSA key size: \(size) (\(range.lowerBound) to 8192 bits)") }
                 do { return (nil, try PrivateKey.generateRSA(bits: Int(size)), nil) } catch { throw .internalError(error.message) }
             case "EC":
@@ -162,7 +165,7 @@ extension KeyServiceNode {
         case .asymmetric:
             let key: PrivateKey
             do { key = try PrivateKey(pkcs8: material) } catch { throw .badRequest("x509: failed to parse private key: \(error.message)") }
-            try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"))
+            try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"), minStored: config.limits.minStoredRSABits)
             try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, label: label, origin: "injected", pkcs11: r.bytes("attributes"))), secret: nil, asym: key, pkcs8: material)
         }
     }

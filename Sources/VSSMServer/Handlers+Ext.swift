@@ -260,7 +260,7 @@ extension KeyServiceNode {
         case .asymmetric:
             let e = try asymmetricKey(from)
             // A stored key meets the stored-key policy (a session RSA-1024 key stays a session key).
-            if !to.hasPrefix("~") { try KeyPolicy.checkAsymmetric(e.key) }
+            if !to.hasPrefix("~") { try KeyPolicy.checkAsymmetric(e.key, minStored: config.limits.minStoredRSABits) }
             asym = e
             attributes = e.attributes
         case .symmetric:
@@ -273,7 +273,7 @@ extension KeyServiceNode {
             attributes = e.attributes
         }
         attributes.id = r.bytes("id")
-        attributes.label = to.hasPrefix("~") ? r.string("label") : nil
+        attributes.label = r.has("label") ? r.string("label") : nil
         if let a = r.bytes("attributes") { attributes.pkcs11 = a }
         audit.info("Copying the \(type.rawValue) key \(from) to \(to)...")
         try store(NewKey(type: type, name: to, attributes: attributes), secret: secret, asym: asym?.key, pkcs8: asym?.pkcs8)

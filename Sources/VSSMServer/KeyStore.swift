@@ -23,7 +23,7 @@ public struct KeyAttributes: Sendable, Equatable {
         self.origin = origin
         self.pkcs11 = pkcs11
     }
-    var isEmpty: Bool { id == nil && cipher == nil && origin == nil && pkcs11 == nil }
+    var isEmpty: Bool { id == nil && cipher == nil && origin == nil && pkcs11 == nil && label == nil }
 }
 
 public struct SecretKeyEntry: Sendable {
@@ -110,6 +110,7 @@ enum StateCodec {
                 x.string("cipher", a.cipher ?? "")
                 x.string("origin", a.origin ?? "")
                 x.bytes("pkcs11", a.pkcs11)
+                x.string("label", a.label ?? "")
                 attrs.append(x.value)
             }
             for e in s.symmetric.values.sorted(by: { $0.name < $1.name }) { add(.symmetric, e.name, e.attributes) }
@@ -147,6 +148,7 @@ enum StateCodec {
                     if case .string(let id)? = a["id"] { attributes.id = try? Base64.decode(id) }
                     if case .string(let c)? = a["cipher"], !c.isEmpty { attributes.cipher = c }
                     if case .string(let o)? = a["origin"], o == "generated" || o == "injected" { attributes.origin = o }
+                    if case .string(let l)? = a["label"], !l.isEmpty, l.utf8.count <= ServiceLimits.maxLabelBytes { attributes.label = l }
                     if case .string(let b)? = a["pkcs11"], let bytes = try? Base64.decode(b),
                        bytes.count <= ServiceLimits.maxKeyAttributeBytes { attributes.pkcs11 = bytes }
                     switch KeyType(rawValue: type) {
@@ -248,7 +250,7 @@ extension KeyState {
         // Names and strings count twice: JSON escaping can at most double them (control characters
         // are refused); each entry appears in the base section and the extension section.
         var n = 256
-        func attrs(_ a: KeyAttributes) -> Int { 64 + b64(a.id?.count ?? 0) + b64(a.pkcs11?.count ?? 0) }
+        func attrs(_ a: KeyAttributes) -> Int { 64 + b64(a.id?.count ?? 0) + b64(a.pkcs11?.count ?? 0) + 2 * (a.label?.utf8.count ?? 0) }
         for e in symmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
         for e in mac.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
         for e in asymmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.pkcs8.count) + attrs(e.attributes) }

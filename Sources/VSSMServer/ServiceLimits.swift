@@ -27,6 +27,9 @@ public struct ServiceLimits: Sendable, Equatable {
     public var maxStateBytes = 32 << 20
     /// Input of one crypto call (after base64).
     public var maxCryptoInputBytes = 8 << 20
+    /// Smallest RSA key stored (generated, imported or copied to the token); session keys may be
+    /// 1024. Lower it only for test suites that make RSA-1024 token keys.
+    public var minStoredRSABits = 2048
     /// Unauthenticated listeners (health, bootstrap-slave) and the API listener while bootstrapping.
     public static let maxUnauthenticatedBodyBytes = 64 << 10
     /// CKA_ID of a key or object.
@@ -97,6 +100,7 @@ public struct ServiceLimits: Sendable, Equatable {
         try int("maxStateBodyBytes", 1024...(256 << 20), &maxStateBodyBytes)
         try int("maxStateBytes", 1024...(48 << 20), &maxStateBytes)
         try int("maxCryptoInputBytes", 1024...(64 << 20), &maxCryptoInputBytes)
+        try int("minStoredRSABits", 1024...4096, &minStoredRSABits)
     }
 
     var json: JSONValue {
@@ -112,6 +116,7 @@ public struct ServiceLimits: Sendable, Equatable {
         w.int64("maxStateBodyBytes", Int64(maxStateBodyBytes))
         w.int64("maxStateBytes", Int64(maxStateBytes))
         w.int64("maxCryptoInputBytes", Int64(maxCryptoInputBytes))
+        w.int64("minStoredRSABits", Int64(minStoredRSABits))
         return w.value
     }
 }

@@ -376,8 +376,13 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         var pin = Array(TestNode.password.utf8)
         #expect(f.C_Login!(rw, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
         #expect(f.C_CreateObject!(rw, &tmpl, 2, &obj) == rv(CKR_TEMPLATE_INCOMPLETE))
-        // Without CKA_TOKEN (default FALSE) a data object is a session object: no R/W session or login needed.
-        #expect(f.C_CreateObject!(s, &tmpl, 1, &obj) == rv(CKR_TEMPLATE_INCOMPLETE), "only CKA_VALUE is missing")
+        // Without CKA_TOKEN (default FALSE) a data object is a session object: no R/W session or
+        // login needed, and its CKA_VALUE defaults to empty.
+        #expect(f.C_CreateObject!(s, &tmpl, 1, &obj) == rv(CKR_OK))
+        var isToken: CK_BBOOL = 1
+        var tokAttr = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &isToken, ulValueLen: 1)
+        #expect(f.C_GetAttributeValue!(s, obj, &tokAttr, 1) == rv(CKR_OK) && isToken == 0)
+        #expect(f.C_DestroyObject!(s, obj) == rv(CKR_OK))
         #expect(f.C_Login!(rw, 7, &pin, CK_ULONG(pin.count)) == rv(CKR_USER_ANOTHER_ALREADY_LOGGED_IN))
         // Entries that are present but not offered.
         #expect(f.C_InitToken!(0, nil, 0, nil) == rv(CKR_FUNCTION_NOT_SUPPORTED))

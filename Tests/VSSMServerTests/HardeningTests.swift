@@ -28,7 +28,7 @@ import VSSMTestSupport
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = read(fd, &buf, buf.count)
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n == 0 { return (String(decoding: out, as: UTF8.self), true) }
             if n < 0 { return (String(decoding: out, as: UTF8.self), false) }
             out += buf.prefix(n)
@@ -36,7 +36,8 @@ import VSSMTestSupport
     }
 
     static func send(_ fd: Int32, _ text: String) {
-        _ = text.withCString { write(fd, $0, strlen($0)) }
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Critical: a connection accepted while bootstrapping (no client certificate asked then) is
