@@ -1,11 +1,14 @@
 import VSSMCrypto
 
-/// An encrypt or decrypt operation. Input is buffered (multi-part is single-part at Final);
-/// the result is computed once and kept until the caller's buffer is large enough.
+/// An encrypt or decrypt operation. Block modes (ECB, CBC, CBC_PAD, CTR with the service's
+/// extensions) stream: each update returns its complete blocks and carries the IV or counter
+/// on; the rest (RSA, GCM, the original API) is buffered and done at Final. A single-part
+/// result is computed once and kept until the caller's buffer is large enough.
 struct CipherOperation: Sendable {
     let key: ServiceKey
     let publicKey: PublicKey?
-    let mechanism: Mechanism
+    /// Its IV (CBC) or counter block (CTR) moves on as blocks are processed.
+    var mechanism: Mechanism
     let encrypt: Bool
     let modulusBytes: Int
     var buffer: [UInt8] = []
@@ -97,17 +100,76 @@ extension Library {
         return .bytes(result)
     }
 
-    /// C_EncryptUpdate/C_DecryptUpdate: input is collected; output comes at Final. A size query
-    /// (NULL output buffer) answers 0 and consumes nothing: the caller repeats the call with a
-    /// buffer (regression: the part was taken twice).
+    /// C_EncryptUpdate/C_DecryptUpdate. Block modes return the complete blocks of what came so far
+    /// (CBC_PAD decryption holds the last block back for the padding); the others collect input
+    /// and answer at Final. A size query (NULL output buffer) consumes nothing: the caller repeats
+    /// the call with a buffer (regression: the part was taken twice).
     public func cipherUpdate(_ h: UInt, encrypt: Bool, part: [UInt8], capacity: Int?) throws(TokenError) -> SizedOutput {
         var op = try currentCipher(h, encrypt: encrypt)
-        guard capacity != nil else { return .length(0) }
-        guard op.buffer.count + part.count <= 8 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
+        let t = try session(h).1
+        let ext = try t.hasExtensions()
+        let streams = Library.streamingModes.contains(op.mechanism.type) && ext
+        let pending = op.buffer + part
+        guard pending.count <= 8 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
+        var take = streams ? pending.count / 16 * 16 : 0
+        if op.mechanism.type == .aesCBCPad && !encrypt && take == pending.count { take = Swift.max(0, take - 16) }
+        guard let capacity else { return .length(take) }
+        guard capacity >= take else { throw .bufferTooSmall(required: take) }
         op.multipart = true
-        op.buffer += part
+        var out: [UInt8] = []
+        if take > 0 {
+            let chunk = Array(pending[0..<take])
+            do {
+                out = try recordDevice(h) { () throws(TokenError) in try runBlocks(t, op, chunk) }
+            } catch {
+                try? setOperation(h, nil)
+                throw error
+            }
+            op.mechanism = Library.advanced(op.mechanism, encrypt: encrypt, input: chunk, output: out)
+        }
+        op.buffer = Array(pending[take...])
         try setOperation(h, .cipher(op))
-        return .bytes([])
+        return .bytes(out)
+    }
+
+    static let streamingModes: Set<MechanismType> = [.aesECB, .aesCBC, .aesCBCPad, .aesCTR]
+
+    /// Whole blocks through the service without padding, with the operation's current IV/counter.
+    func runBlocks(_ t: Token, _ op: CipherOperation, _ chunk: [UInt8]) throws(TokenError) -> [UInt8] {
+        let (alg, iv): (String, [UInt8]?) = switch (op.mechanism.type, op.mechanism.parameters) {
+        case (.aesECB, _): ("AES/ECB/NoPadding", nil)
+        case (.aesCBC, .raw(let iv)), (.aesCBCPad, .raw(let iv)): ("AES/CBC/NoPadding", iv)
+        case (.aesCTR, .iv(let iv)): ("AES/CTR/NoPadding", iv)
+        default: throw .mechanismInvalid(op.mechanism.type)
+        }
+        do {
+            return try t.service().symmetric(encrypt: op.encrypt, key: op.key.name, algorithm: alg, input: chunk, iv: iv, aad: nil, tagLength: nil)
+        } catch .device(_, 400) {
+            throw op.encrypt ? .dataLenRange : .encryptedDataInvalid
+        }
+    }
+
+    /// The mechanism with its IV moved past `input`: CBC chains on the last ciphertext block, CTR
+    /// adds the number of blocks to the 128-bit big-endian counter block.
+    static func advanced(_ m: Mechanism, encrypt: Bool, input: [UInt8], output: [UInt8]) -> Mechanism {
+        switch (m.type, m.parameters) {
+        case (.aesCBC, .raw), (.aesCBCPad, .raw):
+            let ciphertext = encrypt ? output : input
+            guard ciphertext.count >= 16 else { return m }
+            return Mechanism(m.type, .raw(Array(ciphertext.suffix(16))))
+        case (.aesCTR, .iv(var counter)):
+            var carry = UInt64(input.count / 16)
+            var i = counter.count - 1
+            while carry > 0 && i >= 0 {
+                let sum = UInt64(counter[i]) + (carry & 0xFF)
+                counter[i] = UInt8(truncatingIfNeeded: sum)
+                carry = (carry >> 8) + (sum >> 8)
+                i -= 1
+            }
+            return Mechanism(m.type, .iv(counter))
+        default:
+            return m
+        }
     }
 
     func runCipher(_ h: UInt, _ op: CipherOperation) throws(TokenError) -> [UInt8] {
@@ -147,6 +209,8 @@ extension Library {
         let service = try t.service()
         let ext = try t.hasExtensions()
         let input = op.buffer
+        // The Final of a streamed ECB/CBC/CTR operation with nothing left: nothing to send.
+        if op.multipart && input.isEmpty && [.aesECB, .aesCBC, .aesCTR].contains(op.mechanism.type) { return [] }
         let name = op.key.name
         func call(_ alg: String, _ data: [UInt8], iv: [UInt8]? = nil, aad: [UInt8]? = nil, tag: Int? = nil) throws(TokenError) -> [UInt8] {
             do {

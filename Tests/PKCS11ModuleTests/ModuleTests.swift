@@ -498,6 +498,67 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_GenerateKey!(s, &aesMech, &aesT, 2, &aes) == rv(CKR_OK))
         #expect(f.C_CopyObject!(s, aes, nil, 0, &copy) == rv(CKR_ACTION_PROHIBITED))
     }
+
+    /// Multi-part AES streams: each update returns its whole blocks; the IV (CBC) and the counter
+    /// (CTR, carried across all 128 bits) move on, so any split gives the single-part result.
+    @Test func multiPartBlockModesMatchSinglePart() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let f = m.f
+        var args = CK_C_INITIALIZE_ARGS()
+        let path = strdup(try writeConfig(for: node))
+        defer { free(path) }
+        args.pReserved = UnsafeMutableRawPointer(path)
+        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
+        defer { _ = f.C_Finalize!(nil) }
+        var s: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s) == rv(CKR_OK))
+        var gen = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
+        var len = CK_ULONG(32)
+        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))]
+        var key: CK_OBJECT_HANDLE = 0
+        #expect(f.C_GenerateKey!(s, &gen, &tmpl, 1, &key) == rv(CKR_OK))
+        let data = (0..<100).map { UInt8($0) }
+        for (type, ivByte) in [(CKM_AES_CBC_PAD, UInt8(7)), (CKM_AES_CTR, UInt8(0xFF))] {
+            var iv = [UInt8](repeating: ivByte, count: 16)
+            func run(encrypt: Bool, _ input: [UInt8], parts: [Int]) -> [UInt8] {
+                var out: [UInt8] = []
+                iv.withUnsafeMutableBytes { ivp in
+                    var ctrParams = CK_AES_CTR_PARAMS()
+                    ctrParams.ulCounterBits = 128
+                    withUnsafeMutableBytes(of: &ctrParams.cb) { $0.copyBytes(from: UnsafeRawBufferPointer(ivp)) }
+                    withUnsafeMutablePointer(to: &ctrParams) { cp in
+                        var mech = type == CKM_AES_CTR
+                            ? CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(type), pParameter: UnsafeMutableRawPointer(cp), ulParameterLen: CK_ULONG(MemoryLayout<CK_AES_CTR_PARAMS>.size))
+                            : CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(type), pParameter: ivp.baseAddress, ulParameterLen: 16)
+                        _ = encrypt ? f.C_EncryptInit!(s, &mech, key) : f.C_DecryptInit!(s, &mech, key)
+                        var rest = input[...]
+                        for n in parts {
+                            var part = Array(rest.prefix(n))
+                            rest = rest.dropFirst(n)
+                            var buf = [UInt8](repeating: 0, count: 256)
+                            var outLen = CK_ULONG(256)
+                            let r = encrypt ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
+                                            : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
+                            #expect(r == rv(CKR_OK))
+                            out += buf.prefix(Int(outLen))
+                        }
+                        var buf = [UInt8](repeating: 0, count: 256)
+                        var outLen = CK_ULONG(256)
+                        let r = encrypt ? f.C_EncryptFinal!(s, &buf, &outLen) : f.C_DecryptFinal!(s, &buf, &outLen)
+                        #expect(r == rv(CKR_OK))
+                        out += buf.prefix(Int(outLen))
+                    }
+                }
+                return out
+            }
+            let single = run(encrypt: true, data, parts: [100])
+            #expect(single.count == (type == CKM_AES_CBC_PAD ? 112 : 100))
+            #expect(run(encrypt: true, data, parts: [7, 33, 1, 59]) == single, "\(type)")
+            #expect(run(encrypt: true, data, parts: [16, 16, 68]) == single, "\(type)")
+            #expect(run(encrypt: false, single, parts: [5, 50, single.count - 55]) == data, "\(type)")
+        }
+    }
 }
 
 extension DER {
