@@ -93,12 +93,17 @@ struct ModuleConfig {
             }
             /// A number from the file, refused unless finite and within `range` (a hostile or
             /// mistyped `1e400` or `2^40` must never reach an integer conversion).
-            func num(_ k: String, _ d: Double, _ range: ClosedRange<Double>) throws(TokenError) -> Double {
+            func num(_ k: String, _ d: Double, _ range: ClosedRange<Int>) throws(TokenError) -> Double {
                 guard let value = item[k] else { return d }
-                guard case .number(let n) = value, let v = Double(n), v.isFinite, range.contains(v) else {
-                    throw .functionFailed("\(path): slots[\(i)].\(k) must be a number from \(Int(range.lowerBound)) to \(Int(range.upperBound))")
+                guard case .number(let n) = value, let v = Double(n), v.isFinite,
+                      v >= Double(range.lowerBound), v <= Double(range.upperBound) else {
+                    throw .functionFailed("\(path): slots[\(i)].\(k) must be a number from \(range.lowerBound) to \(range.upperBound)")
                 }
                 return v
+            }
+            /// A whole number of milliseconds from the file, in `range` (never a trapping conversion).
+            func ms(_ k: String, _ d: Int, _ range: ClosedRange<Int>) throws(TokenError) -> Int {
+                Int(exactly: try num(k, Double(d), range).rounded(.towardZero)) ?? d
             }
             guard case .array(let eps)? = item["endpoints"], !eps.isEmpty else { throw .functionFailed("\(path): slots[\(i)].endpoints is missing") }
             var endpoints: [Endpoint] = []
@@ -113,8 +118,8 @@ struct ModuleConfig {
             var slot = Slot(label: label, endpoints: endpoints, serverName: serverName, ca: resolve(try str("ca")),
                             clientCert: resolve(try str("clientCert")), clientKey: resolve(try str("clientKey")),
                             userPinIsAdminPassword: admin, refreshSeconds: try num("refreshSeconds", 60, 0...86_400),
-                            connectTimeoutMs: Int(try num("connectTimeoutMs", 3000, 1...600_000)),
-                            requestTimeoutMs: Int(try num("requestTimeoutMs", 30000, 1...3_600_000)))
+                            connectTimeoutMs: try ms("connectTimeoutMs", 3000, 1...600_000),
+                            requestTimeoutMs: try ms("requestTimeoutMs", 30000, 1...3_600_000))
             slot.caPEM = try readFile(slot.ca)
             slot.certPEM = try readFile(slot.clientCert)
             slot.keyPEM = try readFile(slot.clientKey)

@@ -66,6 +66,17 @@ public struct ServiceKey: Sendable, Equatable {
     }
 }
 
+extension ServiceKey {
+    /// The service's `keyType` for this key (the one place that spells it).
+    public var serviceType: String {
+        switch kind {
+        case .rsa, .ec: "ASYMMETRIC"
+        case .symmetric: "SYMMETRIC"
+        case .mac: "MAC"
+        }
+    }
+}
+
 /// A certificate or data object stored in the service.
 public struct ServiceObject: Sendable, Equatable {
     public var uid: String

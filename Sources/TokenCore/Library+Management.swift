@@ -42,8 +42,7 @@ extension Library {
     func placement(_ h: UInt, _ templates: Template..., prefix: String) throws(TokenError) -> Placement {
         var onToken = false
         for t in templates { if let b = try t.bool(.token) { onToken = onToken || b } }
-        var label: String? = nil
-        for t in templates { if let l = t.string(.label), !l.isEmpty { label = l; break } }
+        let label = Library.label(templates)
         if onToken {
             let (t, service, admin) = try managementContext(h)
             return Placement(token: t, service: service, admin: admin, name: label ?? Library.generatedName(prefix), label: nil, onToken: true,
@@ -61,7 +60,15 @@ extension Library {
         if !p.onToken { p.token.recordSessionKey(name, type: type, session: h) }
     }
 
-    static func label(_ templates: Template...) -> String? {
+    /// What changing `key` needs: nothing more than the session for a session key; a read-write
+    /// session and the admin password for a token key.
+    func keyContext(_ h: UInt, _ owning: Token, _ key: ServiceKey) throws(TokenError) -> (Token, any KeyService, String) {
+        key.ephemeral ? (owning, try owning.service(), "") : try managementContext(h)
+    }
+
+    static func label(_ templates: Template...) -> String? { label(templates) }
+
+    static func label(_ templates: [Template]) -> String? {
         for t in templates { if let l = t.string(.label), !l.isEmpty { return l } }
         return nil
     }
@@ -71,9 +78,7 @@ extension Library {
         return nil
     }
 
-    static func generatedName(_ prefix: String) -> String {
-        prefix + "-" + SecureRandom.bytes(6).map { String($0 >> 4, radix: 16) + String($0 & 0xF, radix: 16) }.joined()
-    }
+    static func generatedName(_ prefix: String) -> String { prefix + "-" + SecureRandom.hex(6) }
 
     /// Runs a management call; a name clash in the service becomes CKR_TEMPLATE_INCONSISTENT.
     func manage<R>(_ h: UInt, _ t: Token, _ body: () throws(TokenError) -> R) throws(TokenError) -> R {
@@ -256,7 +261,7 @@ extension Library {
         let p = try placement(h, full, prefix: "key")
         var flags = StoredAttributes.decode(key.attributes)
         for (type, value) in try StoredAttributes.collect(template) { flags[type] = value }
-        let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
+        let type = key.serviceType
         let newName = try manage(h, p.token) { () throws(TokenError) in
             try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
                 try p.service.copyKey(adminPassword: p.admin, name: key.name, type: type, newName: name, id: full[.id],
@@ -307,16 +312,9 @@ extension Library {
             // recorded with the key so every process sees the same.
             var flags = StoredAttributes.decode(key.attributes)
             flags[StoredAttributes.publicHalfDestroyed] = true
-            let service: any KeyService
-            let admin: String
-            if key.ephemeral {
-                (service, admin) = (try owning.service(), "")
-            } else {
-                let c = try managementContext(h)
-                (service, admin) = (c.1, c.2)
-            }
+            let (_, service, admin) = try keyContext(h, owning, key)
             try manage(h, owning) { () throws(TokenError) in
-                try service.setKeyID(adminPassword: admin, name: key.name, type: "ASYMMETRIC", id: key.id, label: nil,
+                try service.setKeyID(adminPassword: admin, name: key.name, type: key.serviceType, id: key.id, label: nil,
                                      attributes: StoredAttributes.encode(flags))
             }
             try owning.refreshIfNeeded(force: true)
@@ -324,9 +322,8 @@ extension Library {
         }
         if let key = o.key, key.ephemeral {
             // A session key: any session of this application may destroy it; no admin password.
-            let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
             try manage(h, owning) { () throws(TokenError) in
-                try owning.service().deleteKey(adminPassword: "", name: key.name, type: type)
+                try owning.service().deleteKey(adminPassword: "", name: key.name, type: key.serviceType)
             }
             owning.forgetSessionKey(key.name)
             try owning.refreshIfNeeded(force: true)
@@ -337,12 +334,7 @@ extension Library {
             if let uid = o.uid {
                 try service.deleteObject(adminPassword: admin, uid: uid)
             } else if let key = o.key {
-                let type = switch key.kind {
-                case .rsa, .ec: "ASYMMETRIC"
-                case .symmetric: "SYMMETRIC"
-                case .mac: "MAC"
-                }
-                try service.deleteKey(adminPassword: admin, name: key.name, type: type)
+                try service.deleteKey(adminPassword: admin, name: key.name, type: key.serviceType)
             }
         }
         try t.refreshIfNeeded(force: true)
@@ -368,7 +360,7 @@ extension Library {
             return
         }
         let ephemeral = o.key?.ephemeral ?? false
-        let (t, service, admin) = ephemeral ? (owning, try owning.service(), "") : try managementContext(h)
+        let (t, service, admin) = if let key = o.key { try keyContext(h, owning, key) } else { try managementContext(h) }
         if o.attributes[.modifiable] == AttributeValue.bool(false) { throw .attributeReadOnly(template.attributes.first?.0 ?? .label) }
         // Usage flags a key keeps in the service (PKCS#11 §4.9: settable after creation).
         var flags = StoredAttributes.decode(o.key?.attributes)
@@ -391,8 +383,7 @@ extension Library {
             if let uid = o.uid {
                 try service.updateObject(adminPassword: admin, uid: uid, label: template.string(.label), id: template[.id])
             } else if let key = o.key, template[.id] != nil || (ephemeral && template[.label] != nil) || flagsChanged {
-                let type = key.kind == .mac ? "MAC" : key.kind == .symmetric ? "SYMMETRIC" : "ASYMMETRIC"
-                try service.setKeyID(adminPassword: admin, name: key.name, type: type, id: template[.id] ?? key.id,
+                try service.setKeyID(adminPassword: admin, name: key.name, type: key.serviceType, id: template[.id] ?? key.id,
                                      label: ephemeral ? template.string(.label) : nil,
                                      attributes: flagsChanged ? StoredAttributes.encode(flags) ?? [] : nil)
             }

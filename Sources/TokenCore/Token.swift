@@ -49,7 +49,6 @@ public final class Token: Sendable {
         /// Session keys this instance created, by service name: the session that owns each and
         /// its service key type (destroyed with the session, PKCS#11 §4.4.1).
         var sessionKeys: [String: (session: UInt, type: String)] = [:]
-        var createdSessionKeys = false
         /// Session objects without secret material (public keys, certificates, data objects with
         /// CKA_TOKEN=FALSE): kept in this process only, with the session that owns each.
         var localObjects: [ObjectHandle: (object: TokenObject, session: UInt)] = [:]
@@ -60,7 +59,7 @@ public final class Token: Sendable {
         self.slotID = slotID
         self.configuration = configuration
         self.factory = factory
-        owner = SecureRandom.bytes(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        owner = SecureRandom.hex(16)
     }
 
     static func now() -> Double {
@@ -118,13 +117,12 @@ public final class Token: Sendable {
 
     /// A fresh service name for a session key of this instance.
     func sessionKeyName() -> String {
-        "~\(owner)/s-" + SecureRandom.bytes(8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        "~\(owner)/s-" + SecureRandom.hex(8)
     }
 
     func recordSessionKey(_ name: String, type: String, session: UInt) {
         state.withLock {
             $0.sessionKeys[name] = (session, type)
-            $0.createdSessionKeys = true
         }
     }
 
@@ -153,10 +151,12 @@ public final class Token: Sendable {
 
     /// C_Finalize: every session key of this instance goes (one call).
     func releaseSessionKeys() {
-        let (created, svc) = state.withLock { ($0.createdSessionKeys, $0.service) }
-        guard created, let svc else { return }
+        let (live, svc) = state.withLock { s in
+            defer { s.sessionKeys = [:] }
+            return (!s.sessionKeys.isEmpty, s.service)
+        }
+        guard live, let svc else { return }
         try? svc.releaseSession(owner: owner)
-        state.withLock { $0.sessionKeys = [:]; $0.createdSessionKeys = false }
     }
 
     public func object(_ h: ObjectHandle) throws(TokenError) -> TokenObject {

@@ -190,8 +190,6 @@ public struct TokenObject: Sendable {
             throw .attributeValueInvalid(.keyType)
         }
         var a = pub.attributes
-        a[.modifiable] = AttributeValue.bool(true)
-        a[.copyable] = AttributeValue.bool(true)
         for flag in [AttributeType.verify, .encrypt, .wrap, .verifyRecover, .derive] { if let v = t[flag] { a[flag] = v } }
         pub = TokenObject(identity: "local/\(serial)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub.publicKey, attributes: a, sensitive: [])
         return pub
@@ -206,7 +204,6 @@ public struct TokenObject: Sendable {
         let base = object(for: o)
         var a = base.attributes
         a[.token] = AttributeValue.bool(false)
-        a[.copyable] = AttributeValue.bool(true)
         // What the application set that we do not derive (CKA_TRUSTED, CKA_CERTIFICATE_CATEGORY, hashes, CKA_OBJECT_ID…) is kept as given.
         for (type, v) in t.attributes where a[type] == nil || [.trusted, .certificateCategory, .objectID, .subject, .issuer, .serialNumber].contains(type) {
             a[type] = v

@@ -177,9 +177,14 @@ public final class HTTPSClient: @unchecked Sendable {
     func attemptOrder() -> [Int] {
         let n = configuration.endpoints.count
         let start = preferred.load(ordering: .relaxed) % n
-        let now = HTTPSClient.monotonicMs()
-        let bad = badUntil.withLock { $0.filter { $0.value > now } }
+        // Every call comes here (C_Sign too): with one endpoint, or none marked bad, no clock read
+        // and no filtering.
+        if n == 1 { return [0] }
+        let marked = badUntil.withLock { $0.isEmpty ? nil : $0 }
         let rotated = (0..<n).map { (start + $0) % n }
+        guard let marked else { return rotated }
+        let now = HTTPSClient.monotonicMs()
+        let bad = marked.filter { $0.value > now }
         return rotated.filter { bad[$0] == nil } + rotated.filter { bad[$0] != nil }.sorted { (bad[$0] ?? 0) < (bad[$1] ?? 0) }
     }
 

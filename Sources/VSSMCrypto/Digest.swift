@@ -107,6 +107,11 @@ public enum SecureRandom {
         return out
     }
 
+    /// `count` random bytes as lowercase hex (names, ids).
+    public static func hex(_ count: Int) -> String {
+        bytes(count).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
     /// Mixes caller bytes into the generator's state (PKCS#11 C_SeedRandom). Credited with no
     /// entropy: a bad seed cannot weaken the generator, a good one adds to it.
     public static func mix(_ seed: [UInt8]) {

@@ -62,18 +62,17 @@ final class EphemeralStore: Sendable {
         }
     }
 
-    func insert(_ name: String, type: KeyType, secret: SecretKeyEntry?, asym: AsymmetricKeyEntry?) throws(ServiceError) {
+    func insert(_ entry: NewEntry, type: KeyType) throws(ServiceError) {
+        let name = switch entry {
+        case .secret(let e): e.name
+        case .asymmetric(let e): e.name
+        }
         guard let owner = EphemeralStore.owner(of: name) else { throw .badRequest("not a session key name") }
         let total = owners.withLock { $0.all.values.reduce(0) { $0 + $1.keys.keyCount } }
         guard total < EphemeralStore.maxKeys else { throw .unavailable("Too many session keys on this node.") }
         _ = try with(owner: owner, create: true) { (k: inout KeyState) throws(ServiceError) in
             guard k.keyCount < EphemeralStore.maxKeysPerOwner else { throw .tooLarge("Too many session keys for this module instance.") }
-            guard !k.contains(name, type: type) else { throw .conflict("Key with name \(name) already exists.") }
-            switch type {
-            case .symmetric: k.symmetric[name] = secret
-            case .mac: k.mac[name] = secret
-            case .asymmetric: k.asymmetric[name] = asym
-            }
+            try k.insert(entry, type: type)
         }
     }
 
@@ -94,14 +93,7 @@ final class EphemeralStore: Sendable {
 
     func delete(_ name: String, type: KeyType) -> Bool {
         guard let owner = EphemeralStore.owner(of: name) else { return false }
-        let removed = try? with(owner: owner) { (k: inout KeyState) -> Bool in
-            switch type {
-            case .symmetric: k.symmetric.removeValue(forKey: name) != nil
-            case .asymmetric: k.asymmetric.removeValue(forKey: name) != nil
-            case .mac: k.mac.removeValue(forKey: name) != nil
-            }
-        }
-        return (removed ?? false) ?? false
+        return ((try? with(owner: owner) { $0.remove(name, type: type) }) ?? nil) ?? false
     }
 
     /// The owner's keys (renews the lease); empty for an unknown owner.
@@ -109,29 +101,10 @@ final class EphemeralStore: Sendable {
         ((try? with(owner: owner) { $0 }) ?? nil) ?? KeyState()
     }
 
-    func setID(_ name: String, type: KeyType, id: [UInt8]?, label: String?, pkcs11: [UInt8]?) -> Bool {
+    /// Changes a session key's attributes; false when there is no such key.
+    func updateAttributes(_ name: String, type: KeyType, _ change: (inout KeyAttributes) -> Void) -> Bool {
         guard let owner = EphemeralStore.owner(of: name) else { return false }
-        let done = try? with(owner: owner) { (k: inout KeyState) -> Bool in
-            switch type {
-            case .symmetric:
-                guard k.symmetric[name] != nil else { return false }
-                k.symmetric[name]?.attributes.id = id
-                if let label { k.symmetric[name]?.attributes.label = label }
-                if let pkcs11 { k.symmetric[name]?.attributes.pkcs11 = pkcs11 }
-            case .asymmetric:
-                guard k.asymmetric[name] != nil else { return false }
-                k.asymmetric[name]?.attributes.id = id
-                if let label { k.asymmetric[name]?.attributes.label = label }
-                if let pkcs11 { k.asymmetric[name]?.attributes.pkcs11 = pkcs11 }
-            case .mac:
-                guard k.mac[name] != nil else { return false }
-                k.mac[name]?.attributes.id = id
-                if let label { k.mac[name]?.attributes.label = label }
-                if let pkcs11 { k.mac[name]?.attributes.pkcs11 = pkcs11 }
-            }
-            return true
-        }
-        return (done ?? false) ?? false
+        return ((try? with(owner: owner) { $0.updateAttributes(name, type: type, change) }) ?? nil) ?? false
     }
 
     /// Drops every key of the owner (C_Finalize); returns how many.

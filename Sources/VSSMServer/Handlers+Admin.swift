@@ -6,7 +6,6 @@ import VSSMWire
 enum KeyPolicy {
     static let symmetricSizes: Set<UInt64> = [8, 16, 24, 32]
     static let macSizes: ClosedRange<UInt64> = 16...1024
-    static let rsaBits: ClosedRange<UInt64> = 2048...8192
     /// Session keys (memory only, gone with the module instance) may also be RSA-1024, which
     /// PKCS#11 applications and test suites still ask for; stored keys stay at 2048 and above.
     static let sessionRSABits: ClosedRange<UInt64> = 1024...8192
@@ -102,71 +101,73 @@ extension KeyServiceNode {
     /// Stores a new key; 409 when the name exists in that type's namespace.
     func store(_ new: NewKey, secret: [UInt8]?, asym: PrivateKey?, pkcs8: [UInt8]? = nil) throws(ServiceError) {
         let now = KeyServiceNode.nowMillis()
-        if EphemeralStore.owner(of: new.name) != nil {
-            let s = secret.map { SecretKeyEntry(name: new.name, createdAt: now, key: $0, attributes: new.attributes) }
-            let a = asym.map { AsymmetricKeyEntry(name: new.name, createdAt: now, keyType: $0.kind.rawValue, pkcs8: pkcs8 ?? $0.pkcs8DER,
-                                                  key: $0, spki: $0.spkiDER, attributes: new.attributes) }
-            try ephemeral.insert(new.name, type: new.type, secret: s, asym: a)
-            return
+        let entry: NewEntry
+        if let asym {
+            entry = .asymmetric(AsymmetricKeyEntry(name: new.name, createdAt: now, keyType: asym.kind.rawValue, pkcs8: pkcs8 ?? asym.pkcs8DER,
+                                                   key: asym, spki: asym.spkiDER, attributes: new.attributes))
+        } else {
+            guard new.type != .asymmetric else { throw .internalError("no key material") }
+            entry = .secret(SecretKeyEntry(name: new.name, createdAt: now, key: secret ?? [], attributes: new.attributes))
         }
-        try mutate { (s: inout KeyState) throws(ServiceError) in
-            guard !s.contains(new.name, type: new.type) else { throw .conflict("Key with name \(new.name) already exists.") }
-            switch new.type {
-            case .symmetric:
-                s.symmetric[new.name] = SecretKeyEntry(name: new.name, createdAt: now, key: secret ?? [], attributes: new.attributes)
-            case .mac:
-                s.mac[new.name] = SecretKeyEntry(name: new.name, createdAt: now, key: secret ?? [], attributes: new.attributes)
-            case .asymmetric:
-                guard let asym else { throw .internalError("no key material") }
-                s.asymmetric[new.name] = AsymmetricKeyEntry(name: new.name, createdAt: now, keyType: asym.kind.rawValue,
-                                                            pkcs8: pkcs8 ?? asym.pkcs8DER, key: asym, spki: asym.spkiDER,
-                                                            attributes: new.attributes)
-            }
+        if EphemeralStore.owner(of: new.name) != nil {
+            try ephemeral.insert(entry, type: new.type)
+        } else {
+            try mutate { (s: inout KeyState) throws(ServiceError) in try s.insert(entry, type: new.type) }
         }
     }
 
     func generateKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.generateKeyRequest)
         try checkPassword(r, ctx)
-        try createGeneratedKey(r, id: nil, cipher: nil)
+        try createGeneratedKey(r)
         return ok(WireWriter())
     }
 
-    func createGeneratedKey(_ r: WireObject, id: [UInt8]?, cipher: String?, label: String? = nil) throws(ServiceError) {
+    /// Base and extension generate requests alike: the extension fields (`id`, `cipher`, `label`,
+    /// `attributes`) are simply absent from a base request.
+    func createGeneratedKey(_ r: WireObject) throws(ServiceError) {
         let name = r.string("keyName")
         try KeyPolicy.checkNewName(name)
         let type = try KeyPolicy.keyType(r.string("keyType"))
         if state.withLock({ $0.contains(name, type: type) }) { throw .conflict("Key with name \(name) already exists.") }
         audit.info("Generating a \(type.rawValue) key named \(name)...")
-        let m = try generateMaterial(type: type, spec: r.string("keySpec"), size: r.uint64("keySize"), cipher: cipher, session: name.hasPrefix("~"))
-        try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, cipher: m.cipher, label: label, origin: "generated", pkcs11: r.bytes("attributes"))), secret: m.secret, asym: m.asym)
+        let m = try generateMaterial(type: type, spec: r.string("keySpec"), size: r.uint64("keySize"), cipher: r.string("cipher"), session: name.hasPrefix("~"))
+        var attributes = KeyServiceNode.requestedAttributes(r, origin: "generated")
+        attributes.cipher = m.cipher
+        try store(NewKey(type: type, name: name, attributes: attributes), secret: m.secret, asym: m.asym)
+    }
+
+    /// The key attributes a create request carries (extension fields; absent in base requests).
+    static func requestedAttributes(_ r: WireObject, origin: String) -> KeyAttributes {
+        KeyAttributes(id: r.bytes("id"), label: r.has("label") ? r.string("label") : nil, origin: origin, pkcs11: r.bytes("attributes"))
     }
 
     func injectKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.injectKeyRequest)
         try checkPassword(r, ctx)
-        try createInjectedKey(r, id: nil, cipher: nil)
+        try createInjectedKey(r)
         return ok(WireWriter())
     }
 
-    func createInjectedKey(_ r: WireObject, id: [UInt8]?, cipher: String?, label: String? = nil) throws(ServiceError) {
+    func createInjectedKey(_ r: WireObject) throws(ServiceError) {
         let name = r.string("keyName")
         try KeyPolicy.checkNewName(name)
         let type = try KeyPolicy.keyType(r.string("keyType"))
         let material = r.bytes("key") ?? []
+        var attributes = KeyServiceNode.requestedAttributes(r, origin: "injected")
         audit.info("Injecting a \(type.rawValue) key named \(name)...")
         switch type {
         case .symmetric:
-            let c = try KeyPolicy.cipher(forLength: material.count, requested: cipher)
-            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, cipher: c, label: label, origin: "injected", pkcs11: r.bytes("attributes"))), secret: material, asym: nil)
+            attributes.cipher = try KeyPolicy.cipher(forLength: material.count, requested: r.string("cipher"))
+            try store(NewKey(type: type, name: name, attributes: attributes), secret: material, asym: nil)
         case .mac:
             try KeyPolicy.checkMacSize(UInt64(material.count))
-            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, label: label, origin: "injected", pkcs11: r.bytes("attributes"))), secret: material, asym: nil)
+            try store(NewKey(type: type, name: name, attributes: attributes), secret: material, asym: nil)
         case .asymmetric:
             let key: PrivateKey
             do { key = try PrivateKey(pkcs8: material) } catch { throw .badRequest("x509: failed to parse private key: \(error.message)") }
             try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"), minStored: config.limits.minStoredRSABits)
-            try store(NewKey(type: type, name: name, attributes: KeyAttributes(id: id, label: label, origin: "injected", pkcs11: r.bytes("attributes"))), secret: nil, asym: key, pkcs8: material)
+            try store(NewKey(type: type, name: name, attributes: attributes), secret: nil, asym: key, pkcs8: material)
         }
     }
 

@@ -27,13 +27,13 @@ extension KeyServiceNode {
         Route.extGenerateKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.generateKeyRequest)
             if !r.string("keyName").hasPrefix("~") { try n.checkPassword(r, c) }
-            try n.createGeneratedKey(r, id: r.bytes("id"), cipher: r.string("cipher"), label: r.has("label") ? r.string("label") : nil)
+            try n.createGeneratedKey(r)
             return n.ok(WireWriter())
         },
         Route.extInjectKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.injectKeyRequest)
             if !r.string("keyName").hasPrefix("~") { try n.checkPassword(r, c) }
-            try n.createInjectedKey(r, id: r.bytes("id"), cipher: r.string("cipher"), label: r.has("label") ? r.string("label") : nil)
+            try n.createInjectedKey(r)
             return n.ok(WireWriter())
         },
         Route.extReleaseSession: { n, b, _ throws(ServiceError) in
@@ -215,34 +215,27 @@ extension KeyServiceNode {
         let type = try KeyPolicy.keyType(r.string("keyType"))
         let id = r.bytes("id")
         let pkcs11 = r.bytes("attributes")
+        let label = r.has("label") ? r.string("label") : nil
+        func change(_ a: inout KeyAttributes) {
+            a.id = id
+            if let pkcs11 { a.pkcs11 = pkcs11 }
+        }
         if name.hasPrefix("~") {
-            guard ephemeral.setID(name, type: type, id: id, label: r.has("label") ? r.string("label") : nil, pkcs11: pkcs11) else {
-                throw .invalidKeyName(name)
+            // A session key's label is its CKA_LABEL (token keys are labelled by their name).
+            let done = ephemeral.updateAttributes(name, type: type) { a in
+                change(&a)
+                if let label { a.label = label }
             }
+            guard done else { throw .invalidKeyName(name) }
             return ok(WireWriter())
         }
         try checkPassword(r, ctx)
         try mutate { (s: inout KeyState) throws(ServiceError) in
-            switch type {
-            case .symmetric:
-                guard s.symmetric[name] != nil else { throw .invalidKeyName(name) }
-                s.symmetric[name]?.attributes.id = id
-                if let pkcs11 { s.symmetric[name]?.attributes.pkcs11 = pkcs11 }
-            case .asymmetric:
-                guard s.asymmetric[name] != nil else { throw .invalidKeyName(name) }
-                s.asymmetric[name]?.attributes.id = id
-                if let pkcs11 { s.asymmetric[name]?.attributes.pkcs11 = pkcs11 }
-            case .mac:
-                guard s.mac[name] != nil else { throw .invalidKeyName(name) }
-                s.mac[name]?.attributes.id = id
-                if let pkcs11 { s.mac[name]?.attributes.pkcs11 = pkcs11 }
-            }
+            guard s.updateAttributes(name, type: type, change) else { throw .invalidKeyName(name) }
         }
         return ok(WireWriter())
     }
 
-    /// Deletes a key on this node. Note: peers still holding it bring it back on the next pull
-    /// (the original's sync format has no deletions).
     /// Copies a key under a new name, the key bytes staying in the service (PKCS#11
     /// C_CopyObject, e.g. a session key made a token key as Java's keystore does). The copy takes
     /// the request's CKA_ID, label and attributes; its origin is the source's.
@@ -280,6 +273,8 @@ extension KeyServiceNode {
         return ok(WireWriter())
     }
 
+    /// Deletes a key on this node. Note: peers still holding it bring it back on the next pull
+    /// (the original's sync format has no deletions).
     func extDeleteKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deleteKeyRequest)
         let name = r.string("keyName")
@@ -291,12 +286,7 @@ extension KeyServiceNode {
         try checkPassword(r, ctx)
         audit.info("Deleting the \(type.rawValue) key named \(name)...")
         try mutate { (s: inout KeyState) throws(ServiceError) in
-            let removed: Bool = switch type {
-            case .symmetric: s.symmetric.removeValue(forKey: name) != nil
-            case .asymmetric: s.asymmetric.removeValue(forKey: name) != nil
-            case .mac: s.mac.removeValue(forKey: name) != nil
-            }
-            guard removed else { throw .invalidKeyName(name) }
+            guard s.remove(name, type: type) else { throw .invalidKeyName(name) }
         }
         return ok(WireWriter())
     }
@@ -313,7 +303,7 @@ extension KeyServiceNode {
                 throw .badRequest("CERTIFICATE value is not a DER X.509 certificate")
             }
         }
-        let uid = SecureRandom.bytes(16).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let uid = SecureRandom.hex(16)
         let obj = StoredObject(uid: uid, objectClass: cls, label: r.string("label"), id: r.bytes("id") ?? [], value: value,
                                application: r.string("application"), createdAt: KeyServiceNode.nowMillis())
         audit.info("Storing a \(cls) object labelled \(obj.label)...")

@@ -241,7 +241,52 @@ func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
     return taken
 }
 
+/// One new key, ready to store: a secret (symmetric or MAC) or an asymmetric entry.
+enum NewEntry {
+    case secret(SecretKeyEntry)
+    case asymmetric(AsymmetricKeyEntry)
+}
+
 extension KeyState {
+    /// Adds an entry of `type` under its name; 409 when that type already has the name.
+    mutating func insert(_ entry: NewEntry, type: KeyType) throws(ServiceError) {
+        switch (type, entry) {
+        case (.symmetric, .secret(let e)) where symmetric[e.name] == nil: symmetric[e.name] = e
+        case (.mac, .secret(let e)) where mac[e.name] == nil: mac[e.name] = e
+        case (.asymmetric, .asymmetric(let e)) where asymmetric[e.name] == nil: asymmetric[e.name] = e
+        case (_, .secret(let e)): throw .conflict("Key with name \(e.name) already exists.")
+        case (_, .asymmetric(let e)): throw .conflict("Key with name \(e.name) already exists.")
+        }
+    }
+
+    /// Removes the named key of `type`; false when there was none.
+    mutating func remove(_ name: String, type: KeyType) -> Bool {
+        switch type {
+        case .symmetric: symmetric.removeValue(forKey: name) != nil
+        case .asymmetric: asymmetric.removeValue(forKey: name) != nil
+        case .mac: mac.removeValue(forKey: name) != nil
+        }
+    }
+
+    /// Changes the attributes of the named key of `type`; false when there is none.
+    mutating func updateAttributes(_ name: String, type: KeyType, _ change: (inout KeyAttributes) -> Void) -> Bool {
+        switch type {
+        case .symmetric:
+            guard var e = symmetric[name] else { return false }
+            change(&e.attributes)
+            symmetric[name] = e
+        case .asymmetric:
+            guard var e = asymmetric[name] else { return false }
+            change(&e.attributes)
+            asymmetric[name] = e
+        case .mac:
+            guard var e = mac[name] else { return false }
+            change(&e.attributes)
+            mac[name] = e
+        }
+        return true
+    }
+
     /// An upper bound of the encoded (plaintext) state in bytes, computed without encoding: checked
     /// against `ServiceLimits.maxStateBytes` before a change is acknowledged, so the sealed file a
     /// node writes always fits what it can read back after a restart.

@@ -32,12 +32,15 @@ enum Marshal {
         defer { close(fds[0]); close(fds[1]) }
         // Close-on-exec, so a host that forks and execs meanwhile does not inherit them.
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        let page = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
+        // sysconf answers a positive page size (or -1): anything else falls back to 4 KiB pages.
+        let page = UInt(exactly: sysconf(Int32(_SC_PAGESIZE))).flatMap { $0 >= 4096 && $0 <= 1 << 30 ? $0 : nil } ?? 4096
         var out: [UInt8] = []
         var address = UInt(bitPattern: p)
-        var chunk = [UInt8](repeating: 0, count: page)
+        var chunk = [UInt8](repeating: 0, count: Int(page))
         while out.count < limit {
-            let n = min(page - Int(address % UInt(page)), limit - out.count)
+            // Up to the end of this page (at most `page` bytes, so the conversion cannot fail).
+            guard let toPageEnd = Int(exactly: page - address % page) else { throw .argumentsBad("pReserved") }
+            let n = min(toPageEnd, limit - out.count)
             guard let src = UnsafeRawPointer(bitPattern: address) else { throw .argumentsBad("pReserved is not a readable string") }
             let written = Glibc.write(fds[1], src, n)
             guard written == n else { throw .argumentsBad("pReserved is not a readable string") }
@@ -48,7 +51,8 @@ enum Marshal {
                 return String(decoding: out, as: UTF8.self)
             }
             out += chunk.prefix(n)
-            address &+= UInt(n)
+            // Wraps past the top of the address space to 0, which the guard above refuses.
+            address &+= UInt(bitPattern: n)
         }
         throw .argumentsBad("pReserved is not a NUL-terminated path of at most \(limit) bytes")
     }
