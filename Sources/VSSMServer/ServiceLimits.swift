@@ -89,34 +89,29 @@ public struct ServiceLimits: Sendable, Equatable {
             }
             target = n
         }
-        try int("maxConnectionsAPI", 1...1_000_000, &maxConnectionsAPI)
-        try int("maxConnectionsInternal", 1...100_000, &maxConnectionsInternal)
-        try int("maxConnectionsHealth", 1...100_000, &maxConnectionsHealth)
-        try int("maxConnectionsBootstrapSlave", 1...100_000, &maxConnectionsBootstrapSlave)
-        try int("handshakeTimeoutMs", 100...600_000, &handshakeTimeoutMs)
-        try int("requestTimeoutMs", 100...3_600_000, &requestTimeoutMs)
-        try int("idleTimeoutMs", 100...3_600_000, &idleTimeoutMs)
-        try int("maxBodyBytes", 1024...(256 << 20), &maxBodyBytes)
-        try int("maxStateBodyBytes", 1024...(256 << 20), &maxStateBodyBytes)
-        try int("maxStateBytes", 1024...(48 << 20), &maxStateBytes)
-        try int("maxCryptoInputBytes", 1024...(64 << 20), &maxCryptoInputBytes)
-        try int("minStoredRSABits", 1024...4096, &minStoredRSABits)
+        for (name, key, range) in ServiceLimits.configurable { try int(name, range, &self[keyPath: key]) }
     }
+
+    /// The limits `config.json` may set: its name there, the field, the accepted range. Reading
+    /// and writing the file both go through this one table.
+    static let configurable: [(String, WritableKeyPath<ServiceLimits, Int> & Sendable, ClosedRange<Int>)] = [
+        ("maxConnectionsAPI", \.maxConnectionsAPI, 1...1_000_000),
+        ("maxConnectionsInternal", \.maxConnectionsInternal, 1...100_000),
+        ("maxConnectionsHealth", \.maxConnectionsHealth, 1...100_000),
+        ("maxConnectionsBootstrapSlave", \.maxConnectionsBootstrapSlave, 1...100_000),
+        ("handshakeTimeoutMs", \.handshakeTimeoutMs, 100...600_000),
+        ("requestTimeoutMs", \.requestTimeoutMs, 100...3_600_000),
+        ("idleTimeoutMs", \.idleTimeoutMs, 100...3_600_000),
+        ("maxBodyBytes", \.maxBodyBytes, 1024...(256 << 20)),
+        ("maxStateBodyBytes", \.maxStateBodyBytes, 1024...(256 << 20)),
+        ("maxStateBytes", \.maxStateBytes, 1024...(48 << 20)),
+        ("maxCryptoInputBytes", \.maxCryptoInputBytes, 1024...(64 << 20)),
+        ("minStoredRSABits", \.minStoredRSABits, 1024...4096),
+    ]
 
     var json: JSONValue {
         var w = WireWriter()
-        w.int64("maxConnectionsAPI", Int64(maxConnectionsAPI))
-        w.int64("maxConnectionsInternal", Int64(maxConnectionsInternal))
-        w.int64("maxConnectionsHealth", Int64(maxConnectionsHealth))
-        w.int64("maxConnectionsBootstrapSlave", Int64(maxConnectionsBootstrapSlave))
-        w.int64("handshakeTimeoutMs", Int64(handshakeTimeoutMs))
-        w.int64("requestTimeoutMs", Int64(requestTimeoutMs))
-        w.int64("idleTimeoutMs", Int64(idleTimeoutMs))
-        w.int64("maxBodyBytes", Int64(maxBodyBytes))
-        w.int64("maxStateBodyBytes", Int64(maxStateBodyBytes))
-        w.int64("maxStateBytes", Int64(maxStateBytes))
-        w.int64("maxCryptoInputBytes", Int64(maxCryptoInputBytes))
-        w.int64("minStoredRSABits", Int64(minStoredRSABits))
+        for (name, key, _) in ServiceLimits.configurable { w.int64(name, Int64(self[keyPath: key])) }
         return w.value
     }
 }

@@ -432,11 +432,8 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_Initialize!(&args) == rv(CKR_OK))
     }
 
-    /// C_CopyObject: a session key becomes a token key inside the service (as Java's keystore does);
-    /// usage flags are kept with the key and enforced; CKA_COPYABLE=FALSE forbids the copy.
-    @Test func copyObjectSessionToTokenAndUsageFlags() throws {
-        let node = try TestNode()
-        defer { node.stop() }
+    /// Initializes the module for `node`, opens one session, runs `body`, finalizes.
+    func withSession(_ node: TestNode, readWrite: Bool = false, _ body: (CK_FUNCTION_LIST, CK_SESSION_HANDLE) throws -> Void) throws {
         let f = m.f
         var args = CK_C_INITIALIZE_ARGS()
         let path = strdup(try writeConfig(for: node))
@@ -445,7 +442,20 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_Initialize!(&args) == rv(CKR_OK))
         defer { _ = f.C_Finalize!(nil) }
         var s: CK_SESSION_HANDLE = 0
-        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION | CKF_RW_SESSION), nil, nil, &s) == rv(CKR_OK))
+        let flags = CK_FLAGS(CKF_SERIAL_SESSION) | (readWrite ? CK_FLAGS(CKF_RW_SESSION) : 0)
+        #expect(f.C_OpenSession!(0, flags, nil, nil, &s) == rv(CKR_OK))
+        try body(f, s)
+    }
+
+    /// C_CopyObject: a session key becomes a token key inside the service (as Java's keystore does);
+    /// usage flags are kept with the key and enforced; CKA_COPYABLE=FALSE forbids the copy.
+    @Test func copyObjectSessionToTokenAndUsageFlags() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        try withSession(node, readWrite: true) { f, s in try copyObjectChecks(node, f, s) }
+    }
+
+    func copyObjectChecks(_ node: TestNode, _ f: CK_FUNCTION_LIST, _ s: CK_SESSION_HANDLE) throws {
         var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
         var params = NamedCurve.p256.oidDER
         var no: CK_BBOOL = 0
@@ -504,15 +514,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
     @Test func multiPartBlockModesMatchSinglePart() throws {
         let node = try TestNode()
         defer { node.stop() }
-        let f = m.f
-        var args = CK_C_INITIALIZE_ARGS()
-        let path = strdup(try writeConfig(for: node))
-        defer { free(path) }
-        args.pReserved = UnsafeMutableRawPointer(path)
-        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
-        defer { _ = f.C_Finalize!(nil) }
-        var s: CK_SESSION_HANDLE = 0
-        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s) == rv(CKR_OK))
+        try withSession(node) { f, s in try multiPartChecks(f, s) }
+    }
+
+    func multiPartChecks(_ f: CK_FUNCTION_LIST, _ s: CK_SESSION_HANDLE) throws {
         var gen = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
         var len = CK_ULONG(32)
         var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))]

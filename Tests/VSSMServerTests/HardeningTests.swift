@@ -205,4 +205,20 @@ import VSSMTestSupport
         try n.node.absorb(decoded, from: "test")
         #expect(Set(n.node.snapshot.symmetric.keys) == ["fine"])
     }
+
+    /// The limits table reads and writes `config.json`; values out of range name the field.
+    @Test func limitsRoundTripThroughConfig() throws {
+        var cfg = ServerConfig(rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
+                               clientTrustStore: [TestNode.shared.pki.clientCACertificateDER], rootPassword: TestNode.shared.hash)
+        cfg.limits.maxConnectionsAPI = 7
+        cfg.limits.minStoredRSABits = 1024
+        let parsed = try ServerConfig(json: cfg.json)
+        #expect(parsed.limits == cfg.limits)
+        let text = String(decoding: cfg.json, as: UTF8.self)
+        #expect(text.contains(#""minStoredRSABits": "1024""#))
+        let bad = Array(text.replacing(#""minStoredRSABits": "1024""#, with: #""minStoredRSABits": "512""#).utf8)
+        #expect(throws: ServiceError.badRequest("config: limits.minStoredRSABits must be an integer from 1024 to 4096")) {
+            _ = try ServerConfig(json: bad)
+        }
+    }
 }
