@@ -18,17 +18,17 @@ printf 'hello from vssm-pkcs11' > "$W/msg"
 $P11 -r -y pubkey -d de40 -o "$W/demo-ec.der" 2>/dev/null
 openssl pkey -pubin -inform DER -in "$W/demo-ec.der" -out "$W/demo-ec.pub.pem"
 echo
-echo "3. pkcs11-tool --sign -m ECDSA-SHA256, verified by openssl:"
-$P11 -s -m ECDSA-SHA256 -d de40 -i "$W/msg" -o "$W/p11.sig" --signature-format openssl 2>/dev/null
+echo "3. pkcs11-tool --login --sign -m ECDSA-SHA256 (pkcs11-tool made the key CKA_PRIVATE), verified by openssl:"
+$P11 --login --pin "$PIN" -s -m ECDSA-SHA256 -d de40 -i "$W/msg" -o "$W/p11.sig" --signature-format openssl 2>/dev/null
 printf '     '; openssl dgst -sha256 -verify "$W/demo-ec.pub.pem" -signature "$W/p11.sig" "$W/msg"
 echo
 echo "4. openssl through the module (libp11 engine, key URI pkcs11:object=demo-ec), verified by plain openssl:"
 engine_cnf="$W/openssl.cnf"
 engine=$(ls /usr/lib/*/engines-3/pkcs11.so | head -1)
 printf 'openssl_conf = init\n[init]\nengines = e\n[e]\npkcs11 = p\n[p]\nengine_id = pkcs11\ndynamic_path = %s\nMODULE_PATH = %s\ninit = 0\n' "$engine" "$MODULE" > "$engine_cnf"
-OPENSSL_CONF="$engine_cnf" openssl dgst -sha256 -engine pkcs11 -keyform engine -sign "pkcs11:object=demo-ec;type=private" \
+OPENSSL_CONF="$engine_cnf" openssl dgst -sha256 -engine pkcs11 -keyform engine -sign "pkcs11:object=demo-ec;type=private;pin-value=$PIN" \
     -out "$W/engine.sig" "$W/msg" 2>/dev/null
 printf '     '; openssl dgst -sha256 -verify "$W/demo-ec.pub.pem" -signature "$W/engine.sig" "$W/msg"
 echo
 echo "The private key never left the service: pkcs11-tool shows it as"
-$P11 -O -y privkey -d de40 2>/dev/null | sed 's/^/     /'
+$P11 --login --pin "$PIN" -O -y privkey -d de40 2>/dev/null | sed 's/^/     /'

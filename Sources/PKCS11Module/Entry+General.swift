@@ -102,7 +102,7 @@ public func C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ pInfo: UnsafeMutablePointer<C
         Marshal.pad("VSSM", &info.model)
         Marshal.pad(t.configuration.serial, &info.serialNumber)
         var flags = CK_FLAGS(CKF_RNG) | CK_FLAGS(CKF_TOKEN_INITIALIZED) | CK_FLAGS(CKF_USER_PIN_INITIALIZED)
-        if t.configuration.loginRequired { flags |= CK_FLAGS(CKF_LOGIN_REQUIRED) }
+        if t.configuration.hasUserPIN { flags |= CK_FLAGS(CKF_LOGIN_REQUIRED) }
         info.flags = flags
         info.ulMaxSessionCount = 0  // CK_EFFECTIVELY_INFINITE
         info.ulSessionCount = cpkcs11_unavailable_information

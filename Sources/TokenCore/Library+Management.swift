@@ -127,7 +127,9 @@ extension Library {
         default:
             throw .mechanismInvalid(mechanism.type)
         }
-        let flags = StoredAttributes.encode(try StoredAttributes.collect(publicTemplate, privateTemplate))
+        var chosen = try StoredAttributes.collect(publicTemplate, privateTemplate)
+        chosen[.private] = try privateTemplate.bool(.private)  // the private half's; the public half is never private
+        let flags = StoredAttributes.encode(chosen)
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
                 try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: label,

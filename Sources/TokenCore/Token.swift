@@ -11,6 +11,10 @@ public struct SlotConfiguration: Sendable {
     public var loginRequired: Bool
     /// The user PIN is also the admin password (automation: `pkcs11-tool --keypairgen --login --pin`).
     public var userPinIsAdminPassword: Bool
+    /// The slot has a user PIN (CKF_LOGIN_REQUIRED): key management, and objects an application
+    /// made with CKA_PRIVATE=TRUE, need C_Login(CKU_USER). Keys stored CKA_PRIVATE=FALSE (the
+    /// default here, and every key made through the original API) stay usable without a login.
+    public var hasUserPIN: Bool { loginRequired || userPinIsAdminPassword }
     /// Seconds between background refreshes of the key index (0: only after local changes).
     public var refreshSeconds: Double
     public init(label: String, serial: String, loginRequired: Bool = false, userPinIsAdminPassword: Bool = false, refreshSeconds: Double = 60) {
@@ -160,8 +164,16 @@ public final class Token: Sendable {
     }
 
     public func object(_ h: ObjectHandle) throws(TokenError) -> TokenObject {
-        guard let o = state.withLock({ $0.objects[h] ?? $0.localObjects[h]?.object }) else { throw .objectHandleInvalid }
+        guard let o = state.withLock({ s in (s.objects[h] ?? s.localObjects[h]?.object).flatMap { Token.visible($0, s.user) ? $0 : nil } }) else {
+            throw .objectHandleInvalid
+        }
         return o
+    }
+
+    /// PKCS#11 §4.4: a private object (CKA_PRIVATE=TRUE) exists for an application only while
+    /// the normal user is logged in.
+    static func visible(_ o: TokenObject, _ user: UserType?) -> Bool {
+        user == .user || o.attributes[.private] != AttributeValue.bool(true)
     }
 
     /// Adds a process-local session object; its handle comes from the same never-reused counter.
@@ -187,8 +199,8 @@ public final class Token: Sendable {
     func find(_ template: Template) throws(TokenError) -> [ObjectHandle] {
         try refreshIfNeeded()
         return state.withLock { s in
-            (s.objects.filter { $0.value.matches(template) }.map(\.key)
-                + s.localObjects.filter { $0.value.object.matches(template) }.map(\.key)).sorted { $0.rawValue < $1.rawValue }
+            (s.objects.filter { Token.visible($0.value, s.user) && $0.value.matches(template) }.map(\.key)
+                + s.localObjects.filter { Token.visible($0.value.object, s.user) && $0.value.object.matches(template) }.map(\.key)).sorted { $0.rawValue < $1.rawValue }
         }
     }
 

@@ -122,6 +122,7 @@ public struct TokenObject: Sendable {
                 if StoredAttributes.publicFlags.contains(type) { pubAttrs[type] = B(value) }
                 if StoredAttributes.objectFlags.contains(type) { priv[type] = B(value); pubAttrs[type] = B(value) }
             }
+            if loginRequired { priv[.private] = B(true) }
             let secretParts: Set<AttributeType> = isRSA
                 ? [.privateExponent, .prime1, .prime2, .exponent1, .exponent2, .coefficient]
                 : [.value]
@@ -155,6 +156,7 @@ public struct TokenObject: Sendable {
             for (type, value) in StoredAttributes.decode(key.attributes) where a[type] != nil || type == .derive {
                 if type != StoredAttributes.publicHalfDestroyed { a[type] = B(value) }
             }
+            if loginRequired { a[.private] = B(true) }
             let prefix = isMAC ? "mac" : "sym"
             return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a, sensitive: [.value])]
         }
@@ -190,7 +192,7 @@ public struct TokenObject: Sendable {
             throw .attributeValueInvalid(.keyType)
         }
         var a = pub.attributes
-        for flag in [AttributeType.verify, .encrypt, .wrap, .verifyRecover, .derive] { if let v = t[flag] { a[flag] = v } }
+        for flag in [AttributeType.verify, .encrypt, .wrap, .verifyRecover, .derive, .private] { if let v = t[flag] { a[flag] = v } }
         pub = TokenObject(identity: "local/\(serial)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub.publicKey, attributes: a, sensitive: [])
         return pub
     }
@@ -205,7 +207,7 @@ public struct TokenObject: Sendable {
         var a = base.attributes
         a[.token] = AttributeValue.bool(false)
         // What the application set that we do not derive (CKA_TRUSTED, CKA_CERTIFICATE_CATEGORY, hashes, CKA_OBJECT_ID…) is kept as given.
-        for (type, v) in t.attributes where a[type] == nil || [.trusted, .certificateCategory, .objectID, .subject, .issuer, .serialNumber].contains(type) {
+        for (type, v) in t.attributes where a[type] == nil || [.trusted, .certificateCategory, .objectID, .subject, .issuer, .serialNumber, .private].contains(type) {
             a[type] = v
         }
         return TokenObject(identity: "local/\(serial)", objectClass: base.objectClass, key: nil, uid: nil, publicKey: nil, attributes: a, sensitive: [])

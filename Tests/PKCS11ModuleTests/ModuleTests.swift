@@ -147,7 +147,7 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_GetTokenInfo!(0, &tinfo) == rv(CKR_OK))
         let label = withUnsafeBytes(of: tinfo.label) { String(decoding: $0, as: UTF8.self) }
         #expect(label == "test-token" + String(repeating: " ", count: 22))
-        #expect(tinfo.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) == 0)
+        #expect(tinfo.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0, "the user PIN is the admin password: key management needs a login")
         #expect(f.C_GetTokenInfo!(7, &tinfo) == rv(CKR_SLOT_ID_INVALID))
 
         var mcount: CK_ULONG = 0
@@ -445,6 +445,69 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         let flags = CK_FLAGS(CKF_SERIAL_SESSION) | (readWrite ? CK_FLAGS(CKF_RW_SESSION) : 0)
         #expect(f.C_OpenSession!(0, flags, nil, nil, &s) == rv(CKR_OK))
         try body(f, s)
+    }
+
+    /// Login model: a slot whose user PIN is the admin password says CKF_LOGIN_REQUIRED (so
+    /// SunPKCS11/NSS/libp11 log in); a key made with CKA_PRIVATE=TRUE exists only while the user is
+    /// logged in, in this and in any other process; its public half and CKA_PRIVATE=FALSE keys
+    /// stay visible. A headless slot (no user PIN) does not say CKF_LOGIN_REQUIRED.
+    @Test func loginRequiredAndPrivateObjects() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        try withSession(node, readWrite: true) { f, s in
+            var info = CK_TOKEN_INFO()
+            #expect(f.C_GetTokenInfo!(0, &info) == rv(CKR_OK))
+            #expect(info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) != 0)
+            var pin = Array(TestNode.password.utf8)
+            #expect(f.C_Login!(s, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
+            var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
+            var params = NamedCurve.p256.oidDER
+            var yes: CK_BBOOL = 1
+            var label = Array("hidden-key".utf8)
+            var pubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: &params, ulValueLen: CK_ULONG(params.count)),
+                        CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1)]
+            var privT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_PRIVATE), pValue: &yes, ulValueLen: 1),
+                         CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
+                         CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count))]
+            var pub: CK_OBJECT_HANDLE = 0
+            var priv: CK_OBJECT_HANDLE = 0
+            #expect(f.C_GenerateKeyPair!(s, &mech, &pubT, 2, &privT, 3, &pub, &priv) == rv(CKR_OK))
+            func count(_ cls: CK_ULONG) -> Int {
+                var c = cls
+                var t = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &c, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
+                         CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count))]
+                _ = f.C_FindObjectsInit!(s, &t, 2)
+                var found = [CK_OBJECT_HANDLE](repeating: 0, count: 8)
+                var n: CK_ULONG = 0
+                _ = f.C_FindObjects!(s, &found, 8, &n)
+                _ = f.C_FindObjectsFinal!(s)
+                return Int(n)
+            }
+            #expect(count(CK_ULONG(CKO_PRIVATE_KEY)) == 1)
+            var value: CK_BBOOL = 0
+            var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_PRIVATE), pValue: &value, ulValueLen: 1)
+            #expect(f.C_GetAttributeValue!(s, priv, &a, 1) == rv(CKR_OK) && value == 1)
+            #expect(f.C_Logout!(s) == rv(CKR_OK))
+            #expect(count(CK_ULONG(CKO_PRIVATE_KEY)) == 0, "a private object is not found before C_Login")
+            #expect(count(CK_ULONG(CKO_PUBLIC_KEY)) == 1, "its public half is")
+            #expect(f.C_GetAttributeValue!(s, priv, &a, 1) == rv(CKR_OBJECT_HANDLE_INVALID))
+            var ecdsa = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA), pParameter: nil, ulParameterLen: 0)
+            #expect(f.C_SignInit!(s, &ecdsa, priv) == rv(CKR_KEY_HANDLE_INVALID))
+            #expect(f.C_Login!(s, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
+            #expect(f.C_SignInit!(s, &ecdsa, priv) == rv(CKR_OK))
+            #expect(count(CK_ULONG(CKO_PRIVATE_KEY)) == 1)
+        }
+        // Headless: no user PIN, no CKF_LOGIN_REQUIRED.
+        let f = m.f
+        var args = CK_C_INITIALIZE_ARGS()
+        let path = strdup(try writeConfig(for: node, userPinIsAdmin: false))
+        defer { free(path) }
+        args.pReserved = UnsafeMutableRawPointer(path)
+        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
+        defer { _ = f.C_Finalize!(nil) }
+        var info = CK_TOKEN_INFO()
+        #expect(f.C_GetTokenInfo!(0, &info) == rv(CKR_OK))
+        #expect(info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) == 0)
     }
 
     /// C_CopyObject: a session key becomes a token key inside the service (as Java's keystore does);

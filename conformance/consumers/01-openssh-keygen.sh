@@ -14,9 +14,12 @@ check "ssh-keygen -D lists the RSA key" grep -q "^ssh-rsa .* ssh-ca-rsa$" <<< "$
 grep " ssh-ca-ec$" <<< "$out" > "$W/ca-ec.pub"
 grep " ssh-ca-rsa$" <<< "$out" > "$W/ca-rsa.pub"
 ssh-keygen -q -t ed25519 -N '' -f "$W/alice"
+# Signing needs the PIN (the token says CKF_LOGIN_REQUIRED): ssh-keygen asks through SSH_ASKPASS.
+printf '#!/bin/sh\necho "%s"\n' "$PIN" > "$W/askpass"; chmod 700 "$W/askpass"
+ASK=(env SSH_ASKPASS="$W/askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=:0)
 ssh-keygen -q -t ecdsa -N '' -f "$W/host"
-check "user certificate signed by the service's ECDSA CA key" ssh-keygen -s "$W/ca-ec.pub" -D "$MODULE" -I alice@example -n alice -V +1h "$W/alice.pub"
-check "host certificate signed by the service's RSA CA key" ssh-keygen -s "$W/ca-rsa.pub" -D "$MODULE" -I host.example -h -n host.example -V +1h "$W/host.pub"
+check "user certificate signed by the service's ECDSA CA key" "${ASK[@]}" ssh-keygen -s "$W/ca-ec.pub" -D "$MODULE" -I alice@example -n alice -V +1h "$W/alice.pub"
+check "host certificate signed by the service's RSA CA key" "${ASK[@]}" ssh-keygen -s "$W/ca-rsa.pub" -D "$MODULE" -I host.example -h -n host.example -V +1h "$W/host.pub"
 out=$(ssh-keygen -L -f "$W/alice-cert.pub" 2>&1)
 check "ssh-keygen -L: user certificate, principal alice" bash -c "grep -q 'user certificate' <<< '$out' && grep -q 'alice' <<< '$out'"
 out=$(ssh-keygen -L -f "$W/host-cert.pub" 2>&1)

@@ -60,25 +60,28 @@ accepted() { tail -n +"$(($1 + 1))" "$W/sshd.log" | grep "Accepted publickey for
 loglines() { wc -l < "$W/sshd.log"; }
 fingerprint() { ssh-keygen -lf "$1" | awk '{print $2}'; }
 
+# The token says CKF_LOGIN_REQUIRED: ssh asks for the PIN (here through SSH_ASKPASS; BatchMode
+# would forbid asking).
+printf '#!/bin/sh\necho "%s"\n' "$PIN" > "$W/askpass"; chmod 700 "$W/askpass"
+ASK=(env SSH_ASKPASS="$W/askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=:0)
 for k in login-rsa login-ec; do
     kind=RSA; [ "$k" = login-ec ] && kind=ECDSA
     fp=$(fingerprint "$W/$k.pub")
     cp "$W/$k.pub" "$W/authorized_keys"
     n=$(loglines)
-    out=$(ssh "${SSH_OPTS[@]}" -I "$MODULE" -i "$W/$k.pub" "$USER_NAME@127.0.0.1" echo "hello from $k" 2>&1)
+    out=$("${ASK[@]}" ssh -o BatchMode=no "${SSH_OPTS[@]}" -I "$MODULE" -i "$W/$k.pub" "$USER_NAME@127.0.0.1" echo "hello from $k" 2>&1)
     expect_eq "ssh -I MODULE logs in with the $kind key" "hello from $k" "$out"
     check "  ... sshd accepted $kind $fp" accepted "$n" "$kind $fp"
 done
 
 # Only the RSA key is authorized: an ECDSA-only attempt must be refused (the test can fail).
 cp "$W/login-rsa.pub" "$W/authorized_keys"
-check "a key that is not authorized is refused" bash -c "! ssh ${SSH_OPTS[*]} -I '$MODULE' -i '$W/login-ec.pub' '$USER_NAME@127.0.0.1' true 2>/dev/null"
+check "a key that is not authorized is refused" bash -c "! ${ASK[*]} ssh -o BatchMode=no ${SSH_OPTS[*]} -I '$MODULE' -i '$W/login-ec.pub' '$USER_NAME@127.0.0.1' true 2>/dev/null"
 
 # ssh-agent holding the token's keys (ssh-add -s asks for the PIN through SSH_ASKPASS).
 eval "$(ssh-agent -s -P "$(dirname "$(readlink -f "$MODULE")")/*" -a "$W/agent.sock")" >/dev/null
 AGENT_PID="$SSH_AGENT_PID"
-printf '#!/bin/sh\necho "%s"\n' "$PIN" > "$W/askpass"; chmod 700 "$W/askpass"
-check "ssh-add -s MODULE loads the token's keys into ssh-agent" env SSH_ASKPASS="$W/askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=:0 \
+check "ssh-add -s MODULE loads the token's keys into ssh-agent" "${ASK[@]}" \
     ssh-add -s "$(readlink -f "$MODULE")"
 listed=$(ssh-add -L 2>&1)
 check "  ... ssh-add -L lists the RSA and ECDSA keys" bash -c "grep -q ' login-rsa$' <<< '$listed' && grep -q ' login-ec$' <<< '$listed'"
@@ -96,14 +99,14 @@ kill "$AGENT_PID" 2>/dev/null; AGENT_PID=""; unset SSH_AUTH_SOCK SSH_AGENT_PID
 # A user certificate signed by the CA key in the service; no authorized_keys entry at all.
 : > "$W/authorized_keys"
 ssh-keygen -q -t ed25519 -N '' -f "$W/alice"
-check "user certificate signed by the service's CA key" ssh-keygen -q -s "$W/user-ca.pub" -D "$MODULE" -I alice@example \
+check "user certificate signed by the service's CA key" "${ASK[@]}" ssh-keygen -q -s "$W/user-ca.pub" -D "$MODULE" -I alice@example \
     -n "$USER_NAME" -V -5m:+1h -z 42 "$W/alice.pub"
 n=$(loglines)
 out=$(ssh "${SSH_OPTS[@]}" -i "$W/alice" -o CertificateFile="$W/alice-cert.pub" "$USER_NAME@127.0.0.1" echo certificate-login 2>&1)
 expect_eq "login with the certificate (TrustedUserCAKeys)" "certificate-login" "$out"
 check "  ... sshd accepted ED25519-CERT ID alice@example signed by the ECDSA CA $(fingerprint "$W/user-ca.pub")" \
     accepted "$n" "ID alice@example (serial 42) CA ECDSA $(fingerprint "$W/user-ca.pub")"
-ssh-keygen -q -s "$W/user-ca.pub" -D "$MODULE" -I mallory -n "someone-else" -V +1h "$W/alice.pub" 2>/dev/null
+"${ASK[@]}" ssh-keygen -q -s "$W/user-ca.pub" -D "$MODULE" -I mallory -n "someone-else" -V +1h "$W/alice.pub" 2>/dev/null
 check "a certificate for another principal is refused" bash -c "! ssh ${SSH_OPTS[*]} -i '$W/alice' -o CertificateFile='$W/alice-cert.pub' '$USER_NAME@127.0.0.1' true 2>/dev/null"
 
 kill "$SSHD_PID"; wait "$SSHD_PID" 2>/dev/null; SSHD_PID=""

@@ -37,7 +37,7 @@ ec_id=$(grep -A6 "label: *gt-ec$" <<< "$objs" | awk '/ID:/{print $2; exit}')
 rsa_id=$(grep -A6 "label: *gt-rsa$" <<< "$objs" | awk '/ID:/{print $2; exit}')
 check "p11-kit-proxy.so lists the service's public keys" test -n "$ec_id" -a -n "$rsa_id"
 printf 'signed through p11-kit-proxy' > "$W/msg"
-check "p11-kit-proxy.so signs with the EC key" p11 pkcs11-tool --module "$PROXY" --token-label vssm-dev --sign --id "$ec_id" \
+check "p11-kit-proxy.so signs with the EC key" p11 pkcs11-tool --module "$PROXY" --token-label vssm-dev --login --pin "$PIN" --sign --id "$ec_id" \
     -m ECDSA-SHA256 --signature-format openssl -i "$W/msg" -o "$W/proxy.sig"
 p11 pkcs11-tool --module "$PROXY" --token-label vssm-dev --read-object --type pubkey --id "$ec_id" -o "$W/ec.pub.der" 2>/dev/null
 check "openssl verifies the proxy's ECDSA signature" openssl dgst -sha256 -verify "$W/ec.pub.der" -keyform DER \

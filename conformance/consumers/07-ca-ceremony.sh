@@ -45,7 +45,7 @@ authorityKeyIdentifier = keyid
 authorityKeyIdentifier = keyid
 CNF
 export OPENSSL_CONF="$W/openssl.cnf"
-KEY="pkcs11:token=vssm-dev;object=root-ca;type=private"
+KEY="pkcs11:token=vssm-dev;object=root-ca;type=private;pin-value=$PIN"
 
 step "ceremony 1: root key, root certificate, intermediate, CRL 1"
 check "root key (EC P-384) generated in the service" pkcs11-tool --module "$MODULE" --login --pin "$PIN" \
@@ -84,10 +84,10 @@ for _ in $(seq 1 100); do [ -s "$W/fresh/ports.json" ] && break; sleep 0.1; done
 port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$W/fresh/ports.json")
 export VSSM_URL="https://127.0.0.1:$port"
 sed -i "s|\"endpoints\": \[[^]]*\]|\"endpoints\": [\"$VSSM_URL\"]|" "$VSSM_PKCS11_CONFIG"
-out=$(pkcs11-tool --module "$MODULE" -O 2>&1)
+out=$(pkcs11-tool --module "$MODULE" --login --pin "$PIN" -O 2>&1)
 check "the fresh node starts without the root key" bash -c "! grep -q root-ca <<< '$out'"
 check "vssm admin restore from the remaining copy" "$VSSM_BIN" admin restore "$W/usb2/vssm-backup.json"
-out=$(pkcs11-tool --module "$MODULE" -O 2>&1)
+out=$(pkcs11-tool --module "$MODULE" --login --pin "$PIN" -O 2>&1)
 check "the root key is back with its CKA_ID" bash -c "grep -A8 'Private Key Object' <<< '$out' | grep -q 'ID:         0c0c'"
 check "the root certificate object is back" bash -c "grep -A4 'Certificate Object' <<< '$out' | grep -q 'label:      root-ca'"
 check "the restored key is the root certificate's key" bash -c \

@@ -32,7 +32,7 @@ check "installed vssm runs without /opt/swift (health)" env -i PATH=/usr/bin:/bi
 printf 'installed module' > "$W/msg"
 pkcs11-tool --module "$SO" -r -y pubkey -a inst-ec -o "$W/k.der" >/dev/null 2>&1
 check "installed module signs" env -i PATH=/usr/bin:/bin VSSM_PKCS11_CONFIG="$VSSM_PKCS11_CONFIG" \
-    pkcs11-tool --module "$SO" -s -m ECDSA-SHA256 -a inst-ec -i "$W/msg" -o "$W/sig" --signature-format openssl
+    pkcs11-tool --module "$SO" --login --pin "$PIN" -s -m ECDSA-SHA256 -a inst-ec -i "$W/msg" -o "$W/sig" --signature-format openssl
 check "  ... and openssl verifies the signature" openssl dgst -sha256 -verify "$W/k.der" -keyform DER -signature "$W/sig" "$W/msg"
 
 echo "-- make uninstall"

@@ -35,25 +35,25 @@ check "export ec384 public key (engine)" env OPENSSL_CONF="$W/openssl.cnf" opens
     -in "pkcs11:object=ec384;type=public" -out "$W/ec384.pem"
 for spec in ec256:ECDSA-SHA256:sha256 ec384:ECDSA-SHA384:sha384 ec384:ECDSA-SHA512:sha512; do
     IFS=: read -r key mech md <<< "$spec"
-    $P11 -s -m "$mech" -d "$(id_of "$key")" -i "$W/msg" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
+    $P11 --login --pin "$PIN" -s -m "$mech" -d "$(id_of "$key")" -i "$W/msg" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
     check "$mech with $key verifies with openssl" openssl dgst "-$md" -verify "$W/$key.pem" -signature "$W/sig" "$W/msg"
 done
 openssl dgst -sha256 -binary "$W/msg" > "$W/msg.sha256"
-$P11 -s -m ECDSA -d "$(id_of ec256)" -i "$W/msg.sha256" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
+$P11 --login --pin "$PIN" -s -m ECDSA -d "$(id_of ec256)" -i "$W/msg.sha256" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
 check "raw ECDSA over an openssl digest verifies" openssl dgst -sha256 -verify "$W/ec256.pem" -signature "$W/sig" "$W/msg"
 RSA_ID=$(id_of rsa2048)
 for spec in SHA256-RSA-PKCS:sha256 SHA384-RSA-PKCS:sha384 SHA512-RSA-PKCS:sha512 SHA1-RSA-PKCS:sha1; do
     IFS=: read -r mech md <<< "$spec"
-    $P11 -s -m "$mech" -d "$RSA_ID" -i "$W/msg" -o "$W/sig" >/dev/null 2>&1
+    $P11 --login --pin "$PIN" -s -m "$mech" -d "$RSA_ID" -i "$W/msg" -o "$W/sig" >/dev/null 2>&1
     check "$mech verifies with openssl" openssl dgst "-$md" -verify "$W/rsa2048.pem" -signature "$W/sig" "$W/msg"
 done
 for spec in SHA256-RSA-PKCS-PSS:sha256 SHA384-RSA-PKCS-PSS:sha384 SHA512-RSA-PKCS-PSS:sha512; do
     IFS=: read -r mech md <<< "$spec"
-    $P11 -s -m "$mech" -d "$RSA_ID" -i "$W/msg" -o "$W/sig" >/dev/null 2>&1
+    $P11 --login --pin "$PIN" -s -m "$mech" -d "$RSA_ID" -i "$W/msg" -o "$W/sig" >/dev/null 2>&1
     check "$mech verifies with openssl" openssl dgst "-$md" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:-1 \
         -verify "$W/rsa2048.pem" -signature "$W/sig" "$W/msg"
 done
-$P11 -s -m SHA256-RSA-PKCS -d "$RSA_ID" -i "$W/msg" -o "$W/sig" >/dev/null 2>&1
+$P11 --login --pin "$PIN" -s -m SHA256-RSA-PKCS -d "$RSA_ID" -i "$W/msg" -o "$W/sig" >/dev/null 2>&1
 check "the module verifies its own RSA signature (locally)" $P11 --verify -m SHA256-RSA-PKCS -d "$RSA_ID" -i "$W/msg" --signature-file "$W/sig"
 out=$($P11 --generate-random 32 2>/dev/null | wc -c)
 expect_eq "32 random bytes" 32 "$out"

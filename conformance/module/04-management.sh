@@ -16,7 +16,7 @@ check "--keypairgen rsa:2048" $P11 $L --keypairgen --key-type rsa:2048 --label p
 check "the service lists the generated keys" bash -c "'$VSSM_BIN' admin list-keys | grep -q p11-rsa"
 $P11 -r -y pubkey -d c0ffee -o "$W/ec.der" >/dev/null 2>&1
 openssl pkey -pubin -inform DER -in "$W/ec.der" -out "$W/ec.pem" 2>/dev/null
-$P11 -s -m ECDSA-SHA256 -d c0ffee -i "$W/msg" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
+$P11 $L -s -m ECDSA-SHA256 -d c0ffee -i "$W/msg" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
 check "generated EC key (CKA_ID c0ffee) signs, openssl verifies" openssl dgst -sha256 -verify "$W/ec.pem" -signature "$W/sig" "$W/msg"
 check "key generation without login is refused" bash -c "! $P11 --keypairgen --key-type EC:prime256v1 --label nope 2>/dev/null"
 out=$($P11 --login --pin wrong-pin -O 2>&1)
@@ -26,21 +26,21 @@ check "a wrong PIN (the admin password here) is CKR_PIN_INCORRECT" grep -q "CKR_
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$W/import.pem" 2>/dev/null
 openssl pkey -in "$W/import.pem" -pubout -out "$W/import.pub.pem"
 check "--write-object an EC private key" $P11 $L --write-object "$W/import.pem" --type privkey --label imported-ec --id 1e1e
-$P11 -s -m ECDSA-SHA256 -d 1e1e -i "$W/msg" -o "$W/isig" --signature-format openssl >/dev/null 2>&1
+$P11 $L -s -m ECDSA-SHA256 -d 1e1e -i "$W/msg" -o "$W/isig" --signature-format openssl >/dev/null 2>&1
 check "imported EC key signs, openssl verifies with the original public key" openssl dgst -sha256 -verify "$W/import.pub.pem" -signature "$W/isig" "$W/msg"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$W/import-rsa.pem" 2>/dev/null
 openssl pkey -in "$W/import-rsa.pem" -pubout -out "$W/import-rsa.pub.pem"
 check "--write-object an RSA private key" $P11 $L --write-object "$W/import-rsa.pem" --type privkey --label imported-rsa --id 2e2e
-$P11 -s -m SHA256-RSA-PKCS -d 2e2e -i "$W/msg" -o "$W/rsig" >/dev/null 2>&1
+$P11 $L -s -m SHA256-RSA-PKCS -d 2e2e -i "$W/msg" -o "$W/rsig" >/dev/null 2>&1
 check "imported RSA key signs, openssl verifies" openssl dgst -sha256 -verify "$W/import-rsa.pub.pem" -signature "$W/rsig" "$W/msg"
 
 # --- RSA decryption of openssl ciphertexts ---------------------------------------------------------
 openssl pkeyutl -encrypt -pubin -inkey "$W/import-rsa.pub.pem" -in "$W/msg" -out "$W/ct.pkcs1"
-$P11 --decrypt -m RSA-PKCS -d 2e2e -i "$W/ct.pkcs1" -o "$W/pt1" >/dev/null 2>&1
+$P11 $L --decrypt -m RSA-PKCS -d 2e2e -i "$W/ct.pkcs1" -o "$W/pt1" >/dev/null 2>&1
 check "RSA-PKCS decrypt of an openssl ciphertext" cmp "$W/pt1" "$W/msg"
 openssl pkeyutl -encrypt -pubin -inkey "$W/import-rsa.pub.pem" -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
     -pkeyopt rsa_mgf1_md:sha256 -in "$W/msg" -out "$W/ct.oaep"
-$P11 --decrypt -m RSA-PKCS-OAEP --hash-algorithm SHA256 --mgf MGF1-SHA256 -d 2e2e -i "$W/ct.oaep" -o "$W/pt2" >/dev/null 2>&1
+$P11 $L --decrypt -m RSA-PKCS-OAEP --hash-algorithm SHA256 --mgf MGF1-SHA256 -d 2e2e -i "$W/ct.oaep" -o "$W/pt2" >/dev/null 2>&1
 check "RSA-OAEP(SHA-256) decrypt of an openssl ciphertext" cmp "$W/pt2" "$W/msg"
 
 # --- secret keys: AES results equal openssl enc -----------------------------------------------------
@@ -48,10 +48,10 @@ head -c 32 /dev/urandom > "$W/aes.key"
 check "--write-object an AES key" $P11 $L --write-object "$W/aes.key" --type secrkey --key-type AES:32 --label imported-aes --id 3e3e
 IV=000102030405060708090a0b0c0d0e0f
 KEYHEX=$(od -An -tx1 "$W/aes.key" | tr -d ' \n')
-$P11 --encrypt -m AES-CBC-PAD --iv "$IV" -d 3e3e -i "$W/msg" -o "$W/aes.ct" >/dev/null 2>&1
+$P11 $L --encrypt -m AES-CBC-PAD --iv "$IV" -d 3e3e -i "$W/msg" -o "$W/aes.ct" >/dev/null 2>&1
 openssl enc -aes-256-cbc -K "$KEYHEX" -iv "$IV" -in "$W/msg" -out "$W/aes.ref"
 check "AES-CBC-PAD encrypt equals openssl enc" cmp "$W/aes.ct" "$W/aes.ref"
-$P11 --decrypt -m AES-CBC-PAD --iv "$IV" -d 3e3e -i "$W/aes.ref" -o "$W/aes.pt" >/dev/null 2>&1
+$P11 $L --decrypt -m AES-CBC-PAD --iv "$IV" -d 3e3e -i "$W/aes.ref" -o "$W/aes.pt" >/dev/null 2>&1
 check "AES-CBC-PAD decrypt of openssl ciphertext" cmp "$W/aes.pt" "$W/msg"
 check "--keygen AES:32" $P11 $L --keygen --key-type AES:32 --label p11-aes
 check "--keygen GENERIC:32 (HMAC key)" $P11 $L --keygen --key-type GENERIC:32 --label p11-mac

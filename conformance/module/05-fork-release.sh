@@ -26,7 +26,7 @@ check "release .so: pkcs11-tool -I" grep -q "vssm-pkcs11" <<< "$out"
 printf 'release' > "$W/msg"
 pkcs11-tool --module "$REL" -r -y pubkey -a fork-ec -o "$W/k.der" >/dev/null 2>&1
 openssl pkey -pubin -inform DER -in "$W/k.der" -out "$W/k.pem" 2>/dev/null
-pkcs11-tool --module "$REL" -s -m ECDSA-SHA256 -a fork-ec -i "$W/msg" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
+pkcs11-tool --module "$REL" --login --pin "$PIN" -s -m ECDSA-SHA256 -a fork-ec -i "$W/msg" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
 check "release .so: a signature openssl verifies" openssl dgst -sha256 -verify "$W/k.pem" -signature "$W/sig" "$W/msg"
 check "release .so: the fork host passes too" "$W/fork-host" "$REL" fork-ec
 finish
