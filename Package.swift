@@ -42,7 +42,7 @@ let package = Package(
         ),
         .target(name: "VSSMCrypto", dependencies: ["COpenSSL"]),
         .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire", "TokenCore"]),
-        .target(name: "TokenCore", dependencies: ["VSSMCrypto"]),
+        .target(name: "TokenCore", dependencies: ["VSSMCrypto", "VSSMWire"]),
         .target(
             name: "VSSMServer",
             dependencies: [

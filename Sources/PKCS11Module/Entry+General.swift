@@ -51,7 +51,7 @@ public func C_GetInfo(_ pInfo: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
         info.cryptokiVersion = CK_VERSION(major: 2, minor: 40)
         Marshal.pad("vssm-pkcs11", &info.manufacturerID)
         Marshal.pad("VSSM PKCS#11 module", &info.libraryDescription)
-        info.libraryVersion = CK_VERSION(major: 0, minor: 1)
+        info.libraryVersion = CK_VERSION(major: 2, minor: 0)  // wave 2: the spec-true token
         pInfo.pointee = info
         return ok
     }

@@ -18,10 +18,6 @@ public func C_GetOperationState(_ hSession: CK_SESSION_HANDLE, _ pOperationState
 @implementation @c
 public func C_SetOperationState(_ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?, _ ulOperationStateLen: CK_ULONG, _ hEncryptionKey: CK_OBJECT_HANDLE, _ hAuthenticationKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
-
-@implementation @c
-public func C_DigestKey(_ hSession: CK_SESSION_HANDLE, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
 @implementation @c
 public func C_SignRecoverInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
@@ -45,15 +41,6 @@ public func C_SignEncryptUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMu
 
 @implementation @c
 public func C_DecryptVerifyUpdate(_ hSession: CK_SESSION_HANDLE, _ pEncryptedPart: UnsafeMutablePointer<CK_BYTE>?, _ ulEncryptedPartLen: CK_ULONG, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ pulPartLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_WrapKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hWrappingKey: CK_OBJECT_HANDLE, _ hKey: CK_OBJECT_HANDLE, _ pWrappedKey: UnsafeMutablePointer<CK_BYTE>?, _ pulWrappedKeyLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_UnwrapKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hUnwrappingKey: CK_OBJECT_HANDLE, _ pWrappedKey: UnsafeMutablePointer<CK_BYTE>?, _ ulWrappedKeyLen: CK_ULONG, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulAttributeCount: CK_ULONG, _ phKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_DeriveKey(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hBaseKey: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulAttributeCount: CK_ULONG, _ phKey: UnsafeMutablePointer<CK_OBJECT_HANDLE>?) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
 @implementation @c
 public func C_GetFunctionStatus(_ hSession: CK_SESSION_HANDLE) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_PARALLEL) }

@@ -92,6 +92,7 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
 
     public static let rsaPKCSKeyPairGen = MechanismType(0x0)
     public static let rsaPKCS = MechanismType(0x1)
+    public static let rsaX509 = MechanismType(0x3)
     public static let rsaPKCSOAEP = MechanismType(0x9)
     public static let rsaPKCSPSS = MechanismType(0xD)
     public static let sha1RSAPKCS = MechanismType(0x6)
@@ -128,6 +129,16 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let aesCBCPad = MechanismType(0x1085)
     public static let aesCTR = MechanismType(0x1086)
     public static let aesGCM = MechanismType(0x1087)
+    public static let concatenateBaseAndKey = MechanismType(0x360)
+    public static let concatenateBaseAndData = MechanismType(0x362)
+    public static let concatenateDataAndBase = MechanismType(0x363)
+    public static let xorBaseAndData = MechanismType(0x364)
+    public static let extractKeyFromKey = MechanismType(0x365)
+    public static let ecdh1Derive = MechanismType(0x1050)
+    public static let aesECBEncryptData = MechanismType(0x1104)
+    public static let aesCBCEncryptData = MechanismType(0x1105)
+    public static let aesKeyWrap = MechanismType(0x2109)
+    public static let aesKeyWrapPad = MechanismType(0x210A)
 }
 
 public struct UserType: RawRepresentable, Hashable, Sendable {

@@ -25,6 +25,14 @@ public protocol KeyService: Sendable {
     func copyKey(adminPassword: String, name: String, type: String, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
     /// Drops every session key of `owner` (C_Finalize); best effort.
     func releaseSession(owner: String) throws(TokenError)
+    /// Makes a new key from `base` inside the service (C_DeriveKey); the value never leaves it.
+    func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError)
+    /// Wraps `target` with `key` (C_WrapKey): the service checks CKA_WRAP and CKA_EXTRACTABLE.
+    func wrapKey(key: ServiceKey, mechanism: WrapMechanism, target: ServiceKey) throws(TokenError) -> [UInt8]
+    /// Unwraps `wrapped` with `key` into a new key (C_UnwrapKey).
+    func unwrapKey(adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec) throws(TokenError)
+    /// The value of a key its creator made readable (CKA_SENSITIVE=FALSE, CKA_EXTRACTABLE=TRUE).
+    func keyValue(_ key: ServiceKey) throws(TokenError) -> [UInt8]
     func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String
     func updateObject(adminPassword: String, uid: String, label: String?, id: [UInt8]?) throws(TokenError)
     func deleteObject(adminPassword: String, uid: String) throws(TokenError)
@@ -101,5 +109,46 @@ public struct ServiceListing: Sendable {
     public init(keys: [ServiceKey] = [], objects: [ServiceObject] = []) {
         self.keys = keys
         self.objects = objects
+    }
+}
+
+/// C_DeriveKey mechanisms the service executes, with their parameters.
+public enum DeriveMechanism: Sendable, Equatable {
+    case aesECBEncryptData([UInt8])
+    case aesCBCEncryptData(iv: [UInt8], data: [UInt8])
+    case concatenateBaseAndKey(ServiceKey)
+    case concatenateBaseAndData([UInt8])
+    case concatenateDataAndBase([UInt8])
+    case xorBaseAndData([UInt8])
+    case extractKeyFromKey(bitIndex: UInt)
+    /// ECDH: the peer's uncompressed point; nil KDF = the shared secret itself.
+    case ecdh(kdf: HashAlgorithm?, sharedData: [UInt8], publicData: [UInt8])
+}
+
+/// C_WrapKey / C_UnwrapKey mechanisms.
+public enum WrapMechanism: Sendable, Equatable {
+    case aesKeyWrap, aesKeyWrapPad, rsaPKCS
+    case rsaOAEP(hash: HashAlgorithm, mgf1: HashAlgorithm, label: [UInt8])
+}
+
+/// The key a derive or unwrap makes.
+public struct NewKeySpec: Sendable, Equatable {
+    public var name: String
+    /// Service type: SYMMETRIC, MAC or (unwrap only) ASYMMETRIC.
+    public var type: String
+    public var cipher: String?
+    /// Bytes (0: what the mechanism gives).
+    public var length: Int
+    public var id: [UInt8]?
+    public var label: String?
+    public var attributes: [UInt8]?
+    public init(name: String, type: String, cipher: String?, length: Int, id: [UInt8]?, label: String?, attributes: [UInt8]?) {
+        self.name = name
+        self.type = type
+        self.cipher = cipher
+        self.length = length
+        self.id = id
+        self.label = label
+        self.attributes = attributes
     }
 }

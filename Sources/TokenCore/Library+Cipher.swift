@@ -30,7 +30,7 @@ extension Library {
         guard object.attributes[usage] == AttributeValue.bool(true) else { throw .keyFunctionNotPermitted }
         var modulus = 0
         switch m.type {
-        case .rsaPKCS, .rsaPKCSOAEP:
+        case .rsaPKCS, .rsaPKCSOAEP, .rsaX509:
             guard key.kind == .rsa, object.objectClass == (encrypt ? .publicKey : .privateKey) else { throw .keyTypeInconsistent }
             modulus = object.publicKey?.maxOutputSize ?? 0
             if m.type == .rsaPKCSOAEP, case .oaep = m.parameters {} else if m.type == .rsaPKCSOAEP {
@@ -62,7 +62,7 @@ extension Library {
     /// Output length before the work is done (size queries); exact except RSA/PAD/GCM decryption (an upper bound).
     static func outputBound(_ op: CipherOperation, inputLength n: Int) -> Int {
         switch op.mechanism.type {
-        case .rsaPKCS, .rsaPKCSOAEP: op.modulusBytes
+        case .rsaPKCS, .rsaPKCSOAEP, .rsaX509: op.modulusBytes
         case .aesCBCPad: op.encrypt ? (n / 16 + 1) * 16 : n
         case .aesGCM:
             if case .gcm(_, _, let bits) = op.mechanism.parameters { op.encrypt ? n + bits / 8 : Swift.max(0, n - bits / 8) } else { n }
@@ -80,7 +80,7 @@ extension Library {
         if op.result == nil {
             guard let capacity else { return .length(Library.outputBound(op, inputLength: op.buffer.count)) }
             let bound = Library.outputBound(op, inputLength: op.buffer.count)
-            if capacity < bound && !(op.mechanism.type == .rsaPKCS || op.mechanism.type == .rsaPKCSOAEP || op.mechanism.type == .aesCBCPad) {
+            if capacity < bound && ![.rsaPKCS, .rsaPKCSOAEP, .rsaX509, .aesCBCPad].contains(op.mechanism.type) {
                 throw .bufferTooSmall(required: bound)
             }
             do {
@@ -183,6 +183,14 @@ extension Library {
                 padding = .oaep(hash, mgf1: mgf, label: label)
             }
             do { return try pub.encrypt(input, padding: padding) } catch { throw .dataLenRange }
+        case (.rsaX509, _) where op.encrypt:
+            guard let pub = op.publicKey, input.count <= op.modulusBytes else { throw .dataLenRange }
+            do { return try pub.encrypt(Library.leftPadded(input, op.modulusBytes), padding: .none) } catch { throw .dataInvalid }
+        case (.rsaX509, _):
+            guard input.count == op.modulusBytes else { throw .encryptedDataLenRange }
+            return try mapDecrypt { () throws(TokenError) in
+                try t.service().decrypt(key: op.key.name, algorithm: "RSA-RAW", input: input, oaepHash: nil, mgf1: nil, label: nil)
+            }
         case (.rsaPKCS, _):
             guard input.count == op.modulusBytes else { throw .encryptedDataLenRange }
             return try mapDecrypt { () throws(TokenError) in

@@ -155,7 +155,7 @@ extension Library {
         default:
             throw .mechanismInvalid(mechanism.type)
         }
-        let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
+        let flags = try StoredAttributes.secretKey(template, aes: cipher == "AES")
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
                 try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher,
@@ -204,7 +204,7 @@ extension Library {
             case .genericSecret: ("MAC", nil, "mac")
             default: throw .templateInconsistent("unsupported secret key type")
             }
-            let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
+            let flags = try StoredAttributes.secretKey(template, aes: kind == .aes)
             let name = try manage(h, t) { () throws(TokenError) in
                 try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
                     try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher,
@@ -361,7 +361,6 @@ extension Library {
                                                     publicKey: o.publicKey, attributes: a, sensitive: o.sensitive))
             return
         }
-        let ephemeral = o.key?.ephemeral ?? false
         let (t, service, admin) = if let key = o.key { try keyContext(h, owning, key) } else { try managementContext(h) }
         if o.attributes[.modifiable] == AttributeValue.bool(false) { throw .attributeReadOnly(template.attributes.first?.0 ?? .label) }
         // Usage flags a key keeps in the service (PKCS#11 §4.9: settable after creation).
@@ -370,9 +369,14 @@ extension Library {
         for (type, value) in template.attributes {
             switch type {
             case .id: continue
-            case .label where o.uid != nil || ephemeral: continue
+            case .label where o.uid != nil || o.key != nil: continue
             case let f where o.key != nil && StoredAttributes.all.contains(f) && f != .alwaysAuthenticate:
                 guard let b = AttributeValue.decodeBool(value) else { throw .attributeValueInvalid(f) }
+                // PKCS#11 §4.9: CKA_SENSITIVE only turns TRUE, CKA_EXTRACTABLE only FALSE; CKA_PRIVATE stays.
+                let current = o.attributes[f].flatMap(AttributeValue.decodeBool)
+                if (f == .sensitive && current == true && !b) || (f == .extractable && current == false && b) || (f == .private && current != b) {
+                    throw .attributeReadOnly(f)
+                }
                 flags[f] = b
                 flagsChanged = true
                 continue
@@ -384,9 +388,9 @@ extension Library {
         try manage(h, t) { () throws(TokenError) in
             if let uid = o.uid {
                 try service.updateObject(adminPassword: admin, uid: uid, label: template.string(.label), id: template[.id])
-            } else if let key = o.key, template[.id] != nil || (ephemeral && template[.label] != nil) || flagsChanged {
+            } else if let key = o.key, template[.id] != nil || template[.label] != nil || flagsChanged {
                 try service.setKeyID(adminPassword: admin, name: key.name, type: key.serviceType, id: template[.id] ?? key.id,
-                                     label: ephemeral ? template.string(.label) : nil,
+                                     label: template.string(.label),
                                      attributes: flagsChanged ? StoredAttributes.encode(flags) ?? [] : nil)
             }
         }

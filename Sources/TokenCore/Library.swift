@@ -225,12 +225,21 @@ public final class Library: Sendable {
     public enum AttributeResult: Sendable, Equatable { case value([UInt8]), sensitive, invalid }
 
     public func attributes(_ h: UInt, object: ObjectHandle, types: [AttributeType]) throws(TokenError) -> [AttributeResult] {
-        let o = try session(h).1.object(object)
-        return types.map { t in
-            if o.sensitive.contains(t) { return .sensitive }
-            if let v = o.attributes[t] { return .value(v) }
-            return .invalid
+        let token = try session(h).1
+        let o = try token.object(object)
+        var out: [AttributeResult] = []
+        for t in types {
+            if o.sensitive.contains(t) {
+                out.append(.sensitive)
+            } else if let v = o.attributes[t] {
+                out.append(.value(v))
+            } else if t == .value, let v = try readableValue(h, token, o) {
+                out.append(.value(v))
+            } else {
+                out.append(.invalid)
+            }
         }
+        return out
     }
 
     // MARK: - Signing and verification (§5.12, §5.13)
@@ -279,6 +288,10 @@ public final class Library: Sendable {
         var op = SignOperation(object: object, key: key, mechanism: m, hash: hash, signatureLength: length)
         if let hash { op.digest = DigestState(try digestContext(hash)) }
         return op
+    }
+
+    static func leftPadded(_ data: [UInt8], _ size: Int) -> [UInt8] {
+        data.count >= size ? data : [UInt8](repeating: 0, count: size - data.count) + data
     }
 
     func digestContext(_ h: HashAlgorithm) throws(TokenError) -> DigestContext {
@@ -357,6 +370,12 @@ public final class Library: Sendable {
             guard digest.count == hash.size else { throw .dataLenRange }
             return try service.sign(key: op.key.name, algorithm: "\(hash.rawValue)withRSA/PSS", hashed: digest, saltLength: salt, mgf1: mgf1)
         }
+        if m == .rsaX509 {
+            // Raw RSA: the input, left-padded with zeros to the modulus size, through the private key.
+            guard digest.count <= op.signatureLength else { throw .dataLenRange }
+            return try service.decrypt(key: op.key.name, algorithm: "RSA-RAW", input: Library.leftPadded(digest, op.signatureLength),
+                                       oaepHash: nil, mgf1: nil, label: nil)
+        }
         if m == .rsaPKCS {
             guard digest.count <= op.signatureLength - 11 else { throw .dataLenRange }
             if let (hash, d) = HashAlgorithm.parseDigestInfo(digest), hash != .sha224 {
@@ -416,6 +435,10 @@ public final class Library: Sendable {
         } else if MechanismTable.isPSS(m) {
             guard case .pss(let hash, let mgf1, let salt) = op.mechanism.parameters else { throw .mechanismParamInvalid("PSS") }
             ok = pub.verify(signature: signature, digest: digest, scheme: .pss(hash, mgf1: mgf1, saltLength: salt))
+        } else if m == .rsaX509 {
+            guard digest.count <= op.signatureLength else { throw .dataLenRange }
+            let recovered = (try? pub.encrypt(signature, padding: .none)) ?? []
+            ok = constantTimeEqual(recovered, Library.leftPadded(digest, op.signatureLength))
         } else if m == .rsaPKCS {
             ok = pub.verify(signature: signature, digest: digest, scheme: .pkcs1Raw)
         } else {

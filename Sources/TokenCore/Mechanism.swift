@@ -7,6 +7,13 @@ public struct Mechanism: Sendable, Equatable {
         case iv([UInt8])
         case gcm(iv: [UInt8], aad: [UInt8], tagBits: Int)
         case raw([UInt8])
+        /// Derive parameters (CK_KEY_DERIVATION_STRING_DATA, CK_AES_CBC_ENCRYPT_DATA_PARAMS,
+        /// a key handle, CK_EXTRACT_PARAMS, CK_ECDH1_DERIVE_PARAMS).
+        case data([UInt8])
+        case ivData(iv: [UInt8], data: [UInt8])
+        case key(UInt)
+        case bitIndex(UInt)
+        case ecdh(kdf: UInt, sharedData: [UInt8], publicData: [UInt8])
     }
     public var type: MechanismType
     public var parameters: Parameters
@@ -24,6 +31,7 @@ public struct MechanismInfo: Sendable {
 
     public static let hw: UInt = 0x1, encrypt: UInt = 0x100, decrypt: UInt = 0x200, digest: UInt = 0x400
     public static let sign: UInt = 0x800, verify: UInt = 0x2000, generate: UInt = 0x8000, generateKeyPair: UInt = 0x10000
+    public static let wrap: UInt = 0x20000, unwrap: UInt = 0x40000, derive: UInt = 0x80000
     public static let ecFp: UInt = 0x100000, ecNamedCurve: UInt = 0x800000, ecUncompress: UInt = 0x1000000
 }
 
@@ -54,7 +62,7 @@ enum MechanismTable {
         let gen = MechanismInfo.generate
         let both = MechanismInfo.encrypt | MechanismInfo.decrypt
         t[.rsaPKCSKeyPairGen] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: MechanismInfo.generateKeyPair)
-        t[.ecKeyPairGen] = .init(minKeySize: 224, maxKeySize: 521, flags: MechanismInfo.generateKeyPair | ecFlags)
+        t[.ecKeyPairGen] = .init(minKeySize: 192, maxKeySize: 521, flags: MechanismInfo.generateKeyPair | ecFlags)
         t[.aesKeyGen] = .init(minKeySize: 16, maxKeySize: 32, flags: gen)
         t[.genericSecretKeyGen] = .init(minKeySize: 16, maxKeySize: 1024, flags: gen)
         t[.rsaPKCSOAEP] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: both)
@@ -70,6 +78,18 @@ enum MechanismTable {
             for m in [MechanismType.rsaPKCSPSS, .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS] {
                 t[m] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: signVerify)
             }
+            // Keys from keys, executed in the service (C_DeriveKey, C_WrapKey, C_UnwrapKey).
+            let derive = MechanismInfo.derive, wrapping = MechanismInfo.wrap | MechanismInfo.unwrap
+            for m in [MechanismType.aesECBEncryptData, .aesCBCEncryptData] { t[m] = .init(minKeySize: 16, maxKeySize: 32, flags: derive) }
+            for m in [MechanismType.concatenateBaseAndKey, .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .extractKeyFromKey] {
+                t[m] = .init(minKeySize: 1, maxKeySize: 1024, flags: derive)
+            }
+            t[.ecdh1Derive] = .init(minKeySize: 192, maxKeySize: 521, flags: derive | ecFlags)
+            for m in [MechanismType.aesKeyWrap, .aesKeyWrapPad] { t[m] = .init(minKeySize: 16, maxKeySize: 32, flags: wrapping) }
+            t[.rsaPKCS]?.flags |= wrapping
+            // Raw RSA: the private operation in the service, the public one here.
+            t[.rsaX509] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: signVerify | both)
+            t[.rsaPKCSOAEP]?.flags |= wrapping
         }
         return t
     }

@@ -39,6 +39,12 @@ public enum TokenError: Error, Sendable, Equatable {
     case tokenWriteProtected
     /// The object's CKA_DESTROYABLE (or CKA_COPYABLE) is FALSE.
     case actionProhibited
+    case keyUnextractable
+    case keyIndigestible
+    case keyNotWrappable
+    case wrappedKeyInvalid
+    case wrappingKeyHandleInvalid
+    case unwrappingKeyHandleInvalid
     /// The key service could not be reached or failed; `status` is its HTTP status (0: transport).
     case device(String, status: Int)
     /// The service refused the admin password.

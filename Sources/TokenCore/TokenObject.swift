@@ -35,14 +35,17 @@ public struct TokenObject: Sendable {
     static func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
         switch (kind, cls) {
         case (.rsa, .privateKey):
-            [.rsaPKCS, .sha1RSAPKCS, .sha224RSAPKCS, .sha256RSAPKCS, .sha384RSAPKCS, .sha512RSAPKCS, .rsaPKCSPSS,
+            [.rsaX509, .rsaPKCS, .sha1RSAPKCS, .sha224RSAPKCS, .sha256RSAPKCS, .sha384RSAPKCS, .sha512RSAPKCS, .rsaPKCSPSS,
              .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS, .rsaPKCSOAEP]
         case (.rsa, _):
-            [.rsaPKCS, .sha1RSAPKCS, .sha224RSAPKCS, .sha256RSAPKCS, .sha384RSAPKCS, .sha512RSAPKCS, .rsaPKCSPSS,
+            [.rsaX509, .rsaPKCS, .sha1RSAPKCS, .sha224RSAPKCS, .sha256RSAPKCS, .sha384RSAPKCS, .sha512RSAPKCS, .rsaPKCSPSS,
              .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS, .rsaPKCSOAEP]
+        case (.ec, .privateKey): [.ecdsa, .ecdsaSHA1, .ecdsaSHA224, .ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512, .ecdh1Derive]
         case (.ec, _): [.ecdsa, .ecdsaSHA1, .ecdsaSHA224, .ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512]
-        case (.symmetric, _): [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM]
-        case (.mac, _): [.sha1HMAC, .sha256HMAC, .sha384HMAC, .sha512HMAC]
+        case (.symmetric, _): [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM, .aesKeyWrap, .aesKeyWrapPad, .aesECBEncryptData, .aesCBCEncryptData,
+                               .concatenateBaseAndKey, .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .extractKeyFromKey]
+        case (.mac, _): [.sha1HMAC, .sha256HMAC, .sha384HMAC, .sha512HMAC,
+                         .concatenateBaseAndKey, .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .extractKeyFromKey]
         }
     }
 
@@ -123,6 +126,8 @@ public struct TokenObject: Sendable {
                 if StoredAttributes.objectFlags.contains(type) { priv[type] = B(value); pubAttrs[type] = B(value) }
             }
             if loginRequired { priv[.private] = B(true) }
+            priv[.alwaysSensitive] = B(generated && priv[.sensitive] == B(true))
+            priv[.neverExtractable] = B(generated && priv[.extractable] == B(false))
             let secretParts: Set<AttributeType> = isRSA
                 ? [.privateExponent, .prime1, .prime2, .exponent1, .exponent2, .coefficient]
                 : [.value]
@@ -157,8 +162,13 @@ public struct TokenObject: Sendable {
                 if type != StoredAttributes.publicHalfDestroyed { a[type] = B(value) }
             }
             if loginRequired { a[.private] = B(true) }
+            a[.alwaysSensitive] = B(generated && a[.sensitive] == B(true))
+            a[.neverExtractable] = B(generated && a[.extractable] == B(false))
+            // A key its creator made readable: CKA_VALUE comes from the service on request.
+            let readable = a[.sensitive] == B(false) && a[.extractable] == B(true)
             let prefix = isMAC ? "mac" : "sym"
-            return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a, sensitive: [.value])]
+            return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a,
+                                sensitive: readable ? [] : [.value])]
         }
     }
 

@@ -65,7 +65,7 @@ public final class VSSMKeyService: KeyService {
                                                length: length, cipher: k.string("cipher"), id: k.bytes("id"),
                                                ephemeral: k.bool("ephemeral"),
                                                label: k.bool("ephemeral") || k.has("label") ? k.string("label") : nil,
-                                               generated: k.string("origin") == "generated" ? true : k.string("origin") == "injected" ? false : nil,
+                                               generated: k.string("origin") == "generated" ? true : k.string("origin").isEmpty ? nil : false,
                                                attributes: k.bytes("attributes")))
             }
             for o in r.objects("objects") {
@@ -224,6 +224,87 @@ public final class VSSMKeyService: KeyService {
         if let label { w.object("label", .string(label)) }
         w.bytes("attributes", attributes)
         _ = try call(Route.extCopyKey, w, Schemas.empty, idempotent: false)
+    }
+
+    private static func write(_ new: NewKeySpec, labelField: String, _ w: inout WireWriter) {
+        w.string("newName", new.name)
+        w.string("newType", new.type)
+        w.string("cipher", new.cipher ?? "")
+        w.uint64("length", UInt64(new.length))
+        w.bytes("id", new.id)
+        if let label = new.label { w.object(labelField, .string(label)) }
+        w.bytes("attributes", new.attributes)
+    }
+
+    private static func write(_ m: WrapMechanism, _ w: inout WireWriter) {
+        switch m {
+        case .aesKeyWrap: w.string("mechanism", "AES-KEY-WRAP")
+        case .aesKeyWrapPad: w.string("mechanism", "AES-KEY-WRAP-PAD")
+        case .rsaPKCS: w.string("mechanism", "RSA")
+        case .rsaOAEP(let hash, let mgf1, let label):
+            w.string("mechanism", "RSA-OAEP")
+            w.string("hash", hash.rawValue)
+            w.string("mgf1Hash", mgf1.rawValue)
+            w.bytes("label", label)
+        }
+    }
+
+    public func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError) {
+        guard try hasExtensions() else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("keyName", base.name)
+        w.string("keyType", base.serviceType)
+        switch mechanism {
+        case .aesECBEncryptData(let d): w.string("mechanism", "AES-ECB-ENCRYPT-DATA"); w.bytes("data", d)
+        case .aesCBCEncryptData(let iv, let d): w.string("mechanism", "AES-CBC-ENCRYPT-DATA"); w.bytes("iv", iv); w.bytes("data", d)
+        case .concatenateBaseAndKey(let other):
+            w.string("mechanism", "CONCATENATE-BASE-AND-KEY")
+            w.string("otherKeyName", other.name)
+            w.string("otherKeyType", other.serviceType)
+        case .concatenateBaseAndData(let d): w.string("mechanism", "CONCATENATE-BASE-AND-DATA"); w.bytes("data", d)
+        case .concatenateDataAndBase(let d): w.string("mechanism", "CONCATENATE-DATA-AND-BASE"); w.bytes("data", d)
+        case .xorBaseAndData(let d): w.string("mechanism", "XOR-BASE-AND-DATA"); w.bytes("data", d)
+        case .extractKeyFromKey(let bit): w.string("mechanism", "EXTRACT-KEY-FROM-KEY"); w.uint64("bitIndex", UInt64(bit))
+        case .ecdh(let kdf, let shared, let pub):
+            w.string("mechanism", "ECDH1")
+            w.string("kdf", kdf?.rawValue ?? "NULL")
+            w.bytes("sharedData", shared)
+            w.bytes("publicData", pub)
+        }
+        VSSMKeyService.write(new, labelField: "label", &w)
+        _ = try call(Route.extDerive, w, Schemas.empty, idempotent: false)
+    }
+
+    public func wrapKey(key: ServiceKey, mechanism: WrapMechanism, target: ServiceKey) throws(TokenError) -> [UInt8] {
+        guard try hasExtensions() else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("keyName", key.name)
+        w.string("keyType", key.serviceType)
+        VSSMKeyService.write(mechanism, &w)
+        w.string("targetName", target.name)
+        w.string("targetType", target.serviceType)
+        return try call(Route.extWrap, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+    }
+
+    public func unwrapKey(adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec) throws(TokenError) {
+        guard try hasExtensions() else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("keyName", key.name)
+        w.string("keyType", key.serviceType)
+        VSSMKeyService.write(mechanism, &w)
+        w.bytes("input", wrapped)
+        VSSMKeyService.write(new, labelField: "newLabel", &w)
+        _ = try call(Route.extUnwrap, w, Schemas.empty, idempotent: false)
+    }
+
+    public func keyValue(_ key: ServiceKey) throws(TokenError) -> [UInt8] {
+        guard try hasExtensions() else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("keyName", key.name)
+        w.string("keyType", key.serviceType)
+        return try call(Route.extKeyValue, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
     public func releaseSession(owner: String) throws(TokenError) {

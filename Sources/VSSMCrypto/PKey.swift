@@ -4,12 +4,17 @@ public enum AsymmetricKind: String, Sendable {
     case rsa = "RSA", ec = "EC"
 }
 
-/// Named curves of the API (the original's P-224/256/384/521).
+/// Named curves of the API (the original's P-224/256/384/521) and P-192, which the key service
+/// allows for session keys only (80-bit security; PKCS#11 applications still test with it).
 public enum NamedCurve: String, Sendable, CaseIterable {
-    case p224 = "P-224", p256 = "P-256", p384 = "P-384", p521 = "P-521"
+    case p192 = "P-192", p224 = "P-224", p256 = "P-256", p384 = "P-384", p521 = "P-521"
+
+    /// Curves a stored key may use.
+    public var storable: Bool { self != .p192 }
 
     public var nid: Int32 {
         switch self {
+        case .p192: NID_X9_62_prime192v1
         case .p224: NID_secp224r1
         case .p256: NID_X9_62_prime256v1
         case .p384: NID_secp384r1
@@ -19,6 +24,7 @@ public enum NamedCurve: String, Sendable, CaseIterable {
 
     public var bits: Int {
         switch self {
+        case .p192: 192
         case .p224: 224
         case .p256: 256
         case .p384: 384
@@ -29,6 +35,7 @@ public enum NamedCurve: String, Sendable, CaseIterable {
     /// DER of the curve's OID (what PKCS#11 puts in CKA_EC_PARAMS).
     public var oidDER: [UInt8] {
         switch self {
+        case .p192: [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x01]
         case .p224: [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x21]
         case .p256: [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]
         case .p384: [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22]
@@ -61,6 +68,8 @@ public enum SignatureScheme: Sendable, Equatable {
 
 /// Asymmetric encryption paddings.
 public enum EncryptionPadding: Sendable, Equatable {
+    /// Raw RSA (PKCS#11 CKM_RSA_X_509): the input is exactly the modulus size.
+    case none
     case pkcs1
     case oaep(DigestAlgorithm, mgf1: DigestAlgorithm, label: [UInt8])
 }
@@ -152,6 +161,8 @@ public class PKey: @unchecked Sendable {
     func configureEncryption(_ ctx: OpaquePointer, _ padding: EncryptionPadding) throws(CryptoError) {
         guard kind == .rsa else { throw CryptoError("key is not an RSA key") }
         switch padding {
+        case .none:
+            guard EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) == 1 else { throw CryptoError.openssl("rsa padding") }
         case .pkcs1:
             guard EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 else { throw CryptoError.openssl("rsa padding") }
         case .oaep(let md, let mgf1, let label):

@@ -49,8 +49,10 @@ enum KeyPolicy {
         }
     }
 
-    static func checkMacSize(_ n: UInt64) throws(ServiceError) {
-        guard macSizes.contains(n) else { throw .badRequest("Unsupported MAC key size: \(n) bytes (16 to 1024)") }
+    static func checkMacSize(_ n: UInt64, session: Bool = false) throws(ServiceError) {
+        // A session key may be any generic secret (PKCS#11 derive and extract make short ones).
+        let range: ClosedRange<UInt64> = session ? 1...1024 : macSizes
+        guard range.contains(n) else { throw .badRequest("Unsupported MAC key size: \(n) bytes (\(range.lowerBound) to 1024)") }
     }
 
     static func checkAsymmetric(_ key: PrivateKey, session: Bool = false, minStored: Int = 2048) throws(ServiceError) {
@@ -59,7 +61,7 @@ enum KeyPolicy {
             let range = rsaRange(session: session, minStored: minStored)
             guard range.contains(UInt64(key.bits)) else { throw .badRequest("Unsupported RSA key size: \(key.bits) (\(range.lowerBound) to 8192 bits)") }
         case .ec:
-            guard key.curve != nil else { throw .badRequest("Unsupported EC curve (P-224, P-256, P-384 or P-521)") }
+            guard let curve = key.curve, curve.storable || session else { throw .badRequest("Unsupported EC curve (P-224, P-256, P-384 or P-521; P-192 for session keys)") }
         }
     }
 }
@@ -90,7 +92,7 @@ extension KeyServiceNode {
                 guard range.contains(size) else { throw .badRequest("Unsupported RSA key size: \(size) (\(range.lowerBound) to 8192 bits)") }
                 do { return (nil, try PrivateKey.generateRSA(bits: Int(size)), nil) } catch { throw .internalError(error.message) }
             case "EC":
-                guard let curve = NamedCurve(bits: Int(size)) else { throw .badRequest("Unsupported ECDSA key size: \(size)") }
+                guard let curve = NamedCurve(bits: Int(size)), curve.storable || session else { throw .badRequest("Unsupported ECDSA key size: \(size)") }
                 do { return (nil, try PrivateKey.generateEC(curve), nil) } catch { throw .internalError(error.message) }
             default:
                 throw .badRequest("Unsupported key spec: \(spec)")
@@ -100,6 +102,7 @@ extension KeyServiceNode {
 
     /// Stores a new key; 409 when the name exists in that type's namespace.
     func store(_ new: NewKey, secret: [UInt8]?, asym: PrivateKey?, pkcs8: [UInt8]? = nil) throws(ServiceError) {
+        try checkReadable(new.attributes.pkcs11, session: EphemeralStore.owner(of: new.name) != nil)
         let now = KeyServiceNode.nowMillis()
         let entry: NewEntry
         if let asym {
@@ -161,7 +164,7 @@ extension KeyServiceNode {
             attributes.cipher = try KeyPolicy.cipher(forLength: material.count, requested: r.string("cipher"))
             try store(NewKey(type: type, name: name, attributes: attributes), secret: material, asym: nil)
         case .mac:
-            try KeyPolicy.checkMacSize(UInt64(material.count))
+            try KeyPolicy.checkMacSize(UInt64(material.count), session: name.hasPrefix("~"))
             try store(NewKey(type: type, name: name, attributes: attributes), secret: material, asym: nil)
         case .asymmetric:
             let key: PrivateKey

@@ -6,7 +6,7 @@ extension KeyServiceNode {
     static let extFeatures = [
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
-        "session-keys", "copykey",
+        "session-keys", "copykey", "derive", "wrap", "keyvalue",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -46,6 +46,10 @@ extension KeyServiceNode {
         Route.extSetAttributes: { n, b, c throws(ServiceError) in try n.extSetAttributes(b, c) },
         Route.extDeleteKey: { n, b, c throws(ServiceError) in try n.extDeleteKey(b, c) },
         Route.extCopyKey: { n, b, c throws(ServiceError) in try n.extCopyKey(b, c) },
+        Route.extDerive: { n, b, c throws(ServiceError) in try n.extDerive(b, c) },
+        Route.extWrap: { n, b, _ throws(ServiceError) in try n.extWrap(b) },
+        Route.extUnwrap: { n, b, c throws(ServiceError) in try n.extUnwrap(b, c) },
+        Route.extKeyValue: { n, b, _ throws(ServiceError) in try n.extKeyValue(b) },
         Route.extCreateObject: { n, b, c throws(ServiceError) in try n.extCreateObject(b, c) },
         Route.extUpdateObject: { n, b, c throws(ServiceError) in try n.extUpdateObject(b, c) },
         Route.extDeleteObject: { n, b, c throws(ServiceError) in try n.extDeleteObject(b, c) },
@@ -174,6 +178,7 @@ extension KeyServiceNode {
         let padding: EncryptionPadding
         switch r.string("algorithm") {
         case "RSA": padding = .pkcs1
+        case "RSA-RAW": padding = .none  // PKCS#11 CKM_RSA_X_509: input is the modulus size
         case "RSA-OAEP":
             let h = try KeyServiceNode.hash(r.string("hash"), default: .sha1)
             padding = .oaep(h, mgf1: try KeyServiceNode.hash(r.string("mgf1Hash"), default: h), label: r.bytes("label") ?? [])
@@ -216,16 +221,19 @@ extension KeyServiceNode {
         let id = r.bytes("id")
         let pkcs11 = r.bytes("attributes")
         let label = r.has("label") ? r.string("label") : nil
+        if let pkcs11 {
+            let current = try keyMaterial(name, r.string("keyType")).attributes.pkcs11
+            try KeyServiceNode.checkFlagChange(from: current, to: pkcs11)
+        }
         func change(_ a: inout KeyAttributes) {
             a.id = id
             if let pkcs11 { a.pkcs11 = pkcs11 }
+            // CKA_LABEL: a token key is listed under its name unless a label is stored.
+            if let label { a.label = label }
         }
         if name.hasPrefix("~") {
             // A session key's label is its CKA_LABEL (token keys are labelled by their name).
-            let done = ephemeral.updateAttributes(name, type: type) { a in
-                change(&a)
-                if let label { a.label = label }
-            }
+            let done = ephemeral.updateAttributes(name, type: type) { a in change(&a) }
             guard done else { throw .invalidKeyName(name) }
             return ok(WireWriter())
         }
@@ -267,7 +275,10 @@ extension KeyServiceNode {
         }
         attributes.id = r.bytes("id")
         attributes.label = r.has("label") ? r.string("label") : nil
-        if let a = r.bytes("attributes") { attributes.pkcs11 = a }
+        if let a = r.bytes("attributes") {
+            try KeyServiceNode.checkFlagChange(from: attributes.pkcs11, to: a)
+            attributes.pkcs11 = a
+        }
         audit.info("Copying the \(type.rawValue) key \(from) to \(to)...")
         try store(NewKey(type: type, name: to, attributes: attributes), secret: secret, asym: asym?.key, pkcs8: asym?.pkcs8)
         return ok(WireWriter())

@@ -30,6 +30,10 @@ public struct ServiceLimits: Sendable, Equatable {
     /// Smallest RSA key stored (generated, imported or copied to the token); session keys may be
     /// 1024. Lower it only for test suites that make RSA-1024 token keys.
     public var minStoredRSABits = 2048
+    /// Which keys may be made readable (PKCS#11 CKA_SENSITIVE=FALSE with CKA_EXTRACTABLE=TRUE:
+    /// C_GetAttributeValue(CKA_VALUE) returns the key): 0 none, 1 session keys only (they live in
+    /// memory with the application that asked), 2 session and stored keys (test suites only).
+    public var readableKeys = 1
     /// Unauthenticated listeners (health, bootstrap-slave) and the API listener while bootstrapping.
     public static let maxUnauthenticatedBodyBytes = 64 << 10
     /// CKA_ID of a key or object.
@@ -107,6 +111,7 @@ public struct ServiceLimits: Sendable, Equatable {
         ("maxStateBytes", \.maxStateBytes, 1024...(48 << 20)),
         ("maxCryptoInputBytes", \.maxCryptoInputBytes, 1024...(64 << 20)),
         ("minStoredRSABits", \.minStoredRSABits, 1024...4096),
+        ("readableKeys", \.readableKeys, 0...2),
     ]
 
     var json: JSONValue {

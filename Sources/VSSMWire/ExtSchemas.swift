@@ -37,7 +37,8 @@ public enum ExtSchemas {
     ])
     public static let outputResponse = MessageSchema("ExtOutputResponse", [.init("output", .bytes)])
 
-    /// algorithm `RSA` (PKCS#1 v1.5) or `RSA-OAEP` with `hash` (default SHA1), `mgf1Hash`
+    /// algorithm `RSA` (PKCS#1 v1.5), `RSA-RAW` (no padding: PKCS#11 CKM_RSA_X_509, for raw
+    /// decryption and raw signatures; input of exactly the modulus size) or `RSA-OAEP` with `hash` (default SHA1), `mgf1Hash`
     /// (default: `hash`) and `label`.
     public static let decryptRequest = MessageSchema("ExtDecryptRequest", [
         .init("input", .bytes), .init("keyName", .string), .init("algorithm", .string),
@@ -85,6 +86,41 @@ public enum ExtSchemas {
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
         .init("newName", .string), .init("id", .bytes), .init("label", .string), .init("attributes", .bytes),
     ])
+    /// Derives a new key from `keyName` inside the service (PKCS#11 C_DeriveKey). mechanism:
+    /// `AES-ECB-ENCRYPT-DATA` (`data`), `AES-CBC-ENCRYPT-DATA` (`iv`, `data`),
+    /// `CONCATENATE-BASE-AND-KEY` (`otherKeyName`/`otherKeyType`), `CONCATENATE-BASE-AND-DATA`,
+    /// `CONCATENATE-DATA-AND-BASE`, `XOR-BASE-AND-DATA` (`data`), `EXTRACT-KEY-FROM-KEY`
+    /// (`bitIndex`), `ECDH1` (`publicData`: the peer's point; `kdf` NULL or SHA1…SHA512 with
+    /// `sharedData`). The new key: `newName` (a `~owner/` name for a session key), `newType`
+    /// SYMMETRIC or MAC, `cipher`, `length` in bytes (0: the mechanism's natural length), `id`,
+    /// `label`, `attributes`. The base key must allow CKA_DERIVE.
+    public static let deriveRequest = MessageSchema("ExtDeriveRequest", [
+        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string), .init("mechanism", .string),
+        .init("data", .bytes), .init("iv", .bytes), .init("otherKeyName", .string), .init("otherKeyType", .string),
+        .init("bitIndex", .uint64), .init("publicData", .bytes), .init("kdf", .string), .init("sharedData", .bytes),
+        .init("newName", .string), .init("newType", .string), .init("cipher", .string), .init("length", .uint64),
+        .init("id", .bytes), .init("label", .string), .init("attributes", .bytes),
+    ])
+    /// Wraps `targetName` with `keyName` (PKCS#11 C_WrapKey): mechanism `AES-KEY-WRAP`,
+    /// `AES-KEY-WRAP-PAD`, `RSA-OAEP` (`hash`, `mgf1Hash`, `label`) or `RSA`. The target must be
+    /// CKA_EXTRACTABLE, the wrapping key CKA_WRAP (and CKA_TRUSTED for CKA_WRAP_WITH_TRUSTED
+    /// targets). Secret keys are wrapped as their value, private keys as PKCS#8.
+    public static let wrapRequest = MessageSchema("ExtWrapRequest", [
+        .init("keyName", .string), .init("keyType", .string), .init("mechanism", .string),
+        .init("hash", .string), .init("mgf1Hash", .string), .init("label", .bytes),
+        .init("targetName", .string), .init("targetType", .string),
+    ])
+    /// Unwraps `input` with `keyName` (CKA_UNWRAP) into a new key (fields as for derive; newType
+    /// ASYMMETRIC takes a wrapped PKCS#8 private key).
+    public static let unwrapRequest = MessageSchema("ExtUnwrapRequest", [
+        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string), .init("mechanism", .string),
+        .init("hash", .string), .init("mgf1Hash", .string), .init("label", .bytes), .init("input", .bytes),
+        .init("newName", .string), .init("newType", .string), .init("cipher", .string),
+        .init("id", .bytes), .init("newLabel", .string), .init("attributes", .bytes),
+    ])
+    /// The value of a secret key that its creator made readable (CKA_SENSITIVE=FALSE and
+    /// CKA_EXTRACTABLE=TRUE); 403 for every other key.
+    public static let keyValueRequest = MessageSchema("ExtKeyValueRequest", [.init("keyName", .string), .init("keyType", .string)])
     public static let verifyPasswordRequest = MessageSchema("ExtVerifyPasswordRequest", [.init("adminPassword", .string)])
 }
 
@@ -105,6 +141,10 @@ extension Route {
     /// Session keys (names `~<owner>/<name>`, memory only) of one module instance: drop them all.
     public static let extReleaseSession = "/REST/v1/ext/session/release"
     public static let extCopyKey = "/REST/v1/ext/copykey"
+    public static let extDerive = "/REST/v1/ext/derive"
+    public static let extWrap = "/REST/v1/ext/wrap"
+    public static let extUnwrap = "/REST/v1/ext/unwrap"
+    public static let extKeyValue = "/REST/v1/ext/keyvalue"
     /// Version-2 BackupBlob: the original format plus CKA_IDs, ciphers and stored objects.
     public static let extGenerateBackup = "/REST/v1/ext/generatebackup"
     /// Restores version 1 (original) or 2 (extension) blobs.

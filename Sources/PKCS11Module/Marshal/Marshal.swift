@@ -106,6 +106,22 @@ enum Marshal {
         case .aesGCM:
             guard let g = try param(CK_GCM_PARAMS.self) else { throw .mechanismParamInvalid("CK_GCM_PARAMS") }
             return Mechanism(type, .gcm(iv: try bytes(g.pIv, g.ulIvLen), aad: try bytes(g.pAAD, g.ulAADLen), tagBits: Int(clamping: g.ulTagBits)))
+        case .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .aesECBEncryptData:
+            guard let d = try param(CK_KEY_DERIVATION_STRING_DATA.self) else { throw .mechanismParamInvalid("CK_KEY_DERIVATION_STRING_DATA") }
+            return Mechanism(type, .data(try bytes(d.pData, d.ulLen)))
+        case .aesCBCEncryptData:
+            guard let c = try param(CK_AES_CBC_ENCRYPT_DATA_PARAMS.self) else { throw .mechanismParamInvalid("CK_AES_CBC_ENCRYPT_DATA_PARAMS") }
+            return Mechanism(type, .ivData(iv: withUnsafeBytes(of: c.iv) { Array($0) }, data: try bytes(c.pData, c.length)))
+        case .concatenateBaseAndKey:
+            guard let k = try param(CK_OBJECT_HANDLE.self) else { throw .mechanismParamInvalid("CK_OBJECT_HANDLE") }
+            return Mechanism(type, .key(UInt(k)))
+        case .extractKeyFromKey:
+            guard let bit = try param(CK_ULONG.self) else { throw .mechanismParamInvalid("CK_EXTRACT_PARAMS") }
+            return Mechanism(type, .bitIndex(UInt(bit)))
+        case .ecdh1Derive:
+            guard let e = try param(CK_ECDH1_DERIVE_PARAMS.self) else { throw .mechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS") }
+            return Mechanism(type, .ecdh(kdf: UInt(e.kdf), sharedData: try bytes(e.pSharedData, e.ulSharedDataLen),
+                                         publicData: try bytes(e.pPublicData, e.ulPublicDataLen)))
         default:
             if m.ulParameterLen > 0 { return Mechanism(type, .raw(try bytes(m.pParameter, m.ulParameterLen))) }
             return Mechanism(type)

@@ -1,0 +1,56 @@
+/// The PKCS#11 attributes kept with a key (`attributes` of the extension API): records of an
+/// 8-byte little-endian attribute type and a 1-byte boolean. The module writes them; the service
+/// reads the few it enforces (sensitivity, extractability, derive/wrap/unwrap permission).
+public struct KeyFlags: Sendable, Equatable {
+    public var values: [UInt: Bool]
+    public static let maxBytes = 1024
+
+    public static let sensitive: UInt = 0x103
+    public static let extractable: UInt = 0x162
+    public static let derive: UInt = 0x10C
+    public static let wrap: UInt = 0x106
+    public static let unwrap: UInt = 0x107
+    public static let trusted: UInt = 0x86
+    public static let wrapWithTrusted: UInt = 0x210
+
+    public init(_ values: [UInt: Bool] = [:]) { self.values = values }
+
+    /// Decodes a blob; anything malformed (outside data) gives no flags.
+    public init(blob: [UInt8]?) {
+        values = [:]
+        guard let bytes = blob, bytes.count % 9 == 0, bytes.count <= KeyFlags.maxBytes else { return }
+        var i = 0
+        while i + 9 <= bytes.count {
+            var raw: UInt64 = 0
+            for j in 0..<8 { raw |= UInt64(bytes[i + j]) << (8 * UInt64(j)) }
+            if let v = UInt(exactly: raw) { values[v] = bytes[i + 8] != 0 }
+            i += 9
+        }
+    }
+
+    /// The blob (nil when there are no flags), records sorted by type.
+    public var blob: [UInt8]? {
+        guard !values.isEmpty else { return nil }
+        var out: [UInt8] = []
+        for (type, value) in values.sorted(by: { $0.key < $1.key }) {
+            withUnsafeBytes(of: UInt64(type).littleEndian) { out += $0 }
+            out.append(value ? 1 : 0)
+        }
+        return out
+    }
+
+    public subscript(_ type: UInt) -> Bool? {
+        get { values[type] }
+        set { values[type] = newValue }
+    }
+
+    /// What the service enforces, with PKCS#11's defaults for a key that says nothing (every key
+    /// made through the original API): sensitive, not extractable, no derive/wrap/unwrap.
+    public var isSensitive: Bool { values[KeyFlags.sensitive] ?? true }
+    public var isExtractable: Bool { values[KeyFlags.extractable] ?? false }
+    public var canDerive: Bool { values[KeyFlags.derive] ?? false }
+    public var canWrap: Bool { values[KeyFlags.wrap] ?? false }
+    public var canUnwrap: Bool { values[KeyFlags.unwrap] ?? false }
+    public var isTrusted: Bool { values[KeyFlags.trusted] ?? false }
+    public var wrapsWithTrustedOnly: Bool { values[KeyFlags.wrapWithTrusted] ?? false }
+}

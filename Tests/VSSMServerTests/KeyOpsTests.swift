@@ -1,0 +1,123 @@
+import Testing
+import VSSMClient
+import VSSMCrypto
+import VSSMWire
+@testable import VSSMServer
+import VSSMTestSupport
+
+/// Derive, wrap, unwrap and key values (PKCS#11 C_DeriveKey/C_WrapKey/C_UnwrapKey, CKA_VALUE of
+/// readable keys) as the service enforces them for any client, whatever the module checks.
+@Suite struct KeyOpsTests {
+    let owner = String(repeating: "cd", count: 16)
+    var password: String { TestNode.password }
+
+    static func flags(_ f: [UInt: Bool]) -> String { Base64.encode(KeyFlags(f).blob ?? []) }
+    static let readable = flags([KeyFlags.sensitive: false, KeyFlags.extractable: true, KeyFlags.derive: true, KeyFlags.wrap: true, KeyFlags.unwrap: true])
+
+    func inject(_ n: TestNode, _ c: VSSMAPIClient, _ name: String, type: String = "SYMMETRIC", _ key: [UInt8], flags: String? = nil) throws -> Int {
+        let a = flags.map { #","attributes":"\#($0)""# } ?? ""
+        return try n.post(c, Route.extInjectKey, #"{"adminPassword":"\#(password)","keyName":"\#(name)","keyType":"\#(type)","key":"\#(Base64.encode(key))"\#(a)}"#).0
+    }
+
+    func value(_ n: TestNode, _ c: VSSMAPIClient, _ name: String, type: String = "SYMMETRIC") throws -> (Int, [UInt8]) {
+        let (s, body) = try n.post(c, Route.extKeyValue, #"{"keyName":"\#(name)","keyType":"\#(type)"}"#)
+        return (s, (try? Base64.decode(field(body, "output"))) ?? [])
+    }
+
+    func derive(_ n: TestNode, _ c: VSSMAPIClient, base: String, baseType: String = "SYMMETRIC", _ mechanism: String, _ extra: String,
+                new: String, newType: String = "MAC", length: Int = 0, flags: String = KeyOpsTests.readable) throws -> Int {
+        try n.post(c, Route.extDerive, #"{"keyName":"\#(base)","keyType":"\#(baseType)","mechanism":"\#(mechanism)",\#(extra)"newName":"\#(new)","newType":"\#(newType)","length":\#(length),"attributes":"\#(flags)"}"#).0
+    }
+
+    @Test func deriveComputesInTheServiceAndKeepsProtection() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let k = (0..<16).map { UInt8($0) }
+        let base = "~\(owner)/base"
+        #expect(try inject(n, c, base, k, flags: KeyOpsTests.readable) == 200)
+        #expect(try value(n, c, base) == (200, k), "a readable session key's value is returned")
+        // AES-ECB-ENCRYPT-DATA: AES_K(data).
+        let data = (0..<32).map { UInt8(0xA0 + $0) }
+        #expect(try derive(n, c, base: base, "AES-ECB-ENCRYPT-DATA", #""data":"\#(Base64.encode(data))","#, new: "~\(owner)/ecb", newType: "SYMMETRIC") == 200)
+        #expect(try value(n, c, "~\(owner)/ecb").1 == (try BlockCipher(kind: .aes, key: k).ecbEncrypt(data)))
+        #expect(try derive(n, c, base: base, "AES-ECB-ENCRYPT-DATA", #""data":"\#(Base64.encode([1, 2, 3]))","#, new: "~\(owner)/bad") == 400)
+        // The spec's CKM_EXTRACT_KEY_FROM_KEY example: 0x329F84A9, bit 21, 2 bytes -> 0x9526.
+        let g = "~\(owner)/g"
+        #expect(try inject(n, c, g, type: "MAC", [0x32, 0x9F, 0x84, 0xA9], flags: KeyOpsTests.readable) == 200)
+        #expect(try derive(n, c, base: g, baseType: "MAC", "EXTRACT-KEY-FROM-KEY", #""bitIndex":21,"#, new: "~\(owner)/x", length: 2) == 200)
+        #expect(try value(n, c, "~\(owner)/x", type: "MAC").1 == [0x95, 0x26])
+        #expect(try derive(n, c, base: g, baseType: "MAC", "XOR-BASE-AND-DATA", #""data":"\#(Base64.encode([0xFF, 0, 0xFF, 0]))","#, new: "~\(owner)/xor") == 200)
+        #expect(try value(n, c, "~\(owner)/xor", type: "MAC").1 == [0xCD, 0x9F, 0x7B, 0xA9])
+        // A stored key made through the original API says nothing: not derivable.
+        #expect(try inject(n, c, "plain", k) == 200)
+        #expect(try derive(n, c, base: "plain", "CONCATENATE-BASE-AND-DATA", #""data":"AA==","#, new: "~\(owner)/c1") == 403)
+        // A derivable but sensitive key: what exposes its bits stays sensitive, whatever was asked.
+        let s = "~\(owner)/sensitive"
+        #expect(try inject(n, c, s, k, flags: KeyOpsTests.flags([KeyFlags.derive: true])) == 200)
+        #expect(try derive(n, c, base: s, "CONCATENATE-BASE-AND-DATA", #""data":"AA==","#, new: "~\(owner)/c2") == 200)
+        #expect(try value(n, c, "~\(owner)/c2", type: "MAC").0 == 403)
+        #expect(try derive(n, c, base: s, "EXTRACT-KEY-FROM-KEY", #""bitIndex":3,"#, new: "~\(owner)/c3", length: 1) == 200)
+        #expect(try value(n, c, "~\(owner)/c3", type: "MAC").0 == 403)
+        // A stored key is never readable under the default policy (readableKeys 1).
+        #expect(try inject(n, c, "stored-readable", k, flags: KeyOpsTests.readable) == 400)
+        #expect(try value(n, c, "plain").0 == 403)
+        // Sensitivity only goes one way (PKCS#11 §4.9).
+        #expect(try n.post(c, Route.extSetAttributes, #"{"keyName":"~\#(owner)/c2","keyType":"MAC","attributes":"\#(KeyOpsTests.readable)"}"#).0 == 400)
+    }
+
+    @Test func ecdhMatchesTheOtherSide() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let mine = try PrivateKey.generateEC(.p256)
+        let peer = try PrivateKey.generateEC(.p256)
+        let name = "~\(owner)/ec"
+        #expect(try inject(n, c, name, type: "ASYMMETRIC", mine.pkcs8DER, flags: KeyOpsTests.flags([KeyFlags.derive: true])) == 200)
+        let point = try #require(peer.ecPoint)
+        #expect(try derive(n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"NULL","publicData":"\#(Base64.encode(point))","#, new: "~\(owner)/z") == 200)
+        let expected = try peer.ecdhSharedSecret(peerPoint: try #require(mine.ecPoint))
+        #expect(try value(n, c, "~\(owner)/z", type: "MAC").1 == expected, "both sides agree")
+        #expect(try derive(n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"SHA256","publicData":"\#(Base64.encode(point))","#, new: "~\(owner)/z2", length: 40) == 200)
+        #expect(try value(n, c, "~\(owner)/z2", type: "MAC").1 == KDF.x963(.sha256, secret: expected, sharedInfo: [], length: 40))
+        #expect(try derive(n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"NULL","publicData":"BAEC","#, new: "~\(owner)/z3") == 400)
+    }
+
+    @Test func wrapOnlyExtractableKeysWithWrappingKeys() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let kek = "~\(owner)/kek"
+        #expect(try inject(n, c, kek, (0..<32).map { UInt8($0) }, flags: KeyOpsTests.flags([KeyFlags.wrap: true, KeyFlags.unwrap: true])) == 200)
+        let secret = (0..<16).map { UInt8(0x40 + $0) }
+        #expect(try inject(n, c, "~\(owner)/target", secret, flags: KeyOpsTests.flags([KeyFlags.extractable: true])) == 200)
+        #expect(try inject(n, c, "stored", secret) == 200)
+        func wrap(_ target: String, with key: String = kek) throws -> (Int, [UInt8]) {
+            let (s, body) = try n.post(c, Route.extWrap, #"{"keyName":"\#(key)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","targetName":"\#(target)","targetType":"SYMMETRIC"}"#)
+            return (s, (try? Base64.decode(field(body, "output"))) ?? [])
+        }
+        #expect(try wrap("stored").0 == 403, "a key from the original API is not extractable")
+        #expect(try wrap("~\(owner)/target", with: "~\(owner)/target").0 == 403, "a key without CKA_WRAP wraps nothing")
+        let (s, wrapped) = try wrap("~\(owner)/target")
+        #expect(s == 200 && wrapped.count == 24)
+        #expect(try AESKeyWrap.unwrap(key: (0..<32).map { UInt8($0) }, wrapped, padded: false) == secret, "RFC 3394 output")
+        // Unwrapped into a new readable session key: the same value.
+        let (u, _) = try n.post(c, Route.extUnwrap, #"{"keyName":"\#(kek)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","input":"\#(Base64.encode(wrapped))","newName":"~\#(owner)/back","newType":"SYMMETRIC","attributes":"\#(KeyOpsTests.readable)"}"#)
+        #expect(u == 200)
+        #expect(try value(n, c, "~\(owner)/back").1 == secret)
+        var bad = wrapped
+        bad[3] ^= 1
+        #expect(try n.post(c, Route.extUnwrap, #"{"keyName":"\#(kek)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","input":"\#(Base64.encode(bad))","newName":"~\#(owner)/bad","newType":"SYMMETRIC"}"#).0 == 400)
+        // Extractability only goes one way.
+        #expect(try n.post(c, Route.extSetAttributes, #"{"adminPassword":"\#(password)","keyName":"stored","keyType":"SYMMETRIC","attributes":"\#(KeyOpsTests.flags([KeyFlags.extractable: true]))"}"#).0 == 400)
+    }
+
+    @Test func readableKeysPolicyZeroRefusesEveryReadableKey() throws {
+        var limits = ServiceLimits()
+        limits.readableKeys = 0
+        let n = try TestNode(limits: limits)
+        defer { n.stop() }
+        let c = try n.client()
+        #expect(try inject(n, c, "~\(owner)/r", [UInt8](repeating: 1, count: 16), flags: KeyOpsTests.readable) == 400)
+    }
+}
