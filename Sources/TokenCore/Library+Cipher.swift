@@ -33,7 +33,13 @@ extension Library {
         case .rsaPKCS, .rsaPKCSOAEP, .rsaX509:
             guard key.kind == .rsa, object.objectClass == (encrypt ? .publicKey : .privateKey) else { throw .keyTypeInconsistent }
             modulus = object.publicKey?.maxOutputSize ?? 0
-            if m.type == .rsaPKCSOAEP, case .oaep = m.parameters {} else if m.type == .rsaPKCSOAEP {
+            if m.type == .rsaPKCSOAEP, case .oaep(let hash, let mgf, let label) = m.parameters {
+                // Decided here (C_DecryptInit), as applications expect: the original API decrypts
+                // OAEP only with MGF1 of the same hash and no label.
+                if !encrypt && !(mgf == hash && label.isEmpty && hash != .sha224), !(try t.hasExtensions()) {
+                    throw .mechanismParamInvalid("OAEP with this MGF1 hash or a label needs the service's extensions")
+                }
+            } else if m.type == .rsaPKCSOAEP {
                 throw .mechanismParamInvalid("CKM_RSA_PKCS_OAEP needs CK_RSA_PKCS_OAEP_PARAMS")
             }
         case let x where Library.aesMechanisms.contains(x):

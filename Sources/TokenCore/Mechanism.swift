@@ -91,6 +91,9 @@ enum MechanismTable {
             t[.rsaX509] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: signVerify | both)
             t[.rsaPKCSOAEP]?.flags |= wrapping
         }
+        // CKF_HW: performed by the device, here the key service (everything but the digests,
+        // which run in this process).
+        for (m, info) in t where info.flags & MechanismInfo.digest == 0 { t[m]?.flags = info.flags | MechanismInfo.hw }
         return t
     }
 

@@ -6,7 +6,7 @@ import VSSMWire
 /// a key is derived from only with CKA_DERIVE, wrapped only when CKA_EXTRACTABLE and only by a key
 /// with CKA_WRAP, unwrapped into only by a key with CKA_UNWRAP; a key whose value a derivation
 /// exposes (concatenate, XOR, extract) stays sensitive and unextractable when its base was; a
-/// key's value is returned only when it is CKA_SENSITIVE=FALSE and CKA_EXTRACTABLE=TRUE, which
+/// key's value is returned only when it is CKA_SENSITIVE=FALSE and CKA_EXTRACTABLE=TRUE (readable), which
 /// `limits.readableKeys` allows for session keys only by default. Keys from the original API carry
 /// no flags and are therefore sensitive, unextractable and underivable.
 extension KeyServiceNode {
@@ -34,13 +34,15 @@ extension KeyServiceNode {
         }
     }
 
-    /// A readable key (CKA_SENSITIVE=FALSE) only where `limits.readableKeys` allows it.
+    /// A readable key (CKA_SENSITIVE=FALSE with CKA_EXTRACTABLE=TRUE: PKCS#11 §5.7 returns the
+    /// value of such a key only) where `limits.readableKeys` allows it.
     func checkReadable(_ blob: [UInt8]?, session: Bool) throws(ServiceError) {
-        guard !KeyFlags(blob: blob).isSensitive else { return }
+        let f = KeyFlags(blob: blob)
+        guard !f.isSensitive && f.isExtractable else { return }
         guard config.limits.readableKeys >= (session ? 1 : 2) else {
             throw .badRequest(session
-                ? "This key service keeps every key sensitive (limits.readableKeys is 0): CKA_SENSITIVE=FALSE is refused."
-                : "Stored keys are always sensitive here (limits.readableKeys allows readable session keys only): CKA_SENSITIVE=FALSE is refused.")
+                ? "This key service makes no key readable (limits.readableKeys is 0): CKA_SENSITIVE=FALSE with CKA_EXTRACTABLE=TRUE is refused."
+                : "Stored keys are never readable here (limits.readableKeys allows readable session keys only): CKA_SENSITIVE=FALSE with CKA_EXTRACTABLE=TRUE is refused.")
         }
     }
 

@@ -19,4 +19,7 @@ $P11 -r -y pubkey -a base-ec -o "$W/ec.der" --login --pin "$PIN" >/dev/null 2>&1
 openssl pkey -pubin -inform DER -in "$W/ec.der" -out "$W/ec.pem" 2>/dev/null
 $P11 -s -m ECDSA-SHA384 -a base-ec -i "$W/msg" -o "$W/sig" --signature-format openssl --login --pin "$PIN" >/dev/null 2>&1
 check "compat: ECDSA-SHA384 through the base API verifies" openssl dgst -sha384 -verify "$W/ec.pem" -signature "$W/sig" "$W/msg"
+out=$($P11 --test --login --pin "$PIN" 2>&1)
+check "compat: pkcs11-tool --test --login: No errors" grep -q "No errors" <<< "$out"
+check "compat: ... its RSA signature tests ran" grep -q "all 4 signature functions seem to work" <<< "$out"
 finish

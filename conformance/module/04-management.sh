@@ -70,5 +70,7 @@ check "  ... it is gone" bash -c "! $P11 -O -y data 2>/dev/null | grep -q my-dat
 check "--delete-object a private key removes the key" $P11 $L -b -y privkey -d c0ffee
 check "  ... from the service" bash -c "! '$VSSM_BIN' admin list-keys | grep -q ' p11-ec$'"
 out=$($P11 --test $L 2>&1)
-check "pkcs11-tool --test: No errors" grep -q "No errors" <<< "$out"
+check "pkcs11-tool --test --login: No errors" grep -q "No errors" <<< "$out"
+check "  ... its signature tests ran (mechanisms say CKF_HW: done by the service)" grep -q "all 4 signature functions seem to work" <<< "$out"
+check "  ... raw RSA (CKM_RSA_X_509) signs, verifies and decrypts" test "$(grep -c 'RSA-X-509: OK' <<< "$out")" -ge 3
 finish
