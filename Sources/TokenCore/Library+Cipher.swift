@@ -14,6 +14,12 @@ struct CipherOperation: Sendable {
     var buffer: [UInt8] = []
     var result: [UInt8]?
     var multipart = false
+    /// Multi-part GCM encryption (96-bit IV): the plaintext whose ciphertext the updates already
+    /// returned (AES-CTR from the service, counter IV||2 onward). Final asks the service for the
+    /// GCM encryption of all of it and returns the rest of the ciphertext and the tag.
+    var gcmPlaintext: [UInt8] = []
+    /// A part taken by a size query that produces no output (see cipherUpdate).
+    var queriedPart: [UInt8]?
 }
 
 extension Library {
@@ -112,14 +118,32 @@ extension Library {
     /// the call with a buffer (regression: the part was taken twice).
     public func cipherUpdate(_ h: UInt, encrypt: Bool, part: [UInt8], capacity: Int?) throws(TokenError) -> SizedOutput {
         var op = try currentCipher(h, encrypt: encrypt)
+        // The follow-up of a size query that already took this part (the two-call convention).
+        if let q = op.queriedPart {
+            op.queriedPart = nil
+            if q == part {
+                try setOperation(h, .cipher(op))
+                return capacity == nil ? .length(0) : .bytes([])
+            }
+        }
         let t = try session(h).1
         let ext = try t.hasExtensions()
-        let streams = Library.streamingModes.contains(op.mechanism.type) && ext
+        let streams = (Library.streamingModes.contains(op.mechanism.type) || Library.gcmStreams(op)) && ext
         let pending = op.buffer + part
         guard pending.count <= 8 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
         var take = streams ? pending.count / 16 * 16 : 0
         if op.mechanism.type == .aesCBCPad && !encrypt && take == pending.count { take = Swift.max(0, take - 16) }
-        guard let capacity else { return .length(take) }
+        guard let capacity else {
+            // No output for this part: take it now. Some callers (PyKCS11) never make the second
+            // call, or make it with a NULL buffer again; a follow-up with the same part is skipped.
+            if take == 0 {
+                op.multipart = true
+                op.buffer = pending
+                op.queriedPart = part
+                try setOperation(h, .cipher(op))
+            }
+            return .length(take)
+        }
         guard capacity >= take else { throw .bufferTooSmall(required: take) }
         op.multipart = true
         var out: [UInt8] = []
@@ -131,14 +155,25 @@ extension Library {
                 try? setOperation(h, nil)
                 throw error
             }
-            op.mechanism = Library.advanced(op.mechanism, encrypt: encrypt, input: chunk, output: out)
+            if op.mechanism.type == .aesGCM { op.gcmPlaintext += chunk } else {
+                op.mechanism = Library.advanced(op.mechanism, encrypt: encrypt, input: chunk, output: out)
+            }
         }
         op.buffer = Array(pending[take...])
         try setOperation(h, .cipher(op))
         return .bytes(out)
     }
 
+    static func bigEndian32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+
     static let streamingModes: Set<MechanismType> = [.aesECB, .aesCBC, .aesCBCPad, .aesCTR]
+
+    /// GCM encryption with a 96-bit IV streams its ciphertext (its counter blocks are IV||n);
+    /// decryption returns nothing before the tag is checked at Final.
+    static func gcmStreams(_ op: CipherOperation) -> Bool {
+        guard op.encrypt, op.mechanism.type == .aesGCM, case .gcm(let iv, _, _) = op.mechanism.parameters else { return false }
+        return iv.count == 12
+    }
 
     /// Whole blocks through the service without padding, with the operation's current IV/counter.
     func runBlocks(_ t: Token, _ op: CipherOperation, _ chunk: [UInt8]) throws(TokenError) -> [UInt8] {
@@ -146,6 +181,9 @@ extension Library {
         case (.aesECB, _): ("AES/ECB/NoPadding", nil)
         case (.aesCBC, .raw(let iv)), (.aesCBCPad, .raw(let iv)): ("AES/CBC/NoPadding", iv)
         case (.aesCTR, .iv(let iv)): ("AES/CTR/NoPadding", iv)
+        case (.aesGCM, .gcm(let iv, _, _)) where iv.count == 12:
+            // GCM's keystream for the blocks after those already returned: IV || (2 + blocks).
+            ("AES/CTR/NoPadding", iv + Library.bigEndian32(UInt32(2 + op.gcmPlaintext.count / 16)))
         default: throw .mechanismInvalid(op.mechanism.type)
         }
         do {
@@ -253,6 +291,12 @@ extension Library {
                 return try call("AES/GCM/NoPadding", iv + input)
             }
             if !op.encrypt { guard input.count >= tag else { throw .encryptedDataLenRange } }
+            if op.encrypt && !op.gcmPlaintext.isEmpty {
+                // Streamed: the updates returned the ciphertext of gcmPlaintext already.
+                let all = try call("AES/GCM/NoPadding", op.gcmPlaintext + input, iv: iv, aad: aad, tag: tag)
+                guard all.count >= op.gcmPlaintext.count else { throw .functionFailed("short GCM output from the service") }
+                return Array(all[op.gcmPlaintext.count...])
+            }
             return try call("AES/GCM/NoPadding", input, iv: iv, aad: aad, tag: tag)
         default:
             throw .mechanismInvalid(op.mechanism.type)

@@ -628,6 +628,59 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
             #expect(run(encrypt: true, data, parts: [16, 16, 68]) == single, "\(type)")
             #expect(run(encrypt: false, single, parts: [5, 50, single.count - 55]) == data, "\(type)")
         }
+        // GCM (96-bit IV): encryption updates return the ciphertext of their whole blocks, Final the
+        // rest and the tag; the result equals the single-part one. Decryption returns everything
+        // at Final, after the tag is checked.
+        var iv = [UInt8](repeating: 9, count: 12)
+        var aad = Array("header".utf8)
+        func gcm(encrypt: Bool, _ input: [UInt8], parts: [Int], sizeQueryFirst: Bool = false) -> [UInt8] {
+            var params = CK_GCM_PARAMS()
+            var out: [UInt8] = []
+            iv.withUnsafeMutableBufferPointer { ivp in
+                aad.withUnsafeMutableBufferPointer { ap in
+                    params.pIv = ivp.baseAddress
+                    params.ulIvLen = 12
+                    params.ulIvBits = 96
+                    params.pAAD = ap.baseAddress
+                    params.ulAADLen = CK_ULONG(ap.count)
+                    params.ulTagBits = 128
+                    withUnsafeMutablePointer(to: &params) { pp in
+                        var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_GCM), pParameter: UnsafeMutableRawPointer(pp),
+                                                ulParameterLen: CK_ULONG(MemoryLayout<CK_GCM_PARAMS>.size))
+                        #expect((encrypt ? f.C_EncryptInit!(s, &mech, key) : f.C_DecryptInit!(s, &mech, key)) == rv(CKR_OK))
+                        var rest = input[...]
+                        for n in parts {
+                            var part = Array(rest.prefix(n))
+                            rest = rest.dropFirst(n)
+                            var outLen = CK_ULONG(0)
+                            if sizeQueryFirst {
+                                // PyKCS11's pattern: a size query, then the same part again.
+                                _ = encrypt ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), nil, &outLen)
+                                            : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), nil, &outLen)
+                            }
+                            var buf = [UInt8](repeating: 0, count: 256)
+                            outLen = 256
+                            let r = encrypt ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
+                                            : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
+                            #expect(r == rv(CKR_OK))
+                            if !encrypt { #expect(outLen == 0, "nothing before the tag is checked") }
+                            out += buf.prefix(Int(outLen))
+                        }
+                        var buf = [UInt8](repeating: 0, count: 256)
+                        var outLen = CK_ULONG(256)
+                        #expect((encrypt ? f.C_EncryptFinal!(s, &buf, &outLen) : f.C_DecryptFinal!(s, &buf, &outLen)) == rv(CKR_OK))
+                        out += buf.prefix(Int(outLen))
+                    }
+                }
+            }
+            return out
+        }
+        let single = gcm(encrypt: true, data, parts: [100])
+        #expect(single.count == 116)
+        #expect(gcm(encrypt: true, data, parts: [7, 33, 1, 59]) == single)
+        #expect(gcm(encrypt: true, data, parts: [16, 40, 44], sizeQueryFirst: true) == single)
+        #expect(gcm(encrypt: false, single, parts: [20, 96]) == data)
+        #expect(gcm(encrypt: false, single, parts: [3, 100, 13], sizeQueryFirst: true) == data)
     }
 }
 
