@@ -129,6 +129,8 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let aesCBCPad = MechanismType(0x1085)
     public static let aesCTR = MechanismType(0x1086)
     public static let aesGCM = MechanismType(0x1087)
+    public static let aesMAC = MechanismType(0x1083)
+    public static let aesCMAC = MechanismType(0x108A)
     public static let concatenateBaseAndKey = MechanismType(0x360)
     public static let concatenateBaseAndData = MechanismType(0x362)
     public static let concatenateDataAndBase = MechanismType(0x363)

@@ -12,6 +12,8 @@ public protocol KeyService: Sendable {
     func decrypt(key: String, algorithm: String, input: [UInt8], oaepHash: HashAlgorithm?, mgf1: HashAlgorithm?, label: [UInt8]?) throws(TokenError) -> [UInt8]
     func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8]
     func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8]
+    /// AES-CMAC or AES-MAC (CBC-MAC) in the service, `length` bytes.
+    func blockMAC(key: String, cmac: Bool, input: [UInt8], length: Int) throws(TokenError) -> [UInt8]
     func verifyAdminPassword(_ password: String) throws(TokenError)
     /// Key creation and changes. A `name` of the form `~<owner>/<name>` is a session key (memory
     /// only in the service, no admin password needed: pass ""); `label` is its CKA_LABEL.

@@ -268,6 +268,11 @@ public final class Library: Sendable {
             guard try mechanisms(slot: s.slot)[m.type] != nil else { throw .mechanismInvalid(m.type) }
             return SignOperation(object: object, key: key, mechanism: m, hash: nil, signatureLength: hmacHash.size)
         }
+        if let macLength = MechanismTable.blockMACLength(of: m.type) {
+            guard key.kind == .symmetric, key.cipher == "AES" else { throw .keyTypeInconsistent }
+            guard try mechanisms(slot: s.slot)[m.type] != nil else { throw .mechanismInvalid(m.type) }
+            return SignOperation(object: object, key: key, mechanism: m, hash: nil, signatureLength: macLength)
+        }
         let wanted: ObjectClass = verify ? .publicKey : .privateKey
         // Verification may also use the private key object's public half (common in tools).
         guard object.objectClass == wanted || (verify && object.objectClass == .privateKey) else { throw .keyTypeInconsistent }
@@ -357,6 +362,9 @@ public final class Library: Sendable {
         if let hash = MechanismTable.hmacHash(of: m) {
             return try service.hmac(key: op.key.name, algorithm: hash.rawValue, input: digest)
         }
+        if let length = MechanismTable.blockMACLength(of: m) {
+            return try service.blockMAC(key: op.key.name, cmac: m == .aesCMAC, input: digest, length: length)
+        }
         if MechanismTable.isECDSA(m) {
             // ECDSA ignores the hash name when `hashed` is given, so the base API covers every hash.
             let der = try service.sign(key: op.key.name, algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil)
@@ -420,7 +428,7 @@ public final class Library: Sendable {
 
     func localVerify(_ h: UInt, _ op: SignOperation, _ digest: [UInt8], _ signature: [UInt8]) throws(TokenError) {
         guard signature.count == op.signatureLength else { throw .signatureLenRange }
-        if MechanismTable.hmacHash(of: op.mechanism.type) != nil {
+        if MechanismTable.hmacHash(of: op.mechanism.type) != nil || MechanismTable.blockMACLength(of: op.mechanism.type) != nil {
             // A MAC key never leaves the service: compute there, compare here in constant time.
             let mac = try recordDevice(h) { () throws(TokenError) in try remoteSign(h, op, digest) }
             if !constantTimeEqual(mac, signature) { throw .signatureInvalid }

@@ -87,6 +87,7 @@ enum MechanismTable {
             t[.ecdh1Derive] = .init(minKeySize: 192, maxKeySize: 521, flags: derive | ecFlags)
             for m in [MechanismType.aesKeyWrap, .aesKeyWrapPad] { t[m] = .init(minKeySize: 16, maxKeySize: 32, flags: wrapping) }
             t[.rsaPKCS]?.flags |= wrapping
+            for m in [MechanismType.aesMAC, .aesCMAC] { t[m] = .init(minKeySize: 16, maxKeySize: 32, flags: signVerify) }
             // Raw RSA: the private operation in the service, the public one here.
             t[.rsaX509] = .init(minKeySize: rsa, maxKeySize: rsaMax, flags: signVerify | both)
             t[.rsaPKCSOAEP]?.flags |= wrapping
@@ -115,6 +116,15 @@ enum MechanismTable {
         case .sha256HMAC: .sha256
         case .sha384HMAC: .sha384
         case .sha512HMAC: .sha512
+        default: nil
+        }
+    }
+
+    /// MACs with an AES key, computed in the service (length of the MAC).
+    static func blockMACLength(of m: MechanismType) -> Int? {
+        switch m {
+        case .aesMAC: 8
+        case .aesCMAC: 16
         default: nil
         }
     }

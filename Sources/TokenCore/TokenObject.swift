@@ -42,7 +42,7 @@ public struct TokenObject: Sendable {
              .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS, .rsaPKCSOAEP]
         case (.ec, .privateKey): [.ecdsa, .ecdsaSHA1, .ecdsaSHA224, .ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512, .ecdh1Derive]
         case (.ec, _): [.ecdsa, .ecdsaSHA1, .ecdsaSHA224, .ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512]
-        case (.symmetric, _): [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM, .aesKeyWrap, .aesKeyWrapPad, .aesECBEncryptData, .aesCBCEncryptData,
+        case (.symmetric, _): [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM, .aesMAC, .aesCMAC, .aesKeyWrap, .aesKeyWrapPad, .aesECBEncryptData, .aesCBCEncryptData,
                                .concatenateBaseAndKey, .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .extractKeyFromKey]
         case (.mac, _): [.sha1HMAC, .sha256HMAC, .sha384HMAC, .sha512HMAC,
                          .concatenateBaseAndKey, .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .extractKeyFromKey]

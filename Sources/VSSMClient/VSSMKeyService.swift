@@ -143,6 +143,16 @@ public final class VSSMKeyService: KeyService {
         return try call(path, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
+    public func blockMAC(key: String, cmac: Bool, input: [UInt8], length: Int) throws(TokenError) -> [UInt8] {
+        guard try hasExtensions() else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("keyName", key)
+        w.string("algorithm", cmac ? "AES-CMAC" : "AES-MAC")
+        w.bytes("input", input)
+        w.uint64("length", UInt64(length))
+        return try call(Route.extMAC, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+    }
+
     public func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8] {
         var w = WireWriter()
         w.bytes("input", input)

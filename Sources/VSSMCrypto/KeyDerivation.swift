@@ -96,3 +96,36 @@ enum DERBuilder {
         return tlv(0x30, tlv(0x30, ecPublicKey + curveOID) + tlv(0x03, [0] + point))
     }
 }
+
+/// Block-cipher MACs (PKCS#11 CKM_AES_CMAC, CKM_AES_MAC), computed where the key lives.
+extension BlockCipher {
+    /// CMAC (NIST SP 800-38B, RFC 4493), full block.
+    public func cmac(_ message: [UInt8]) throws(CryptoError) -> [UInt8] {
+        let bs = kind.blockSize
+        let zero = [UInt8](repeating: 0, count: bs)
+        let rb: UInt8 = bs == 16 ? 0x87 : 0x1B
+        func double(_ b: [UInt8]) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: bs)
+            for i in 0..<bs { out[i] = (b[i] << 1) | (i + 1 < bs ? b[i + 1] >> 7 : 0) }
+            if b[0] & 0x80 != 0 { out[bs - 1] ^= rb }
+            return out
+        }
+        let l = try ecbEncrypt(zero)
+        let k1 = double(l), k2 = double(k1)
+        let complete = !message.isEmpty && message.count % bs == 0
+        var m = message
+        if !complete { m += [0x80] + [UInt8](repeating: 0, count: bs - 1 - message.count % bs) }
+        let last = m.count - bs
+        for i in 0..<bs { m[last + i] ^= complete ? k1[i] : k2[i] }
+        return Array(try cbcEncrypt(iv: zero, m).suffix(bs))
+    }
+
+    /// CBC-MAC with a zero IV over the message padded with zeros to whole blocks (PKCS#11
+    /// CKM_AES_MAC_GENERAL; CKM_AES_MAC takes its first half).
+    public func cbcMAC(_ message: [UInt8]) throws(CryptoError) -> [UInt8] {
+        let bs = kind.blockSize
+        var m = message
+        if m.isEmpty || m.count % bs != 0 { m += [UInt8](repeating: 0, count: bs - m.count % bs) }
+        return Array(try cbcEncrypt(iv: [UInt8](repeating: 0, count: bs), m).suffix(bs))
+    }
+}

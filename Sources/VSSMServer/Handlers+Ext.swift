@@ -6,7 +6,7 @@ extension KeyServiceNode {
     static let extFeatures = [
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
-        "session-keys", "copykey", "derive", "wrap", "keyvalue",
+        "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -50,6 +50,7 @@ extension KeyServiceNode {
         Route.extWrap: { n, b, _ throws(ServiceError) in try n.extWrap(b) },
         Route.extUnwrap: { n, b, c throws(ServiceError) in try n.extUnwrap(b, c) },
         Route.extKeyValue: { n, b, _ throws(ServiceError) in try n.extKeyValue(b) },
+        Route.extMAC: { n, b, _ throws(ServiceError) in try n.extMAC(b) },
         Route.extCreateObject: { n, b, c throws(ServiceError) in try n.extCreateObject(b, c) },
         Route.extUpdateObject: { n, b, c throws(ServiceError) in try n.extUpdateObject(b, c) },
         Route.extDeleteObject: { n, b, c throws(ServiceError) in try n.extDeleteObject(b, c) },
@@ -211,6 +212,32 @@ extension KeyServiceNode {
         } else {
             w.bytes("output", try symmetricDecrypt(alg, cipher: cipher, input: input, iv: iv, aad: aad, tagLength: tagLength) ?? [])
         }
+        return ok(w)
+    }
+
+    /// CMAC and CBC-MAC with an AES key (PKCS#11 CKM_AES_CMAC, CKM_AES_MAC).
+    func extMAC(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.macRequest)
+        let key = try symmetricKey(r.string("keyName"))
+        guard (key.attributes.cipher ?? "AES") == "AES", [16, 24, 32].contains(key.key.count) else { throw .badRequest("AES MACs need an AES key") }
+        let input = r.bytes("input") ?? []
+        guard input.count <= config.limits.maxCryptoInputBytes else { throw .tooLarge("Input is larger than the crypto input limit.") }
+        var mac: [UInt8]
+        do {
+            let cipher = try BlockCipher(kind: .aes, key: key.key)
+            switch r.string("algorithm") {
+            case "AES-CMAC": mac = try cipher.cmac(input)
+            case "AES-MAC": mac = try cipher.cbcMAC(input)
+            default: throw ServiceError.invalidAlgorithm(r.string("algorithm"))
+            }
+        } catch let e as CryptoError { throw .input(e) } catch let e as ServiceError { throw e } catch { throw .internalError("\(error)") }
+        let length = r.uint64("length")
+        if length > 0 {
+            guard length <= 16 else { throw .badRequest("length must be 1 to 16 bytes") }
+            mac = Array(mac.prefix(Int(length)))
+        }
+        var w = WireWriter()
+        w.bytes("output", mac)
         return ok(w)
     }
 

@@ -121,6 +121,11 @@ public enum ExtSchemas {
     /// The value of a secret key that its creator made readable (CKA_SENSITIVE=FALSE and
     /// CKA_EXTRACTABLE=TRUE); 403 for every other key.
     public static let keyValueRequest = MessageSchema("ExtKeyValueRequest", [.init("keyName", .string), .init("keyType", .string)])
+    /// A MAC with a symmetric key: algorithm `AES-CMAC` or `AES-MAC` (CBC-MAC, zero IV, zero
+    /// padding); `length` truncates (default: the whole block).
+    public static let macRequest = MessageSchema("ExtMACRequest", [
+        .init("keyName", .string), .init("algorithm", .string), .init("input", .bytes), .init("length", .uint64),
+    ])
     public static let verifyPasswordRequest = MessageSchema("ExtVerifyPasswordRequest", [.init("adminPassword", .string)])
 }
 
@@ -145,6 +150,7 @@ extension Route {
     public static let extWrap = "/REST/v1/ext/wrap"
     public static let extUnwrap = "/REST/v1/ext/unwrap"
     public static let extKeyValue = "/REST/v1/ext/keyvalue"
+    public static let extMAC = "/REST/v1/ext/mac"
     /// Version-2 BackupBlob: the original format plus CKA_IDs, ciphers and stored objects.
     public static let extGenerateBackup = "/REST/v1/ext/generatebackup"
     /// Restores version 1 (original) or 2 (extension) blobs.

@@ -110,4 +110,26 @@ func hex(_ s: String) -> [UInt8] {
         #expect(throws: CryptoError.self) { try PublicKey(spki: [0xFF]) }
         #expect(ECDSASignature.derToRaw([0x30], fieldSize: 32) == nil)
     }
+
+    /// RFC 4493 §4 test vectors (AES-128 CMAC): empty, one block, 40 bytes, four blocks.
+    @Test func cmacRFC4493Vectors() throws {
+        let c = try BlockCipher(kind: .aes, key: hex("2b7e151628aed2a6abf7158809cf4f3c"))
+        let m = hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710")
+        #expect(try c.cmac([]) == hex("bb1d6929e95937287fa37d129b756746"))
+        #expect(try c.cmac(Array(m.prefix(16))) == hex("070a16b46b4d4144f79bdd9dd04a287c"))
+        #expect(try c.cmac(Array(m.prefix(40))) == hex("dfa66747de9ae63030ca32611497c827"))
+        #expect(try c.cmac(m) == hex("51f0bebf7e3b9d92fc49741779363cfe"))
+    }
+
+    /// RFC 3394 §4.1: 128-bit key data wrapped with a 128-bit KEK; unwrap refuses a changed byte.
+    @Test func aesKeyWrapRFC3394Vector() throws {
+        let kek = hex("000102030405060708090A0B0C0D0E0F")
+        let data = hex("00112233445566778899AABBCCDDEEFF")
+        let wrapped = try AESKeyWrap.wrap(key: kek, data, padded: false)
+        #expect(wrapped == hex("1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5"))
+        #expect(try AESKeyWrap.unwrap(key: kek, wrapped, padded: false) == data)
+        var bad = wrapped
+        bad[0] ^= 1
+        #expect(throws: CryptoError.self) { try AESKeyWrap.unwrap(key: kek, bad, padded: false) }
+    }
 }
