@@ -4,6 +4,8 @@ import PackageDescription
 // Layers (dependencies point one way), see ../shared/DESIGN.md:
 //   COpenSSL (C shim) <- VSSMCrypto <- VSSMServer <- vssm
 //   VSSMWire (jsonpb messages, routes)  <- VSSMClient (blocking OpenSSL mTLS pool)
+//   wire -> transport (VSSMClient) -> service adapter (VSSMServiceAdapter) -> token core -> module;
+//   the server links the transport (peer sync) but not the token core.
 let package = Package(
     name: "vssm-pkcs11",
     platforms: [.macOS(.v15)],
@@ -32,7 +34,7 @@ let package = Package(
         .target(name: "CPKCS11Table", dependencies: ["CPKCS11"]),
         .target(
             name: "PKCS11Module",
-            dependencies: ["CPKCS11", "CPKCS11Table", "TokenCore", "VSSMClient", "VSSMWire"],
+            dependencies: ["CPKCS11", "CPKCS11Table", "TokenCore", "VSSMClient", "VSSMServiceAdapter", "VSSMWire"],
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags([
                 "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/PKCS11Module/exports.map",
@@ -41,7 +43,9 @@ let package = Package(
             ])]
         ),
         .target(name: "VSSMCrypto", dependencies: ["COpenSSL"]),
-        .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire", "TokenCore"]),
+        .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire"]),
+        // TokenCore's KeyService over the VSSM REST API (the module's seam to the service).
+        .target(name: "VSSMServiceAdapter", dependencies: ["VSSMClient", "VSSMWire", "TokenCore"]),
         .target(name: "TokenCore", dependencies: ["VSSMCrypto", "VSSMWire"]),
         .target(
             name: "VSSMServer",
@@ -74,7 +78,7 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport"]),
-        .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
+        .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "VSSMServiceAdapter", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),
     ]
 )

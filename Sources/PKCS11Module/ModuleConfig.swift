@@ -2,6 +2,7 @@ import Glibc
 import Synchronization
 import TokenCore
 import VSSMClient
+import VSSMServiceAdapter
 import VSSMWire
 
 /// The module's configuration file (JSON):

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 import VSSMClient
+import VSSMServiceAdapter
 import TokenCore
 import VSSMCrypto
 import VSSMServer

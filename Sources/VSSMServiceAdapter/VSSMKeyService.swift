@@ -1,5 +1,6 @@
 import Synchronization
 import TokenCore
+import VSSMClient
 import VSSMWire
 
 /// `KeyService` over the VSSM REST API. Uses our `/REST/v1/ext/` calls where the service has them
