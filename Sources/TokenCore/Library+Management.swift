@@ -78,6 +78,29 @@ extension Library {
         return nil
     }
 
+    /// Against the original API only the key itself is kept: a CKA_ID or a usage flag other than
+    /// what such a key shows would be lost, so the call fails instead (a template attribute is
+    /// honoured or the call fails). CKA_LABEL becomes the key's name; CKA_PRIVATE holds, as the
+    /// original lists keys only to the admin password.
+    static func checkOriginalAPIKeeps(_ t: Token, kind: ServiceKey.Kind, id: [UInt8]?, key: [Template], publicHalf: [Template] = []) throws(TokenError) {
+        guard !(try t.hasExtensions()) else { return }
+        if let id, !id.isEmpty {
+            throw .templateInconsistent("this key service (the original VSSM API) cannot keep a CKA_ID; leave it out (the key's CKA_ID is then the SHA-1 of its public key)")
+        }
+        let defaults = TokenObject.defaultFlags(kind)
+        for (templates, shown) in [(key, defaults.key), (publicHalf, defaults.publicHalf)] {
+            for template in templates {
+                for (type, value) in template.attributes {
+                    guard let d = shown[type], let asked = AttributeValue.decodeBool(value), asked != d else { continue }
+                    let names: [AttributeType: String] = [.sign: "CKA_SIGN", .decrypt: "CKA_DECRYPT", .derive: "CKA_DERIVE", .unwrap: "CKA_UNWRAP",
+                                                          .wrap: "CKA_WRAP", .encrypt: "CKA_ENCRYPT", .verify: "CKA_VERIFY", .sensitive: "CKA_SENSITIVE",
+                                                          .extractable: "CKA_EXTRACTABLE"]
+                    throw .templateInconsistent("this key service (the original VSSM API) keeps no attributes: \(names[type] ?? type.description)=\(asked ? "TRUE" : "FALSE") cannot be honoured")
+                }
+            }
+        }
+    }
+
     static func generatedName(_ prefix: String) -> String { prefix + "-" + SecureRandom.hex(6) }
 
     /// Runs a management call; a name clash in the service becomes CKR_TEMPLATE_INCONSISTENT.
@@ -105,6 +128,8 @@ extension Library {
         let p = try placement(h, privateTemplate, publicTemplate, prefix: "key")
         let (t, service, admin) = (p.token, p.service, p.admin)
         let id = Library.id(privateTemplate, publicTemplate)
+        let kind: ServiceKey.Kind = mechanism.type == .ecKeyPairGen ? .ec : .rsa
+        try Library.checkOriginalAPIKeeps(t, kind: kind, id: id, key: [privateTemplate], publicHalf: [publicTemplate])
         let spec: String
         let size: UInt64
         switch mechanism.type {
@@ -155,6 +180,7 @@ extension Library {
         default:
             throw .mechanismInvalid(mechanism.type)
         }
+        try Library.checkOriginalAPIKeeps(t, kind: cipher == "AES" ? .symmetric : .mac, id: Library.id(template), key: [template])
         let flags = try StoredAttributes.secretKey(template, aes: cipher == "AES")
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
@@ -186,6 +212,9 @@ extension Library {
         switch cls {
         case .certificate, .data:
             let (t, service, admin) = try managementContext(h)
+            guard try t.hasExtensions() else {
+                throw .templateInconsistent("this key service (the original VSSM API) stores no certificates or data objects; with CKA_TOKEN=FALSE this process keeps one")
+            }
             guard let value = template[.value] else { throw .templateIncomplete("CKA_VALUE") }
             if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 { throw .templateInconsistent("only X.509 certificates") }
             let uid = try manage(h, t) { () throws(TokenError) in
@@ -204,6 +233,7 @@ extension Library {
             case .genericSecret: ("MAC", nil, "mac")
             default: throw .templateInconsistent("unsupported secret key type")
             }
+            try Library.checkOriginalAPIKeeps(t, kind: kind == .genericSecret ? .mac : .symmetric, id: id, key: [template])
             let flags = try StoredAttributes.secretKey(template, aes: kind == .aes)
             let name = try manage(h, t) { () throws(TokenError) in
                 try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
@@ -218,6 +248,8 @@ extension Library {
             let (t, service, admin) = (p.token, p.service, p.admin)
             var pkcs8 = try Library.pkcs8(from: template)
             defer { zeroize(&pkcs8) }
+            let isEC = try template.ulong(.keyType).map { KeyKind(rawValue: $0) } == .ec
+            try Library.checkOriginalAPIKeeps(t, kind: isEC ? .ec : .rsa, id: id, key: [template])
             let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
             let name = try manage(h, t) { () throws(TokenError) in
                 try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in

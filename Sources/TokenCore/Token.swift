@@ -96,8 +96,10 @@ public final class Token: Sendable {
         if configuration.loginRequired && state.withLock({ $0.service == nil }) { return }  // nothing visible before login
         let listing = try service().list(adminPassword: admin, owner: owner)
         let loginRequired = configuration.loginRequired
+        let ext = try hasExtensions()
+        let offered = Set(MechanismTable.offered(extensions: ext).keys)
         var built: [TokenObject] = []
-        for k in listing.keys { built += TokenObject.objects(for: k, loginRequired: loginRequired) }
+        for k in listing.keys { built += TokenObject.objects(for: k, loginRequired: loginRequired, offered: offered, manageable: ext) }
         for o in listing.objects { built.append(TokenObject.object(for: o)) }
         state.withLock { s in
             s.objects.removeAll(keepingCapacity: true)

@@ -49,9 +49,32 @@ public struct TokenObject: Sendable {
         }
     }
 
+    /// The usage flags a key shows when nothing was stored with it (keys from the original API,
+    /// `vssm admin`): for the private half or the secret key, and for the public half.
+    static func defaultFlags(_ kind: ServiceKey.Kind) -> (key: [AttributeType: Bool], publicHalf: [AttributeType: Bool]) {
+        let isRSA = kind == .rsa, isMAC = kind == .mac
+        let common: [AttributeType: Bool] = [.sensitive: true, .extractable: false, .derive: false, .unwrap: false, .alwaysAuthenticate: false,
+                                              .wrapWithTrusted: false]
+        switch kind {
+        case .rsa, .ec:
+            return (common.merging([.sign: true, .signRecover: false, .decrypt: isRSA]) { a, _ in a },
+                    [.verify: true, .verifyRecover: false, .encrypt: isRSA, .wrap: false, .trusted: false])
+        case .symmetric, .mac:
+            return (common.merging([.encrypt: !isMAC, .decrypt: !isMAC, .sign: isMAC, .verify: isMAC, .wrap: false, .trusted: false]) { a, _ in a }, [:])
+        }
+    }
+
     /// The objects of one service key: private + public for asymmetric keys, one secret key otherwise.
-    /// `loginRequired` sets CKA_PRIVATE on private objects.
-    static func objects(for key: ServiceKey, loginRequired: Bool) -> [TokenObject] {
+    /// `loginRequired` sets CKA_PRIVATE on private objects. `offered`: the token's mechanisms
+    /// (CKA_ALLOWED_MECHANISMS lists only those); `manageable`: the service can change and delete
+    /// keys (our extensions; the original API cannot: CKA_MODIFIABLE/DESTROYABLE/COPYABLE FALSE).
+    static func objects(for key: ServiceKey, loginRequired: Bool, offered: Set<MechanismType>? = nil, manageable: Bool = true) -> [TokenObject] {
+        func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
+            let all = TokenObject.allowed(kind, cls)
+            guard let offered else { return all }
+            return all.filter { offered.contains($0) }
+        }
+        let defaults = defaultFlags(key.kind)
         let B = AttributeValue.bool
         let U = AttributeValue.ulong
         // How the key was made decides CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_ALWAYS_SENSITIVE and
@@ -65,8 +88,8 @@ public struct TokenObject: Sendable {
         case .mac: MechanismType.genericSecretKeyGen.rawValue
         }
         var common: [AttributeType: [UInt8]] = [
-            .token: B(!key.ephemeral), .label: Array((key.label ?? key.name).utf8), .modifiable: B(true), .copyable: B(true),
-            .destroyable: B(true), .derive: B(false), .local: B(key.generated == true),
+            .token: B(!key.ephemeral), .label: Array((key.label ?? key.name).utf8), .modifiable: B(manageable), .copyable: B(manageable),
+            .destroyable: B(manageable), .local: B(key.generated == true),
             .startDate: [], .endDate: [],
             .keyGenMechanism: U(key.generated == true ? genMechanism : UInt.max),
         ]
@@ -99,25 +122,13 @@ public struct TokenObject: Sendable {
             var priv = common.merging(kindAttrs) { a, _ in a }
             priv[.class] = U(ObjectClass.privateKey.rawValue)
             priv[.private] = B(loginRequired)
-            priv[.sensitive] = B(true)
-            priv[.alwaysSensitive] = B(generated)
-            priv[.extractable] = B(false)
-            priv[.neverExtractable] = B(generated)
-            priv[.sign] = B(true)
-            priv[.signRecover] = B(false)
-            priv[.decrypt] = B(isRSA)
-            priv[.unwrap] = B(false)
-            priv[.alwaysAuthenticate] = B(false)
-            priv[.wrapWithTrusted] = B(false)
+            for (type, value) in defaults.key { priv[type] = B(value) }
             priv[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .privateKey).map(\.rawValue))
             var pubAttrs = common.merging(kindAttrs) { a, _ in a }
             pubAttrs[.class] = U(ObjectClass.publicKey.rawValue)
             pubAttrs[.private] = B(false)
-            pubAttrs[.verify] = B(true)
-            pubAttrs[.verifyRecover] = B(false)
-            pubAttrs[.encrypt] = B(isRSA)
-            pubAttrs[.wrap] = B(false)
-            pubAttrs[.trusted] = B(false)
+            pubAttrs[.derive] = B(false)
+            for (type, value) in defaults.publicHalf { pubAttrs[type] = B(value) }
             pubAttrs[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .publicKey).map(\.rawValue))
             let chosen = StoredAttributes.decode(key.attributes)
             for (type, value) in chosen where type != StoredAttributes.publicHalfDestroyed {
@@ -139,25 +150,12 @@ public struct TokenObject: Sendable {
             a[.class] = U(ObjectClass.secretKey.rawValue)
             a[.id] = key.id ?? []
             a[.private] = B(loginRequired)
-            a[.sensitive] = B(true)
-            a[.alwaysSensitive] = B(generated)
-            a[.extractable] = B(false)
-            a[.neverExtractable] = B(generated)
             a[.valueLen] = U(UInt(key.length))
             let isMAC = key.kind == .mac
             let kind: KeyKind = isMAC ? .genericSecret : key.cipher == "3DES" ? .des3 : key.cipher == "DES" ? .des : .aes
             a[.keyType] = U(kind.rawValue)
-            a[.encrypt] = B(!isMAC)
-            a[.decrypt] = B(!isMAC)
-            a[.sign] = B(isMAC)
-            a[.verify] = B(isMAC)
-            a[.wrap] = B(false)
-            a[.unwrap] = B(false)
-            a[.trusted] = B(false)
-            a[.wrapWithTrusted] = B(false)
+            for (type, value) in defaults.key { a[type] = B(value) }
             a[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .secretKey).map(\.rawValue))
-            a[.alwaysAuthenticate] = B(false)
-            a[.derive] = B(false)
             for (type, value) in StoredAttributes.decode(key.attributes) where a[type] != nil || type == .derive {
                 if type != StoredAttributes.publicHalfDestroyed { a[type] = B(value) }
             }

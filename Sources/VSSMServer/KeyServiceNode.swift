@@ -192,7 +192,7 @@ public final class KeyServiceNode: Sendable {
         Route.generateKey, Route.injectKey, Route.generateBackup, Route.restoreBackup, Route.listKeys, Route.getLogs,
         Route.extGenerateKey, Route.extInjectKey, Route.extSetAttributes, Route.extDeleteKey, Route.extCreateObject,
         Route.extUpdateObject, Route.extDeleteObject, Route.extGenerateBackup, Route.extRestoreBackup, Route.extVerifyPassword,
-        Route.extCopyKey,
+        Route.extCopyKey, Route.extDerive, Route.extUnwrap,
     ]
 
     /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.
@@ -201,7 +201,9 @@ public final class KeyServiceNode: Sendable {
         do {
             response = try route(path: path, body: body, context: context)
         } catch {
-            response = ServiceResponse(status: error.status, body: error.body)
+            // The original answers 500 for every handler error; only an unknown path is its mux's 404.
+            let goStatus = error.message == "404 page not found" ? 404 : 500
+            response = ServiceResponse(status: config.goStyleErrors ? goStatus : error.status, body: error.body)
         }
         if context.listener != .health {
             audit.info("AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(AuditNames.keyName(in: body))\" status=\(response.status)")

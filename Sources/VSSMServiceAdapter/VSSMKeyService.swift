@@ -19,11 +19,15 @@ public final class VSSMKeyService: KeyService {
 
     static func map(_ e: ClientError) -> TokenError {
         switch e {
-        case .http(403, "Incorrect administrator password."): .adminPasswordRejected
-        case .http(429, let message): .pinLocked(message)
-        case .http(let status, let message): .device(message, status: status)
-        case .configuration(let m): .functionFailed(m)
-        default: .device(e.description, status: 0)
+        case .http(let status, let message):
+            // The original Go VSSM answers every error with 500: its message says which it was.
+            switch status == 500 ? GoErrors.status(of: message) : status {
+            case 403 where message == "Incorrect administrator password.": return .adminPasswordRejected
+            case 429: return .pinLocked(message)
+            case let s: return .device(message, status: s)
+            }
+        case .configuration(let m): return .functionFailed(m)
+        default: return .device(e.description, status: 0)
         }
     }
 
@@ -350,5 +354,22 @@ public final class VSSMKeyService: KeyService {
         w.string("adminPassword", adminPassword)
         w.string("uid", uid)
         _ = try call(Route.extDeleteObject, w, Schemas.empty, idempotent: false)
+    }
+}
+
+/// The original Go VSSM's error messages (all sent with HTTP 500), classified as our statuses
+/// say: 403 wrong admin password, 404 unknown key, 409 name taken, 400 the caller's input (bad
+/// padding, tag, ciphertext, algorithm, JSON); anything else stays 500 (a service failure).
+enum GoErrors {
+    static func status(of message: String) -> Int {
+        if message == "Incorrect administrator password." { return 403 }
+        if message.hasPrefix("Invalid key name: ") || message == "No key by that name exists." { return 404 }
+        if message.hasPrefix("Key with name ") && message.hasSuffix(" already exists.") { return 409 }
+        let input = ["crypto/rsa: decryption error", "cipher: message authentication failed", "invalid padding on input",
+                     "crypto/cipher: input not full blocks", "crypto/rsa: input must be hashed message", "crypto/rsa: message too long",
+                     "Invalid algorithm", "Invalid hash algorithm", "Invalid cipher", "Unsupported ", "Key name cannot be blank.",
+                     "Invalid key type", "illegal base64", "unknown field", "invalid character", "unexpected EOF", "x509: failed to parse",
+                     "asn1: ", "slice bounds out of range"]
+        return input.contains { message.hasPrefix($0) } ? 400 : 500
     }
 }

@@ -22,7 +22,7 @@ public final class TestNode: @unchecked Sendable {
     public let ports: [RequestContext.Listener: Int]
     public let stateDir: String?
 
-    public init(stateDir: String? = nil, compatOnly: Bool = false, bootstrap: Bool = true, peers: [String] = [],
+    public init(stateDir: String? = nil, compatOnly: Bool = false, goStyleErrors: Bool = false, bootstrap: Bool = true, peers: [String] = [],
                 limits: ServiceLimits = ServiceLimits()) throws {
         var cfg = ServerConfig(rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
                                clientTrustStore: [TestNode.shared.pki.clientCACertificateDER],
@@ -33,6 +33,7 @@ public final class TestNode: @unchecked Sendable {
         cfg.listen.bootstrapSlave = "127.0.0.1:0"
         cfg.stateDirectory = stateDir
         cfg.compatOnly = compatOnly
+        cfg.goStyleErrors = goStyleErrors
         cfg.peers = peers
         cfg.limits = limits
         self.stateDir = stateDir

@@ -119,6 +119,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Bootstrap at start from this RPC private key file (PEM or PKCS#8 DER).") var bootstrapKey: String?
     @Option(help: "Write the bound ports as JSON to this file once listening.") var portsFile: String?
     @Flag(help: "Serve exactly the original VSSM API (no /REST/v1/ext/ extensions).") var compatOnly = false
+    @Flag(help: "Answer every error with HTTP 500 and the message, as the original Go VSSM does (with --compat-only: test clients against Go's behaviour).") var goErrors = false
     @Option(help: "Worker threads for request handling.") var workers = 8
 
     func run() throws {
@@ -134,6 +135,7 @@ struct ServeCommand: ParsableCommand {
         if let stateDir { cfg.stateDirectory = stateDir }
         if !peer.isEmpty { cfg.peers = peer }
         if compatOnly { cfg.compatOnly = true }
+        if goErrors { cfg.goStyleErrors = true }
         let node = try KeyServiceNode(config: cfg)
         let listeners = try HTTPListeners(node: node, workerThreads: workers)
         let ports = try listeners.start()

@@ -117,3 +117,30 @@ import VSSMWire
         }
     }
 }
+
+/// Against a node that answers like the original Go VSSM (every error HTTP 500 with Go's message),
+/// the adapter classifies the message: a wrong admin password is still CKR_PIN_INCORRECT's error,
+/// bad ciphertexts and tags are the caller's input (400), an unknown key is 404.
+@Suite struct GoStyleErrorTests {
+    @Test func goMessagesAreClassified() throws {
+        let n = try TestNode(compatOnly: true, goStyleErrors: true)
+        defer { n.stop() }
+        let c = try n.client()
+        #expect(try n.post(c, Route.generateKey, #"{"adminPassword":"wrong","keyName":"x","keyType":"SYMMETRIC","keySize":16}"#).0 == 500)
+        #expect(try n.post(c, Route.generateKey, #"{"adminPassword":"\#(TestNode.password)","keyName":"rsa","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048}"#).0 == 200)
+        #expect(try n.post(c, Route.generateKey, #"{"adminPassword":"\#(TestNode.password)","keyName":"aes","keyType":"SYMMETRIC","keySize":16}"#).0 == 200)
+        #expect(try n.post(c, "/REST/v1/nothing", "{}").0 == 404, "only an unknown path is a 404")
+        let svc = try VSSMKeyService(FaultTests().config([n.ports[.api] ?? 0], requestMs: 10_000))
+        #expect(try svc.hasExtensions() == false)
+        #expect(throws: TokenError.adminPasswordRejected) { try svc.verifyAdminPassword("wrong") }
+        #expect(throws: TokenError.device("crypto/rsa: decryption error", status: 400)) {
+            _ = try svc.decrypt(key: "rsa", algorithm: "RSA", input: [UInt8](repeating: 7, count: 256), oaepHash: nil, mgf1: nil, label: nil)
+        }
+        #expect(throws: TokenError.device("cipher: message authentication failed", status: 400)) {
+            _ = try svc.symmetric(encrypt: false, key: "aes", algorithm: "AES/GCM/NoPadding", input: [UInt8](repeating: 1, count: 40), iv: nil, aad: nil, tagLength: nil)
+        }
+        #expect(throws: TokenError.device("Invalid key name: nope", status: 404)) {
+            _ = try svc.sign(key: "nope", algorithm: "SHA256withECDSA", hashed: [UInt8](repeating: 0, count: 32), saltLength: nil, mgf1: nil)
+        }
+    }
+}
