@@ -3,6 +3,8 @@
 public protocol KeyService: Sendable {
     /// True when the service offers our `/REST/v1/ext/` extensions (else only the original API).
     func hasExtensions() throws(TokenError) -> Bool
+    /// The extension features the service lists (`ext/capabilities`); nil for the original API.
+    func features() throws(TokenError) -> Set<String>?
     /// Keys and stored objects, plus the session keys of `owner` (renewing their lease). Without
     /// extensions the original `listkeys` needs the admin password; with no password the listing
     /// is then empty.

@@ -246,8 +246,7 @@ public final class Library: Sendable {
 
     public func mechanisms(slot: UInt) throws(TokenError) -> [MechanismType: MechanismInfo] {
         let t = try token(slot: slot)
-        let ext = (try? t.hasExtensions()) ?? false
-        return MechanismTable.offered(extensions: ext)
+        return (try? t.offeredMechanisms()) ?? MechanismTable.offered(features: nil)
     }
 
     func prepareSign(_ h: UInt, _ m: Mechanism, key handle: ObjectHandle, verify: Bool) throws(TokenError) -> SignOperation {

@@ -42,7 +42,7 @@ public final class Token: Sendable {
 
     struct State {
         var service: (any KeyService)?
-        var extensions: Bool?
+        var features: Set<String>??
         var objects: [ObjectHandle: TokenObject] = [:]
         var handles: [String: ObjectHandle] = [:]
         var nextHandle: UInt = 1
@@ -81,11 +81,19 @@ public final class Token: Sendable {
         return state.withLock { $0.service } ?? s
     }
 
-    func hasExtensions() throws(TokenError) -> Bool {
-        if let e = state.withLock({ $0.extensions }) { return e }
-        let e = try service().hasExtensions()
-        state.withLock { $0.extensions = e }
-        return e
+    func hasExtensions() throws(TokenError) -> Bool { try features() != nil }
+
+    /// The service's extension features (nil: the original API), asked once per service.
+    func features() throws(TokenError) -> Set<String>? {
+        if let f = state.withLock({ $0.features }) { return f }
+        let f = try service().features()
+        state.withLock { $0.features = .some(f) }
+        return f
+    }
+
+    /// The mechanisms this token offers (C_GetMechanismList), from the registry and the features.
+    func offeredMechanisms() throws(TokenError) -> [MechanismType: MechanismInfo] {
+        MechanismTable.offered(features: try features())
     }
 
     /// Reloads the index when it is stale or was invalidated by a local change.
@@ -97,7 +105,7 @@ public final class Token: Sendable {
         let listing = try service().list(adminPassword: admin, owner: owner)
         let loginRequired = configuration.loginRequired
         let ext = try hasExtensions()
-        let offered = Set(MechanismTable.offered(extensions: ext).keys)
+        let offered = Set(try offeredMechanisms().keys)
         var built: [TokenObject] = []
         for k in listing.keys { built += TokenObject.objects(for: k, loginRequired: loginRequired, offered: offered, manageable: ext) }
         for o in listing.objects { built.append(TokenObject.object(for: o)) }

@@ -31,24 +31,6 @@ public struct TokenObject: Sendable {
         return true
     }
 
-    /// Mechanisms a key object allows (CKA_ALLOWED_MECHANISMS).
-    static func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
-        switch (kind, cls) {
-        case (.rsa, .privateKey):
-            [.rsaX509, .rsaPKCS, .sha1RSAPKCS, .sha224RSAPKCS, .sha256RSAPKCS, .sha384RSAPKCS, .sha512RSAPKCS, .rsaPKCSPSS,
-             .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS, .rsaPKCSOAEP]
-        case (.rsa, _):
-            [.rsaX509, .rsaPKCS, .sha1RSAPKCS, .sha224RSAPKCS, .sha256RSAPKCS, .sha384RSAPKCS, .sha512RSAPKCS, .rsaPKCSPSS,
-             .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS, .rsaPKCSOAEP]
-        case (.ec, .privateKey): [.ecdsa, .ecdsaSHA1, .ecdsaSHA224, .ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512, .ecdh1Derive]
-        case (.ec, _): [.ecdsa, .ecdsaSHA1, .ecdsaSHA224, .ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512]
-        case (.symmetric, _): [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM, .aesMAC, .aesCMAC, .aesKeyWrap, .aesKeyWrapPad, .aesECBEncryptData, .aesCBCEncryptData,
-                               .concatenateBaseAndKey, .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .extractKeyFromKey]
-        case (.mac, _): [.sha1HMAC, .sha256HMAC, .sha384HMAC, .sha512HMAC,
-                         .concatenateBaseAndKey, .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .extractKeyFromKey]
-        }
-    }
-
     /// The usage flags a key shows when nothing was stored with it (keys from the original API,
     /// `vssm admin`): for the private half or the secret key, and for the public half.
     static func defaultFlags(_ kind: ServiceKey.Kind) -> (key: [AttributeType: Bool], publicHalf: [AttributeType: Bool]) {
@@ -70,7 +52,7 @@ public struct TokenObject: Sendable {
     /// keys (our extensions; the original API cannot: CKA_MODIFIABLE/DESTROYABLE/COPYABLE FALSE).
     static func objects(for key: ServiceKey, loginRequired: Bool, offered: Set<MechanismType>? = nil, manageable: Bool = true) -> [TokenObject] {
         func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
-            let all = TokenObject.allowed(kind, cls)
+            let all = MechanismRegistry.allowed(kind, cls)
             guard let offered else { return all }
             return all.filter { offered.contains($0) }
         }

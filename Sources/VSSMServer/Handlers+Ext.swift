@@ -6,7 +6,7 @@ extension KeyServiceNode {
     static let extFeatures = [
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
-        "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac",
+        "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw",
     ]
 
     static let extRoutes: [String: Handler] = [

@@ -7,7 +7,8 @@ import VSSMWire
 /// and the original API otherwise; transport trouble becomes `.device` (CKR_DEVICE_ERROR).
 public final class VSSMKeyService: KeyService {
     let api: VSSMAPIClient
-    private let ext = Mutex<Bool?>(nil)
+    /// nil: not asked yet; .some(nil): the original API; .some(set): our extensions' features.
+    private let ext = Mutex<Set<String>??>(nil)
 
     public init(_ configuration: TLSClientConfiguration) throws(TokenError) {
         do { api = try VSSMAPIClient(configuration) } catch {
@@ -35,19 +36,22 @@ public final class VSSMKeyService: KeyService {
         do { return try api.call(path, w, response: schema, idempotent: idempotent) } catch { throw VSSMKeyService.map(error) }
     }
 
-    public func hasExtensions() throws(TokenError) -> Bool {
-        if let e = ext.withLock({ $0 }) { return e }
-        let e: Bool
+    public func hasExtensions() throws(TokenError) -> Bool { try features() != nil }
+
+    /// Asked once per instance: `ext/capabilities` answers with the feature list, the original a 404.
+    public func features() throws(TokenError) -> Set<String>? {
+        if let f = ext.withLock({ $0 }) { return f }
+        let f: Set<String>?
         do {
-            _ = try api.call(Route.extCapabilities, WireWriter(), response: ExtSchemas.capabilitiesResponse, idempotent: true)
-            e = true
+            let r = try api.call(Route.extCapabilities, WireWriter(), response: ExtSchemas.capabilitiesResponse, idempotent: true)
+            f = Set(r.strings("features"))
         } catch .http(status: 404, message: _) {
-            e = false
+            f = nil
         } catch {
             throw VSSMKeyService.map(error)
         }
-        ext.withLock { $0 = e }
-        return e
+        ext.withLock { $0 = .some(f) }
+        return f
     }
 
     public func list(adminPassword: String?, owner: String?) throws(TokenError) -> ServiceListing {

@@ -1,0 +1,142 @@
+/// What a mechanism does: the operation code switches on this, never on mechanism numbers.
+enum MechanismFamily: Sendable, Equatable {
+    /// CKM_RSA_PKCS (hash nil: the caller's DigestInfo or raw data) and CKM_SHA*_RSA_PKCS.
+    case rsaPKCS1(HashAlgorithm?)
+    case rsaPSS(HashAlgorithm?)
+    /// CKM_RSA_X_509.
+    case rsaRaw
+    case rsaOAEP
+    case ecdsa(HashAlgorithm?)
+    case hmac(HashAlgorithm)
+    /// AES-MAC (8 bytes) and AES-CMAC (16 bytes).
+    case blockMAC(length: Int, cmac: Bool)
+    case aesCipher
+    case digest(HashAlgorithm)
+    case keyGeneration
+    case derive
+    case wrap
+}
+
+/// One mechanism: everything the token says and does about it. C_GetMechanismList/Info,
+/// CKA_ALLOWED_MECHANISMS, the service features it needs and the operation family all come from
+/// here; adding a mechanism is one entry plus its operation (see `MechanismFamily`).
+struct MechanismEntry: Sendable {
+    let type: MechanismType
+    let family: MechanismFamily
+    let minKeySize: UInt
+    let maxKeySize: UInt
+    /// CKF_* flags against the original API (nil: not offered there).
+    let baseFlags: UInt?
+    /// CKF_* flags when the service has `feature` (nil: as baseFlags).
+    let featureFlags: UInt?
+    /// The service capability (`ext/capabilities` features) this mechanism needs beyond the
+    /// original API.
+    let feature: String?
+    /// Keys whose CKA_ALLOWED_MECHANISMS list it (nil class: every object of that kind).
+    let keys: [(ServiceKey.Kind, ObjectClass?)]
+}
+
+enum MechanismRegistry {
+    static let signVerify = MechanismInfo.sign | MechanismInfo.verify
+    static let encDec = MechanismInfo.encrypt | MechanismInfo.decrypt
+    static let wrapping = MechanismInfo.wrap | MechanismInfo.unwrap
+    static let ecFlags = MechanismInfo.ecFp | MechanismInfo.ecNamedCurve | MechanismInfo.ecUncompress
+    static let rsaKeys: [(ServiceKey.Kind, ObjectClass?)] = [(.rsa, nil)]
+    static let ecKeys: [(ServiceKey.Kind, ObjectClass?)] = [(.ec, nil)]
+    static let aesKeys: [(ServiceKey.Kind, ObjectClass?)] = [(.symmetric, nil)]
+    static let secretKeys: [(ServiceKey.Kind, ObjectClass?)] = [(.symmetric, nil), (.mac, nil)]
+
+    static func rsa(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: String? = nil, ext: UInt? = nil) -> MechanismEntry {
+        MechanismEntry(type: t, family: f, minKeySize: 2048, maxKeySize: 8192, baseFlags: base, featureFlags: ext, feature: feature, keys: rsaKeys)
+    }
+
+    static func ec(_ t: MechanismType, _ hash: HashAlgorithm?) -> MechanismEntry {
+        MechanismEntry(type: t, family: .ecdsa(hash), minKeySize: 192, maxKeySize: 521, baseFlags: signVerify | ecFlags, featureFlags: nil, feature: nil, keys: ecKeys)
+    }
+
+    static func aes(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: String?, ext: UInt? = nil) -> MechanismEntry {
+        MechanismEntry(type: t, family: f, minKeySize: 16, maxKeySize: 32, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys)
+    }
+
+    static func derive(_ t: MechanismType, keys: [(ServiceKey.Kind, ObjectClass?)], min: UInt = 1, max: UInt = 1024, extra: UInt = 0) -> MechanismEntry {
+        MechanismEntry(type: t, family: .derive, minKeySize: min, maxKeySize: max, baseFlags: nil, featureFlags: MechanismInfo.derive | extra,
+                       feature: "derive", keys: keys)
+    }
+
+    static func local(_ t: MechanismType, _ f: MechanismFamily, min: UInt, max: UInt, flags: UInt) -> MechanismEntry {
+        MechanismEntry(type: t, family: f, minKeySize: min, maxKeySize: max, baseFlags: flags, featureFlags: nil, feature: nil, keys: [])
+    }
+
+    static let all: [MechanismEntry] = [
+        rsa(.rsaX509, .rsaRaw, base: nil, feature: "rsa-raw", ext: signVerify | encDec),
+        rsa(.rsaPKCS, .rsaPKCS1(nil), base: signVerify | encDec, feature: "wrap", ext: signVerify | encDec | wrapping),
+        rsa(.sha1RSAPKCS, .rsaPKCS1(.sha1), base: signVerify),
+        rsa(.sha224RSAPKCS, .rsaPKCS1(.sha224), base: nil, feature: "sign", ext: signVerify),
+        rsa(.sha256RSAPKCS, .rsaPKCS1(.sha256), base: signVerify),
+        rsa(.sha384RSAPKCS, .rsaPKCS1(.sha384), base: signVerify),
+        rsa(.sha512RSAPKCS, .rsaPKCS1(.sha512), base: signVerify),
+        rsa(.rsaPKCSPSS, .rsaPSS(nil), base: nil, feature: "sign-pss", ext: signVerify),
+        rsa(.sha1RSAPKCSPSS, .rsaPSS(.sha1), base: nil, feature: "sign-pss", ext: signVerify),
+        rsa(.sha224RSAPKCSPSS, .rsaPSS(.sha224), base: nil, feature: "sign-pss", ext: signVerify),
+        rsa(.sha256RSAPKCSPSS, .rsaPSS(.sha256), base: nil, feature: "sign-pss", ext: signVerify),
+        rsa(.sha384RSAPKCSPSS, .rsaPSS(.sha384), base: nil, feature: "sign-pss", ext: signVerify),
+        rsa(.sha512RSAPKCSPSS, .rsaPSS(.sha512), base: nil, feature: "sign-pss", ext: signVerify),
+        rsa(.rsaPKCSOAEP, .rsaOAEP, base: encDec, feature: "wrap", ext: encDec | wrapping),
+        ec(.ecdsa, nil), ec(.ecdsaSHA1, .sha1), ec(.ecdsaSHA224, .sha224), ec(.ecdsaSHA256, .sha256),
+        ec(.ecdsaSHA384, .sha384), ec(.ecdsaSHA512, .sha512),
+        derive(.ecdh1Derive, keys: [(.ec, .privateKey)], min: 192, max: 521, extra: ecFlags),
+        local(.sha1, .digest(.sha1), min: 0, max: 0, flags: MechanismInfo.digest),
+        local(.sha224, .digest(.sha224), min: 0, max: 0, flags: MechanismInfo.digest),
+        local(.sha256, .digest(.sha256), min: 0, max: 0, flags: MechanismInfo.digest),
+        local(.sha384, .digest(.sha384), min: 0, max: 0, flags: MechanismInfo.digest),
+        local(.sha512, .digest(.sha512), min: 0, max: 0, flags: MechanismInfo.digest),
+        MechanismEntry(type: .rsaPKCSKeyPairGen, family: .keyGeneration, minKeySize: 2048, maxKeySize: 8192,
+                       baseFlags: MechanismInfo.generateKeyPair, featureFlags: nil, feature: nil, keys: []),
+        MechanismEntry(type: .ecKeyPairGen, family: .keyGeneration, minKeySize: 192, maxKeySize: 521,
+                       baseFlags: MechanismInfo.generateKeyPair | ecFlags, featureFlags: nil, feature: nil, keys: []),
+        aes(.aesKeyGen, .keyGeneration, base: MechanismInfo.generate, feature: nil),
+        MechanismEntry(type: .genericSecretKeyGen, family: .keyGeneration, minKeySize: 16, maxKeySize: 1024,
+                       baseFlags: MechanismInfo.generate, featureFlags: nil, feature: nil, keys: []),
+        aes(.aesECB, .aesCipher, base: encDec, feature: nil),
+        // A caller-chosen IV for encryption needs the extensions; the original decrypts with the IV prefixed.
+        aes(.aesCBC, .aesCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        aes(.aesCBCPad, .aesCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        aes(.aesCTR, .aesCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        aes(.aesGCM, .aesCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        aes(.aesMAC, .blockMAC(length: 8, cmac: false), base: nil, feature: "mac", ext: signVerify),
+        aes(.aesCMAC, .blockMAC(length: 16, cmac: true), base: nil, feature: "mac", ext: signVerify),
+        aes(.aesKeyWrap, .wrap, base: nil, feature: "wrap", ext: wrapping),
+        aes(.aesKeyWrapPad, .wrap, base: nil, feature: "wrap", ext: wrapping),
+        derive(.aesECBEncryptData, keys: aesKeys, min: 16, max: 32),
+        derive(.aesCBCEncryptData, keys: aesKeys, min: 16, max: 32),
+        derive(.concatenateBaseAndKey, keys: secretKeys),
+        derive(.concatenateBaseAndData, keys: secretKeys),
+        derive(.concatenateDataAndBase, keys: secretKeys),
+        derive(.xorBaseAndData, keys: secretKeys),
+        derive(.extractKeyFromKey, keys: secretKeys),
+    ] + [(MechanismType.sha1HMAC, HashAlgorithm.sha1), (.sha256HMAC, .sha256), (.sha384HMAC, .sha384), (.sha512HMAC, .sha512)].map { t, h in
+        MechanismEntry(type: t, family: .hmac(h), minKeySize: 16, maxKeySize: 1024, baseFlags: signVerify, featureFlags: nil, feature: nil, keys: [(.mac, nil)])
+    }
+
+    static let byType: [MechanismType: MechanismEntry] = Dictionary(all.map { ($0.type, $0) }, uniquingKeysWith: { a, _ in a })
+
+    /// What a token offers given the service's features (nil: the original API, no extensions).
+    /// CKF_HW: performed by the device, here the key service (all but the digests, which run here).
+    static func offered(features: Set<String>?) -> [MechanismType: MechanismInfo] {
+        var t: [MechanismType: MechanismInfo] = [:]
+        for e in all {
+            let has = e.feature.map { features?.contains($0) ?? false } ?? false
+            guard let flags = has ? (e.featureFlags ?? e.baseFlags) : e.baseFlags else { continue }
+            let hw = flags & MechanismInfo.digest == 0 ? MechanismInfo.hw : 0
+            t[e.type] = MechanismInfo(minKeySize: e.minKeySize, maxKeySize: e.maxKeySize, flags: flags | hw)
+        }
+        return t
+    }
+
+    /// CKA_ALLOWED_MECHANISMS of a key object, in registry order.
+    static func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
+        all.filter { e in e.keys.contains { $0.0 == kind && ($0.1 == nil || $0.1 == cls) } }.map(\.type)
+    }
+
+    static func family(_ m: MechanismType) -> MechanismFamily? { byType[m]?.family }
+}
