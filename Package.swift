@@ -79,6 +79,7 @@ let package = Package(
         ]),
         .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport"]),
         .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "VSSMServiceAdapter", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
+        .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "VSSMCrypto", "VSSMClient", "VSSMServiceAdapter", "VSSMTestSupport", "VSSMWire"]),
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),
     ]
 )

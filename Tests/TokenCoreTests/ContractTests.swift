@@ -1,0 +1,101 @@
+import Testing
+import TokenCore
+import VSSMClient
+import VSSMCrypto
+import VSSMServiceAdapter
+import VSSMTestSupport
+import VSSMWire
+
+/// The KeyService contract: the same checks against the fake TokenCore's unit tests use and
+/// against a real node through VSSMKeyService, so the fake cannot drift from the service.
+@Suite(.serialized) struct ContractTests {
+    static let owner = String(repeating: "ef", count: 16)
+
+    static func real(_ n: TestNode) throws -> VSSMKeyService {
+        let pki = TestNode.shared.pki
+        var cfg = TLSClientConfiguration(endpoints: [Endpoint(host: "127.0.0.1", port: n.ports[.api] ?? 0)])
+        cfg.trustPEM = Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8)
+        cfg.clientCertificatePEM = Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8)
+        cfg.clientKeyPEM = Array(pki.clientKeyPEM.utf8)
+        return try VSSMKeyService(cfg)
+    }
+
+    /// The service status a call failed with (nil: it did not fail that way).
+    static func status(_ body: () throws(TokenError) -> Void) -> Int? {
+        do { try body() } catch { if case .device(_, let s) = error { return s } }
+        return nil
+    }
+
+    /// Every check names what it expects; `who` says which implementation failed.
+    static func contract(_ svc: any KeyService, password: String, who: String) throws {
+        let session = "~\(owner)/ec"
+        // Session keys: no password, listed to their owner only; a signature verifies.
+        try svc.generateKey(adminPassword: "", name: session, type: "ASYMMETRIC", spec: "EC", size: 256, id: [1, 2], cipher: nil, label: "mine", attributes: nil)
+        let mine = try svc.list(adminPassword: password, owner: owner).keys
+        let ec = try #require(mine.first { $0.name == session }, "\(who): session key listed")
+        #expect(ec.kind == .ec && ec.ephemeral && ec.id == [1, 2] && ec.label == "mine" && ec.generated == true, "\(who)")
+        #expect(try !svc.list(adminPassword: password, owner: String(repeating: "00", count: 16)).keys.contains { $0.name == session }, "\(who): other owners do not see it")
+        let digest = DigestAlgorithm.sha256.hash(Array("contract".utf8))
+        let sig = try svc.sign(key: session, algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil)
+        #expect(try PublicKey(spki: ec.publicKey).verify(signature: sig, digest: digest, scheme: .ecdsa), "\(who): ECDSA verifies")
+        // Token keys: the admin password; a name is taken once.
+        #expect(throws: TokenError.adminPasswordRejected, "\(who)") {
+            try svc.generateKey(adminPassword: "wrong", name: "t-aes", type: "SYMMETRIC", spec: nil, size: 32, id: nil, cipher: "AES", label: nil, attributes: nil)
+        }
+        try svc.generateKey(adminPassword: password, name: "t-aes", type: "SYMMETRIC", spec: nil, size: 32, id: nil, cipher: "AES", label: nil, attributes: [7])
+        #expect(throws: TokenError.device("Key with name t-aes already exists.", status: 409), "\(who)") {
+            try svc.generateKey(adminPassword: password, name: "t-aes", type: "SYMMETRIC", spec: nil, size: 16, id: nil, cipher: "AES", label: nil, attributes: nil)
+        }
+        let aes = try #require(try svc.list(adminPassword: password, owner: nil).keys.first { $0.name == "t-aes" }, "\(who)")
+        #expect(aes.kind == .symmetric && aes.length == 32 && aes.cipher == "AES" && !aes.ephemeral && aes.attributes == [7], "\(who)")
+        // AES with a caller IV round trips; a changed GCM tag is the caller's input (400).
+        let iv = [UInt8](repeating: 3, count: 16)
+        let data = [UInt8](repeating: 0x5A, count: 48)
+        let ct = try svc.symmetric(encrypt: true, key: "t-aes", algorithm: "AES/CBC/NoPadding", input: data, iv: iv, aad: nil, tagLength: nil)
+        #expect(ct != data && ct.count == 48, "\(who)")
+        #expect(try svc.symmetric(encrypt: false, key: "t-aes", algorithm: "AES/CBC/NoPadding", input: ct, iv: iv, aad: nil, tagLength: nil) == data, "\(who)")
+        var sealed = try svc.symmetric(encrypt: true, key: "t-aes", algorithm: "AES/GCM/NoPadding", input: data, iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)
+        sealed[sealed.count - 1] ^= 1
+        #expect(throws: TokenError.self, "\(who)") {
+            _ = try svc.symmetric(encrypt: false, key: "t-aes", algorithm: "AES/GCM/NoPadding", input: sealed, iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)
+        }
+        // RSA: an injected key decrypts OAEP made elsewhere; garbage is the caller's input (400).
+        let rsa = try PrivateKey.generateRSA(bits: 2048)
+        try svc.injectKey(adminPassword: password, name: "t-rsa", type: "ASYMMETRIC", key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
+        let pub = try #require(rsa.publicKey)
+        let oaep = try pub.encrypt(Array("secret".utf8), padding: .oaep(.sha256, mgf1: .sha256, label: []))
+        #expect(try svc.decrypt(key: "t-rsa", algorithm: "RSA-OAEP/SHA256", input: oaep, oaepHash: .sha256, mgf1: .sha256, label: nil) == Array("secret".utf8), "\(who)")
+        let badDecrypt = status { () throws(TokenError) in
+            _ = try svc.decrypt(key: "t-rsa", algorithm: "RSA", input: [UInt8](repeating: 1, count: 256), oaepHash: nil, mgf1: nil, label: nil)
+        }
+        #expect(badDecrypt == 400, "\(who)")
+        // Unknown keys are 404.
+        let unknown = status { () throws(TokenError) in _ = try svc.sign(key: "nope", algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil) }
+        #expect(unknown == 404, "\(who)")
+        // Attributes change, copies, deletes; session keys go with their owner.
+        try svc.setKeyID(adminPassword: password, name: "t-aes", type: "SYMMETRIC", id: [9], label: nil, attributes: nil)
+        #expect(try svc.list(adminPassword: password, owner: nil).keys.first { $0.name == "t-aes" }?.id == [9], "\(who)")
+        try svc.copyKey(adminPassword: password, name: "t-aes", type: "SYMMETRIC", newName: "~\(owner)/copy", id: [4], label: "copy", attributes: nil)
+        #expect(try svc.list(adminPassword: password, owner: owner).keys.contains { $0.name == "~\(owner)/copy" && $0.id == [4] }, "\(who)")
+        try svc.deleteKey(adminPassword: password, name: "t-aes", type: "SYMMETRIC")
+        #expect(try !svc.list(adminPassword: password, owner: nil).keys.contains { $0.name == "t-aes" }, "\(who)")
+        try svc.releaseSession(owner: owner)
+        #expect(try svc.list(adminPassword: password, owner: owner).keys.allSatisfy { !$0.ephemeral }, "\(who): released")
+        // Stored objects.
+        let uid = try svc.createObject(adminPassword: password, objectClass: "DATA", label: "d", id: [1], value: [1, 2, 3], application: "app")
+        try svc.updateObject(adminPassword: password, uid: uid, label: "d2", id: nil)
+        #expect(try svc.list(adminPassword: password, owner: nil).objects.contains { $0.uid == uid && $0.label == "d2" && $0.value == [1, 2, 3] }, "\(who)")
+        try svc.deleteObject(adminPassword: password, uid: uid)
+        #expect(try !svc.list(adminPassword: password, owner: nil).objects.contains { $0.uid == uid }, "\(who)")
+    }
+
+    @Test func fakeKeepsTheContract() throws {
+        try ContractTests.contract(FakeKeyService(password: "fake-pw"), password: "fake-pw", who: "fake")
+    }
+
+    @Test func realNodeKeepsTheContract() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        try ContractTests.contract(try ContractTests.real(n), password: TestNode.password, who: "real node")
+    }
+}

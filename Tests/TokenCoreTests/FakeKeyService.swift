@@ -1,0 +1,214 @@
+import Synchronization
+import TokenCore
+import VSSMCrypto
+
+/// An in-memory KeyService for TokenCore unit tests: keys in a dictionary, crypto by VSSMCrypto.
+/// `ContractTests` run the same checks against it and against a real node, so it stays honest.
+/// It offers the base operations (no derive/wrap/unwrap/MAC: those features are not listed).
+final class FakeKeyService: KeyService, @unchecked Sendable {
+    struct Entry {
+        var kind: ServiceKey.Kind
+        var secret: [UInt8] = []
+        var key: PrivateKey?
+        var cipher = ""
+        var id: [UInt8]?
+        var label: String?
+        var attributes: [UInt8]?
+        var origin: String
+    }
+    let password: String
+    private let state = Mutex<(keys: [String: Entry], objects: [String: ServiceObject])>(([:], [:]))
+
+    init(password: String) { self.password = password }
+
+    func hasExtensions() throws(TokenError) -> Bool { true }
+    func features() throws(TokenError) -> Set<String>? { ["listkeys", "sign", "sign-pss", "sign-raw", "decrypt-oaep", "symmetric-iv", "generatekey", "injectkey", "session-keys", "copykey", "objects"] }
+
+    private func check(_ admin: String, for name: String) throws(TokenError) {
+        if !name.hasPrefix("~") && admin != password { throw .adminPasswordRejected }
+    }
+
+    private func entry(_ name: String) throws(TokenError) -> Entry {
+        guard let e = state.withLock({ $0.keys[name] }) else { throw .device("Invalid key name: \(name)", status: 404) }
+        return e
+    }
+
+    func list(adminPassword: String?, owner: String?) throws(TokenError) -> ServiceListing {
+        state.withLock { s in
+            let mine = owner.map { "~\($0)/" }
+            let keys = s.keys.filter { k in !k.key.hasPrefix("~") || (mine.map { k.key.hasPrefix($0) } ?? false) }
+                .sorted { $0.key < $1.key }
+                .map { name, e in
+                    ServiceKey(name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? [], length: e.secret.count, cipher: e.cipher, id: e.id,
+                               ephemeral: name.hasPrefix("~"), label: e.label, generated: e.origin == "generated", attributes: e.attributes)
+                }
+            return ServiceListing(keys: keys, objects: s.objects.values.sorted { $0.uid < $1.uid })
+        }
+    }
+
+    func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8] {
+        guard let k = try entry(key).key else { throw .device("Key \(key) is not asymmetric", status: 400) }
+        let parts = algorithm.split(separator: "with").map(String.init)
+        let hash = HashAlgorithm(rawValue: parts.first ?? "")
+        let scheme: SignatureScheme
+        switch (parts.last ?? "", hash) {
+        case ("ECDSA", _): scheme = .ecdsa
+        case ("RSA", nil): scheme = .pkcs1Raw
+        case ("RSA", let h?): scheme = .pkcs1(h)
+        case ("RSA/PSS", let h?): scheme = .pss(h, mgf1: mgf1 ?? h, saltLength: saltLength ?? h.size)
+        default: throw .device("Invalid algorithm: \(algorithm)", status: 400)
+        }
+        do { return try k.sign(digest: hashed, scheme: scheme) } catch { throw .device(error.message, status: 400) }
+    }
+
+    func decrypt(key: String, algorithm: String, input: [UInt8], oaepHash: HashAlgorithm?, mgf1: HashAlgorithm?, label: [UInt8]?) throws(TokenError) -> [UInt8] {
+        guard let k = try entry(key).key else { throw .device("Key \(key) is not asymmetric", status: 400) }
+        let padding: EncryptionPadding
+        if algorithm == "RSA" { padding = .pkcs1 } else if algorithm == "RSA-RAW" { padding = .none } else {
+            let h = oaepHash ?? HashAlgorithm(rawValue: String(algorithm.dropFirst("RSA-OAEP/".count))) ?? .sha1
+            padding = .oaep(h, mgf1: mgf1 ?? h, label: label ?? [])
+        }
+        do { return try k.decrypt(input, padding: padding) } catch { throw .device(error.message, status: 400) }
+    }
+
+    func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8] {
+        let e = try entry(key)
+        guard e.kind == .symmetric, let iv else { throw .device("the fake needs an AES key and an explicit IV", status: 400) }
+        do throws(CryptoError) {
+            let c = try BlockCipher(kind: .aes, key: e.secret)
+            switch algorithm {
+            case "AES/CBC/NoPadding": return encrypt ? try c.cbcEncrypt(iv: iv, input) : try c.cbcDecrypt(iv: iv, input)
+            case "AES/CTR/NoPadding": return try c.ctr(iv: iv, input)
+            case "AES/GCM/NoPadding":
+                let tag = tagLength ?? 16
+                if encrypt {
+                    let (ct, t) = try c.gcmSeal(nonce: iv, aad: aad ?? [], input, tagLength: tag)
+                    return ct + t
+                }
+                guard input.count >= tag else { throw CryptoError("short input") }
+                return try c.gcmOpen(nonce: iv, aad: aad ?? [], Array(input.dropLast(tag)), tag: Array(input.suffix(tag)))
+            default: throw CryptoError("Invalid algorithm: \(algorithm)")
+            }
+        } catch { throw .device(error.message, status: 400) }
+    }
+
+    func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8] {
+        let e = try entry(key)
+        guard e.kind == .mac, let h = HashAlgorithm(rawValue: algorithm) else { throw .device("Invalid algorithm: \(algorithm)", status: 400) }
+        return h.hmac(key: e.secret, data: input)
+    }
+
+    func blockMAC(key: String, cmac: Bool, input: [UInt8], length: Int) throws(TokenError) -> [UInt8] { throw .functionNotSupported }
+
+    func verifyAdminPassword(_ password: String) throws(TokenError) {
+        if password != self.password { throw .adminPasswordRejected }
+    }
+
+    private func insert(_ name: String, _ e: Entry) throws(TokenError) {
+        let taken = state.withLock { s -> Bool in
+            if s.keys[name] != nil { return true }
+            s.keys[name] = e
+            return false
+        }
+        if taken { throw .device("Key with name \(name) already exists.", status: 409) }
+    }
+
+    func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+        try check(adminPassword, for: name)
+        var e = Entry(kind: .mac, id: id, label: label, attributes: attributes, origin: "generated")
+        do {
+            switch (type, spec ?? "") {
+            case ("ASYMMETRIC", "EC"):
+                guard let curve = NamedCurve(bits: Int(size)) else { throw TokenError.device("Unsupported ECDSA key size: \(size)", status: 400) }
+                e.kind = .ec
+                e.key = try PrivateKey.generateEC(curve)
+            case ("ASYMMETRIC", "RSA"):
+                e.kind = .rsa
+                e.key = try PrivateKey.generateRSA(bits: Int(size))
+            case ("SYMMETRIC", _):
+                guard [16, 24, 32].contains(size) else { throw TokenError.device("Unsupported symmetric key size: \(size)", status: 400) }
+                e.kind = .symmetric
+                e.cipher = "AES"
+                e.secret = SecureRandom.bytes(Int(size))
+            case ("MAC", _):
+                e.secret = SecureRandom.bytes(Int(size))
+            default:
+                throw TokenError.device("Invalid key type: \(type)", status: 400)
+            }
+        } catch let error as TokenError { throw error } catch { throw .device("\(error)", status: 500) }
+        try insert(name, e)
+    }
+
+    func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+        try check(adminPassword, for: name)
+        var e = Entry(kind: .mac, secret: key, id: id, label: label, attributes: attributes, origin: "injected")
+        switch type {
+        case "ASYMMETRIC":
+            do { e.key = try PrivateKey(pkcs8: key) } catch { throw .device("x509: failed to parse private key", status: 400) }
+            e.kind = e.key?.kind == .ec ? .ec : .rsa
+            e.secret = []
+        case "SYMMETRIC":
+            e.kind = .symmetric
+            e.cipher = cipher ?? "AES"
+        default: break
+        }
+        try insert(name, e)
+    }
+
+    func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError) {
+        try check(adminPassword, for: name)
+        guard state.withLock({ $0.keys.removeValue(forKey: name) }) != nil else { throw .device("Invalid key name: \(name)", status: 404) }
+    }
+
+    func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+        try check(adminPassword, for: name)
+        var e = try entry(name)
+        e.id = id
+        if let label { e.label = label }
+        if let attributes { e.attributes = attributes }
+        state.withLock { $0.keys[name] = e }
+    }
+
+    func copyKey(adminPassword: String, name: String, type: String, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+        try check(adminPassword, for: name)
+        try check(adminPassword, for: newName)
+        var e = try entry(name)
+        e.id = id
+        e.label = label
+        if let attributes { e.attributes = attributes }
+        try insert(newName, e)
+    }
+
+    func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError) { throw .functionNotSupported }
+    func wrapKey(key: ServiceKey, mechanism: WrapMechanism, target: ServiceKey) throws(TokenError) -> [UInt8] { throw .functionNotSupported }
+    func unwrapKey(adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec) throws(TokenError) { throw .functionNotSupported }
+    func keyValue(_ key: ServiceKey) throws(TokenError) -> [UInt8] { throw .device("never readable in the fake", status: 403) }
+
+    func releaseSession(owner: String) throws(TokenError) {
+        state.withLock { s in s.keys = s.keys.filter { !$0.key.hasPrefix("~\(owner)/") } }
+    }
+
+    func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String {
+        try check(adminPassword, for: "object")
+        let uid = SecureRandom.hex(16)
+        state.withLock { $0.objects[uid] = ServiceObject(uid: uid, isCertificate: objectClass == "CERTIFICATE", label: label, id: id, value: value, application: application) }
+        return uid
+    }
+
+    func updateObject(adminPassword: String, uid: String, label: String?, id: [UInt8]?) throws(TokenError) {
+        try check(adminPassword, for: "object")
+        let found = state.withLock { s -> Bool in
+            guard var o = s.objects[uid] else { return false }
+            if let label { o.label = label }
+            if let id { o.id = id }
+            s.objects[uid] = o
+            return true
+        }
+        if !found { throw .device("No object with uid \(uid).", status: 404) }
+    }
+
+    func deleteObject(adminPassword: String, uid: String) throws(TokenError) {
+        try check(adminPassword, for: "object")
+        guard state.withLock({ $0.objects.removeValue(forKey: uid) }) != nil else { throw .device("No object with uid \(uid).", status: 404) }
+    }
+}
