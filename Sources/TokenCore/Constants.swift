@@ -78,6 +78,7 @@ public struct KeyKind: RawRepresentable, Hashable, Sendable {
     public init(rawValue: UInt) { self.rawValue = rawValue }
     public static let rsa = KeyKind(rawValue: 0)
     public static let ec = KeyKind(rawValue: 3)
+    public static let ecEdwards = KeyKind(rawValue: 0x40)
     public static let genericSecret = KeyKind(rawValue: 0x10)
     public static let des = KeyKind(rawValue: 0x13)
     public static let des3 = KeyKind(rawValue: 0x15)
@@ -129,6 +130,8 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let aesCBCPad = MechanismType(0x1085)
     public static let aesCTR = MechanismType(0x1086)
     public static let aesGCM = MechanismType(0x1087)
+    public static let ecEdwardsKeyPairGen = MechanismType(0x1055)
+    public static let eddsa = MechanismType(0x1057)
     public static let aesMAC = MechanismType(0x1083)
     public static let aesCMAC = MechanismType(0x108A)
     public static let concatenateBaseAndKey = MechanismType(0x360)

@@ -36,6 +36,11 @@ extension DER {
         return sequence(integer([0]), sequence(ecPublicKey, curveOID), tlv(0x04, sec1))
     }
 
+    /// RFC 8410 PKCS#8 of an Ed25519/Ed448 private key (CurvePrivateKey inside an OCTET STRING).
+    public static func edwardsPKCS8(curveOID: [UInt8], key: [UInt8]) -> [UInt8] {
+        sequence(integer([0]), sequence(curveOID), tlv(0x04, tlv(0x04, key)))
+    }
+
     /// SubjectPublicKeyInfo of an RSA public key (C_CreateObject of a CKO_PUBLIC_KEY).
     public static func rsaSPKI(n: [UInt8], e: [UInt8]) -> [UInt8] {
         sequence(sequence(rsaEncryption, [0x05, 0x00]), tlv(0x03, [0] + sequence(integer(n), integer(e))))

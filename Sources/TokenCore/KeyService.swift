@@ -44,7 +44,8 @@ public protocol KeyService: Sendable {
 
 /// A key as listed by the service.
 public struct ServiceKey: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable { case rsa, ec, symmetric, mac }
+    /// eddsa: Ed25519 or Ed448 (the SPKI says which).
+    public enum Kind: Sendable, Equatable { case rsa, ec, eddsa, symmetric, mac }
     public var name: String
     public var kind: Kind
     /// DER SubjectPublicKeyInfo (asymmetric keys).
@@ -82,7 +83,7 @@ extension ServiceKey {
     /// The service's `keyType` for this key (the one place that spells it).
     public var serviceType: String {
         switch kind {
-        case .rsa, .ec: "ASYMMETRIC"
+        case .rsa, .ec, .eddsa: "ASYMMETRIC"
         case .symmetric: "SYMMETRIC"
         case .mac: "MAC"
         }

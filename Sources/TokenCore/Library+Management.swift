@@ -128,7 +128,7 @@ extension Library {
         let p = try placement(h, privateTemplate, publicTemplate, prefix: "key")
         let (t, service, admin) = (p.token, p.service, p.admin)
         let id = Library.id(privateTemplate, publicTemplate)
-        let kind: ServiceKey.Kind = mechanism.type == .ecKeyPairGen ? .ec : .rsa
+        let kind: ServiceKey.Kind = mechanism.type == .ecKeyPairGen ? .ec : mechanism.type == .ecEdwardsKeyPairGen ? .eddsa : .rsa
         try Library.checkOriginalAPIKeeps(t, kind: kind, id: id, key: [privateTemplate], publicHalf: [publicTemplate])
         let spec: String
         let size: UInt64
@@ -149,6 +149,15 @@ extension Library {
             guard let curve = NamedCurve.allCases.first(where: { $0.oidDER == params }) else { throw .attributeValueInvalid(.ecParams) }
             spec = "EC"
             size = UInt64(curve.bits)
+        case .ecEdwardsKeyPairGen:
+            guard let params = publicTemplate[.ecParams] ?? privateTemplate[.ecParams] else { throw .templateIncomplete("CKA_EC_PARAMS") }
+            // RFC 8410 OIDs, or the PrintableString names PKCS#11 3.0 also allows.
+            switch params {
+            case [0x06, 0x03, 0x2B, 0x65, 0x70], [0x13, 0x0C] + Array("edwards25519".utf8): spec = "ED25519"
+            case [0x06, 0x03, 0x2B, 0x65, 0x71], [0x13, 0x0A] + Array("edwards448".utf8): spec = "ED448"
+            default: throw .attributeValueInvalid(.ecParams)
+            }
+            size = 0
         default:
             throw .mechanismInvalid(mechanism.type)
         }
@@ -248,8 +257,8 @@ extension Library {
             let (t, service, admin) = (p.token, p.service, p.admin)
             var pkcs8 = try Library.pkcs8(from: template)
             defer { zeroize(&pkcs8) }
-            let isEC = try template.ulong(.keyType).map { KeyKind(rawValue: $0) } == .ec
-            try Library.checkOriginalAPIKeeps(t, kind: isEC ? .ec : .rsa, id: id, key: [template])
+            let keyKind = try template.ulong(.keyType).map { KeyKind(rawValue: $0) }
+            try Library.checkOriginalAPIKeeps(t, kind: keyKind == .ec ? .ec : keyKind == .ecEdwards ? .eddsa : .rsa, id: id, key: [template])
             let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
             let name = try manage(h, t) { () throws(TokenError) in
                 try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
@@ -327,6 +336,13 @@ extension Library {
             }
             guard let scalar = t[.value], !scalar.isEmpty else { throw .templateIncomplete("CKA_VALUE") }
             return DER.ecPKCS8(curveOID: params, scalar: scalar, fieldSize: (curve.bits + 7) / 8)
+        case .ecEdwards?:
+            // CKA_EC_PARAMS: the RFC 8410 OID; CKA_VALUE: the 32- or 57-byte private key.
+            guard let params = t[.ecParams], params == [0x06, 0x03, 0x2B, 0x65, 0x70] || params == [0x06, 0x03, 0x2B, 0x65, 0x71] else {
+                throw .templateIncomplete("CKA_EC_PARAMS (the Ed25519 or Ed448 OID)")
+            }
+            guard let key = t[.value], key.count == (params.last == 0x70 ? 32 : 57) else { throw .templateIncomplete("CKA_VALUE") }
+            return DER.edwardsPKCS8(curveOID: params, key: key)
         default:
             throw .templateIncomplete("CKA_KEY_TYPE (CKK_RSA or CKK_EC)")
         }
@@ -341,7 +357,7 @@ extension Library {
             _ = owning.removeLocal(object)
             return
         }
-        if let key = o.key, o.objectClass == .publicKey, key.kind == .rsa || key.kind == .ec {
+        if let key = o.key, o.objectClass == .publicKey, key.kind == .rsa || key.kind == .ec || key.kind == .eddsa {
             // The public half of a pair: only that object goes (the private key stays usable);
             // recorded with the key so every process sees the same.
             var flags = StoredAttributes.decode(key.attributes)

@@ -277,6 +277,14 @@ public final class Library: Sendable {
         guard object.objectClass == wanted || (verify && object.objectClass == .privateKey) else { throw .keyTypeInconsistent }
         guard try mechanisms(slot: s.slot)[m.type] != nil else { throw .mechanismInvalid(m.type) }
         let isEC = MechanismTable.isECDSA(m.type)
+        if m.type == .eddsa {
+            guard key.kind == .eddsa, let pub = object.publicKey else { throw .keyTypeInconsistent }
+            // CK_EDDSA_PARAMS: only PureEdDSA without a context (phFlag FALSE, no context data).
+            if case .eddsa(let prehash, let context) = m.parameters, prehash || context > 0 {
+                throw .mechanismParamInvalid("only PureEdDSA without context data is offered")
+            }
+            return SignOperation(object: object, key: key, mechanism: m, hash: nil, signatureLength: pub.kind == .ed25519 ? 64 : 114)
+        }
         switch key.kind {
         case .ec where isEC: break
         case .rsa where !isEC: break
@@ -364,6 +372,9 @@ public final class Library: Sendable {
         if let length = MechanismTable.blockMACLength(of: m) {
             return try service.blockMAC(key: op.key.name, cmac: m == .aesCMAC, input: digest, length: length)
         }
+        if m == .eddsa {
+            return try service.sign(key: op.key.name, algorithm: "EdDSA", hashed: digest, saltLength: nil, mgf1: nil)
+        }
         if MechanismTable.isECDSA(m) {
             // ECDSA ignores the hash name when `hashed` is given, so the base API covers every hash.
             let der = try service.sign(key: op.key.name, algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil)
@@ -436,7 +447,9 @@ public final class Library: Sendable {
         guard let pub = op.object.publicKey else { throw .functionFailed("public key") }
         let m = op.mechanism.type
         let ok: Bool
-        if MechanismTable.isECDSA(m) {
+        if m == .eddsa {
+            ok = pub.verifyEdDSA(signature: signature, message: digest)
+        } else if MechanismTable.isECDSA(m) {
             guard let der = ECDSASignature.rawToDER(signature) else { throw .signatureInvalid }
             ok = pub.verify(signature: der, digest: digest, scheme: .ecdsa)
         } else if MechanismTable.isPSS(m) {

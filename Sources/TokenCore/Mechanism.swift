@@ -14,6 +14,7 @@ public struct Mechanism: Sendable, Equatable {
         case key(UInt)
         case bitIndex(UInt)
         case ecdh(kdf: UInt, sharedData: [UInt8], publicData: [UInt8])
+        case eddsa(prehash: Bool, contextLength: UInt)
     }
     public var type: MechanismType
     public var parameters: Parameters

@@ -7,6 +7,8 @@ enum MechanismFamily: Sendable, Equatable {
     case rsaRaw
     case rsaOAEP
     case ecdsa(HashAlgorithm?)
+    /// PureEdDSA over the whole message.
+    case eddsa
     case hmac(HashAlgorithm)
     /// AES-MAC (8 bytes) and AES-CMAC (16 bytes).
     case blockMAC(length: Int, cmac: Bool)
@@ -85,6 +87,10 @@ enum MechanismRegistry {
         ec(.ecdsa, nil), ec(.ecdsaSHA1, .sha1), ec(.ecdsaSHA224, .sha224), ec(.ecdsaSHA256, .sha256),
         ec(.ecdsaSHA384, .sha384), ec(.ecdsaSHA512, .sha512),
         derive(.ecdh1Derive, keys: [(.ec, .privateKey)], min: 192, max: 521, extra: ecFlags),
+        MechanismEntry(type: .eddsa, family: .eddsa, minKeySize: 255, maxKeySize: 448, baseFlags: nil, featureFlags: signVerify,
+                       feature: "eddsa", keys: [(.eddsa, nil)]),
+        MechanismEntry(type: .ecEdwardsKeyPairGen, family: .keyGeneration, minKeySize: 255, maxKeySize: 448, baseFlags: nil,
+                       featureFlags: MechanismInfo.generateKeyPair, feature: "eddsa", keys: []),
         local(.sha1, .digest(.sha1), min: 0, max: 0, flags: MechanismInfo.digest),
         local(.sha224, .digest(.sha224), min: 0, max: 0, flags: MechanismInfo.digest),
         local(.sha256, .digest(.sha256), min: 0, max: 0, flags: MechanismInfo.digest),

@@ -38,7 +38,7 @@ public struct TokenObject: Sendable {
         let common: [AttributeType: Bool] = [.sensitive: true, .extractable: false, .derive: false, .unwrap: false, .alwaysAuthenticate: false,
                                               .wrapWithTrusted: false]
         switch kind {
-        case .rsa, .ec:
+        case .rsa, .ec, .eddsa:
             return (common.merging([.sign: true, .signRecover: false, .decrypt: isRSA]) { a, _ in a },
                     [.verify: true, .verifyRecover: false, .encrypt: isRSA, .wrap: false, .trusted: false])
         case .symmetric, .mac:
@@ -66,6 +66,7 @@ public struct TokenObject: Sendable {
         let genMechanism: UInt = switch key.kind {
         case .rsa: MechanismType.rsaPKCSKeyPairGen.rawValue
         case .ec: MechanismType.ecKeyPairGen.rawValue
+        case .eddsa: MechanismType.ecEdwardsKeyPairGen.rawValue
         case .symmetric: MechanismType.aesKeyGen.rawValue
         case .mac: MechanismType.genericSecretKeyGen.rawValue
         }
@@ -76,7 +77,7 @@ public struct TokenObject: Sendable {
             .keyGenMechanism: U(key.generated == true ? genMechanism : UInt.max),
         ]
         switch key.kind {
-        case .rsa, .ec:
+        case .rsa, .ec, .eddsa:
             guard let pub = try? PublicKey(spki: key.publicKey) else { return [] }
             let bits = DER.subjectPublicKeyBits(spki: key.publicKey) ?? key.publicKey
             let id = key.id ?? DigestAlgorithm.sha1.hash(bits)
@@ -95,6 +96,10 @@ public struct TokenObject: Sendable {
                 // engine as default (openssl -engine, nginx ssl_engine) OpenSSL builds legacy keys
                 // whose group name and point encoding (compressed) differ.
                 kindAttrs[.keyType] = U(KeyKind.ec.rawValue)
+                kindAttrs[.ecParams] = params
+                kindAttrs[.ecPoint] = DER.octetString(point)
+            } else if key.kind == .eddsa, let params = pub.kind.edwardsOID, let point = pub.edwardsPublicKey {
+                kindAttrs[.keyType] = U(KeyKind.ecEdwards.rawValue)
                 kindAttrs[.ecParams] = params
                 kindAttrs[.ecPoint] = DER.octetString(point)
             } else {

@@ -2,6 +2,19 @@ import COpenSSL
 
 public enum AsymmetricKind: String, Sendable {
     case rsa = "RSA", ec = "EC"
+    /// Edwards-curve keys (EdDSA, RFC 8032): a service extension, unknown to the original API.
+    case ed25519 = "ED25519", ed448 = "ED448"
+
+    public var isEdwards: Bool { self == .ed25519 || self == .ed448 }
+
+    /// DER of the curve OID (RFC 8410): PKCS#11 CKA_EC_PARAMS of a CKK_EC_EDWARDS key.
+    public var edwardsOID: [UInt8]? {
+        switch self {
+        case .ed25519: [0x06, 0x03, 0x2B, 0x65, 0x70]
+        case .ed448: [0x06, 0x03, 0x2B, 0x65, 0x71]
+        default: nil
+        }
+    }
 }
 
 /// Named curves of the API (the original's P-224/256/384/521) and P-192, which the key service
@@ -83,7 +96,34 @@ public class PKey: @unchecked Sendable {
     init(owning pkey: OpaquePointer) { self.pkey = pkey }
     deinit { EVP_PKEY_free(pkey) }
 
-    public var kind: AsymmetricKind { EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC ? .ec : .rsa }
+    public var kind: AsymmetricKind {
+        switch EVP_PKEY_get_base_id(pkey) {
+        case EVP_PKEY_EC: .ec
+        case EVP_PKEY_ED25519: .ed25519
+        case EVP_PKEY_ED448: .ed448
+        default: .rsa
+        }
+    }
+
+    /// The raw public key of an Edwards key (32 or 57 bytes).
+    public var edwardsPublicKey: [UInt8]? {
+        guard kind.isEdwards else { return nil }
+        var len = 0
+        guard EVP_PKEY_get_raw_public_key(pkey, nil, &len) == 1, len > 0, len <= 64 else { return nil }
+        var out = [UInt8](repeating: 0, count: len)
+        guard EVP_PKEY_get_raw_public_key(pkey, &out, &len) == 1 else { return nil }
+        return Array(out.prefix(len))
+    }
+
+    /// Verifies a PureEdDSA signature over the whole message.
+    public func verifyEdDSA(signature: [UInt8], message: [UInt8]) -> Bool {
+        guard kind.isEdwards, let ctx = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(ctx) }
+        guard EVP_DigestVerifyInit(ctx, nil, nil, nil, pkey) == 1 else { ERR_clear_error(); return false }
+        let r = bytesPointer(signature) { sp, sn in bytesPointer(message) { mp, mn in EVP_DigestVerify(ctx, sp, sn, mp, mn) } }
+        ERR_clear_error()
+        return r == 1
+    }
     public var bits: Int { Int(EVP_PKEY_get_bits(pkey)) }
 
     public var curve: NamedCurve? {
@@ -232,7 +272,7 @@ public final class PrivateKey: PKey, @unchecked Sendable {
             return k
         }
         let t = EVP_PKEY_get_base_id(key)
-        guard t == EVP_PKEY_RSA || t == EVP_PKEY_EC else {
+        guard t == EVP_PKEY_RSA || t == EVP_PKEY_EC || t == EVP_PKEY_ED25519 || t == EVP_PKEY_ED448 else {
             EVP_PKEY_free(key)
             throw CryptoError("Unsupported key type")
         }
@@ -262,6 +302,29 @@ public final class PrivateKey: PKey, @unchecked Sendable {
         guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, Int32(bits)) == 1,
               EVP_PKEY_keygen(ctx, &key) == 1, let key else { throw CryptoError.openssl("RSA key generation") }
         return PrivateKey(owning: key)
+    }
+
+    /// An Ed25519 or Ed448 key.
+    public static func generateEdwards(_ kind: AsymmetricKind) throws(CryptoError) -> PrivateKey {
+        guard kind.isEdwards, let ctx = EVP_PKEY_CTX_new_id(kind == .ed25519 ? EVP_PKEY_ED25519 : EVP_PKEY_ED448, nil) else {
+            throw CryptoError.openssl("keygen context")
+        }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var key: OpaquePointer? = nil
+        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_keygen(ctx, &key) == 1, let key else { throw CryptoError.openssl("EdDSA key generation") }
+        return PrivateKey(owning: key)
+    }
+
+    /// PureEdDSA (RFC 8032) over the whole message.
+    public func signEdDSA(message: [UInt8]) throws(CryptoError) -> [UInt8] {
+        guard kind.isEdwards, let ctx = EVP_MD_CTX_new() else { throw CryptoError("key is not an Edwards key") }
+        defer { EVP_MD_CTX_free(ctx) }
+        guard EVP_DigestSignInit(ctx, nil, nil, nil, pkey) == 1 else { throw CryptoError.openssl("eddsa init") }
+        var len = 0
+        guard bytesPointer(message, { p, n in EVP_DigestSign(ctx, nil, &len, p, n) }) == 1, len > 0, len <= 128 else { throw CryptoError.openssl("eddsa size") }
+        var out = [UInt8](repeating: 0, count: len)
+        guard bytesPointer(message, { p, n in EVP_DigestSign(ctx, &out, &len, p, n) }) == 1 else { throw CryptoError.openssl("eddsa sign") }
+        return Array(out.prefix(len))
     }
 
     public static func generateEC(_ curve: NamedCurve) throws(CryptoError) -> PrivateKey {

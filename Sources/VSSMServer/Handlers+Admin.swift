@@ -60,6 +60,8 @@ enum KeyPolicy {
         case .rsa:
             let range = rsaRange(session: session, minStored: minStored)
             guard range.contains(UInt64(key.bits)) else { throw .badRequest("Unsupported RSA key size: \(key.bits) (\(range.lowerBound) to 8192 bits)") }
+        case .ed25519, .ed448:
+            break
         case .ec:
             guard let curve = key.curve, curve.storable || session else { throw .badRequest("Unsupported EC curve (P-224, P-256, P-384 or P-521; P-192 for session keys)") }
         }
@@ -94,6 +96,9 @@ extension KeyServiceNode {
             case "EC":
                 guard let curve = NamedCurve(bits: Int(size)), curve.storable || session else { throw .badRequest("Unsupported ECDSA key size: \(size)") }
                 do { return (nil, try PrivateKey.generateEC(curve), nil) } catch { throw .internalError(error.message) }
+            case "ED25519" where !config.compatOnly, "ED448" where !config.compatOnly:
+                // Edwards keys are an extension (the original knows none: its peers cannot sync them).
+                do { return (nil, try PrivateKey.generateEdwards(spec == "ED25519" ? .ed25519 : .ed448), nil) } catch { throw .internalError(error.message) }
             default:
                 throw .badRequest("Unsupported key spec: \(spec)")
             }

@@ -6,7 +6,7 @@ extension KeyServiceNode {
     static let extFeatures = [
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
-        "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw",
+        "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw", "eddsa",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -141,6 +141,12 @@ extension KeyServiceNode {
             try requireRSA(key)
             scheme = .pkcs1Raw
             digest = r.bytes("hashed") ?? []
+        case "EdDSA":
+            // PureEdDSA signs the message itself (`input`), not a digest.
+            guard key.key.kind.isEdwards else { throw .badRequest("Algorithm EdDSA does not fit key \(key.name), an \(key.keyType) key") }
+            var w = WireWriter()
+            do { w.bytes("output", try key.key.signEdDSA(message: r.bytes("input") ?? [])) } catch { throw .input(error) }
+            return ok(w)
         case "NONEwithECDSA":
             guard key.key.kind == .ec else { throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key") }
             scheme = .ecdsa

@@ -65,6 +65,7 @@ public final class VSSMKeyService: KeyService {
                 switch (k.string("keyType"), k.string("keySpec")) {
                 case ("ASYMMETRIC", "RSA"): kind = .rsa
                 case ("ASYMMETRIC", "EC"): kind = .ec
+                case ("ASYMMETRIC", "ED25519"), ("ASYMMETRIC", "ED448"): kind = .eddsa
                 case ("SYMMETRIC", _): kind = .symmetric
                 case ("MAC", _): kind = .mac
                 default: continue
@@ -114,7 +115,8 @@ public final class VSSMKeyService: KeyService {
     public func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8] {
         let base = ["SHA1withRSA", "SHA256withRSA", "SHA384withRSA", "SHA512withRSA", "SHA1withECDSA", "SHA256withECDSA"].contains(algorithm)
         var w = WireWriter()
-        w.bytes("hashed", hashed)
+        // EdDSA signs the message itself (`input`); everything else a digest (`hashed`).
+        w.bytes(algorithm == "EdDSA" ? "input" : "hashed", hashed)
         w.string("keyName", key)
         w.string("algorithm", algorithm)
         if let saltLength { w.object("saltLength", .string(String(saltLength))) }

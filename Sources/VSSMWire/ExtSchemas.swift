@@ -28,6 +28,7 @@ public enum ExtSchemas {
     ])
 
     /// algorithm: `SHA<n>withRSA`, `SHA<n>withRSA/PSS`, `SHA<n>withECDSA` (n = 1, 224, 256, 384, 512),
+    /// `EdDSA` (PureEdDSA over `input`, the message, with an ED25519 or ED448 key),
     /// `NONEwithRSA` (PKCS#1 v1.5 padding over `hashed` as given, e.g. a DigestInfo),
     /// `NONEwithECDSA` (`hashed` signed as given). PSS: `saltLength` (default: hash length),
     /// `mgf1Hash` (default: the signature hash).

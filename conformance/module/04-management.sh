@@ -69,6 +69,16 @@ check "--delete-object the data object" $P11 $L -b -y data -a my-data
 check "  ... it is gone" bash -c "! $P11 -O -y data 2>/dev/null | grep -q my-data"
 check "--delete-object a private key removes the key" $P11 $L -b -y privkey -d c0ffee
 check "  ... from the service" bash -c "! '$VSSM_BIN' admin list-keys | grep -q ' p11-ec$'"
+# Ed25519 (an extension: EdDSA keys in the service), verified by Python `cryptography`.
+check "--keypairgen EC:edwards25519" $P11 $L --keypairgen --key-type EC:edwards25519 --label p11-ed --id ed01
+$P11 $L -s -m EDDSA -d ed01 -i "$W/msg" -o "$W/ed.sig" >/dev/null 2>&1
+point=$($P11 -O -y pubkey 2>/dev/null | awk '/^Public Key Object; EC_EDWARDS/ {f=1} f && $1=="EC_POINT:" {print $2; exit}')
+check "EdDSA signature verifies with cryptography's Ed25519 (public key from CKA_EC_POINT)" python3 -c '
+import sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+der = bytes.fromhex(sys.argv[1]); assert der[0] == 4 and der[1] == 32
+Ed25519PublicKey.from_public_bytes(der[2:]).verify(open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read())
+' "$point" "$W/ed.sig" "$W/msg"
 out=$($P11 --test $L 2>&1)
 check "pkcs11-tool --test --login: No errors" grep -q "No errors" <<< "$out"
 check "  ... its signature tests ran (mechanisms say CKF_HW: done by the service)" grep -q "all 4 signature functions seem to work" <<< "$out"

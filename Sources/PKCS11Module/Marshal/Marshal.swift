@@ -118,6 +118,15 @@ enum Marshal {
         case .extractKeyFromKey:
             guard let bit = try param(CK_ULONG.self) else { throw .mechanismParamInvalid("CK_EXTRACT_PARAMS") }
             return Mechanism(type, .bitIndex(UInt(bit)))
+        case .eddsa:
+            // CK_EDDSA_PARAMS (PKCS#11 3.0; not in the 2.40 header): CK_BBOOL phFlag, then
+            // CK_ULONG ulContextDataLen and CK_BYTE_PTR pContextData at their natural alignment.
+            guard let raw = m.pParameter else { return Mechanism(type) }
+            let size = 3 * MemoryLayout<CK_ULONG>.size
+            guard m.ulParameterLen == CK_ULONG(size) else { throw .mechanismParamInvalid("CK_EDDSA_PARAMS") }
+            let ph = raw.load(as: UInt8.self)
+            let contextLen = raw.loadUnaligned(fromByteOffset: MemoryLayout<CK_ULONG>.size, as: CK_ULONG.self)
+            return Mechanism(type, .eddsa(prehash: ph != 0, contextLength: UInt(contextLen)))
         case .ecdh1Derive:
             guard let e = try param(CK_ECDH1_DERIVE_PARAMS.self) else { throw .mechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS") }
             return Mechanism(type, .ecdh(kdf: UInt(e.kdf), sharedData: try bytes(e.pSharedData, e.ulSharedDataLen),
