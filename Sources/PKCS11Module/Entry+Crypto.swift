@@ -27,6 +27,16 @@ func operationInput(_ h: CK_SESSION_HANDLE, _ p: UnsafeRawPointer?, _ n: CK_ULON
     }
 }
 
+/// Caller data an operation may hash in place (no copy, no size limit): only its pointer and
+/// length are checked here; a NULL pointer with a length, or a length beyond Int, ends the operation.
+func callerData(_ h: CK_SESSION_HANDLE, _ p: UnsafeRawPointer?, _ n: CK_ULONG) throws(TokenError) -> CallerData {
+    guard let count = Int(exactly: n), count == 0 || p != nil else {
+        library.endOperation(h)
+        throw .argumentsBad("NULL buffer or impossible length \(n)")
+    }
+    return CallerData(UnsafeRawBufferPointer(start: count == 0 ? nil : p, count: count))
+}
+
 /// PKCS#11 2.40 §5.11 C_DigestInit (local).
 @implementation @c
 public func C_DigestInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?) -> CK_RV {
@@ -36,13 +46,13 @@ public func C_DigestInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMuta
 @implementation @c
 public func C_Digest(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pDigest: UnsafeMutablePointer<CK_BYTE>?, _ pulDigestLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     sized("C_Digest", pDigest, pulDigestLen) { (cap: Int?) throws(TokenError) in
-        try library.digest(hSession, data: try operationInput(hSession, pData, ulDataLen), capacity: cap)
+        try library.digest(hSession, input: try callerData(hSession, pData, ulDataLen), capacity: cap)
     }
 }
 
 @implementation @c
 public func C_DigestUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_DigestUpdate") { () throws(TokenError) in try library.digestUpdate(hSession, part: try operationInput(hSession, pPart, ulPartLen)); return ok }
+    entry("C_DigestUpdate") { () throws(TokenError) in try library.digestUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok }
 }
 
 @implementation @c
@@ -63,13 +73,13 @@ public func C_SignInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutabl
 @implementation @c
 public func C_Sign(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ pulSignatureLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
     sized("C_Sign", pSignature, pulSignatureLen) { (cap: Int?) throws(TokenError) in
-        try library.sign(hSession, data: try operationInput(hSession, pData, ulDataLen), capacity: cap)
+        try library.sign(hSession, input: try callerData(hSession, pData, ulDataLen), capacity: cap)
     }
 }
 
 @implementation @c
 public func C_SignUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_SignUpdate") { () throws(TokenError) in try library.signUpdate(hSession, part: try operationInput(hSession, pPart, ulPartLen)); return ok }
+    entry("C_SignUpdate") { () throws(TokenError) in try library.signUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok }
 }
 
 @implementation @c
@@ -89,14 +99,14 @@ public func C_VerifyInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMuta
 @implementation @c
 public func C_Verify(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ ulSignatureLen: CK_ULONG) -> CK_RV {
     entry("C_Verify") { () throws(TokenError) in
-        try library.verify(hSession, data: try operationInput(hSession, pData, ulDataLen), signature: try operationInput(hSession, pSignature, ulSignatureLen))
+        try library.verify(hSession, input: try callerData(hSession, pData, ulDataLen), signature: try operationInput(hSession, pSignature, ulSignatureLen))
         return ok
     }
 }
 
 @implementation @c
 public func C_VerifyUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_VerifyUpdate") { () throws(TokenError) in try library.verifyUpdate(hSession, part: try operationInput(hSession, pPart, ulPartLen)); return ok }
+    entry("C_VerifyUpdate") { () throws(TokenError) in try library.verifyUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok }
 }
 
 @implementation @c

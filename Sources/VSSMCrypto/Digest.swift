@@ -87,6 +87,14 @@ public final class DigestContext: @unchecked Sendable {
         }
     }
 
+    /// Hashes straight from a caller's buffer (no copy, no size limit).
+    public func update(_ buffer: UnsafeRawBufferPointer) {
+        lock.withLock { finished in
+            guard !finished, let base = buffer.baseAddress, buffer.count > 0 else { return }
+            _ = EVP_DigestUpdate(ctx, base, buffer.count)
+        }
+    }
+
     /// The digest; [] when it was already finished.
     public func finish() -> [UInt8] {
         lock.withLock { finished in

@@ -564,6 +564,21 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_SignInit!(s, &ecdsa, copy) == rv(CKR_OK))
         sigLen = 64
         #expect(f.C_Sign!(s, &digest, 32, &sig, &sigLen) == rv(CKR_OK))
+        // A hashing mechanism takes any length: 80 MiB hashed in place (size query first, as callers do).
+        var big = [UInt8](repeating: 0x61, count: 80 << 20)
+        var hashed = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA_SHA256), pParameter: nil, ulParameterLen: 0)
+        #expect(f.C_SignInit!(s, &hashed, copy) == rv(CKR_OK))
+        sigLen = 0
+        #expect(f.C_Sign!(s, &big, CK_ULONG(big.count), nil, &sigLen) == rv(CKR_OK) && sigLen == 64)
+        #expect(f.C_Sign!(s, &big, CK_ULONG(big.count), &sig, &sigLen) == rv(CKR_OK))
+        let bigDER = try #require(ECDSASignature.rawToDER(Array(sig.prefix(Int(sigLen)))))
+        #expect(verifier.verify(signature: bigDER, digest: DigestAlgorithm.sha256.hash(big), scheme: .ecdsa))
+        var sha = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_SHA256), pParameter: nil, ulParameterLen: 0)
+        #expect(f.C_DigestInit!(s, &sha) == rv(CKR_OK))
+        var out = [UInt8](repeating: 0, count: 32)
+        var outLen = CK_ULONG(32)
+        #expect(f.C_Digest!(s, &big, CK_ULONG(big.count), &out, &outLen) == rv(CKR_OK))
+        #expect(out == DigestAlgorithm.sha256.hash(big))
         // CKA_COPYABLE=FALSE forbids copies; the flag survives in the service.
         var aesMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
         var len = CK_ULONG(16)
