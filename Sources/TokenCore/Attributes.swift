@@ -1,3 +1,5 @@
+import VSSMCrypto
+
 /// Attribute values in their PKCS#11 byte form: CK_BBOOL is one byte, CK_ULONG is a native
 /// machine word, everything else is the raw bytes. Stored pre-encoded so reads are copies.
 public enum AttributeValue {
@@ -96,7 +98,7 @@ public enum DER {
     /// DER OCTET STRING wrapping `bytes` (CKA_EC_POINT form).
     public static func octetString(_ bytes: [UInt8]) -> [UInt8] {
         // Any length (the two-byte form trapped from 65536 bytes on).
-        [0x04] + length(bytes.count) + bytes
+        DERBuilder.tlv(0x04, bytes)
     }
 
     /// Contents of a DER OCTET STRING, or nil.

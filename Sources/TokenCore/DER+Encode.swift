@@ -1,14 +1,8 @@
+import VSSMCrypto
+
 /// DER encoding for the PKCS#8 blobs that C_CreateObject builds from templates.
 extension DER {
-    static func length(_ n: Int) -> [UInt8] {
-        if n < 0x80 { return [UInt8(n)] }
-        var bytes: [UInt8] = []
-        var v = n
-        while v > 0 { bytes.insert(UInt8(v & 0xFF), at: 0); v >>= 8 }
-        return [0x80 | UInt8(bytes.count)] + bytes
-    }
-
-    static func tlv(_ tag: UInt8, _ body: [UInt8]) -> [UInt8] { [tag] + length(body.count) + body }
+    static func tlv(_ tag: UInt8, _ body: [UInt8]) -> [UInt8] { DERBuilder.tlv(tag, body) }
     static func sequence(_ parts: [UInt8]...) -> [UInt8] { tlv(0x30, parts.flatMap { $0 }) }
 
     /// A non-negative INTEGER from big-endian magnitude bytes.

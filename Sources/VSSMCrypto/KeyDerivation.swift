@@ -78,9 +78,9 @@ public enum AESKeyWrap {
     }
 }
 
-/// The few DER structures the crypto layer builds itself.
-enum DERBuilder {
-    static func length(_ n: Int) -> [UInt8] {
+/// DER lengths and TLVs (shared with TokenCore's PKCS#8/SPKI builders).
+public enum DERBuilder {
+    public static func length(_ n: Int) -> [UInt8] {
         if n < 0x80 { return [UInt8(n)] }
         var bytes: [UInt8] = []
         var v = n
@@ -88,7 +88,7 @@ enum DERBuilder {
         return [0x80 | UInt8(bytes.count)] + bytes
     }
 
-    static func tlv(_ tag: UInt8, _ content: [UInt8]) -> [UInt8] { [tag] + length(content.count) + content }
+    public static func tlv(_ tag: UInt8, _ content: [UInt8]) -> [UInt8] { [tag] + length(content.count) + content }
 
     /// SubjectPublicKeyInfo of an EC public key (id-ecPublicKey, named curve).
     static func ecSPKI(curveOID: [UInt8], point: [UInt8]) -> [UInt8] {

@@ -189,14 +189,19 @@ public final class VSSMKeyService: KeyService {
         w.string("keyType", type)
         w.string("keySpec", spec ?? "")
         w.uint64("keySize", size)
-        let useExt = try hasExtensions()
-        if useExt {
-            w.bytes("id", id)
-            w.string("cipher", cipher ?? "")
-            if let label { w.object("label", .string(label)) }
-            w.bytes("attributes", attributes)
-        }
+        let useExt = try writeExtensionFields(&w, id: id, cipher: cipher, label: label, attributes: attributes)
         _ = try call(useExt ? Route.extGenerateKey : Route.generateKey, w, Schemas.empty, idempotent: false)
+    }
+
+    /// The extension fields of a create request (CKA_ID, cipher, label, stored attributes), when
+    /// the service has the extensions; false: the original API, which takes none of them.
+    private func writeExtensionFields(_ w: inout WireWriter, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) -> Bool {
+        guard try hasExtensions() else { return false }
+        w.bytes("id", id)
+        w.string("cipher", cipher ?? "")
+        if let label { w.object("label", .string(label)) }
+        w.bytes("attributes", attributes)
+        return true
     }
 
     public func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
@@ -205,13 +210,7 @@ public final class VSSMKeyService: KeyService {
         w.string("keyName", name)
         w.string("keyType", type)
         w.bytes("key", key)
-        let useExt = try hasExtensions()
-        if useExt {
-            w.bytes("id", id)
-            w.string("cipher", cipher ?? "")
-            if let label { w.object("label", .string(label)) }
-            w.bytes("attributes", attributes)
-        }
+        let useExt = try writeExtensionFields(&w, id: id, cipher: cipher, label: label, attributes: attributes)
         _ = try call(useExt ? Route.extInjectKey : Route.injectKey, w, Schemas.empty, idempotent: false)
     }
 
