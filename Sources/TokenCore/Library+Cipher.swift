@@ -20,10 +20,29 @@ struct CipherOperation: Sendable {
     var gcmPlaintext: [UInt8] = []
     /// A part taken by a size query that produces no output (see cipherUpdate).
     var queriedPart: [UInt8]?
+
+    /// The block cipher of a symmetric operation: "AES" or "3DES", and its block size.
+    var cipherName: String { key.cipher == "3DES" ? "3DES" : "AES" }
+    var blockSize: Int { key.cipher == "3DES" ? 8 : 16 }
+    var mode: Library.BlockMode? { Library.blockMode(mechanism.type) }
 }
 
 extension Library {
-    static let aesMechanisms: Set<MechanismType> = [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .aesGCM]
+    enum BlockMode { case ecb, cbc, cbcPad, ctr, gcm }
+
+    /// The mode of a symmetric mechanism (AES or Triple-DES); nil for the others.
+    static func blockMode(_ t: MechanismType) -> BlockMode? {
+        switch t {
+        case .aesECB, .des3ECB: .ecb
+        case .aesCBC, .des3CBC: .cbc
+        case .aesCBCPad, .des3CBCPad: .cbcPad
+        case .aesCTR: .ctr
+        case .aesGCM: .gcm
+        default: nil
+        }
+    }
+
+    static func isDES3(_ t: MechanismType) -> Bool { [.des3ECB, .des3CBC, .des3CBCPad].contains(t) }
 
     /// PKCS#11 2.40 §5.8 C_EncryptInit / §5.9 C_DecryptInit.
     public func cipherInit(_ h: UInt, mechanism m: Mechanism, key handle: ObjectHandle, encrypt: Bool) throws(TokenError) {
@@ -48,13 +67,15 @@ extension Library {
             } else if m.type == .rsaPKCSOAEP {
                 throw .mechanismParamInvalid("CKM_RSA_PKCS_OAEP needs CK_RSA_PKCS_OAEP_PARAMS")
             }
-        case let x where Library.aesMechanisms.contains(x):
-            guard key.kind == .symmetric, key.cipher == "AES" else { throw .keyTypeInconsistent }
-            switch (m.type, m.parameters) {
-            case (.aesECB, _): break
-            case (.aesCBC, .raw(let iv)), (.aesCBCPad, .raw(let iv)), (.aesCTR, .iv(let iv)):
-                guard iv.count == 16 else { throw .mechanismParamInvalid("the IV must be 16 bytes") }
-            case (.aesGCM, .gcm(let iv, _, let tagBits)):
+        case let x where Library.blockMode(x) != nil:
+            let des = Library.isDES3(x)
+            guard key.kind == .symmetric, key.cipher == (des ? "3DES" : "AES") else { throw .keyTypeInconsistent }
+            let bs = des ? 8 : 16
+            switch (Library.blockMode(x), m.parameters) {
+            case (.ecb?, _): break
+            case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)), (.ctr?, .iv(let iv)):
+                guard iv.count == bs else { throw .mechanismParamInvalid("the IV must be \(bs) bytes") }
+            case (.gcm?, .gcm(let iv, _, let tagBits)):
                 guard !iv.isEmpty, iv.count <= 128, tagBits % 8 == 0, (32...128).contains(tagBits) else {
                     throw .mechanismParamInvalid("CK_GCM_PARAMS")
                 }
@@ -75,7 +96,7 @@ extension Library {
     static func outputBound(_ op: CipherOperation, inputLength n: Int) -> Int {
         switch op.mechanism.type {
         case .rsaPKCS, .rsaPKCSOAEP, .rsaX509: op.modulusBytes
-        case .aesCBCPad: op.encrypt ? (n / 16 + 1) * 16 : n
+        case .aesCBCPad, .des3CBCPad: op.encrypt ? (n / op.blockSize + 1) * op.blockSize : n
         case .aesGCM:
             if case .gcm(_, _, let bits) = op.mechanism.parameters { op.encrypt ? n + bits / 8 : Swift.max(0, n - bits / 8) } else { n }
         default: n
@@ -92,7 +113,7 @@ extension Library {
         if op.result == nil {
             guard let capacity else { return .length(Library.outputBound(op, inputLength: op.buffer.count)) }
             let bound = Library.outputBound(op, inputLength: op.buffer.count)
-            if capacity < bound && ![.rsaPKCS, .rsaPKCSOAEP, .rsaX509, .aesCBCPad].contains(op.mechanism.type) {
+            if capacity < bound && ![.rsaPKCS, .rsaPKCSOAEP, .rsaX509, .aesCBCPad, .des3CBCPad].contains(op.mechanism.type) {
                 throw .bufferTooSmall(required: bound)
             }
             do {
@@ -131,8 +152,9 @@ extension Library {
         let streams = (Library.streamingModes.contains(op.mechanism.type) || Library.gcmStreams(op)) && ext
         let pending = op.buffer + part
         guard pending.count <= 8 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
-        var take = streams ? pending.count / 16 * 16 : 0
-        if op.mechanism.type == .aesCBCPad && !encrypt && take == pending.count { take = Swift.max(0, take - 16) }
+        let bs = op.blockSize
+        var take = streams ? pending.count / bs * bs : 0
+        if op.mode == .cbcPad && !encrypt && take == pending.count { take = Swift.max(0, take - bs) }
         guard let capacity else {
             // No output for this part: take it now. Some callers (PyKCS11) never make the second
             // call, or make it with a NULL buffer again; a follow-up with the same part is skipped.
@@ -166,7 +188,7 @@ extension Library {
 
     static func bigEndian32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
 
-    static let streamingModes: Set<MechanismType> = [.aesECB, .aesCBC, .aesCBCPad, .aesCTR]
+    static let streamingModes: Set<MechanismType> = [.aesECB, .aesCBC, .aesCBCPad, .aesCTR, .des3ECB, .des3CBC, .des3CBCPad]
 
     /// GCM encryption with a 96-bit IV streams its ciphertext (its counter blocks are IV||n);
     /// decryption returns nothing before the tag is checked at Final.
@@ -177,11 +199,12 @@ extension Library {
 
     /// Whole blocks through the service without padding, with the operation's current IV/counter.
     func runBlocks(_ t: Token, _ op: CipherOperation, _ chunk: [UInt8]) throws(TokenError) -> [UInt8] {
-        let (alg, iv): (String, [UInt8]?) = switch (op.mechanism.type, op.mechanism.parameters) {
-        case (.aesECB, _): ("AES/ECB/NoPadding", nil)
-        case (.aesCBC, .raw(let iv)), (.aesCBCPad, .raw(let iv)): ("AES/CBC/NoPadding", iv)
-        case (.aesCTR, .iv(let iv)): ("AES/CTR/NoPadding", iv)
-        case (.aesGCM, .gcm(let iv, _, _)) where iv.count == 12:
+        let c = op.cipherName
+        let (alg, iv): (String, [UInt8]?) = switch (op.mode, op.mechanism.parameters) {
+        case (.ecb?, _): ("\(c)/ECB/NoPadding", nil)
+        case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)): ("\(c)/CBC/NoPadding", iv)
+        case (.ctr?, .iv(let iv)): ("AES/CTR/NoPadding", iv)
+        case (.gcm?, .gcm(let iv, _, _)) where iv.count == 12:
             // GCM's keystream for the blocks after those already returned: IV || (2 + blocks).
             ("AES/CTR/NoPadding", iv + Library.bigEndian32(UInt32(2 + op.gcmPlaintext.count / 16)))
         default: throw .mechanismInvalid(op.mechanism.type)
@@ -196,12 +219,12 @@ extension Library {
     /// The mechanism with its IV moved past `input`: CBC chains on the last ciphertext block, CTR
     /// adds the number of blocks to the 128-bit big-endian counter block.
     static func advanced(_ m: Mechanism, encrypt: Bool, input: [UInt8], output: [UInt8]) -> Mechanism {
-        switch (m.type, m.parameters) {
-        case (.aesCBC, .raw), (.aesCBCPad, .raw):
+        switch (Library.blockMode(m.type), m.parameters) {
+        case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)):
             let ciphertext = encrypt ? output : input
-            guard ciphertext.count >= 16 else { return m }
-            return Mechanism(m.type, .raw(Array(ciphertext.suffix(16))))
-        case (.aesCTR, .iv(var counter)):
+            guard ciphertext.count >= iv.count else { return m }
+            return Mechanism(m.type, .raw(Array(ciphertext.suffix(iv.count))))
+        case (.ctr?, .iv(var counter)):
             var carry = UInt64(input.count / 16)
             var i = counter.count - 1
             while carry > 0 && i >= 0 {
@@ -262,7 +285,8 @@ extension Library {
         let ext = try t.hasExtensions()
         let input = op.buffer
         // The Final of a streamed ECB/CBC/CTR operation with nothing left: nothing to send.
-        if op.multipart && input.isEmpty && [.aesECB, .aesCBC, .aesCTR].contains(op.mechanism.type) { return [] }
+        if op.multipart && input.isEmpty && [.ecb, .cbc, .ctr].contains(op.mode) { return [] }
+        let c = op.cipherName, bs = op.blockSize
         let name = op.key.name
         func call(_ alg: String, _ data: [UInt8], iv: [UInt8]? = nil, aad: [UInt8]? = nil, tag: Int? = nil) throws(TokenError) -> [UInt8] {
             do {
@@ -271,19 +295,19 @@ extension Library {
                 throw op.encrypt ? .dataLenRange : .encryptedDataInvalid
             }
         }
-        switch (op.mechanism.type, op.mechanism.parameters) {
-        case (.aesECB, _):
-            guard input.count % 16 == 0 else { throw op.encrypt ? .dataLenRange : .encryptedDataLenRange }
-            return try call("AES/ECB/NoPadding", input)
-        case (.aesCBC, .raw(let iv)), (.aesCBCPad, .raw(let iv)):
-            let padded = op.mechanism.type == .aesCBCPad
-            if !padded || !op.encrypt { guard input.count % 16 == 0 else { throw op.encrypt ? .dataLenRange : .encryptedDataLenRange } }
-            let alg = padded ? "AES/CBC/PKCS5Padding" : "AES/CBC/NoPadding"
+        switch (op.mode, op.mechanism.parameters) {
+        case (.ecb?, _):
+            guard input.count % bs == 0 else { throw op.encrypt ? .dataLenRange : .encryptedDataLenRange }
+            return try call("\(c)/ECB/NoPadding", input)
+        case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)):
+            let padded = op.mode == .cbcPad
+            if !padded || !op.encrypt { guard input.count % bs == 0 else { throw op.encrypt ? .dataLenRange : .encryptedDataLenRange } }
+            let alg = padded ? "\(c)/CBC/PKCS5Padding" : "\(c)/CBC/NoPadding"
             // Decryption works on the original API with the IV prefixed; encryption with a caller IV needs the extension.
             return ext ? try call(alg, input, iv: iv) : try call(alg, iv + input)
-        case (.aesCTR, .iv(let iv)):
+        case (.ctr?, .iv(let iv)):
             return ext ? try call("AES/CTR/NoPadding", input, iv: iv) : try call("AES/CTR/NoPadding", iv + input)
-        case (.aesGCM, .gcm(let iv, let aad, let bits)):
+        case (.gcm?, .gcm(let iv, let aad, let bits)):
             let tag = bits / 8
             if !ext {
                 // The original decrypts nonce(12) || ct || tag(16) with no AAD.

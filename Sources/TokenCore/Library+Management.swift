@@ -178,19 +178,38 @@ extension Library {
     public func generateKey(_ h: UInt, mechanism: Mechanism, template: Template) throws(TokenError) -> ObjectHandle {
         let p = try placement(h, template, prefix: "secret")
         let (t, service, admin) = (p.token, p.service, p.admin)
-        guard let length = try template.ulong(.valueLen) else { throw .templateIncomplete("CKA_VALUE_LEN") }
+        let asked = try template.ulong(.valueLen)
+        var length: UInt = 0
+        var twoKey = false
         let (type, cipher, prefix): (String, String?, String)
         switch mechanism.type {
+        case .des2KeyGen, .des3KeyGen:
+            // Fixed sizes (CKA_VALUE_LEN does not apply); a two-key key is generated as 16 bytes
+            // and kept as K1 K2 K1.
+            twoKey = mechanism.type == .des2KeyGen
+            length = twoKey ? 16 : 24
+            guard try t.features()?.contains("generatekey") ?? false else { throw .mechanismInvalid(mechanism.type) }
+            (type, cipher, prefix) = ("SYMMETRIC", "3DES", "sym")
         case .aesKeyGen:
+            guard let asked else { throw .templateIncomplete("CKA_VALUE_LEN") }
+            length = asked
             guard [16, 24, 32].contains(length) else { throw .attributeValueInvalid(.valueLen) }
             (type, cipher, prefix) = ("SYMMETRIC", "AES", "sym")
         case .genericSecretKeyGen:
+            guard let asked else { throw .templateIncomplete("CKA_VALUE_LEN") }
+            length = asked
             (type, cipher, prefix) = ("MAC", nil, "mac")
         default:
             throw .mechanismInvalid(mechanism.type)
         }
-        try Library.checkOriginalAPIKeeps(t, kind: cipher == "AES" ? .symmetric : .mac, id: Library.id(template), key: [template])
-        let flags = try StoredAttributes.secretKey(template, aes: cipher == "AES")
+        try Library.checkOriginalAPIKeeps(t, kind: cipher == nil ? .mac : .symmetric, id: Library.id(template), key: [template])
+        var chosen = try StoredAttributes.collect(template)
+        if twoKey { chosen[StoredAttributes.twoKeyDES] = true }
+        if cipher == "AES" {
+            if chosen[.wrap] == nil { chosen[.wrap] = true }
+            if chosen[.unwrap] == nil { chosen[.unwrap] = true }
+        }
+        let flags = StoredAttributes.encode(chosen)
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
                 try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher,

@@ -12,7 +12,7 @@ enum MechanismFamily: Sendable, Equatable {
     case hmac(HashAlgorithm)
     /// AES-MAC (8 bytes) and AES-CMAC (16 bytes).
     case blockMAC(length: Int, cmac: Bool)
-    case aesCipher
+    case blockCipher
     case digest(HashAlgorithm)
     case keyGeneration
     case derive
@@ -36,6 +36,8 @@ struct MechanismEntry: Sendable {
     let feature: String?
     /// Keys whose CKA_ALLOWED_MECHANISMS list it (nil class: every object of that kind).
     let keys: [(ServiceKey.Kind, ObjectClass?)]
+    /// For secret keys: the block cipher the key must be ("AES", "3DES"); nil: any.
+    var cipher: String? = nil
 }
 
 enum MechanismRegistry {
@@ -57,12 +59,19 @@ enum MechanismRegistry {
     }
 
     static func aes(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: String?, ext: UInt? = nil) -> MechanismEntry {
-        MechanismEntry(type: t, family: f, minKeySize: 16, maxKeySize: 32, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys)
+        MechanismEntry(type: t, family: f, minKeySize: 16, maxKeySize: 32, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys,
+                       cipher: "AES")
     }
 
-    static func derive(_ t: MechanismType, keys: [(ServiceKey.Kind, ObjectClass?)], min: UInt = 1, max: UInt = 1024, extra: UInt = 0) -> MechanismEntry {
+    static func des3(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: String?, ext: UInt? = nil) -> MechanismEntry {
+        MechanismEntry(type: t, family: f, minKeySize: 16, maxKeySize: 24, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys,
+                       cipher: "3DES")
+    }
+
+    static func derive(_ t: MechanismType, keys: [(ServiceKey.Kind, ObjectClass?)], min: UInt = 1, max: UInt = 1024, extra: UInt = 0,
+                       cipher: String? = nil) -> MechanismEntry {
         MechanismEntry(type: t, family: .derive, minKeySize: min, maxKeySize: max, baseFlags: nil, featureFlags: MechanismInfo.derive | extra,
-                       feature: "derive", keys: keys)
+                       feature: "derive", keys: keys, cipher: cipher)
     }
 
     static func local(_ t: MechanismType, _ f: MechanismFamily, min: UInt, max: UInt, flags: UInt) -> MechanismEntry {
@@ -103,18 +112,24 @@ enum MechanismRegistry {
         aes(.aesKeyGen, .keyGeneration, base: MechanismInfo.generate, feature: nil),
         MechanismEntry(type: .genericSecretKeyGen, family: .keyGeneration, minKeySize: 16, maxKeySize: 1024,
                        baseFlags: MechanismInfo.generate, featureFlags: nil, feature: nil, keys: []),
-        aes(.aesECB, .aesCipher, base: encDec, feature: nil),
+        aes(.aesECB, .blockCipher, base: encDec, feature: nil),
         // A caller-chosen IV for encryption needs the extensions; the original decrypts with the IV prefixed.
-        aes(.aesCBC, .aesCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        aes(.aesCBCPad, .aesCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        aes(.aesCTR, .aesCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        aes(.aesGCM, .aesCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        aes(.aesCBC, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        aes(.aesCBCPad, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        aes(.aesCTR, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        aes(.aesGCM, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
         aes(.aesMAC, .blockMAC(length: 8, cmac: false), base: nil, feature: "mac", ext: signVerify),
         aes(.aesCMAC, .blockMAC(length: 16, cmac: true), base: nil, feature: "mac", ext: signVerify),
+        // Triple-DES (two-key keys are stored as K1 K2 K1); keys are made with the extensions.
+        des3(.des2KeyGen, .keyGeneration, base: nil, feature: "generatekey", ext: MechanismInfo.generate),
+        des3(.des3KeyGen, .keyGeneration, base: nil, feature: "generatekey", ext: MechanismInfo.generate),
+        des3(.des3ECB, .blockCipher, base: encDec, feature: nil),
+        des3(.des3CBC, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
+        des3(.des3CBCPad, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
         aes(.aesKeyWrap, .wrap, base: nil, feature: "wrap", ext: wrapping),
         aes(.aesKeyWrapPad, .wrap, base: nil, feature: "wrap", ext: wrapping),
-        derive(.aesECBEncryptData, keys: aesKeys, min: 16, max: 32),
-        derive(.aesCBCEncryptData, keys: aesKeys, min: 16, max: 32),
+        derive(.aesECBEncryptData, keys: aesKeys, min: 16, max: 32, cipher: "AES"),
+        derive(.aesCBCEncryptData, keys: aesKeys, min: 16, max: 32, cipher: "AES"),
         derive(.concatenateBaseAndKey, keys: secretKeys),
         derive(.concatenateBaseAndData, keys: secretKeys),
         derive(.concatenateDataAndBase, keys: secretKeys),
@@ -139,9 +154,12 @@ enum MechanismRegistry {
         return t
     }
 
-    /// CKA_ALLOWED_MECHANISMS of a key object, in registry order.
-    static func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
-        all.filter { e in e.keys.contains { $0.0 == kind && ($0.1 == nil || $0.1 == cls) } }.map(\.type)
+    /// CKA_ALLOWED_MECHANISMS of a key object, in registry order (`cipher`: of a secret key).
+    static func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass, cipher: String? = nil) -> [MechanismType] {
+        all.filter { e in
+            e.family != .keyGeneration && e.keys.contains { $0.0 == kind && ($0.1 == nil || $0.1 == cls) }
+                && (e.cipher == nil || cipher == nil || e.cipher == cipher)
+        }.map(\.type)
     }
 
     static func family(_ m: MechanismType) -> MechanismFamily? { byType[m]?.family }

@@ -15,7 +15,9 @@ public enum StoredAttributes {
     /// Vendor-defined: the application destroyed the public half of this pair (C_DestroyObject on
     /// the CKO_PUBLIC_KEY); the key itself lives on with its private half.
     public static let publicHalfDestroyed = AttributeType(rawValue: 0x8000_0000 | 0x5653_0001)
-    static let all = privateFlags + publicFlags + objectFlags + [publicHalfDestroyed]
+    /// Vendor-defined: a two-key Triple-DES key (CKK_DES2), stored as K1 K2 K1.
+    public static let twoKeyDES = AttributeType(rawValue: 0x8000_0000 | 0x5653_0002)
+    static let all = privateFlags + publicFlags + objectFlags + [publicHalfDestroyed, twoKeyDES]
 
     /// The flags a key's templates set (a key pair: both templates; a secret key: one).
     static func collect(_ templates: Template...) throws(TokenError) -> [AttributeType: Bool] {

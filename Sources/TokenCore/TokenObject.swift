@@ -52,7 +52,7 @@ public struct TokenObject: Sendable {
     /// keys (our extensions; the original API cannot: CKA_MODIFIABLE/DESTROYABLE/COPYABLE FALSE).
     static func objects(for key: ServiceKey, loginRequired: Bool, offered: Set<MechanismType>? = nil, manageable: Bool = true) -> [TokenObject] {
         func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
-            let all = MechanismRegistry.allowed(kind, cls)
+            let all = MechanismRegistry.allowed(kind, cls, cipher: kind == .symmetric ? key.cipher : nil)
             guard let offered else { return all }
             return all.filter { offered.contains($0) }
         }
@@ -139,7 +139,9 @@ public struct TokenObject: Sendable {
             a[.private] = B(loginRequired)
             a[.valueLen] = U(UInt(key.length))
             let isMAC = key.kind == .mac
-            let kind: KeyKind = isMAC ? .genericSecret : key.cipher == "3DES" ? .des3 : key.cipher == "DES" ? .des : .aes
+            let twoKey = StoredAttributes.decode(key.attributes)[StoredAttributes.twoKeyDES] == true
+            let kind: KeyKind = isMAC ? .genericSecret : key.cipher == "3DES" ? (twoKey ? .des2 : .des3) : key.cipher == "DES" ? .des : .aes
+            if twoKey { a[.valueLen] = U(16) }
             a[.keyType] = U(kind.rawValue)
             for (type, value) in defaults.key { a[type] = B(value) }
             a[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .secretKey).map(\.rawValue))

@@ -78,6 +78,10 @@ extension KeyServiceNode {
     /// Generates key material outside any lock (RSA-8192 takes many seconds).
     func generateMaterial(type: KeyType, spec: String, size: UInt64, cipher requested: String?, session: Bool = false) throws(ServiceError) -> (secret: [UInt8]?, asym: PrivateKey?, cipher: String?) {
         switch type {
+        case .symmetric where requested == "3DES" && size == 16:
+            // Two-key Triple-DES (PKCS#11 CKK_DES2): K1 K2 K1, a 24-byte 3DES key.
+            let k = SecureRandom.bytes(16)
+            return (k + k.prefix(8), nil, "3DES")
         case .symmetric:
             guard KeyPolicy.symmetricSizes.contains(size) else {
                 throw .badRequest("Unsupported symmetric key size: \(size) bytes (16, 24 or 32 for AES, 8 for DES, 24 for 3DES)")

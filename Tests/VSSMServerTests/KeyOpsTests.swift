@@ -112,6 +112,17 @@ import VSSMTestSupport
         #expect(try n.post(c, Route.extSetAttributes, #"{"adminPassword":"\#(password)","keyName":"stored","keyType":"SYMMETRIC","attributes":"\#(KeyOpsTests.flags([KeyFlags.extractable: true]))"}"#).0 == 400)
     }
 
+    /// Two-key Triple-DES (CKK_DES2) is generated as K1 K2 K1, a 3DES key.
+    @Test func twoKeyTripleDES() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let name = "~\(owner)/des2"
+        #expect(try n.post(c, Route.extGenerateKey, #"{"keyName":"\#(name)","keyType":"SYMMETRIC","keySize":16,"cipher":"3DES","attributes":"\#(KeyOpsTests.readable)"}"#).0 == 200)
+        let (s, k) = try value(n, c, name)
+        #expect(s == 200 && k.count == 24 && Array(k[16...]) == Array(k[..<8]) && Array(k[..<8]) != Array(k[8..<16]))
+    }
+
     @Test func readableKeysPolicyZeroRefusesEveryReadableKey() throws {
         var limits = ServiceLimits()
         limits.readableKeys = 0
