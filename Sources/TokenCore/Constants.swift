@@ -16,6 +16,10 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let uniqueID = AttributeType(0x4)
     public static let application = AttributeType(0x10)
     public static let value = AttributeType(0x11)
+    public static let prime = AttributeType(0x130)
+    public static let subprime = AttributeType(0x131)
+    public static let base = AttributeType(0x132)
+    public static let primeBits = AttributeType(0x133)
     public static let objectID = AttributeType(0x12)
     public static let certificateType = AttributeType(0x80)
     public static let issuer = AttributeType(0x81)
@@ -71,12 +75,14 @@ public struct ObjectClass: RawRepresentable, Hashable, Sendable {
     public static let publicKey = ObjectClass(rawValue: 2)
     public static let privateKey = ObjectClass(rawValue: 3)
     public static let secretKey = ObjectClass(rawValue: 4)
+    public static let domainParameters = ObjectClass(rawValue: 6)
 }
 
 public struct KeyKind: RawRepresentable, Hashable, Sendable {
     public let rawValue: UInt
     public init(rawValue: UInt) { self.rawValue = rawValue }
     public static let rsa = KeyKind(rawValue: 0)
+    public static let dsa = KeyKind(rawValue: 1)
     public static let ec = KeyKind(rawValue: 3)
     public static let ecEdwards = KeyKind(rawValue: 0x40)
     public static let genericSecret = KeyKind(rawValue: 0x10)
@@ -93,6 +99,14 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
     public var description: String { "0x" + String(rawValue, radix: 16) }
 
     public static let rsaPKCSKeyPairGen = MechanismType(0x0)
+    public static let dsaKeyPairGen = MechanismType(0x10)
+    public static let dsa = MechanismType(0x11)
+    public static let dsaSHA1 = MechanismType(0x12)
+    public static let dsaSHA224 = MechanismType(0x13)
+    public static let dsaSHA256 = MechanismType(0x14)
+    public static let dsaSHA384 = MechanismType(0x15)
+    public static let dsaSHA512 = MechanismType(0x16)
+    public static let dsaParameterGen = MechanismType(0x2000)
     public static let rsaPKCS = MechanismType(0x1)
     public static let rsaX509 = MechanismType(0x3)
     public static let rsaPKCSOAEP = MechanismType(0x9)

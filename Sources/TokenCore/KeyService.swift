@@ -21,6 +21,8 @@ public protocol KeyService: Sendable {
     /// only in the service, no admin password needed: pass ""); `label` is its CKA_LABEL.
     /// `attributes`: the `StoredAttributes` blob kept with the key (nil: none).
     func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    /// A DSA key pair on the given domain parameters (C_GenerateKeyPair with CKM_DSA_KEY_PAIR_GEN).
+    func generateDSAKey(adminPassword: String, name: String, p: [UInt8], q: [UInt8], g: [UInt8], id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
     func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
     func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError)
     func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
@@ -45,7 +47,7 @@ public protocol KeyService: Sendable {
 /// A key as listed by the service.
 public struct ServiceKey: Sendable, Equatable {
     /// eddsa: Ed25519 or Ed448 (the SPKI says which).
-    public enum Kind: Sendable, Equatable { case rsa, ec, eddsa, symmetric, mac }
+    public enum Kind: Sendable, Equatable { case rsa, ec, eddsa, dsa, symmetric, mac }
     public var name: String
     public var kind: Kind
     /// DER SubjectPublicKeyInfo (asymmetric keys).
@@ -83,7 +85,7 @@ extension ServiceKey {
     /// The service's `keyType` for this key (the one place that spells it).
     public var serviceType: String {
         switch kind {
-        case .rsa, .ec, .eddsa: "ASYMMETRIC"
+        case .rsa, .ec, .eddsa, .dsa: "ASYMMETRIC"
         case .symmetric: "SYMMETRIC"
         case .mac: "MAC"
         }

@@ -128,10 +128,16 @@ extension Library {
         let p = try placement(h, privateTemplate, publicTemplate, prefix: "key")
         let (t, service, admin) = (p.token, p.service, p.admin)
         let id = Library.id(privateTemplate, publicTemplate)
-        let kind: ServiceKey.Kind = mechanism.type == .ecKeyPairGen ? .ec : mechanism.type == .ecEdwardsKeyPairGen ? .eddsa : .rsa
+        let kind: ServiceKey.Kind = switch mechanism.type {
+        case .ecKeyPairGen: .ec
+        case .ecEdwardsKeyPairGen: .eddsa
+        case .dsaKeyPairGen: .dsa
+        default: .rsa
+        }
         try Library.checkOriginalAPIKeeps(t, kind: kind, id: id, key: [privateTemplate], publicHalf: [publicTemplate])
         let spec: String
         let size: UInt64
+        var dsaDomain: (p: [UInt8], q: [UInt8], g: [UInt8])?
         switch mechanism.type {
         case .rsaPKCSKeyPairGen:
             let pubBits = try publicTemplate.ulong(.modulusBits)
@@ -158,6 +164,13 @@ extension Library {
             default: throw .attributeValueInvalid(.ecParams)
             }
             size = 0
+        case .dsaKeyPairGen:
+            // The domain parameters come with the public template (PKCS#11 §2.2.4).
+            guard let p = publicTemplate[.prime] ?? privateTemplate[.prime], let q = publicTemplate[.subprime] ?? privateTemplate[.subprime],
+                  let g = publicTemplate[.base] ?? privateTemplate[.base] else { throw .templateIncomplete("CKA_PRIME, CKA_SUBPRIME and CKA_BASE") }
+            dsaDomain = (p, q, g)
+            spec = "DSA"
+            size = 0
         default:
             throw .mechanismInvalid(mechanism.type)
         }
@@ -166,8 +179,12 @@ extension Library {
         let flags = StoredAttributes.encode(chosen)
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
-                try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: label,
-                                        attributes: flags)
+                if let d = dsaDomain {
+                    try service.generateDSAKey(adminPassword: admin, name: name, p: d.p, q: d.q, g: d.g, id: id, label: label, attributes: flags)
+                } else {
+                    try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: label,
+                                            attributes: flags)
+                }
             }
         }
         placed(p, h, name: name, type: "ASYMMETRIC")
@@ -176,6 +193,7 @@ extension Library {
 
     /// C_GenerateKey: CKM_AES_KEY_GEN or CKM_GENERIC_SECRET_KEY_GEN (CKA_VALUE_LEN bytes).
     public func generateKey(_ h: UInt, mechanism: Mechanism, template: Template) throws(TokenError) -> ObjectHandle {
+        if mechanism.type == .dsaParameterGen { return try generateDSAParameters(h, template: template) }
         let p = try placement(h, template, prefix: "secret")
         let (t, service, admin) = (p.token, p.service, p.admin)
         let asked = try template.ulong(.valueLen)
@@ -218,6 +236,26 @@ extension Library {
         }
         placed(p, h, name: name, type: type)
         return try handle(t, identity: "\(prefix)/\(name)")
+    }
+
+    /// CKM_DSA_PARAMETER_GEN: public domain parameters, made here with OpenSSL (no key material),
+    /// kept as a session object of this process (CKO_DOMAIN_PARAMETERS).
+    func generateDSAParameters(_ h: UInt, template: Template) throws(TokenError) -> ObjectHandle {
+        let (_, t) = try session(h)
+        guard try t.features()?.contains("dsa") ?? false else { throw .mechanismInvalid(.dsaParameterGen) }
+        guard let bits = try template.ulong(.primeBits) else { throw .templateIncomplete("CKA_PRIME_BITS") }
+        let d: (p: [UInt8], q: [UInt8], g: [UInt8])
+        do { d = try PrivateKey.generateDSAParameters(bits: Int(clamping: bits)) } catch { throw .attributeValueInvalid(.primeBits) }
+        let B = AttributeValue.bool, U = AttributeValue.ulong
+        var a: [AttributeType: [UInt8]] = [
+            .class: U(ObjectClass.domainParameters.rawValue), .keyType: U(KeyKind.dsa.rawValue), .token: B(false), .private: B(false),
+            .modifiable: B(true), .copyable: B(true), .destroyable: B(true), .local: B(true), .label: Array((template.string(.label) ?? "").utf8),
+            .prime: d.p, .subprime: d.q, .base: d.g, .primeBits: U(bits),
+        ]
+        for (type, value) in template.attributes where a[type] == nil { a[type] = value }
+        let o = TokenObject(identity: "local/\(UInt.random(in: 1...UInt.max))", objectClass: .domainParameters, key: nil, uid: nil, publicKey: nil,
+                            attributes: a, sensitive: [])
+        return t.addLocal(o, session: h)
     }
 
     /// C_CreateObject: certificates and data objects are stored; private keys (RSA from CRT

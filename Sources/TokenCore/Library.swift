@@ -285,9 +285,11 @@ public final class Library: Sendable {
             }
             return SignOperation(object: object, key: key, mechanism: m, hash: nil, signatureLength: pub.kind == .ed25519 ? 64 : 114)
         }
+        let isDSA = MechanismTable.isDSA(m.type)
         switch key.kind {
         case .ec where isEC: break
-        case .rsa where !isEC: break
+        case .dsa where isDSA: break
+        case .rsa where !isEC && !isDSA: break
         default: throw .keyTypeInconsistent
         }
         let hash = MechanismTable.hash(of: m.type)
@@ -296,7 +298,7 @@ public final class Library: Sendable {
             if let hash, hash != ph { throw .mechanismParamInvalid("PSS hashAlg does not match the mechanism") }
         }
         guard let pub = object.publicKey else { throw .functionFailed("cannot parse the public key of \(key.name)") }
-        let length = isEC ? 2 * ((pub.bits + 7) / 8) : pub.maxOutputSize
+        let length = isEC ? 2 * ((pub.bits + 7) / 8) : isDSA ? 2 * (pub.dsaComponents?.q.count ?? 20) : pub.maxOutputSize
         var op = SignOperation(object: object, key: key, mechanism: m, hash: hash, signatureLength: length)
         if let hash { op.digest = DigestState(try digestContext(hash)) }
         return op
@@ -375,6 +377,13 @@ public final class Library: Sendable {
         if m == .eddsa {
             return try service.sign(key: op.key.name, algorithm: "EdDSA", hashed: digest, saltLength: nil, mgf1: nil)
         }
+        if MechanismTable.isDSA(m) {
+            let der = try service.sign(key: op.key.name, algorithm: "NONEwithDSA", hashed: digest, saltLength: nil, mgf1: nil)
+            guard let raw = ECDSASignature.derToRaw(der, fieldSize: op.signatureLength / 2) else {
+                throw .functionFailed("the service returned a malformed DSA signature")
+            }
+            return raw
+        }
         if MechanismTable.isECDSA(m) {
             // ECDSA ignores the hash name when `hashed` is given, so the base API covers every hash.
             let der = try service.sign(key: op.key.name, algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil)
@@ -449,6 +458,9 @@ public final class Library: Sendable {
         let ok: Bool
         if m == .eddsa {
             ok = pub.verifyEdDSA(signature: signature, message: digest)
+        } else if MechanismTable.isDSA(m) {
+            guard let der = ECDSASignature.rawToDER(signature) else { throw .signatureInvalid }
+            ok = pub.verify(signature: der, digest: digest, scheme: .dsa)
         } else if MechanismTable.isECDSA(m) {
             guard let der = ECDSASignature.rawToDER(signature) else { throw .signatureInvalid }
             ok = pub.verify(signature: der, digest: digest, scheme: .ecdsa)

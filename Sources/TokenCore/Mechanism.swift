@@ -43,7 +43,7 @@ enum MechanismTable {
     /// Hash of a hashed signature mechanism (nil: the caller supplies the digest or raw data).
     static func hash(of m: MechanismType) -> HashAlgorithm? {
         switch MechanismRegistry.family(m) {
-        case .rsaPKCS1(let h)?, .rsaPSS(let h)?, .ecdsa(let h)?: h
+        case .rsaPKCS1(let h)?, .rsaPSS(let h)?, .ecdsa(let h)?, .dsa(let h)?: h
         default: nil
         }
     }
@@ -61,6 +61,11 @@ enum MechanismTable {
 
     static func isECDSA(_ m: MechanismType) -> Bool {
         if case .ecdsa? = MechanismRegistry.family(m) { return true }
+        return false
+    }
+
+    static func isDSA(_ m: MechanismType) -> Bool {
+        if case .dsa? = MechanismRegistry.family(m) { return true }
         return false
     }
 

@@ -7,6 +7,7 @@ enum MechanismFamily: Sendable, Equatable {
     case rsaRaw
     case rsaOAEP
     case ecdsa(HashAlgorithm?)
+    case dsa(HashAlgorithm?)
     /// PureEdDSA over the whole message.
     case eddsa
     case hmac(HashAlgorithm)
@@ -78,7 +79,13 @@ enum MechanismRegistry {
         MechanismEntry(type: t, family: f, minKeySize: min, maxKeySize: max, baseFlags: flags, featureFlags: nil, feature: nil, keys: [])
     }
 
+    static func dsa(_ t: MechanismType, _ hash: HashAlgorithm?) -> MechanismEntry {
+        MechanismEntry(type: t, family: .dsa(hash), minKeySize: 1024, maxKeySize: 3072, baseFlags: nil, featureFlags: signVerify, feature: "dsa",
+                       keys: [(.dsa, nil)])
+    }
+
     static let all: [MechanismEntry] = [
+        dsa(.dsa, nil), dsa(.dsaSHA1, .sha1), dsa(.dsaSHA224, .sha224), dsa(.dsaSHA256, .sha256), dsa(.dsaSHA384, .sha384), dsa(.dsaSHA512, .sha512),
         rsa(.rsaX509, .rsaRaw, base: nil, feature: "rsa-raw", ext: signVerify | encDec),
         rsa(.rsaPKCS, .rsaPKCS1(nil), base: signVerify | encDec, feature: "wrap", ext: signVerify | encDec | wrapping),
         rsa(.sha1RSAPKCS, .rsaPKCS1(.sha1), base: signVerify),
@@ -96,6 +103,11 @@ enum MechanismRegistry {
         ec(.ecdsa, nil), ec(.ecdsaSHA1, .sha1), ec(.ecdsaSHA224, .sha224), ec(.ecdsaSHA256, .sha256),
         ec(.ecdsaSHA384, .sha384), ec(.ecdsaSHA512, .sha512),
         derive(.ecdh1Derive, keys: [(.ec, .privateKey)], min: 192, max: 521, extra: ecFlags),
+        MechanismEntry(type: .dsaKeyPairGen, family: .keyGeneration, minKeySize: 1024, maxKeySize: 3072, baseFlags: nil,
+                       featureFlags: MechanismInfo.generateKeyPair, feature: "dsa", keys: []),
+        // Domain parameters are public: generated in this process (no key material involved).
+        MechanismEntry(type: .dsaParameterGen, family: .keyGeneration, minKeySize: 1024, maxKeySize: 3072, baseFlags: nil,
+                       featureFlags: MechanismInfo.generate, feature: "dsa", keys: []),
         MechanismEntry(type: .eddsa, family: .eddsa, minKeySize: 255, maxKeySize: 448, baseFlags: nil, featureFlags: signVerify,
                        feature: "eddsa", keys: [(.eddsa, nil)]),
         MechanismEntry(type: .ecEdwardsKeyPairGen, family: .keyGeneration, minKeySize: 255, maxKeySize: 448, baseFlags: nil,

@@ -38,7 +38,7 @@ public struct TokenObject: Sendable {
         let common: [AttributeType: Bool] = [.sensitive: true, .extractable: false, .derive: false, .unwrap: false, .alwaysAuthenticate: false,
                                               .wrapWithTrusted: false]
         switch kind {
-        case .rsa, .ec, .eddsa:
+        case .rsa, .ec, .eddsa, .dsa:
             return (common.merging([.sign: true, .signRecover: false, .decrypt: isRSA]) { a, _ in a },
                     [.verify: true, .verifyRecover: false, .encrypt: isRSA, .wrap: false, .trusted: false])
         case .symmetric, .mac:
@@ -67,6 +67,7 @@ public struct TokenObject: Sendable {
         case .rsa: MechanismType.rsaPKCSKeyPairGen.rawValue
         case .ec: MechanismType.ecKeyPairGen.rawValue
         case .eddsa: MechanismType.ecEdwardsKeyPairGen.rawValue
+        case .dsa: MechanismType.dsaKeyPairGen.rawValue
         case .symmetric: MechanismType.aesKeyGen.rawValue
         case .mac: MechanismType.genericSecretKeyGen.rawValue
         }
@@ -77,7 +78,7 @@ public struct TokenObject: Sendable {
             .keyGenMechanism: U(key.generated == true ? genMechanism : UInt.max),
         ]
         switch key.kind {
-        case .rsa, .ec, .eddsa:
+        case .rsa, .ec, .eddsa, .dsa:
             guard let pub = try? PublicKey(spki: key.publicKey) else { return [] }
             let bits = DER.subjectPublicKeyBits(spki: key.publicKey) ?? key.publicKey
             let id = key.id ?? DigestAlgorithm.sha1.hash(bits)
@@ -98,6 +99,11 @@ public struct TokenObject: Sendable {
                 kindAttrs[.keyType] = U(KeyKind.ec.rawValue)
                 kindAttrs[.ecParams] = params
                 kindAttrs[.ecPoint] = DER.octetString(point)
+            } else if key.kind == .dsa, let dsa = pub.dsaComponents {
+                kindAttrs[.keyType] = U(KeyKind.dsa.rawValue)
+                kindAttrs[.prime] = dsa.p
+                kindAttrs[.subprime] = dsa.q
+                kindAttrs[.base] = dsa.g
             } else if key.kind == .eddsa, let params = pub.kind.edwardsOID, let point = pub.edwardsPublicKey {
                 kindAttrs[.keyType] = U(KeyKind.ecEdwards.rawValue)
                 kindAttrs[.ecParams] = params
@@ -117,6 +123,8 @@ public struct TokenObject: Sendable {
             pubAttrs[.derive] = B(false)
             for (type, value) in defaults.publicHalf { pubAttrs[type] = B(value) }
             pubAttrs[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .publicKey).map(\.rawValue))
+            // A DSA public key's CKA_VALUE is y (public); the private key's is secret.
+            if key.kind == .dsa, let y = pub.dsaComponents?.y { pubAttrs[.value] = y }
             let chosen = StoredAttributes.decode(key.attributes)
             for (type, value) in chosen where type != StoredAttributes.publicHalfDestroyed {
                 if StoredAttributes.privateFlags.contains(type) { priv[type] = B(value) }
@@ -180,8 +188,14 @@ public struct TokenObject: Sendable {
             let point = DER.unwrapOctetString(raw) ?? raw
             spki = DER.ecSPKI(curveOID: params, point: point)
             kind = .ec
+        case .dsa?:
+            guard let p = t[.prime], let q = t[.subprime], let g = t[.base], let y = t[.value], !p.isEmpty, !q.isEmpty, !g.isEmpty, !y.isEmpty else {
+                throw .templateIncomplete("CKA_PRIME, CKA_SUBPRIME, CKA_BASE and CKA_VALUE")
+            }
+            spki = DER.dsaSPKI(p: p, q: q, g: g, y: y)
+            kind = .dsa
         default:
-            throw .templateIncomplete("CKA_KEY_TYPE (CKK_RSA or CKK_EC)")
+            throw .templateIncomplete("CKA_KEY_TYPE (CKK_RSA, CKK_EC or CKK_DSA)")
         }
         guard (try? PublicKey(spki: spki)) != nil else { throw .attributeValueInvalid(kind == .rsa ? .modulus : .ecPoint) }
         let key = ServiceKey(name: "local/\(serial)", kind: kind, publicKey: spki, id: t[.id] ?? [], ephemeral: true, label: t.string(.label) ?? "")

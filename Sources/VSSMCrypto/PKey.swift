@@ -4,6 +4,8 @@ public enum AsymmetricKind: String, Sendable {
     case rsa = "RSA", ec = "EC"
     /// Edwards-curve keys (EdDSA, RFC 8032): a service extension, unknown to the original API.
     case ed25519 = "ED25519", ed448 = "ED448"
+    /// FIPS 186 DSA (PKCS#11 CKK_DSA): legacy, a service extension for applications that need it.
+    case dsa = "DSA"
 
     public var isEdwards: Bool { self == .ed25519 || self == .ed448 }
 
@@ -77,6 +79,8 @@ public enum SignatureScheme: Sendable, Equatable {
     case pss(DigestAlgorithm, mgf1: DigestAlgorithm, saltLength: Int)
     /// ECDSA over the given bytes, DER signature.
     case ecdsa
+    /// DSA over the given digest, DER signature.
+    case dsa
 }
 
 /// Asymmetric encryption paddings.
@@ -101,8 +105,15 @@ public class PKey: @unchecked Sendable {
         case EVP_PKEY_EC: .ec
         case EVP_PKEY_ED25519: .ed25519
         case EVP_PKEY_ED448: .ed448
+        case EVP_PKEY_DSA: .dsa
         default: .rsa
         }
+    }
+
+    /// DSA domain parameters and public value (big-endian, no leading zeros).
+    public var dsaComponents: (p: [UInt8], q: [UInt8], g: [UInt8], y: [UInt8])? {
+        guard kind == .dsa else { return nil }
+        return (bnParam(OSSL_PKEY_PARAM_FFC_P), bnParam(OSSL_PKEY_PARAM_FFC_Q), bnParam(OSSL_PKEY_PARAM_FFC_G), bnParam(OSSL_PKEY_PARAM_PUB_KEY))
     }
 
     /// The raw public key of an Edwards key (32 or 57 bytes).
@@ -163,6 +174,8 @@ public class PKey: @unchecked Sendable {
         return [0x04] + [UInt8](repeating: 0, count: size - x.count) + x + [UInt8](repeating: 0, count: size - y.count) + y
     }
 
+    func bnValue(_ name: UnsafePointer<CChar>) -> [UInt8] { bnParam(name) }
+
     private func bnParam(_ name: UnsafePointer<CChar>) -> [UInt8] {
         var bn: OpaquePointer? = nil
         guard EVP_PKEY_get_bn_param(pkey, name, &bn) == 1, let bn else { return [] }
@@ -195,6 +208,8 @@ public class PKey: @unchecked Sendable {
                   EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, Int32(salt)) == 1 else { throw CryptoError.openssl("rsa pss params") }
         case .ecdsa:
             guard kind == .ec else { throw CryptoError("key is not an EC key") }
+        case .dsa:
+            guard kind == .dsa else { throw CryptoError("key is not a DSA key") }
         }
     }
 
@@ -272,7 +287,7 @@ public final class PrivateKey: PKey, @unchecked Sendable {
             return k
         }
         let t = EVP_PKEY_get_base_id(key)
-        guard t == EVP_PKEY_RSA || t == EVP_PKEY_EC || t == EVP_PKEY_ED25519 || t == EVP_PKEY_ED448 else {
+        guard t == EVP_PKEY_RSA || t == EVP_PKEY_EC || t == EVP_PKEY_ED25519 || t == EVP_PKEY_ED448 || t == EVP_PKEY_DSA else {
             EVP_PKEY_free(key)
             throw CryptoError("Unsupported key type")
         }
@@ -301,6 +316,44 @@ public final class PrivateKey: PKey, @unchecked Sendable {
         var key: OpaquePointer? = nil
         guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, Int32(bits)) == 1,
               EVP_PKEY_keygen(ctx, &key) == 1, let key else { throw CryptoError.openssl("RSA key generation") }
+        return PrivateKey(owning: key)
+    }
+
+    /// DSA domain parameters of `bits` (FIPS 186-4 generation): p, q, g.
+    public static func generateDSAParameters(bits: Int) throws(CryptoError) -> (p: [UInt8], q: [UInt8], g: [UInt8]) {
+        guard [1024, 2048, 3072].contains(bits), let ctx = EVP_PKEY_CTX_new_from_name(nil, "DSA", nil) else { throw CryptoError("DSA parameters are 1024, 2048 or 3072 bits") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var params: OpaquePointer? = nil
+        // FIPS 186-4 (L, N): (1024, 160), (2048, 256), (3072, 256).
+        guard EVP_PKEY_paramgen_init(ctx) == 1, EVP_PKEY_CTX_set_dsa_paramgen_bits(ctx, Int32(bits)) == 1,
+              EVP_PKEY_CTX_set_dsa_paramgen_q_bits(ctx, bits == 1024 ? 160 : 256) == 1,
+              EVP_PKEY_paramgen(ctx, &params) == 1, let params else { throw CryptoError.openssl("DSA parameter generation") }
+        let k = PrivateKey(owning: params)
+        return (k.bnValue(OSSL_PKEY_PARAM_FFC_P), k.bnValue(OSSL_PKEY_PARAM_FFC_Q), k.bnValue(OSSL_PKEY_PARAM_FFC_G))
+    }
+
+    /// A DSA key on the given domain parameters. (The low-level DSA calls: OpenSSL 3.0's
+    /// provider key generation from imported domain parameters fails without an error.)
+    public static func generateDSA(p: [UInt8], q: [UInt8], g: [UInt8]) throws(CryptoError) -> PrivateKey {
+        func bn(_ v: [UInt8]) throws(CryptoError) -> OpaquePointer {
+            guard !v.isEmpty, v.count <= 512, let b = bytesPointer(v, { ptr, n in BN_bin2bn(ptr, Int32(n), nil) }) else {
+                throw CryptoError("invalid DSA domain parameter")
+            }
+            return b
+        }
+        guard let dsa = DSA_new() else { throw CryptoError("out of memory") }
+        defer { DSA_free(dsa) }
+        let bp = try bn(p), bq = try bn(q), bg = try bn(g)
+        guard DSA_set0_pqg(dsa, bp, bq, bg) == 1 else {
+            BN_free(bp); BN_free(bq); BN_free(bg)
+            throw CryptoError("invalid DSA domain parameters")
+        }
+        guard BN_num_bits(bq) >= 160, BN_num_bits(bp) >= 1024, DSA_generate_key(dsa) == 1 else { throw CryptoError.openssl("DSA key generation") }
+        guard let key = EVP_PKEY_new() else { throw CryptoError("out of memory") }
+        guard EVP_PKEY_set1_DSA(key, dsa) == 1 else {
+            EVP_PKEY_free(key)
+            throw CryptoError.openssl("DSA key")
+        }
         return PrivateKey(owning: key)
     }
 
@@ -372,7 +425,7 @@ public final class PrivateKey: PKey, @unchecked Sendable {
             case .pkcs1Raw:
                 ERR_clear_error()
                 throw CryptoError("crypto/rsa: message too long for RSA key size")
-            case .ecdsa:
+            case .ecdsa, .dsa:
                 throw CryptoError.openssl("ecdsa sign")
             }
         }

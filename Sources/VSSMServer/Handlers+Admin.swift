@@ -62,6 +62,9 @@ enum KeyPolicy {
             guard range.contains(UInt64(key.bits)) else { throw .badRequest("Unsupported RSA key size: \(key.bits) (\(range.lowerBound) to 8192 bits)") }
         case .ed25519, .ed448:
             break
+        case .dsa:
+            // Legacy: 1024-bit domains for session keys only (as RSA-1024).
+            guard key.bits >= (session ? 1024 : 2048) else { throw .badRequest("Unsupported DSA key size: \(key.bits) (2048 or 3072 bits; 1024 for session keys)") }
         case .ec:
             guard let curve = key.curve, curve.storable || session else { throw .badRequest("Unsupported EC curve (P-224, P-256, P-384 or P-521; P-192 for session keys)") }
         }
@@ -143,7 +146,16 @@ extension KeyServiceNode {
         let type = try KeyPolicy.keyType(r.string("keyType"))
         if state.withLock({ $0.contains(name, type: type) }) { throw .conflict("Key with name \(name) already exists.") }
         audit.info("Generating a \(type.rawValue) key named \(name)...")
-        let m = try generateMaterial(type: type, spec: r.string("keySpec"), size: r.uint64("keySize"), cipher: r.string("cipher"), session: name.hasPrefix("~"))
+        var m = (secret: [UInt8]?.none, asym: PrivateKey?.none, cipher: String?.none)
+        if type == .asymmetric && r.string("keySpec") == "DSA" && r.has("dsaP") && !config.compatOnly {
+            // DSA keys on the caller's domain parameters (PKCS#11 CKA_PRIME/SUBPRIME/BASE).
+            let key: PrivateKey
+            do { key = try PrivateKey.generateDSA(p: r.bytes("dsaP") ?? [], q: r.bytes("dsaQ") ?? [], g: r.bytes("dsaG") ?? []) } catch { throw .input(error) }
+            try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"), minStored: config.limits.minStoredRSABits)
+            m.asym = key
+        } else {
+            m = try generateMaterial(type: type, spec: r.string("keySpec"), size: r.uint64("keySize"), cipher: r.string("cipher"), session: name.hasPrefix("~"))
+        }
         var attributes = KeyServiceNode.requestedAttributes(r, origin: "generated")
         attributes.cipher = m.cipher
         try store(NewKey(type: type, name: name, attributes: attributes), secret: m.secret, asym: m.asym)

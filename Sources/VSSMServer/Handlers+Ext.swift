@@ -6,7 +6,7 @@ extension KeyServiceNode {
     static let extFeatures = [
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
-        "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw", "eddsa",
+        "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw", "eddsa", "dsa",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -147,6 +147,10 @@ extension KeyServiceNode {
             var w = WireWriter()
             do { w.bytes("output", try key.key.signEdDSA(message: r.bytes("input") ?? [])) } catch { throw .input(error) }
             return ok(w)
+        case "NONEwithDSA":
+            guard key.key.kind == .dsa else { throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key") }
+            scheme = .dsa
+            digest = r.bytes("hashed") ?? []
         case "NONEwithECDSA":
             guard key.key.kind == .ec else { throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key") }
             scheme = .ecdsa

@@ -66,6 +66,7 @@ public final class VSSMKeyService: KeyService {
                 case ("ASYMMETRIC", "RSA"): kind = .rsa
                 case ("ASYMMETRIC", "EC"): kind = .ec
                 case ("ASYMMETRIC", "ED25519"), ("ASYMMETRIC", "ED448"): kind = .eddsa
+                case ("ASYMMETRIC", "DSA"): kind = .dsa
                 case ("SYMMETRIC", _): kind = .symmetric
                 case ("MAC", _): kind = .mac
                 default: continue
@@ -202,6 +203,20 @@ public final class VSSMKeyService: KeyService {
         if let label { w.object("label", .string(label)) }
         w.bytes("attributes", attributes)
         return true
+    }
+
+    public func generateDSAKey(adminPassword: String, name: String, p: [UInt8], q: [UInt8], g: [UInt8], id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+        guard try features()?.contains("dsa") ?? false else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("adminPassword", adminPassword)
+        w.string("keyName", name)
+        w.string("keyType", "ASYMMETRIC")
+        w.string("keySpec", "DSA")
+        w.bytes("dsaP", p)
+        w.bytes("dsaQ", q)
+        w.bytes("dsaG", g)
+        _ = try writeExtensionFields(&w, id: id, cipher: nil, label: label, attributes: attributes)
+        _ = try call(Route.extGenerateKey, w, Schemas.empty, idempotent: false)
     }
 
     public func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {

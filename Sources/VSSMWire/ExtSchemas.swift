@@ -57,6 +57,8 @@ public enum ExtSchemas {
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
         .init("keySpec", .string), .init("keySize", .uint64), .init("id", .bytes), .init("cipher", .string),
         .init("label", .string), .init("attributes", .bytes),
+        // keySpec DSA: the domain parameters.
+        .init("dsaP", .bytes), .init("dsaQ", .bytes), .init("dsaG", .bytes),
     ])
     public static let injectKeyRequest = MessageSchema("ExtInjectKeyRequest", [
         .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),

@@ -179,6 +179,9 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
         try insert(newName, e)
     }
 
+    func generateDSAKey(adminPassword: String, name: String, p: [UInt8], q: [UInt8], g: [UInt8], id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+        throw .functionNotSupported
+    }
     func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError) { throw .functionNotSupported }
     func wrapKey(key: ServiceKey, mechanism: WrapMechanism, target: ServiceKey) throws(TokenError) -> [UInt8] { throw .functionNotSupported }
     func unwrapKey(adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec) throws(TokenError) { throw .functionNotSupported }

@@ -133,3 +133,16 @@ func hex(_ s: String) -> [UInt8] {
         #expect(throws: CryptoError.self) { try AESKeyWrap.unwrap(key: kek, bad, padded: false) }
     }
 }
+
+@Suite struct DSATests {
+    /// DSA domain parameters generated here; a key on them signs, and the signature verifies.
+    @Test func dsaKeysOnGivenParameters() throws {
+        let d = try PrivateKey.generateDSAParameters(bits: 1024)
+        #expect(d.p.count == 128 && d.q.count == 20)
+        let k = try PrivateKey.generateDSA(p: d.p, q: d.q, g: d.g)
+        let digest = DigestAlgorithm.sha1.hash(Array("dsa".utf8))
+        let sig = try k.sign(digest: digest, scheme: .dsa)
+        #expect(try #require(k.publicKey).verify(signature: sig, digest: digest, scheme: .dsa))
+        #expect(k.dsaComponents?.p == d.p)
+    }
+}

@@ -97,6 +97,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 der = bytes.fromhex(sys.argv[1]); assert der[0] == 4 and der[1] == 32
 Ed25519PublicKey.from_public_bytes(der[2:]).verify(open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read())
 ' "$point" "$W/ed.sig" "$W/msg"
+# DSA (an extension for applications that still need it): domain parameters made by the module,
+# the key in the service, a DSA-SHA256 signature verified by Python `cryptography`.
+check "DSA-SHA256 (2048-bit domain, session key) verifies with cryptography" python3 -c '
+import sys, pkcs11
+from pkcs11 import KeyType, Mechanism, Attribute
+from cryptography.hazmat.primitives.asymmetric import dsa, utils
+from cryptography.hazmat.primitives import hashes
+i = lambda b: int.from_bytes(b, "big")
+tok = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2])
+with tok.open(user_pin=sys.argv[3]) as s:
+    params = s.generate_domain_parameters(KeyType.DSA, 2048)
+    pub, priv = params.generate_keypair()
+    sig = priv.sign(b"signed by the service", mechanism=Mechanism.DSA_SHA256)
+    n = len(sig) // 2
+    nums = dsa.DSAPublicNumbers(i(pub[Attribute.VALUE]), dsa.DSAParameterNumbers(i(pub[Attribute.PRIME]), i(pub[Attribute.SUBPRIME]), i(pub[Attribute.BASE])))
+    nums.public_key().verify(utils.encode_dss_signature(i(sig[:n]), i(sig[n:])), b"signed by the service", hashes.SHA256())
+' "$MODULE" "$TOKEN_LABEL" "$PIN"
 out=$($P11 --test $L 2>&1)
 check "pkcs11-tool --test --login: No errors" grep -q "No errors" <<< "$out"
 check "  ... its signature tests ran (mechanisms say CKF_HW: done by the service)" grep -q "all 4 signature functions seem to work" <<< "$out"

@@ -20,6 +20,8 @@
 #include <openssl/provider.h>
 #include <openssl/ecdsa.h>
 #include <openssl/bn.h>
+#include <openssl/dsa.h>
+#include <openssl/param_build.h>
 
 // SSL_CTX_set_min_proto_version / SSL_CTX_set_mode are macros.
 static inline int copenssl_ctx_set_min_tls12(SSL_CTX *ctx) {
