@@ -90,7 +90,11 @@ enum StateCodec {
         }
         var w = WireWriter()
         w.array("symmetricKey", s.symmetric.values.sorted { $0.name < $1.name }.map(secret))
-        w.array("asymmetricKey", s.asymmetric.values.sorted { $0.name < $1.name }.map { e in
+        // The original format (state sync, version-1 backups) carries only the key types the
+        // original VSSM knows: a Go peer refuses a whole state holding an Ed25519 or DSA key.
+        // Those stay in the sealed store and version-2 backups.
+        let asymmetric = s.asymmetric.values.filter { extensions || $0.key.kind == .rsa || $0.key.kind == .ec }
+        w.array("asymmetricKey", asymmetric.sorted { $0.name < $1.name }.map { e in
             var a = WireWriter()
             a.string("name", e.name)
             a.int64("createdAt", e.createdAt)

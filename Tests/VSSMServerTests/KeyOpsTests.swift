@@ -132,3 +132,20 @@ import VSSMTestSupport
         #expect(try inject(n, c, "~\(owner)/r", [UInt8](repeating: 1, count: 16), flags: KeyOpsTests.readable) == 400)
     }
 }
+
+/// The original format (state sync, version-1 backups) carries only RSA and EC keys, so a Go peer
+/// never receives a state it refuses whole; the sealed store and version-2 backups keep all.
+@Suite struct ExtensionKeyTypeSyncTests {
+    @Test func edwardsAndDSAKeysStayOutOfTheOriginalFormat() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let pw = TestNode.password
+        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"ed","keyType":"ASYMMETRIC","keySpec":"ED25519"}"#).0 == 200)
+        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"ec","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256}"#).0 == 200)
+        let original = String(decoding: StateCodec.encode(n.node.snapshot, extensions: false), as: UTF8.self)
+        let full = String(decoding: StateCodec.encode(n.node.snapshot, extensions: true), as: UTF8.self)
+        #expect(original.contains(#""name":"ec""#) && !original.contains(#""name":"ed""#))
+        #expect(full.contains(#""name":"ed""#) && full.contains(#""name":"ec""#))
+    }
+}
