@@ -47,7 +47,5 @@ extension DER {
         return sequence(sequence(idDSA, sequence(integer(p), integer(q), integer(g))), tlv(0x03, [0] + integer(y)))
     }
 
-    public static func ecSPKI(curveOID: [UInt8], point: [UInt8]) -> [UInt8] {
-        sequence(sequence(ecPublicKey, curveOID), tlv(0x03, [0] + point))
-    }
+    public static func ecSPKI(curveOID: [UInt8], point: [UInt8]) -> [UInt8] { DERBuilder.ecSPKI(curveOID: curveOID, point: point) }
 }

@@ -221,13 +221,7 @@ extension Library {
             throw .mechanismInvalid(mechanism.type)
         }
         try Library.checkOriginalAPIKeeps(t, kind: cipher == nil ? .mac : .symmetric, id: Library.id(template), key: [template])
-        var chosen = try StoredAttributes.collect(template)
-        if twoKey { chosen[StoredAttributes.twoKeyDES] = true }
-        if cipher == "AES" {
-            if chosen[.wrap] == nil { chosen[.wrap] = true }
-            if chosen[.unwrap] == nil { chosen[.unwrap] = true }
-        }
-        let flags = StoredAttributes.encode(chosen)
+        let flags = try StoredAttributes.secretKey(template, aes: cipher == "AES", extra: twoKey ? [StoredAttributes.twoKeyDES: true] : [:])
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
                 try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher,

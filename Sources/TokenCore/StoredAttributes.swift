@@ -30,8 +30,8 @@ public enum StoredAttributes {
 
     /// A secret key's flags: the template's, with CKA_WRAP/CKA_UNWRAP TRUE for an AES key that
     /// does not say (written down, so the service enforces what the object shows).
-    static func secretKey(_ template: Template, aes: Bool) throws(TokenError) -> [UInt8]? {
-        var flags = try collect(template)
+    static func secretKey(_ template: Template, aes: Bool, extra: [AttributeType: Bool] = [:]) throws(TokenError) -> [UInt8]? {
+        var flags = try collect(template).merging(extra) { _, e in e }
         if aes {
             if flags[.wrap] == nil { flags[.wrap] = true }
             if flags[.unwrap] == nil { flags[.unwrap] = true }

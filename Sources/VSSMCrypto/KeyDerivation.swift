@@ -91,7 +91,7 @@ public enum DERBuilder {
     public static func tlv(_ tag: UInt8, _ content: [UInt8]) -> [UInt8] { [tag] + length(content.count) + content }
 
     /// SubjectPublicKeyInfo of an EC public key (id-ecPublicKey, named curve).
-    static func ecSPKI(curveOID: [UInt8], point: [UInt8]) -> [UInt8] {
+    public static func ecSPKI(curveOID: [UInt8], point: [UInt8]) -> [UInt8] {
         let ecPublicKey: [UInt8] = [0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]
         return tlv(0x30, tlv(0x30, ecPublicKey + curveOID) + tlv(0x03, [0] + point))
     }

@@ -240,7 +240,7 @@ extension KeyServiceNode {
             case "AES-MAC": mac = try cipher.cbcMAC(input)
             default: throw ServiceError.invalidAlgorithm(r.string("algorithm"))
             }
-        } catch let e as CryptoError { throw .input(e) } catch let e as ServiceError { throw e } catch { throw .internalError("\(error)") }
+        } catch { throw KeyServiceNode.serviceError(error) }
         let length = r.uint64("length")
         if length > 0 {
             guard length <= 16 else { throw .badRequest("length must be 1 to 16 bytes") }

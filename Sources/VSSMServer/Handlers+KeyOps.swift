@@ -19,6 +19,16 @@ extension KeyServiceNode {
         var flags: KeyFlags { KeyFlags(blob: attributes.pkcs11) }
     }
 
+    /// A failure of crypto work mixed with request checks: bad input from the crypto layer is the
+    /// caller's (400), a ServiceError stays as it is, anything else is ours.
+    static func serviceError(_ error: any Error) -> ServiceError {
+        switch error {
+        case let e as CryptoError: .input(e)
+        case let e as ServiceError: e
+        default: .internalError("\(error)")
+        }
+    }
+
     func keyMaterial(_ name: String, _ typeName: String) throws(ServiceError) -> KeyMaterial {
         let type = try KeyPolicy.keyType(typeName)
         switch type {
@@ -99,7 +109,7 @@ extension KeyServiceNode {
                     guard iv.count == 16 else { throw ServiceError.badRequest("iv must be 16 bytes") }
                     value = try cipher.cbcEncrypt(iv: iv, data)
                 }
-            } catch let e as CryptoError { throw .input(e) } catch let e as ServiceError { throw e } catch { throw .internalError("\(error)") }
+            } catch { throw KeyServiceNode.serviceError(error) }
             sources = []  // AES(K, data) does not expose K
         case "CONCATENATE-BASE-AND-KEY":
             let other = try keyMaterial(r.string("otherKeyName"), r.string("otherKeyType"))
@@ -192,7 +202,7 @@ extension KeyServiceNode {
                 try requireRSA(e)
                 w.bytes("output", try e.key.encrypt(plain, padding: padding))
             }
-        } catch let e as CryptoError { throw .input(e) } catch let e as ServiceError { throw e } catch { throw .internalError("\(error)") }
+        } catch { throw KeyServiceNode.serviceError(error) }
         return ok(w)
     }
 
@@ -214,7 +224,7 @@ extension KeyServiceNode {
                 try requireRSA(e)
                 plain = try e.key.decrypt(input, padding: padding)
             }
-        } catch let e as CryptoError { throw .input(e) } catch let e as ServiceError { throw e } catch { throw .internalError("\(error)") }
+        } catch { throw KeyServiceNode.serviceError(error) }
         audit.info("Unwrapping a \(target.type.rawValue) key \(target.name) with \(unwrapping.name)...")
         let attributes = KeyAttributes(id: r.bytes("id"), label: r.has("newLabel") ? r.string("newLabel") : nil, origin: "unwrapped", pkcs11: r.bytes("attributes"))
         if target.type == .asymmetric {

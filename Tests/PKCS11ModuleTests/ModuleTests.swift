@@ -435,10 +435,11 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
     }
 
     /// Initializes the module for `node`, opens one session, runs `body`, finalizes.
-    func withSession(_ node: TestNode, readWrite: Bool = false, _ body: (CK_FUNCTION_LIST, CK_SESSION_HANDLE) throws -> Void) throws {
+    func withSession(_ node: TestNode, readWrite: Bool = false, userPinIsAdmin: Bool = true,
+                     _ body: (CK_FUNCTION_LIST, CK_SESSION_HANDLE) throws -> Void) throws {
         let f = m.f
         var args = CK_C_INITIALIZE_ARGS()
-        let path = strdup(try writeConfig(for: node))
+        let path = strdup(try writeConfig(for: node, userPinIsAdmin: userPinIsAdmin))
         defer { free(path) }
         args.pReserved = UnsafeMutableRawPointer(path)
         #expect(f.C_Initialize!(&args) == rv(CKR_OK))
@@ -500,16 +501,11 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
             #expect(count(CK_ULONG(CKO_PRIVATE_KEY)) == 1)
         }
         // Headless: no user PIN, no CKF_LOGIN_REQUIRED.
-        let f = m.f
-        var args = CK_C_INITIALIZE_ARGS()
-        let path = strdup(try writeConfig(for: node, userPinIsAdmin: false))
-        defer { free(path) }
-        args.pReserved = UnsafeMutableRawPointer(path)
-        #expect(f.C_Initialize!(&args) == rv(CKR_OK))
-        defer { _ = f.C_Finalize!(nil) }
-        var info = CK_TOKEN_INFO()
-        #expect(f.C_GetTokenInfo!(0, &info) == rv(CKR_OK))
-        #expect(info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) == 0)
+        try withSession(node, userPinIsAdmin: false) { f, _ in
+            var info = CK_TOKEN_INFO()
+            #expect(f.C_GetTokenInfo!(0, &info) == rv(CKR_OK))
+            #expect(info.flags & CK_FLAGS(CKF_LOGIN_REQUIRED) == 0)
+        }
     }
 
     /// C_CopyObject: a session key becomes a token key inside the service (as Java's keystore does);

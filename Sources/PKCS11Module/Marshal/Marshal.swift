@@ -114,10 +114,10 @@ enum Marshal {
             return Mechanism(type, .ivData(iv: withUnsafeBytes(of: c.iv) { Array($0) }, data: try bytes(c.pData, c.length)))
         case .concatenateBaseAndKey:
             guard let k = try param(CK_OBJECT_HANDLE.self) else { throw .mechanismParamInvalid("CK_OBJECT_HANDLE") }
-            return Mechanism(type, .key(UInt(k)))
+            return Mechanism(type, .key(k))  // CK_ULONG is UInt: no conversion
         case .extractKeyFromKey:
             guard let bit = try param(CK_ULONG.self) else { throw .mechanismParamInvalid("CK_EXTRACT_PARAMS") }
-            return Mechanism(type, .bitIndex(UInt(bit)))
+            return Mechanism(type, .bitIndex(bit))
         case .eddsa:
             // CK_EDDSA_PARAMS (PKCS#11 3.0; not in the 2.40 header): CK_BBOOL phFlag, then
             // CK_ULONG ulContextDataLen and CK_BYTE_PTR pContextData at their natural alignment.
@@ -126,7 +126,7 @@ enum Marshal {
             guard m.ulParameterLen == CK_ULONG(size) else { throw .mechanismParamInvalid("CK_EDDSA_PARAMS") }
             let ph = raw.load(as: UInt8.self)
             let contextLen = raw.loadUnaligned(fromByteOffset: MemoryLayout<CK_ULONG>.size, as: CK_ULONG.self)
-            return Mechanism(type, .eddsa(prehash: ph != 0, contextLength: UInt(contextLen)))
+            return Mechanism(type, .eddsa(prehash: ph != 0, contextLength: contextLen))
         case .ecdh1Derive:
             guard let e = try param(CK_ECDH1_DERIVE_PARAMS.self) else { throw .mechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS") }
             return Mechanism(type, .ecdh(kdf: UInt(e.kdf), sharedData: try bytes(e.pSharedData, e.ulSharedDataLen),
