@@ -28,13 +28,15 @@ let package = Package(
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
         .target(name: "VSSMWire"),
+        // The lock every request path takes (a glibc mutex; see Locked.swift for why not `Mutex`).
+        .target(name: "VSSMSync"),
         // Vendored PKCS#11 header (p11-kit 2.40 + our 3.0 additions) and the constant function tables.
         .target(name: "CPKCS11", path: "include", publicHeadersPath: "."),
         // The function tables reference the module's entry points, so only the module links them.
         .target(name: "CPKCS11Table", dependencies: ["CPKCS11"]),
         .target(
             name: "PKCS11Module",
-            dependencies: ["CPKCS11", "CPKCS11Table", "TokenCore", "VSSMClient", "VSSMServiceAdapter", "VSSMWire"],
+            dependencies: ["CPKCS11", "CPKCS11Table", "TokenCore", "VSSMClient", "VSSMServiceAdapter", "VSSMWire", "VSSMSync"],
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags([
                 "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/PKCS11Module/exports.map",
@@ -42,15 +44,15 @@ let package = Package(
                 "-Xlinker", "-z", "-Xlinker", "defs",
             ])]
         ),
-        .target(name: "VSSMCrypto", dependencies: ["COpenSSL"]),
-        .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire"]),
+        .target(name: "VSSMCrypto", dependencies: ["COpenSSL", "VSSMSync"]),
+        .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire", "VSSMSync"]),
         // TokenCore's KeyService over the VSSM REST API (the module's seam to the service).
-        .target(name: "VSSMServiceAdapter", dependencies: ["VSSMClient", "VSSMWire", "TokenCore"]),
-        .target(name: "TokenCore", dependencies: ["VSSMCrypto", "VSSMWire"]),
+        .target(name: "VSSMServiceAdapter", dependencies: ["VSSMClient", "VSSMWire", "TokenCore", "VSSMSync"]),
+        .target(name: "TokenCore", dependencies: ["VSSMCrypto", "VSSMWire", "VSSMSync"]),
         .target(
             name: "VSSMServer",
             dependencies: [
-                "VSSMWire", "VSSMCrypto", "VSSMClient",
+                "VSSMWire", "VSSMCrypto", "VSSMClient", "VSSMSync",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 
 /// Module logging: `VSSM_PKCS11_LOG=level[:path]` (error, warn, info, debug); default `error` to
 /// stderr. Never stdout (it would corrupt tool output), never PINs or key bytes.

@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import VSSMSync
 import TokenCore
 import VSSMClient
 import VSSMServiceAdapter
@@ -38,7 +38,7 @@ struct ModuleConfig {
     /// child that calls C_Initialize again without an explicit path reuses it: servers such as nginx
     /// clear their workers' environment and drop privileges after fork, so reading again could find
     /// another file or none, or fail on the client key's permissions.
-    private static let lastLoaded = Mutex<(pid: pid_t, config: ModuleConfig)?>(nil)
+    private static let lastLoaded = Locked<(pid: pid_t, config: ModuleConfig)?>(nil)
 
     /// The configuration for C_Initialize (see `lastLoaded` for the forked-child rule).
     static func forInitialize(explicit: String?) throws(TokenError) -> ModuleConfig {

@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import VSSMSync
 import VSSMCrypto
 
 /// Result of an operation that follows the two-call length convention (PKCS#11 2.40 §5.2):
@@ -42,7 +42,7 @@ public final class Library: Sendable {
         var nextSession: UInt = 1
         let pid: pid_t
     }
-    let state = Mutex<State?>(nil)
+    let state = Locked<State?>(nil)
 
     public init() {}
 

@@ -1,6 +1,6 @@
 import Glibc
 import VSSMCrypto
-import Synchronization
+import VSSMSync
 
 /// How a slot reaches its key service and who may do what (from the module config).
 public struct SlotConfiguration: Sendable {
@@ -58,7 +58,7 @@ public final class Token: Sendable {
         /// CKA_TOKEN=FALSE): kept in this process only, with the session that owns each.
         var localObjects: [ObjectHandle: (object: TokenObject, session: UInt)] = [:]
     }
-    let state = Mutex(State())
+    let state = Locked(State())
 
     public init(slotID: UInt, configuration: SlotConfiguration, factory: @escaping KeyServiceFactory) {
         self.slotID = slotID

@@ -1,6 +1,7 @@
 import COpenSSL
 import Glibc
 import Synchronization
+import VSSMSync
 
 /// Where TLS material comes from: PEM bytes, already read from files by the caller.
 public struct TLSClientConfiguration: Sendable {
@@ -32,14 +33,14 @@ public struct HTTPResponse: Sendable {
 /// endpoint, failover across endpoints and fork safety (connections are tagged with their PID).
 /// No threads are started; no lock is held across I/O.
 public final class HTTPSClient: @unchecked Sendable {
-    // SSL_CTX is immutable after init and thread-safe for SSL_new; the pool is behind a Mutex.
+    // SSL_CTX is immutable after init and thread-safe for SSL_new; the pool is behind a lock.
     private let context: OpaquePointer
     public let configuration: TLSClientConfiguration
-    private let idle: Mutex<[Endpoint: [TLSConnection]]> = Mutex([:])
+    private let idle: Locked<[Endpoint: [TLSConnection]]> = Locked([:])
     /// Index of the endpoint that answered last; requests start there.
     private let preferred = Atomic<Int>(0)
     /// Endpoints that failed, by index: skipped until this monotonic time (ms).
-    private let badUntil = Mutex<[Int: Int64]>([:])
+    private let badUntil = Locked<[Int: Int64]>([:])
     public let stats = Stats()
 
     public final class Stats: Sendable {

@@ -1,4 +1,4 @@
-import Synchronization
+import VSSMSync
 import COpenSSL
 
 /// Hash algorithms used by the API (names as in the original's algorithm strings).
@@ -65,7 +65,7 @@ public final class DigestContext: @unchecked Sendable {
     // same time: that must give a wrong answer at worst, never corrupt memory). `lock` holds
     // whether the digest was finished: later calls do nothing.
     private let ctx: OpaquePointer
-    private let lock = Mutex(false)
+    private let lock = Locked(false)
     public let algorithm: DigestAlgorithm
 
     public init(_ algorithm: DigestAlgorithm) throws(CryptoError) {

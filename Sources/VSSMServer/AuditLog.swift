@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import VSSMSync
 
 /// The in-memory log ring that `getlogs` returns (10,000 entries, oldest first, as the original),
 /// also echoed to stderr. Lines use the original's format:
@@ -8,14 +8,14 @@ import Synchronization
 public final class AuditLog: Sendable {
     public enum Level: String, Sendable { case debug = "DEBUG", info = "INFO", error = "ERROR" }
 
-    private let ring: Mutex<(lines: [String], next: Int, full: Bool)>
+    private let ring: Locked<(lines: [String], next: Int, full: Bool)>
     private let capacity: Int
     private let echo: Bool
 
     public init(capacity: Int = 10_000, echo: Bool = true) {
         self.capacity = capacity
         self.echo = echo
-        ring = Mutex((lines: [], next: 0, full: false))
+        ring = Locked((lines: [], next: 0, full: false))
     }
 
     public static func timestamp() -> String {

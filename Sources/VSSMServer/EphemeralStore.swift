@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import VSSMSync
 import VSSMWire
 
 /// Session objects of PKCS#11 modules (CKA_TOKEN=FALSE): keys that live in this node's memory only
@@ -13,7 +13,7 @@ final class EphemeralStore: Sendable {
         var lastSeenMs: Int64
         var keys = KeyState()
     }
-    private let owners = Mutex<(all: [String: Owner], sweptAt: Int64)>(([:], 0))
+    private let owners = Locked<(all: [String: Owner], sweptAt: Int64)>(([:], 0))
     static let leaseMs: Int64 = 15 * 60 * 1000
     static let maxKeys = 10_000
     static let maxKeysPerOwner = 2_000

@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import Synchronization
+import VSSMSync
 import VSSMClient
 import VSSMCrypto
 import VSSMWire
@@ -19,8 +20,8 @@ public final class HTTPListeners: Sendable {
     let pool: NIOThreadPool
     let adminPool: NIOThreadPool
     let adminQueued = Atomic<Int>(0)
-    private let channels = Mutex<[Channel]>([])
-    private let tls = Mutex<TLSContexts?>(nil)
+    private let channels = Locked<[Channel]>([])
+    private let tls = Locked<TLSContexts?>(nil)
     private let bootstrapContext: NIOSSLContext
     private let trackers: [RequestContext.Listener: ConnectionTracker]
     /// SHA-256 of the bootstrap-phase certificate (printed so `vssm bootstrap` can pin it).
@@ -197,7 +198,7 @@ final class ConnectionTracker: Sendable {
         var busy: Bool
         var since: UInt64
     }
-    private let state = Mutex<(entries: [ObjectIdentifier: Entry], clock: UInt64)>(([:], 0))
+    private let state = Locked<(entries: [ObjectIdentifier: Entry], clock: UInt64)>(([:], 0))
 
     init(limit: Int) { self.limit = max(limit, 1) }
 

@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import VSSMSync
 import VSSMCrypto
 import VSSMWire
 
@@ -47,10 +47,10 @@ public final class KeyServiceNode: Sendable {
     let passwordGuard = PasswordGuard()
     /// PKCS#11 session keys: memory only, per module instance (see `EphemeralStore`).
     let ephemeral = EphemeralStore()
-    let phase = Mutex<Phase>(.bootstrapping)
-    let state = Mutex(KeyState())
+    let phase = Locked<Phase>(.bootstrapping)
+    let state = Locked(KeyState())
     /// Serialises writers of the sealed file so an older snapshot never overwrites a newer one.
-    let persistLock = Mutex<UInt64>(0)
+    let persistLock = Locked<UInt64>(0)
     let peerSync: PeerSync
 
     public init(config: ServerConfig, audit: AuditLog = AuditLog()) throws(ServiceError) {

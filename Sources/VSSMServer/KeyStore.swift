@@ -1,4 +1,3 @@
-import Synchronization
 import VSSMCrypto
 import VSSMWire
 

@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import VSSMSync
 
 /// Throttles admin-password attempts per client identity (the verified certificate's subject):
 /// the first `ServiceLimits.freePasswordFailures` wrong passwords cost nothing extra, every further
@@ -12,7 +12,7 @@ final class PasswordGuard: Sendable {
         var failures: Int
         var notBeforeMs: Int64
     }
-    private let records = Mutex<[String: Record]>([:])
+    private let records = Locked<[String: Record]>([:])
     static let maxRecords = 10_000
 
     static func monotonicMs() -> Int64 {

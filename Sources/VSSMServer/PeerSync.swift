@@ -1,4 +1,5 @@
 import Synchronization
+import VSSMSync
 import VSSMClient
 import VSSMCrypto
 import VSSMWire
@@ -10,7 +11,7 @@ import VSSMWire
 /// original's peer discovery never returned any).
 final class PeerSync: Sendable {
     let peers: [Endpoint]
-    private let clients = Mutex<[Endpoint: HTTPSClient]>([:])
+    private let clients = Locked<[Endpoint: HTTPSClient]>([:])
     private let started = Atomic<Bool>(false)
 
     init(peers: [String]) {

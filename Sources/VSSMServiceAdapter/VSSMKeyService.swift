@@ -1,4 +1,4 @@
-import Synchronization
+import VSSMSync
 import TokenCore
 import VSSMClient
 import VSSMWire
@@ -8,7 +8,7 @@ import VSSMWire
 public final class VSSMKeyService: KeyService {
     let api: VSSMAPIClient
     /// nil: not asked yet; .some(nil): the original API; .some(set): our extensions' features.
-    private let ext = Mutex<Set<String>??>(nil)
+    private let ext = Locked<Set<String>??>(nil)
 
     public init(_ configuration: TLSClientConfiguration) throws(TokenError) {
         do { api = try VSSMAPIClient(configuration) } catch {
