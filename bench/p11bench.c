@@ -2,12 +2,15 @@
  *   p11bench MODULE LABEL MECH THREADS SECONDS [PIN]     MECH: ecdsa (CKM_ECDSA over a SHA-256 digest, as TLS stacks sign) | rsa (CKM_SHA256_RSA_PKCS)
  *   p11bench --cold MODULE LABEL MECH RUNS [PIN]         median of fresh processes: dlopen..first sign
  * Prints one line: name=value pairs. The module config comes from the environment
- * (VSSM_PKCS11_CONFIG, SOFTHSM2_CONF). */
+ * (VSSM_PKCS11_CONFIG, SOFTHSM2_CONF). With P11BENCH_SERVER_PID set, the CPU time that process
+ * spent during the measurement is reported per signature as well (server_cpu_us), beside this
+ * process's own (module_cpu_us: the module plus the small loop around it). */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +66,31 @@ static void *worker(void *arg) {
     }
     f->C_CloseSession(s);
     return NULL;
+}
+
+/* CPU seconds (user + system) of this process. */
+static double self_cpu(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds of another process (fields 14 and 15 of /proc/PID/stat, in clock ticks); -1 if unknown. */
+static double proc_cpu(const char *pid) {
+    if (!pid || !*pid) return -1;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p) return -1;
+    unsigned long long ut = 0, st = 0;
+    /* after ")": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
+    return (ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return x < y ? -1 : x > y; }
@@ -140,18 +168,24 @@ int main(int argc, char **argv) {
     result_t r[64];
     memset(r, 0, sizeof r);
     if (threads > 64) threads = 64;
+    const char *server = getenv("P11BENCH_SERVER_PID");
+    double c0 = self_cpu(), s0 = proc_cpu(server);
     double t0 = now();
     for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, worker, &r[i]);
     for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
     double elapsed = now() - t0;
+    double c1 = self_cpu(), s1 = proc_cpu(server);
     long total = 0, errors = 0;
     for (int i = 0; i < threads; i++) { total += r[i].n; errors += r[i].errors; }
     double *all = malloc((total ? total : 1) * sizeof(double));
     long k = 0;
     for (int i = 0; i < threads; i++) { memcpy(all + k, r[i].lat, r[i].n * sizeof(double)); k += r[i].n; }
     qsort(all, total, sizeof(double), cmp);
-    printf("signs_per_s=%.0f p50_us=%.0f p99_us=%.0f signs=%ld errors=%ld\n", total / elapsed,
-           total ? all[total / 2] : 0, total ? all[(long)(total * 0.99)] : 0, total, errors);
+    printf("signs_per_s=%.0f p50_us=%.0f p99_us=%.0f signs=%ld errors=%ld module_cpu_us=%.1f", total / elapsed,
+           total ? all[total / 2] : 0, total ? all[(long)(total * 0.99)] : 0, total, errors,
+           total ? (c1 - c0) * 1e6 / total : 0);
+    if (s0 >= 0 && s1 >= 0) printf(" server_cpu_us=%.1f", total ? (s1 - s0) * 1e6 / total : 0);
+    printf("\n");
     f->C_Finalize(NULL);
     return errors ? 1 : 0;
 }

@@ -45,6 +45,7 @@ public final class KeyServiceNode: Sendable {
     public let audit: AuditLog
     let password: PasswordHash
     let passwordGuard = PasswordGuard()
+    let verifiedPasswords = VerifiedPasswordCache()
     /// PKCS#11 session keys: memory only, per module instance (see `EphemeralStore`).
     let ephemeral = EphemeralStore()
     let phase = Locked<Phase>(.bootstrapping)
@@ -302,7 +303,7 @@ public final class KeyServiceNode: Sendable {
     /// Checks the admin password of a request, throttled per client identity (`PasswordGuard`).
     func checkPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
         let given = r.string("adminPassword")
-        try passwordGuard.check(identity: ctx.clientSubject) { password.verify(given) }
+        try passwordGuard.check(identity: ctx.clientSubject) { password.verify(given, cache: verifiedPasswords) }
     }
 
     // Key lookups for every crypto route: `~owner/...` names are session keys (`EphemeralStore`).

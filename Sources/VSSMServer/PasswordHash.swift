@@ -1,4 +1,5 @@
 import VSSMCrypto
+import VSSMSync
 import VSSMWire
 
 /// The original's admin password format: `$s0$<hex params>$<b64 salt>$<b64 key>` where params is
@@ -38,5 +39,42 @@ public struct PasswordHash: Sendable {
         guard let derived = try? KDF.scrypt(password: Array(password.utf8), salt: salt, n: 1 << UInt64(log2N),
                                             r: UInt64(r), p: UInt64(p), length: key.count) else { return false }
         return constantTimeEqual(derived, key)
+    }
+}
+
+/// Remembers, in memory only, that a password was verified by scrypt, so that the next `C_Login`
+/// of a process start (the module logs in with the admin password as the user PIN) costs an HMAC
+/// instead of 130 ms of scrypt. What is kept is HMAC-SHA-256 under a random key that lives and dies
+/// with this process: never written anywhere, so a copy of the sealed state or of the config still
+/// faces scrypt (offline guessing stays infeasible). A password that does not match the remembered
+/// one runs scrypt as before and goes through the same per-identity throttle (online guessing is
+/// as slow as before). An entry is trusted for `lifetimeMs` after the scrypt that made it.
+final class VerifiedPasswordCache: Sendable {
+    static let lifetimeMs: Int64 = 15 * 60 * 1000
+    private let key = SecureRandom.bytes(32)
+    private let entry = Locked<(tag: [UInt8], untilMs: Int64)?>(nil)
+
+    private func tag(_ password: String) -> [UInt8] { DigestAlgorithm.sha256.hmac(key: key, data: Array(password.utf8)) }
+
+    /// True when `password` is the one scrypt verified less than `lifetimeMs` ago.
+    func contains(_ password: String, nowMs: Int64) -> Bool {
+        guard let e = entry.withLock({ $0 }), e.untilMs > nowMs else { return false }
+        return constantTimeEqual(tag(password), e.tag)
+    }
+
+    func remember(_ password: String, nowMs: Int64) {
+        let t = tag(password)
+        entry.withLock { $0 = (t, nowMs + VerifiedPasswordCache.lifetimeMs) }
+    }
+}
+
+extension PasswordHash {
+    /// `verify`, answered from `cache` when scrypt confirmed the same password recently.
+    func verify(_ password: String, cache: VerifiedPasswordCache) -> Bool {
+        let now = PasswordGuard.monotonicMs()
+        if cache.contains(password, nowMs: now) { return true }
+        guard verify(password) else { return false }
+        cache.remember(password, nowMs: now)
+        return true
     }
 }

@@ -180,6 +180,29 @@ import VSSMTestSupport
         #expect(try n.post(c, Route.listKeys, #"{"adminPassword":"wrong"}"#).0 == 403, "a right password clears the record")
     }
 
+    /// The admin password verified by scrypt is remembered (HMAC under a key of this process only)
+    /// for 15 minutes: the next login skips scrypt; any other password still runs it and fails.
+    @Test func verifiedPasswordSkipsScryptOnlyForTheSamePassword() throws {
+        let hash = try PasswordHash(parsing: try PasswordHash.create(password: "right"))
+        let cache = VerifiedPasswordCache()
+        func timed(_ body: () -> Bool) -> (Bool, Int64) {
+            let t0 = PasswordGuard.monotonicMs()
+            let ok = body()
+            return (ok, PasswordGuard.monotonicMs() - t0)
+        }
+        let first = timed { hash.verify("right", cache: cache) }
+        let second = timed { hash.verify("right", cache: cache) }
+        let wrong = timed { hash.verify("wrong", cache: cache) }
+        #expect(first.0 && second.0 && !wrong.0)
+        // scrypt with N = 32768, r = 8 takes tens of milliseconds; an HMAC takes microseconds.
+        #expect(first.1 >= 10 && wrong.1 >= 10, "scrypt ran: \(first.1) ms, \(wrong.1) ms")
+        #expect(second.1 < first.1 / 4, "remembered: \(second.1) ms vs \(first.1) ms")
+        let now = PasswordGuard.monotonicMs()
+        #expect(cache.contains("right", nowMs: now))
+        #expect(!cache.contains("right", nowMs: now + VerifiedPasswordCache.lifetimeMs + 1), "expires")
+        #expect(!VerifiedPasswordCache().contains("right", nowMs: now), "per process: a new cache knows nothing")
+    }
+
     /// A newline in a label or key name cannot start a forged record.
     @Test func auditRecordsCannotBeForged() throws {
         let n = try TestNode()
