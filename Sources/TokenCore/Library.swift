@@ -50,8 +50,8 @@ public final class Library: Sendable {
 
     public func initialize(tokens: [Token]) throws(TokenError) {
         try state.withLock { (s: inout State?) throws(TokenError) in
-            if let current = s, current.pid == getpid() { throw .alreadyInitialized }
-            s = State(tokens: tokens, pid: getpid())
+            if let current = s, current.pid == ProcessIdentity.current { throw .alreadyInitialized }
+            s = State(tokens: tokens, pid: ProcessIdentity.current)
         }
     }
 
@@ -59,7 +59,7 @@ public final class Library: Sendable {
         let tokens = try state.withLock { (s: inout State?) throws(TokenError) -> [Token] in
             guard let current = s else { throw .notInitialized }
             s = nil
-            return current.pid == getpid() ? current.tokens : []
+            return current.pid == ProcessIdentity.current ? current.tokens : []
         }
         // Session keys die with the application's use of the module (outside the lock: network).
         for t in tokens { t.releaseSessionKeys() }
@@ -72,7 +72,7 @@ public final class Library: Sendable {
             // session on each call (O(sessions) on the C_Sign path).
             guard var current = s.take() else { throw .notInitialized }
             defer { s = current }
-            guard current.pid == getpid() else { throw .notInitialized }
+            guard current.pid == ProcessIdentity.current else { throw .notInitialized }
             return try body(&current)
         }
     }

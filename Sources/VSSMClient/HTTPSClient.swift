@@ -130,7 +130,7 @@ public final class HTTPSClient: @unchecked Sendable {
     public func closeIdle() { idle.withLock { $0.removeAll() } }
 
     private func checkout(_ endpoint: Endpoint) -> TLSConnection? {
-        let pid = getpid()
+        let pid = ProcessIdentity.current
         return idle.withLock { pool -> TLSConnection? in
             guard var list = pool[endpoint] else { return nil }
             // Connections of another process (we were forked) are dropped without touching the socket state.
@@ -142,7 +142,7 @@ public final class HTTPSClient: @unchecked Sendable {
     }
 
     private func checkin(_ c: TLSConnection) {
-        guard c.pid == getpid() else { return }
+        guard c.pid == ProcessIdentity.current else { return }
         let max = configuration.maxIdlePerEndpoint
         idle.withLock { pool in
             var list = pool[c.endpoint] ?? []

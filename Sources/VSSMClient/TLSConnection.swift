@@ -1,5 +1,6 @@
 import COpenSSL
 import Glibc
+import VSSMSync
 
 /// A host and port of a key service listener.
 public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
@@ -39,6 +40,8 @@ final class TLSConnection: @unchecked Sendable {
     let pid: pid_t
     let endpoint: Endpoint
     var buffer: [UInt8] = []
+    /// Where SSL_read puts plaintext before it is appended to `buffer` (allocated once, not per read).
+    private let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 16)
     var usedCount = 0
     /// Monotonic ms by which the current response must be complete (a server that trickles bytes
     /// would otherwise reset the per-read socket timeout forever).
@@ -47,14 +50,15 @@ final class TLSConnection: @unchecked Sendable {
     private init(fd: Int32, ssl: OpaquePointer, endpoint: Endpoint) {
         self.fd = fd
         self.ssl = ssl
-        self.pid = getpid()
+        self.pid = ProcessIdentity.current
         self.endpoint = endpoint
     }
 
     deinit {
-        if pid == getpid() { _ = SSL_shutdown(ssl) }
+        if pid == ProcessIdentity.current { _ = SSL_shutdown(ssl) }
         SSL_free(ssl)
         close(fd)
+        chunk.deallocate()
     }
 
     static func errno_text() -> String { String(cString: strerror(errno)) }
@@ -162,10 +166,9 @@ final class TLSConnection: @unchecked Sendable {
     /// Reads more bytes into `buffer`; false on clean EOF.
     func fill() throws(ClientError) -> Bool {
         if HTTPSClient.monotonicMs() > deadlineMs { throw .timeout("reading from \(endpoint): response not complete in time") }
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        let n = SSL_read(ssl, &chunk, Int32(chunk.count))
-        if n > 0 {
-            buffer.append(contentsOf: chunk.prefix(Int(n)))
+        let n = SSL_read(ssl, chunk.baseAddress, Int32(chunk.count))
+        if n > 0, let count = Int(exactly: n), count <= chunk.count {
+            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
             return true
         }
         let err = SSL_get_error(ssl, n)

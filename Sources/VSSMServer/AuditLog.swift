@@ -18,8 +18,18 @@ public final class AuditLog: Sendable {
         ring = Locked((lines: [], next: 0, full: false))
     }
 
+    /// The last second formatted: every request writes a record, most within the same second.
+    private static let lastStamp = Locked<(second: time_t, text: String)>((-1, ""))
+
     public static func timestamp() -> String {
         var now = time(nil)
+        if let cached = lastStamp.withLock({ $0.second == now ? $0.text : nil }) { return cached }
+        let text = format(&now)
+        lastStamp.withLock { $0 = (now, text) }
+        return text
+    }
+
+    private static func format(_ now: inout time_t) -> String {
         var tm = tm()
         localtime_r(&now, &tm)
         var buf = [CChar](repeating: 0, count: 64)

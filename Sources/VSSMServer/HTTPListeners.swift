@@ -361,7 +361,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         var keepAlive = head.isKeepAlive
         let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
         let id = clientIdentity(context)
-        let ctx = RequestContext(listener: listener, clientSubject: id.subject,
+        var ctx = RequestContext(listener: listener, clientSubject: id.subject,
                                  peer: context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "-",
                                  authenticated: id.authenticated)
         if listener == .api && node.isRunning && !id.authenticated {
@@ -369,7 +369,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             // served once running, and is closed so the client reconnects with a real handshake.
             keepAlive = false
         }
-        if listener == .health || node.isCheap(path: path, body: body) {
+        // Small bodies are read once here (cheap-route decision and audit line); a large one is
+        // left to the worker pool, never parsed on the event loop.
+        if listener != .health && body.count <= 64 << 10 { ctx.auditKeyName = AuditNames.keyName(in: body) }
+        if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditKeyName ?? "") {
             // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.
             write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
             return

@@ -13,6 +13,9 @@ public struct RequestContext: Sendable {
     /// Decided per connection by the listener; false by default, so a context built elsewhere
     /// (tests, new transports) is refused by the router until it says otherwise.
     public var authenticated: Bool
+    /// The request's `keyName` as the audit line shows it, when the listener has already read it
+    /// (one JSON parse for the cheap-route decision and the audit record; nil: read it here).
+    public var auditKeyName: String?
     public init(listener: Listener, clientSubject: String = "-", peer: String = "-", authenticated: Bool = false) {
         self.listener = listener
         self.clientSubject = clientSubject
@@ -207,7 +210,7 @@ public final class KeyServiceNode: Sendable {
             response = ServiceResponse(status: config.goStyleErrors ? goStatus : error.status, body: error.body)
         }
         if context.listener != .health {
-            audit.info("AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(AuditNames.keyName(in: body))\" status=\(response.status)")
+            audit.info("AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(context.auditKeyName ?? AuditNames.keyName(in: body))\" status=\(response.status)")
         }
         return response
     }
@@ -249,7 +252,7 @@ public final class KeyServiceNode: Sendable {
     /// sign's server time on 2 cores). RSA private-key operations, admin calls (scrypt), key
     /// generation, backups, listings (their size grows with the store) and large inputs go to a
     /// worker pool so no loop ever stalls.
-    public func isCheap(path: String, body: [UInt8]) -> Bool {
+    public func isCheap(path: String, body: [UInt8], keyName: @autoclosure () -> String) -> Bool {
         guard body.count <= 64 << 10, isRunning else { return false }
         switch path {
         case Route.symmetricEncrypt, Route.symmetricDecrypt, Route.hmacCreate, Route.hmacVerify,
@@ -257,7 +260,7 @@ public final class KeyServiceNode: Sendable {
              Route.extCapabilities:
             return true
         case Route.asymmetricSign, Route.extSign:
-            let name = AuditNames.keyName(in: body)
+            let name = keyName()
             return state.withLock { $0.asymmetric[name]?.key.kind == .ec }
         default:
             return false

@@ -38,59 +38,69 @@ public enum Base64 {
 
     /// Decodes; on failure the error text is Go's (`illegal base64 data at input byte N`).
     public static func decode(_ text: String) throws(JSONError) -> [UInt8] {
-        let src = Array(text.utf8)
         var out: [UInt8] = []
-        out.reserveCapacity(src.count / 4 * 3)
-        var quad: [Int] = []  // sextets of the current group
-        var quadStart = 0
-        var i = 0
-        var finished = false
-        func illegal(_ at: Int) -> JSONError { JSONError("illegal base64 data at input byte \(at)") }
-        while i < src.count {
-            let c = src[i]
-            if c == 0x0A || c == 0x0D { i += 1; continue }
-            if finished { throw illegal(i) }
-            if quad.isEmpty { quadStart = i }
-            if c == UInt8(ascii: "=") {
-                // Padding is only valid as the 3rd/4th char of the final group.
-                switch quad.count {
-                case 2:
-                    // expect a second '=' (skipping newlines)
-                    var j = i + 1
-                    while j < src.count, src[j] == 0x0A || src[j] == 0x0D { j += 1 }
-                    guard j < src.count else { throw illegal(src.count) }
-                    guard src[j] == UInt8(ascii: "=") else { throw illegal(j) }
-                    let v = quad[0] << 18 | quad[1] << 12
-                    out.append(UInt8(v >> 16 & 0xFF))
-                    quad = []
-                    i = j + 1
-                    finished = true
-                    continue
-                case 3:
-                    let v = quad[0] << 18 | quad[1] << 12 | quad[2] << 6
-                    out.append(UInt8(v >> 16 & 0xFF)); out.append(UInt8(v >> 8 & 0xFF))
-                    quad = []
-                    i += 1
-                    finished = true
-                    continue
-                default:
-                    throw illegal(i)
-                }
-            }
-            let s = reverse[Int(c)]
-            if s < 0 { throw illegal(i) }
-            quad.append(Int(s))
-            if quad.count == 4 {
-                let v = quad[0] << 18 | quad[1] << 12 | quad[2] << 6 | quad[3]
-                out.append(UInt8(v >> 16 & 0xFF)); out.append(UInt8(v >> 8 & 0xFF)); out.append(UInt8(v & 0xFF))
-                quad = []
-            }
-            i += 1
-        }
-        if !quad.isEmpty {
-            // Go reports the offset where the incomplete final group starts.
-            throw illegal(quadStart)
-        }
+        if let at = run(text, into: &out, emit: true) { throw JSONError("illegal base64 data at input byte \(at)") }
         return out
+    }
+
+    /// Checks without producing the bytes (a request's fields are checked, then read once).
+    public static func validate(_ text: String) throws(JSONError) {
+        var none: [UInt8] = []
+        if let at = run(text, into: &none, emit: false) { throw JSONError("illegal base64 data at input byte \(at)") }
+    }
+
+    /// The decoder: nil, or the offset Go would report. No allocation besides `out`.
+    private static func run(_ text: String, into out: inout [UInt8], emit: Bool) -> Int? {
+        var text = text
+        return text.withUTF8 { src -> Int? in
+            if emit { out.reserveCapacity(src.count / 4 * 3) }
+            var acc = 0  // sextets of the current group
+            var count = 0
+            var groupStart = 0
+            var i = 0
+            var finished = false
+            while i < src.count {
+                let c = src[i]
+                if c == 0x0A || c == 0x0D { i += 1; continue }
+                if finished { return i }
+                if count == 0 { groupStart = i }
+                if c == UInt8(ascii: "=") {
+                    // Padding is only valid as the 3rd/4th char of the final group.
+                    switch count {
+                    case 2:
+                        // expect a second '=' (skipping newlines)
+                        var j = i + 1
+                        while j < src.count, src[j] == 0x0A || src[j] == 0x0D { j += 1 }
+                        guard j < src.count else { return src.count }
+                        guard src[j] == UInt8(ascii: "=") else { return j }
+                        if emit { out.append(UInt8(acc >> 4 & 0xFF)) }
+                        count = 0
+                        i = j + 1
+                        finished = true
+                        continue
+                    case 3:
+                        if emit { out.append(UInt8(acc >> 10 & 0xFF)); out.append(UInt8(acc >> 2 & 0xFF)) }
+                        count = 0
+                        i += 1
+                        finished = true
+                        continue
+                    default:
+                        return i
+                    }
+                }
+                let v = reverse[Int(c)]
+                if v < 0 { return i }
+                acc = acc << 6 | Int(v)
+                count += 1
+                if count == 4 {
+                    if emit { out.append(UInt8(acc >> 16 & 0xFF)); out.append(UInt8(acc >> 8 & 0xFF)); out.append(UInt8(acc & 0xFF)) }
+                    acc = 0
+                    count = 0
+                }
+                i += 1
+            }
+            // Go reports the offset where the incomplete final group starts.
+            return count != 0 ? groupStart : nil
+        }
     }
 }

@@ -270,23 +270,43 @@ public enum JSONWriter {
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(0x22)
-        for scalar in s.unicodeScalars {
-            let v = scalar.value
-            switch v {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0..<0x20, 0x3C, 0x3E, 0x26, 0x2028, 0x2029:
-                out.append(contentsOf: Array("\\u".utf8))
-                out.append(hexDigits[Int((v >> 12) & 0xF)])
-                out.append(hexDigits[Int((v >> 8) & 0xF)])
-                out.append(hexDigits[Int((v >> 4) & 0xF)])
-                out.append(hexDigits[Int(v & 0xF)])
-            default:
-                out.append(contentsOf: Array(String(Character(scalar)).utf8))
+        var s = s
+        s.withUTF8 { u in
+            // Runs of bytes that need no escape are copied at once (base64 fields are one run).
+            var runStart = 0
+            var i = 0
+            func escape(_ v: UInt32) {
+                out.append(0x5C); out.append(UInt8(ascii: "u"))
+                out.append(hexDigits[Int((v >> 12) & 0xF)]); out.append(hexDigits[Int((v >> 8) & 0xF)])
+                out.append(hexDigits[Int((v >> 4) & 0xF)]); out.append(hexDigits[Int(v & 0xF)])
             }
+            while i < u.count {
+                let b = u[i]
+                var width = 1
+                var replacement: UInt8? = nil
+                var unicode: UInt32? = nil
+                switch b {
+                case 0x22: replacement = 0x22
+                case 0x5C: replacement = 0x5C
+                case 0x0A: replacement = UInt8(ascii: "n")
+                case 0x0D: replacement = UInt8(ascii: "r")
+                case 0x09: replacement = UInt8(ascii: "t")
+                case 0..<0x20, 0x3C, 0x3E, 0x26: unicode = UInt32(b)
+                // U+2028 and U+2029 (E2 80 A8/A9) are escaped as Go does.
+                case 0xE2 where i + 2 < u.count && u[i + 1] == 0x80 && (u[i + 2] == 0xA8 || u[i + 2] == 0xA9):
+                    unicode = u[i + 2] == 0xA8 ? 0x2028 : 0x2029
+                    width = 3
+                default:
+                    i += 1
+                    continue
+                }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[runStart..<i]))
+                if let r = replacement { out.append(0x5C); out.append(r) }
+                if let v = unicode { escape(v) }
+                i += width
+                runStart = i
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[runStart..<u.count]))
         }
         out.append(0x22)
     }

@@ -106,7 +106,7 @@ public struct WireObject: Sendable {
             guard case .string = v else { throw mismatch("string") }
         case .bytes:
             guard case .string(let s) = v else { throw mismatch("[]uint8") }
-            _ = try Base64.decode(s)
+            try Base64.validate(s)
         case .bool:
             guard case .bool = v else { throw mismatch("bool") }
         case .uint64:

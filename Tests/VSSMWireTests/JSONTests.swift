@@ -53,6 +53,20 @@ import Testing
         #expect(throws: JSONError.self) { try Base64.decode("AA=A") }
     }
 
+    /// Every length round-trips (both padding forms), and validation agrees with decoding.
+    @Test func roundTripsAndValidatesLikeDecoding() throws {
+        for n in 0..<70 {
+            let data = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+            let text = Base64.encode(data)
+            #expect(try Base64.decode(text) == data)
+            try Base64.validate(text)
+        }
+        for bad in ["A", "AB=", "ABC=D", "AB==C", "A===", "====", "AB=C", "ÿÿÿÿ"] {
+            #expect(throws: JSONError.self) { try Base64.decode(bad) }
+            #expect(throws: JSONError.self) { try Base64.validate(bad) }
+        }
+    }
+
     @Test func newlinesAreIgnored() throws {
         #expect(try Base64.decode("aGVs\r\nbG8=\n") == Array("hello".utf8))
     }

@@ -29,6 +29,9 @@ static inline int copenssl_ctx_set_min_tls12(SSL_CTX *ctx) {
 }
 static inline void copenssl_ctx_set_modes(SSL_CTX *ctx) {
     SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // Read what the socket has in one recv: an answer is two records (head, body), which cost
+    // four recv calls without read-ahead (5-byte header, then the record, each).
+    SSL_CTX_set_read_ahead(ctx, 1);
 }
 static inline int copenssl_set_sni(SSL *ssl, const char *name) {
     return (int)SSL_set_tlsext_host_name(ssl, name);
