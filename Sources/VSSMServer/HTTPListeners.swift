@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Prometheus
 import Synchronization
 import VSSMSync
 import VSSMClient
@@ -64,7 +65,10 @@ public final class HTTPListeners: Sendable {
             node.audit.error("The open-file limit (\(usable)) is below the connection limits (\(wanted)) plus headroom; connection caps scaled by \((scale * 100).rounded() / 100).")
         }
         var t: [RequestContext.Listener: ConnectionTracker] = [:]
-        for l in all { t[l] = ConnectionTracker(limit: Int(Double(limits.maxConnections(l)) * scale)) }
+        for l in all {
+            t[l] = ConnectionTracker(limit: Int(Double(limits.maxConnections(l)) * scale),
+                                     gauge: node.metrics.gauge("vssm_open_connections", [("listener", l.rawValue)]))
+        }
         trackers = t
         let identity = try DevPKI.bootstrapIdentity()
         var cfg = TLSConfiguration.makeServerConfiguration(
@@ -128,7 +132,7 @@ public final class HTTPListeners: Sendable {
 
     private func bind(_ listener: RequestContext.Listener, _ ep: Endpoint) throws -> Channel {
         let limits = node.config.limits
-        let tracker = trackers[listener] ?? ConnectionTracker(limit: 1)
+        let tracker = trackers[listener] ?? ConnectionTracker(limit: 1, gauge: nil)
         return try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -200,7 +204,13 @@ final class ConnectionTracker: Sendable {
     }
     private let state = Locked<(entries: [ObjectIdentifier: Entry], clock: UInt64)>(([:], 0))
 
-    init(limit: Int) { self.limit = max(limit, 1) }
+    /// `vssm_open_connections` of this listener, set to the count at every change.
+    private let gauge: Gauge?
+
+    init(limit: Int, gauge: Gauge?) {
+        self.limit = max(limit, 1)
+        self.gauge = gauge
+    }
 
     var count: Int { state.withLock { $0.entries.count } }
 
@@ -218,6 +228,7 @@ final class ConnectionTracker: Sendable {
                 s.entries.removeValue(forKey: oldest.key)
             }
             s.entries[ObjectIdentifier(channel)] = Entry(channel: channel, busy: false, since: s.clock)
+            gauge?.set(Int64(s.entries.count))
             return .admitted(evicting: victim)
         }
         guard case .admitted(let victim) = a else { return false }
@@ -236,7 +247,9 @@ final class ConnectionTracker: Sendable {
     }
 
     func remove(_ channel: Channel) {
-        _ = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
+        state.withLock { s in
+            if s.entries.removeValue(forKey: ObjectIdentifier(channel)) != nil { gauge?.set(Int64(s.entries.count)) }
+        }
     }
 }
 
@@ -260,6 +273,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var discarding = false
     private var identity: (subject: String, authenticated: Bool)?
     private var deadline: Scheduled<Void>?
+    /// The request being answered, for the metrics: its path, and when its last byte arrived.
+    private var metricsPath: String?
+    private var requestEnded: NIODeadline?
 
     init(listeners: HTTPListeners, listener: RequestContext.Listener, limits: ServiceLimits, verifiedTLS: Bool, tracker: ConnectionTracker) {
         self.listeners = listeners
@@ -312,6 +328,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             tracker.setBusy(context.channel, true)
             arm(context, ms: limits.requestTimeoutMs)
             let path = String(h.uri.split(separator: "?", maxSplits: 1).first ?? "")
+            metricsPath = path
             maxBody = limits.maxBody(listener: listener, path: path, authenticated: clientIdentity(context).authenticated)
             if let declared = h.headers.first(name: "content-length").flatMap({ Int($0) }), declared > maxBody {
                 refuseTooLarge(context)
@@ -328,6 +345,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard !discarding, let head else { return }
             self.head = nil
             disarm()
+            requestEnded = .now()
             dispatch(context: context, head: head)
         }
     }
@@ -408,6 +426,13 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func write(context: ChannelHandlerContext, _ r: ServiceResponse, keepAlive: Bool) {
+        if let path = metricsPath {
+            let now = NIODeadline.now()
+            node.metrics.record(listener: listener.rawValue, path: path, status: r.status,
+                                nanoseconds: (now - (requestEnded ?? now)).nanoseconds)
+            metricsPath = nil
+            requestEnded = nil
+        }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: r.contentType)
         headers.add(name: "Content-Length", value: String(r.body.count))

@@ -46,6 +46,8 @@ public final class KeyServiceNode: Sendable {
 
     public let config: ServerConfig
     public let audit: AuditLog
+    /// Prometheus metrics (`GET /metrics` on the API listener, authenticated like every API call).
+    public let metrics = ServiceMetrics(knownRoutes: Set(KeyServiceNode.apiRoutes.keys))
     let password: PasswordHash
     let passwordGuard = PasswordGuard()
     let verifiedPasswords = VerifiedPasswordCache()
@@ -229,6 +231,7 @@ public final class KeyServiceNode: Sendable {
             // Every request of the running API needs a verified client certificate on *this*
             // connection; one accepted during bootstrap (no client auth then) is refused for good.
             guard context.authenticated else { throw .unauthenticated }
+            if path == ServiceMetrics.route { return metricsResponse() }
             if config.compatOnly && path.hasPrefix(Route.extPrefix) { throw .notFound("404 page not found") }
             guard let h = KeyServiceNode.apiRoutes[path] else { throw .notFound("404 page not found") }
             return try h(self, body, context)
@@ -246,6 +249,17 @@ public final class KeyServiceNode: Sendable {
             // Attestation needs a cloud provider; none is configured (same answer as the original's dev mode).
             throw .forbidden("Attestation cannot be performed for localhost.")
         }
+    }
+
+    /// The metrics exposition, with the key counts of this moment.
+    func metricsResponse() -> ServiceResponse {
+        let counts = state.withLock { s in (s.symmetric.count, s.asymmetric.count, s.mac.count, s.objects.count) }
+        metrics.gauge("vssm_keys", [("type", "symmetric")]).set(Int64(counts.0))
+        metrics.gauge("vssm_keys", [("type", "asymmetric")]).set(Int64(counts.1))
+        metrics.gauge("vssm_keys", [("type", "mac")]).set(Int64(counts.2))
+        metrics.gauge("vssm_objects").set(Int64(counts.3))
+        metrics.gauge("vssm_session_keys").set(Int64(sessionKeyCount))
+        return ServiceResponse(status: 200, body: metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
 
     /// Requests cheap enough to run on the event loop (measured: the pool hop cost ~1/3 of an ECDSA
