@@ -10,8 +10,12 @@ echo "building release binaries (first time: several minutes)..." >&2
 swift build -c release --product vssm --scratch-path .build-release >/dev/null
 make -s module-release >/dev/null
 cc -O2 -Wall -I include -o .build-release/p11bench bench/p11bench.c -ldl -lpthread
+cc -O2 -Wall -o .build-release/loadgen bench/loadgen.c -lssl -lcrypto
 B=.build-release/p11bench
+L=.build-release/loadgen
 export VSSM_BIN="$root/.build-release/release/vssm" MODULE="$root/dist/libvssm-pkcs11.so"
+# Room for the 10,000 idle connections of the last case (the default cap is 1,024 per listener).
+export VSSM_DEV_LIMITS='{"maxConnectionsAPI": 12000}'
 source conformance/dev-env.sh >/dev/null 2>&1
 trap vssm_dev_stop EXIT
 "$VSSM_BIN" admin generate-key bench-ec --type ASYMMETRIC --spec EC --size 256 >/dev/null
@@ -37,6 +41,7 @@ echo "CPU columns: microseconds of CPU time per signature, in the calling proces
 echo "itself) and in vssm serve (/proc/PID/stat before and after). Client and server share the cores."
 printf '\n%-26s %-10s %10s %8s %8s %12s %12s\n' "case" "module" "signs/s" "p50 µs" "p99 µs" "module CPU" "server CPU"
 declare -A tput p50
+p99_8t=""
 for spec in "ecdsa-p256 1t:bench-ec:ecdsa:1" "ecdsa-p256 8t:bench-ec:ecdsa:8" "rsa-2048 8t:bench-rsa:rsa:8"; do
     IFS=: read -r name label mech threads <<< "$spec"
     for m in vssm softhsm; do
@@ -46,6 +51,7 @@ for spec in "ecdsa-p256 1t:bench-ec:ecdsa:1" "ecdsa-p256 8t:bench-ec:ecdsa:8" "r
             out=$($B "$SOFTHSM" "$label" "$mech" "$threads" "$secs" 1234)
         fi
         tput[$name/$m]=$(val signs_per_s "$out"); p50[$name/$m]=$(val p50_us "$out")
+        [ "$name/$m" = "ecdsa-p256 8t/vssm" ] && p99_8t=$(val p99_us "$out")
         printf '%-26s %-10s %10s %8s %8s %12s %12s\n' "$name" "$m" "${tput[$name/$m]}" "${p50[$name/$m]}" "$(val p99_us "$out")" \
             "$(val module_cpu_us "$out")" "$(val server_cpu_us "$out")"
     done
@@ -60,6 +66,27 @@ printf '%-26s %-10s %10s %8s\n' "cold path (p50 of 15)" vssm "" "$(val cold_p50_
 printf '%-26s %-10s %10s %8s\n' "cold path (p50 of 15)" softhsm "" "$(val cold_p50_us "$cs")"
 printf '%-26s %-10s %10s %8s\n' "cold + C_Login (p50 of 15)" vssm "" "$(val cold_p50_us "$cvl")"
 printf '%-26s %-10s %10s %8s\n' "cold + C_Login (p50 of 15)" softhsm "" "$(val cold_p50_us "$csl")"
+# The service alone: a separate process (bench/loadgen.c) keeps 1,000 mTLS connections busy with
+# ECDSA sign requests; the server's CPU time gives requests per second per server core.
+api_port=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['api'])" "$VSSM_DEV_DIR/ports.json")
+echo
+echo "service alone (load generator, 1,000 keep-alive mTLS connections, one ECDSA sign in flight each):"
+lg=$(LOADGEN_SERVER_PID="$VSSM_PID" $L sign 127.0.0.1 "$api_port" bench-ec 1000 "$secs")
+printf '  %s requests/s, p50 %s µs, p99 %s µs, server CPU %s µs/request = %s requests/s per server core\n' \
+    "$(val requests_per_s "$lg")" "$(val p50_us "$lg")" "$(val p99_us "$lg")" "$(val server_cpu_us "$lg")" "$(val requests_per_server_core_s "$lg")"
+# 10,000 idle keep-alive connections held open while 8 threads sign through the module.
+echo "8 threads signing while 10,000 idle connections are held (opening them takes a few seconds)..."
+idle_out="$VSSM_DEV_DIR/idle.out"
+$L idle 127.0.0.1 "$api_port" bench-ec 10000 600 > "$idle_out" &
+idle_pid=$!
+for _ in $(seq 1 300); do grep -q idle_ready "$idle_out" && break; kill -0 "$idle_pid" 2>/dev/null || break; sleep 1; done
+busy=$(P11BENCH_SERVER_PID="$VSSM_PID" $B "$MODULE" bench-ec ecdsa 8 "$secs")
+kill "$idle_pid" 2>/dev/null; wait "$idle_pid" 2>/dev/null || true
+printf '  idle connections ready: %s (still open at the end: %s)\n' "$(val idle_ready "$(cat "$idle_out")")" "$(val idle_open_at_end "$(cat "$idle_out")")"
+printf '  %-24s %10s %8s %8s\n' "" "signs/s" "p50 µs" "p99 µs"
+printf '  %-24s %10s %8s %8s\n' "without idle connections" "${tput[ecdsa-p256 8t/vssm]}" "${p50[ecdsa-p256 8t/vssm]}" "$p99_8t"
+printf '  %-24s %10s %8s %8s\n' "with 10,000 idle" "$(val signs_per_s "$busy")" "$(val p50_us "$busy")" "$(val p99_us "$busy")"
+
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
 echo
 echo "targets (issue 10):"
@@ -68,3 +95,4 @@ echo "  ECDSA 8 threads throughput vs SoftHSM:    $(ratio "${tput[ecdsa-p256 8t/
 echo "  RSA-2048 8 threads throughput vs SoftHSM: $(ratio "${tput[rsa-2048 8t/vssm]}" "${tput[rsa-2048 8t/softhsm]}")x  (target >= 1.0)"
 echo "  cold path vs SoftHSM:                     $(ratio "$(val cold_p50_us "$cv")" "$(val cold_p50_us "$cs")")x  (target <= 1.5)"
 echo "  cold path with C_Login vs SoftHSM:        $(ratio "$(val cold_p50_us "$cvl")" "$(val cold_p50_us "$csl")")x  (target <= 2.0)"
+echo "  8-thread p99 with 10,000 idle vs without: $(ratio "$(val p99_us "$busy")" "$p99_8t")x  (target <= 2.0)"
