@@ -74,6 +74,8 @@ extension KeyServiceNode {
     ]
 
     /// Public information of every key and object; any mTLS client may call it (no password).
+    /// Carries the feature list of `ext/capabilities` too, so a module's first listing is one round
+    /// trip (it asks for the listing first; a 404 tells it the service speaks the original API only).
     func extListKeys(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.listKeysRequest)
         let owner = r.string("owner")
@@ -86,6 +88,7 @@ extension KeyServiceNode {
         var w = WireWriter()
         w.array("keys", keys)
         w.array("objects", snapshot.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
+        w.strings("features", KeyServiceNode.extFeatures)
         return ok(w)
     }
 

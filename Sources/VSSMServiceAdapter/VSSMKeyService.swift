@@ -36,6 +36,9 @@ public final class VSSMKeyService: KeyService {
         do { return try api.call(path, w, response: schema, idempotent: idempotent) } catch { throw VSSMKeyService.map(error) }
     }
 
+    /// Requests sent so far (tests count round trips with it).
+    public var requestCount: Int { api.http.stats.requestCount }
+
     public func hasExtensions() throws(TokenError) -> Bool { try features() != nil }
 
     /// Asked once per instance: `ext/capabilities` answers with the feature list, the original a 404.
@@ -55,10 +58,24 @@ public final class VSSMKeyService: KeyService {
     }
 
     public func list(adminPassword: String?, owner: String?) throws(TokenError) -> ServiceListing {
-        if try hasExtensions() {
+        // Until the features are known, the extended listing is asked first: it carries them, so
+        // a cold start costs one round trip, not two; the original answers 404 (base API only).
+        let known = ext.withLock { $0 }
+        if known == nil || known! != nil {
             var req = WireWriter()
             req.string("owner", owner ?? "")
-            let r = try call(Route.extListKeys, req, ExtSchemas.listKeysResponse, idempotent: true)
+            let r: WireObject
+            do {
+                r = try api.call(Route.extListKeys, req, response: ExtSchemas.listKeysResponse, idempotent: true)
+            } catch .http(status: 404, message: _) where known == nil {
+                ext.withLock { $0 = .some(nil) }
+                return try list(adminPassword: adminPassword, owner: owner)
+            } catch {
+                throw VSSMKeyService.map(error)
+            }
+            if known == nil {
+                if r.has("features") { ext.withLock { $0 = .some(Set(r.strings("features"))) } } else { _ = try features() }
+            }
             var listing = ServiceListing()
             for k in r.objects("keys") {
                 let kind: ServiceKey.Kind

@@ -25,6 +25,8 @@ public enum ExtSchemas {
     public static let releaseSessionResponse = MessageSchema("ExtReleaseSessionResponse", [.init("released", .uint64)])
     public static let listKeysResponse = MessageSchema("ExtListKeysResponse", [
         .init("keys", .repeatedMessage(key)), .init("objects", .repeatedMessage(object)),
+        // The same list as ext/capabilities (absent from services before it was added).
+        .init("features", .repeatedString),
     ])
 
     /// algorithm: `SHA<n>withRSA`, `SHA<n>withRSA/PSS`, `SHA<n>withECDSA` (n = 1, 224, 256, 384, 512),

@@ -93,6 +93,24 @@ import VSSMWire
         try ContractTests.contract(FakeKeyService(password: "fake-pw"), password: "fake-pw", who: "fake")
     }
 
+    /// A cold start's listing is one round trip: the extended listing carries the feature list; a
+    /// service with the original API only answers it with 404 and is listed the original way.
+    @Test func firstListingIsOneRoundTrip() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let s = try ContractTests.real(n)
+        _ = try s.list(adminPassword: nil, owner: nil)
+        #expect(s.requestCount == 1)
+        #expect(try s.features()?.isEmpty == false)
+        #expect(s.requestCount == 1, "the features came with the listing")
+        let compat = try TestNode(compatOnly: true)
+        defer { compat.stop() }
+        let o = try ContractTests.real(compat)
+        _ = try o.list(adminPassword: TestNode.password, owner: nil)
+        #expect(try o.features() == nil)
+        #expect(o.requestCount == 2, "404, then the original listkeys")
+    }
+
     @Test func realNodeKeepsTheContract() throws {
         let n = try TestNode()
         defer { n.stop() }
