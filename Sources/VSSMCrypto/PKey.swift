@@ -1,4 +1,5 @@
 import COpenSSL
+import VSSMSync
 
 public enum AsymmetricKind: String, Sendable {
     case rsa = "RSA", ec = "EC"
@@ -409,15 +410,44 @@ public final class PrivateKey: PKey, @unchecked Sendable {
     public func matches(spki: [UInt8]) -> Bool { !spki.isEmpty && spki == spkiDER }
 
     /// Signs `digest` (already hashed, or raw bytes for pkcs1Raw). ECDSA output is DER.
-    public func sign(digest: [UInt8], scheme: SignatureScheme) throws(CryptoError) -> [UInt8] {
+    /// Signing contexts already initialised for a scheme, kept for the next signature of this key
+    /// (a fresh EVP_PKEY_CTX and sign_init cost 1.5-2 us of a 14 us P-256 signature in OpenSSL 3.0).
+    /// A context is used by one thread at a time: taken out of the pool, put back after success.
+    private let signContexts = Locked<[(scheme: SignatureScheme, ctx: OpaquePointer)]>([])
+    static let maxPooledContexts = 8
+
+    deinit {
+        signContexts.withLock { pool in
+            for entry in pool { EVP_PKEY_CTX_free(entry.ctx) }
+            pool.removeAll()
+        }
+    }
+
+    private func signContext(_ scheme: SignatureScheme) throws(CryptoError) -> OpaquePointer {
+        let pooled = signContexts.withLock { pool -> OpaquePointer? in
+            guard let i = pool.firstIndex(where: { $0.scheme == scheme }) else { return nil }
+            return pool.remove(at: i).ctx
+        }
+        if let pooled { return pooled }
         let ctx = try makeContext()
-        defer { EVP_PKEY_CTX_free(ctx) }
-        guard EVP_PKEY_sign_init(ctx) == 1 else { throw CryptoError.openssl("sign init") }
-        try configureSignature(ctx, scheme)
+        do throws(CryptoError) {
+            guard EVP_PKEY_sign_init(ctx) == 1 else { throw CryptoError.openssl("sign init") }
+            try configureSignature(ctx, scheme)
+        } catch {
+            EVP_PKEY_CTX_free(ctx)
+            throw error
+        }
+        return ctx
+    }
+
+    public func sign(digest: [UInt8], scheme: SignatureScheme) throws(CryptoError) -> [UInt8] {
+        let ctx = try signContext(scheme)
         var len = maxOutputSize
         var out = [UInt8](repeating: 0, count: len)
         let r = bytesPointer(digest) { p, n in EVP_PKEY_sign(ctx, &out, &len, p, n) }
         guard r == 1 else {
+            // A context that failed is not reused.
+            EVP_PKEY_CTX_free(ctx)
             switch scheme {
             case .pkcs1, .pss:
                 ERR_clear_error()
@@ -429,6 +459,12 @@ public final class PrivateKey: PKey, @unchecked Sendable {
                 throw CryptoError.openssl("ecdsa sign")
             }
         }
+        let kept = signContexts.withLock { pool -> Bool in
+            guard pool.count < PrivateKey.maxPooledContexts else { return false }
+            pool.append((scheme, ctx))
+            return true
+        }
+        if !kept { EVP_PKEY_CTX_free(ctx) }
         return Array(out.prefix(len))
     }
 

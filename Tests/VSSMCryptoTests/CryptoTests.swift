@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 @testable import VSSMCrypto
 
@@ -144,5 +145,54 @@ func hex(_ s: String) -> [UInt8] {
         let sig = try k.sign(digest: digest, scheme: .dsa)
         #expect(try #require(k.publicKey).verify(signature: sig, digest: digest, scheme: .dsa))
         #expect(k.dsaComponents?.p == d.p)
+    }
+
+}
+
+@Suite struct SigningContextTests {
+    /// Signing contexts are pooled per key and scheme: many signatures from many threads, mixed
+    /// schemes and a failure in between all verify (a failed context is never reused), and two
+    /// ECDSA signatures of the same digest differ (a fresh nonce each time).
+    @Test func pooledSigningContextsStayCorrect() throws {
+        let rsa = try PrivateKey.generateRSA(bits: 2048)
+        let pub = try #require(rsa.publicKey)
+        let digest = DigestAlgorithm.sha256.hash(Array("pooled".utf8))
+        let schemes: [SignatureScheme] = [.pkcs1(.sha256), .pss(.sha256, mgf1: .sha256, saltLength: 32)]
+        #expect(throws: CryptoError.self) { try rsa.sign(digest: [1, 2, 3], scheme: .pkcs1(.sha256)) }
+        DispatchQueueless.concurrentPerform(iterations: 8) { i in
+            for j in 0..<10 {
+                let scheme = schemes[(i + j) % 2]
+                let sig = try? rsa.sign(digest: digest, scheme: scheme)
+                #expect(sig.map { pub.verify(signature: $0, digest: digest, scheme: scheme) } == true)
+            }
+        }
+        let ec = try PrivateKey.generateEC(.p256)
+        let a = try ec.sign(digest: digest, scheme: .ecdsa), b = try ec.sign(digest: digest, scheme: .ecdsa)
+        #expect(a != b)
+        #expect(try #require(ec.publicKey).verify(signature: a, digest: digest, scheme: .ecdsa))
+        #expect(try #require(ec.publicKey).verify(signature: b, digest: digest, scheme: .ecdsa))
+    }
+}
+
+/// Threads without Foundation: `iterations` pthreads running `body` at once.
+enum DispatchQueueless {
+    static func concurrentPerform(iterations: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        final class Box: @unchecked Sendable {
+            let body: @Sendable (Int) -> Void
+            let index: Int
+            init(_ body: @escaping @Sendable (Int) -> Void, _ index: Int) { self.body = body; self.index = index }
+        }
+        var threads: [pthread_t] = []
+        for i in 0..<iterations {
+            var t = pthread_t()
+            let box = Unmanaged.passRetained(Box(body, i)).toOpaque()
+            pthread_create(&t, nil, { arg in
+                let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+                b.body(b.index)
+                return nil
+            }, box)
+            threads.append(t)
+        }
+        for t in threads { pthread_join(t, nil) }
     }
 }
