@@ -296,34 +296,43 @@ enum HTTPResponseParser {
             }
         }
         guard let end = headerEnd else { throw .protocolError("no header") }
-        let head = String(decoding: c.buffer[0..<end], as: UTF8.self)
+        // The head is read as bytes (no String per line: this runs for every signature).
+        let head = Array(c.buffer[0..<end])
         c.buffer.removeFirst(end + 4)
-        var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
-        guard !lines.isEmpty else { throw .protocolError("empty response") }
-        let statusLine = lines.removeFirst().split(separator: " ")
-        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
+        var lines: [ArraySlice<UInt8>] = []
+        var lineStart = 0
+        for i in 0..<head.count where head[i] == 10 {
+            lines.append(head[lineStart..<(i > lineStart && head[i - 1] == 13 ? i - 1 : i)])
+            lineStart = i + 1
+        }
+        lines.append(head[lineStart..<head.count])
+        let statusLine = lines.removeFirst()
+        // "HTTP/1.x SSS ..."
+        guard statusLine.count >= 12, statusLine.starts(with: Array("HTTP/1.".utf8)), statusLine[statusLine.startIndex + 8] == 32,
+              let status = decimal(statusLine[(statusLine.startIndex + 9)..<(statusLine.startIndex + 12)]),
+              statusLine.count == 12 || statusLine[statusLine.startIndex + 12] == 32 else {
             throw .protocolError("bad status line")
         }
         var contentLength: Int? = nil
         var chunked = false
-        var keepAlive = statusLine[0] == "HTTP/1.1"
+        var keepAlive = statusLine[statusLine.startIndex + 7] == UInt8(ascii: "1")
         for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
-            switch name {
-            case "content-length":
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
+            let name = line[line.startIndex..<colon]
+            var value = line[(colon + 1)...]
+            while let f = value.first, f == 32 || f == 9 { value = value.dropFirst() }
+            while let l = value.last, l == 32 || l == 9 { value = value.dropLast() }
+            if equalsIgnoringCase(name, "content-length") {
                 // A negative, non-numeric or repeated-and-different length is a protocol error, never a slice bound.
-                guard let n = Int(value), n >= 0, contentLength == nil || contentLength == n else {
-                    throw .protocolError("bad Content-Length: \(value.prefix(32))")
+                guard let n = decimal(value), contentLength == nil || contentLength == n else {
+                    throw .protocolError("bad Content-Length: \(String(decoding: value.prefix(32), as: UTF8.self))")
                 }
                 contentLength = n
-            case "transfer-encoding": chunked = value.lowercased().contains("chunked")
-            case "connection":
-                let v = value.lowercased()
-                if v.contains("close") { keepAlive = false }
-                if v.contains("keep-alive") { keepAlive = true }
-            default: break
+            } else if equalsIgnoringCase(name, "transfer-encoding") {
+                chunked = contains(value, "chunked")
+            } else if equalsIgnoringCase(name, "connection") {
+                if contains(value, "close") { keepAlive = false }
+                if contains(value, "keep-alive") { keepAlive = true }
             }
         }
         var body: [UInt8] = []
@@ -359,6 +368,37 @@ enum HTTPResponseParser {
             keepAlive = false
         }
         return (HTTPResponse(status: status, body: body), keepAlive)
+    }
+
+    /// A non-negative decimal of at most 18 digits (no sign, no spaces): never overflows.
+    static func decimal(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var n = 0
+        for b in bytes {
+            guard b >= 48, b <= 57 else { return nil }
+            n = n * 10 + Int(b - 48)
+        }
+        return n
+    }
+
+    static func lower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b + 32 : b }
+
+    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ text: StaticString) -> Bool {
+        guard bytes.count == text.utf8CodeUnitCount else { return false }
+        let t = UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
+        return zip(bytes, t).allSatisfy { lower($0) == $1 }
+    }
+
+    /// Whether `needle` (lowercase) occurs in `bytes`, ignoring case.
+    static func contains(_ bytes: ArraySlice<UInt8>, _ needle: StaticString) -> Bool {
+        let n = UnsafeBufferPointer(start: needle.utf8Start, count: needle.utf8CodeUnitCount)
+        guard bytes.count >= n.count else { return false }
+        var i = bytes.startIndex
+        while i + n.count <= bytes.endIndex {
+            if zip(bytes[i..<(i + n.count)], n).allSatisfy({ lower($0) == $1 }) { return true }
+            i += 1
+        }
+        return false
     }
 
     static func find(_ hay: [UInt8], _ needle: [UInt8]) -> Int? {

@@ -42,6 +42,31 @@ import VSSMWire
         }
     }
 
+    /// The response head is parsed as bytes: header names in any case, blanks around values,
+    /// a status line without a reason; malformed status lines are protocol errors.
+    @Test func responseHeadsAreReadAsHTTPAllows() throws {
+        let good: [(String, Int, String)] = [
+            ("HTTP/1.1 200 OK\r\ncOnTeNt-LeNgTh:\t 3 \r\nX-Other: a:b\r\n\r\nabc", 200, "abc"),
+            ("HTTP/1.1 404\r\nContent-Length: 2\r\nConnection: Close\r\n\r\nno", 404, "no"),
+            ("HTTP/1.0 500 Internal Server Error\r\nContent-Length: 1\r\n\r\nx", 500, "x"),
+            ("HTTP/1.1 200 OK\nContent-Length: 2\n\r\n\r\nhi", 200, "hi"),
+        ]
+        for (reply, status, body) in good {
+            let s = try HostileServer(.reply(Array(reply.utf8)))
+            defer { s.stop() }
+            let c = try HTTPSClient(config([s.port]))
+            let r = try c.post("/x", body: [], idempotent: true)
+            #expect(r.status == status && r.text == body, "\(reply)")
+        }
+        for reply in ["HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n",
+                      "HTTP/1.1 2000\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc"] {
+            let s = try HostileServer(.reply(Array(reply.utf8)))
+            defer { s.stop() }
+            let c = try HTTPSClient(config([s.port]))
+            #expect(throws: ClientError.self, "\(reply)") { _ = try c.post("/x", body: [], idempotent: true) }
+        }
+    }
+
     /// A node that accepts TCP but never completes the handshake (SIGSTOP) costs the connect
     /// timeout, not the request timeout, and is then skipped.
     @Test func hungHandshakeFailsOverWithinTheConnectTimeout() throws {
