@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "proccpu.h"
 
 enum state { CONNECTING, HANDSHAKE, SENDING, RECEIVING, IDLE, CLOSED };
 
@@ -51,21 +52,6 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double proc_cpu(const char *pid) {
-    if (!pid || !*pid) return -1;
-    char path[64], b[1024];
-    snprintf(path, sizeof path, "/proc/%s/stat", pid);
-    FILE *fp = fopen(path, "r");
-    if (!fp) return -1;
-    size_t n = fread(b, 1, sizeof b - 1, fp);
-    fclose(fp);
-    b[n] = 0;
-    char *p = strrchr(b, ')');
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
-    return (ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return x < y ? -1 : x > y; }
@@ -102,6 +88,16 @@ static int response_done(conn_t *c) {
     return strncmp(c->buf, "HTTP/1.1 200", 12) == 0 ? 1 : -1;
 }
 
+/* After an SSL call returned r <= 0: wait for the socket (1) or give the connection up (0). */
+static int retry_later(int ep, conn_t *c, int r) {
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) { watch(ep, c, 0); return 1; }
+    if (e == SSL_ERROR_WANT_WRITE) { watch(ep, c, 1); return 1; }
+    ERR_clear_error();
+    fail(ep, c);
+    return 0;
+}
+
 static void step(int ep, conn_t *c, double deadline) {
     for (;;) {
         if (c->st == CONNECTING) {
@@ -113,42 +109,21 @@ static void step(int ep, conn_t *c, double deadline) {
         }
         if (c->st == HANDSHAKE) {
             int r = SSL_do_handshake(c->ssl);
-            if (r != 1) {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_READ) { watch(ep, c, 0); return; }
-                if (e == SSL_ERROR_WANT_WRITE) { watch(ep, c, 1); return; }
-                ERR_clear_error();
-                fail(ep, c);
-                return;
-            }
+            if (r != 1) { retry_later(ep, c, r); return; }
             c->st = SENDING;
             c->sent = 0;
             c->started = now();
         }
         if (c->st == SENDING) {
             int r = SSL_write(c->ssl, request, (int)request_len);
-            if (r <= 0) {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_READ) { watch(ep, c, 0); return; }
-                if (e == SSL_ERROR_WANT_WRITE) { watch(ep, c, 1); return; }
-                ERR_clear_error();
-                fail(ep, c);
-                return;
-            }
+            if (r <= 0) { retry_later(ep, c, r); return; }
             c->st = RECEIVING;
             c->got = 0;
             watch(ep, c, 0);
         }
         if (c->st == RECEIVING) {
             int r = SSL_read(c->ssl, c->buf + c->got, (int)(sizeof c->buf - 1 - c->got));
-            if (r <= 0) {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_READ) return;
-                if (e == SSL_ERROR_WANT_WRITE) { watch(ep, c, 1); return; }
-                ERR_clear_error();
-                fail(ep, c);
-                return;
-            }
+            if (r <= 0) { retry_later(ep, c, r); return; }
             c->got += (size_t)r;
             int done = response_done(c);
             if (done == 0) continue;
