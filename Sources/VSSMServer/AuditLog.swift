@@ -44,8 +44,9 @@ public final class AuditLog: Sendable {
     }
 
     public func log(_ level: Level, _ message: String, file: String = #fileID, line: Int = #line) {
-        let parts = file.split(separator: "/")
-        let location = parts.suffix(2).joined(separator: "/")
+        // `#fileID` is already `Module/File.swift`; anything longer keeps its last two parts.
+        let location = file.utf8.count(where: { $0 == UInt8(ascii: "/") }) <= 1
+            ? file : file.split(separator: "/").suffix(2).joined(separator: "/")
         let text = "[\(AuditLog.timestamp())] \(location):\(line), \(level.rawValue): \(AuditLog.escaped(message))"
         if echo {
             let out = text + "\n"

@@ -276,6 +276,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The request being answered, for the metrics: its path, and when its last byte arrived.
     private var metricsPath: String?
     private var requestEnded: NIODeadline?
+    /// The series of this connection's last answer: a connection mostly repeats one call.
+    private var lastSeries: (path: String, status: Int, series: ServiceMetrics.RequestSeries)?
+    /// The client's address as the audit line shows it, read once per connection.
+    private var peer: String?
 
     init(listeners: HTTPListeners, listener: RequestContext.Listener, limits: ServiceLimits, verifiedTLS: Bool, tracker: ConnectionTracker) {
         self.listeners = listeners
@@ -375,12 +379,19 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         return id
     }
 
+    private func peerText(_ context: ChannelHandlerContext) -> String {
+        if let peer { return peer }
+        let text = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "-"
+        peer = text
+        return text
+    }
+
     private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead) {
         var keepAlive = head.isKeepAlive
         let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
         let id = clientIdentity(context)
         var ctx = RequestContext(listener: listener, clientSubject: id.subject,
-                                 peer: context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "-",
+                                 peer: peerText(context),
                                  authenticated: id.authenticated)
         if listener == .api && node.isRunning && !id.authenticated {
             // A connection from the bootstrap window (or without a verified certificate) is never
@@ -428,8 +439,14 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func write(context: ChannelHandlerContext, _ r: ServiceResponse, keepAlive: Bool) {
         if let path = metricsPath {
             let now = NIODeadline.now()
-            node.metrics.record(listener: listener.rawValue, path: path, status: r.status,
-                                nanoseconds: (now - (requestEnded ?? now)).nanoseconds)
+            let series: ServiceMetrics.RequestSeries
+            if let last = lastSeries, last.path == path, last.status == r.status {
+                series = last.series
+            } else {
+                series = node.metrics.series(listener: listener.rawValue, path: path, status: r.status)
+                lastSeries = (path, r.status, series)
+            }
+            series.record(nanoseconds: (now - (requestEnded ?? now)).nanoseconds)
             metricsPath = nil
             requestEnded = nil
         }

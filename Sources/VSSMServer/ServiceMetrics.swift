@@ -29,8 +29,19 @@ public final class ServiceMetrics: Sendable {
 
     func routeLabel(_ path: String) -> String { knownRoutes.contains(path) ? path : "other" }
 
-    /// One answered request.
-    public func record(listener: String, path: String, status: Int, nanoseconds: Int64) {
+    /// The two series one kind of answer is counted in.
+    public struct RequestSeries: Sendable {
+        let counter: Counter
+        let histogram: DurationHistogram
+
+        public func record(nanoseconds: Int64) {
+            counter.increment()
+            histogram.recordNanoseconds(max(0, nanoseconds))
+        }
+    }
+
+    /// The series of answers with `status` to `path` on `listener` (made at first use).
+    public func series(listener: String, path: String, status: Int) -> RequestSeries {
         let route = routeLabel(path)
         let counterKey = listener + " " + route + " " + String(status)
         let counter = counters.withLock { all -> Counter in
@@ -40,7 +51,6 @@ public final class ServiceMetrics: Sendable {
             all[counterKey] = c
             return c
         }
-        counter.increment()
         let histogramKey = listener + " " + route
         let histogram = histograms.withLock { all -> DurationHistogram in
             if let h = all[histogramKey] { return h }
@@ -50,7 +60,12 @@ public final class ServiceMetrics: Sendable {
             all[histogramKey] = h
             return h
         }
-        histogram.recordNanoseconds(max(0, nanoseconds))
+        return RequestSeries(counter: counter, histogram: histogram)
+    }
+
+    /// One answered request.
+    public func record(listener: String, path: String, status: Int, nanoseconds: Int64) {
+        series(listener: listener, path: path, status: status).record(nanoseconds: nanoseconds)
     }
 
     public func gauge(_ name: String, _ labels: [(String, String)] = []) -> Gauge {
