@@ -5,7 +5,14 @@
  * the module's figures: the part of a signature no implementation of a network key service avoids.
  *
  *   floor DIR ROUNDS     DIR holds rpc-cert.pem and rpc-key.pem (the dev-env server identity)
- * Prints p50/p99 of the round trips and CPU microseconds per request of client and server. */
+ * Prints p50/p99 of the round trips and CPU microseconds per request of client and server.
+ *
+ *   floor --cold DIR PORT RUNS
+ * The start of a TLS client, median of RUNS fresh processes: OpenSSL initialisation, a client
+ * context, the CA, certificate and key files of DIR (ca.pem, client-cert.pem, client-key.pem),
+ * TCP connect and the mutual-TLS handshake with the `vssm serve` API listener at PORT, and one
+ * HTTP exchange (ext/capabilities). The part of the module's cold path any OpenSSL client pays
+ * (loading libssl itself is not counted: this program links it). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -66,8 +73,58 @@ static void serve(int listener, const char *cert, const char *key, int report) {
     _exit(0);
 }
 
+/* One cold client start in this (fresh) process; microseconds, or -1. */
+static double cold_once(const char *dir, int port) {
+    char ca[1024], cert[1024], key[1024];
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(cert, sizeof cert, "%s/client-cert.pem", dir);
+    snprintf(key, sizeof key, "%s/client-key.pem", dir);
+    double t0 = now_us();
+    OPENSSL_init_ssl(0, NULL);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) return -1;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) return -1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "VSSM");
+    if (SSL_connect(ssl) != 1) return -1;
+    const char *req = "POST /REST/v1/ext/capabilities HTTP/1.1\r\nHost: VSSM\r\nContent-Length: 2\r\n\r\n{}";
+    if (SSL_write(ssl, req, (int)strlen(req)) <= 0) return -1;
+    char buf[4096];
+    if (SSL_read(ssl, buf, sizeof buf) <= 0) return -1;
+    return now_us() - t0;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: floor DIR ROUNDS\n"); return 2; }
+    if (argc == 5 && strcmp(argv[1], "--cold") == 0) {
+        int runs = atoi(argv[4]), got = 0;
+        double v[256];
+        for (int i = 0; i < runs && i < 256; i++) {
+            int p[2];
+            if (pipe(p) != 0) return 1;
+            pid_t pid = fork();
+            if (pid == 0) {
+                double t = cold_once(argv[2], atoi(argv[3]));
+                _exit(write(p[1], &t, sizeof t) == sizeof t ? 0 : 1);
+            }
+            close(p[1]);
+            double t = -1;
+            if (read(p[0], &t, sizeof t) == sizeof t && t > 0) v[got++] = t;
+            close(p[0]);
+            waitpid(pid, NULL, 0);
+        }
+        if (!got) { printf("cold_errors=%d\n", runs); return 1; }
+        qsort(v, (size_t)got, sizeof(double), cmp);
+        printf("cold_tls_p50_us=%.0f cold_runs=%d\n", v[got / 2], got);
+        return 0;
+    }
+    if (argc != 3) { fprintf(stderr, "usage: see the comment at the top of floor.c\n"); return 2; }
     int rounds = atoi(argv[2]);
     if (rounds < 100) rounds = 100;
     char cert[1024], key[1024];
