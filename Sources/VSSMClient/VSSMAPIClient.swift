@@ -85,6 +85,19 @@ public final class VSSMAPIClient: Sendable {
         return try call(Route.getLogs, w, response: Schemas.getLogsResponse, idempotent: true).strings("log")
     }
 
+    /// The audit trail (`ext/audit`), filtered, and its chain verified when asked.
+    public func audit(password: String, principal: String = "", key: String = "", since: String = "",
+                      verify: Bool = false, limit: UInt64 = 0) throws(ClientError) -> WireObject {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("principal", principal)
+        w.string("key", key)
+        w.string("since", since)
+        w.bool("verify", verify)
+        w.uint64("limit", limit)
+        return try call(Route.extAudit, w, response: ExtSchemas.auditResponse, idempotent: true)
+    }
+
     public func sign(key: String, algorithm: String, input: [UInt8]? = nil, hashed: [UInt8]? = nil) throws(ClientError) -> [UInt8] {
         var w = WireWriter()
         w.bytes("input", input)

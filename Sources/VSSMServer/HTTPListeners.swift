@@ -271,7 +271,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var maxBody = 0
     /// A 413 was sent for the current request: ignore the rest of it, the connection is closing.
     private var discarding = false
-    private var identity: (subject: String, authenticated: Bool)?
+    private var identity: (subject: String, fingerprint: String, authenticated: Bool)?
+    /// The ID of the request being answered (`X-Request-Id`).
+    private var requestID: String?
     private var deadline: Scheduled<Void>?
     /// The request being answered, for the metrics: its path, and when its last byte arrived.
     private var metricsPath: String?
@@ -365,16 +367,18 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Subject of the verified client certificate, and whether this connection counts as
     /// authenticated: its TLS context required a verified certificate and one was presented.
-    private func clientIdentity(_ context: ChannelHandlerContext) -> (subject: String, authenticated: Bool) {
+    private func clientIdentity(_ context: ChannelHandlerContext) -> (subject: String, fingerprint: String, authenticated: Bool) {
         if let identity { return identity }
         var s = "-"
+        var fingerprint = "-"
         var hasCert = false
         if let ssl = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
            let cert = ssl.peerCertificate, let der = try? cert.toDERBytes() {
             s = DevPKI.subject(ofDER: der)
+            fingerprint = AuditTrail.hex(DigestAlgorithm.sha256.hash(der))
             hasCert = true
         }
-        let id = (subject: s, authenticated: verifiedTLS && hasCert)
+        let id = (subject: s, fingerprint: fingerprint, authenticated: verifiedTLS && hasCert)
         identity = id
         return id
     }
@@ -400,7 +404,14 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         // Small bodies are read once here (cheap-route decision and audit line); a large one is
         // left to the worker pool, never parsed on the event loop.
-        if listener != .health && body.count <= 64 << 10 { ctx.auditKeyName = AuditNames.keyName(in: body) }
+        if listener != .health && body.count <= 64 << 10 {
+            let fields = AuditNames.fields(in: body)
+            ctx.auditKeyName = fields.key
+            ctx.auditMechanism = fields.mechanism
+        }
+        ctx.clientFingerprint = id.fingerprint
+        ctx.requestID = node.nextRequestID()
+        requestID = ctx.requestID
         if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditKeyName ?? "") {
             // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.
             write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
@@ -454,6 +465,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Type", value: r.contentType)
         headers.add(name: "Content-Length", value: String(r.body.count))
         if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if let id = requestID {
+            headers.add(name: "X-Request-Id", value: id)
+            requestID = nil
+        }
         let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: r.status), headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         var buffer = context.channel.allocator.buffer(capacity: r.body.count)

@@ -7,6 +7,7 @@ extension KeyServiceNode {
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
         "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw", "eddsa", "dsa",
+        "audit",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -67,11 +68,47 @@ extension KeyServiceNode {
             try n.restore(r.object("backup"), allowedVersions: [1, 2])
             return n.ok(WireWriter())
         },
+        Route.extAudit: { n, b, c throws(ServiceError) in try n.extAudit(b, c) },
         Route.extVerifyPassword: { n, b, c throws(ServiceError) in
             try n.checkPassword(try n.decode(b, ExtSchemas.verifyPasswordRequest), c)
             return n.ok(WireWriter())
         },
     ]
+
+    /// The audit trail (admin password), filtered, and its chain verified on request.
+    func extAudit(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.auditRequest)
+        try checkPassword(r, ctx)
+        var w = WireWriter()
+        guard let trail = auditTrail.withLock({ $0 }) else {
+            // No state directory (or still bootstrapping): the log ring is all there is.
+            return ok(w)
+        }
+        w.bool("enabled", true)
+        let v = trail.verify()
+        let principal = r.string("principal"), key = r.string("key"), since = r.string("since")
+        let limit = Int(clamping: r.uint64("limit") == 0 ? 1000 : min(r.uint64("limit"), 100_000))
+        func text(_ o: JSONValue, _ f: String) -> String { if case .string(let s)? = o[f] { s } else { "" } }
+        var matching: [JSONValue] = []
+        for (_, o) in v.records {
+            if !principal.isEmpty && !text(o, "principal").contains(principal) && text(o, "fingerprint") != principal.lowercased() { continue }
+            if !key.isEmpty && text(o, "key") != key { continue }
+            if !since.isEmpty && text(o, "time") < since { continue }
+            var rec = WireWriter()
+            if case .number(let s)? = o["seq"] { rec.uint64("seq", UInt64(s) ?? 0) }
+            for f in ["time", "principal", "fingerprint", "route", "key", "mechanism"] { rec.string(f, text(o, f)) }
+            if case .number(let s)? = o["status"] { rec.int64("status", Int64(s) ?? 0) }
+            rec.string("request", text(o, "request"))
+            matching.append(rec.value)
+        }
+        w.array("records", Array(matching.suffix(limit)))
+        w.uint64("checked", UInt64(v.checked))
+        if r.bool("verify") {
+            w.string("problem", v.problem ?? "")
+            w.uint64("chainStart", v.firstSeq ?? 0)
+        }
+        return ok(w)
+    }
 
     /// Public information of every key and object; any mTLS client may call it (no password).
     /// Carries the feature list of `ext/capabilities` too, so a module's first listing is one round

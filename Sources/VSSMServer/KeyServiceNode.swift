@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VSSMSync
 import VSSMCrypto
 import VSSMWire
@@ -16,6 +17,12 @@ public struct RequestContext: Sendable {
     /// The request's `keyName` as the audit line shows it, when the listener has already read it
     /// (one JSON parse for the cheap-route decision and the audit record; nil: read it here).
     public var auditKeyName: String?
+    /// The request's `algorithm` (the mechanism of the audit record), read with `auditKeyName`.
+    public var auditMechanism: String?
+    /// SHA-256 of the verified client certificate (hex), "-" without one.
+    public var clientFingerprint = "-"
+    /// This node's ID of the request (`X-Request-Id` of the answer, `request` of the audit record).
+    public var requestID = "-"
     public init(listener: Listener, clientSubject: String = "-", peer: String = "-", authenticated: Bool = false) {
         self.listener = listener
         self.clientSubject = clientSubject
@@ -48,6 +55,15 @@ public final class KeyServiceNode: Sendable {
     public let audit: AuditLog
     /// Prometheus metrics (`GET /metrics` on the API listener, authenticated like every API call).
     public let metrics = ServiceMetrics(knownRoutes: Set(KeyServiceNode.apiRoutes.keys))
+    /// The hash-chained audit records (`AuditTrail`); opened once running with a state directory.
+    let auditTrail = Locked<AuditTrail?>(nil)
+    private let requestCounter = Atomic<UInt64>(0)
+    private let nodeTag = SecureRandom.hex(4)
+
+    /// A new request ID: this process's random tag and a counter.
+    public func nextRequestID() -> String {
+        nodeTag + "-" + String(requestCounter.wrappingAdd(1, ordering: .relaxed).newValue)
+    }
     let password: PasswordHash
     let passwordGuard = PasswordGuard()
     let verifiedPasswords = VerifiedPasswordCache()
@@ -127,6 +143,14 @@ public final class KeyServiceNode: Sendable {
             audit.info("Loaded \(loaded.state.keyCount) keys and \(loaded.state.objects.count) objects from \(sealed?.path ?? "")")
             for name in loaded.skipped { audit.error("Skipped unparseable asymmetric key from the sealed store: \(name)") }
         }
+        if let dir = config.stateDirectory {
+            do {
+                let trail = try AuditTrail(directory: dir, rpcKey: key, rotateBytes: config.limits.auditFileBytes)
+                auditTrail.withLock { $0 = trail }
+            } catch {
+                audit.error("The audit trail cannot be opened (\(error.message)); records go to the log only.")
+            }
+        }
         audit.info("Manual bootstrap successful...")
         audit.info("Entering normal application running state...")
         peerSync.start(node: self)
@@ -198,7 +222,7 @@ public final class KeyServiceNode: Sendable {
         Route.generateKey, Route.injectKey, Route.generateBackup, Route.restoreBackup, Route.listKeys, Route.getLogs,
         Route.extGenerateKey, Route.extInjectKey, Route.extSetAttributes, Route.extDeleteKey, Route.extCreateObject,
         Route.extUpdateObject, Route.extDeleteObject, Route.extGenerateBackup, Route.extRestoreBackup, Route.extVerifyPassword,
-        Route.extCopyKey, Route.extDerive, Route.extUnwrap,
+        Route.extCopyKey, Route.extDerive, Route.extUnwrap, Route.extAudit,
     ]
 
     /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.
@@ -211,10 +235,21 @@ public final class KeyServiceNode: Sendable {
             let goStatus = error.message == "404 page not found" ? 404 : 500
             response = ServiceResponse(status: config.goStyleErrors ? goStatus : error.status, body: error.body)
         }
-        if context.listener != .health {
-            audit.info("AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(context.auditKeyName ?? AuditNames.keyName(in: body))\" status=\(response.status)")
-        }
+        if context.listener != .health { record(path: path, body: body, context: context, status: response.status) }
         return response
+    }
+
+    /// The audit record of an answered request: the log ring and standard output as before, and
+    /// the hash-chained trail (and syslog when configured).
+    func record(path: String, body: [UInt8], context: RequestContext, status: Int) {
+        let key = context.auditKeyName ?? AuditNames.keyName(in: body)
+        audit.info("AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\" status=\(status) request=\(context.requestID)")
+        guard let trail = auditTrail.withLock({ $0 }) else { return }
+        let r = AuditTrail.Record(time: AuditLog.timestamp(), principal: context.clientSubject, fingerprint: context.clientFingerprint,
+                                  route: path, key: key, mechanism: context.auditMechanism ?? AuditNames.mechanism(in: body),
+                                  status: status, requestID: context.requestID)
+        do { try trail.append(r) } catch { audit.error("audit trail: \(error.message)") }
+        if config.auditSyslog { AuditTrail.syslog(r) }
     }
 
     private func route(path: String, body: [UInt8], context: RequestContext) throws(ServiceError) -> ServiceResponse {
@@ -344,14 +379,25 @@ public final class KeyServiceNode: Sendable {
     }
 }
 
-/// Extracts `keyName` from a request body for the audit line without trusting it.
+/// Extracts `keyName` and `algorithm` from a request body for the audit record without trusting
+/// them (at most 128 characters, no control characters, quotes or backslashes).
 enum AuditNames {
-    static func keyName(in body: [UInt8]) -> String {
-        guard let v = try? JSONParser.parse(body) else { return "" }
+    static func keyName(in body: [UInt8]) -> String { fields(in: body).key }
+    static func mechanism(in body: [UInt8]) -> String { fields(in: body).mechanism }
+
+    /// Both with one parse.
+    static func fields(in body: [UInt8]) -> (key: String, mechanism: String) {
+        guard let v = try? JSONParser.parse(body) else { return ("", "") }
         var name = ""
         if case .string(let s)? = v["keyName"] { name = s } else if case .string(let s)? = v["key_name"] { name = s }
+        var mechanism = ""
+        if case .string(let s)? = v["algorithm"] { mechanism = s }
+        return (clean(name), clean(mechanism))
+    }
+
+    static func clean(_ text: String) -> String {
         var out = ""
-        for scalar in name.unicodeScalars.prefix(128) {
+        for scalar in text.unicodeScalars.prefix(128) {
             out += scalar.value < 0x20 || scalar == "\"" || scalar == "\\" ? "?" : String(scalar)
         }
         return out

@@ -17,6 +17,8 @@ public struct ServerConfig: Sendable {
     public var peers: [String] = []
     /// Serve only the original API (no `/REST/v1/ext/`).
     public var compatOnly = false
+    /// Audit records also go to syslog (facility authpriv), e.g. for journald or a log collector.
+    public var auditSyslog = false
     /// Answer every handler error with HTTP 500 and the message, as the original Go VSSM does
     /// (only an unknown path is a 404): for testing clients against Go's behaviour.
     public var goStyleErrors = false
@@ -66,6 +68,7 @@ public struct ServerConfig: Sendable {
             peers = p.compactMap { if case .string(let s) = $0 { s } else { nil } }
         }
         if case .bool(let b)? = v["compatOnly"] { compatOnly = b }
+        if case .bool(let b)? = v["auditSyslog"] { auditSyslog = b }
         if case .bool(let b)? = v["goStyleErrors"] { goStyleErrors = b }
         limits = try ServiceLimits(json: v["limits"])
     }
@@ -84,6 +87,7 @@ public struct ServerConfig: Sendable {
         w.string("stateDir", stateDirectory ?? "")
         w.strings("peers", peers)
         w.bool("compatOnly", compatOnly)
+        w.bool("auditSyslog", auditSyslog)
         w.bool("goStyleErrors", goStyleErrors)
         if limits != ServiceLimits() { w.object("limits", limits.json) }
         return JSONPretty.format(w.value)

@@ -34,6 +34,8 @@ public struct ServiceLimits: Sendable, Equatable {
     /// C_GetAttributeValue(CKA_VALUE) returns the key): 0 none, 1 session keys only (they live in
     /// memory with the application that asked), 2 session and stored keys (test suites only).
     public var readableKeys = 1
+    /// Size at which the audit trail file (`audit.jsonl`) is rotated (8 rotated files are kept).
+    public var auditFileBytes = 64 << 20
     /// Unauthenticated listeners (health, bootstrap-slave) and the API listener while bootstrapping.
     public static let maxUnauthenticatedBodyBytes = 64 << 10
     /// CKA_ID of a key or object.
@@ -112,6 +114,7 @@ public struct ServiceLimits: Sendable, Equatable {
         ("maxCryptoInputBytes", \.maxCryptoInputBytes, 1024...(64 << 20)),
         ("minStoredRSABits", \.minStoredRSABits, 1024...4096),
         ("readableKeys", \.readableKeys, 0...2),
+        ("auditFileBytes", \.auditFileBytes, 4096...(1 << 30)),
     ]
 
     var json: JSONValue {

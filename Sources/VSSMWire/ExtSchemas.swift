@@ -132,6 +132,25 @@ public enum ExtSchemas {
         .init("keyName", .string), .init("algorithm", .string), .init("input", .bytes), .init("length", .uint64),
     ])
     public static let verifyPasswordRequest = MessageSchema("ExtVerifyPasswordRequest", [.init("adminPassword", .string)])
+
+    /// The audit trail, filtered: `principal` (part of the subject, or the fingerprint), `key`,
+    /// `since` (an RFC 3339 time: records at or after it), the newest `limit` (default 1,000) of
+    /// what matches; `verify` checks the whole chain first.
+    public static let auditRequest = MessageSchema("ExtAuditRequest", [
+        .init("adminPassword", .string), .init("principal", .string), .init("key", .string), .init("since", .string),
+        .init("verify", .bool), .init("limit", .uint64),
+    ])
+    public static let auditRecord = MessageSchema("ExtAuditRecord", [
+        .init("seq", .uint64), .init("time", .string), .init("principal", .string), .init("fingerprint", .string),
+        .init("route", .string), .init("key", .string), .init("mechanism", .string), .init("status", .int64),
+        .init("request", .string),
+    ])
+    /// `checked`: records read; `problem`: the first break of the chain (absent when it holds);
+    /// `chainStart`: seq of the oldest record kept (older files were rotated away).
+    public static let auditResponse = MessageSchema("ExtAuditResponse", [
+        .init("records", .repeatedMessage(auditRecord)), .init("checked", .uint64), .init("problem", .string),
+        .init("chainStart", .uint64), .init("enabled", .bool),
+    ])
 }
 
 extension Route {
@@ -148,6 +167,7 @@ extension Route {
     public static let extUpdateObject = "/REST/v1/ext/updateobject"
     public static let extDeleteObject = "/REST/v1/ext/deleteobject"
     public static let extVerifyPassword = "/REST/v1/ext/verifypassword"
+    public static let extAudit = "/REST/v1/ext/audit"
     /// Session keys (names `~<owner>/<name>`, memory only) of one module instance: drop them all.
     public static let extReleaseSession = "/REST/v1/ext/session/release"
     public static let extCopyKey = "/REST/v1/ext/copykey"

@@ -219,13 +219,51 @@ struct AdminCommand: ParsableCommand {
     }
 
     struct Logs: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print the node's log ring (oldest first).")
+        static let configuration = CommandConfiguration(
+            commandName: "logs",
+            abstract: "Print the node's log ring (oldest first), or its audit trail with --audit, a filter or --verify.",
+            discussion: """
+            The audit trail holds one record a request (time, principal, fingerprint, route, key, mechanism, \
+            status, request ID), each chained to the one before by an HMAC under a key derived from the RPC \
+            key. --verify checks the whole chain and exits 1 naming the first record that was changed, \
+            removed or inserted.
+            """)
         @OptionGroup var connection: ConnectionOptions
+        @Flag(help: "Print the audit trail instead of the log ring.") var audit = false
+        @Flag(help: "Check the audit trail's chain (exit 1 if broken).") var verify = false
+        @Option(help: "Only records of this principal (part of the certificate subject, or its SHA-256 fingerprint).") var principal: String?
+        @Option(name: .customLong("key-name"), help: "Only records of this key name (--key is the client key file).") var keyName: String?
+        @Option(help: "Only records at or after this time (RFC 3339, e.g. 2026-11-29T08:00:00Z).") var since: String?
+        @Option(help: "At most this many records, the newest (default 1000).") var limit: UInt64 = 0
 
         func run() throws {
             let c = try connection.client()
             let pw = try connection.adminPassword()
-            for line in try vssm.run({ () throws(ClientError) in try c.logs(password: pw) }) { print(line) }
+            guard audit || verify || principal != nil || keyName != nil || since != nil else {
+                for line in try vssm.run({ () throws(ClientError) in try c.logs(password: pw) }) { print(line) }
+                return
+            }
+            let r = try vssm.run { () throws(ClientError) in
+                try c.audit(password: pw, principal: principal ?? "", key: keyName ?? "", since: since ?? "", verify: verify, limit: limit)
+            }
+            guard r.bool("enabled") else {
+                throw CLIError("this node keeps no audit trail (it has no state directory); see `vssm admin logs`")
+            }
+            for rec in r.objects("records") {
+                let fields = [rec.string("time"), "seq=\(rec.uint64("seq"))", "principal=\"\(rec.string("principal"))\"",
+                              "route=\(rec.string("route"))", "key=\"\(rec.string("key"))\"", "mechanism=\(rec.string("mechanism"))",
+                              "status=\(rec.int64("status"))", "request=\(rec.string("request"))"]
+                print(fields.joined(separator: " "))
+            }
+            if verify {
+                let problem = r.string("problem")
+                if problem.isEmpty {
+                    print("audit trail verified: \(r.uint64("checked")) records, chain intact from seq \(r.uint64("chainStart"))")
+                } else {
+                    print("audit trail BROKEN: \(problem) (\(r.uint64("checked")) records read)")
+                    throw ExitCode(1)
+                }
+            }
         }
     }
 }

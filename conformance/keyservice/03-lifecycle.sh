@@ -31,6 +31,25 @@ out=$(api /REST/v1/symmetric/decrypt "{\"keyName\":\"life-aes\",\"algorithm\":\"
 expect_eq "AES key survived kill -9" "$MSG" "$(json_field "$out" output)"
 check "state file holds no key names in clear" bash -c "! grep -q life-rsa '$D/state/keystore.sealed'"
 
+# --- the audit trail: one chained record per request, across the kill -9; an edit is found ---------
+out=$("$VSSM_BIN" admin logs --verify 2>&1)
+check "audit trail verifies across the kill -9 restart" grep -q "audit trail verified" <<< "$out"
+out=$("$VSSM_BIN" admin logs --key-name life-rsa 2>&1)
+check "audit records name the principal of every signature" grep -q 'principal="CN=vssm-client".*route=/REST/v1/asymmetric/sign key="life-rsa" mechanism=SHA256withRSA status=200' <<< "$out"
+check "... before and after the restart (two signatures)" test "$(grep -c 'route=/REST/v1/asymmetric/sign' <<< "$out")" -ge 2
+python3 - "$D/state/audit.jsonl" <<'PY'
+import sys
+p = sys.argv[1]
+with open(p, "r+b") as f:  # in place: the node keeps appending to the same file
+    data = f.read()
+    f.seek(0)
+    f.write(data.replace(b'"key":"life-rsa"', b'"key":"life-rsX"', 1))
+    f.truncate()
+PY
+out=$("$VSSM_BIN" admin logs --verify 2>&1); rc=$?
+expect_eq "an edited audit record makes --verify fail" 1 "$rc"
+check "... naming the record that was changed" grep -q "BROKEN: audit.jsonl line [0-9]* (seq [0-9]*): the record was changed" <<< "$out"
+
 # --- a wrong RPC key cannot open the sealed state --------------------------------------------------
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$W/other-key.pem" 2>/dev/null
 out=$("$VSSM_BIN" serve --config "$D/config.json" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \

@@ -1,0 +1,232 @@
+import Glibc
+import VSSMCrypto
+import VSSMSync
+import VSSMWire
+
+/// The per-request audit records of a running node with a state directory: `audit.jsonl` there,
+/// one JSON object a line, written before the answer leaves. Each record names the time, the
+/// principal (the verified client certificate's subject and SHA-256 fingerprint), the route, key,
+/// mechanism, HTTP status and request ID, and carries `prev`, the `mac` of the record before it;
+/// `mac` is HMAC-SHA-256 of the record (without `mac`) under a key derived from the RPC private
+/// key. An edited, removed, inserted or reordered record breaks the chain, and only a holder of the
+/// bootstrap secret can forge a new one (`verify`). At `rotateBytes` the file becomes
+/// `audit.jsonl.1` (older ones shift up to `.8`, the oldest is dropped) and the chain goes on
+/// across files. Records of the bootstrapping phase (before the RPC key is known) go to the log
+/// ring and standard output only.
+final class AuditTrail: Sendable {
+    struct Record: Sendable {
+        var time: String
+        var principal: String
+        var fingerprint: String
+        var route: String
+        var key: String
+        var mechanism: String
+        var status: Int
+        var requestID: String
+    }
+
+    static let fileName = "audit.jsonl"
+    static let keptFiles = 8
+    let directory: String
+    let rotateBytes: Int
+    private let key: [UInt8]
+    private struct Tail {
+        var fd: Int32
+        var seq: UInt64
+        var mac: String
+        var size: Int
+    }
+    private let tail: Locked<Tail>
+
+    var path: String { directory + "/" + AuditTrail.fileName }
+
+    static func chainKey(rpcKey: PrivateKey) throws(CryptoError) -> [UInt8] {
+        var der = rpcKey.pkcs8DER
+        defer { zeroize(&der) }
+        return try KDF.hkdfSHA256(key: der, salt: Array("vssm audit chain".utf8), info: Array("audit v1".utf8), length: 32)
+    }
+
+    /// Opens (or starts) the trail in `directory`, continuing the chain of the last record there.
+    init(directory: String, rpcKey: PrivateKey, rotateBytes: Int = 64 << 20) throws(ServiceError) {
+        self.directory = directory
+        self.rotateBytes = max(rotateBytes, 4096)
+        do { key = try AuditTrail.chainKey(rpcKey: rpcKey) } catch { throw .internalError(error.message) }
+        let path = directory + "/" + AuditTrail.fileName
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .internalError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var last = AuditTrail.lastRecord(in: path) ?? (0, "", 0)
+        if last.size > 0, AuditTrail.endsWithoutNewline(path) {
+            // A record cut short by a crash: end its line; verification reports it.
+            _ = write(fd, "\n", 1)
+            last.size += 1
+        }
+        if last.seq == 0, let rotated = AuditTrail.lastRecord(in: path + ".1") {
+            last = (rotated.seq, rotated.mac, last.size)
+        }
+        tail = Locked(Tail(fd: fd, seq: last.seq, mac: last.mac, size: last.size))
+    }
+
+    deinit { tail.withLock { close($0.fd) } }
+
+    /// Seq and mac of the last whole record of a file, and the file's size.
+    static func lastRecord(in path: String) -> (seq: UInt64, mac: String, size: Int)? {
+        guard let bytes = try? FileUtil.readFile(path, limit: 1 << 30) else { return nil }
+        var end = bytes.count
+        while end > 0 {
+            var start = end - 1
+            while start > 0 && bytes[start - 1] != 10 { start -= 1 }
+            let line = Array(bytes[start..<end]).filter { $0 != 10 }
+            if let v = try? JSONParser.parse(line), case .string(let mac)? = v["mac"],
+               case .number(let s)? = v["seq"], let seq = UInt64(s) {
+                return (seq, mac, bytes.count)
+            }
+            end = start
+        }
+        return (0, "", bytes.count)
+    }
+
+    static func endsWithoutNewline(_ path: String) -> Bool {
+        guard let bytes = try? FileUtil.readFile(path, limit: 1 << 30) else { return false }
+        return bytes.last.map { $0 != 10 } ?? false
+    }
+
+    /// The line of a record (without `mac`): the bytes the MAC covers.
+    static func body(_ r: Record, seq: UInt64, prev: String) -> [UInt8] {
+        var w = WireWriter()
+        w.string("time", r.time)
+        w.string("principal", r.principal)
+        w.string("fingerprint", r.fingerprint)
+        w.string("route", r.route)
+        w.string("key", r.key)
+        w.string("mechanism", r.mechanism)
+        w.string("request", r.requestID)
+        w.string("prev", prev)
+        var line = Array("{\"seq\":\(seq),\"status\":\(r.status),".utf8)
+        line += w.bytes.dropFirst()
+        return line
+    }
+
+    static func hex(_ b: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(b.count * 2)
+        for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends one record (and rotates first when the file is full). A failed write is reported
+    /// to the caller, which logs it: the answer still goes out (the record is in the log ring).
+    func append(_ r: Record) throws(ServiceError) {
+        try tail.withLock { (t: inout Tail) throws(ServiceError) in
+            let seq = t.seq + 1
+            var line = AuditTrail.body(r, seq: seq, prev: t.mac)
+            let mac = AuditTrail.hex(DigestAlgorithm.sha256.hmac(key: key, data: line))
+            line.removeLast()  // "}"
+            line += Array(",\"mac\":\"\(mac)\"}\n".utf8)
+            if t.size > 0 && t.size + line.count > rotateBytes { try rotate(&t) }
+            let n = line.withUnsafeBytes { write(t.fd, $0.baseAddress, $0.count) }
+            guard n == line.count else { throw .internalError("audit record not written: \(String(cString: strerror(errno)))") }
+            t.seq = seq
+            t.mac = mac
+            t.size += line.count
+        }
+    }
+
+    private func rotate(_ t: inout Tail) throws(ServiceError) {
+        let base = path
+        unlink(base + ".\(AuditTrail.keptFiles)")
+        for i in stride(from: AuditTrail.keptFiles - 1, through: 1, by: -1) { rename(base + ".\(i)", base + ".\(i + 1)") }
+        guard rename(base, base + ".1") == 0 else { throw .internalError("cannot rotate \(base): \(String(cString: strerror(errno)))") }
+        close(t.fd)
+        t.fd = open(base, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard t.fd >= 0 else { throw .internalError("cannot open \(base): \(String(cString: strerror(errno)))") }
+        t.size = 0
+    }
+
+    // MARK: - Reading and verifying
+
+    struct Verification: Sendable {
+        /// Every record read, oldest first (as parsed), with the file it came from.
+        var records: [(file: String, value: JSONValue)] = []
+        /// The first break of the chain: where and why; nil when the chain holds.
+        var problem: String?
+        var checked = 0
+        /// The chain's first record: older ones were rotated away (its `prev` cannot be checked).
+        var firstSeq: UInt64?
+    }
+
+    /// The files of the trail, oldest first.
+    var files: [String] {
+        var out: [String] = []
+        for i in stride(from: AuditTrail.keptFiles, through: 1, by: -1) where access(path + ".\(i)", F_OK) == 0 { out.append(path + ".\(i)") }
+        if access(path, F_OK) == 0 { out.append(path) }
+        return out
+    }
+
+    /// Reads every file and checks each record's MAC, its `prev` against the record before and
+    /// its `seq` (one more than the record before).
+    func verify() -> Verification {
+        var v = Verification()
+        var prevMac: String? = nil
+        var prevSeq: UInt64? = nil
+        for file in files {
+            guard let bytes = try? FileUtil.readFile(file, limit: 1 << 30) else {
+                v.problem = v.problem ?? "\(file): cannot be read"
+                continue
+            }
+            var lineNumber = 0
+            for raw in bytes.split(separator: 10, omittingEmptySubsequences: false) {
+                lineNumber += 1
+                if raw.isEmpty { continue }
+                let line = Array(raw)
+                let at = "\(file.split(separator: "/").last.map(String.init) ?? file) line \(lineNumber)"
+                guard let value = try? JSONParser.parse(line), case .string(let mac)? = value["mac"],
+                      case .number(let s)? = value["seq"], let seq = UInt64(s),
+                      let cut = AuditTrail.withoutMac(line) else {
+                    v.problem = v.problem ?? "\(at): not an audit record"
+                    continue
+                }
+                // The first record of a new trail has no predecessor (WireWriter omits the empty `prev`).
+                let prev: String = if case .string(let p)? = value["prev"] { p } else { "" }
+                v.checked += 1
+                v.records.append((file, value))
+                if v.problem != nil { continue }
+                if AuditTrail.hex(DigestAlgorithm.sha256.hmac(key: key, data: cut)) != mac {
+                    v.problem = "\(at) (seq \(seq)): the record was changed (its MAC does not match)"
+                } else if let p = prevMac, p != prev {
+                    v.problem = "\(at) (seq \(seq)): the record before it is missing or was replaced (prev does not match)"
+                } else if let ps = prevSeq, seq != ps + 1 {
+                    v.problem = "\(at): seq \(seq) follows \(ps)"
+                }
+                if prevMac == nil { v.firstSeq = seq }
+                prevMac = mac
+                prevSeq = seq
+            }
+        }
+        // The newest records cut off: this process knows what it wrote last.
+        let written = tail.withLock { ($0.seq, $0.mac) }
+        if v.problem == nil, written.0 > 0, prevMac != written.1 {
+            v.problem = "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), the node wrote up to seq \(written.0)"
+        }
+        return v
+    }
+
+    /// The record line without its `,"mac":"…"` member: the bytes its MAC covers.
+    static func withoutMac(_ line: [UInt8]) -> [UInt8]? {
+        let marker = Array(",\"mac\":\"".utf8)
+        guard line.count > marker.count + 66, line.last == UInt8(ascii: "}") else { return nil }
+        let start = line.count - 1 - 64 - 1 - marker.count
+        guard Array(line[start..<(start + marker.count)]) == marker, line[line.count - 2] == UInt8(ascii: "\"") else { return nil }
+        return Array(line[0..<start]) + [UInt8(ascii: "}")]
+    }
+}
+
+extension AuditTrail {
+    /// One record to syslog (authpriv.info), as a line of key=value pairs.
+    static func syslog(_ r: Record) {
+        let line = "AUDIT principal=\"\(r.principal)\" fingerprint=\(r.fingerprint) route=\(r.route) key=\"\(r.key)\" mechanism=\"\(r.mechanism)\" status=\(r.status) request=\(r.requestID)"
+        line.withCString { text in
+            withVaList([text]) { vsyslog(LOG_AUTHPRIV | LOG_INFO, "%s", $0) }
+        }
+    }
+}
