@@ -90,3 +90,24 @@ EVP_PKEY *copenssl_read_private_key_pem(const unsigned char *pem, int len, const
     BIO_free(b);
     return k;
 }
+
+/* HMAC with a key set up once: the context keeps the key schedule, each MAC works on a copy
+ * (HMAC() one-shot fetches the algorithm again on every call in OpenSSL 3). */
+EVP_MAC_CTX *copenssl_hmac_prepare(const char *digest, const unsigned char *key, size_t keylen) {
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!mac) return NULL;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac); /* the context holds its own reference */
+    if (!ctx) return NULL;
+    OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string("digest", (char *)digest, 0), OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(ctx, key, keylen, params) != 1) { EVP_MAC_CTX_free(ctx); return NULL; }
+    return ctx;
+}
+
+int copenssl_hmac_compute(EVP_MAC_CTX *prepared, const unsigned char *data, size_t len, unsigned char *out, size_t outsize, size_t *outlen) {
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(prepared);
+    if (!ctx) return 0;
+    int ok = EVP_MAC_update(ctx, data, len) == 1 && EVP_MAC_final(ctx, out, outlen, outsize) == 1;
+    EVP_MAC_CTX_free(ctx);
+    return ok;
+}

@@ -167,3 +167,35 @@ public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     if a.isEmpty { return true }
     return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in CRYPTO_memcmp(pa.baseAddress, pb.baseAddress, a.count) == 0 } }
 }
+
+/// An HMAC key set up once for many MACs (the audit trail MACs every request): OpenSSL keeps the
+/// key schedule; each MAC runs on a copy of the prepared context, so it is safe from many threads.
+public final class HMACKey: @unchecked Sendable {
+    private let ctx: OpaquePointer
+    public let algorithm: DigestAlgorithm
+
+    public init(_ algorithm: DigestAlgorithm, key: [UInt8]) throws(CryptoError) {
+        let name = switch algorithm {
+        case .sha1: "SHA1"
+        case .sha224: "SHA2-224"
+        case .sha256: "SHA2-256"
+        case .sha384: "SHA2-384"
+        case .sha512: "SHA2-512"
+        }
+        let c = key.withUnsafeBufferPointer { copenssl_hmac_prepare(name, $0.baseAddress, $0.count) }
+        guard let c else { throw CryptoError.openssl("HMAC key") }
+        ctx = c
+        self.algorithm = algorithm
+    }
+
+    deinit { EVP_MAC_CTX_free(ctx) }
+
+    public func mac(_ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 64)
+        var len = 0
+        let ok = data.withUnsafeBufferPointer { d in
+            out.withUnsafeMutableBufferPointer { o in copenssl_hmac_compute(ctx, d.baseAddress, d.count, o.baseAddress, o.count, &len) }
+        }
+        return ok == 1 && len <= out.count ? Array(out.prefix(len)) : []
+    }
+}

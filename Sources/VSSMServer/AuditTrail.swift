@@ -29,7 +29,7 @@ final class AuditTrail: Sendable {
     static let keptFiles = 8
     let directory: String
     let rotateBytes: Int
-    private let key: [UInt8]
+    private let key: HMACKey
     private struct Tail {
         var fd: Int32
         var seq: UInt64
@@ -50,7 +50,7 @@ final class AuditTrail: Sendable {
     init(directory: String, rpcKey: PrivateKey, rotateBytes: Int = 64 << 20) throws(ServiceError) {
         self.directory = directory
         self.rotateBytes = max(rotateBytes, 4096)
-        do { key = try AuditTrail.chainKey(rpcKey: rpcKey) } catch { throw .internalError(error.message) }
+        do { key = try HMACKey(.sha256, key: try AuditTrail.chainKey(rpcKey: rpcKey)) } catch { throw .internalError(error.message) }
         let path = directory + "/" + AuditTrail.fileName
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .internalError("cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -90,19 +90,20 @@ final class AuditTrail: Sendable {
         return bytes.last.map { $0 != 10 } ?? false
     }
 
-    /// The line of a record (without `mac`): the bytes the MAC covers.
+    /// The line of a record (without `mac`): the bytes the MAC covers. Written directly (JSON
+    /// strings escaped as everywhere else), without a JSON tree: this runs for every request.
     static func body(_ r: Record, seq: UInt64, prev: String) -> [UInt8] {
-        var w = WireWriter()
-        w.string("time", r.time)
-        w.string("principal", r.principal)
-        w.string("fingerprint", r.fingerprint)
-        w.string("route", r.route)
-        w.string("key", r.key)
-        w.string("mechanism", r.mechanism)
-        w.string("request", r.requestID)
-        w.string("prev", prev)
-        var line = Array("{\"seq\":\(seq),\"status\":\(r.status),".utf8)
-        line += w.bytes.dropFirst()
+        var line: [UInt8] = []
+        line.reserveCapacity(256 + r.principal.utf8.count + r.key.utf8.count)
+        line += Array("{\"seq\":\(seq),\"status\":\(r.status)".utf8)
+        for (name, value) in [("time", r.time), ("principal", r.principal), ("fingerprint", r.fingerprint), ("route", r.route),
+                              ("key", r.key), ("mechanism", r.mechanism), ("request", r.requestID), ("prev", prev)] where !value.isEmpty {
+            line.append(UInt8(ascii: ","))
+            JSONWriter.writeString(name, into: &line)
+            line.append(UInt8(ascii: ":"))
+            JSONWriter.writeString(value, into: &line)
+        }
+        line.append(UInt8(ascii: "}"))
         return line
     }
 
@@ -120,7 +121,7 @@ final class AuditTrail: Sendable {
         try tail.withLock { (t: inout Tail) throws(ServiceError) in
             let seq = t.seq + 1
             var line = AuditTrail.body(r, seq: seq, prev: t.mac)
-            let mac = AuditTrail.hex(DigestAlgorithm.sha256.hmac(key: key, data: line))
+            let mac = AuditTrail.hex(key.mac(line))
             line.removeLast()  // "}"
             line += Array(",\"mac\":\"\(mac)\"}\n".utf8)
             if t.size > 0 && t.size + line.count > rotateBytes { try rotate(&t) }
@@ -191,7 +192,7 @@ final class AuditTrail: Sendable {
                 v.checked += 1
                 v.records.append((file, value))
                 if v.problem != nil { continue }
-                if AuditTrail.hex(DigestAlgorithm.sha256.hmac(key: key, data: cut)) != mac {
+                if AuditTrail.hex(key.mac(cut)) != mac {
                     v.problem = "\(at) (seq \(seq)): the record was changed (its MAC does not match)"
                 } else if let p = prevMac, p != prev {
                     v.problem = "\(at) (seq \(seq)): the record before it is missing or was replaced (prev does not match)"

@@ -15,6 +15,16 @@ func hex(_ s: String) -> [UInt8] {
         #expect(mac == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))
     }
 
+    /// A prepared HMAC key gives the same MACs, again and again (each MAC on a copy of the context).
+    @Test func preparedHMACKeyMatchesRFC4231() throws {
+        let key = try HMACKey(.sha256, key: Array("Jefe".utf8))
+        for _ in 0..<3 {
+            #expect(key.mac(Array("what do ya want for nothing?".utf8)) == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))
+        }
+        let sha512 = try HMACKey(.sha512, key: Array("Jefe".utf8))
+        #expect(sha512.mac(Array("what do ya want for nothing?".utf8)) == DigestAlgorithm.sha512.hmac(key: Array("Jefe".utf8), data: Array("what do ya want for nothing?".utf8)))
+    }
+
     @Test func scryptRFC7914Vector() throws {
         let out = try KDF.scrypt(password: Array("password".utf8), salt: Array("NaCl".utf8), n: 1024, r: 8, p: 16, length: 64)
         #expect(out == hex("fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"))
