@@ -13,7 +13,13 @@ public final class VSSMAPIClient: Sendable {
     /// POSTs a message and decodes the answer. Non-200 answers become `.http(status, error text)`.
     public func call(_ path: String, _ request: WireWriter, response schema: MessageSchema,
                      idempotent: Bool) throws(ClientError) -> WireObject {
-        let r = try http.post(path, body: request.bytes, idempotent: idempotent)
+        try call(path, body: request.bytes, response: schema, idempotent: idempotent)
+    }
+
+    /// The same with a request body given as bytes (e.g. a file sent as is).
+    public func call(_ path: String, body: [UInt8], response schema: MessageSchema,
+                     idempotent: Bool) throws(ClientError) -> WireObject {
+        let r = try http.post(path, body: body, idempotent: idempotent)
         guard r.status == 200 else { throw VSSMAPIClient.error(from: r) }
         do {
             return try WireObject.decode(r.body, as: schema)

@@ -7,7 +7,7 @@ extension KeyServiceNode {
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
         "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw", "eddsa", "dsa",
-        "audit",
+        "audit", "bootstrap-shares",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -69,6 +69,9 @@ extension KeyServiceNode {
             return n.ok(WireWriter())
         },
         Route.extAudit: { n, b, c throws(ServiceError) in try n.extAudit(b, c) },
+        Route.extBootstrapShare: { _, _, _ throws(ServiceError) in
+            throw .badRequest("The key service is running: RPC key shares are taken only while it bootstraps.")
+        },
         Route.extVerifyPassword: { n, b, c throws(ServiceError) in
             try n.checkPassword(try n.decode(b, ExtSchemas.verifyPasswordRequest), c)
             return n.ok(WireWriter())

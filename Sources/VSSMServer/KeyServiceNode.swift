@@ -67,6 +67,8 @@ public final class KeyServiceNode: Sendable {
     let password: PasswordHash
     let passwordGuard = PasswordGuard()
     let verifiedPasswords = VerifiedPasswordCache()
+    /// Shares of a split RPC key received while bootstrapping.
+    let shares = ShareCollector()
     /// PKCS#11 session keys: memory only, per module instance (see `EphemeralStore`).
     let ephemeral = EphemeralStore()
     let phase = Locked<Phase>(.bootstrapping)
@@ -102,6 +104,27 @@ public final class KeyServiceNode: Sendable {
     }
 
     // MARK: - Bootstrap
+
+    /// One share of a k-of-n split RPC key (`ShareCollector`); at the threshold the node bootstraps
+    /// with the combined key.
+    func bootstrapShare(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+        let share = try RPCKeyShare(json: body)
+        let certificate = AuditTrail.hex(DigestAlgorithm.sha256.hash(config.rpcCertificate))
+        let r = try shares.add(share, certificateSHA256: certificate)
+        audit.info("Received RPC key share \(share.index) (\(AuditLog.escaped(share.label))) of split \(share.set): \(r.received) of \(r.threshold)")
+        var w = WireWriter()
+        w.int64("received", Int64(r.received))
+        w.int64("threshold", Int64(r.threshold))
+        if var key = r.key {
+            defer { zeroize(&key) }
+            do { try bootstrap(rpcPrivateKeyPKCS8: key) } catch {
+                throw .badRequest("the \(r.received) shares do not give the RPC key (\(error.message)); send the shares again")
+            }
+            audit.info("Bootstrapped from \(r.received) RPC key shares")
+            w.bool("running", true)
+        }
+        return ok(w)
+    }
 
     /// Leaves the bootstrapping phase with the RPC private key (PKCS#8 DER). Refuses a key that
     /// does not belong to the RPC certificate (the original accepted it and then broke every
@@ -258,6 +281,7 @@ public final class KeyServiceNode: Sendable {
             return healthcheck(path: path)
         case .api:
             guard isRunning else {
+                if path == Route.extBootstrapShare && !config.compatOnly { return try bootstrapShare(body) }
                 guard path == Route.bootstrap else { throw .unavailable("The key service is bootstrapping.") }
                 let r = try decode(body, Schemas.bootstrapRequest)
                 try bootstrap(rpcPrivateKeyPKCS8: r.bytes("rpcPrivateKey") ?? [])

@@ -140,6 +140,9 @@ public enum ExtSchemas {
         .init("adminPassword", .string), .init("principal", .string), .init("key", .string), .init("since", .string),
         .init("verify", .bool), .init("limit", .uint64),
     ])
+    public static let bootstrapShareResponse = MessageSchema("ExtBootstrapShareResponse", [
+        .init("received", .int64), .init("threshold", .int64), .init("running", .bool),
+    ])
     public static let auditRecord = MessageSchema("ExtAuditRecord", [
         .init("seq", .uint64), .init("time", .string), .init("principal", .string), .init("fingerprint", .string),
         .init("route", .string), .init("key", .string), .init("mechanism", .string), .init("status", .int64),
@@ -168,6 +171,8 @@ extension Route {
     public static let extDeleteObject = "/REST/v1/ext/deleteobject"
     public static let extVerifyPassword = "/REST/v1/ext/verifypassword"
     public static let extAudit = "/REST/v1/ext/audit"
+    /// One share of a k-of-n split RPC key, while the node bootstraps (no client certificate then).
+    public static let extBootstrapShare = "/REST/v1/ext/bootstrapshare"
     /// Session keys (names `~<owner>/<name>`, memory only) of one module instance: drop them all.
     public static let extReleaseSession = "/REST/v1/ext/session/release"
     public static let extCopyKey = "/REST/v1/ext/copykey"

@@ -52,7 +52,8 @@ struct AdminCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin",
         abstract: "Manage keys of a running node (needs the admin password).",
-        subcommands: [GenerateKey.self, InjectKey.self, ListKeys.self, DeleteKey.self, Backup.self, Restore.self, Logs.self])
+        subcommands: [GenerateKey.self, InjectKey.self, ListKeys.self, DeleteKey.self, Backup.self, Restore.self, Logs.self,
+                      SplitRPCKey.self])
 
     struct GenerateKey: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "generate-key", abstract: "Generate a key inside the service.")
@@ -215,6 +216,42 @@ struct AdminCommand: ParsableCommand {
             }
             try vssm.run { () throws(ClientError) in try c.restoreBackup(password: pw, blob: base) }
             print("restored \(file)")
+        }
+    }
+
+    /// k-of-n shares of the RPC private key: no single operator can bootstrap a node alone.
+    struct SplitRPCKey: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "split-rpc-key",
+            abstract: "Write N shares of the RPC private key, any K of which bootstrap a node (`vssm bootstrap --share`).",
+            discussion: """
+            Shamir's secret sharing over GF(256); each share file is labelled, checksummed and tied to the RPC \
+            certificate. Give each share to a different person; then destroy the key file if the shares are to \
+            be the only way to bootstrap. Runs locally: no node is contacted.
+            """)
+        @Option(name: .customLong("rpc-key"), help: "The RPC private key (PEM or PKCS#8 DER).") var rpcKey = "rpc-key.pem"
+        @Option(help: "The node's config.json (its rpcCertificate).") var config = "config.json"
+        @Option(help: "Shares needed to bootstrap (K).") var threshold: Int
+        @Option(help: "Shares written (N).") var shares: Int
+        @Option(help: "Directory for the share files.") var out = "."
+        @Option(help: "A label per share, in order (e.g. the holder's name); repeat.") var label: [String] = []
+
+        func run() throws {
+            let key = try loadPKCS8(rpcKey)
+            let cfg: ServerConfig
+            do { cfg = try ServerConfig(json: try readFile(config)) } catch { throw CLIError("\(config): \(error)") }
+            let spki: [UInt8]
+            do { spki = try X509Info.subjectPublicKeyInfo(certificateDER: cfg.rpcCertificate) } catch { throw CLIError("rpcCertificate: \(error.message)") }
+            guard (try PrivateKey(pkcs8: key)).matches(spki: spki) else { throw CLIError("\(rpcKey) is not the key of the RPC certificate in \(config)") }
+            let parts: [RPCKeyShare]
+            do {
+                parts = try RPCKeyShare.split(rpcKey: key, certificateDER: cfg.rpcCertificate, threshold: threshold, count: shares, labels: label)
+            } catch { throw CLIError(error.message) }
+            for p in parts {
+                let path = out + "/rpc-key-share-\(p.index)-of-\(p.count).json"
+                do { try FileUtil.writeAtomically(path: path, bytes: p.json, mode: 0o600) } catch { throw CLIError(error.message) }
+                print("\(path)  share \(p.index) of \(p.count) (\(p.label)), \(p.threshold) needed, split \(p.set)")
+            }
         }
     }
 

@@ -170,18 +170,40 @@ func loadPKCS8(_ path: String) throws -> [UInt8] {
 struct BootstrapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bootstrap",
-        abstract: "Send the RPC private key to a node in the bootstrapping phase.")
+        abstract: "Send the RPC private key, or one share of it, to a node in the bootstrapping phase.",
+        discussion: """
+        With --share, each operator sends the share file `vssm admin split-rpc-key` gave them, one call each; \
+        the node bootstraps when the threshold of shares of one split is in (shares are kept in memory for \
+        15 minutes, and a share that is damaged, repeated or from another split is refused).
+        """)
 
     @Option(help: "API URL of the node.") var url = environment("VSSM_URL") ?? "https://127.0.0.1:8080"
-    @Option(help: "RPC private key file (PEM or PKCS#8 DER).") var key: String
+    @Option(help: "RPC private key file (PEM or PKCS#8 DER).") var key: String?
+    @Option(help: "One RPC key share file (from `vssm admin split-rpc-key`).") var share: String?
 
     func run() throws {
         guard let ep = Endpoint(url) else { throw CLIError("invalid URL: \(url)") }
+        guard (key == nil) != (share == nil) else { throw CLIError("pass either --key or --share") }
         // The bootstrap-phase certificate is throwaway and self-signed (as in the original), so it
         // cannot be verified; run this on the node itself or over a trusted path.
         let client = try VSSMAPIClient(TLSClientConfiguration(endpoints: [ep]))
+        if let share {
+            let bytes = try readFile(share)
+            let parsed: RPCKeyShare
+            do { parsed = try RPCKeyShare(json: bytes) } catch { throw CLIError("\(share): \(error.message)") }
+            let r: WireObject
+            do {
+                r = try client.call(Route.extBootstrapShare, body: bytes, response: ExtSchemas.bootstrapShareResponse, idempotent: false)
+            } catch { throw CLIError("share \(parsed.index) (\(parsed.label)) refused: \(error)") }
+            if r.bool("running") {
+                print("share \(parsed.index) (\(parsed.label)) accepted: \(r.int64("received")) of \(r.int64("threshold")); bootstrapped \(ep)")
+            } else {
+                print("share \(parsed.index) (\(parsed.label)) accepted: \(r.int64("received")) of \(r.int64("threshold")) received; waiting for more")
+            }
+            return
+        }
         var w = WireWriter()
-        w.bytes("rpcPrivateKey", try loadPKCS8(key))
+        w.bytes("rpcPrivateKey", try loadPKCS8(key ?? ""))
         do {
             _ = try client.call(Route.bootstrap, w, response: Schemas.empty, idempotent: false)
         } catch { throw CLIError("bootstrap failed: \(error)") }

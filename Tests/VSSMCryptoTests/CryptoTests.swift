@@ -206,3 +206,30 @@ enum DispatchQueueless {
         for t in threads { pthread_join(t, nil) }
     }
 }
+
+@Suite struct ShamirTests {
+    /// Every 3 of 5 shares give the secret back; 2 do not; the order of the shares does not matter.
+    @Test func anyThresholdOfSharesRecoversTheSecret() throws {
+        let secret = SecureRandom.bytes(1200)  // about an RSA-2048 PKCS#8
+        let shares = try Shamir.split(secret, threshold: 3, count: 5)
+        #expect(shares.map(\.x) == [1, 2, 3, 4, 5])
+        #expect(shares.allSatisfy { $0.y != secret })
+        for a in 0..<5 { for b in (a + 1)..<5 { for c in (b + 1)..<5 {
+            #expect(try Shamir.combine([shares[c], shares[a], shares[b]]) == secret)
+        } } }
+        #expect(try Shamir.combine(shares) == secret, "more than the threshold also works")
+        #expect(try Shamir.combine([shares[0], shares[1]]) != secret, "below the threshold: another value")
+        var damaged = shares[2]
+        damaged.y[0] ^= 1
+        #expect(try Shamir.combine([shares[0], shares[1], damaged]) != secret)
+    }
+
+    @Test func badParametersAreErrors() {
+        #expect(throws: CryptoError.self) { try Shamir.split([1, 2, 3], threshold: 1, count: 3) }
+        #expect(throws: CryptoError.self) { try Shamir.split([1, 2, 3], threshold: 4, count: 3) }
+        #expect(throws: CryptoError.self) { try Shamir.split([1, 2, 3], threshold: 2, count: 256) }
+        #expect(throws: CryptoError.self) { try Shamir.split([], threshold: 2, count: 3) }
+        #expect(throws: CryptoError.self) { try Shamir.combine([(1, [1]), (1, [2])]) }
+        #expect(throws: CryptoError.self) { try Shamir.combine([(1, [1]), (2, [2, 3])]) }
+    }
+}
