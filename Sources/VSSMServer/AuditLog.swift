@@ -43,12 +43,14 @@ public final class AuditLog: Sendable {
         return s
     }
 
-    public func log(_ level: Level, _ message: String, file: String = #fileID, line: Int = #line) {
+    /// `toOutput: false` keeps a line out of standard output (the ring still has it): a request's
+    /// line when the audit trail already holds its record.
+    public func log(_ level: Level, _ message: String, toOutput: Bool = true, file: String = #fileID, line: Int = #line) {
         // `#fileID` is already `Module/File.swift`; anything longer keeps its last two parts.
         let location = file.utf8.count(where: { $0 == UInt8(ascii: "/") }) <= 1
             ? file : file.split(separator: "/").suffix(2).joined(separator: "/")
         let text = "[\(AuditLog.timestamp())] \(location):\(line), \(level.rawValue): \(AuditLog.escaped(message))"
-        if echo {
+        if echo && toOutput {
             let out = text + "\n"
             _ = out.withCString { Glibc.write(1, $0, strlen($0)) }
         }

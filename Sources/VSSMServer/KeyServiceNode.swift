@@ -266,8 +266,12 @@ public final class KeyServiceNode: Sendable {
     /// the hash-chained trail (and syslog when configured).
     func record(path: String, body: [UInt8], context: RequestContext, status: Int) {
         let key = context.auditKeyName ?? AuditNames.keyName(in: body)
-        audit.info("AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\" status=\(status) request=\(context.requestID)")
-        guard let trail = auditTrail.withLock({ $0 }) else { return }
+        let trail = auditTrail.withLock { $0 }
+        // With a trail the request's record is there (and in syslog when asked): standard output
+        // then carries the service's own events only (one write less per request).
+        audit.log(.info, "AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\" status=\(status) request=\(context.requestID)",
+                  toOutput: trail == nil)
+        guard let trail else { return }
         let r = AuditTrail.Record(time: AuditLog.timestamp(), principal: context.clientSubject, fingerprint: context.clientFingerprint,
                                   route: path, key: key, mechanism: context.auditMechanism ?? AuditNames.mechanism(in: body),
                                   status: status, requestID: context.requestID)
