@@ -26,6 +26,7 @@ struct ModuleConfig {
         var refreshSeconds: Double
         var connectTimeoutMs: Int
         var requestTimeoutMs: Int
+        var endpointOrder: EndpointOrder = .ordered
         /// The PEM files' contents, read when the configuration is loaded.
         var caPEM: [UInt8] = []
         var certPEM: [UInt8] = []
@@ -123,6 +124,12 @@ struct ModuleConfig {
                             userPinIsAdminPassword: admin, refreshSeconds: try num("refreshSeconds", 60, 0...86_400),
                             connectTimeoutMs: try ms("connectTimeoutMs", 3000, 1...600_000),
                             requestTimeoutMs: try ms("requestTimeoutMs", 30000, 1...3_600_000))
+            if let value = item["endpointOrder"] {
+                guard case .string(let text) = value, let order = EndpointOrder(rawValue: text) else {
+                    throw .functionFailed("\(path): slots[\(i)].endpointOrder must be \"ordered\" or \"round-robin\"")
+                }
+                slot.endpointOrder = order
+            }
             slot.caPEM = try readFile(slot.ca)
             slot.certPEM = try readFile(slot.clientCert)
             slot.keyPEM = try readFile(slot.clientKey)
@@ -166,6 +173,7 @@ struct ModuleConfig {
                 tls.clientKeyPassphrase = pin
                 tls.connectTimeoutMs = s.connectTimeoutMs
                 tls.requestTimeoutMs = s.requestTimeoutMs
+                tls.order = s.endpointOrder
                 do throws(TokenError) { return try VSSMKeyService(tls) } catch {
                     if encrypted, case .functionFailed(let m) = error, m.contains("wrong passphrase") || m.contains("decrypt") { throw .pinIncorrect }
                     throw error

@@ -19,8 +19,16 @@ public struct TLSClientConfiguration: Sendable {
     public var maxIdlePerEndpoint = 16
     /// How long an endpoint that failed is skipped before it is tried again.
     public var endpointRetryMs = 30_000
+    /// `.ordered`: every call starts at the endpoint that answered last (sticky failover);
+    /// `.roundRobin`: calls start at the next endpoint in turn (load spread over a cluster).
+    public var order: EndpointOrder = .ordered
 
     public init(endpoints: [Endpoint]) { self.endpoints = endpoints }
+}
+
+public enum EndpointOrder: String, Sendable {
+    case ordered
+    case roundRobin = "round-robin"
 }
 
 public struct HTTPResponse: Sendable {
@@ -37,8 +45,10 @@ public final class HTTPSClient: @unchecked Sendable {
     private let context: OpaquePointer
     public let configuration: TLSClientConfiguration
     private let idle: Locked<[Endpoint: [TLSConnection]]> = Locked([:])
-    /// Index of the endpoint that answered last; requests start there.
+    /// Index of the endpoint that answered last; requests start there (ordered).
     private let preferred = Atomic<Int>(0)
+    /// Calls so far; round-robin starts each at the next endpoint.
+    private let turn = Atomic<Int>(0)
     /// Endpoints that failed, by index: skipped until this monotonic time (ms).
     private let badUntil = Locked<[Int: Int64]>([:])
     public let stats = Stats()
@@ -177,7 +187,9 @@ public final class HTTPSClient: @unchecked Sendable {
     /// marked bad (soonest retry first), so a call still succeeds when only a "bad" one is up.
     func attemptOrder() -> [Int] {
         let n = configuration.endpoints.count
-        let start = preferred.load(ordering: .relaxed) % n
+        let start = configuration.order == .roundRobin
+            ? Int(UInt(bitPattern: turn.wrappingAdd(1, ordering: .relaxed).oldValue) % UInt(n))
+            : preferred.load(ordering: .relaxed) % n
         // Every call comes here (C_Sign too): with one endpoint, or none marked bad, no clock read
         // and no filtering.
         if n == 1 { return [0] }

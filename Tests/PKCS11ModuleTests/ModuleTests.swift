@@ -35,7 +35,7 @@ final class LoadedModule: @unchecked Sendable {
 func rv(_ x: some BinaryInteger) -> CK_RV { CK_RV(x) }
 
 /// Writes a module config for a running test node; returns its path.
-func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String {
+func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "") throws -> String {
     let dir = TestNode.tempDir()
     let pki = TestNode.shared.pki
     try FileUtil.writeAtomically(path: dir + "/ca.pem", bytes: Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8), mode: 0o600)
@@ -43,7 +43,7 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
     try FileUtil.writeAtomically(path: dir + "/key.pem", bytes: Array(pki.clientKeyPEM.utf8), mode: 0o600)
     let json = """
     {"slots": [{"label": "test-token", "endpoints": ["https://127.0.0.1:\(n.ports[.api] ?? 0)"], "ca": "ca.pem",
-                "clientCert": "cert.pem", "clientKey": "key.pem", "userPinIsAdminPassword": \(userPinIsAdmin)}]}
+                "clientCert": "cert.pem", "clientKey": "key.pem", "userPinIsAdminPassword": \(userPinIsAdmin)\(extra)}]}
     """
     try FileUtil.writeAtomically(path: dir + "/pkcs11.json", bytes: Array(json.utf8), mode: 0o600)
     return dir + "/pkcs11.json"
@@ -122,6 +122,26 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true) throws -> String 
         #expect(f.C_EncryptInit!(1, nil, 0) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
         #expect(f.C_WrapKey!(1, nil, 0, 0, nil, nil) == rv(CKR_CRYPTOKI_NOT_INITIALIZED))
         #expect(f.C_InitToken!(0, nil, 0, nil) == rv(CKR_FUNCTION_NOT_SUPPORTED))
+    }
+
+    /// `endpointOrder` is "ordered" or "round-robin"; anything else is a clear C_Initialize failure.
+    @Test func endpointOrderIsCheckedAtInitialize() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let f = m.f
+        for (extra, expected) in [(#", "endpointOrder": "round-robin""#, CKR_OK), (#", "endpointOrder": "ordered""#, CKR_OK),
+                                  (#", "endpointOrder": "sideways""#, CKR_FUNCTION_FAILED), (#", "endpointOrder": 1"#, CKR_FUNCTION_FAILED)] {
+            var args = CK_C_INITIALIZE_ARGS()
+            let path = strdup(try writeConfig(for: node, extra: extra))
+            defer { free(path) }
+            args.pReserved = UnsafeMutableRawPointer(path)
+            #expect(f.C_Initialize!(&args) == rv(expected), "\(extra)")
+            if expected == CKR_OK {
+                var count: CK_ULONG = 0
+                #expect(f.C_GetSlotList!(1, nil, &count) == rv(CKR_OK) && count == 1)
+                _ = f.C_Finalize!(nil)
+            }
+        }
     }
 
     @Test func signsFindsAndReadsAttributesAgainstARealNode() throws {

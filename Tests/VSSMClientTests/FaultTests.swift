@@ -69,6 +69,32 @@ import VSSMWire
 
     /// A node that accepts TCP but never completes the handshake (SIGSTOP) costs the connect
     /// timeout, not the request timeout, and is then skipped.
+    /// Round-robin spreads calls over every endpoint; ordered keeps them on the one that answered;
+    /// with round-robin a dead endpoint is skipped and no call fails.
+    @Test func roundRobinSpreadsCallsAndSkipsADeadEndpoint() throws {
+        let a = try TestNode(), b = try TestNode()
+        defer { a.stop(); b.stop() }
+        func served(_ n: TestNode) -> Int { n.node.audit.lines.filter { $0.contains("endpoint=\(Route.extCapabilities)") }.count }
+        var cfg = config([a.ports[.api] ?? 0, b.ports[.api] ?? 0])
+        cfg.order = .roundRobin
+        let rr = try HTTPSClient(cfg)
+        for _ in 0..<10 { #expect(try rr.post(Route.extCapabilities, body: Array("{}".utf8), idempotent: true).status == 200) }
+        #expect(served(a) == 5 && served(b) == 5, "\(served(a)) / \(served(b))")
+        let ordered = try HTTPSClient(config([a.ports[.api] ?? 0, b.ports[.api] ?? 0]))
+        for _ in 0..<10 { _ = try ordered.post(Route.extCapabilities, body: Array("{}".utf8), idempotent: true) }
+        #expect(served(a) == 15 && served(b) == 5, "ordered stays on the first: \(served(a)) / \(served(b))")
+        // A dead endpoint (nothing listens) among live ones.
+        let dead = try HostileServer(.silent)
+        let deadPort = dead.port
+        dead.stop()
+        var withDead = config([deadPort, a.ports[.api] ?? 0, b.ports[.api] ?? 0])
+        withDead.order = .roundRobin
+        let c = try HTTPSClient(withDead)
+        for _ in 0..<9 { #expect(try c.post(Route.extCapabilities, body: Array("{}".utf8), idempotent: true).status == 200) }
+        #expect(served(a) + served(b) == 29)
+        #expect(served(a) > 15 && served(b) > 5, "both live nodes took calls")
+    }
+
     @Test func hungHandshakeFailsOverWithinTheConnectTimeout() throws {
         let hung = try HostileServer(.unaccepted)
         defer { hung.stop() }
