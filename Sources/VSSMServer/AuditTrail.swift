@@ -68,9 +68,23 @@ final class AuditTrail: Sendable {
 
     deinit { tail.withLock { close($0.fd) } }
 
+    /// The last `max` bytes of a file and the file's size (a record is far shorter than 64 KiB).
+    static func tail(of path: String, max: Int = 64 << 10) -> (bytes: [UInt8], size: Int)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, let size = Int(exactly: st.st_size), size >= 0 else { return nil }
+        let start = Swift.max(0, size - max)
+        var bytes = [UInt8](repeating: 0, count: size - start)
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+        guard n == bytes.count else { return nil }
+        return (bytes, size)
+    }
+
     /// Seq and mac of the last whole record of a file, and the file's size.
     static func lastRecord(in path: String) -> (seq: UInt64, mac: String, size: Int)? {
-        guard let bytes = try? FileUtil.readFile(path, limit: 1 << 30) else { return nil }
+        guard let (bytes, size) = tail(of: path) else { return nil }
         var end = bytes.count
         while end > 0 {
             var start = end - 1
@@ -78,15 +92,15 @@ final class AuditTrail: Sendable {
             let line = Array(bytes[start..<end]).filter { $0 != 10 }
             if let v = try? JSONParser.parse(line), case .string(let mac)? = v["mac"],
                case .number(let s)? = v["seq"], let seq = UInt64(s) {
-                return (seq, mac, bytes.count)
+                return (seq, mac, size)
             }
             end = start
         }
-        return (0, "", bytes.count)
+        return (0, "", size)
     }
 
     static func endsWithoutNewline(_ path: String) -> Bool {
-        guard let bytes = try? FileUtil.readFile(path, limit: 1 << 30) else { return false }
+        guard let (bytes, _) = tail(of: path, max: 1) else { return false }
         return bytes.last.map { $0 != 10 } ?? false
     }
 
@@ -147,8 +161,8 @@ final class AuditTrail: Sendable {
     // MARK: - Reading and verifying
 
     struct Verification: Sendable {
-        /// Every record read, oldest first (as parsed), with the file it came from.
-        var records: [(file: String, value: JSONValue)] = []
+        /// The newest records that `keep` accepted (at most `limit`), oldest first, as parsed.
+        var records: [JSONValue] = []
         /// The first break of the chain: where and why; nil when the chain holds.
         var problem: String?
         var checked = 0
@@ -165,8 +179,9 @@ final class AuditTrail: Sendable {
     }
 
     /// Reads every file and checks each record's MAC, its `prev` against the record before and
-    /// its `seq` (one more than the record before).
-    func verify() -> Verification {
+    /// its `seq` (one more than the record before). Keeps only the newest `limit` records `keep`
+    /// accepts (memory stays bounded by one file plus `limit` records, whatever the trail's size).
+    func verify(limit: Int = 1000, keep: (JSONValue) -> Bool = { _ in true }) -> Verification {
         var v = Verification()
         var prevMac: String? = nil
         var prevSeq: UInt64? = nil
@@ -190,7 +205,10 @@ final class AuditTrail: Sendable {
                 // The first record of a new trail has no predecessor (WireWriter omits the empty `prev`).
                 let prev: String = if case .string(let p)? = value["prev"] { p } else { "" }
                 v.checked += 1
-                v.records.append((file, value))
+                if limit > 0 && keep(value) {
+                    v.records.append(value)
+                    if v.records.count > 2 * limit { v.records.removeFirst(v.records.count - limit) }
+                }
                 if v.problem != nil { continue }
                 if AuditTrail.hex(key.mac(cut)) != mac {
                     v.problem = "\(at) (seq \(seq)): the record was changed (its MAC does not match)"
@@ -204,6 +222,7 @@ final class AuditTrail: Sendable {
                 prevSeq = seq
             }
         }
+        if v.records.count > limit { v.records.removeFirst(v.records.count - limit) }
         // The newest records cut off: this process knows what it wrote last.
         let written = tail.withLock { ($0.seq, $0.mac) }
         if v.problem == nil, written.0 > 0, prevMac != written.1 {

@@ -88,15 +88,17 @@ extension KeyServiceNode {
             return ok(w)
         }
         w.bool("enabled", true)
-        let v = trail.verify()
         let principal = r.string("principal"), key = r.string("key"), since = r.string("since")
         let limit = Int(clamping: r.uint64("limit") == 0 ? 1000 : min(r.uint64("limit"), 100_000))
         func text(_ o: JSONValue, _ f: String) -> String { if case .string(let s)? = o[f] { s } else { "" } }
+        let v = trail.verify(limit: limit) { o in
+            if !principal.isEmpty && !text(o, "principal").contains(principal) && text(o, "fingerprint") != principal.lowercased() { return false }
+            if !key.isEmpty && text(o, "key") != key { return false }
+            if !since.isEmpty && text(o, "time") < since { return false }
+            return true
+        }
         var matching: [JSONValue] = []
-        for (_, o) in v.records {
-            if !principal.isEmpty && !text(o, "principal").contains(principal) && text(o, "fingerprint") != principal.lowercased() { continue }
-            if !key.isEmpty && text(o, "key") != key { continue }
-            if !since.isEmpty && text(o, "time") < since { continue }
+        for o in v.records {
             var rec = WireWriter()
             if case .number(let s)? = o["seq"] { rec.uint64("seq", UInt64(s) ?? 0) }
             for f in ["time", "principal", "fingerprint", "route", "key", "mechanism"] { rec.string(f, text(o, f)) }
@@ -104,7 +106,7 @@ extension KeyServiceNode {
             rec.string("request", text(o, "request"))
             matching.append(rec.value)
         }
-        w.array("records", Array(matching.suffix(limit)))
+        w.array("records", matching)
         w.uint64("checked", UInt64(v.checked))
         if r.bool("verify") {
             w.string("problem", v.problem ?? "")
