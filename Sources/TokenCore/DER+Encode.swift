@@ -40,12 +40,12 @@ extension DER {
         sequence(sequence(rsaEncryption, [0x05, 0x00]), tlv(0x03, [0] + sequence(integer(n), integer(e))))
     }
 
-    /// SubjectPublicKeyInfo of an EC public key from CKA_EC_PARAMS (named curve) and the point.
     /// SubjectPublicKeyInfo of a DSA public key (RFC 3279: id-dsa with Dss-Parms, y as INTEGER).
     public static func dsaSPKI(p: [UInt8], q: [UInt8], g: [UInt8], y: [UInt8]) -> [UInt8] {
         let idDSA: [UInt8] = [0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x38, 0x04, 0x01]
         return sequence(sequence(idDSA, sequence(integer(p), integer(q), integer(g))), tlv(0x03, [0] + integer(y)))
     }
 
+    /// SubjectPublicKeyInfo of an EC public key from CKA_EC_PARAMS (named curve) and the point.
     public static func ecSPKI(curveOID: [UInt8], point: [UInt8]) -> [UInt8] { DERBuilder.ecSPKI(curveOID: curveOID, point: point) }
 }

@@ -108,6 +108,21 @@ public final class DigestContext: @unchecked Sendable {
     }
 }
 
+/// Lowercase hexadecimal (fingerprints, MACs, random names).
+public enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    public static func encode(_ bytes: [UInt8]) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
 public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
@@ -116,9 +131,7 @@ public enum SecureRandom {
     }
 
     /// `count` random bytes as lowercase hex (names, ids).
-    public static func hex(_ count: Int) -> String {
-        bytes(count).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-    }
+    public static func hex(_ count: Int) -> String { Hex.encode(bytes(count)) }
 
     /// Mixes caller bytes into the generator's state (PKCS#11 C_SeedRandom). Credited with no
     /// entropy: a bad seed cannot weaken the generator, a good one adds to it.
@@ -175,13 +188,8 @@ public final class HMACKey: @unchecked Sendable {
     public let algorithm: DigestAlgorithm
 
     public init(_ algorithm: DigestAlgorithm, key: [UInt8]) throws(CryptoError) {
-        let name = switch algorithm {
-        case .sha1: "SHA1"
-        case .sha224: "SHA2-224"
-        case .sha256: "SHA2-256"
-        case .sha384: "SHA2-384"
-        case .sha512: "SHA2-512"
-        }
+        // The digest's own name (the fetched EVP_MD the rest of the code uses).
+        guard let name = EVP_MD_get0_name(algorithm.md) else { throw CryptoError.openssl("HMAC digest") }
         let c = key.withUnsafeBufferPointer { copenssl_hmac_prepare(name, $0.baseAddress, $0.count) }
         guard let c else { throw CryptoError.openssl("HMAC key") }
         ctx = c

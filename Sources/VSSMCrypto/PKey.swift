@@ -175,9 +175,7 @@ public class PKey: @unchecked Sendable {
         return [0x04] + [UInt8](repeating: 0, count: size - x.count) + x + [UInt8](repeating: 0, count: size - y.count) + y
     }
 
-    func bnValue(_ name: UnsafePointer<CChar>) -> [UInt8] { bnParam(name) }
-
-    private func bnParam(_ name: UnsafePointer<CChar>) -> [UInt8] {
+    func bnParam(_ name: UnsafePointer<CChar>) -> [UInt8] {
         var bn: OpaquePointer? = nil
         guard EVP_PKEY_get_bn_param(pkey, name, &bn) == 1, let bn else { return [] }
         defer { BN_free(bn) }
@@ -330,7 +328,7 @@ public final class PrivateKey: PKey, @unchecked Sendable {
               EVP_PKEY_CTX_set_dsa_paramgen_q_bits(ctx, bits == 1024 ? 160 : 256) == 1,
               EVP_PKEY_paramgen(ctx, &params) == 1, let params else { throw CryptoError.openssl("DSA parameter generation") }
         let k = PrivateKey(owning: params)
-        return (k.bnValue(OSSL_PKEY_PARAM_FFC_P), k.bnValue(OSSL_PKEY_PARAM_FFC_Q), k.bnValue(OSSL_PKEY_PARAM_FFC_G))
+        return (k.bnParam(OSSL_PKEY_PARAM_FFC_P), k.bnParam(OSSL_PKEY_PARAM_FFC_Q), k.bnParam(OSSL_PKEY_PARAM_FFC_G))
     }
 
     /// A DSA key on the given domain parameters. (The low-level DSA calls: OpenSSL 3.0's
@@ -409,7 +407,6 @@ public final class PrivateKey: PKey, @unchecked Sendable {
     /// True when `spki` is this key's public half.
     public func matches(spki: [UInt8]) -> Bool { !spki.isEmpty && spki == spkiDER }
 
-    /// Signs `digest` (already hashed, or raw bytes for pkcs1Raw). ECDSA output is DER.
     /// Signing contexts already initialised for a scheme, kept for the next signature of this key
     /// (a fresh EVP_PKEY_CTX and sign_init cost 1.5-2 us of a 14 us P-256 signature in OpenSSL 3.0).
     /// A context is used by one thread at a time: taken out of the pool, put back after success.
@@ -440,6 +437,7 @@ public final class PrivateKey: PKey, @unchecked Sendable {
         return ctx
     }
 
+    /// Signs `digest` (already hashed, or raw bytes for pkcs1Raw). ECDSA output is DER.
     public func sign(digest: [UInt8], scheme: SignatureScheme) throws(CryptoError) -> [UInt8] {
         let ctx = try signContext(scheme)
         var len = maxOutputSize

@@ -40,17 +40,13 @@ final class AuditTrail: Sendable {
 
     var path: String { directory + "/" + AuditTrail.fileName }
 
-    static func chainKey(rpcKey: PrivateKey) throws(CryptoError) -> [UInt8] {
-        var der = rpcKey.pkcs8DER
-        defer { zeroize(&der) }
-        return try KDF.hkdfSHA256(key: der, salt: Array("vssm audit chain".utf8), info: Array("audit v1".utf8), length: 32)
-    }
-
     /// Opens (or starts) the trail in `directory`, continuing the chain of the last record there.
     init(directory: String, rpcKey: PrivateKey, rotateBytes: Int = 64 << 20) throws(ServiceError) {
         self.directory = directory
         self.rotateBytes = max(rotateBytes, 4096)
-        do { key = try HMACKey(.sha256, key: try AuditTrail.chainKey(rpcKey: rpcKey)) } catch { throw .internalError(error.message) }
+        do { key = try HMACKey(.sha256, key: try rpcKey.derivedKey(salt: "vssm audit chain", info: "audit v1")) } catch {
+            throw .internalError(error.message)
+        }
         let path = directory + "/" + AuditTrail.fileName
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .internalError("cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -121,21 +117,13 @@ final class AuditTrail: Sendable {
         return line
     }
 
-    static func hex(_ b: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(b.count * 2)
-        for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
-        return String(decoding: out, as: UTF8.self)
-    }
-
     /// Appends one record (and rotates first when the file is full). A failed write is reported
     /// to the caller, which logs it: the answer still goes out (the record is in the log ring).
     func append(_ r: Record) throws(ServiceError) {
         try tail.withLock { (t: inout Tail) throws(ServiceError) in
             let seq = t.seq + 1
             var line = AuditTrail.body(r, seq: seq, prev: t.mac)
-            let mac = AuditTrail.hex(key.mac(line))
+            let mac = Hex.encode(key.mac(line))
             line.removeLast()  // "}"
             line += Array(",\"mac\":\"\(mac)\"}\n".utf8)
             if t.size > 0 && t.size + line.count > rotateBytes { try rotate(&t) }
@@ -210,7 +198,7 @@ final class AuditTrail: Sendable {
                     if v.records.count > 2 * limit { v.records.removeFirst(v.records.count - limit) }
                 }
                 if v.problem != nil { continue }
-                if AuditTrail.hex(key.mac(cut)) != mac {
+                if Hex.encode(key.mac(cut)) != mac {
                     v.problem = "\(at) (seq \(seq)): the record was changed (its MAC does not match)"
                 } else if let p = prevMac, p != prev {
                     v.problem = "\(at) (seq \(seq)): the record before it is missing or was replaced (prev does not match)"

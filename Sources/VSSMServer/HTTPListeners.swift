@@ -375,7 +375,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let ssl = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
            let cert = ssl.peerCertificate, let der = try? cert.toDERBytes() {
             s = DevPKI.subject(ofDER: der)
-            fingerprint = AuditTrail.hex(DigestAlgorithm.sha256.hash(der))
+            fingerprint = Hex.encode(DigestAlgorithm.sha256.hash(der))
             hasCert = true
         }
         let id = (subject: s, fingerprint: fingerprint, authenticated: verifiedTLS && hasCert)

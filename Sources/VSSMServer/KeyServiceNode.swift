@@ -109,7 +109,7 @@ public final class KeyServiceNode: Sendable {
     /// with the combined key.
     func bootstrapShare(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
         let share = try RPCKeyShare(json: body)
-        let certificate = AuditTrail.hex(DigestAlgorithm.sha256.hash(config.rpcCertificate))
+        let certificate = Hex.encode(DigestAlgorithm.sha256.hash(config.rpcCertificate))
         let r = try shares.add(share, certificateSHA256: certificate)
         audit.info("Received RPC key share \(share.index) (\(AuditLog.escaped(share.label))) of split \(share.set): \(r.received) of \(r.threshold)")
         var w = WireWriter()

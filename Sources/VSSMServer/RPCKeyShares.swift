@@ -25,7 +25,7 @@ public struct RPCKeyShare: Sendable, Equatable {
     /// Hex SHA-256 over every field but `check`, first 16 hex digits.
     public var check: String {
         let text = "\(set)|\(label)|\(index)|\(threshold)|\(count)|\(certificateSHA256)|" + Base64.encode(data)
-        return String(AuditTrail.hex(DigestAlgorithm.sha256.hash(Array(text.utf8))).prefix(16))
+        return String(Hex.encode(DigestAlgorithm.sha256.hash(Array(text.utf8))).prefix(16))
     }
 
     public var json: [UInt8] {
@@ -75,7 +75,7 @@ public struct RPCKeyShare: Sendable, Equatable {
     public static func split(rpcKey: [UInt8], certificateDER: [UInt8], threshold: Int, count: Int, labels: [String]) throws(CryptoError) -> [RPCKeyShare] {
         let shares = try Shamir.split(rpcKey, threshold: threshold, count: count)
         let set = SecureRandom.hex(8)
-        let cert = AuditTrail.hex(DigestAlgorithm.sha256.hash(certificateDER))
+        let cert = Hex.encode(DigestAlgorithm.sha256.hash(certificateDER))
         return shares.map { s in
             let i = Int(s.x)
             let label = i <= labels.count ? labels[i - 1] : "share-\(i)-of-\(count)"

@@ -16,9 +16,7 @@ public struct SealedStateFile: Sendable {
     /// supplied in another encoding (e.g. by a Go tool) unseals the same file.
     public init(directory: String, rpcKey: PrivateKey) throws(CryptoError) {
         self.directory = directory
-        var der = rpcKey.pkcs8DER
-        defer { zeroize(&der) }
-        key = try KDF.hkdfSHA256(key: der, salt: Array("vssm state seal".utf8), info: Array("keystore v1".utf8), length: 32)
+        key = try rpcKey.derivedKey(salt: "vssm state seal", info: "keystore v1")
     }
 
     public func seal(_ plaintext: [UInt8]) throws(CryptoError) -> [UInt8] {
@@ -89,6 +87,16 @@ public struct SealedStateFile: Sendable {
             }
         }
         try FileUtil.writeAtomically(path: path, bytes: sealed, mode: 0o600)
+    }
+}
+
+extension PrivateKey {
+    /// A 32-byte key derived (HKDF-SHA256) from this key's canonical PKCS#8 encoding: the sealed
+    /// store and the audit chain take their keys from the RPC key this way, each with its own labels.
+    func derivedKey(salt: String, info: String) throws(CryptoError) -> [UInt8] {
+        var der = pkcs8DER
+        defer { zeroize(&der) }
+        return try KDF.hkdfSHA256(key: der, salt: Array(salt.utf8), info: Array(info.utf8), length: 32)
     }
 }
 

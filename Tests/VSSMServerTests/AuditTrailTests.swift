@@ -46,7 +46,7 @@ import VSSMTestSupport
         let records = r.objects("records")
         let signs = records.filter { $0.string("route") == Route.asymmetricSign }
         #expect(signs.count == 3)
-        let fingerprint = AuditTrail.hex(DigestAlgorithm.sha256.hash(TestNode.shared.pki.clientCertificateDER))
+        let fingerprint = Hex.encode(DigestAlgorithm.sha256.hash(TestNode.shared.pki.clientCertificateDER))
         for s in signs {
             #expect(s.string("principal").contains("CN="))
             #expect(s.string("fingerprint") == fingerprint)

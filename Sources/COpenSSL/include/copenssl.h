@@ -49,9 +49,9 @@ void copenssl_last_error(char *buf, size_t len);
 /// Refuse core dumps (RLIMIT_CORE 0, PR_SET_DUMPABLE 0): key material must never hit disk.
 int copenssl_refuse_core_dumps(void);
 
-/// Passphrase callback data for PEM_read_bio_PrivateKey.
 /// HMAC with a prepared key (see shim.c); free the context with EVP_MAC_CTX_free.
 EVP_MAC_CTX *copenssl_hmac_prepare(const char *digest, const unsigned char *key, size_t keylen);
 int copenssl_hmac_compute(EVP_MAC_CTX *prepared, const unsigned char *data, size_t len, unsigned char *out, size_t outsize, size_t *outlen);
+/// Passphrase callback data for PEM_read_bio_PrivateKey.
 EVP_PKEY *copenssl_read_private_key_pem(const unsigned char *pem, int len, const char *pass);
 #endif
