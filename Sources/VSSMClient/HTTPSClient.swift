@@ -187,8 +187,9 @@ public final class HTTPSClient: @unchecked Sendable {
     /// marked bad (soonest retry first), so a call still succeeds when only a "bad" one is up.
     func attemptOrder() -> [Int] {
         let n = configuration.endpoints.count
+        // The turn counter wraps; masking the sign bit keeps the index non-negative.
         let start = configuration.order == .roundRobin
-            ? Int(UInt(bitPattern: turn.wrappingAdd(1, ordering: .relaxed).oldValue) % UInt(n))
+            ? (turn.wrappingAdd(1, ordering: .relaxed).oldValue & Int.max) % n
             : preferred.load(ordering: .relaxed) % n
         // Every call comes here (C_Sign too): with one endpoint, or none marked bad, no clock read
         // and no filtering.

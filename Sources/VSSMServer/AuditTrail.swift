@@ -50,14 +50,14 @@ final class AuditTrail: Sendable {
         let path = directory + "/" + AuditTrail.fileName
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .internalError("cannot open \(path): \(String(cString: strerror(errno)))") }
-        var last = AuditTrail.lastRecord(in: path) ?? (0, "", 0)
-        if last.size > 0, AuditTrail.endsWithoutNewline(path) {
+        var last = AuditTrail.lastRecord(in: path) ?? (0, "", 0, false)
+        if last.cutShort {
             // A record cut short by a crash: end its line; verification reports it.
             _ = write(fd, "\n", 1)
             last.size += 1
         }
         if last.seq == 0, let rotated = AuditTrail.lastRecord(in: path + ".1") {
-            last = (rotated.seq, rotated.mac, last.size)
+            (last.seq, last.mac) = (rotated.seq, rotated.mac)
         }
         tail = Locked(Tail(fd: fd, seq: last.seq, mac: last.mac, size: last.size))
     }
@@ -78,9 +78,11 @@ final class AuditTrail: Sendable {
         return (bytes, size)
     }
 
-    /// Seq and mac of the last whole record of a file, and the file's size.
-    static func lastRecord(in path: String) -> (seq: UInt64, mac: String, size: Int)? {
+    /// Seq and mac of the last whole record of a file, the file's size, and whether its last line
+    /// lacks its newline (a write cut short by a crash).
+    static func lastRecord(in path: String) -> (seq: UInt64, mac: String, size: Int, cutShort: Bool)? {
         guard let (bytes, size) = tail(of: path) else { return nil }
+        let cutShort = bytes.last.map { $0 != 10 } ?? false
         var end = bytes.count
         while end > 0 {
             var start = end - 1
@@ -88,16 +90,11 @@ final class AuditTrail: Sendable {
             let line = Array(bytes[start..<end]).filter { $0 != 10 }
             if let v = try? JSONParser.parse(line), case .string(let mac)? = v["mac"],
                case .number(let s)? = v["seq"], let seq = UInt64(s) {
-                return (seq, mac, size)
+                return (seq, mac, size, cutShort)
             }
             end = start
         }
-        return (0, "", size)
-    }
-
-    static func endsWithoutNewline(_ path: String) -> Bool {
-        guard let (bytes, _) = tail(of: path, max: 1) else { return false }
-        return bytes.last.map { $0 != 10 } ?? false
+        return (0, "", size, cutShort)
     }
 
     /// The line of a record (without `mac`): the bytes the MAC covers. Written directly (JSON

@@ -405,14 +405,12 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         // Small bodies are read once here (cheap-route decision and audit line); a large one is
         // left to the worker pool, never parsed on the event loop.
         if listener != .health && body.count <= 64 << 10 {
-            let fields = AuditNames.fields(in: body)
-            ctx.auditKeyName = fields.key
-            ctx.auditMechanism = fields.mechanism
+            ctx.auditFields = AuditNames.fields(in: body)
         }
         ctx.clientFingerprint = id.fingerprint
         ctx.requestID = node.nextRequestID()
         requestID = ctx.requestID
-        if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditKeyName ?? "") {
+        if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditFields?.key ?? "") {
             // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.
             write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
             return

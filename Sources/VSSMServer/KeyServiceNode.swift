@@ -14,11 +14,10 @@ public struct RequestContext: Sendable {
     /// Decided per connection by the listener; false by default, so a context built elsewhere
     /// (tests, new transports) is refused by the router until it says otherwise.
     public var authenticated: Bool
-    /// The request's `keyName` as the audit line shows it, when the listener has already read it
-    /// (one JSON parse for the cheap-route decision and the audit record; nil: read it here).
-    public var auditKeyName: String?
-    /// The request's `algorithm` (the mechanism of the audit record), read with `auditKeyName`.
-    public var auditMechanism: String?
+    /// The request's `keyName` and `algorithm` as the audit record shows them, when the listener
+    /// has already read them (one JSON parse for the cheap-route decision and the record; nil:
+    /// the record reads them).
+    public var auditFields: (key: String, mechanism: String)?
     /// SHA-256 of the verified client certificate (hex), "-" without one.
     public var clientFingerprint = "-"
     /// This node's ID of the request (`X-Request-Id` of the answer, `request` of the audit record).
@@ -134,11 +133,7 @@ public final class KeyServiceNode: Sendable {
         do { key = try PrivateKey(pkcs8: der) } catch {
             throw .badRequest("rpcPrivateKey is not a PKCS#8 RSA or EC private key: \(error.message)")
         }
-        let certSPKI: [UInt8]
-        do { certSPKI = try X509Info.subjectPublicKeyInfo(certificateDER: config.rpcCertificate) } catch {
-            throw .internalError("rpcCertificate: \(error.message)")
-        }
-        guard key.matches(spki: certSPKI) else {
+        guard try config.isRPCKey(key) else {
             throw .badRequest("rpcPrivateKey does not match the RPC certificate")
         }
         var sealed: SealedStateFile? = nil
@@ -265,7 +260,7 @@ public final class KeyServiceNode: Sendable {
     /// The audit record of an answered request: the log ring and standard output as before, and
     /// the hash-chained trail (and syslog when configured).
     func record(path: String, body: [UInt8], context: RequestContext, status: Int) {
-        let key = context.auditKeyName ?? AuditNames.keyName(in: body)
+        let (key, mechanism) = context.auditFields ?? AuditNames.fields(in: body)
         let trail = auditTrail.withLock { $0 }
         // With a trail the request's record is there (and in syslog when asked): standard output
         // then carries the service's own events only (one write less per request).
@@ -273,7 +268,7 @@ public final class KeyServiceNode: Sendable {
                   toOutput: trail == nil)
         guard let trail else { return }
         let r = AuditTrail.Record(time: AuditLog.timestamp(), principal: context.clientSubject, fingerprint: context.clientFingerprint,
-                                  route: path, key: key, mechanism: context.auditMechanism ?? AuditNames.mechanism(in: body),
+                                  route: path, key: key, mechanism: mechanism,
                                   status: status, requestID: context.requestID)
         do { try trail.append(r) } catch { audit.error("audit trail: \(error.message)") }
         if config.auditSyslog { AuditTrail.syslog(r) }
@@ -410,10 +405,6 @@ public final class KeyServiceNode: Sendable {
 /// Extracts `keyName` and `algorithm` from a request body for the audit record without trusting
 /// them (at most 128 characters, no control characters, quotes or backslashes).
 enum AuditNames {
-    static func keyName(in body: [UInt8]) -> String { fields(in: body).key }
-    static func mechanism(in body: [UInt8]) -> String { fields(in: body).mechanism }
-
-    /// Both with one parse.
     static func fields(in body: [UInt8]) -> (key: String, mechanism: String) {
         guard let v = try? JSONParser.parse(body) else { return ("", "") }
         var name = ""

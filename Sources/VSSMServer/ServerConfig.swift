@@ -1,3 +1,4 @@
+import VSSMCrypto
 import VSSMWire
 
 /// `config.json` in the original's format (`rpcCertificate`, `clientTrustStore`, `rootPassword`)
@@ -40,6 +41,13 @@ public struct ServerConfig: Sendable {
     }
 
     /// Parses the file; errors name the field so an operator can fix it (the original panicked).
+    /// Whether `key` is the private key of `rpcCertificate` (bootstrap, key splitting).
+    public func isRPCKey(_ key: PrivateKey) throws(ServiceError) -> Bool {
+        do { return key.matches(spki: try X509Info.subjectPublicKeyInfo(certificateDER: rpcCertificate)) } catch {
+            throw .internalError("rpcCertificate: \(error.message)")
+        }
+    }
+
     public init(json bytes: [UInt8]) throws(ServiceError) {
         let v: JSONValue
         do { v = try JSONParser.parse(bytes) } catch { throw .badRequest("config is not valid JSON: \(error.message)") }

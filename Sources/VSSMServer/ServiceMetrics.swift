@@ -63,11 +63,6 @@ public final class ServiceMetrics: Sendable {
         return RequestSeries(counter: counter, histogram: histogram)
     }
 
-    /// One answered request.
-    public func record(listener: String, path: String, status: Int, nanoseconds: Int64) {
-        series(listener: listener, path: path, status: status).record(nanoseconds: nanoseconds)
-    }
-
     public func gauge(_ name: String, _ labels: [(String, String)] = []) -> Gauge {
         labels.isEmpty ? registry.makeGauge(name: name) : registry.makeGauge(name: name, labels: labels)
     }

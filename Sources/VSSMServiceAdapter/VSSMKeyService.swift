@@ -61,7 +61,8 @@ public final class VSSMKeyService: KeyService {
         // Until the features are known, the extended listing is asked first: it carries them, so
         // a cold start costs one round trip, not two; the original answers 404 (base API only).
         let known = ext.withLock { $0 }
-        if known == nil || known! != nil {
+        let originalOnly = known == .some(nil)
+        if !originalOnly {
             var req = WireWriter()
             req.string("owner", owner ?? "")
             let r: WireObject

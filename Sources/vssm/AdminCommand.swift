@@ -240,9 +240,9 @@ struct AdminCommand: ParsableCommand {
             let key = try loadPKCS8(rpcKey)
             let cfg: ServerConfig
             do { cfg = try ServerConfig(json: try readFile(config)) } catch { throw CLIError("\(config): \(error)") }
-            let spki: [UInt8]
-            do { spki = try X509Info.subjectPublicKeyInfo(certificateDER: cfg.rpcCertificate) } catch { throw CLIError("rpcCertificate: \(error.message)") }
-            guard (try PrivateKey(pkcs8: key)).matches(spki: spki) else { throw CLIError("\(rpcKey) is not the key of the RPC certificate in \(config)") }
+            let matches: Bool
+            do { matches = try cfg.isRPCKey(try PrivateKey(pkcs8: key)) } catch { throw CLIError("\(config): \(error)") }
+            guard matches else { throw CLIError("\(rpcKey) is not the key of the RPC certificate in \(config)") }
             let parts: [RPCKeyShare]
             do {
                 parts = try RPCKeyShare.split(rpcKey: key, certificateDER: cfg.rpcCertificate, threshold: threshold, count: shares, labels: label)

@@ -33,12 +33,18 @@ import VSSMTestSupport
         }
     }
 
-    @Test func recordsNamePrincipalKeyMechanismAndVerify() throws {
-        let dir = TestNode.tempDir()
-        let n = try TestNode(stateDir: dir)
-        defer { n.stop() }
+    /// A node with a state directory and the EC key `ec` (the caller stops it).
+    func nodeWithKey(_ dir: String, limits: ServiceLimits = ServiceLimits()) throws -> (TestNode, VSSMAPIClient) {
+        let n = try TestNode(stateDir: dir, limits: limits)
         let c = try n.client()
         try c.generateKey(password: pw, name: "ec", type: .asymmetric, spec: .ec, size: 256)
+        return (n, c)
+    }
+
+    @Test func recordsNamePrincipalKeyMechanismAndVerify() throws {
+        let dir = TestNode.tempDir()
+        let (n, c) = try nodeWithKey(dir)
+        defer { n.stop() }
         try exercise(n, c, signs: 3)
         let r = try c.audit(password: pw, key: "ec", verify: true)
         #expect(r.bool("enabled"))
@@ -67,10 +73,8 @@ import VSSMTestSupport
 
     @Test func anEditedRemovedOrReorderedRecordIsFound() throws {
         let dir = TestNode.tempDir()
-        let n = try TestNode(stateDir: dir)
+        let (n, c) = try nodeWithKey(dir)
         defer { n.stop() }
-        let c = try n.client()
-        try c.generateKey(password: pw, name: "ec", type: .asymmetric, spec: .ec, size: 256)
         try exercise(n, c, signs: 4)
         let path = trailFile(dir)
         #expect(try lines(path).count >= 5)
@@ -128,10 +132,8 @@ import VSSMTestSupport
         var limits = ServiceLimits()
         limits.auditFileBytes = 4096
         do {
-            let n = try TestNode(stateDir: dir, limits: limits)
+            let (n, c) = try nodeWithKey(dir, limits: limits)
             defer { n.stop() }
-            let c = try n.client()
-            try c.generateKey(password: pw, name: "ec", type: .asymmetric, spec: .ec, size: 256)
             try exercise(n, c, signs: 3)
         }
         let n = try TestNode(stateDir: dir, limits: limits)
