@@ -25,20 +25,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static double cpu_us(void) {
-    struct rusage r;
-    getrusage(RUSAGE_SELF, &r);
-    return r.ru_utime.tv_sec * 1e6 + r.ru_utime.tv_usec + r.ru_stime.tv_sec * 1e6 + r.ru_stime.tv_usec;
-}
-
-static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return x < y ? -1 : x > y; }
+#include "benchutil.h"
 
 /* The server: one connection, sign every request; reports its CPU per request on the pipe. */
 static void serve(int listener, const char *cert, const char *key, int report) {
@@ -59,7 +46,7 @@ static void serve(int listener, const char *cert, const char *key, int report) {
     for (;;) {
         int r = SSL_read(ssl, buf, sizeof buf);
         if (r <= 0) break;
-        if (c0 < 0) c0 = cpu_us(); /* from the first request: the handshake is not counted */
+        if (c0 < 0) c0 = self_cpu() * 1e6; /* from the first request: the handshake is not counted */
         else n++;
         EVP_Digest(buf, (size_t)r, digest, NULL, EVP_sha256(), NULL);
         size_t len = sizeof sig;
@@ -68,7 +55,7 @@ static void serve(int listener, const char *cert, const char *key, int report) {
         memcpy(out, sig, len);
         SSL_write(ssl, out, sizeof out);
     }
-    double per = n > 0 ? (cpu_us() - c0) / n : 0;
+    double per = n > 0 ? (self_cpu() * 1e6 - c0) / n : 0;
     if (write(report, &per, sizeof per) != sizeof per) _exit(1);
     _exit(0);
 }
@@ -79,7 +66,7 @@ static double cold_once(const char *dir, int port) {
     snprintf(ca, sizeof ca, "%s/ca.pem", dir);
     snprintf(cert, sizeof cert, "%s/client-cert.pem", dir);
     snprintf(key, sizeof key, "%s/client-key.pem", dir);
-    double t0 = now_us();
+    double t0 = now() * 1e6;
     OPENSSL_init_ssl(0, NULL);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
@@ -98,7 +85,7 @@ static double cold_once(const char *dir, int port) {
     if (SSL_write(ssl, req, (int)strlen(req)) <= 0) return -1;
     char buf[4096];
     if (SSL_read(ssl, buf, sizeof buf) <= 0) return -1;
-    return now_us() - t0;
+    return now() * 1e6 - t0;
 }
 
 int main(int argc, char **argv) {
@@ -153,18 +140,18 @@ int main(int argc, char **argv) {
     char request[300], buf[4096];
     memset(request, 'r', sizeof request);
     double *lat = malloc(sizeof(double) * (size_t)rounds);
-    double c0 = cpu_us();
+    double c0 = self_cpu() * 1e6;
     for (int i = 0; i < rounds; i++) {
-        double t = now_us();
+        double t = now() * 1e6;
         if (SSL_write(ssl, request, sizeof request) <= 0) return 1;
         for (int got = 0; got < 150;) {
             int r = SSL_read(ssl, buf, sizeof buf);
             if (r <= 0) return 1;
             got += r;
         }
-        lat[i] = now_us() - t;
+        lat[i] = now() * 1e6 - t;
     }
-    double client = (cpu_us() - c0) / rounds;
+    double client = (self_cpu() * 1e6 - c0) / rounds;
     SSL_shutdown(ssl);
     close(fd);
     double server = 0;

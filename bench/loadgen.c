@@ -27,7 +27,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "proccpu.h"
+#include "benchutil.h"
 
 enum state { CONNECTING, HANDSHAKE, SENDING, RECEIVING, IDLE, CLOSED };
 
@@ -47,14 +47,6 @@ static size_t request_len;
 static double *lat;
 static long nlat, caplat, failures, completed, settled;
 static int measuring;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return x < y ? -1 : x > y; }
 
 static void watch(int ep, conn_t *c, int write) {
     struct epoll_event ev = {.events = EPOLLIN | (write ? EPOLLOUT : 0), .data.ptr = c};

@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "proccpu.h"
+#include "benchutil.h"
 #include "cpkcs11.h"
 
 static CK_FUNCTION_LIST *f;
@@ -24,12 +24,6 @@ static CK_MECHANISM_TYPE mech;
 static double seconds;
 /* Threaded hosts ask for locking (SoftHSM does none with NULL init args). */
 static CK_C_INITIALIZE_ARGS init_args = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static CK_OBJECT_HANDLE find_key(CK_SESSION_HANDLE s) {
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
@@ -68,15 +62,6 @@ static void *worker(void *arg) {
     f->C_CloseSession(s);
     return NULL;
 }
-
-/* CPU seconds (user + system) of this process. */
-static double self_cpu(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return x < y ? -1 : x > y; }
 
 static int load(const char *module) {
     void *h = dlopen(module, RTLD_NOW | RTLD_LOCAL);
