@@ -7,7 +7,12 @@
 #   VSSM_DEV_DIR VSSM_URL VSSM_HEALTH_URL VSSM_INTERNAL_URL VSSM_CA VSSM_CLIENT_CERT VSSM_CLIENT_KEY
 #   VSSM_ADMIN_PASSWORD VSSM_PID VSSM_BIN
 #   MODULE VSSM_PKCS11_CONFIG PIN SO_PIN TOKEN_LABEL (the token's user PIN also manages keys)
+# and a second tenant (principals: the client above is officer "team-a" of namespace `default`,
+# whose PIN stays the admin password; "team-b" is officer of namespace `team-b` with its own PIN):
+#   VSSM_PKCS11_CONFIG_B PIN_B TOKEN_LABEL_B VSSM_CLIENT_CERT_B VSSM_CLIENT_KEY_B
 # and defines vssm_dev_stop (stops what this started, by PID).
+# VSSM_DEV_TENANTS=0 registers no principals (every client uses every key, as the original);
+# so does --compat-only (no extension API).
 # VSSM_DEV_OPTS passes extra `vssm serve` options (e.g. --compat-only).
 # Does not change the caller's shell options; returns non-zero on failure.
 
@@ -93,6 +98,35 @@ JSON
     export PIN="$password"
     export SO_PIN="$password"
     export TOKEN_LABEL="vssm-dev"
+    unset VSSM_PKCS11_CONFIG_B PIN_B TOKEN_LABEL_B VSSM_CLIENT_CERT_B VSSM_CLIENT_KEY_B
+    if [ "${VSSM_DEV_TENANTS:-1}" = 1 ] && [[ "${VSSM_DEV_OPTS:-}" != *--compat-only* ]]; then
+        local pin_b
+        pin_b="b-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        "$bin" issue-client "$dir" --name team-b --out "$dir/team-b" >/dev/null \
+            && "$bin" admin principal add team-a --certificate "$dir/client-cert.pem" --role officer --namespace default >/dev/null \
+            && printf '%s\n' "$pin_b" > "$dir/team-b.pin" \
+            && "$bin" admin principal add team-b --certificate "$dir/team-b-cert.pem" --role officer --namespace team-b --pin-file "$dir/team-b.pin" >/dev/null \
+            || { echo "dev-env: registering the tenants failed" >&2; kill "$pid"; return 1; }
+        cat > "$dir/pkcs11-b.json" <<JSON
+{
+  "slots": [{
+    "label": "team-b",
+    "endpoints": ["https://127.0.0.1:$api"],
+    "serverName": "VSSM",
+    "ca": "$dir/ca.pem",
+    "clientCert": "$dir/team-b-cert.pem",
+    "clientKey": "$dir/team-b-key.pem",
+    "userPinIsAdminPassword": true,
+    "refreshSeconds": 30
+  }]
+}
+JSON
+        export VSSM_PKCS11_CONFIG_B="$dir/pkcs11-b.json"
+        export PIN_B="$pin_b"
+        export TOKEN_LABEL_B="team-b"
+        export VSSM_CLIENT_CERT_B="$dir/team-b-cert.pem"
+        export VSSM_CLIENT_KEY_B="$dir/team-b-key.pem"
+    fi
     "$bin" health --url "$VSSM_HEALTH_URL" >/dev/null || { echo "dev-env: node is not running" >&2; return 1; }
     echo "dev-env: vssm serve (pid $pid) at $VSSM_URL, files in $dir" >&2
 }

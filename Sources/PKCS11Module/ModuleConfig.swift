@@ -27,6 +27,8 @@ struct ModuleConfig {
         var connectTimeoutMs: Int
         var requestTimeoutMs: Int
         var endpointOrder: EndpointOrder = .ordered
+        /// The namespace of the service this slot shows (`X-VSSM-Namespace`; nil: the principal's first).
+        var namespace: String?
         /// The PEM files' contents, read when the configuration is loaded.
         var caPEM: [UInt8] = []
         var certPEM: [UInt8] = []
@@ -133,9 +135,31 @@ struct ModuleConfig {
             slot.caPEM = try readFile(slot.ca)
             slot.certPEM = try readFile(slot.clientCert)
             slot.keyPEM = try readFile(slot.clientKey)
+            // "namespaces": one slot per namespace of the principal, each labelled with its name.
+            if let value = item["namespaces"] {
+                guard case .array(let list) = value, !list.isEmpty, list.count <= 64 else {
+                    throw .functionFailed("\(path): slots[\(i)].namespaces must be a non-empty array of up to 64 names")
+                }
+                for entry in list {
+                    guard case .string(let ns) = entry, ModuleConfig.isNamespace(ns) else {
+                        throw .functionFailed("\(path): slots[\(i)].namespaces: \(entry) is not a namespace (a-z, 0-9, '.', '_', '-')")
+                    }
+                    var one = slot
+                    one.namespace = ns
+                    one.label = ns
+                    slots.append(one)
+                }
+                continue
+            }
             slots.append(slot)
         }
         return ModuleConfig(path: path, slots: slots)
+    }
+
+    static func isNamespace(_ ns: String) -> Bool {
+        let u = Array(ns.utf8)
+        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x5F || c == 0x2D }
+        return !u.isEmpty && u.count <= 64 && u.allSatisfy(ok) && u[0] != 0x2E && u[0] != 0x5F && u[0] != 0x2D
     }
 
     static func readFile(_ path: String) throws(TokenError) -> [UInt8] {
@@ -160,7 +184,7 @@ struct ModuleConfig {
         for (i, slot) in slots.enumerated() {
             let caPEM = slot.caPEM, certPEM = slot.certPEM, keyPEM = slot.keyPEM
             let encrypted = String(decoding: keyPEM, as: UTF8.self).contains("ENCRYPTED")
-            let serial = String(format16: UInt(i) &+ 1, seed: slot.endpoints.first?.description ?? "")
+            let serial = String(format16: UInt(i) &+ 1, seed: (slot.endpoints.first?.description ?? "") + (slot.namespace ?? ""))
             let cfg = SlotConfiguration(label: slot.label, serial: serial, loginRequired: encrypted,
                                         userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds)
             let s = slot
@@ -174,6 +198,7 @@ struct ModuleConfig {
                 tls.connectTimeoutMs = s.connectTimeoutMs
                 tls.requestTimeoutMs = s.requestTimeoutMs
                 tls.order = s.endpointOrder
+                tls.namespace = s.namespace
                 do throws(TokenError) { return try VSSMKeyService(tls) } catch {
                     if encrypted, case .functionFailed(let m) = error, m.contains("wrong passphrase") || m.contains("decrypt") { throw .pinIncorrect }
                     throw error

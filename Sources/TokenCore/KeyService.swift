@@ -16,7 +16,9 @@ public protocol KeyService: Sendable {
     func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8]
     /// AES-CMAC or AES-MAC (CBC-MAC) in the service, `length` bytes.
     func blockMAC(key: String, cmac: Bool, input: [UInt8], length: Int) throws(TokenError) -> [UInt8]
-    func verifyAdminPassword(_ password: String) throws(TokenError)
+    /// C_Login's check: `asSO` needs the admin password; otherwise a registered principal's PIN
+    /// is accepted too.
+    func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError)
     /// Key creation and changes. A `name` of the form `~<owner>/<name>` is a session key (memory
     /// only in the service, no admin password needed: pass ""); `label` is its CKA_LABEL.
     /// `attributes`: the `StoredAttributes` blob kept with the key (nil: none).

@@ -240,7 +240,7 @@ public final class Token: Sendable {
             }
         case .so:
             if configuration.loginRequired && state.withLock({ $0.service == nil }) { throw .userNotLoggedIn }
-            try verifyAdmin(pin)
+            try verifyAdmin(pin, asSO: true)
             state.withLock { $0.adminPassword = pin; $0.dirty = true }
         default:
             throw .userTypeInvalid
@@ -258,8 +258,8 @@ public final class Token: Sendable {
         }
     }
 
-    private func verifyAdmin(_ pin: String) throws(TokenError) {
-        do { try service().verifyAdminPassword(pin) } catch .adminPasswordRejected { throw .pinIncorrect }
+    private func verifyAdmin(_ pin: String, asSO: Bool = false) throws(TokenError) {
+        do { try service().verifyAdminPassword(pin, asSO: asSO) } catch .adminPasswordRejected { throw .pinIncorrect }
     }
 
     func logout() throws(TokenError) {

@@ -22,6 +22,9 @@ public struct TLSClientConfiguration: Sendable {
     /// `.ordered`: every call starts at the endpoint that answered last (sticky failover);
     /// `.roundRobin`: calls start at the next endpoint in turn (load spread over a cluster).
     public var order: EndpointOrder = .ordered
+    /// Sent as `X-VSSM-Namespace` with every request: which of its principal's namespaces a
+    /// client works in (nil: the principal's first). Only `a-z 0-9 . _ -` are sent.
+    public var namespace: String?
 
     public init(endpoints: [Endpoint]) { self.endpoints = endpoints }
 }
@@ -214,8 +217,15 @@ public final class HTTPSClient: @unchecked Sendable {
     /// request has provably not been sent. An endpoint that timed out or could not be reached is
     /// marked bad at once and skipped by later calls until `endpointRetryMs` has passed. Total time
     /// is bounded by about `requestTimeoutMs` per endpoint.
+    /// The namespace header line (empty without one; a name with other characters is not sent).
+    var namespaceLine: String {
+        guard let ns = configuration.namespace, !ns.isEmpty, ns.utf8.count <= 64,
+              ns.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else { return "" }
+        return "X-VSSM-Namespace: \(ns)\r\n"
+    }
+
     public func post(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
-        var request = Array("POST \(path) HTTP/1.1\r\nHost: \(configuration.serverName)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        var request = Array("POST \(path) HTTP/1.1\r\nHost: \(configuration.serverName)\r\nContent-Type: application/json\r\n\(namespaceLine)Content-Length: \(body.count)\r\n\r\n".utf8)
         request += body
         stats.requests.add(1, ordering: .relaxed)
         var lastError = ClientError.connect("no endpoint tried")

@@ -104,6 +104,47 @@ public final class VSSMAPIClient: Sendable {
         return try call(Route.extAudit, w, response: ExtSchemas.auditResponse, idempotent: true)
     }
 
+    // MARK: - Principals (root admin)
+
+    /// Registers a client certificate (DER) as a principal; returns its SHA-256 fingerprint.
+    public func addPrincipal(password: String, name: String, certificate: [UInt8], role: String, namespaces: [String], pin: String?) throws(ClientError) -> String {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("name", name)
+        w.bytes("certificate", certificate)
+        w.string("role", role)
+        w.strings("namespaces", namespaces)
+        w.string("pin", pin ?? "")
+        let r = try call(Route.extPrincipalAdd, w, response: MessageSchema("ExtPrincipalAddResponse", [.init("fingerprint", .string)]), idempotent: false)
+        return r.string("fingerprint")
+    }
+
+    public func listPrincipals(password: String) throws(ClientError) -> [WireObject] {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        return try call(Route.extPrincipalList, w, response: ExtSchemas.principalListResponse, idempotent: true).objects("principals")
+    }
+
+    public func removePrincipal(password: String, name: String) throws(ClientError) {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("name", name)
+        _ = try call(Route.extPrincipalRemove, w, response: Schemas.empty, idempotent: false)
+    }
+
+    /// Sets (or with "" removes) a principal's PIN.
+    public func setPrincipalPIN(password: String, name: String, pin: String) throws(ClientError) {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("name", name)
+        w.string("pin", pin)
+        _ = try call(Route.extPrincipalSetPIN, w, response: Schemas.empty, idempotent: false)
+    }
+
+    public func whoAmI() throws(ClientError) -> WireObject {
+        try call(Route.extWhoAmI, WireWriter(), response: ExtSchemas.whoAmIResponse, idempotent: true)
+    }
+
     public func sign(key: String, algorithm: String, input: [UInt8]? = nil, hashed: [UInt8]? = nil) throws(ClientError) -> [UInt8] {
         var w = WireWriter()
         w.bytes("input", input)

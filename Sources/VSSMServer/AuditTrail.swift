@@ -23,6 +23,8 @@ final class AuditTrail: Sendable {
         var mechanism: String
         var status: Int
         var requestID: String
+        /// The caller's namespace once principals exist (empty before: the field is left out).
+        var namespace = ""
     }
 
     static let fileName = "audit.jsonl"
@@ -104,7 +106,7 @@ final class AuditTrail: Sendable {
         line.reserveCapacity(256 + r.principal.utf8.count + r.key.utf8.count)
         line += Array("{\"seq\":\(seq),\"status\":\(r.status)".utf8)
         for (name, value) in [("time", r.time), ("principal", r.principal), ("fingerprint", r.fingerprint), ("route", r.route),
-                              ("key", r.key), ("mechanism", r.mechanism), ("request", r.requestID), ("prev", prev)] where !value.isEmpty {
+                              ("key", r.key), ("mechanism", r.mechanism), ("namespace", r.namespace), ("request", r.requestID), ("prev", prev)] where !value.isEmpty {
             line.append(UInt8(ascii: ","))
             JSONWriter.writeString(name, into: &line)
             line.append(UInt8(ascii: ":"))
@@ -229,7 +231,7 @@ final class AuditTrail: Sendable {
 extension AuditTrail {
     /// One record to syslog (authpriv.info), as a line of key=value pairs.
     static func syslog(_ r: Record) {
-        let line = "AUDIT principal=\"\(r.principal)\" fingerprint=\(r.fingerprint) route=\(r.route) key=\"\(r.key)\" mechanism=\"\(r.mechanism)\" status=\(r.status) request=\(r.requestID)"
+        let line = "AUDIT principal=\"\(r.principal)\" fingerprint=\(r.fingerprint) route=\(r.route) key=\"\(r.key)\" mechanism=\"\(r.mechanism)\" namespace=\"\(r.namespace)\" status=\(r.status) request=\(r.requestID)"
         line.withCString { text in
             withVaList([text]) { vsyslog(LOG_AUTHPRIV | LOG_INFO, "%s", $0) }
         }

@@ -408,6 +408,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             ctx.auditFields = AuditNames.fields(in: body)
         }
         ctx.clientFingerprint = id.fingerprint
+        ctx.requestedNamespace = head.headers.first(name: Route.namespaceHeader)
         ctx.requestID = node.nextRequestID()
         requestID = ctx.requestID
         if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditFields?.key ?? "") {

@@ -27,6 +27,8 @@ enum KeyPolicy {
     /// A name for a new key: a token key name, or a session key name (`~owner/name`, ext routes only
     /// reach here with one).
     static func checkNewName(_ name: String) throws(ServiceError) {
+        // `@ns/name` is how a namespace's keys are stored (`Namespace`): no caller makes one directly.
+        guard !name.hasPrefix("@") else { throw .badRequest("Key names starting with @ are reserved for namespaces.") }
         if name.hasPrefix("~") { try EphemeralStore.checkName(name) } else { try checkName(name) }
     }
 
@@ -134,17 +136,16 @@ extension KeyServiceNode {
     func generateKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.generateKeyRequest)
         try checkPassword(r, ctx)
-        try createGeneratedKey(r)
+        try createGeneratedKey(r, ctx)
         return ok(WireWriter())
     }
 
     /// Base and extension generate requests alike: the extension fields (`id`, `cipher`, `label`,
     /// `attributes`) are simply absent from a base request.
-    func createGeneratedKey(_ r: WireObject) throws(ServiceError) {
-        let name = r.string("keyName")
-        try KeyPolicy.checkNewName(name)
+    func createGeneratedKey(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
+        let name = try newStoredName(r.string("keyName"), ctx)
         let type = try KeyPolicy.keyType(r.string("keyType"))
-        if state.withLock({ $0.contains(name, type: type) }) { throw .conflict("Key with name \(name) already exists.") }
+        if state.withLock({ $0.contains(name, type: type) }) { throw .conflict("Key with name \(r.string("keyName")) already exists.") }
         audit.info("Generating a \(type.rawValue) key named \(name)...")
         var m = (secret: [UInt8]?.none, asym: PrivateKey?.none, cipher: String?.none)
         if type == .asymmetric && r.string("keySpec") == "DSA" && r.has("dsaP") && !config.compatOnly {
@@ -169,13 +170,12 @@ extension KeyServiceNode {
     func injectKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.injectKeyRequest)
         try checkPassword(r, ctx)
-        try createInjectedKey(r)
+        try createInjectedKey(r, ctx)
         return ok(WireWriter())
     }
 
-    func createInjectedKey(_ r: WireObject) throws(ServiceError) {
-        let name = r.string("keyName")
-        try KeyPolicy.checkNewName(name)
+    func createInjectedKey(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
+        let name = try newStoredName(r.string("keyName"), ctx)
         let type = try KeyPolicy.keyType(r.string("keyType"))
         let material = r.bytes("key") ?? []
         var attributes = KeyServiceNode.requestedAttributes(r, origin: "injected")
@@ -197,9 +197,9 @@ extension KeyServiceNode {
 
     func listKeys(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.listKeysRequest)
-        try checkPassword(r, ctx)
+        try checkCredential(r, ctx)
         audit.info("Listing keys in the key database...")
-        let s = snapshot
+        let s = visibleKeys(snapshot, ctx)
         func secret(_ e: SecretKeyEntry) -> JSONValue {
             var w = WireWriter()
             w.string("name", e.name)
@@ -244,7 +244,7 @@ extension KeyServiceNode {
 
     func getLogs(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.getLogsRequest)
-        try checkPassword(r, ctx)
+        try checkRootPassword(r, ctx)
         audit.info("Retrieving logs...")
         var w = WireWriter()
         w.strings("log", audit.lines)
@@ -278,7 +278,7 @@ extension KeyServiceNode {
 
     func generateBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.generateBackupRequest)
-        try checkPassword(r, ctx)
+        try checkRootPassword(r, ctx)
         audit.info("Generating a backup of the key database...")
         var w = WireWriter()
         w.object("backup", try makeBackup(version: 1))
@@ -317,7 +317,7 @@ extension KeyServiceNode {
 
     func restoreBackup(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.restoreBackupRequest)
-        try checkPassword(r, ctx)
+        try checkRootPassword(r, ctx)
         try restore(r.object("backup"), allowedVersions: [1])
         return ok(WireWriter())
     }

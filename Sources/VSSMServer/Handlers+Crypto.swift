@@ -117,7 +117,7 @@ extension KeyServiceNode {
 
     func symmetricEncrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.symmetricEncryptRequest)
-        let key = try symmetricKey(r.string("keyName"))
+        let key = try symmetricKey(r.string("keyName"), ctx)
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let out = try symmetricEncrypt(alg, cipher: try blockCipher(key, alg), input: r.bytes("input") ?? [])
         var w = WireWriter()
@@ -127,7 +127,7 @@ extension KeyServiceNode {
 
     func symmetricDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.symmetricDecryptRequest)
-        let key = try symmetricKey(r.string("keyName"))
+        let key = try symmetricKey(r.string("keyName"), ctx)
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let out = try symmetricDecrypt(alg, cipher: try blockCipher(key, alg), input: r.bytes("input") ?? [])
         var w = WireWriter()
@@ -155,7 +155,7 @@ extension KeyServiceNode {
 
     func asymmetricEncrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricEncryptRequest)
-        let key = try asymmetricKey(r.string("keyName"))
+        let key = try asymmetricKey(r.string("keyName"), ctx)
         let padding = try KeyServiceNode.baseEncryptionPadding(r.string("algorithm"))
         try requireRSA(key)
         var w = WireWriter()
@@ -165,7 +165,7 @@ extension KeyServiceNode {
 
     func asymmetricDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricDecryptRequest)
-        let key = try asymmetricKey(r.string("keyName"))
+        let key = try asymmetricKey(r.string("keyName"), ctx)
         let padding = try KeyServiceNode.baseEncryptionPadding(r.string("algorithm"))
         try requireRSA(key)
         var w = WireWriter()
@@ -194,7 +194,7 @@ extension KeyServiceNode {
 
     func asymmetricSign(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricSignRequest)
-        let key = try asymmetricKey(r.string("keyName"))
+        let key = try asymmetricKey(r.string("keyName"), ctx)
         let name = r.string("algorithm")
         guard let (kind, hash) = KeyServiceNode.baseSignAlgorithms[name] else { throw .invalidAlgorithm(name) }
         let scheme = try signatureScheme(kind: kind, hash: hash, key: key, algorithm: name)
@@ -205,7 +205,7 @@ extension KeyServiceNode {
 
     func asymmetricVerify(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricVerifyRequest)
-        let key = try asymmetricKey(r.string("keyName"))
+        let key = try asymmetricKey(r.string("keyName"), ctx)
         let name = r.string("algorithm")
         guard let (kind, hash) = KeyServiceNode.baseSignAlgorithms[name] else { throw .invalidAlgorithm(name) }
         let scheme = try signatureScheme(kind: kind, hash: hash, key: key, algorithm: name)
@@ -223,7 +223,7 @@ extension KeyServiceNode {
 
     func hmacCreate(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.hmacCreateRequest)
-        let key = try macKey(r.string("keyName"))
+        let key = try macKey(r.string("keyName"), ctx)
         let d = try KeyServiceNode.hmacDigest(r.string("algorithm"))
         var w = WireWriter()
         w.bytes("output", d.hmac(key: key.key, data: r.bytes("input") ?? []))
@@ -232,7 +232,7 @@ extension KeyServiceNode {
 
     func hmacVerify(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.hmacVerifyRequest)
-        let key = try macKey(r.string("keyName"))
+        let key = try macKey(r.string("keyName"), ctx)
         let d = try KeyServiceNode.hmacDigest(r.string("algorithm"))
         let mac = d.hmac(key: key.key, data: r.bytes("input") ?? [])
         var w = WireWriter()

@@ -7,7 +7,7 @@ extension KeyServiceNode {
         "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
         "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
         "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw", "eddsa", "dsa",
-        "audit", "bootstrap-shares",
+        "audit", "bootstrap-shares", "principals",
     ]
 
     static let extRoutes: [String: Handler] = [
@@ -18,45 +18,45 @@ extension KeyServiceNode {
             w.strings("features", KeyServiceNode.extFeatures)
             return n.ok(w)
         },
-        Route.extListKeys: { n, b, _ throws(ServiceError) in try n.extListKeys(b) },
-        Route.extSign: { n, b, _ throws(ServiceError) in try n.extSign(b) },
-        Route.extDecrypt: { n, b, _ throws(ServiceError) in try n.extDecrypt(b) },
-        Route.extSymmetricEncrypt: { n, b, _ throws(ServiceError) in try n.extSymmetric(b, encrypt: true) },
-        Route.extSymmetricDecrypt: { n, b, _ throws(ServiceError) in try n.extSymmetric(b, encrypt: false) },
+        Route.extListKeys: { n, b, c throws(ServiceError) in try n.extListKeys(b, c) },
+        Route.extSign: { n, b, c throws(ServiceError) in try n.extSign(b, c) },
+        Route.extDecrypt: { n, b, c throws(ServiceError) in try n.extDecrypt(b, c) },
+        Route.extSymmetricEncrypt: { n, b, c throws(ServiceError) in try n.extSymmetric(b, c, encrypt: true) },
+        Route.extSymmetricDecrypt: { n, b, c throws(ServiceError) in try n.extSymmetric(b, c, encrypt: false) },
         // Session keys (`~owner/name`) need no admin password: they are visible to, and
         // destroyed with, the module instance that made them, and never persisted.
         Route.extGenerateKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.generateKeyRequest)
             if !r.string("keyName").hasPrefix("~") { try n.checkPassword(r, c) }
-            try n.createGeneratedKey(r)
+            try n.createGeneratedKey(r, c)
             return n.ok(WireWriter())
         },
         Route.extInjectKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.injectKeyRequest)
             if !r.string("keyName").hasPrefix("~") { try n.checkPassword(r, c) }
-            try n.createInjectedKey(r)
+            try n.createInjectedKey(r, c)
             return n.ok(WireWriter())
         },
-        Route.extReleaseSession: { n, b, _ throws(ServiceError) in
+        Route.extReleaseSession: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.releaseSessionRequest)
             guard EphemeralStore.isOwner(r.string("owner")) else { throw .badRequest("owner must be 32 lowercase hex digits") }
             var w = WireWriter()
-            w.uint64("released", UInt64(n.ephemeral.release(r.string("owner"))))
+            w.uint64("released", UInt64(n.ephemeral.release(n.boundOwner(r.string("owner"), c))))
             return n.ok(w)
         },
         Route.extSetAttributes: { n, b, c throws(ServiceError) in try n.extSetAttributes(b, c) },
         Route.extDeleteKey: { n, b, c throws(ServiceError) in try n.extDeleteKey(b, c) },
         Route.extCopyKey: { n, b, c throws(ServiceError) in try n.extCopyKey(b, c) },
         Route.extDerive: { n, b, c throws(ServiceError) in try n.extDerive(b, c) },
-        Route.extWrap: { n, b, _ throws(ServiceError) in try n.extWrap(b) },
+        Route.extWrap: { n, b, c throws(ServiceError) in try n.extWrap(b, c) },
         Route.extUnwrap: { n, b, c throws(ServiceError) in try n.extUnwrap(b, c) },
-        Route.extKeyValue: { n, b, _ throws(ServiceError) in try n.extKeyValue(b) },
-        Route.extMAC: { n, b, _ throws(ServiceError) in try n.extMAC(b) },
+        Route.extKeyValue: { n, b, c throws(ServiceError) in try n.extKeyValue(b, c) },
+        Route.extMAC: { n, b, c throws(ServiceError) in try n.extMAC(b, c) },
         Route.extCreateObject: { n, b, c throws(ServiceError) in try n.extCreateObject(b, c) },
         Route.extUpdateObject: { n, b, c throws(ServiceError) in try n.extUpdateObject(b, c) },
         Route.extDeleteObject: { n, b, c throws(ServiceError) in try n.extDeleteObject(b, c) },
         Route.extGenerateBackup: { n, b, c throws(ServiceError) in
-            try n.checkPassword(try n.decode(b, Schemas.generateBackupRequest), c)
+            try n.checkRootPassword(try n.decode(b, Schemas.generateBackupRequest), c)
             n.audit.info("Generating a backup of the key database (with extension data)...")
             var w = WireWriter()
             w.object("backup", try n.makeBackup(version: 2))
@@ -64,7 +64,7 @@ extension KeyServiceNode {
         },
         Route.extRestoreBackup: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, Schemas.restoreBackupRequest)
-            try n.checkPassword(r, c)
+            try n.checkRootPassword(r, c)
             try n.restore(r.object("backup"), allowedVersions: [1, 2])
             return n.ok(WireWriter())
         },
@@ -73,7 +73,9 @@ extension KeyServiceNode {
             throw .badRequest("The key service is running: RPC key shares are taken only while it bootstraps.")
         },
         Route.extVerifyPassword: { n, b, c throws(ServiceError) in
-            try n.checkPassword(try n.decode(b, ExtSchemas.verifyPasswordRequest), c)
+            // C_Login: as CKU_SO the admin password; as CKU_USER a principal's PIN too.
+            let r = try n.decode(b, ExtSchemas.verifyPasswordRequest)
+            if r.bool("so") { try n.checkRootPassword(r, c) } else { try n.checkCredential(r, c) }
             return n.ok(WireWriter())
         },
     ]
@@ -81,7 +83,15 @@ extension KeyServiceNode {
     /// The audit trail (admin password), filtered, and its chain verified on request.
     func extAudit(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.auditRequest)
-        try checkPassword(r, ctx)
+        // The root admin reads every record; an auditor (its PIN or the admin password) those of
+        // its namespaces.
+        var namespaces: Set<String>? = nil
+        if let p = ctx.principal, p.role == .auditor {
+            try checkCredential(r, ctx)
+            namespaces = Set(p.namespaces)
+        } else {
+            try checkRootPassword(r, ctx)
+        }
         var w = WireWriter()
         guard let trail = auditTrail.withLock({ $0 }) else {
             // No state directory (or still bootstrapping): the log ring is all there is.
@@ -92,6 +102,7 @@ extension KeyServiceNode {
         let limit = Int(clamping: r.uint64("limit") == 0 ? 1000 : min(r.uint64("limit"), 100_000))
         func text(_ o: JSONValue, _ f: String) -> String { if case .string(let s)? = o[f] { s } else { "" } }
         let v = trail.verify(limit: limit) { o in
+            if let namespaces, !namespaces.contains(text(o, "namespace")) { return false }
             if !principal.isEmpty && !text(o, "principal").contains(principal) && text(o, "fingerprint") != principal.lowercased() { return false }
             if !key.isEmpty && text(o, "key") != key { return false }
             if !since.isEmpty && text(o, "time") < since { return false }
@@ -101,7 +112,7 @@ extension KeyServiceNode {
         for o in v.records {
             var rec = WireWriter()
             if case .number(let s)? = o["seq"] { rec.uint64("seq", UInt64(s) ?? 0) }
-            for f in ["time", "principal", "fingerprint", "route", "key", "mechanism"] { rec.string(f, text(o, f)) }
+            for f in ["time", "principal", "fingerprint", "route", "key", "mechanism", "namespace"] { rec.string(f, text(o, f)) }
             if case .number(let s)? = o["status"] { rec.int64("status", Int64(s) ?? 0) }
             rec.string("request", text(o, "request"))
             matching.append(rec.value)
@@ -118,18 +129,19 @@ extension KeyServiceNode {
     /// Public information of every key and object; any mTLS client may call it (no password).
     /// Carries the feature list of `ext/capabilities` too, so a module's first listing is one round
     /// trip (it asks for the listing first; a 404 tells it the service speaks the original API only).
-    func extListKeys(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extListKeys(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.listKeysRequest)
         let owner = r.string("owner")
         var keys: [JSONValue] = []
-        try appendListing(snapshot, ephemeral: false, to: &keys)
+        let visible = visibleKeys(snapshot, ctx)
+        try appendListing(visible, ephemeral: false, to: &keys)
         if !owner.isEmpty {
             guard EphemeralStore.isOwner(owner) else { throw .badRequest("owner must be 32 lowercase hex digits") }
-            try appendListing(ephemeral.keys(of: owner), ephemeral: true, to: &keys)
+            try appendListing(visibleKeys(ephemeral.keys(of: boundOwner(owner, ctx)), ctx, owner: owner), ephemeral: true, to: &keys)
         }
         var w = WireWriter()
         w.array("keys", keys)
-        w.array("objects", snapshot.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
+        w.array("objects", visible.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
         w.strings("features", KeyServiceNode.extFeatures)
         return ok(w)
     }
@@ -175,9 +187,9 @@ extension KeyServiceNode {
         return h
     }
 
-    func extSign(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extSign(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.signRequest)
-        let key = try asymmetricKey(r.string("keyName"))
+        let key = try asymmetricKey(r.string("keyName"), ctx)
         let name = r.string("algorithm")
         let scheme: SignatureScheme
         var digest: [UInt8]
@@ -228,9 +240,9 @@ extension KeyServiceNode {
         return ok(w)
     }
 
-    func extDecrypt(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.decryptRequest)
-        let key = try asymmetricKey(r.string("keyName"))
+        let key = try asymmetricKey(r.string("keyName"), ctx)
         let padding: EncryptionPadding
         switch r.string("algorithm") {
         case "RSA": padding = .pkcs1
@@ -246,9 +258,9 @@ extension KeyServiceNode {
         return ok(w)
     }
 
-    func extSymmetric(_ body: [UInt8], encrypt: Bool) throws(ServiceError) -> ServiceResponse {
+    func extSymmetric(_ body: [UInt8], _ ctx: RequestContext, encrypt: Bool) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.symmetricRequest)
-        let key = try symmetricKey(r.string("keyName"))
+        let key = try symmetricKey(r.string("keyName"), ctx)
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let tagLength = r.has("tagLength") ? Int(min(r.uint64("tagLength"), 64)) : 16
         guard (4...16).contains(tagLength) else { throw .badRequest("tagLength must be 4 to 16 bytes") }
@@ -271,9 +283,9 @@ extension KeyServiceNode {
     }
 
     /// CMAC and CBC-MAC with an AES key (PKCS#11 CKM_AES_CMAC, CKM_AES_MAC).
-    func extMAC(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extMAC(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.macRequest)
-        let key = try symmetricKey(r.string("keyName"))
+        let key = try symmetricKey(r.string("keyName"), ctx)
         guard (key.attributes.cipher ?? "AES") == "AES", [16, 24, 32].contains(key.key.count) else { throw .badRequest("AES MACs need an AES key") }
         let input = r.bytes("input") ?? []
         guard input.count <= config.limits.maxCryptoInputBytes else { throw .tooLarge("Input is larger than the crypto input limit.") }
@@ -298,13 +310,14 @@ extension KeyServiceNode {
 
     func extSetAttributes(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.setAttributesRequest)
-        let name = r.string("keyName")
+        let given = r.string("keyName")
+        let name = try storedName(given, ctx)
         let type = try KeyPolicy.keyType(r.string("keyType"))
         let id = r.bytes("id")
         let pkcs11 = r.bytes("attributes")
         let label = r.has("label") ? r.string("label") : nil
         if let pkcs11 {
-            let current = try keyMaterial(name, r.string("keyType")).attributes.pkcs11
+            let current = try keyMaterial(given, r.string("keyType"), ctx).attributes.pkcs11
             try KeyServiceNode.checkFlagChange(from: current, to: pkcs11)
         }
         func change(_ a: inout KeyAttributes) {
@@ -316,12 +329,12 @@ extension KeyServiceNode {
         if name.hasPrefix("~") {
             // A session key's label is its CKA_LABEL (token keys are labelled by their name).
             let done = ephemeral.updateAttributes(name, type: type) { a in change(&a) }
-            guard done else { throw .invalidKeyName(name) }
+            guard done else { throw .invalidKeyName(given) }
             return ok(WireWriter())
         }
         try checkPassword(r, ctx)
         try mutate { (s: inout KeyState) throws(ServiceError) in
-            guard s.updateAttributes(name, type: type, change) else { throw .invalidKeyName(name) }
+            guard s.updateAttributes(name, type: type, change) else { throw .invalidKeyName(given) }
         }
         return ok(WireWriter())
     }
@@ -332,26 +345,25 @@ extension KeyServiceNode {
     func extCopyKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.copyKeyRequest)
         let from = r.string("keyName")
-        let to = r.string("newName")
+        let to = try newStoredName(r.string("newName"), ctx)
         let type = try KeyPolicy.keyType(r.string("keyType"))
-        try KeyPolicy.checkNewName(to)
         if !from.hasPrefix("~") || !to.hasPrefix("~") { try checkPassword(r, ctx) }
         var attributes: KeyAttributes
         var secret: [UInt8]? = nil
         var asym: AsymmetricKeyEntry? = nil
         switch type {
         case .asymmetric:
-            let e = try asymmetricKey(from)
+            let e = try asymmetricKey(from, ctx)
             // A stored key meets the stored-key policy (a session RSA-1024 key stays a session key).
             if !to.hasPrefix("~") { try KeyPolicy.checkAsymmetric(e.key, minStored: config.limits.minStoredRSABits) }
             asym = e
             attributes = e.attributes
         case .symmetric:
-            let e = try symmetricKey(from)
+            let e = try symmetricKey(from, ctx)
             secret = e.key
             attributes = e.attributes
         case .mac:
-            let e = try macKey(from)
+            let e = try macKey(from, ctx)
             secret = e.key
             attributes = e.attributes
         }
@@ -370,16 +382,17 @@ extension KeyServiceNode {
     /// (the original's sync format has no deletions).
     func extDeleteKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deleteKeyRequest)
-        let name = r.string("keyName")
+        let given = r.string("keyName")
+        let name = try storedName(given, ctx)
         let type = try KeyPolicy.keyType(r.string("keyType"))
         if name.hasPrefix("~") {
-            guard ephemeral.delete(name, type: type) else { throw .invalidKeyName(name) }
+            guard ephemeral.delete(name, type: type) else { throw .invalidKeyName(given) }
             return ok(WireWriter())
         }
         try checkPassword(r, ctx)
         audit.info("Deleting the \(type.rawValue) key named \(name)...")
         try mutate { (s: inout KeyState) throws(ServiceError) in
-            guard s.remove(name, type: type) else { throw .invalidKeyName(name) }
+            guard s.remove(name, type: type) else { throw .invalidKeyName(given) }
         }
         return ok(WireWriter())
     }
@@ -398,7 +411,8 @@ extension KeyServiceNode {
         }
         let uid = SecureRandom.hex(16)
         let obj = StoredObject(uid: uid, objectClass: cls, label: r.string("label"), id: r.bytes("id") ?? [], value: value,
-                               application: r.string("application"), createdAt: KeyServiceNode.nowMillis())
+                               application: r.string("application"), createdAt: KeyServiceNode.nowMillis(),
+                               namespace: ctx.restricted && ctx.namespace != Namespace.defaultName ? ctx.namespace : nil)
         audit.info("Storing a \(cls) object labelled \(obj.label)...")
         try mutate { (s: inout KeyState) throws(ServiceError) in s.objects[uid] = obj }
         var w = WireWriter()
@@ -411,6 +425,7 @@ extension KeyServiceNode {
         try checkPassword(r, ctx)
         let uid = r.string("uid")
         try mutate { (s: inout KeyState) throws(ServiceError) in
+            try checkObjectNamespace(s.objects[uid], uid: uid, ctx)
             guard var o = s.objects[uid] else { throw .notFound("No object with uid \(uid).") }
             if r.has("label") { o.label = r.string("label") }
             if r.has("id") { o.id = r.bytes("id") ?? [] }
@@ -424,6 +439,7 @@ extension KeyServiceNode {
         try checkPassword(r, ctx)
         let uid = r.string("uid")
         try mutate { (s: inout KeyState) throws(ServiceError) in
+            try checkObjectNamespace(s.objects[uid], uid: uid, ctx)
             guard s.objects.removeValue(forKey: uid) != nil else { throw .notFound("No object with uid \(uid).") }
         }
         return ok(WireWriter())

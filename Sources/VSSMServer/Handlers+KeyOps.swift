@@ -29,17 +29,17 @@ extension KeyServiceNode {
         }
     }
 
-    func keyMaterial(_ name: String, _ typeName: String) throws(ServiceError) -> KeyMaterial {
+    func keyMaterial(_ name: String, _ typeName: String, _ ctx: RequestContext) throws(ServiceError) -> KeyMaterial {
         let type = try KeyPolicy.keyType(typeName)
         switch type {
         case .symmetric:
-            let e = try symmetricKey(name)
+            let e = try symmetricKey(name, ctx)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: e.key, asym: nil)
         case .mac:
-            let e = try macKey(name)
+            let e = try macKey(name, ctx)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: e.key, asym: nil)
         case .asymmetric:
-            let e = try asymmetricKey(name)
+            let e = try asymmetricKey(name, ctx)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: nil, asym: e)
         }
     }
@@ -65,8 +65,7 @@ extension KeyServiceNode {
 
     /// The new key of a derive or unwrap request: session keys need no admin password.
     private func newKeyTarget(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) -> (name: String, type: KeyType, session: Bool) {
-        let name = r.string("newName")
-        try KeyPolicy.checkNewName(name)
+        let name = try newStoredName(r.string("newName"), ctx)
         let session = name.hasPrefix("~")
         if !session { try checkPassword(r, ctx) }
         return (name, try KeyPolicy.keyType(r.string("newType")), session)
@@ -85,7 +84,7 @@ extension KeyServiceNode {
 
     func extDerive(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deriveRequest)
-        let base = try keyMaterial(r.string("keyName"), r.string("keyType"))
+        let base = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
         guard base.flags.canDerive else { throw .forbidden("Key \(base.name) does not allow derivation (CKA_DERIVE is FALSE).") }
         let target = try newKeyTarget(r, ctx)
         let mechanism = r.string("mechanism")
@@ -112,7 +111,7 @@ extension KeyServiceNode {
             } catch { throw KeyServiceNode.serviceError(error) }
             sources = []  // AES(K, data) does not expose K
         case "CONCATENATE-BASE-AND-KEY":
-            let other = try keyMaterial(r.string("otherKeyName"), r.string("otherKeyType"))
+            let other = try keyMaterial(r.string("otherKeyName"), r.string("otherKeyType"), ctx)
             value = try secret(base) + secret(other)
             sources.append(other)
         case "CONCATENATE-BASE-AND-DATA":
@@ -179,10 +178,10 @@ extension KeyServiceNode {
         }
     }
 
-    func extWrap(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extWrap(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.wrapRequest)
-        let wrapping = try keyMaterial(r.string("keyName"), r.string("keyType"))
-        let target = try keyMaterial(r.string("targetName"), r.string("targetType"))
+        let wrapping = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
+        let target = try keyMaterial(r.string("targetName"), r.string("targetType"), ctx)
         guard wrapping.flags.canWrap else { throw .forbidden("Key \(wrapping.name) does not allow wrapping (CKA_WRAP is FALSE).") }
         guard target.flags.isExtractable else { throw .forbidden("Key \(target.name) is not extractable (CKA_EXTRACTABLE is FALSE).") }
         if target.flags.wrapsWithTrustedOnly && !wrapping.flags.isTrusted {
@@ -208,7 +207,7 @@ extension KeyServiceNode {
 
     func extUnwrap(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.unwrapRequest)
-        let unwrapping = try keyMaterial(r.string("keyName"), r.string("keyType"))
+        let unwrapping = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
         guard unwrapping.flags.canUnwrap else { throw .forbidden("Key \(unwrapping.name) does not allow unwrapping (CKA_UNWRAP is FALSE).") }
         let target = try newKeyTarget(r, ctx)
         let input = r.bytes("input") ?? []
@@ -238,9 +237,9 @@ extension KeyServiceNode {
         return ok(WireWriter())
     }
 
-    func extKeyValue(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
+    func extKeyValue(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.keyValueRequest)
-        let k = try keyMaterial(r.string("keyName"), r.string("keyType"))
+        let k = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
         guard let secret = k.secret, !k.flags.isSensitive, k.flags.isExtractable else {
             throw .forbidden("Key \(k.name) is sensitive or not extractable: its value never leaves the service.")
         }

@@ -22,6 +22,16 @@ public struct RequestContext: Sendable {
     public var clientFingerprint = "-"
     /// This node's ID of the request (`X-Request-Id` of the answer, `request` of the audit record).
     public var requestID = "-"
+    /// `X-VSSM-Namespace` of the request, when given.
+    public var requestedNamespace: String?
+    /// Set by the router (`authorize`): principals exist, so names resolve in `namespace` and
+    /// listings show only it.
+    var restricted = false
+    /// The caller's registered principal (nil: none registered, or an unregistered certificate on a root route).
+    var principal: Principal?
+    /// The name the audit record gives the caller (its principal's, else the certificate subject).
+    var principalName: String?
+    var namespace = Namespace.defaultName
     public init(listener: Listener, clientSubject: String = "-", peer: String = "-", authenticated: Bool = false) {
         self.listener = listener
         self.clientSubject = clientSubject
@@ -66,6 +76,8 @@ public final class KeyServiceNode: Sendable {
     let password: PasswordHash
     let passwordGuard = PasswordGuard()
     let verifiedPasswords = VerifiedPasswordCache()
+    /// Verified principal PINs, per principal and PIN hash (`pinCache(for:)`).
+    let verifiedPINs = Locked<[String: VerifiedPasswordCache]>([:])
     /// Shares of a split RPC key received while bootstrapping.
     let shares = ShareCollector()
     /// PKCS#11 session keys: memory only, per module instance (see `EphemeralStore`).
@@ -232,6 +244,7 @@ public final class KeyServiceNode: Sendable {
             Route.getLogs: { n, b, c throws(ServiceError) in try n.getLogs(b, c) },
         ]
         for (path, h) in extRoutes { r[path] = h }
+        for (path, h) in principalRoutes { r[path] = h }
         return r
     }()
 
@@ -241,12 +254,15 @@ public final class KeyServiceNode: Sendable {
         Route.extGenerateKey, Route.extInjectKey, Route.extSetAttributes, Route.extDeleteKey, Route.extCreateObject,
         Route.extUpdateObject, Route.extDeleteObject, Route.extGenerateBackup, Route.extRestoreBackup, Route.extVerifyPassword,
         Route.extCopyKey, Route.extDerive, Route.extUnwrap, Route.extAudit,
+        Route.extPrincipalAdd, Route.extPrincipalList, Route.extPrincipalRemove, Route.extPrincipalSetPIN,
     ]
 
     /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.
     public func handle(path: String, body: [UInt8], context: RequestContext) -> ServiceResponse {
         let response: ServiceResponse
+        var context = context
         do {
+            if context.listener == .api && context.authenticated && isRunning { try authorize(path: path, &context) }
             response = try route(path: path, body: body, context: context)
         } catch {
             // The original answers 500 for every handler error; only an unknown path is its mux's 404.
@@ -264,12 +280,14 @@ public final class KeyServiceNode: Sendable {
         let trail = auditTrail.withLock { $0 }
         // With a trail the request's record is there (and in syslog when asked): standard output
         // then carries the service's own events only (one write less per request).
-        audit.log(.info, "AUDIT client=\"\(context.clientSubject)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\" status=\(status) request=\(context.requestID)",
+        let principal = context.principalName ?? context.clientSubject
+        let namespace = context.restricted && context.principal != nil ? context.namespace : ""
+        audit.log(.info, "AUDIT client=\"\(principal)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\"\(namespace.isEmpty ? "" : " namespace=" + namespace) status=\(status) request=\(context.requestID)",
                   toOutput: trail == nil)
         guard let trail else { return }
-        let r = AuditTrail.Record(time: AuditLog.timestamp(), principal: context.clientSubject, fingerprint: context.clientFingerprint,
+        let r = AuditTrail.Record(time: AuditLog.timestamp(), principal: principal, fingerprint: context.clientFingerprint,
                                   route: path, key: key, mechanism: mechanism,
-                                  status: status, requestID: context.requestID)
+                                  status: status, requestID: context.requestID, namespace: namespace)
         do { try trail.append(r) } catch { audit.error("audit trail: \(error.message)") }
         if config.auditSyslog { AuditTrail.syslog(r) }
     }
@@ -375,29 +393,29 @@ public final class KeyServiceNode: Sendable {
 
     func ok(_ w: WireWriter) -> ServiceResponse { ServiceResponse(status: 200, body: w.bytes) }
 
-    /// Checks the admin password of a request, throttled per client identity (`PasswordGuard`).
-    func checkPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
-        let given = r.string("adminPassword")
-        try passwordGuard.check(identity: ctx.clientSubject) { password.verify(given, cache: verifiedPasswords) }
-    }
 
     // Key lookups for every crypto route: `~owner/...` names are session keys (`EphemeralStore`).
 
-    func asymmetricKey(_ name: String) throws(ServiceError) -> AsymmetricKeyEntry {
-        if name.hasPrefix("~"), let k = ephemeral.asymmetric(name) { return k }
-        guard let k = state.withLock({ $0.asymmetric[name] }) else { throw .invalidKeyName(name) }
+    // Once principals exist a name resolves in the caller's namespace (`storedName`).
+
+    func asymmetricKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> AsymmetricKeyEntry {
+        let stored = try storedName(name, ctx)
+        if stored.hasPrefix("~"), let k = ephemeral.asymmetric(stored) { return k }
+        guard let k = state.withLock({ $0.asymmetric[stored] }) else { throw .invalidKeyName(name) }
         return k
     }
 
-    func symmetricKey(_ name: String) throws(ServiceError) -> SecretKeyEntry {
-        if name.hasPrefix("~"), let k = ephemeral.symmetric(name) { return k }
-        guard let k = state.withLock({ $0.symmetric[name] }) else { throw .invalidKeyName(name) }
+    func symmetricKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> SecretKeyEntry {
+        let stored = try storedName(name, ctx)
+        if stored.hasPrefix("~"), let k = ephemeral.symmetric(stored) { return k }
+        guard let k = state.withLock({ $0.symmetric[stored] }) else { throw .invalidKeyName(name) }
         return k
     }
 
-    func macKey(_ name: String) throws(ServiceError) -> SecretKeyEntry {
-        if name.hasPrefix("~"), let k = ephemeral.mac(name) { return k }
-        guard let k = state.withLock({ $0.mac[name] }) else { throw .invalidKeyName(name) }
+    func macKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> SecretKeyEntry {
+        let stored = try storedName(name, ctx)
+        if stored.hasPrefix("~"), let k = ephemeral.mac(stored) { return k }
+        guard let k = state.withLock({ $0.mac[stored] }) else { throw .invalidKeyName(name) }
         return k
     }
 }

@@ -55,6 +55,8 @@ public struct StoredObject: Sendable, Equatable {
     /// CKA_APPLICATION for data objects, subject DER for certificates (optional).
     public var application: String
     public let createdAt: Int64
+    /// Its namespace (nil: `default`).
+    public var namespace: String? = nil
 }
 
 /// Everything a node holds. Value type: snapshots are cheap copies.
@@ -63,6 +65,8 @@ public struct KeyState: Sendable {
     public var asymmetric: [String: AsymmetricKeyEntry] = [:]
     public var mac: [String: SecretKeyEntry] = [:]
     public var objects: [String: StoredObject] = [:]
+    /// Registered principals by certificate fingerprint (empty: the original model, no tenants).
+    public var principals: [String: Principal] = [:]
     public init() {}
 
     public var keyCount: Int { symmetric.count + asymmetric.count + mac.count }
@@ -122,6 +126,9 @@ enum StateCodec {
             var ext = WireWriter()
             ext.array("attributes", attrs)
             ext.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
+            if !s.principals.isEmpty {
+                ext.array("principals", s.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: true) })
+            }
             w.object("ext", ext.value)
         }
         return w.bytes
@@ -165,6 +172,9 @@ enum StateCodec {
             if case .array(let objs)? = extValue["objects"] {
                 for item in objs { if let obj = ObjectCodec.decode(item) { d.state.objects[obj.uid] = obj } }
             }
+            if case .array(let items)? = extValue["principals"] {
+                for item in items { if let p = PrincipalCodec.decode(item) { d.state.principals[p.fingerprint] = p } }
+            }
         }
         return d
     }
@@ -203,6 +213,7 @@ enum ObjectCodec {
         w.bytes("value", o.value)
         w.string("application", o.application)
         w.int64("createdAt", o.createdAt)
+        if let ns = o.namespace { w.string("namespace", ns) }
         return w.value
     }
 
@@ -211,8 +222,10 @@ enum ObjectCodec {
         func str(_ k: String) -> String { if case .string(let s)? = v[k] { s } else { "" } }
         func bytes(_ k: String) -> [UInt8] { (try? Base64.decode(str(k))) ?? [] }
         let created: Int64 = if case .string(let s)? = v["createdAt"] { Int64(s) ?? 0 } else { 0 }
+        let ns = str("namespace")
         return StoredObject(uid: uid, objectClass: cls, label: str("label"), id: bytes("id"), value: bytes("value"),
-                            application: str("application"), createdAt: created)
+                            application: str("application"), createdAt: created,
+                            namespace: ns.isEmpty || ns == Namespace.defaultName || (try? Namespace.check(ns)) == nil ? nil : ns)
     }
 }
 
@@ -240,6 +253,10 @@ func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
     }
     for (uid, o) in incoming.objects where state.objects[uid] == nil {
         state.objects[uid] = o
+    }
+    // A principal is taken when its certificate and its name are both unknown here.
+    for (fp, p) in incoming.principals where state.principals[fp] == nil && !state.principals.values.contains(where: { $0.name == p.name }) {
+        state.principals[fp] = p
     }
     return taken
 }
@@ -302,8 +319,11 @@ extension KeyState {
         for e in symmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
         for e in mac.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
         for e in asymmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.pkcs8.count) + attrs(e.attributes) }
+        for p in principals.values {
+            n += 400 + 2 * (p.name.utf8.count + p.subject.utf8.count) + p.namespaces.reduce(0) { $0 + 8 + $1.utf8.count }
+        }
         for o in objects.values {
-            n += 200 + o.uid.utf8.count + 2 * (o.label.utf8.count + o.application.utf8.count) + b64(o.id.count) + b64(o.value.count)
+            n += 220 + 2 * (o.namespace?.utf8.count ?? 0) + o.uid.utf8.count + 2 * (o.label.utf8.count + o.application.utf8.count) + b64(o.id.count) + b64(o.value.count)
         }
         return n
     }
@@ -347,6 +367,9 @@ extension KeyPolicy {
                 continue
             }
             out.objects[uid] = o
+        }
+        for (fp, p) in incoming.principals where p.name.utf8.count <= 128 && p.namespaces.count <= 64 && p.subject.utf8.count <= 4096 {
+            out.principals[fp] = p
         }
         return (out, refused)
     }

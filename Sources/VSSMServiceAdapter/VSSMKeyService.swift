@@ -24,6 +24,8 @@ public final class VSSMKeyService: KeyService {
             // The original Go VSSM answers every error with 500: its message says which it was.
             switch status == 500 ? GoErrors.status(of: message) : status {
             case 403 where message == "Incorrect administrator password.": return .adminPasswordRejected
+            // A principal's role or namespace does not allow the call (tenants).
+            case 403 where message.hasPrefix("Not permitted: "): return .actionProhibited
             case 429: return .pinLocked(message)
             case let s: return .device(message, status: s)
             }
@@ -191,9 +193,10 @@ public final class VSSMKeyService: KeyService {
         return try call(Route.hmacCreate, w, Schemas.hmacCreateResponse, idempotent: true).bytes("output") ?? []
     }
 
-    public func verifyAdminPassword(_ password: String) throws(TokenError) {
+    public func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", password)
+        if asSO { w.bool("so", true) }
         if try hasExtensions() {
             _ = try call(Route.extVerifyPassword, w, Schemas.empty, idempotent: true)
         } else {

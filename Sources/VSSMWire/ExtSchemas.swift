@@ -131,7 +131,35 @@ public enum ExtSchemas {
     public static let macRequest = MessageSchema("ExtMACRequest", [
         .init("keyName", .string), .init("algorithm", .string), .init("input", .bytes), .init("length", .uint64),
     ])
-    public static let verifyPasswordRequest = MessageSchema("ExtVerifyPasswordRequest", [.init("adminPassword", .string)])
+    /// `so`: the password must be the admin password (C_Login as CKU_SO); otherwise a registered
+    /// principal's own PIN is accepted too (C_Login as CKU_USER).
+    public static let verifyPasswordRequest = MessageSchema("ExtVerifyPasswordRequest", [.init("adminPassword", .string), .init("so", .bool)])
+
+    /// Principals (tenants): registered client certificates with a role and namespaces. Root
+    /// admin calls (the admin password). `certificate` is DER; `pin` the principal's optional PIN
+    /// in clear (the service keeps only its scrypt hash); `namespaces` the first is its default.
+    public static let principalAddRequest = MessageSchema("ExtPrincipalAddRequest", [
+        .init("adminPassword", .string), .init("name", .string), .init("certificate", .bytes), .init("role", .string),
+        .init("namespaces", .repeatedString), .init("pin", .string),
+    ])
+    public static let principalListRequest = MessageSchema("ExtPrincipalListRequest", [.init("adminPassword", .string)])
+    public static let principalRemoveRequest = MessageSchema("ExtPrincipalRemoveRequest", [.init("adminPassword", .string), .init("name", .string)])
+    /// An empty `pin` removes the principal's PIN.
+    public static let principalSetPINRequest = MessageSchema("ExtPrincipalSetPINRequest", [
+        .init("adminPassword", .string), .init("name", .string), .init("pin", .string),
+    ])
+    public static let principal = MessageSchema("ExtPrincipal", [
+        .init("name", .string), .init("fingerprint", .string), .init("subject", .string), .init("role", .string),
+        .init("namespaces", .repeatedString), .init("hasPin", .bool), .init("createdAt", .int64),
+    ])
+    public static let principalListResponse = MessageSchema("ExtPrincipalListResponse", [.init("principals", .repeatedMessage(principal))])
+    /// Who the caller is: `restricted` is false while no principal is registered (every trusted
+    /// client sees every key, as the original); else its principal, role, namespaces and the
+    /// namespace this request resolved in (`X-VSSM-Namespace`, default its first).
+    public static let whoAmIResponse = MessageSchema("ExtWhoAmIResponse", [
+        .init("restricted", .bool), .init("principal", .string), .init("role", .string),
+        .init("namespaces", .repeatedString), .init("namespace", .string), .init("fingerprint", .string),
+    ])
 
     /// The audit trail, filtered: `principal` (part of the subject, or the fingerprint), `key`,
     /// `since` (an RFC 3339 time: records at or after it), the newest `limit` (default 1,000) of
@@ -146,7 +174,7 @@ public enum ExtSchemas {
     public static let auditRecord = MessageSchema("ExtAuditRecord", [
         .init("seq", .uint64), .init("time", .string), .init("principal", .string), .init("fingerprint", .string),
         .init("route", .string), .init("key", .string), .init("mechanism", .string), .init("status", .int64),
-        .init("request", .string),
+        .init("request", .string), .init("namespace", .string),
     ])
     /// `checked`: records read; `problem`: the first break of the chain (absent when it holds);
     /// `chainStart`: seq of the oldest record kept (older files were rotated away).
@@ -181,6 +209,13 @@ extension Route {
     public static let extUnwrap = "/REST/v1/ext/unwrap"
     public static let extKeyValue = "/REST/v1/ext/keyvalue"
     public static let extMAC = "/REST/v1/ext/mac"
+    public static let extPrincipalAdd = "/REST/v1/ext/principals/add"
+    public static let extPrincipalList = "/REST/v1/ext/principals/list"
+    public static let extPrincipalRemove = "/REST/v1/ext/principals/remove"
+    public static let extPrincipalSetPIN = "/REST/v1/ext/principals/setpin"
+    public static let extWhoAmI = "/REST/v1/ext/whoami"
+    /// The header that picks one of a principal's namespaces for a request.
+    public static let namespaceHeader = "X-VSSM-Namespace"
     /// Version-2 BackupBlob: the original format plus CKA_IDs, ciphers and stored objects.
     public static let extGenerateBackup = "/REST/v1/ext/generatebackup"
     /// Restores version 1 (original) or 2 (extension) blobs.

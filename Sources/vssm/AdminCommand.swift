@@ -53,7 +53,7 @@ struct AdminCommand: ParsableCommand {
         commandName: "admin",
         abstract: "Manage keys of a running node (needs the admin password).",
         subcommands: [GenerateKey.self, InjectKey.self, ListKeys.self, DeleteKey.self, Backup.self, Restore.self, Logs.self,
-                      SplitRPCKey.self])
+                      SplitRPCKey.self, PrincipalCommand.self, WhoAmI.self])
 
     struct GenerateKey: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "generate-key", abstract: "Generate a key inside the service.")
@@ -289,8 +289,9 @@ struct AdminCommand: ParsableCommand {
             for rec in r.objects("records") {
                 let fields = [rec.string("time"), "seq=\(rec.uint64("seq"))", "principal=\"\(rec.string("principal"))\"",
                               "route=\(rec.string("route"))", "key=\"\(rec.string("key"))\"", "mechanism=\(rec.string("mechanism"))",
+                              rec.string("namespace").isEmpty ? "" : "namespace=\(rec.string("namespace"))",
                               "status=\(rec.int64("status"))", "request=\(rec.string("request"))"]
-                print(fields.joined(separator: " "))
+                print(fields.filter { !$0.isEmpty }.joined(separator: " "))
             }
             if verify {
                 let problem = r.string("problem")
@@ -303,6 +304,114 @@ struct AdminCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// `vssm admin principal add|list|remove|set-pin`: tenants (root admin, the admin password).
+struct PrincipalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "principal",
+        abstract: "Register client certificates as principals with a role and namespaces (tenants).",
+        discussion: """
+        While no principal is registered every client with a certificate from the trusted CA uses \
+        every key (the original VSSM's model). Once one is, only registered certificates are served: \
+        a user uses the keys of its namespaces, an officer also creates, imports and deletes them, \
+        an auditor reads their audit records. The admin password stays the root credential \
+        (principals, backups, restore, the whole audit trail) from any trusted certificate.
+        """,
+        subcommands: [Add.self, List.self, Remove.self, SetPIN.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Register a principal.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Principal name (shown in the audit trail).") var name: String
+        @Option(help: "The principal's client certificate (PEM or DER; --cert is the connection's own).") var certificate: String
+        @Option(help: "user, officer or auditor.") var role: String
+        @Option(help: "Namespace (repeatable; the first is its default). Default: default.") var namespace: [String] = []
+        @Option(help: "File holding the principal's PIN (its C_Login PIN; default: none, the admin password is its credential).") var pinFile: String?
+        @Option(help: "The principal's PIN (prefer --pin-file).") var pin: String?
+
+        func run() throws {
+            let der = try loadCertificateDER(certificate)
+            let pinText = try pinFile.map { String(decoding: try readFile($0), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? "" } ?? pin
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            let fp = try vssm.run { () throws(ClientError) in
+                try c.addPrincipal(password: pw, name: name, certificate: der, role: role, namespaces: namespace, pin: pinText)
+            }
+            print("registered principal \(name) (\(role), namespaces \(namespace.isEmpty ? "default" : namespace.joined(separator: ","))), certificate SHA-256 \(fp)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List principals.")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            let all = try vssm.run { () throws(ClientError) in try c.listPrincipals(password: pw) }
+            print("NAME".padding(16) + "ROLE".padding(9) + "PIN".padding(4) + "NAMESPACES".padding(24) + "SUBJECT / SHA-256")
+            for p in all {
+                print(p.string("name").padding(16) + p.string("role").padding(9) + (p.bool("hasPin") ? "yes" : "no").padding(4)
+                      + p.strings("namespaces").joined(separator: ",").padding(24) + p.string("subject") + " " + p.string("fingerprint"))
+            }
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a principal (its certificate is refused from then on).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Principal name.") var name: String
+
+        func run() throws {
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            try vssm.run { () throws(ClientError) in try c.removePrincipal(password: pw, name: name) }
+            print("removed principal \(name)")
+        }
+    }
+
+    struct SetPIN: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set-pin", abstract: "Set or remove (--clear) a principal's PIN.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Principal name.") var name: String
+        @Option(help: "File holding the new PIN.") var pinFile: String?
+        @Option(help: "The new PIN (prefer --pin-file).") var pin: String?
+        @Flag(help: "Remove the PIN (the admin password is then its credential).") var clear = false
+
+        func run() throws {
+            let pinText = try pinFile.map { String(decoding: try readFile($0), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? "" } ?? pin ?? ""
+            guard clear || !pinText.isEmpty else { throw CLIError("give --pin-file, --pin or --clear") }
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            try vssm.run { () throws(ClientError) in try c.setPrincipalPIN(password: pw, name: name, pin: clear ? "" : pinText) }
+            print(clear ? "removed the PIN of \(name)" : "set the PIN of \(name)")
+        }
+    }
+}
+
+/// `vssm admin whoami`: the principal, role and namespaces of this client certificate.
+struct WhoAmI: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "whoami", abstract: "Show which principal this client certificate is.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let c = try connection.client()
+        let r = try vssm.run { () throws(ClientError) in try c.whoAmI() }
+        if !r.bool("restricted") {
+            print("no principals are registered: this certificate (SHA-256 \(r.string("fingerprint"))) uses every key")
+        } else {
+            print("principal \(r.string("principal")), role \(r.string("role")), namespaces \(r.strings("namespaces").joined(separator: ",")) (this request: \(r.string("namespace")))")
+        }
+    }
+}
+
+/// A certificate file, PEM or DER, as DER.
+func loadCertificateDER(_ path: String) throws -> [UInt8] {
+    let bytes = try readFile(path)
+    guard let text = String(validating: bytes, as: UTF8.self), text.contains("-----BEGIN CERTIFICATE-----") else { return bytes }
+    guard let der = X509Info.derBlocks(pem: text).first else { throw CLIError("\(path): not a PEM certificate") }
+    return der
 }
 
 extension String {

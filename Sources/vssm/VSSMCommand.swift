@@ -10,7 +10,7 @@ struct VSSMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vssm",
         abstract: "VSSM key service: a virtual software security module speaking the VSSM REST API over mutual TLS.",
-        subcommands: [InitCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self, AdminCommand.self])
+        subcommands: [InitCommand.self, IssueClientCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self, AdminCommand.self])
 }
 
 /// Errors shown to the operator as one line, exit status 1.
@@ -89,6 +89,27 @@ struct InitCommand: ParsableCommand {
         print("  client certificate and key: \(dir)/client-cert.pem, \(dir)/client-key.pem")
         if generated { print("  admin password (shown once, stored only as a scrypt hash): \(pw)") }
         print("Next: vssm serve --config \(configPath) --bootstrap-key \(dir)/rpc-key.pem")
+    }
+}
+
+/// `vssm issue-client DIR --name NAME`: one more client certificate from the client CA that
+/// `vssm init` made (a tenant's identity, to register with `vssm admin principal add`).
+struct IssueClientCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "issue-client",
+        abstract: "Issue a client certificate (P-256, EKU clientAuth) from the client CA in DIR (client-ca.pem, client-ca-key.pem).")
+    @Argument(help: "Directory made by `vssm init`.") var dir: String
+    @Option(help: "Common name of the certificate.") var name: String
+    @Option(help: "Write OUT-cert.pem and OUT-key.pem (default: DIR/NAME).") var out: String?
+
+    func run() throws {
+        let caDER = X509Info.derBlocks(pem: String(decoding: try readFile(dir + "/client-ca.pem"), as: UTF8.self)).first ?? []
+        let caKey = String(decoding: try readFile(dir + "/client-ca-key.pem"), as: UTF8.self)
+        let issued = try DevPKI.issueClient(name: name, caCertificateDER: caDER, caKeyPEM: caKey)
+        let prefix = out ?? dir + "/" + name
+        try writeFile(prefix + "-cert.pem", Array(X509Info.pem(certificates: [issued.der]).utf8), mode: 0o644)
+        try writeFile(prefix + "-key.pem", Array(issued.keyPEM.utf8))
+        print("\(prefix)-cert.pem  \(prefix)-key.pem  (CN=\(name), SHA-256 \(Hex.encode(DigestAlgorithm.sha256.hash(issued.der))))")
     }
 }
 

@@ -100,7 +100,7 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
 
     func blockMAC(key: String, cmac: Bool, input: [UInt8], length: Int) throws(TokenError) -> [UInt8] { throw .functionNotSupported }
 
-    func verifyAdminPassword(_ password: String) throws(TokenError) {
+    func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError) {
         if password != self.password { throw .adminPasswordRejected }
     }
 

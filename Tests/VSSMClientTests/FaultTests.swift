@@ -183,7 +183,7 @@ import VSSMWire
         #expect(try n.post(c, "/REST/v1/nothing", "{}").0 == 404, "only an unknown path is a 404")
         let svc = try VSSMKeyService(FaultTests().config([n.ports[.api] ?? 0], requestMs: 10_000))
         #expect(try svc.hasExtensions() == false)
-        #expect(throws: TokenError.adminPasswordRejected) { try svc.verifyAdminPassword("wrong") }
+        #expect(throws: TokenError.adminPasswordRejected) { try svc.verifyAdminPassword("wrong", asSO: false) }
         #expect(throws: TokenError.device("crypto/rsa: decryption error", status: 400)) {
             _ = try svc.decrypt(key: "rsa", algorithm: "RSA", input: [UInt8](repeating: 7, count: 256), oaepHash: nil, mgf1: nil, label: nil)
         }

@@ -35,7 +35,7 @@ check "state file holds no key names in clear" bash -c "! grep -q life-rsa '$D/s
 out=$("$VSSM_BIN" admin logs --verify 2>&1)
 check "audit trail verifies across the kill -9 restart" grep -q "audit trail verified" <<< "$out"
 out=$("$VSSM_BIN" admin logs --key-name life-rsa 2>&1)
-check "audit records name the principal of every signature" grep -q 'principal="CN=vssm-client".*route=/REST/v1/asymmetric/sign key="life-rsa" mechanism=SHA256withRSA status=200' <<< "$out"
+check "audit records name the principal (and its namespace) of every signature" grep -q 'principal="team-a".*route=/REST/v1/asymmetric/sign key="life-rsa" mechanism=SHA256withRSA namespace=default status=200' <<< "$out"
 check "... before and after the restart (two signatures)" test "$(grep -c 'route=/REST/v1/asymmetric/sign' <<< "$out")" -ge 2
 python3 - "$D/state/audit.jsonl" <<'PY'
 import sys

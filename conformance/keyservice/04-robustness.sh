@@ -55,7 +55,7 @@ assert list(d)==["symmetricKey"] and k["keyLength"]=="16" and isinstance(k["crea
 
 # --- audit -----------------------------------------------------------------------------------------
 logs=$("$VSSM_BIN" admin logs)
-check "audit line names client, endpoint, key and outcome" grep -q 'client="CN=vssm-client".*endpoint=/REST/v1/symmetric/decrypt key="aes" status=400' <<< "$logs"
+check "audit line names principal, endpoint, key, namespace and outcome" grep -q 'client="team-a".*endpoint=/REST/v1/symmetric/decrypt key="aes" namespace=default status=400' <<< "$logs"
 check "admin password never logged" bash -c "! grep -q '$VSSM_ADMIN_PASSWORD' '$D/serve.log'"
 check "ext capabilities listed" bash -c "grep -q '\"features\"' <<< '$(api /REST/v1/ext/capabilities '{}')'"
 vssm_dev_stop

@@ -1,0 +1,337 @@
+import VSSMCrypto
+import VSSMSync
+import VSSMWire
+
+/// What a registered client may do (`Principal.role`). The root admin is whoever holds the admin
+/// password: principals, backups, restore, the whole audit trail.
+public enum PrincipalRole: String, Sendable, CaseIterable {
+    /// Uses the keys of its namespaces (sign, decrypt, MAC, session keys); manages nothing.
+    case user
+    /// Also creates, imports, copies, deletes and changes keys and objects of its namespaces.
+    case officer
+    /// Reads the audit records of its namespaces; uses no key.
+    case auditor
+}
+
+/// A tenant's client identity: the SHA-256 fingerprint of its verified client certificate, with
+/// the role and namespaces the root admin gave it. Kept in the sealed state and version-2 backups.
+/// While no principal is registered every trusted client behaves as with the original VSSM.
+public struct Principal: Sendable, Equatable {
+    public var name: String
+    /// Lowercase hex SHA-256 of the certificate (DER).
+    public var fingerprint: String
+    public var subject: String
+    public var role: PrincipalRole
+    /// Its namespaces; the first is where its requests resolve unless `X-VSSM-Namespace` picks another.
+    public var namespaces: [String]
+    /// scrypt hash (`$s0$` format) of its PIN; nil: no PIN (the admin password is its credential).
+    public var pinHash: String?
+    public var createdAt: Int64
+}
+
+/// Namespaces partition keys and objects. Keys of the `default` namespace keep their plain names
+/// (every key from before principals, from the original API and from Go peers); a key of
+/// namespace `ns` is stored as `@ns/name`, so its namespace travels with it wherever the name goes
+/// (peer sync and version-1 backups carry names only). `@` starts no other name.
+public enum Namespace {
+    public static let defaultName = "default"
+    static let maxBytes = 64
+
+    /// 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+    static func check(_ ns: String) throws(ServiceError) {
+        let u = Array(ns.utf8)
+        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x5F || c == 0x2D }
+        guard !u.isEmpty, u.count <= maxBytes, u.allSatisfy(ok), u[0] != 0x2E, u[0] != 0x5F, u[0] != 0x2D else {
+            throw .badRequest("Invalid namespace \"\(AuditNames.clean(ns))\": 1 to \(maxBytes) of a-z, 0-9, '.', '_', '-', starting with a letter or digit.")
+        }
+    }
+
+    /// The stored name of key `name` of namespace `ns`.
+    static func qualify(_ name: String, in ns: String) -> String { ns == defaultName ? name : "@" + ns + "/" + name }
+
+    /// The namespace of a stored name and the name within it.
+    static func split(_ stored: String) -> (namespace: String, name: String) {
+        guard stored.hasPrefix("@"), let slash = stored.firstIndex(of: "/") else { return (defaultName, stored) }
+        return (String(stored[stored.index(after: stored.startIndex)..<slash]), String(stored[stored.index(after: slash)...]))
+    }
+}
+
+enum PrincipalCodec {
+    static func encode(_ p: Principal, withPIN: Bool) -> JSONValue {
+        var w = WireWriter()
+        w.string("name", p.name)
+        w.string("fingerprint", p.fingerprint)
+        w.string("subject", p.subject)
+        w.string("role", p.role.rawValue)
+        w.strings("namespaces", p.namespaces)
+        if withPIN { w.string("pinHash", p.pinHash ?? "") } else { w.bool("hasPin", p.pinHash != nil) }
+        w.int64("createdAt", p.createdAt)
+        return w.value
+    }
+
+    /// nil for anything malformed (it is read from our own sealed file or a backup, but never trusted).
+    static func decode(_ v: JSONValue) -> Principal? {
+        func str(_ k: String) -> String { if case .string(let s)? = v[k] { s } else { "" } }
+        guard let role = PrincipalRole(rawValue: str("role")), !str("name").isEmpty,
+              str("fingerprint").utf8.count == 64, case .array(let items)? = v["namespaces"] else { return nil }
+        var namespaces: [String] = []
+        for i in items {
+            guard case .string(let ns) = i, (try? Namespace.check(ns)) != nil else { return nil }
+            namespaces.append(ns)
+        }
+        guard !namespaces.isEmpty else { return nil }
+        let pin = str("pinHash")
+        if !pin.isEmpty && (try? PasswordHash(parsing: pin)) == nil { return nil }
+        let created: Int64 = if case .string(let s)? = v["createdAt"] { Int64(s) ?? 0 } else { 0 }
+        return Principal(name: str("name"), fingerprint: str("fingerprint").lowercased(), subject: str("subject"), role: role,
+                         namespaces: namespaces, pinHash: pin.isEmpty ? nil : pin, createdAt: created)
+    }
+}
+
+/// How the router lets a request through once principals exist.
+enum Access {
+    /// Root admin calls: any trusted certificate, registered or not; the handler checks the admin password.
+    static let rootRoutes: Set<String> = [
+        Route.generateBackup, Route.restoreBackup, Route.getLogs, Route.extGenerateBackup, Route.extRestoreBackup,
+        Route.extPrincipalAdd, Route.extPrincipalList, Route.extPrincipalRemove, Route.extPrincipalSetPIN,
+    ]
+    /// What an auditor may call (besides root routes with the admin password).
+    static let auditorRoutes: Set<String> = [Route.extAudit, Route.extVerifyPassword, Route.extCapabilities, Route.extWhoAmI, ServiceMetrics.route]
+}
+
+extension KeyServiceNode {
+    /// Decides who the caller is (once principals exist) and what it may call; sets the
+    /// context's principal and namespace. Every running API request passes here.
+    func authorize(path: String, _ ctx: inout RequestContext) throws(ServiceError) {
+        let fingerprint = ctx.clientFingerprint.lowercased()
+        let (any, principal) = state.withLock { s in (!s.principals.isEmpty, s.principals[fingerprint]) }
+        guard any else { return }  // the original model: every trusted client, every key
+        ctx.restricted = true
+        guard let principal else {
+            // The root admin may work from any trusted certificate (registering the first principal
+            // must not lock out the one who did it); everything else needs a registered one.
+            if Access.rootRoutes.contains(path) || path == Route.extAudit { return }
+            throw .forbidden("Not permitted: this client certificate (\(ctx.clientSubject), SHA-256 \(fingerprint)) is trusted but not registered as a principal of this key service.")
+        }
+        ctx.principal = principal
+        ctx.principalName = principal.name
+        if let wanted = ctx.requestedNamespace, !wanted.isEmpty {
+            guard principal.namespaces.contains(wanted) else {
+                throw .forbidden("Not permitted: principal \(principal.name) has no namespace \"\(AuditNames.clean(wanted))\".")
+            }
+            ctx.namespace = wanted
+        } else {
+            ctx.namespace = principal.namespaces.first ?? Namespace.defaultName
+        }
+        if principal.role == .auditor && !Access.auditorRoutes.contains(path) && !Access.rootRoutes.contains(path) {
+            throw .forbidden("Not permitted: principal \(principal.name) is an auditor; it reads the audit trail and uses no key.")
+        }
+    }
+
+    // MARK: - Credentials
+
+    /// The admin password alone (root admin calls; C_Login as CKU_SO).
+    func checkRootPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
+        let given = r.string("adminPassword")
+        try passwordGuard.check(identity: ctx.clientSubject) { password.verify(given, cache: verifiedPasswords) }
+    }
+
+    /// A registered principal's PIN, or the admin password; the admin password alone while no
+    /// principal is registered. Throttled per client like the admin password.
+    func checkCredential(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
+        guard let p = ctx.principal else { return try checkRootPassword(r, ctx) }
+        let given = r.string("adminPassword")
+        let pinCache = pinCache(for: p)
+        try passwordGuard.check(identity: ctx.clientSubject) {
+            if let hash = p.pinHash, let parsed = try? PasswordHash(parsing: hash), let cache = pinCache,
+               parsed.verify(given, cache: cache) { return true }
+            return password.verify(given, cache: verifiedPasswords)
+        }
+    }
+
+    /// Key and object management (create, import, copy, derive or unwrap into a token key, change,
+    /// delete): an officer of the namespace with its credential; the admin password while no
+    /// principal is registered.
+    func checkPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
+        if ctx.restricted {
+            guard let p = ctx.principal else { throw .forbidden("Not permitted: key management needs a registered principal.") }
+            guard p.role == .officer else {
+                throw .forbidden("Not permitted: principal \(p.name) has role \(p.role.rawValue); managing keys needs role officer.")
+            }
+        }
+        try checkCredential(r, ctx)
+    }
+
+    /// One verified-PIN memory per principal and PIN hash (a changed PIN starts a new one).
+    func pinCache(for p: Principal) -> VerifiedPasswordCache? {
+        guard let hash = p.pinHash else { return nil }
+        let id = p.fingerprint + hash
+        return verifiedPINs.withLock { all in
+            if let c = all[id] { return c }
+            if all.count >= 4096 { all.removeAll() }
+            let c = VerifiedPasswordCache()
+            all[id] = c
+            return c
+        }
+    }
+
+    // MARK: - Names
+
+    /// The stored name of the key a request names. Once principals exist a name resolves in the
+    /// caller's namespace (`@`-names cannot be given) and a session key's owner is bound to the
+    /// caller's certificate, so no tenant can reach another's keys even by name.
+    func storedName(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> String {
+        guard ctx.restricted else { return name }
+        guard ctx.principal != nil else { throw .forbidden("Not permitted: keys are used by registered principals only.") }
+        if name.hasPrefix("~") {
+            guard let owner = EphemeralStore.owner(of: name) else { return name }
+            return "~" + boundOwner(owner, ctx) + name.dropFirst(1 + owner.utf8.count)
+        }
+        guard !name.hasPrefix("@") else { throw .invalidKeyName(name) }
+        return Namespace.qualify(name, in: ctx.namespace)
+    }
+
+    /// The stored name of a new key the request names (checked as a new name first).
+    func newStoredName(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> String {
+        try KeyPolicy.checkNewName(name)
+        return try storedName(name, ctx)
+    }
+
+    /// A module instance's session-key owner id as this caller's (32 hex digits, from its certificate).
+    func boundOwner(_ owner: String, _ ctx: RequestContext) -> String {
+        guard ctx.restricted else { return owner }
+        return String(Hex.encode(DigestAlgorithm.sha256.hash(Array((ctx.clientFingerprint.lowercased() + "/" + owner).utf8))).prefix(32))
+    }
+
+    /// The name a caller knows a stored key by; nil when the key is not in its namespace.
+    func visibleName(_ stored: String, _ ctx: RequestContext, owner: String? = nil) -> String? {
+        guard ctx.restricted else { return stored }
+        if stored.hasPrefix("~") {
+            guard let owner, let bound = EphemeralStore.owner(of: stored) else { return nil }
+            return "~" + owner + stored.dropFirst(1 + bound.utf8.count)
+        }
+        let (ns, name) = Namespace.split(stored)
+        return ns == ctx.namespace ? name : nil
+    }
+
+    /// The keys of a state the caller may see, under the names it knows them by.
+    func visibleKeys(_ s: KeyState, _ ctx: RequestContext, owner: String? = nil) -> KeyState {
+        guard ctx.restricted else { return s }
+        var out = KeyState()
+        for e in s.symmetric.values {
+            if let n = visibleName(e.name, ctx, owner: owner) { out.symmetric[n] = SecretKeyEntry(name: n, createdAt: e.createdAt, key: e.key, attributes: e.attributes) }
+        }
+        for e in s.mac.values {
+            if let n = visibleName(e.name, ctx, owner: owner) { out.mac[n] = SecretKeyEntry(name: n, createdAt: e.createdAt, key: e.key, attributes: e.attributes) }
+        }
+        for e in s.asymmetric.values {
+            if let n = visibleName(e.name, ctx, owner: owner) {
+                out.asymmetric[n] = AsymmetricKeyEntry(name: n, createdAt: e.createdAt, keyType: e.keyType, pkcs8: e.pkcs8, key: e.key,
+                                                       spki: e.spki, attributes: e.attributes)
+            }
+        }
+        for o in s.objects.values where !ctx.restricted || (o.namespace ?? Namespace.defaultName) == ctx.namespace {
+            out.objects[o.uid] = o
+        }
+        return out
+    }
+
+    /// A stored object the caller may change; 404 for another namespace's.
+    func checkObjectNamespace(_ o: StoredObject?, uid: String, _ ctx: RequestContext) throws(ServiceError) {
+        guard let o, !ctx.restricted || (o.namespace ?? Namespace.defaultName) == ctx.namespace else {
+            throw .notFound("No object with uid \(uid).")
+        }
+    }
+
+    // MARK: - Routes
+
+    static let principalRoutes: [String: Handler] = [
+        Route.extPrincipalAdd: { n, b, c throws(ServiceError) in try n.principalAdd(b, c) },
+        Route.extPrincipalList: { n, b, c throws(ServiceError) in
+            let r = try n.decode(b, ExtSchemas.principalListRequest)
+            try n.checkRootPassword(r, c)
+            var w = WireWriter()
+            w.array("principals", n.snapshot.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: false) })
+            return n.ok(w)
+        },
+        Route.extPrincipalRemove: { n, b, c throws(ServiceError) in
+            let r = try n.decode(b, ExtSchemas.principalRemoveRequest)
+            try n.checkRootPassword(r, c)
+            let name = r.string("name")
+            n.audit.info("Removing principal \(AuditNames.clean(name))...")
+            try n.mutate { (s: inout KeyState) throws(ServiceError) in
+                guard let fp = s.principals.first(where: { $0.value.name == name })?.key else { throw .notFound("No principal named \(name).") }
+                s.principals.removeValue(forKey: fp)
+            }
+            return n.ok(WireWriter())
+        },
+        Route.extPrincipalSetPIN: { n, b, c throws(ServiceError) in
+            let r = try n.decode(b, ExtSchemas.principalSetPINRequest)
+            try n.checkRootPassword(r, c)
+            let name = r.string("name")
+            let hash = try KeyServiceNode.pinHash(r.string("pin"))
+            try n.mutate { (s: inout KeyState) throws(ServiceError) in
+                guard let fp = s.principals.first(where: { $0.value.name == name })?.key else { throw .notFound("No principal named \(name).") }
+                s.principals[fp]?.pinHash = hash
+            }
+            n.audit.info("\(hash == nil ? "Removed" : "Set") the PIN of principal \(AuditNames.clean(name)).")
+            return n.ok(WireWriter())
+        },
+        Route.extWhoAmI: { n, b, c throws(ServiceError) in
+            _ = try n.decode(b, Schemas.empty)
+            var w = WireWriter()
+            w.bool("restricted", c.restricted)
+            w.string("fingerprint", c.clientFingerprint.lowercased())
+            if let p = c.principal {
+                w.string("principal", p.name)
+                w.string("role", p.role.rawValue)
+                w.strings("namespaces", p.namespaces)
+                w.string("namespace", c.namespace)
+            }
+            return n.ok(w)
+        },
+    ]
+
+    static func pinHash(_ pin: String) throws(ServiceError) -> String? {
+        guard !pin.isEmpty else { return nil }
+        guard pin.utf8.count >= 4, pin.utf8.count <= 256 else { throw .badRequest("A PIN is 4 to 256 bytes long.") }
+        do { return try PasswordHash.create(password: pin) } catch { throw .internalError(error.message) }
+    }
+
+    func principalAdd(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.principalAddRequest)
+        try checkRootPassword(r, ctx)
+        let name = r.string("name")
+        guard !name.isEmpty, name.utf8.count <= 128, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "\"" || $0 == "\\" }) else {
+            throw .badRequest("A principal name is 1 to 128 characters, without control characters, quotes or backslashes.")
+        }
+        guard let role = PrincipalRole(rawValue: r.string("role")) else {
+            throw .badRequest("Invalid role \"\(AuditNames.clean(r.string("role")))\": user, officer or auditor.")
+        }
+        let namespaces = r.strings("namespaces").isEmpty ? [Namespace.defaultName] : r.strings("namespaces")
+        guard namespaces.count <= 64 else { throw .badRequest("A principal has at most 64 namespaces.") }
+        for ns in namespaces { try Namespace.check(ns) }
+        let der = r.bytes("certificate") ?? []
+        do { _ = try X509Info.subjectPublicKeyInfo(certificateDER: der) } catch {
+            throw .badRequest("certificate is not a DER X.509 certificate")
+        }
+        let principal = Principal(name: name, fingerprint: Hex.encode(DigestAlgorithm.sha256.hash(der)), subject: DevPKI.subject(ofDER: der),
+                                  role: role, namespaces: uniqued(namespaces), pinHash: try KeyServiceNode.pinHash(r.string("pin")),
+                                  createdAt: KeyServiceNode.nowMillis())
+        audit.info("Registering principal \(name) (\(role.rawValue), namespaces \(principal.namespaces.joined(separator: ",")), SHA-256 \(principal.fingerprint))...")
+        try mutate { (s: inout KeyState) throws(ServiceError) in
+            if s.principals[principal.fingerprint] != nil { throw .conflict("This certificate is already registered (as \(s.principals[principal.fingerprint]?.name ?? "")).") }
+            if s.principals.values.contains(where: { $0.name == name }) { throw .conflict("A principal named \(name) exists.") }
+            s.principals[principal.fingerprint] = principal
+        }
+        var w = WireWriter()
+        w.string("fingerprint", principal.fingerprint)
+        return ok(w)
+    }
+}
+
+/// The strings in order, each once.
+func uniqued(_ items: [String]) -> [String] {
+    var seen = Set<String>()
+    return items.filter { seen.insert($0).inserted }
+}
