@@ -411,7 +411,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         ctx.requestedNamespace = head.headers.first(name: Route.namespaceHeader)
         ctx.requestID = node.nextRequestID()
         requestID = ctx.requestID
-        if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditFields?.key ?? "") {
+        if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditFields?.key ?? "",
+                                                                   fingerprint: ctx.clientFingerprint, namespace: ctx.requestedNamespace) {
             // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.
             write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
             return

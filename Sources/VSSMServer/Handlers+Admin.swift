@@ -342,18 +342,20 @@ extension KeyServiceNode {
         let (admissible, refused) = KeyPolicy.admissible(decoded.state, nowMs: KeyServiceNode.nowMillis())
         for why in refused { audit.error("Synchronization entry from \(peer) refused: \(why)") }
         let cap = config.limits.maxStateBytes
-        let (taken, overCap): ([String], Bool) = state.withLock { s in
+        let (taken, overCap, otherChange): ([String], Bool, Bool) = state.withLock { s in
             var next = s
             let taken = merge(admissible, into: &next)
-            guard next.estimatedBytes <= cap else { return ([], true) }
+            guard next.estimatedBytes <= cap else { return ([], true, false) }
+            let other = next.principalsVersion != s.principalsVersion || next.objects.count != s.objects.count
             s = next
-            return (taken, false)
+            return (taken, false, other)
         }
+        if otherChange { audit.info("Principals or objects updated from synchronization with \(peer).") }
         if overCap {
             audit.error("Synchronization from \(peer) not merged: the key store would exceed its limit of \(cap) bytes.")
         }
         for name in taken { audit.info("New key added from synchronization message: \(name)") }
         for name in decoded.skipped { audit.error("Synchronization entry \(name) from \(peer) is not a usable private key; skipped.") }
-        if !taken.isEmpty { try persist() }
+        if !taken.isEmpty || otherChange { try persist() }
     }
 }

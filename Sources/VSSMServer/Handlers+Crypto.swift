@@ -118,6 +118,7 @@ extension KeyServiceNode {
     func symmetricEncrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.symmetricEncryptRequest)
         let key = try symmetricKey(r.string("keyName"), ctx)
+        try checkUsage(key.attributes, \.canEncrypt, name: r.string("keyName"), "encryption (CKA_ENCRYPT is FALSE)")
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let out = try symmetricEncrypt(alg, cipher: try blockCipher(key, alg), input: r.bytes("input") ?? [])
         var w = WireWriter()
@@ -128,6 +129,7 @@ extension KeyServiceNode {
     func symmetricDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.symmetricDecryptRequest)
         let key = try symmetricKey(r.string("keyName"), ctx)
+        try checkUsage(key.attributes, \.canDecrypt, name: r.string("keyName"), "decryption (CKA_DECRYPT is FALSE)")
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let out = try symmetricDecrypt(alg, cipher: try blockCipher(key, alg), input: r.bytes("input") ?? [])
         var w = WireWriter()
@@ -166,6 +168,7 @@ extension KeyServiceNode {
     func asymmetricDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricDecryptRequest)
         let key = try asymmetricKey(r.string("keyName"), ctx)
+        try checkUsage(key.attributes, \.canDecrypt, name: r.string("keyName"), "decryption (CKA_DECRYPT is FALSE)")
         let padding = try KeyServiceNode.baseEncryptionPadding(r.string("algorithm"))
         try requireRSA(key)
         var w = WireWriter()
@@ -195,6 +198,7 @@ extension KeyServiceNode {
     func asymmetricSign(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricSignRequest)
         let key = try asymmetricKey(r.string("keyName"), ctx)
+        try checkUsage(key.attributes, \.canSign, name: r.string("keyName"), "signing (CKA_SIGN is FALSE)")
         let name = r.string("algorithm")
         guard let (kind, hash) = KeyServiceNode.baseSignAlgorithms[name] else { throw .invalidAlgorithm(name) }
         let scheme = try signatureScheme(kind: kind, hash: hash, key: key, algorithm: name)
@@ -224,6 +228,8 @@ extension KeyServiceNode {
     func hmacCreate(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.hmacCreateRequest)
         let key = try macKey(r.string("keyName"), ctx)
+        // The MAC serves C_Sign and C_Verify alike (the module compares it itself).
+        try checkUsage(key.attributes, { $0.canSign || $0.canVerify }, name: r.string("keyName"), "MACs (CKA_SIGN and CKA_VERIFY are FALSE)")
         let d = try KeyServiceNode.hmacDigest(r.string("algorithm"))
         var w = WireWriter()
         w.bytes("output", d.hmac(key: key.key, data: r.bytes("input") ?? []))

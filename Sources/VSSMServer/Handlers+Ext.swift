@@ -190,6 +190,7 @@ extension KeyServiceNode {
     func extSign(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.signRequest)
         let key = try asymmetricKey(r.string("keyName"), ctx)
+        try checkUsage(key.attributes, \.canSign, name: r.string("keyName"), "signing (CKA_SIGN is FALSE)")
         let name = r.string("algorithm")
         let scheme: SignatureScheme
         var digest: [UInt8]
@@ -243,6 +244,7 @@ extension KeyServiceNode {
     func extDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.decryptRequest)
         let key = try asymmetricKey(r.string("keyName"), ctx)
+        try checkUsage(key.attributes, \.canDecrypt, name: r.string("keyName"), "decryption (CKA_DECRYPT is FALSE)")
         let padding: EncryptionPadding
         switch r.string("algorithm") {
         case "RSA": padding = .pkcs1
@@ -261,6 +263,11 @@ extension KeyServiceNode {
     func extSymmetric(_ body: [UInt8], _ ctx: RequestContext, encrypt: Bool) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.symmetricRequest)
         let key = try symmetricKey(r.string("keyName"), ctx)
+        if encrypt {
+            try checkUsage(key.attributes, \.canEncrypt, name: r.string("keyName"), "encryption (CKA_ENCRYPT is FALSE)")
+        } else {
+            try checkUsage(key.attributes, \.canDecrypt, name: r.string("keyName"), "decryption (CKA_DECRYPT is FALSE)")
+        }
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let tagLength = r.has("tagLength") ? Int(min(r.uint64("tagLength"), 64)) : 16
         guard (4...16).contains(tagLength) else { throw .badRequest("tagLength must be 4 to 16 bytes") }
@@ -286,6 +293,7 @@ extension KeyServiceNode {
     func extMAC(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.macRequest)
         let key = try symmetricKey(r.string("keyName"), ctx)
+        try checkUsage(key.attributes, { $0.canSign || $0.canVerify }, name: r.string("keyName"), "MACs (CKA_SIGN and CKA_VERIFY are FALSE)")
         guard (key.attributes.cipher ?? "AES") == "AES", [16, 24, 32].contains(key.key.count) else { throw .badRequest("AES MACs need an AES key") }
         let input = r.bytes("input") ?? []
         guard input.count <= config.limits.maxCryptoInputBytes else { throw .tooLarge("Input is larger than the crypto input limit.") }

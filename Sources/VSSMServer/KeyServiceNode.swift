@@ -317,6 +317,15 @@ public final class KeyServiceNode: Sendable {
             switch path {
             case Route.synchronizeState: return try synchronizeState(body, context)
             case Route.synchronizeStatePush: return try synchronizeStatePush(body, context)
+            case Route.extSynchronizeState where !config.compatOnly:
+                _ = try decode(body, Schemas.empty)
+                return ServiceResponse(status: 200, body: StateCodec.encode(snapshot, extensions: true))
+            case Route.extSynchronizeStatePush where !config.compatOnly:
+                let decoded: StateCodec.Decoded
+                do { decoded = try StateCodec.decode(body, allowExtensions: true) } catch { throw .json(error) }
+                audit.info("Received state synchronization push (with extensions).")
+                try absorb(decoded, from: context.peer)
+                return ok(WireWriter())
             default: throw .notFound("404 page not found")
             }
         case .bootstrapSlave:
@@ -342,7 +351,7 @@ public final class KeyServiceNode: Sendable {
     /// sign's server time on 2 cores). RSA private-key operations, admin calls (scrypt), key
     /// generation, backups, listings (their size grows with the store) and large inputs go to a
     /// worker pool so no loop ever stalls.
-    public func isCheap(path: String, body: [UInt8], keyName: @autoclosure () -> String) -> Bool {
+    public func isCheap(path: String, body: [UInt8], keyName: @autoclosure () -> String, fingerprint: String = "-", namespace: String? = nil) -> Bool {
         guard body.count <= 64 << 10, isRunning else { return false }
         switch path {
         case Route.symmetricEncrypt, Route.symmetricDecrypt, Route.hmacCreate, Route.hmacVerify,
@@ -351,7 +360,17 @@ public final class KeyServiceNode: Sendable {
             return true
         case Route.asymmetricSign, Route.extSign:
             let name = keyName()
-            return state.withLock { $0.asymmetric[name]?.key.kind == .ec }
+            return state.withLock { s in
+                // Once principals exist the name resolves in the caller's namespace (as `authorize`
+                // and `storedName` decide; anything they would refuse just takes the pool).
+                var stored = name
+                if !s.principals.isEmpty {
+                    guard let p = s.principals[fingerprint], !name.hasPrefix("@") else { return false }
+                    let ns = namespace.flatMap { p.namespaces.contains($0) ? $0 : nil } ?? p.namespaces.first ?? Namespace.defaultName
+                    stored = Namespace.qualify(name, in: ns)
+                }
+                return s.asymmetric[stored]?.key.kind == .ec
+            }
         default:
             return false
         }

@@ -67,6 +67,9 @@ public struct KeyState: Sendable {
     public var objects: [String: StoredObject] = [:]
     /// Registered principals by certificate fingerprint (empty: the original model, no tenants).
     public var principals: [String: Principal] = [:]
+    /// When the principal table last changed (ms, strictly increasing here): nodes and restores
+    /// take a whole newer table, so a removal travels like an addition.
+    public var principalsVersion: Int64 = 0
     public init() {}
 
     public var keyCount: Int { symmetric.count + asymmetric.count + mac.count }
@@ -126,8 +129,9 @@ enum StateCodec {
             var ext = WireWriter()
             ext.array("attributes", attrs)
             ext.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
-            if !s.principals.isEmpty {
+            if !s.principals.isEmpty || s.principalsVersion != 0 {
                 ext.array("principals", s.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: true) })
+                ext.int64("principalsVersion", s.principalsVersion)
             }
             w.object("ext", ext.value)
         }
@@ -175,6 +179,7 @@ enum StateCodec {
             if case .array(let items)? = extValue["principals"] {
                 for item in items { if let p = PrincipalCodec.decode(item) { d.state.principals[p.fingerprint] = p } }
             }
+            if case .string(let v)? = extValue["principalsVersion"], let version = Int64(v) { d.state.principalsVersion = version }
         }
         return d
     }
@@ -254,9 +259,10 @@ func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
     for (uid, o) in incoming.objects where state.objects[uid] == nil {
         state.objects[uid] = o
     }
-    // A principal is taken when its certificate and its name are both unknown here.
-    for (fp, p) in incoming.principals where state.principals[fp] == nil && !state.principals.values.contains(where: { $0.name == p.name }) {
-        state.principals[fp] = p
+    // The principal table is taken whole when it is newer (removals travel too).
+    if incoming.principalsVersion > state.principalsVersion {
+        state.principals = incoming.principals
+        state.principalsVersion = incoming.principalsVersion
     }
     return taken
 }
@@ -368,8 +374,13 @@ extension KeyPolicy {
             }
             out.objects[uid] = o
         }
-        for (fp, p) in incoming.principals where p.name.utf8.count <= 128 && p.namespaces.count <= 64 && p.subject.utf8.count <= 4096 {
-            out.principals[fp] = p
+        // The principal table is one unit: taken whole or not at all.
+        if incoming.principals.values.allSatisfy({ $0.name.utf8.count <= 128 && $0.namespaces.count <= 64 && $0.subject.utf8.count <= 4096 }),
+           incoming.principalsVersion <= latest {
+            out.principals = incoming.principals
+            out.principalsVersion = incoming.principalsVersion
+        } else {
+            refused.append("the principal table: a principal over a size limit, or changed in the future")
         }
         return (out, refused)
     }

@@ -13,6 +13,8 @@ final class PeerSync: Sendable {
     let peers: [Endpoint]
     private let clients = Locked<[Endpoint: HTTPSClient]>([:])
     private let started = Atomic<Bool>(false)
+    /// Peers that answered 404 on the extension sync routes (Go nodes): the original format for them.
+    private let originalOnly = Locked<Set<Endpoint>>([])
 
     init(peers: [String]) {
         self.peers = peers.compactMap { Endpoint($0) }
@@ -49,6 +51,18 @@ final class PeerSync: Sendable {
         for peer in peers {
             guard let c = client(for: peer, node: node) else { continue }
             do {
+                if !originalOnly.withLock({ $0.contains(peer) }) && !node.config.compatOnly {
+                    let r = try c.post(Route.extSynchronizeState, body: Array("{}".utf8), idempotent: true)
+                    if r.status == 200 {
+                        try node.absorb(try StateCodec.decode(r.body, allowExtensions: true), from: peer.description)
+                        continue
+                    }
+                    guard r.status == 404 else {
+                        node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
+                        continue
+                    }
+                    originalOnly.withLock { _ = $0.insert(peer) }
+                }
                 let r = try c.post(Route.synchronizeState, body: Array("{}".utf8), idempotent: true)
                 guard r.status == 200 else {
                     node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
@@ -65,13 +79,24 @@ final class PeerSync: Sendable {
     func pushSoon(node: KeyServiceNode) {
         guard !peers.isEmpty else { return }
         Task.detached { [self] in
+            let snapshot = node.snapshot
             var message = WireWriter()
-            let state = StateCodec.encode(node.snapshot, extensions: false)
+            let state = StateCodec.encode(snapshot, extensions: false)
             guard let value = try? JSONParser.parse(state) else { return }
             message.object("synchronizeStateMessage", value)
+            let full = node.config.compatOnly ? [] : StateCodec.encode(snapshot, extensions: true)
             for peer in peers {
                 guard let c = client(for: peer, node: node) else { continue }
                 do {
+                    if !full.isEmpty && !originalOnly.withLock({ $0.contains(peer) }) {
+                        let r = try c.post(Route.extSynchronizeStatePush, body: full, idempotent: true)
+                        if r.status == 200 { continue }
+                        if r.status != 404 {
+                            node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)")
+                            continue
+                        }
+                        originalOnly.withLock { _ = $0.insert(peer) }
+                    }
                     let r = try c.post(Route.synchronizeStatePush, body: message.bytes, idempotent: true)
                     if r.status != 200 { node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)") }
                 } catch {

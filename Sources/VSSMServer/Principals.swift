@@ -243,6 +243,16 @@ extension KeyServiceNode {
         }
     }
 
+    // MARK: - Usage policy
+
+    /// The key's usage flags allow the operation (PKCS#11 CKA_SIGN and the like, kept with the key
+    /// at creation): enforced here, not only by the module that made the key.
+    func checkUsage(_ attributes: KeyAttributes, _ allowed: (KeyFlags) -> Bool, name: String, _ what: String) throws(ServiceError) {
+        guard allowed(KeyFlags(blob: attributes.pkcs11)) else {
+            throw .forbidden("Key function not permitted: key \(name) does not allow \(what).")
+        }
+    }
+
     // MARK: - Routes
 
     static let principalRoutes: [String: Handler] = [
@@ -262,6 +272,7 @@ extension KeyServiceNode {
             try n.mutate { (s: inout KeyState) throws(ServiceError) in
                 guard let fp = s.principals.first(where: { $0.value.name == name })?.key else { throw .notFound("No principal named \(name).") }
                 s.principals.removeValue(forKey: fp)
+                s.principalsChanged()
             }
             return n.ok(WireWriter())
         },
@@ -273,6 +284,7 @@ extension KeyServiceNode {
             try n.mutate { (s: inout KeyState) throws(ServiceError) in
                 guard let fp = s.principals.first(where: { $0.value.name == name })?.key else { throw .notFound("No principal named \(name).") }
                 s.principals[fp]?.pinHash = hash
+                s.principalsChanged()
             }
             n.audit.info("\(hash == nil ? "Removed" : "Set") the PIN of principal \(AuditNames.clean(name)).")
             return n.ok(WireWriter())
@@ -323,10 +335,18 @@ extension KeyServiceNode {
             if s.principals[principal.fingerprint] != nil { throw .conflict("This certificate is already registered (as \(s.principals[principal.fingerprint]?.name ?? "")).") }
             if s.principals.values.contains(where: { $0.name == name }) { throw .conflict("A principal named \(name) exists.") }
             s.principals[principal.fingerprint] = principal
+            s.principalsChanged()
         }
         var w = WireWriter()
         w.string("fingerprint", principal.fingerprint)
         return ok(w)
+    }
+}
+
+extension KeyState {
+    /// Stamps a change of the principal table (never backwards, even if the clock is).
+    mutating func principalsChanged() {
+        principalsVersion = Swift.max(KeyServiceNode.nowMillis(), principalsVersion &+ 1)
     }
 }
 

@@ -214,6 +214,11 @@ extension Route {
     public static let extPrincipalRemove = "/REST/v1/ext/principals/remove"
     public static let extPrincipalSetPIN = "/REST/v1/ext/principals/setpin"
     public static let extWhoAmI = "/REST/v1/ext/whoami"
+    /// Internal listener, between our nodes: the whole sealed-store state (keys with their
+    /// attributes, objects, principals) pulled and pushed; a Go peer answers 404 and gets the
+    /// original `synchronizestate` format instead.
+    public static let extSynchronizeState = "/REST/v1/ext/internal/synchronizestate"
+    public static let extSynchronizeStatePush = "/REST/v1/ext/internal/synchronizestatepush"
     /// The header that picks one of a principal's namespaces for a request.
     public static let namespaceHeader = "X-VSSM-Namespace"
     /// Version-2 BackupBlob: the original format plus CKA_IDs, ciphers and stored objects.

@@ -12,6 +12,10 @@ public struct KeyFlags: Sendable, Equatable {
     public static let unwrap: UInt = 0x107
     public static let trusted: UInt = 0x86
     public static let wrapWithTrusted: UInt = 0x210
+    public static let encrypt: UInt = 0x104
+    public static let decrypt: UInt = 0x105
+    public static let sign: UInt = 0x108
+    public static let verify: UInt = 0x10A
 
     public init(_ values: [UInt: Bool] = [:]) { self.values = values }
 
@@ -53,4 +57,10 @@ public struct KeyFlags: Sendable, Equatable {
     public var canUnwrap: Bool { values[KeyFlags.unwrap] ?? false }
     public var isTrusted: Bool { values[KeyFlags.trusted] ?? false }
     public var wrapsWithTrustedOnly: Bool { values[KeyFlags.wrapWithTrusted] ?? false }
+    /// Usage set at creation (CKA_SIGN, CKA_DECRYPT, CKA_ENCRYPT, CKA_VERIFY): a key that says
+    /// nothing allows the operation (the original API knows no usage flags).
+    public var canSign: Bool { values[KeyFlags.sign] ?? true }
+    public var canDecrypt: Bool { values[KeyFlags.decrypt] ?? true }
+    public var canEncrypt: Bool { values[KeyFlags.encrypt] ?? true }
+    public var canVerify: Bool { values[KeyFlags.verify] ?? true }
 }

@@ -149,3 +149,42 @@ import VSSMTestSupport
         #expect(full.contains(#""name":"ed""#) && full.contains(#""name":"ec""#))
     }
 }
+
+/// Usage flags kept with a key at creation (CKA_SIGN, CKA_DECRYPT, CKA_ENCRYPT, CKA_VERIFY) are
+/// enforced by the service for every client, not only by the module that made the key.
+@Suite struct UsagePolicyTests {
+    @Test func usageFlagsAreEnforcedByTheService() throws {
+        let pw = TestNode.password
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        func flags(_ f: [UInt: Bool]) -> String { b64(KeyFlags(f).blob ?? []) }
+        let noSign = flags([KeyFlags.sign: false, KeyFlags.decrypt: true])
+        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"nosign","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048,"attributes":"\#(noSign)"}"#).0 == 200)
+        let (s, body) = try n.post(c, Route.asymmetricSign, #"{"keyName":"nosign","algorithm":"SHA256withRSA","input":"\#(b64("x"))"}"#)
+        #expect(s == 403)
+        #expect(body.contains("Key function not permitted"))
+        #expect(try n.post(c, Route.extSign, #"{"keyName":"nosign","algorithm":"SHA256withRSA","input":"\#(b64("x"))"}"#).0 == 403)
+        // Its decryption is allowed: the public half encrypts, the private half decrypts.
+        let ct = try n.post(c, Route.asymmetricEncrypt, #"{"keyName":"nosign","algorithm":"RSA","input":"\#(b64("secret"))"}"#).1
+        let ctB64 = String(ct.split(separator: "\"")[3])
+        #expect(try n.post(c, Route.asymmetricDecrypt, #"{"keyName":"nosign","algorithm":"RSA","input":"\#(ctB64)"}"#).0 == 200)
+
+        let encryptOnly = flags([KeyFlags.encrypt: true, KeyFlags.decrypt: false])
+        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"enc","keyType":"SYMMETRIC","keySize":16,"attributes":"\#(encryptOnly)"}"#).0 == 200)
+        let (es, ebody) = try n.post(c, Route.symmetricEncrypt, #"{"keyName":"enc","algorithm":"AES/GCM/NoPadding","input":"\#(b64("data"))"}"#)
+        #expect(es == 200)
+        let sealed = String(ebody.split(separator: "\"")[3])
+        #expect(try n.post(c, Route.symmetricDecrypt, #"{"keyName":"enc","algorithm":"AES/GCM/NoPadding","input":"\#(sealed)"}"#).0 == 403)
+        #expect(try n.post(c, Route.extSymmetricDecrypt, #"{"keyName":"enc","algorithm":"AES/GCM/NoPadding","input":"\#(sealed)"}"#).0 == 403)
+
+        // A MAC key that may only verify still computes MACs (the module compares them); one that may do neither does not.
+        let verifyOnly = flags([KeyFlags.sign: false, KeyFlags.verify: true])
+        let neither = flags([KeyFlags.sign: false, KeyFlags.verify: false])
+        for (name, f) in [("v", verifyOnly), ("none", neither)] {
+            #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"MAC","keySize":32,"attributes":"\#(f)"}"#).0 == 200)
+        }
+        #expect(try n.post(c, Route.hmacCreate, #"{"keyName":"v","algorithm":"SHA256","input":"\#(b64("m"))"}"#).0 == 200)
+        #expect(try n.post(c, Route.hmacCreate, #"{"keyName":"none","algorithm":"SHA256","input":"\#(b64("m"))"}"#).0 == 403)
+    }
+}

@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import VSSMClient
 import VSSMCrypto
@@ -81,6 +82,10 @@ import VSSMTestSupport
         #expect(try sign(n, a.client, "ca") == 404)
         #expect(try sign(n, a.client, "@team-b/ca") == 404)
         #expect(try sign(n, b.client, "ca") == 200)
+        // EC signs stay on the event loop for a tenant too (its name resolved in its namespace).
+        let fpB = Hex.encode(DigestAlgorithm.sha256.hash(b.der)), fpA = Hex.encode(DigestAlgorithm.sha256.hash(a.der))
+        #expect(n.node.isCheap(path: Route.asymmetricSign, body: [], keyName: "ca", fingerprint: fpB))
+        #expect(!n.node.isCheap(path: Route.asymmetricSign, body: [], keyName: "ca", fingerprint: fpA))
         // The same name in another namespace is another key.
         #expect(try generate(n, a.client, "ca", password: pw).0 == 200)
         #expect(n.node.snapshot.asymmetric.keys.sorted() == ["@team-b/ca", "ca"])
@@ -202,5 +207,37 @@ import VSSMTestSupport
         let three = try t.client(n, namespace: "three")
         #expect(try n.post(three, Route.extListKeys, "{}").0 == 403)
         #expect(n.node.snapshot.asymmetric.keys.sorted() == ["@one/k"])
+    }
+
+    /// Waits up to 10 s for `condition` (peer pushes are asynchronous).
+    func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<200 {
+            if condition() { return true }
+            usleep(50_000)
+        }
+        return condition()
+    }
+
+    @Test func principalsAndNamespacedKeysTravelToPeersAndRemovalsToo() throws {
+        let n2 = try TestNode()
+        defer { n2.stop() }
+        let n1 = try TestNode(peers: ["127.0.0.1:\(n2.ports[.internal] ?? 0)"])
+        defer { n1.stop() }
+        let admin = try n1.client()
+        let b = try tenant(n1, "b")
+        _ = try admin.addPrincipal(password: pw, name: "b", certificate: b.der, role: "officer", namespaces: ["team-b"], pin: "b-pin-1234")
+        #expect(eventually { n2.node.snapshot.principals.values.map(\.name) == ["b"] })
+        #expect(try n1.post(b.client, Route.extGenerateKey,
+                            #"{"adminPassword":"b-pin-1234","keyName":"k","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256,"label":"B's key","id":"\#(b64([7]))"}"#).0 == 200)
+        #expect(eventually { n2.node.snapshot.asymmetric["@team-b/k"] != nil })
+        // The extension sync carries attributes (the original format would lose the CKA_ID).
+        #expect(n2.node.snapshot.asymmetric["@team-b/k"]?.attributes.id == [7])
+        let onTwo = try b.client(n2)
+        #expect(try sign(n2, onTwo, "k") == 200)
+        #expect(try sign(n2, try n2.client(), "k") == 403)  // unregistered on node 2 as well
+        // A removal is a newer table: the peer drops the principal too.
+        try admin.removePrincipal(password: pw, name: "b")
+        #expect(eventually { n2.node.snapshot.principals.isEmpty })
+        #expect(n2.node.snapshot.principalsVersion == n1.node.snapshot.principalsVersion)
     }
 }

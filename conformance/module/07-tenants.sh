@@ -58,6 +58,20 @@ expect_eq "... nor by asking for namespace team-b (403)" 403 "$(status_of "$out"
 out=$(rest "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" /REST/v1/asymmetric/sign "$SIGN")
 expect_eq "team B's certificate signs b-key through the base API (200)" 200 "$(status_of "$out")"
 
+# --- usage set at creation is the service's rule too --------------------------------------------------
+# (attributes: one record, CKA_SIGN (0x108) = FALSE: 8-byte little-endian type, 1-byte value)
+NOSIGN=$(printf '\x08\x01\x00\x00\x00\x00\x00\x00\x00' | base64)
+out=$(rest "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" /REST/v1/ext/generatekey \
+    "{\"adminPassword\":\"$PIN_B\",\"keyName\":\"b-nosign\",\"keyType\":\"ASYMMETRIC\",\"keySpec\":\"EC\",\"keySize\":256,\"attributes\":\"$NOSIGN\"}")
+expect_eq "team B makes a key with CKA_SIGN=FALSE (its PIN through the REST API)" 200 "$(status_of "$out")"
+out=$(rest "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" /REST/v1/asymmetric/sign '{"keyName":"b-nosign","algorithm":"SHA256withECDSA","input":"dGVuYW50"}')
+check "the service itself refuses to sign with it (403, CKA_SIGN is FALSE), whoever asks" \
+    bash -c "[ '$(status_of "$out")' = 403 ] && grep -q 'CKA_SIGN is FALSE' <<< '$out'"
+out=$(B $P11 --login --pin "$PIN_B" -O 2>&1)
+check "the module shows that key without 'sign' in its usage" python3 -c '
+import sys; t = sys.stdin.read(); b = t[t.index("b-nosign"):]; u = b[b.index("Usage:"):].splitlines()[0]
+assert "sign" not in u.replace("verify", ""), u' <<< "$out"
+
 # --- a user signs but cannot manage; an auditor reads its namespace only --------------------------
 "$VSSM_BIN" issue-client "$D" --name b-user --out "$W/b-user" >/dev/null
 "$VSSM_BIN" issue-client "$D" --name b-auditor --out "$W/b-auditor" >/dev/null
