@@ -12,6 +12,8 @@ import VSSMWire
 ///             "userPinIsAdminPassword": false, "refreshSeconds": 60,
 ///             "connectTimeoutMs": 3000, "requestTimeoutMs": 30000}]}
 /// ```
+/// Tenants: `"namespace": "ns"` picks one of the principal's namespaces; `"namespaces": ["a", "b"]`
+/// makes one slot per namespace (labelled with it), `"namespaces": "auto"` asks the service which.
 /// Found at: `pInitArgs->pReserved` (a path), else `$VSSM_PKCS11_CONFIG`, else
 /// `$XDG_CONFIG_HOME/vssm/pkcs11.json` (default `~/.config/vssm/pkcs11.json`), else `/etc/vssm/pkcs11.json`.
 struct ModuleConfig {
@@ -29,6 +31,8 @@ struct ModuleConfig {
         var endpointOrder: EndpointOrder = .ordered
         /// The namespace of the service this slot shows (`X-VSSM-Namespace`; nil: the principal's first).
         var namespace: String?
+        /// `"namespaces": "auto"`: one slot per namespace of the principal, asked at C_Initialize.
+        var autoNamespaces = false
         /// The PEM files' contents, read when the configuration is loaded.
         var caPEM: [UInt8] = []
         var certPEM: [UInt8] = []
@@ -136,9 +140,20 @@ struct ModuleConfig {
             slot.certPEM = try readFile(slot.clientCert)
             slot.keyPEM = try readFile(slot.clientKey)
             // "namespaces": one slot per namespace of the principal, each labelled with its name.
+            if case .string(let ns)? = item["namespace"] {
+                guard ModuleConfig.isNamespace(ns) else {
+                    throw .functionFailed("\(path): slots[\(i)].namespace: \(ns) is not a namespace (a-z, 0-9, '.', '_', '-')")
+                }
+                slot.namespace = ns
+            }
+            if case .string("auto")? = item["namespaces"] {
+                slot.autoNamespaces = true
+                slots.append(slot)
+                continue
+            }
             if let value = item["namespaces"] {
                 guard case .array(let list) = value, !list.isEmpty, list.count <= 64 else {
-                    throw .functionFailed("\(path): slots[\(i)].namespaces must be a non-empty array of up to 64 names")
+                    throw .functionFailed("\(path): slots[\(i)].namespaces must be \"auto\" or a non-empty array of up to 64 names")
                 }
                 for entry in list {
                     guard case .string(let ns) = entry, ModuleConfig.isNamespace(ns) else {
@@ -178,28 +193,67 @@ struct ModuleConfig {
         return out
     }
 
-    /// Tokens for the library: each builds its key service lazily (no network here).
+    /// The TLS settings of a slot's key service.
+    static func tls(_ s: Slot, passphrase: String?) -> TLSClientConfiguration {
+        var tls = TLSClientConfiguration(endpoints: s.endpoints)
+        tls.serverName = s.serverName
+        tls.trustPEM = s.caPEM
+        tls.clientCertificatePEM = s.certPEM
+        tls.clientKeyPEM = s.keyPEM
+        tls.clientKeyPassphrase = passphrase
+        tls.connectTimeoutMs = s.connectTimeoutMs
+        tls.requestTimeoutMs = s.requestTimeoutMs
+        tls.order = s.endpointOrder
+        tls.namespace = s.namespace
+        return tls
+    }
+
+    /// The slots with `"namespaces": "auto"` expanded: one per namespace of the slot's principal,
+    /// asked from the service (`ext/whoami`, one round trip, only for such slots). Without an
+    /// answer — an encrypted client key (no PIN yet), a service without principals, an error —
+    /// the slot stays one slot in the principal's default namespace.
+    func expandedSlots() -> [Slot] {
+        var out: [Slot] = []
+        for slot in slots {
+            guard slot.autoNamespaces, !String(decoding: slot.keyPEM, as: UTF8.self).contains("ENCRYPTED") else {
+                out.append(slot)
+                continue
+            }
+            let namespaces: [String]
+            do throws(TokenError) {
+                let service = try VSSMKeyService(ModuleConfig.tls(slot, passphrase: nil))
+                namespaces = try service.principalNamespaces() ?? []
+                service.closeConnections()
+            } catch {
+                Log.write(.warn, "\(path): slot \(slot.label): cannot ask the service for the principal's namespaces (\(error)); one slot")
+                namespaces = []
+            }
+            guard !namespaces.isEmpty else {
+                out.append(slot)
+                continue
+            }
+            for ns in namespaces.prefix(64) where ModuleConfig.isNamespace(ns) {
+                var one = slot
+                one.namespace = ns
+                one.label = ns
+                out.append(one)
+            }
+        }
+        return out
+    }
+
+    /// Tokens for the library: each builds its key service lazily (no network here, except to
+    /// expand `"namespaces": "auto"`).
     func tokens() -> [Token] {
         var tokens: [Token] = []
-        for (i, slot) in slots.enumerated() {
-            let caPEM = slot.caPEM, certPEM = slot.certPEM, keyPEM = slot.keyPEM
-            let encrypted = String(decoding: keyPEM, as: UTF8.self).contains("ENCRYPTED")
+        for (i, slot) in expandedSlots().enumerated() {
+            let encrypted = String(decoding: slot.keyPEM, as: UTF8.self).contains("ENCRYPTED")
             let serial = String(format16: UInt(i) &+ 1, seed: (slot.endpoints.first?.description ?? "") + (slot.namespace ?? ""))
             let cfg = SlotConfiguration(label: slot.label, serial: serial, loginRequired: encrypted,
                                         userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds)
             let s = slot
             tokens.append(Token(slotID: UInt(i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in
-                var tls = TLSClientConfiguration(endpoints: s.endpoints)
-                tls.serverName = s.serverName
-                tls.trustPEM = caPEM
-                tls.clientCertificatePEM = certPEM
-                tls.clientKeyPEM = keyPEM
-                tls.clientKeyPassphrase = pin
-                tls.connectTimeoutMs = s.connectTimeoutMs
-                tls.requestTimeoutMs = s.requestTimeoutMs
-                tls.order = s.endpointOrder
-                tls.namespace = s.namespace
-                do throws(TokenError) { return try VSSMKeyService(tls) } catch {
+                do throws(TokenError) { return try VSSMKeyService(ModuleConfig.tls(s, passphrase: pin)) } catch {
                     if encrypted, case .functionFailed(let m) = error, m.contains("wrong passphrase") || m.contains("decrypt") { throw .pinIncorrect }
                     throw error
                 }

@@ -18,6 +18,19 @@ public final class VSSMKeyService: KeyService {
 
     public func closeConnections() { api.http.closeIdle() }
 
+    /// The namespaces of this client's principal (`ext/whoami`); nil while the service has no
+    /// principals or knows no extensions.
+    public func principalNamespaces() throws(TokenError) -> [String]? {
+        do {
+            let r = try api.whoAmI()
+            return r.bool("restricted") ? r.strings("namespaces") : nil
+        } catch .http(status: 404, message: _) {
+            return nil
+        } catch {
+            throw VSSMKeyService.map(error)
+        }
+    }
+
     static func map(_ e: ClientError) -> TokenError {
         switch e {
         case .http(let status, let message):

@@ -144,6 +144,43 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         }
     }
 
+    /// `namespace`/`namespaces` in a slot: one slot per namespace, labelled with it; "auto" asks the
+    /// service for the principal's namespaces (one slot while none are registered); bad names fail.
+    @Test func namespaceSlotsAreCheckedAndExpanded() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let f = m.f
+        func slots(_ extra: String) throws -> (CK_RV, [String]) {
+            var args = CK_C_INITIALIZE_ARGS()
+            let path = strdup(try writeConfig(for: node, extra: extra))
+            defer { free(path) }
+            args.pReserved = UnsafeMutableRawPointer(path)
+            let r = f.C_Initialize!(&args)
+            guard r == rv(CKR_OK) else { return (r, []) }
+            defer { _ = f.C_Finalize!(nil) }
+            var count: CK_ULONG = 0
+            _ = f.C_GetSlotList!(1, nil, &count)
+            var ids = [CK_SLOT_ID](repeating: 0, count: Int(count))
+            _ = f.C_GetSlotList!(1, &ids, &count)
+            return (r, ids.map { id in
+                var info = CK_TOKEN_INFO()
+                _ = f.C_GetTokenInfo!(id, &info)
+                return withUnsafeBytes(of: info.label) { String(decoding: $0, as: UTF8.self) }.split(separator: " ").joined(separator: " ")
+            })
+        }
+        #expect(try slots(#", "namespaces": ["a", "b-2"]"#) == (rv(CKR_OK), ["a", "b-2"]))
+        #expect(try slots(#", "namespace": "a""#) == (rv(CKR_OK), ["test-token"]))
+        #expect(try slots(#", "namespaces": "auto""#) == (rv(CKR_OK), ["test-token"]))  // no principals: one slot
+        #expect(try slots(#", "namespaces": ["A B"]"#).0 == rv(CKR_FUNCTION_FAILED))
+        #expect(try slots(#", "namespace": "@x""#).0 == rv(CKR_FUNCTION_FAILED))
+        #expect(try slots(#", "namespaces": []"#).0 == rv(CKR_FUNCTION_FAILED))
+        // With principals: "auto" gives the principal's namespaces.
+        let api = try node.client()
+        _ = try api.addPrincipal(password: TestNode.password, name: "test", certificate: TestNode.shared.pki.clientCertificateDER,
+                                 role: "officer", namespaces: ["one", "two"], pin: nil)
+        #expect(try slots(#", "namespaces": "auto""#) == (rv(CKR_OK), ["one", "two"]))
+    }
+
     @Test func signsFindsAndReadsAttributesAgainstARealNode() throws {
         let node = try TestNode()
         defer { node.stop() }

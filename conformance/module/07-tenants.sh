@@ -104,13 +104,33 @@ check "the auditor reads team-b's records (its PIN)" grep -q 'principal="b-user"
 check "... and no record of another namespace" bash -c "! grep -v 'namespace=team-b' <<< '$out' | grep -q seq="
 check "... team A's own signature is not among them" bash -c "! grep -q 'principal=\"team-a\"' <<< '$out'"
 
+# --- one slot per namespace of the principal ("namespaces": "auto") ---------------------------------
+"$VSSM_BIN" issue-client "$D" --name multi --out "$W/multi" >/dev/null
+"$VSSM_BIN" admin principal add multi --certificate "$W/multi-cert.pem" --role officer --namespace team-b --namespace team-c >/dev/null
+python3 - "$VSSM_PKCS11_CONFIG_B" "$W/multi.json" "$W/multi-cert.pem" "$W/multi-key.pem" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); s = c["slots"][0]
+s["clientCert"], s["clientKey"], s["namespaces"] = sys.argv[3], sys.argv[4], "auto"
+del s["label"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+M() { VSSM_PKCS11_CONFIG="$W/multi.json" "$@"; }
+out=$(M $P11 -L 2>&1)
+check "\"namespaces\": \"auto\" gives one slot per namespace, labelled team-b and team-c" \
+    bash -c "grep -q 'token label *: team-b' <<< '$out' && grep -q 'token label *: team-c' <<< '$out' && [ \$(grep -c 'token label' <<< '$out') = 2 ]"
+check "an officer of both generates a key on token team-c" M $P11 --token-label team-c --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 --label c-key
+out=$(M $P11 --token-label team-b -O 2>&1)
+check "token team-b shows b-key and not c-key" bash -c "grep -q 'label: *b-key' <<< '$out' && ! grep -q c-key <<< '$out'"
+out=$(M $P11 --token-label team-c -O 2>&1)
+check "token team-c shows c-key and not b-key" bash -c "grep -q 'label: *c-key' <<< '$out' && ! grep -q b-key <<< '$out'"
+
 # --- the audit trail names the principal of every operation; an edit is found ----------------------
 out=$("$VSSM_BIN" admin logs --audit --limit 100000 2>&1)
 check "every record of a key operation names a registered principal" python3 -c '
 import re, sys
 keyed = [l for l in sys.stdin.read().splitlines() if " key=\"" in l and "key=\"\"" not in l]
 assert keyed, "no records"
-bad = [l for l in keyed if not re.search(r"principal=\"(team-a|team-b|b-user|b-auditor|stranger)\"", l) and "principal=\"CN=stranger\"" not in l]
+bad = [l for l in keyed if not re.search(r"principal=\"(team-a|team-b|b-user|b-auditor|multi|stranger)\"", l) and "principal=\"CN=stranger\"" not in l]
 assert not bad, bad[:3]' <<< "$out"
 check "the audit trail verifies" "$VSSM_BIN" admin logs --verify
 python3 - "$D/state/audit.jsonl" <<'PY'
@@ -150,7 +170,7 @@ out=$(VSSM_PKCS11_CONFIG="$W/fresh-a.json" $P11 --login --pin "$PIN" -O 2>&1)
 check "... and team A still does not see it there" bash -c "grep -q a-key <<< '$out' && ! grep -q b-key <<< '$out'"
 
 # --- with no principal registered the original model is back ---------------------------------------
-for p in team-a team-b b-user b-auditor; do "$VSSM_BIN" admin principal remove "$p" >/dev/null; done
+for p in team-a team-b b-user b-auditor multi; do "$VSSM_BIN" admin principal remove "$p" >/dev/null; done
 out=$(rest "$W/stranger-cert.pem" "$W/stranger-key.pem" /REST/v1/admin/listkeys "{\"adminPassword\":\"$PIN\"}")
 expect_eq "with every principal removed, any trusted client uses the original API again (200)" 200 "$(status_of "$out")"
 check "... and sees every key, namespaced ones by their stored names" grep -q '@team-b/b-key' <<< "$out"
