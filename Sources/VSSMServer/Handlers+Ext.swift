@@ -141,7 +141,7 @@ extension KeyServiceNode {
         }
         var w = WireWriter()
         w.array("keys", keys)
-        w.array("objects", visible.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
+        w.array("objects", visible.objects.values.sorted { $0.uid < $1.uid }.map { ObjectCodec.encode($0, stored: false) })
         w.strings("features", KeyServiceNode.extFeatures)
         return ok(w)
     }

@@ -128,7 +128,7 @@ enum StateCodec {
             for e in s.mac.values.sorted(by: { $0.name < $1.name }) { add(.mac, e.name, e.attributes) }
             var ext = WireWriter()
             ext.array("attributes", attrs)
-            ext.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map(ObjectCodec.encode))
+            ext.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map { ObjectCodec.encode($0, stored: true) })
             if !s.principals.isEmpty || s.principalsVersion != 0 {
                 ext.array("principals", s.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: true) })
                 ext.int64("principalsVersion", s.principalsVersion)
@@ -209,7 +209,9 @@ enum StateCodec {
 }
 
 enum ObjectCodec {
-    static func encode(_ o: StoredObject) -> JSONValue {
+    /// `stored`: the sealed state (with the object's namespace); otherwise a listing, whose objects
+    /// are all of the caller's namespace (clients' schema has no namespace field).
+    static func encode(_ o: StoredObject, stored: Bool) -> JSONValue {
         var w = WireWriter()
         w.string("uid", o.uid)
         w.string("class", o.objectClass)
@@ -218,7 +220,7 @@ enum ObjectCodec {
         w.bytes("value", o.value)
         w.string("application", o.application)
         w.int64("createdAt", o.createdAt)
-        if let ns = o.namespace { w.string("namespace", ns) }
+        if stored, let ns = o.namespace { w.string("namespace", ns) }
         return w.value
     }
 

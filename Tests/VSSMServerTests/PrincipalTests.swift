@@ -97,6 +97,9 @@ import VSSMTestSupport
         let uid = String(created.split(separator: "\"")[3])
         let aObjects = try a.client.call(Route.extListKeys, WireWriter(), response: ExtSchemas.listKeysResponse, idempotent: true).objects("objects")
         #expect(aObjects.isEmpty)
+        // The owner's listing decodes with the clients' schema (no namespace field leaks into it).
+        let bObjects = try b.client.call(Route.extListKeys, WireWriter(), response: ExtSchemas.listKeysResponse, idempotent: true).objects("objects")
+        #expect(bObjects.map { $0.string("label") } == ["b-data"])
         #expect(try n.post(a.client, Route.extDeleteObject, #"{"adminPassword":"\#(pw)","uid":"\#(uid)"}"#).0 == 404)
         #expect(try n.post(b.client, Route.extDeleteObject, #"{"adminPassword":"b-pin-1234","uid":"\#(uid)"}"#).0 == 200)
     }

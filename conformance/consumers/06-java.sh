@@ -96,4 +96,15 @@ for a in kt-rsa kt-ec; do
 done
 out=$(keytool -list "${KT[@]}" 2>&1)
 check "keytool -list no longer shows kt-rsa or kt-ec" bash -c "! grep -qE '^kt-(rsa|ec),' <<< '$out'"
+
+# --- a second tenant (issue 11): team B's officer generates on its own token with its own PIN ------
+KTB=(-keystore NONE -storetype PKCS11 -providerClass sun.security.pkcs11.SunPKCS11 -providerArg "$W/sunpkcs11.cfg" -storepass "$PIN_B")
+check "team B: keytool -genkeypair EC P-256 on token team-b with team B's PIN (CKU_USER, role officer)" \
+    env VSSM_PKCS11_CONFIG="$VSSM_PKCS11_CONFIG_B" keytool -genkeypair -alias kt-b -keyalg EC -groupname secp256r1 \
+    -sigalg SHA256withECDSA -dname CN=kt-b "${KTB[@]}"
+out=$(VSSM_PKCS11_CONFIG="$VSSM_PKCS11_CONFIG_B" keytool -list "${KTB[@]}" 2>&1)
+check "team B: keytool -list shows kt-b and none of team A's keys" bash -c "grep -q '^kt-b, PrivateKeyEntry' <<< '$out' && ! grep -q '^java-' <<< '$out'"
+out=$(keytool -list "${KT[@]}" 2>&1)
+check "team A: keytool -list does not show kt-b" bash -c "grep -q '^java-ec, PrivateKeyEntry' <<< '$out' && ! grep -q '^kt-b' <<< '$out'"
+
 finish
