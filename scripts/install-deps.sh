@@ -7,7 +7,7 @@ what="${1:-check}"
 # Build: libssl-dev. Demo: pkcs11-tool (opensc) and the libp11 engine. Tests: the consumers the
 # conformance scenarios drive.
 pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl)
-[ "$what" = demo ] || pkgs+=(openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless)
+[ "$what" = demo ] || pkgs+=(openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless etcd-server etcd-client)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -347,6 +347,7 @@ extension KeyServiceNode {
             let taken = merge(admissible, into: &next)
             guard next.estimatedBytes <= cap else { return ([], true, false) }
             let other = next.principalsVersion != s.principalsVersion || next.objects.count != s.objects.count
+                || next.tombstones != s.tombstones || next.keyCount < s.keyCount
             s = next
             return (taken, false, other)
         }

@@ -386,8 +386,7 @@ extension KeyServiceNode {
         return ok(WireWriter())
     }
 
-    /// Deletes a key on this node. Note: peers still holding it bring it back on the next pull
-    /// (the original's sync format has no deletions).
+    /// Deletes a key; its tombstone keeps peers and backups that still hold it from bringing it back.
     func extDeleteKey(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deleteKeyRequest)
         let given = r.string("keyName")
@@ -401,6 +400,7 @@ extension KeyServiceNode {
         audit.info("Deleting the \(type.rawValue) key named \(name)...")
         try mutate { (s: inout KeyState) throws(ServiceError) in
             guard s.remove(name, type: type) else { throw .invalidKeyName(given) }
+            s.bury(Tombstone.id(type, name), at: KeyServiceNode.nowMillis())
         }
         return ok(WireWriter())
     }
@@ -449,6 +449,7 @@ extension KeyServiceNode {
         try mutate { (s: inout KeyState) throws(ServiceError) in
             try checkObjectNamespace(s.objects[uid], uid: uid, ctx)
             guard s.objects.removeValue(forKey: uid) != nil else { throw .notFound("No object with uid \(uid).") }
+            s.bury(Tombstone.object(uid), at: KeyServiceNode.nowMillis())
         }
         return ok(WireWriter())
     }

@@ -70,6 +70,9 @@ public struct KeyState: Sendable {
     /// When the principal table last changed (ms, strictly increasing here): nodes and restores
     /// take a whole newer table, so a removal travels like an addition.
     public var principalsVersion: Int64 = 0
+    /// Deletions (`Tombstone.id` → when, ms): a peer or backup that still holds the key or object
+    /// does not bring it back. Travel with the sealed state, the extension sync and v2 backups.
+    public var tombstones: [String: Int64] = [:]
     public init() {}
 
     public var keyCount: Int { symmetric.count + asymmetric.count + mac.count }
@@ -129,6 +132,14 @@ enum StateCodec {
             var ext = WireWriter()
             ext.array("attributes", attrs)
             ext.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map { ObjectCodec.encode($0, stored: true) })
+            if !s.tombstones.isEmpty {
+                ext.array("tombstones", s.tombstones.sorted { $0.key < $1.key }.map { id, at in
+                    var t = WireWriter()
+                    t.string("id", id)
+                    t.int64("deletedAt", at)
+                    return t.value
+                })
+            }
             if !s.principals.isEmpty || s.principalsVersion != 0 {
                 ext.array("principals", s.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: true) })
                 ext.int64("principalsVersion", s.principalsVersion)
@@ -180,6 +191,13 @@ enum StateCodec {
                 for item in items { if let p = PrincipalCodec.decode(item) { d.state.principals[p.fingerprint] = p } }
             }
             if case .string(let v)? = extValue["principalsVersion"], let version = Int64(v) { d.state.principalsVersion = version }
+            if case .array(let items)? = extValue["tombstones"] {
+                for t in items.prefix(Tombstone.maxCount) {
+                    guard case .string(let id)? = t["id"], case .string(let at)? = t["deletedAt"], let ms = Int64(at),
+                          id.utf8.count <= 512 else { continue }
+                    d.state.tombstones[id] = max(ms, d.state.tombstones[id] ?? .min)
+                }
+            }
         }
         return d
     }
@@ -236,29 +254,70 @@ enum ObjectCodec {
     }
 }
 
+/// Deletions that stay deleted. A tombstone `TYPE/name` (or `OBJECT/uid`) with the time of the
+/// deletion outranks every copy of the key created at or before it: a peer (ours or a Go node) or
+/// a backup that still holds it does not bring it back; a key made again later under the name is
+/// a new key. At most `maxCount` are kept (the oldest go first).
+public enum Tombstone {
+    static let maxCount = 100_000
+    static func id(_ type: KeyType, _ name: String) -> String { type.rawValue + "/" + name }
+    static func object(_ uid: String) -> String { "OBJECT/" + uid }
+}
+
+extension KeyState {
+    /// Records a deletion (and keeps the table bounded).
+    mutating func bury(_ id: String, at ms: Int64) {
+        tombstones[id] = max(ms, tombstones[id] ?? .min)
+        if tombstones.count > Tombstone.maxCount {
+            for (old, _) in tombstones.sorted(by: { $0.value < $1.value }).prefix(tombstones.count - Tombstone.maxCount) {
+                tombstones.removeValue(forKey: old)
+            }
+        }
+    }
+
+    /// Whether a copy created at `createdAt` of what `id` names was deleted since.
+    func isBuried(_ id: String, createdAt: Int64) -> Bool { (tombstones[id] ?? .min) >= createdAt }
+}
+
 /// Merge rule of the original (sync and restore): an entry is taken when the name is absent or the
-/// local `createdAt` is strictly older. Returns the names taken.
+/// local `createdAt` is strictly older — unless a tombstone says it was deleted since (ours; the
+/// original had none). Incoming tombstones delete what they outrank here. Returns the names taken.
 func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
     var taken: [String] = []
-    for (name, e) in incoming.symmetric where (state.symmetric[name]?.createdAt ?? Int64.min) < e.createdAt {
+    for (id, at) in incoming.tombstones where at > (state.tombstones[id] ?? .min) {
+        state.bury(id, at: at)
+        let parts = id.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { continue }
+        switch parts[0] {
+        case KeyType.symmetric.rawValue: if let e = state.symmetric[parts[1]], e.createdAt <= at { state.symmetric.removeValue(forKey: parts[1]) }
+        case KeyType.asymmetric.rawValue: if let e = state.asymmetric[parts[1]], e.createdAt <= at { state.asymmetric.removeValue(forKey: parts[1]) }
+        case KeyType.mac.rawValue: if let e = state.mac[parts[1]], e.createdAt <= at { state.mac.removeValue(forKey: parts[1]) }
+        case "OBJECT": if let o = state.objects[parts[1]], o.createdAt <= at { state.objects.removeValue(forKey: parts[1]) }
+        default: break
+        }
+    }
+    for (name, e) in incoming.symmetric where (state.symmetric[name]?.createdAt ?? Int64.min) < e.createdAt
+        && !state.isBuried(Tombstone.id(.symmetric, name), createdAt: e.createdAt) {
         var e = e
         if e.attributes.isEmpty, let old = state.symmetric[name] { e.attributes = old.attributes }
         state.symmetric[name] = e
         taken.append(name)
     }
-    for (name, e) in incoming.asymmetric where (state.asymmetric[name]?.createdAt ?? Int64.min) < e.createdAt {
+    for (name, e) in incoming.asymmetric where (state.asymmetric[name]?.createdAt ?? Int64.min) < e.createdAt
+        && !state.isBuried(Tombstone.id(.asymmetric, name), createdAt: e.createdAt) {
         var e = e
         if e.attributes.isEmpty, let old = state.asymmetric[name] { e.attributes = old.attributes }
         state.asymmetric[name] = e
         taken.append(name)
     }
-    for (name, e) in incoming.mac where (state.mac[name]?.createdAt ?? Int64.min) < e.createdAt {
+    for (name, e) in incoming.mac where (state.mac[name]?.createdAt ?? Int64.min) < e.createdAt
+        && !state.isBuried(Tombstone.id(.mac, name), createdAt: e.createdAt) {
         var e = e
         if e.attributes.isEmpty, let old = state.mac[name] { e.attributes = old.attributes }
         state.mac[name] = e
         taken.append(name)
     }
-    for (uid, o) in incoming.objects where state.objects[uid] == nil {
+    for (uid, o) in incoming.objects where state.objects[uid] == nil && !state.isBuried(Tombstone.object(uid), createdAt: o.createdAt) {
         state.objects[uid] = o
     }
     // The principal table is taken whole when it is newer (removals travel too).
@@ -327,6 +386,7 @@ extension KeyState {
         for e in symmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
         for e in mac.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
         for e in asymmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.pkcs8.count) + attrs(e.attributes) }
+        n += tombstones.reduce(0) { $0 + 80 + 2 * $1.key.utf8.count }
         for p in principals.values {
             n += 400 + 2 * (p.name.utf8.count + p.subject.utf8.count) + p.namespaces.reduce(0) { $0 + 8 + $1.utf8.count }
         }
@@ -375,6 +435,10 @@ extension KeyPolicy {
                 continue
             }
             out.objects[uid] = o
+        }
+        for (id, at) in incoming.tombstones {
+            if at > latest { refused.append("tombstone \(id): deleted in the future"); continue }
+            out.tombstones[id] = at
         }
         // The principal table is one unit: taken whole or not at all.
         if incoming.principals.values.allSatisfy({ $0.name.utf8.count <= 128 && $0.namespaces.count <= 64 && $0.subject.utf8.count <= 4096 }),
