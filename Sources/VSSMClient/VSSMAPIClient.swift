@@ -141,6 +141,27 @@ public final class VSSMAPIClient: Sendable {
         _ = try call(Route.extPrincipalSetPIN, w, response: Schemas.empty, idempotent: false)
     }
 
+    /// A join credential for a new node (`name`, `secret`).
+    public func addNode(password: String, name: String) throws(ClientError) -> WireObject {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("name", name)
+        return try call(Route.extNodeAdd, w, response: ExtSchemas.nodeAddResponse, idempotent: false)
+    }
+
+    public func removeNode(password: String, name: String) throws(ClientError) {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        w.string("name", name)
+        _ = try call(Route.extNodeRemove, w, response: Schemas.empty, idempotent: false)
+    }
+
+    public func listNodes(password: String) throws(ClientError) -> [String] {
+        var w = WireWriter()
+        w.string("adminPassword", password)
+        return try call(Route.extNodeList, w, response: ExtSchemas.nodeListResponse, idempotent: true).strings("names")
+    }
+
     public func whoAmI() throws(ClientError) -> WireObject {
         try call(Route.extWhoAmI, WireWriter(), response: ExtSchemas.whoAmIResponse, idempotent: true)
     }

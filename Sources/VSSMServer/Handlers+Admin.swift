@@ -199,6 +199,7 @@ extension KeyServiceNode {
         let r = try decode(body, Schemas.listKeysRequest)
         try checkCredential(r, ctx)
         audit.info("Listing keys in the key database...")
+        _ = catchUp()
         let s = visibleKeys(snapshot, ctx)
         func secret(_ e: SecretKeyEntry) -> JSONValue {
             var w = WireWriter()

@@ -132,6 +132,7 @@ extension KeyServiceNode {
     func extListKeys(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.listKeysRequest)
         let owner = r.string("owner")
+        _ = catchUp()  // in a cluster: what another node made a moment ago is listed too
         var keys: [JSONValue] = []
         let visible = visibleKeys(snapshot, ctx)
         try appendListing(visible, ephemeral: false, to: &keys)

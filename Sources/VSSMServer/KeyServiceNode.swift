@@ -87,6 +87,16 @@ public final class KeyServiceNode: Sendable {
     /// Serialises writers of the sealed file so an older snapshot never overwrites a newer one.
     let persistLock = Locked<UInt64>(0)
     let peerSync: PeerSync
+    /// The cluster's shared store (`config.etcd`), once running; nil: the sealed file (or memory).
+    let etcd = Locked<EtcdStore?>(nil)
+    /// When the last catch-up check began (monotonic ns).
+    private let lastCatchUpNs = Locked<UInt64>(0)
+
+    static func monotonicNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
 
     public init(config: ServerConfig, audit: AuditLog = AuditLog()) throws(ServiceError) {
         self.config = config
@@ -150,7 +160,17 @@ public final class KeyServiceNode: Sendable {
         }
         var sealed: SealedStateFile? = nil
         var loaded: StateCodec.Decoded? = nil
-        if let dir = config.stateDirectory {
+        var store: EtcdStore? = nil
+        if let settings = config.etcd {
+            // The cluster's state is etcd's; the state directory keeps this node's audit trail.
+            if isRunning { return }
+            let s = try EtcdStore(settings: settings, rpcKey: key)
+            var decoded = StateCodec.Decoded()
+            decoded.state = try KeyServiceNode.retrying(seconds: 10) { () throws(ServiceError) in try s.load(audit: audit).state }
+            loaded = decoded
+            store = s
+            if let dir = config.stateDirectory { try FileUtil.makeDirectory(dir) }
+        } else if let dir = config.stateDirectory {
             do { sealed = try SealedStateFile(directory: dir, rpcKey: key) } catch { throw .internalError(error.message) }
             try FileUtil.makeDirectory(dir)
             if let file = try sealed?.load() {
@@ -168,9 +188,10 @@ public final class KeyServiceNode: Sendable {
             return false
         }
         if alreadyRunning { return }
+        etcd.withLock { $0 = store }
         if let loaded {
             state.withLock { $0 = loaded.state }
-            audit.info("Loaded \(loaded.state.keyCount) keys and \(loaded.state.objects.count) objects from \(sealed?.path ?? "")")
+            audit.info("Loaded \(loaded.state.keyCount) keys and \(loaded.state.objects.count) objects from \(store.map { "etcd (\($0.settings.endpoints.joined(separator: ",")))" } ?? sealed?.path ?? "")")
             for name in loaded.skipped { audit.error("Skipped unparseable asymmetric key from the sealed store: \(name)") }
         }
         if let dir = config.stateDirectory {
@@ -184,6 +205,43 @@ public final class KeyServiceNode: Sendable {
         audit.info("Manual bootstrap successful...")
         audit.info("Entering normal application running state...")
         peerSync.start(node: self)
+        if let store { follow(store) }
+    }
+
+    /// Runs `body` until it succeeds or `seconds` have passed (etcd briefly unreachable at start).
+    static func retrying<R>(seconds: Int, _ body: () throws(ServiceError) -> R) throws(ServiceError) -> R {
+        let deadline = PasswordGuard.monotonicMs() + Int64(seconds) * 1000
+        while true {
+            do { return try body() } catch {
+                if error.status != 503 || PasswordGuard.monotonicMs() > deadline { throw error }
+                usleep(200_000)
+            }
+        }
+    }
+
+    /// Follows the other nodes' changes: polls the store's revision and reloads when it moved.
+    /// While etcd is unreachable the node keeps serving from its view (writes fail with 503).
+    func follow(_ store: EtcdStore) {
+        Task.detached { [self] in
+            var failing = false
+            while true {
+                try? await Task.sleep(nanoseconds: UInt64(EtcdStore.pollMs) * 1_000_000)
+                do throws(ServiceError) {
+                    let revision = try store.currentRevision()
+                    if revision != store.viewRevision {
+                        try persistLock.withLock { (_: inout UInt64) throws(ServiceError) in
+                            let loaded = try store.load(audit: audit)
+                            state.withLock { $0 = loaded.state }
+                        }
+                    }
+                    if failing { audit.info("The key store (etcd) is reachable again.") }
+                    failing = false
+                } catch {
+                    if !failing { audit.error("\(error.message) Serving from this node's view; changes fail until it is back.") }
+                    failing = true
+                }
+            }
+        }
     }
 
     // MARK: - Persistence
@@ -191,6 +249,10 @@ public final class KeyServiceNode: Sendable {
     /// Writes the current state to the sealed file (when configured). Called after every change,
     /// before the change is acknowledged, so an acknowledged key survives kill -9.
     func persist() throws(ServiceError) {
+        if let store = etcd.withLock({ $0 }) {
+            try persistLock.withLock { (_: inout UInt64) throws(ServiceError) in try store.commit(state.withLock { $0 }) }
+            return
+        }
         guard case .running(_, let sealed?) = phase.withLock({ $0 }) else { return }
         try persistLock.withLock { (generation: inout UInt64) throws(ServiceError) in
             let snapshot = state.withLock { $0 }
@@ -206,6 +268,33 @@ public final class KeyServiceNode: Sendable {
     /// the state over `limits.maxStateBytes` is refused (413) and leaves the state as it was.
     func mutate<R>(_ body: (inout KeyState) throws(ServiceError) -> R) throws(ServiceError) -> R {
         let cap = config.limits.maxStateBytes
+        if let store = etcd.withLock({ $0 }) {
+            // The change is etcd's first: applied here only once the transaction succeeded.
+            func attempt() throws(ServiceError) -> R {
+                try persistLock.withLock { (_: inout UInt64) throws(ServiceError) -> R in
+                    var next = state.withLock { $0 }
+                    let r = try body(&next)
+                    let size = next.estimatedBytes
+                    guard size <= cap else {
+                        throw .tooLarge("The key store would grow to about \(size) bytes, above its limit of \(cap) bytes; nothing was changed.")
+                    }
+                    try store.commit(next)
+                    state.withLock { $0 = next }
+                    return r
+                }
+            }
+            let r: R
+            do {
+                r = try attempt()
+            } catch {
+                // This node's view may be behind another node's change (a key made or changed
+                // there a moment ago): once caught up, the change is tried once more.
+                guard error.status == 404 || error == EtcdStore.concurrentChange, catchUp() else { throw error }
+                r = try attempt()
+            }
+            peerSync.pushSoon(node: self)
+            return r
+        }
         let r = try state.withLock { (s: inout KeyState) throws(ServiceError) -> R in
             var next = s
             let r = try body(&next)
@@ -245,6 +334,7 @@ public final class KeyServiceNode: Sendable {
         ]
         for (path, h) in extRoutes { r[path] = h }
         for (path, h) in principalRoutes { r[path] = h }
+        for (path, h) in nodeRoutes { r[path] = h }
         return r
     }()
 
@@ -255,6 +345,7 @@ public final class KeyServiceNode: Sendable {
         Route.extUpdateObject, Route.extDeleteObject, Route.extGenerateBackup, Route.extRestoreBackup, Route.extVerifyPassword,
         Route.extCopyKey, Route.extDerive, Route.extUnwrap, Route.extAudit,
         Route.extPrincipalAdd, Route.extPrincipalList, Route.extPrincipalRemove, Route.extPrincipalSetPIN,
+        Route.extNodeAdd, Route.extNodeRemove, Route.extNodeList,
     ]
 
     /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.
@@ -263,7 +354,11 @@ public final class KeyServiceNode: Sendable {
         var context = context
         do {
             if context.listener == .api && context.authenticated && isRunning { try authorize(path: path, &context) }
-            response = try route(path: path, body: body, context: context)
+            if context.listener == .bootstrapSlave && path == Route.extJoin && !config.compatOnly && isRunning {
+                response = try join(body, &context)
+            } else {
+                response = try route(path: path, body: body, context: context)
+            }
         } catch {
             // The original answers 500 for every handler error; only an unknown path is its mux's 404.
             let goStatus = error.message == "404 page not found" ? 404 : 500
@@ -353,24 +448,32 @@ public final class KeyServiceNode: Sendable {
     /// worker pool so no loop ever stalls.
     public func isCheap(path: String, body: [UInt8], keyName: @autoclosure () -> String, fingerprint: String = "-", namespace: String? = nil) -> Bool {
         guard body.count <= 64 << 10, isRunning else { return false }
-        switch path {
-        case Route.symmetricEncrypt, Route.symmetricDecrypt, Route.hmacCreate, Route.hmacVerify,
-             Route.asymmetricVerify, Route.extSymmetricEncrypt, Route.extSymmetricDecrypt,
-             Route.extCapabilities:
-            return true
-        case Route.asymmetricSign, Route.extSign:
+        /// The stored key the request names, when this node has it (resolved in the caller's
+        /// namespace once principals exist, as `authorize` and `storedName` decide; anything they
+        /// would refuse just takes the pool).
+        func present(_ s: KeyState, _ has: (KeyState, String) -> Bool) -> Bool {
             let name = keyName()
-            return state.withLock { s in
-                // Once principals exist the name resolves in the caller's namespace (as `authorize`
-                // and `storedName` decide; anything they would refuse just takes the pool).
-                var stored = name
-                if !s.principals.isEmpty {
-                    guard let p = s.principals[fingerprint], !name.hasPrefix("@") else { return false }
-                    let ns = namespace.flatMap { p.namespaces.contains($0) ? $0 : nil } ?? p.namespaces.first ?? Namespace.defaultName
-                    stored = Namespace.qualify(name, in: ns)
-                }
-                return s.asymmetric[stored]?.key.kind == .ec
+            var stored = name
+            if !s.principals.isEmpty {
+                guard let p = s.principals[fingerprint], !name.hasPrefix("@"), !name.hasPrefix("~") else { return false }
+                let ns = namespace.flatMap { p.namespaces.contains($0) ? $0 : nil } ?? p.namespaces.first ?? Namespace.defaultName
+                stored = Namespace.qualify(name, in: ns)
             }
+            return has(s, stored)
+        }
+        // In a cluster a miss may ask etcd (`catchUp`): never on the event loop.
+        let clustered = etcd.withLock { $0 != nil }
+        switch path {
+        case Route.extCapabilities:
+            return true
+        case Route.symmetricEncrypt, Route.symmetricDecrypt, Route.extSymmetricEncrypt, Route.extSymmetricDecrypt:
+            return !clustered || state.withLock { s in present(s) { $0.symmetric[$1] != nil } }
+        case Route.hmacCreate, Route.hmacVerify:
+            return !clustered || state.withLock { s in present(s) { $0.mac[$1] != nil } }
+        case Route.asymmetricVerify:
+            return !clustered || state.withLock { s in present(s) { $0.asymmetric[$1] != nil } }
+        case Route.asymmetricSign, Route.extSign:
+            return state.withLock { s in present(s) { $0.asymmetric[$1]?.key.kind == .ec } }
         default:
             return false
         }
@@ -417,25 +520,52 @@ public final class KeyServiceNode: Sendable {
 
     // Once principals exist a name resolves in the caller's namespace (`storedName`).
 
+    // In a cluster a key another node made a moment ago may not be in this node's view yet: a miss
+    // asks etcd whether the view is behind before it is an answer (`catchUp`).
+
     func asymmetricKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> AsymmetricKeyEntry {
         let stored = try storedName(name, ctx)
         if stored.hasPrefix("~"), let k = ephemeral.asymmetric(stored) { return k }
-        guard let k = state.withLock({ $0.asymmetric[stored] }) else { throw .invalidKeyName(name) }
+        if let k = state.withLock({ $0.asymmetric[stored] }) { return k }
+        guard catchUp(), let k = state.withLock({ $0.asymmetric[stored] }) else { throw .invalidKeyName(name) }
         return k
     }
 
     func symmetricKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> SecretKeyEntry {
         let stored = try storedName(name, ctx)
         if stored.hasPrefix("~"), let k = ephemeral.symmetric(stored) { return k }
-        guard let k = state.withLock({ $0.symmetric[stored] }) else { throw .invalidKeyName(name) }
+        if let k = state.withLock({ $0.symmetric[stored] }) { return k }
+        guard catchUp(), let k = state.withLock({ $0.symmetric[stored] }) else { throw .invalidKeyName(name) }
         return k
     }
 
     func macKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> SecretKeyEntry {
         let stored = try storedName(name, ctx)
         if stored.hasPrefix("~"), let k = ephemeral.mac(stored) { return k }
-        guard let k = state.withLock({ $0.mac[stored] }) else { throw .invalidKeyName(name) }
+        if let k = state.withLock({ $0.mac[stored] }) { return k }
+        guard catchUp(), let k = state.withLock({ $0.mac[stored] }) else { throw .invalidKeyName(name) }
         return k
+    }
+
+    /// Brings this node's view up to etcd's when it is behind (one small request). Misses queue
+    /// behind one catch-up at a time, and a miss that a check begun after it already covered only
+    /// looks again: concurrent misses cost etcd one request. True: look again. Without etcd, or
+    /// with etcd unreachable: false (the answer stays "not found").
+    func catchUp() -> Bool {
+        guard let store = etcd.withLock({ $0 }) else { return false }
+        let missedAt = KeyServiceNode.monotonicNs()
+        return lastCatchUpNs.withLock { lastStart -> Bool in
+            if lastStart >= missedAt { return true }
+            lastStart = KeyServiceNode.monotonicNs()
+            guard let revision = try? store.currentRevision(), revision != store.viewRevision else { return false }
+            do {
+                try persistLock.withLock { (_: inout UInt64) throws(ServiceError) in
+                    let loaded = try store.load(audit: audit)
+                    state.withLock { $0 = loaded.state }
+                }
+                return true
+            } catch { return false }
+        }
     }
 }
 

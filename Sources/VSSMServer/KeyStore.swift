@@ -70,6 +70,8 @@ public struct KeyState: Sendable {
     /// When the principal table last changed (ms, strictly increasing here): nodes and restores
     /// take a whole newer table, so a removal travels like an addition.
     public var principalsVersion: Int64 = 0
+    /// Nodes that may join the cluster (`JoinCredential`), by name; versioned with the principals.
+    public var nodes: [String: JoinCredential] = [:]
     /// Deletions (`Tombstone.id` → when, ms): a peer or backup that still holds the key or object
     /// does not bring it back. Travel with the sealed state, the extension sync and v2 backups.
     public var tombstones: [String: Int64] = [:]
@@ -142,6 +144,13 @@ enum StateCodec {
             }
             if !s.principals.isEmpty || s.principalsVersion != 0 {
                 ext.array("principals", s.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: true) })
+                ext.array("nodes", s.nodes.values.sorted { $0.name < $1.name }.map { n in
+                    var x = WireWriter()
+                    x.string("name", n.name)
+                    x.string("secretHash", n.secretHash)
+                    x.int64("createdAt", n.createdAt)
+                    return x.value
+                })
                 ext.int64("principalsVersion", s.principalsVersion)
             }
             w.object("ext", ext.value)
@@ -191,6 +200,14 @@ enum StateCodec {
                 for item in items { if let p = PrincipalCodec.decode(item) { d.state.principals[p.fingerprint] = p } }
             }
             if case .string(let v)? = extValue["principalsVersion"], let version = Int64(v) { d.state.principalsVersion = version }
+            if case .array(let items)? = extValue["nodes"] {
+                for n in items {
+                    guard case .string(let name)? = n["name"], case .string(let hash)? = n["secretHash"], hash.utf8.count == 64,
+                          !name.isEmpty, name.utf8.count <= 128 else { continue }
+                    let created: Int64 = if case .string(let c)? = n["createdAt"] { Int64(c) ?? 0 } else { 0 }
+                    d.state.nodes[name] = JoinCredential(name: name, secretHash: hash, createdAt: created)
+                }
+            }
             if case .array(let items)? = extValue["tombstones"] {
                 for t in items.prefix(Tombstone.maxCount) {
                     guard case .string(let id)? = t["id"], case .string(let at)? = t["deletedAt"], let ms = Int64(at),
@@ -323,6 +340,7 @@ func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
     // The principal table is taken whole when it is newer (removals travel too).
     if incoming.principalsVersion > state.principalsVersion {
         state.principals = incoming.principals
+        state.nodes = incoming.nodes
         state.principalsVersion = incoming.principalsVersion
     }
     return taken
@@ -387,6 +405,7 @@ extension KeyState {
         for e in mac.values { n += 160 + 2 * e.name.utf8.count + b64(e.key.count) + attrs(e.attributes) }
         for e in asymmetric.values { n += 160 + 2 * e.name.utf8.count + b64(e.pkcs8.count) + attrs(e.attributes) }
         n += tombstones.reduce(0) { $0 + 80 + 2 * $1.key.utf8.count }
+        n += nodes.values.reduce(0) { $0 + 200 + 2 * $1.name.utf8.count }
         for p in principals.values {
             n += 400 + 2 * (p.name.utf8.count + p.subject.utf8.count) + p.namespaces.reduce(0) { $0 + 8 + $1.utf8.count }
         }
@@ -444,6 +463,7 @@ extension KeyPolicy {
         if incoming.principals.values.allSatisfy({ $0.name.utf8.count <= 128 && $0.namespaces.count <= 64 && $0.subject.utf8.count <= 4096 }),
            incoming.principalsVersion <= latest {
             out.principals = incoming.principals
+            out.nodes = incoming.nodes
             out.principalsVersion = incoming.principalsVersion
         } else {
             refused.append("the principal table: a principal over a size limit, or changed in the future")

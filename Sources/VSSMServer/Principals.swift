@@ -94,6 +94,7 @@ enum Access {
     static let rootRoutes: Set<String> = [
         Route.generateBackup, Route.restoreBackup, Route.getLogs, Route.extGenerateBackup, Route.extRestoreBackup,
         Route.extPrincipalAdd, Route.extPrincipalList, Route.extPrincipalRemove, Route.extPrincipalSetPIN,
+        Route.extNodeAdd, Route.extNodeRemove, Route.extNodeList,
     ]
     /// What an auditor may call (besides root routes with the admin password).
     static let auditorRoutes: Set<String> = [Route.extAudit, Route.extVerifyPassword, Route.extCapabilities, Route.extWhoAmI, ServiceMetrics.route]

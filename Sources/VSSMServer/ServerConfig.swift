@@ -1,3 +1,4 @@
+import VSSMClient
 import VSSMCrypto
 import VSSMWire
 
@@ -25,6 +26,8 @@ public struct ServerConfig: Sendable {
     public var goStyleErrors = false
     /// Connection, time and size bounds (the original had none).
     public var limits = ServiceLimits()
+    /// A cluster's shared store; nil: this node's sealed file (`stateDirectory`) or memory.
+    public var etcd: EtcdSettings?
 
     public struct Listeners: Sendable {
         public var api = "127.0.0.1:8080"
@@ -79,6 +82,21 @@ public struct ServerConfig: Sendable {
         if case .bool(let b)? = v["auditSyslog"] { auditSyslog = b }
         if case .bool(let b)? = v["goStyleErrors"] { goStyleErrors = b }
         limits = try ServiceLimits(json: v["limits"])
+        if let e = v["etcd"] {
+            guard case .object = e, case .array(let eps)? = e["endpoints"] else { throw .badRequest("config: etcd.endpoints is missing") }
+            func str(_ k: String) throws(ServiceError) -> String {
+                guard case .string(let s)? = e[k], !s.isEmpty else { throw .badRequest("config: etcd.\(k) is missing") }
+                return s
+            }
+            var settings = EtcdSettings(endpoints: eps.compactMap { if case .string(let s) = $0 { s } else { nil } },
+                                        ca: try str("ca"), cert: try str("cert"), key: try str("key"))
+            if case .string(let s)? = e["serverName"], !s.isEmpty { settings.serverName = s }
+            if case .string(let s)? = e["prefix"], !s.isEmpty { settings.prefix = s }
+            guard !settings.endpoints.isEmpty, settings.endpoints.allSatisfy({ Endpoint($0) != nil }) else {
+                throw .badRequest("config: etcd.endpoints must be https://host:port URLs")
+            }
+            etcd = settings
+        }
     }
 
     public var json: [UInt8] {
@@ -98,6 +116,16 @@ public struct ServerConfig: Sendable {
         w.bool("auditSyslog", auditSyslog)
         w.bool("goStyleErrors", goStyleErrors)
         if limits != ServiceLimits() { w.object("limits", limits.json) }
+        if let e = etcd {
+            var x = WireWriter()
+            x.strings("endpoints", e.endpoints)
+            x.string("ca", e.ca)
+            x.string("cert", e.cert)
+            x.string("key", e.key)
+            x.string("serverName", e.serverName)
+            x.string("prefix", e.prefix)
+            w.object("etcd", x.value)
+        }
         return JSONPretty.format(w.value)
     }
 }

@@ -142,6 +142,10 @@ public enum ExtSchemas {
         .init("adminPassword", .string), .init("name", .string), .init("certificate", .bytes), .init("role", .string),
         .init("namespaces", .repeatedString), .init("pin", .string),
     ])
+    public static let nodeRequest = MessageSchema("ExtNodeRequest", [.init("adminPassword", .string), .init("name", .string)])
+    public static let nodeAddResponse = MessageSchema("ExtNodeAddResponse", [.init("name", .string), .init("secret", .bytes)])
+    public static let nodeListResponse = MessageSchema("ExtNodeListResponse", [.init("names", .repeatedString)])
+    public static let joinRequest = MessageSchema("ExtJoinRequest", [.init("name", .string), .init("secret", .bytes)])
     public static let principalListRequest = MessageSchema("ExtPrincipalListRequest", [.init("adminPassword", .string)])
     public static let principalRemoveRequest = MessageSchema("ExtPrincipalRemoveRequest", [.init("adminPassword", .string), .init("name", .string)])
     /// An empty `pin` removes the principal's PIN.
@@ -219,6 +223,12 @@ extension Route {
     /// original `synchronizestate` format instead.
     public static let extSynchronizeState = "/REST/v1/ext/internal/synchronizestate"
     public static let extSynchronizeStatePush = "/REST/v1/ext/internal/synchronizestatepush"
+    /// Bootstrap-slave listener: a node with a join credential obtains the RPC key.
+    public static let extJoin = "/REST/v1/ext/internal/join"
+    /// Join credentials (root admin).
+    public static let extNodeAdd = "/REST/v1/ext/nodes/add"
+    public static let extNodeRemove = "/REST/v1/ext/nodes/remove"
+    public static let extNodeList = "/REST/v1/ext/nodes/list"
     /// The header that picks one of a principal's namespaces for a request.
     public static let namespaceHeader = "X-VSSM-Namespace"
     /// Version-2 BackupBlob: the original format plus CKA_IDs, ciphers and stored objects.

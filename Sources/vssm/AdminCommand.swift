@@ -53,7 +53,7 @@ struct AdminCommand: ParsableCommand {
         commandName: "admin",
         abstract: "Manage keys of a running node (needs the admin password).",
         subcommands: [GenerateKey.self, InjectKey.self, ListKeys.self, DeleteKey.self, Backup.self, Restore.self, Logs.self,
-                      SplitRPCKey.self, PrincipalCommand.self, WhoAmI.self])
+                      SplitRPCKey.self, PrincipalCommand.self, WhoAmI.self, NodeCommand.self])
 
     struct GenerateKey: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "generate-key", abstract: "Generate a key inside the service.")
@@ -386,6 +386,56 @@ struct PrincipalCommand: ParsableCommand {
             let pw = try connection.adminPassword()
             try vssm.run { () throws(ClientError) in try c.setPrincipalPIN(password: pw, name: name, pin: clear ? "" : pinText) }
             print(clear ? "removed the PIN of \(name)" : "set the PIN of \(name)")
+        }
+    }
+}
+
+/// `vssm admin node add|remove|list`: join credentials for new cluster nodes (root admin).
+struct NodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node",
+        abstract: "Join credentials: a new node started with `vssm serve --join URL --join-credential FILE` obtains the RPC key from a running node.",
+        subcommands: [Add.self, Remove.self, List.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Issue a join credential (written once, to --out).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Node name (shown in the audit trail).") var name: String
+        @Option(help: "File to write the credential to (mode 0600; hand it to the new node only).") var out: String
+
+        func run() throws {
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            let r = try vssm.run { () throws(ClientError) in try c.addNode(password: pw, name: name) }
+            var w = WireWriter()
+            w.string("name", r.string("name"))
+            w.bytes("secret", r.bytes("secret"))
+            try writeFile(out, w.bytes)
+            print("join credential for node \(name) written to \(out)")
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Revoke a node's join credential (it can no longer join).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Node name.") var name: String
+
+        func run() throws {
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            try vssm.run { () throws(ClientError) in try c.removeNode(password: pw, name: name) }
+            print("revoked the join credential of node \(name)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Nodes that may join.")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            let c = try connection.client()
+            let pw = try connection.adminPassword()
+            for n in try vssm.run({ () throws(ClientError) in try c.listNodes(password: pw) }) { print(n) }
         }
     }
 }

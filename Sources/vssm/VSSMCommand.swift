@@ -142,6 +142,12 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Serve exactly the original VSSM API (no /REST/v1/ext/ extensions).") var compatOnly = false
     @Flag(help: "Answer every error with HTTP 500 and the message, as the original Go VSSM does (with --compat-only: test clients against Go's behaviour).") var goErrors = false
     @Option(help: "Worker threads for request handling.") var workers = 8
+    @Option(help: "Keep the state in etcd: etcd:https://host:2379[,https://host:2379...] (TLS files from config.json's \"etcd\" or --etcd-ca/--etcd-cert/--etcd-key).") var store: String?
+    @Option(help: "PEM CA of the etcd members' certificates.") var etcdCa: String?
+    @Option(help: "PEM client certificate for etcd.") var etcdCert: String?
+    @Option(help: "PEM client key for etcd.") var etcdKey: String?
+    @Option(help: "Join a cluster: a running node's bootstrap-slave URL (https://host:port); repeatable.") var join: [String] = []
+    @Option(help: "The join credential file from `vssm admin node add`.") var joinCredential: String?
 
     func run() throws {
         ProcessHardening.refuseCoreDumps()
@@ -157,6 +163,16 @@ struct ServeCommand: ParsableCommand {
         if !peer.isEmpty { cfg.peers = peer }
         if compatOnly { cfg.compatOnly = true }
         if goErrors { cfg.goStyleErrors = true }
+        if let store {
+            guard store.hasPrefix("etcd:") else { throw CLIError("--store must be etcd:https://host:port[,...]") }
+            let endpoints = store.dropFirst(5).split(separator: ",").map(String.init)
+            guard let ca = etcdCa ?? cfg.etcd?.ca, let cert = etcdCert ?? cfg.etcd?.cert, let key = etcdKey ?? cfg.etcd?.key else {
+                throw CLIError("--store etcd: needs the TLS files (--etcd-ca, --etcd-cert, --etcd-key, or \"etcd\" in the config)")
+            }
+            var settings = EtcdSettings(endpoints: endpoints, ca: ca, cert: cert, key: key)
+            if let old = cfg.etcd { settings.serverName = old.serverName; settings.prefix = old.prefix }
+            cfg.etcd = settings
+        }
         let node = try KeyServiceNode(config: cfg)
         let listeners = try HTTPListeners(node: node, workerThreads: workers)
         let ports = try listeners.start()
@@ -173,6 +189,13 @@ struct ServeCommand: ParsableCommand {
         if let bootstrapKey {
             let der = try loadPKCS8(bootstrapKey)
             do { try node.bootstrap(rpcPrivateKeyPKCS8: der) } catch { throw CLIError("bootstrap from \(bootstrapKey) failed: \(error.message)") }
+        } else if !join.isEmpty {
+            guard let joinCredential else { throw CLIError("--join needs --join-credential FILE (from `vssm admin node add`)") }
+            let text = try readFile(joinCredential)
+            guard let v = try? JSONParser.parse(text), case .string(let name)? = v["name"], case .string(let s64)? = v["secret"],
+                  let secret = try? Base64.decode(s64) else { throw CLIError("\(joinCredential) is not a join credential") }
+            node.audit.info("Joining the cluster as node \(name) through \(join.joined(separator: ", "))...")
+            do { try node.joinCluster(urls: join, name: name, secret: secret) } catch { throw CLIError("join failed: \(error.message)") }
         } else {
             node.audit.info("Attempting bootstrap... waiting for POST \(Route.bootstrap) (vssm bootstrap)")
         }
