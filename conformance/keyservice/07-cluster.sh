@@ -57,6 +57,21 @@ echo "       chaos run: $result"
 check "8 threads x 60 s through the module while node 1 and etcd member 1 were killed: 0 failed signatures" \
     bash -c "[ $rc -eq 0 ] && grep -q ' errors=0 ' <<< '$result' && ! grep -q 'signs=0 ' <<< '$result'"
 
+# --- etcd without quorum: signatures go on from each node's view, writes fail cleanly -------------------
+kill -STOP "${EPIDS[1]}"   # with member 1 dead, one of three left: no quorum
+out=$(rest "${URLS[2]}" /REST/v1/admin/generatekey "{\"adminPassword\":\"$PIN\",\"keyName\":\"no-quorum\",\"keyType\":\"ASYMMETRIC\",\"keySpec\":\"EC\",\"keySize\":\"256\"}")
+check "without etcd quorum a write fails cleanly with 503" test "$(tail -1 <<< "$out")" = 503
+check "... while node 3 still signs from its view" test "$(sign_status "${URLS[2]}" chaos-ec)" = 200
+check "... and so does node 2" test "$(sign_status "${URLS[1]}" made-on-1)" = 200
+kill -CONT "${EPIDS[1]}"
+ok=0
+for _ in $(seq 1 50); do
+    out=$(rest "${URLS[2]}" /REST/v1/admin/generatekey "{\"adminPassword\":\"$PIN\",\"keyName\":\"quorum-back\",\"keyType\":\"ASYMMETRIC\",\"keySpec\":\"EC\",\"keySize\":\"256\"}")
+    [ "$(tail -1 <<< "$out")" = 200 ] && { ok=1; break; }
+    sleep 0.2
+done
+check "with quorum back, writes succeed again" test "$ok" = 1
+
 # --- node 1 comes back by joining; a deleted key is gone everywhere and stays gone ------------------
 vssm_cluster_start_node 1; rc=$?  # (in this shell: it exports the new URLs)
 check "node 1 restarts and joins again from its peers" test "$rc" = 0
