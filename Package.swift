@@ -81,7 +81,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
-        .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport"]),
+        .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport", "VSSMSync"]),
         .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "VSSMServiceAdapter", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
         .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "VSSMCrypto", "VSSMClient", "VSSMServiceAdapter", "VSSMTestSupport", "VSSMWire"]),
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),

@@ -23,7 +23,7 @@ public final class TestNode: @unchecked Sendable {
     public let stateDir: String?
 
     public init(stateDir: String? = nil, compatOnly: Bool = false, goStyleErrors: Bool = false, bootstrap: Bool = true, peers: [String] = [],
-                limits: ServiceLimits = ServiceLimits()) throws {
+                limits: ServiceLimits = ServiceLimits(), etcd: EtcdSettings? = nil) throws {
         var cfg = ServerConfig(rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
                                clientTrustStore: [TestNode.shared.pki.clientCACertificateDER],
                                rootPassword: TestNode.shared.hash)
@@ -36,6 +36,7 @@ public final class TestNode: @unchecked Sendable {
         cfg.goStyleErrors = goStyleErrors
         cfg.peers = peers
         cfg.limits = limits
+        cfg.etcd = etcd
         self.stateDir = stateDir
         node = try KeyServiceNode(config: cfg, audit: AuditLog(echo: false))
         listeners = try HTTPListeners(node: node, eventLoopThreads: 1, workerThreads: 4)

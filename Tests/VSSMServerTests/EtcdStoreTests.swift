@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+import VSSMClient
+import VSSMCrypto
+import VSSMSync
+import VSSMWire
+@testable import VSSMServer
+import VSSMTestSupport
+
+/// A real etcd (one member, mutual TLS, certificates made with openssl) under two nodes.
+final class EtcdFixture: @unchecked Sendable {
+    let dir = TestNode.tempDir()
+    let port: Int
+    let process: Process
+    var settings: EtcdSettings { EtcdSettings(endpoints: ["https://127.0.0.1:\(port)"], ca: dir + "/ca.pem", cert: dir + "/client.pem", key: dir + "/client-key.pem") }
+
+    static func run(_ args: [String], in dir: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw ServiceError(500, "\(args.joined(separator: " ")) failed") }
+    }
+
+    init() throws {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        try EtcdFixture.run(["openssl", "req", "-x509"] + ec + ["-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-etcd-ca"], in: dir)
+        try "subjectAltName=DNS:etcd,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n".write(toFile: dir + "/member.ext", atomically: true, encoding: .utf8)
+        try "extendedKeyUsage=clientAuth\n".write(toFile: dir + "/client.ext", atomically: true, encoding: .utf8)
+        for (name, ext) in [("member", "member.ext"), ("client", "client.ext")] {
+            try EtcdFixture.run(["openssl", "req"] + ec + ["-keyout", "\(name)-key.pem", "-out", "\(name).csr", "-subj", "/CN=\(name)"], in: dir)
+            try EtcdFixture.run(["openssl", "x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                                 "-days", "2", "-extfile", ext, "-out", "\(name).pem"], in: dir)
+        }
+        port = Int.random(in: 30000...50000)
+        let peer = port + 1
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["etcd", "--name", "t", "--data-dir", dir + "/data",
+                             "--listen-client-urls", "https://127.0.0.1:\(port)", "--advertise-client-urls", "https://127.0.0.1:\(port)",
+                             "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
+                             "--initial-cluster", "t=http://127.0.0.1:\(peer)",
+                             "--cert-file", dir + "/member.pem", "--key-file", dir + "/member-key.pem",
+                             "--trusted-ca-file", dir + "/ca.pem", "--client-cert-auth"]
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        // Ready when a TLS client with our certificate gets an answer.
+        let store = try EtcdStore(settings: settings, rpcKey: try PrivateKey(pkcs8: TestNode.rpcPKCS8))
+        for _ in 0..<100 {
+            if (try? store.currentRevision()) != nil { return }
+            usleep(100_000)
+        }
+        throw ServiceError(500, "etcd did not start (is etcd-server installed? make check installs it)")
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+@Suite(.serialized) struct EtcdStoreTests {
+    let pw = TestNode.password
+
+    @Test func twoNodesCreatingOneNameCannotBothWin() throws {
+        let etcd = try EtcdFixture()
+        defer { etcd.stop() }
+        let n1 = try TestNode(etcd: etcd.settings), n2 = try TestNode(etcd: etcd.settings)
+        defer { n1.stop(); n2.stop() }
+        let c1 = try n1.client(), c2 = try n2.client()
+        for round in 0..<8 {
+            let name = "race-\(round)"
+            let body = #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"SYMMETRIC","keySize":32}"#
+            let results = Locked<[Int]>([])
+            DispatchQueue.concurrentPerform(iterations: 2) { i in
+                let status = (try? (i == 0 ? n1.post(c1, Route.generateKey, body) : n2.post(c2, Route.generateKey, body)).0) ?? 0
+                results.withLock { $0.append(status) }
+            }
+            #expect(results.withLock { $0.sorted() } == [200, 409], "round \(round)")
+            // Both nodes end up with the one key that won.
+            _ = n1.node.catchUp(); _ = n2.node.catchUp()
+            let a = n1.node.snapshot.symmetric[name]?.key, b = n2.node.snapshot.symmetric[name]?.key
+            #expect(a != nil && a == b)
+        }
+    }
+
+    @Test func recordsAreSealedAndBoundToTheirNames() throws {
+        let etcd = try EtcdFixture()
+        defer { etcd.stop() }
+        let n = try TestNode(etcd: etcd.settings)
+        defer { n.stop() }
+        let c = try n.client()
+        try c.generateKey(password: pw, name: "alpha", type: .symmetric, size: 32)
+        try c.generateKey(password: pw, name: "beta", type: .symmetric, size: 32)
+        let store = try EtcdStore(settings: etcd.settings, rpcKey: try PrivateKey(pkcs8: TestNode.rpcPKCS8))
+        let raw = try rawRecords(etcd)
+        #expect(Set(raw.keys) == ["/vssm/k/SYMMETRIC/alpha", "/vssm/k/SYMMETRIC/beta"])
+        let alphaKey = try #require(n.node.snapshot.symmetric["alpha"]?.key)
+        for value in raw.values {
+            #expect(!String(decoding: value, as: UTF8.self).contains("alpha"))
+            #expect(!contains(value, alphaKey))
+        }
+        // A record moved under another name does not unseal: beta's slot holding alpha's record is skipped.
+        try put(etcd, "/vssm/k/SYMMETRIC/beta", try #require(raw["/vssm/k/SYMMETRIC/alpha"]))
+        let audit = AuditLog(echo: false)
+        let loaded = try store.load(audit: audit)
+        #expect(Set(loaded.state.symmetric.keys) == ["alpha"])
+        #expect(audit.lines.contains { $0.contains("does not unseal") })
+    }
+
+    @Test func withEtcdAwaySigningGoesOnAndWritesFailWith503() throws {
+        let etcd = try EtcdFixture()
+        defer { etcd.stop() }
+        let n = try TestNode(etcd: etcd.settings)
+        defer { n.stop() }
+        let c = try n.client()
+        try c.generateKey(password: pw, name: "ec", type: .asymmetric, spec: .ec, size: 256)
+        kill(etcd.process.processIdentifier, SIGSTOP)
+        defer { kill(etcd.process.processIdentifier, SIGCONT) }
+        #expect(try n.post(c, Route.asymmetricSign, #"{"keyName":"ec","algorithm":"SHA256withECDSA","input":"\#(b64("x"))"}"#).0 == 200)
+        let (status, body) = try n.post(c, Route.generateKey, #"{"adminPassword":"\#(pw)","keyName":"later","keyType":"SYMMETRIC","keySize":16}"#)
+        #expect(status == 503)
+        #expect(body.contains("etcd"))
+        #expect(n.node.snapshot.symmetric["later"] == nil)
+        kill(etcd.process.processIdentifier, SIGCONT)
+        var created = false
+        for _ in 0..<50 where !created {
+            created = (try? c.generateKey(password: pw, name: "later", type: .symmetric, size: 16)) != nil
+            if !created { usleep(100_000) }
+        }
+        #expect(created)
+    }
+
+    func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= haystack.count else { return false }
+        return (0...(haystack.count - needle.count)).contains { Array(haystack[$0..<($0 + needle.count)]) == needle }
+    }
+
+    /// The records as etcd holds them (its JSON gateway, our client certificate).
+    func rawRecords(_ etcd: EtcdFixture) throws -> [String: [UInt8]] {
+        let r = try gateway(etcd, "/v3/kv/range", #"{"key":"\#(Base64.encode(Array("/vssm/".utf8)))","range_end":"\#(Base64.encode(Array("/vssm0".utf8)))"}"#)
+        var out: [String: [UInt8]] = [:]
+        if case .array(let kvs)? = r["kvs"] {
+            for kv in kvs {
+                if case .string(let k)? = kv["key"], case .string(let v)? = kv["value"] {
+                    out[String(decoding: try Base64.decode(k), as: UTF8.self)] = try Base64.decode(v)
+                }
+            }
+        }
+        return out
+    }
+
+    func put(_ etcd: EtcdFixture, _ key: String, _ value: [UInt8]) throws {
+        _ = try gateway(etcd, "/v3/kv/put", #"{"key":"\#(Base64.encode(Array(key.utf8)))","value":"\#(Base64.encode(value))"}"#)
+    }
+
+    func gateway(_ etcd: EtcdFixture, _ path: String, _ json: String) throws -> JSONValue {
+        var cfg = TLSClientConfiguration(endpoints: [Endpoint(host: "127.0.0.1", port: etcd.port)])
+        cfg.serverName = "etcd"
+        cfg.trustPEM = try FileUtil.readFile(etcd.dir + "/ca.pem")
+        cfg.clientCertificatePEM = try FileUtil.readFile(etcd.dir + "/client.pem")
+        cfg.clientKeyPEM = try FileUtil.readFile(etcd.dir + "/client-key.pem")
+        let r = try HTTPSClient(cfg).post(path, body: Array(json.utf8), idempotent: true)
+        return try JSONParser.parse(r.body)
+    }
+}
