@@ -115,7 +115,7 @@ public final class VSSMAPIClient: Sendable {
         w.string("role", role)
         w.strings("namespaces", namespaces)
         w.string("pin", pin ?? "")
-        let r = try call(Route.extPrincipalAdd, w, response: MessageSchema("ExtPrincipalAddResponse", [.init("fingerprint", .string)]), idempotent: false)
+        let r = try call(Route.extPrincipalAdd, w, response: ExtSchemas.principalAddResponse, idempotent: false)
         return r.string("fingerprint")
     }
 

@@ -176,6 +176,7 @@ public final class HTTPListeners: Sendable {
     public func openConnections(_ listener: RequestContext.Listener) -> Int { trackers[listener]?.count ?? 0 }
 
     public func shutdown() {
+        node.stopBackgroundWork()
         let all = channels.withLock { c -> [Channel] in
             defer { c.removeAll() }
             return c

@@ -105,6 +105,11 @@ public final class KeyServiceNode: Sendable {
         peerSync = PeerSync(peers: config.peers)
     }
 
+    /// Set when the node's listeners shut down: its background threads (sync, etcd) end.
+    private let stopped = Atomic<Bool>(false)
+    public var isStopped: Bool { stopped.load(ordering: .relaxed) }
+    public func stopBackgroundWork() { stopped.store(true, ordering: .relaxed) }
+
     public var isRunning: Bool {
         phase.withLock { if case .running = $0 { true } else { false } }
     }
@@ -222,10 +227,10 @@ public final class KeyServiceNode: Sendable {
     /// Follows the other nodes' changes: polls the store's revision and reloads when it moved.
     /// While etcd is unreachable the node keeps serving from its view (writes fail with 503).
     func follow(_ store: EtcdStore) {
-        Task.detached { [self] in
+        BackgroundThread.start { [self] in
             var failing = false
-            while true {
-                try? await Task.sleep(nanoseconds: UInt64(EtcdStore.pollMs) * 1_000_000)
+            while !isStopped {
+                BackgroundThread.sleep(ms: EtcdStore.pollMs)
                 do throws(ServiceError) {
                     let revision = try store.currentRevision()
                     if revision != store.viewRevision {

@@ -38,11 +38,11 @@ final class PeerSync: Sendable {
 
     func start(node: KeyServiceNode) {
         guard !peers.isEmpty, !started.exchange(true, ordering: .relaxed) else { return }
-        Task.detached { [self] in
-            while true {
+        BackgroundThread.start { [self] in
+            while !node.isStopped {
                 pullAll(node: node)
-                let jitter = UInt64.random(in: 0...300)
-                try? await Task.sleep(nanoseconds: (300 + jitter) * 1_000_000_000)
+                // 5 minutes plus jitter, in steps that notice a stopped node.
+                for _ in 0..<(300 + Int.random(in: 0...300)) where !node.isStopped { BackgroundThread.sleep(ms: 1000) }
             }
         }
     }
@@ -78,7 +78,7 @@ final class PeerSync: Sendable {
 
     func pushSoon(node: KeyServiceNode) {
         guard !peers.isEmpty else { return }
-        Task.detached { [self] in
+        BackgroundThread.start { [self] in
             let snapshot = node.snapshot
             var message = WireWriter()
             let state = StateCodec.encode(snapshot, extensions: false)

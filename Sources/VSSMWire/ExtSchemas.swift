@@ -146,6 +146,7 @@ public enum ExtSchemas {
     public static let nodeAddResponse = MessageSchema("ExtNodeAddResponse", [.init("name", .string), .init("secret", .bytes)])
     public static let nodeListResponse = MessageSchema("ExtNodeListResponse", [.init("names", .repeatedString)])
     public static let joinRequest = MessageSchema("ExtJoinRequest", [.init("name", .string), .init("secret", .bytes)])
+    public static let principalAddResponse = MessageSchema("ExtPrincipalAddResponse", [.init("fingerprint", .string)])
     public static let principalListRequest = MessageSchema("ExtPrincipalListRequest", [.init("adminPassword", .string)])
     public static let principalRemoveRequest = MessageSchema("ExtPrincipalRemoveRequest", [.init("adminPassword", .string), .init("name", .string)])
     /// An empty `pin` removes the principal's PIN.

@@ -34,6 +34,13 @@ struct ConnectionOptions: ParsableArguments {
         return try VSSMAPIClient(cfg)
     }
 
+    /// One admin call: the client, the admin password, and the call's error as the CLI's.
+    func admin<T>(_ body: (VSSMAPIClient, String) throws -> T) throws -> T {
+        let c = try client()
+        let pw = try adminPassword()
+        do { return try body(c, pw) } catch let e as ClientError { throw CLIError(e.description) }
+    }
+
     func adminPassword() throws -> String {
         if let password { return password }
         if let passwordFile {
@@ -333,11 +340,7 @@ struct PrincipalCommand: ParsableCommand {
         func run() throws {
             let der = try loadCertificateDER(certificate)
             let pinText = try pinFile.map { String(decoding: try readFile($0), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? "" } ?? pin
-            let c = try connection.client()
-            let pw = try connection.adminPassword()
-            let fp = try vssm.run { () throws(ClientError) in
-                try c.addPrincipal(password: pw, name: name, certificate: der, role: role, namespaces: namespace, pin: pinText)
-            }
+            let fp = try connection.admin { try $0.addPrincipal(password: $1, name: name, certificate: der, role: role, namespaces: namespace, pin: pinText) }
             print("registered principal \(name) (\(role), namespaces \(namespace.isEmpty ? "default" : namespace.joined(separator: ","))), certificate SHA-256 \(fp)")
         }
     }
@@ -347,13 +350,13 @@ struct PrincipalCommand: ParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
-            let c = try connection.client()
-            let pw = try connection.adminPassword()
-            let all = try vssm.run { () throws(ClientError) in try c.listPrincipals(password: pw) }
+            let all = try connection.admin { try $0.listPrincipals(password: $1) }
             print("NAME".padding(16) + "ROLE".padding(9) + "PIN".padding(4) + "NAMESPACES".padding(24) + "SUBJECT / SHA-256")
             for p in all {
-                print(p.string("name").padding(16) + p.string("role").padding(9) + (p.bool("hasPin") ? "yes" : "no").padding(4)
-                      + p.strings("namespaces").joined(separator: ",").padding(24) + p.string("subject") + " " + p.string("fingerprint"))
+                let pin: String = p.bool("hasPin") ? "yes" : "no"
+                let columns: [String] = [p.string("name").padding(16), p.string("role").padding(9), pin.padding(4),
+                                         p.strings("namespaces").joined(separator: ",").padding(24), p.string("subject") + " " + p.string("fingerprint")]
+                print(columns.joined())
             }
         }
     }
@@ -364,9 +367,7 @@ struct PrincipalCommand: ParsableCommand {
         @Argument(help: "Principal name.") var name: String
 
         func run() throws {
-            let c = try connection.client()
-            let pw = try connection.adminPassword()
-            try vssm.run { () throws(ClientError) in try c.removePrincipal(password: pw, name: name) }
+            try connection.admin { try $0.removePrincipal(password: $1, name: name) }
             print("removed principal \(name)")
         }
     }
@@ -382,9 +383,7 @@ struct PrincipalCommand: ParsableCommand {
         func run() throws {
             let pinText = try pinFile.map { String(decoding: try readFile($0), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? "" } ?? pin ?? ""
             guard clear || !pinText.isEmpty else { throw CLIError("give --pin-file, --pin or --clear") }
-            let c = try connection.client()
-            let pw = try connection.adminPassword()
-            try vssm.run { () throws(ClientError) in try c.setPrincipalPIN(password: pw, name: name, pin: clear ? "" : pinText) }
+            try connection.admin { try $0.setPrincipalPIN(password: $1, name: name, pin: clear ? "" : pinText) }
             print(clear ? "removed the PIN of \(name)" : "set the PIN of \(name)")
         }
     }
@@ -404,9 +403,7 @@ struct NodeCommand: ParsableCommand {
         @Option(help: "File to write the credential to (mode 0600; hand it to the new node only).") var out: String
 
         func run() throws {
-            let c = try connection.client()
-            let pw = try connection.adminPassword()
-            let r = try vssm.run { () throws(ClientError) in try c.addNode(password: pw, name: name) }
+            let r = try connection.admin { try $0.addNode(password: $1, name: name) }
             var w = WireWriter()
             w.string("name", r.string("name"))
             w.bytes("secret", r.bytes("secret"))
@@ -421,9 +418,7 @@ struct NodeCommand: ParsableCommand {
         @Argument(help: "Node name.") var name: String
 
         func run() throws {
-            let c = try connection.client()
-            let pw = try connection.adminPassword()
-            try vssm.run { () throws(ClientError) in try c.removeNode(password: pw, name: name) }
+            try connection.admin { try $0.removeNode(password: $1, name: name) }
             print("revoked the join credential of node \(name)")
         }
     }
@@ -433,9 +428,7 @@ struct NodeCommand: ParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
-            let c = try connection.client()
-            let pw = try connection.adminPassword()
-            for n in try vssm.run({ () throws(ClientError) in try c.listNodes(password: pw) }) { print(n) }
+            for n in try connection.admin({ try $0.listNodes(password: $1) }) { print(n) }
         }
     }
 }
