@@ -111,7 +111,9 @@ final class EtcdStore: Sendable {
     private func call(_ path: String, _ body: JSONValue, idempotent: Bool) throws(ServiceError) -> JSONValue {
         let r: HTTPResponse
         do { r = try http.post(path, body: JSONWriter.serialize(body), idempotent: idempotent) } catch {
-            throw .unavailable("The key store (etcd) cannot be reached: \(error)")
+            // A change etcd received but did not answer may still be applied when it recovers.
+            throw .unavailable(idempotent ? "The key store (etcd) cannot be reached: \(error)"
+                : "The key store (etcd) did not confirm the change (\(error)); it was not applied here, but etcd may still apply it when it recovers: list the keys before trying again.")
         }
         guard r.status == 200 else {
             throw .unavailable("The key store (etcd) answered HTTP \(r.status): \(String(r.text.prefix(200)))")
