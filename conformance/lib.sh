@@ -32,6 +32,14 @@ api() {
     printf '%s' "${out%$'\n'*}"
 }
 
+# rest_to URL CERT KEY PATH JSON [curl options...]: POST as the given client certificate to a node
+# (URL https://127.0.0.1:PORT); prints the body, then the HTTP status on a line of its own.
+rest_to() {
+    local port="${1##*:}"
+    curl -s --max-time 120 --cacert "$VSSM_CA" --resolve "VSSM:$port:127.0.0.1" --cert "$2" --key "$3" "${@:6}" \
+        "https://VSSM:$port$4" -d "$5" -w '\n%{http_code}'
+}
+
 last_status() { cat "${VSSM_DEV_DIR:-/tmp}/.last_status" 2>/dev/null; }
 
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$1" "$2"; }

@@ -15,11 +15,7 @@ read -r -a EPIDS <<< "$ETCD_PIDS"
 node_pid() { cat "$D/n$1/pid"; }
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # REST call to a node: rest URL PATH JSON (prints the body, then the status)
-rest() {
-    local port=${1##*:}
-    curl -s --cacert "$VSSM_CA" --resolve "VSSM:$port:127.0.0.1" --cert "$VSSM_CLIENT_CERT" --key "$VSSM_CLIENT_KEY" \
-        "https://VSSM:$port$2" -d "$3" -w '\n%{http_code}'
-}
+rest() { rest_to "$1" "$VSSM_CLIENT_CERT" "$VSSM_CLIENT_KEY" "$2" "$3"; }
 sign_status() { rest "$1" /REST/v1/asymmetric/sign "{\"keyName\":\"$2\",\"algorithm\":\"SHA256withECDSA\",\"input\":\"Y2x1c3Rlcg==\"}" | tail -1; }
 cc -O2 -I "$CONFORMANCE_DIR/../include" -o "$W/p11bench" "$CONFORMANCE_DIR/../bench/p11bench.c" -ldl -lpthread \
     || { echo "cannot build p11bench"; exit 1; }

@@ -12,12 +12,9 @@ P11="pkcs11-tool --module $MODULE"
 A() { VSSM_PKCS11_CONFIG="$D/pkcs11.json" "$@"; }
 B() { VSSM_PKCS11_CONFIG="$VSSM_PKCS11_CONFIG_B" "$@"; }
 printf 'tenant data' > "$W/msg"
-PORT=${VSSM_URL##*:}
 # REST as a given certificate: rest CERT KEY PATH JSON [extra curl args] (prints body, then status)
-rest() {
-    curl -s --cacert "$VSSM_CA" --resolve "VSSM:$PORT:127.0.0.1" --cert "$1" --key "$2" "${@:5}" \
-        "https://VSSM:$PORT$3" -d "$4" -w '\n%{http_code}'
-}
+rest() { rest_to "$VSSM_URL" "$@"; }
+PORT=${VSSM_URL##*:}
 status_of() { tail -1 <<< "$1"; }
 
 # --- each team makes keys with its own PIN; neither sees nor uses the other's ----------------------
