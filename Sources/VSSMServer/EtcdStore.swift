@@ -161,21 +161,94 @@ final class EtcdStore: Sendable {
                     continue
                 }
                 fresh.records[name] = (plain, EtcdStore.int64(kv["mod_revision"]))
-                let d = decoded.state
-                for (n, e) in d.symmetric { state.symmetric[n] = e }
-                for (n, e) in d.asymmetric { state.asymmetric[n] = e }
-                for (n, e) in d.mac { state.mac[n] = e }
-                for (u, o) in d.objects { state.objects[u] = o }
-                for (id, at) in d.tombstones { state.tombstones[id] = at }
-                if name == "p" {
-                    state.principals = d.principals
-                    state.nodes = d.nodes
-                    state.principalsVersion = d.principalsVersion
-                }
+                EtcdStore.add(decoded.state, record: name, to: &state)
             }
         }
         view.withLock { $0 = fresh }
         return (state, revision)
+    }
+
+    /// What one record holds, added to a state.
+    static func add(_ d: KeyState, record name: String, to state: inout KeyState) {
+        for (n, e) in d.symmetric { state.symmetric[n] = e }
+        for (n, e) in d.asymmetric { state.asymmetric[n] = e }
+        for (n, e) in d.mac { state.mac[n] = e }
+        for (u, o) in d.objects { state.objects[u] = o }
+        for (id, at) in d.tombstones { state.tombstones[id] = at }
+        if name == "p" {
+            state.principals = d.principals
+            state.nodes = d.nodes
+            state.principalsVersion = d.principalsVersion
+        }
+    }
+
+    /// What one record held, taken out of a state (the record was deleted or is replaced).
+    static func remove(record name: String, from state: inout KeyState) {
+        if name == "p" {
+            state.principals = [:]
+            state.nodes = [:]
+            state.principalsVersion = 0
+            return
+        }
+        let parts = name.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2 else { return }
+        switch parts[0] {
+        case "o": state.objects.removeValue(forKey: parts[1])
+        case "t": state.tombstones.removeValue(forKey: parts[1])
+        case "k":
+            let typed = parts[1].split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard typed.count == 2, let type = KeyType(rawValue: typed[0]) else { return }
+            _ = state.remove(typed[1], type: type)
+        default: break
+        }
+    }
+
+    /// Brings `state` (this node's view) up to etcd's current revision reading only what changed
+    /// since the view's revision: the record names with their revisions (no values), then the values
+    /// of the records changed since, read at that same revision. nil: nothing changed.
+    func refresh(_ state: KeyState, audit: AuditLog) throws(ServiceError) -> KeyState? {
+        let last = viewRevision
+        let names = try call("/v3/kv/range", .object([("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
+                                                      ("keys_only", .bool(true))]), idempotent: true)
+        let revision = EtcdStore.int64(names["header"]?["revision"])
+        guard revision != last else { return nil }
+        func recordName(_ kv: JSONValue) -> String? {
+            guard case .string(let k64)? = kv["key"], let keyBytes = try? Base64.decode(k64), keyBytes.starts(with: prefixBytes) else { return nil }
+            return String(decoding: keyBytes.dropFirst(prefixBytes.count), as: UTF8.self)
+        }
+        var present: [String: Int64] = [:]
+        if case .array(let kvs)? = names["kvs"] {
+            for kv in kvs { if let name = recordName(kv) { present[name] = EtcdStore.int64(kv["mod_revision"]) } }
+        }
+        var next = state
+        var v = view.withLock { $0 }
+        for name in v.records.keys where present[name] == nil {
+            EtcdStore.remove(record: name, from: &next)
+            v.records.removeValue(forKey: name)
+        }
+        if present.contains(where: { $0.value > last }) {
+            let changed = try call("/v3/kv/range", .object([
+                ("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
+                ("min_mod_revision", .string(String(last + 1))), ("revision", .string(String(revision))),
+            ]), idempotent: true)
+            if case .array(let kvs)? = changed["kvs"] {
+                for kv in kvs {
+                    guard let name = recordName(kv) else { continue }
+                    let value: [UInt8] = if case .string(let s)? = kv["value"] { (try? Base64.decode(s)) ?? [] } else { [] }
+                    EtcdStore.remove(record: name, from: &next)
+                    v.records.removeValue(forKey: name)
+                    guard let plain = unseal(value, name: name), let decoded = try? StateCodec.decode(plain, allowExtensions: true) else {
+                        audit.error("etcd record \(AuditNames.clean(name)) does not unseal under this RPC key; skipped.")
+                        continue
+                    }
+                    EtcdStore.add(decoded.state, record: name, to: &next)
+                    v.records[name] = (plain, EtcdStore.int64(kv["mod_revision"]))
+                }
+            }
+        }
+        v.revision = revision
+        view.withLock { $0 = v }
+        return next
     }
 
     /// The revision this node's view was read or written at.

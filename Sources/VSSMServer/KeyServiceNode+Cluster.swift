@@ -26,8 +26,7 @@ extension KeyServiceNode {
                     let revision = try store.currentRevision()
                     if revision != store.viewRevision {
                         try persistLock.withLock { (_: inout UInt64) throws(ServiceError) in
-                            let loaded = try store.load(audit: audit)
-                            state.withLock { $0 = loaded.state }
+                            if let next = try store.refresh(state.withLock { $0 }, audit: audit) { state.withLock { $0 = next } }
                         }
                     }
                     if failing { audit.info("The key store (etcd) is reachable again.") }
@@ -50,13 +49,16 @@ extension KeyServiceNode {
         return lastCatchUpNs.withLock { lastStart -> Bool in
             if lastStart >= missedAt { return true }
             lastStart = KeyServiceNode.monotonicNs()
-            guard let revision = try? store.currentRevision(), revision != store.viewRevision else { return false }
             do {
-                try persistLock.withLock { (_: inout UInt64) throws(ServiceError) in
-                    let loaded = try store.load(audit: audit)
-                    state.withLock { $0 = loaded.state }
+                // The view's revision is compared under the lock the refreshes hold: a refresh by
+                // the follower in progress has advanced the view's revision before the state
+                // (a miss then answered 404 for a key the follower was just adding).
+                return try persistLock.withLock { (_: inout UInt64) throws(ServiceError) -> Bool in
+                    guard try store.currentRevision() != store.viewRevision,
+                          let next = try store.refresh(state.withLock { $0 }, audit: audit) else { return false }
+                    state.withLock { $0 = next }
+                    return true
                 }
-                return true
             } catch { return false }
         }
     }

@@ -87,6 +87,14 @@ final class EtcdFixture: @unchecked Sendable {
             let a = n1.node.snapshot.symmetric[name]?.key, b = n2.node.snapshot.symmetric[name]?.key
             #expect(a != nil && a == b)
         }
+        // Deletions and changes reach the other node's view too (it reads only what changed).
+        #expect(try n2.post(c2, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"race-0","keyType":"SYMMETRIC"}"#).0 == 200)
+        #expect(try n2.post(c2, Route.extSetAttributes, #"{"adminPassword":"\#(pw)","keyName":"race-1","keyType":"SYMMETRIC","label":"relabelled"}"#).0 == 200)
+        _ = n1.node.catchUp()
+        #expect(n1.node.snapshot.symmetric["race-0"] == nil)
+        #expect(n1.node.snapshot.tombstones[Tombstone.id(.symmetric, "race-0")] != nil)
+        #expect(n1.node.snapshot.symmetric["race-1"]?.attributes.label == "relabelled")
+        #expect(n1.node.snapshot.symmetric.count == 7)
     }
 
     @Test func recordsAreSealedAndBoundToTheirNames() throws {
