@@ -166,16 +166,11 @@ public final class HTTPSClient: @unchecked Sendable {
 
     // MARK: - Endpoint health
 
-    static func monotonicMs() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
 
     /// Marks an endpoint bad (skipped until the retry time, then tried again inline: the module
     /// starts no threads) and drops its pooled connections, which are as hung as the endpoint.
     private func markBad(_ index: Int) {
-        let until = HTTPSClient.monotonicMs() + Int64(configuration.endpointRetryMs)
+        let until = Monotonic.ms() + Int64(configuration.endpointRetryMs)
         badUntil.withLock { $0[index] = until }
         idle.withLock { $0[configuration.endpoints[index]] = [] }
     }
@@ -200,7 +195,7 @@ public final class HTTPSClient: @unchecked Sendable {
         let marked = badUntil.withLock { $0.isEmpty ? nil : $0 }
         let rotated = (0..<n).map { (start + $0) % n }
         guard let marked else { return rotated }
-        let now = HTTPSClient.monotonicMs()
+        let now = Monotonic.ms()
         let bad = marked.filter { $0.value > now }
         return rotated.filter { bad[$0] == nil } + rotated.filter { bad[$0] != nil }.sorted { (bad[$0] ?? 0) < (bad[$1] ?? 0) }
     }
@@ -295,7 +290,7 @@ public final class HTTPSClient: @unchecked Sendable {
 
     private func receive(_ c: TLSConnection) throws(ClientError) -> HTTPResponse {
         c.buffer.removeAll(keepingCapacity: true)
-        c.deadlineMs = HTTPSClient.monotonicMs() + Int64(configuration.requestTimeoutMs)
+        c.deadlineMs = Monotonic.ms() + Int64(configuration.requestTimeoutMs)
         let (response, keepAlive) = try HTTPResponseParser.read(from: c)
         c.usedCount += 1
         if keepAlive { checkin(c) }

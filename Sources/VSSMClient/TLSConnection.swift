@@ -165,7 +165,7 @@ final class TLSConnection: @unchecked Sendable {
 
     /// Reads more bytes into `buffer`; false on clean EOF.
     func fill() throws(ClientError) -> Bool {
-        if HTTPSClient.monotonicMs() > deadlineMs { throw .timeout("reading from \(endpoint): response not complete in time") }
+        if Monotonic.ms() > deadlineMs { throw .timeout("reading from \(endpoint): response not complete in time") }
         let n = SSL_read(ssl, chunk.baseAddress, Int32(clamping: chunk.count))
         if n > 0, let count = Int(exactly: n), count <= chunk.count {
             buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))

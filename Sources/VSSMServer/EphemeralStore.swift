@@ -18,11 +18,6 @@ final class EphemeralStore: Sendable {
     static let maxKeys = 10_000
     static let maxKeysPerOwner = 2_000
 
-    static func nowMs() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
 
     /// The owner of a session-object name, or nil when the name is not one.
     static func owner(of name: String) -> String? {
@@ -51,7 +46,7 @@ final class EphemeralStore: Sendable {
 
     /// Runs `body` on the owner's keys (created when absent), renewing the lease.
     func with<R>(owner: String, create: Bool = false, _ body: (inout KeyState) throws(ServiceError) -> R) throws(ServiceError) -> R? {
-        let now = EphemeralStore.nowMs()
+        let now = Monotonic.ms()
         return try owners.withLock { (s: inout (all: [String: Owner], sweptAt: Int64)) throws(ServiceError) -> R? in
             sweep(&s, now: now)
             guard var o = s.all[owner] ?? (create ? Owner(lastSeenMs: now) : nil) else { return nil }

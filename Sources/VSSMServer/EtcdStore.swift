@@ -81,9 +81,10 @@ final class EtcdStore: Sendable {
             fill(&single)
             return StateCodec.encode(single, extensions: true)
         }
-        for e in s.symmetric.values { out["k/SYMMETRIC/" + e.name] = one { $0.symmetric[e.name] = e } }
-        for e in s.asymmetric.values { out["k/ASYMMETRIC/" + e.name] = one { $0.asymmetric[e.name] = e } }
-        for e in s.mac.values { out["k/MAC/" + e.name] = one { $0.mac[e.name] = e } }
+        // A key's record is named as its tombstone is (`Tombstone.id`), below `k/`.
+        for e in s.symmetric.values { out["k/" + Tombstone.id(.symmetric, e.name)] = one { $0.symmetric[e.name] = e } }
+        for e in s.asymmetric.values { out["k/" + Tombstone.id(.asymmetric, e.name)] = one { $0.asymmetric[e.name] = e } }
+        for e in s.mac.values { out["k/" + Tombstone.id(.mac, e.name)] = one { $0.mac[e.name] = e } }
         for o in s.objects.values { out["o/" + o.uid] = one { $0.objects[o.uid] = o } }
         for (id, at) in s.tombstones { out["t/" + id] = one { $0.tombstones[id] = at } }
         if !s.principals.isEmpty || s.principalsVersion != 0 {
@@ -141,31 +142,12 @@ final class EtcdStore: Sendable {
         return EtcdStore.int64(r["header"]?["revision"])
     }
 
-    /// Reads every record; the state they make and the revision read at. Records that do not
-    /// unseal (another service's, or damaged) are reported and skipped.
+    /// Reads every record (a refresh from an empty view); the state they make and the revision
+    /// read at. Records that do not unseal (another service's, or damaged) are reported and skipped.
     func load(audit: AuditLog) throws(ServiceError) -> (state: KeyState, revision: Int64) {
-        let r = try call("/v3/kv/range", .object([("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd))]),
-                         idempotent: true)
-        let revision = EtcdStore.int64(r["header"]?["revision"])
-        var state = KeyState()
-        var fresh = View()
-        fresh.revision = revision
-        if case .array(let kvs)? = r["kvs"] {
-            for kv in kvs {
-                guard case .string(let k64)? = kv["key"], let keyBytes = try? Base64.decode(k64),
-                      keyBytes.starts(with: prefixBytes) else { continue }
-                let name = String(decoding: keyBytes.dropFirst(prefixBytes.count), as: UTF8.self)
-                let value: [UInt8] = if case .string(let v)? = kv["value"] { (try? Base64.decode(v)) ?? [] } else { [] }
-                guard let plain = unseal(value, name: name), let decoded = try? StateCodec.decode(plain, allowExtensions: true) else {
-                    audit.error("etcd record \(AuditNames.clean(name)) does not unseal under this RPC key; skipped.")
-                    continue
-                }
-                fresh.records[name] = (plain, EtcdStore.int64(kv["mod_revision"]))
-                EtcdStore.add(decoded.state, record: name, to: &state)
-            }
-        }
-        view.withLock { $0 = fresh }
-        return (state, revision)
+        view.withLock { $0 = View() }
+        let state = try refresh(KeyState(), audit: audit) ?? KeyState()
+        return (state, viewRevision)
     }
 
     /// What one record holds, added to a state.
@@ -193,12 +175,9 @@ final class EtcdStore: Sendable {
         let parts = name.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2 else { return }
         switch parts[0] {
-        case "o": state.objects.removeValue(forKey: parts[1])
+        case "k": state.removeEntry(parts[1])
+        case "o": state.removeEntry(Tombstone.object(parts[1]))
         case "t": state.tombstones.removeValue(forKey: parts[1])
-        case "k":
-            let typed = parts[1].split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            guard typed.count == 2, let type = KeyType(rawValue: typed[0]) else { return }
-            _ = state.remove(typed[1], type: type)
         default: break
         }
     }

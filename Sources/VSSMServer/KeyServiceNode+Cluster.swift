@@ -6,10 +6,10 @@ import VSSMSync
 extension KeyServiceNode {
     /// Runs `body` until it succeeds or `seconds` have passed (etcd briefly unreachable at start).
     static func retrying<R>(seconds: Int, _ body: () throws(ServiceError) -> R) throws(ServiceError) -> R {
-        let deadline = PasswordGuard.monotonicMs() + Int64(seconds) * 1000
+        let deadline = Monotonic.ms() + Int64(seconds) * 1000
         while true {
             do { return try body() } catch {
-                if error.status != 503 || PasswordGuard.monotonicMs() > deadline { throw error }
+                if error.status != 503 || Monotonic.ms() > deadline { throw error }
                 usleep(200_000)
             }
         }
@@ -23,12 +23,8 @@ extension KeyServiceNode {
             while !isStopped {
                 BackgroundThread.sleep(ms: EtcdStore.pollMs)
                 do throws(ServiceError) {
-                    let revision = try store.currentRevision()
-                    if revision != store.viewRevision {
-                        try persistLock.withLock { (_: inout UInt64) throws(ServiceError) in
-                            if let next = try store.refresh(state.withLock { $0 }, audit: audit) { state.withLock { $0 = next } }
-                        }
-                    }
+                    // Checked without the lock first: polls that find nothing new never hold up a change.
+                    if try store.currentRevision() != store.viewRevision { _ = try refreshView(store) }
                     if failing { audit.info("The key store (etcd) is reachable again.") }
                     failing = false
                 } catch {
@@ -45,27 +41,24 @@ extension KeyServiceNode {
     /// with etcd unreachable: false (the answer stays "not found").
     func catchUp() -> Bool {
         guard let store = etcd.withLock({ $0 }) else { return false }
-        let missedAt = KeyServiceNode.monotonicNs()
+        let missedAt = Monotonic.ns()
         return lastCatchUpNs.withLock { lastStart -> Bool in
             if lastStart >= missedAt { return true }
-            lastStart = KeyServiceNode.monotonicNs()
-            do {
-                // The view's revision is compared under the lock the refreshes hold: a refresh by
-                // the follower in progress has advanced the view's revision before the state
-                // (a miss then answered 404 for a key the follower was just adding).
-                return try persistLock.withLock { (_: inout UInt64) throws(ServiceError) -> Bool in
-                    guard try store.currentRevision() != store.viewRevision,
-                          let next = try store.refresh(state.withLock { $0 }, audit: audit) else { return false }
-                    state.withLock { $0 = next }
-                    return true
-                }
-            } catch { return false }
+            lastStart = Monotonic.ns()
+            return (try? refreshView(store)) ?? false
         }
     }
 
-    static func monotonicNs() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    /// Brings the node's view up to etcd's when etcd's revision moved; true when it changed. The
+    /// revision is compared under the lock every refresh holds: one in progress advances the view's
+    /// revision just before the state (compared outside, a miss answered 404 for a key the follower
+    /// was adding at that moment).
+    func refreshView(_ store: EtcdStore) throws(ServiceError) -> Bool {
+        try persistLock.withLock { (_: inout UInt64) throws(ServiceError) -> Bool in
+            guard try store.currentRevision() != store.viewRevision,
+                  let next = try store.refresh(state.withLock { $0 }, audit: audit) else { return false }
+            state.withLock { $0 = next }
+            return true
+        }
     }
 }

@@ -230,17 +230,11 @@ public final class KeyServiceNode: Sendable {
     /// Applies a change under the state lock, persists, then tells peers. A change that would take
     /// the state over `limits.maxStateBytes` is refused (413) and leaves the state as it was.
     func mutate<R>(_ body: (inout KeyState) throws(ServiceError) -> R) throws(ServiceError) -> R {
-        let cap = config.limits.maxStateBytes
         if let store = etcd.withLock({ $0 }) {
             // The change is etcd's first: applied here only once the transaction succeeded.
             func attempt() throws(ServiceError) -> R {
                 try persistLock.withLock { (_: inout UInt64) throws(ServiceError) -> R in
-                    var next = state.withLock { $0 }
-                    let r = try body(&next)
-                    let size = next.estimatedBytes
-                    guard size <= cap else {
-                        throw .tooLarge("The key store would grow to about \(size) bytes, above its limit of \(cap) bytes; nothing was changed.")
-                    }
+                    let (next, r) = try applying(body, to: state.withLock { $0 })
                     try store.commit(next)
                     state.withLock { $0 = next }
                     return r
@@ -259,18 +253,25 @@ public final class KeyServiceNode: Sendable {
             return r
         }
         let r = try state.withLock { (s: inout KeyState) throws(ServiceError) -> R in
-            var next = s
-            let r = try body(&next)
-            let size = next.estimatedBytes
-            guard size <= cap else {
-                throw .tooLarge("The key store would grow to about \(size) bytes, above its limit of \(cap) bytes; nothing was changed.")
-            }
+            let (next, r) = try applying(body, to: s)
             s = next
             return r
         }
         try persist()
         peerSync.pushSoon(node: self)
         return r
+    }
+
+    /// `body` applied to a copy of `s`; refused (413, nothing changed) when the result would pass
+    /// `limits.maxStateBytes`.
+    private func applying<R>(_ body: (inout KeyState) throws(ServiceError) -> R, to s: KeyState) throws(ServiceError) -> (KeyState, R) {
+        var next = s
+        let r = try body(&next)
+        let cap = config.limits.maxStateBytes, size = next.estimatedBytes
+        guard size <= cap else {
+            throw .tooLarge("The key store would grow to about \(size) bytes, above its limit of \(cap) bytes; nothing was changed.")
+        }
+        return (next, r)
     }
 
     // MARK: - Dispatch
@@ -418,8 +419,7 @@ public final class KeyServiceNode: Sendable {
             let name = keyName()
             var stored = name
             if !s.principals.isEmpty {
-                guard let p = s.principals[fingerprint], !name.hasPrefix("@"), !name.hasPrefix("~") else { return false }
-                let ns = namespace.flatMap { p.namespaces.contains($0) ? $0 : nil } ?? p.namespaces.first ?? Namespace.defaultName
+                guard let ns = s.principals[fingerprint]?.namespace(requested: namespace), !name.hasPrefix("@"), !name.hasPrefix("~") else { return false }
                 stored = Namespace.qualify(name, in: ns)
             }
             return has(s, stored)
@@ -478,38 +478,30 @@ public final class KeyServiceNode: Sendable {
 
     func ok(_ w: WireWriter) -> ServiceResponse { ServiceResponse(status: 200, body: w.bytes) }
 
-
-    // Key lookups for every crypto route: `~owner/...` names are session keys (`EphemeralStore`).
-
-    // Once principals exist a name resolves in the caller's namespace (`storedName`).
-
-    // In a cluster a key another node made a moment ago may not be in this node's view yet: a miss
-    // asks etcd whether the view is behind before it is an answer (`catchUp`).
+    /// The key a request names: a session key (`~owner/...`, `EphemeralStore`) or a stored one.
+    /// Once principals exist the name resolves in the caller's namespace (`storedName`). In a
+    /// cluster a key another node made a moment ago may not be in this node's view yet: a miss asks
+    /// etcd whether the view is behind before it is an answer (`catchUp`).
+    private func key<Entry>(_ name: String, _ ctx: RequestContext, session: (String) -> Entry?,
+                            stored: (KeyState, String) -> Entry?) throws(ServiceError) -> Entry {
+        let storedName = try storedName(name, ctx)
+        if storedName.hasPrefix("~"), let k = session(storedName) { return k }
+        if let k = state.withLock({ stored($0, storedName) }) { return k }
+        guard catchUp(), let k = state.withLock({ stored($0, storedName) }) else { throw .invalidKeyName(name) }
+        return k
+    }
 
     func asymmetricKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> AsymmetricKeyEntry {
-        let stored = try storedName(name, ctx)
-        if stored.hasPrefix("~"), let k = ephemeral.asymmetric(stored) { return k }
-        if let k = state.withLock({ $0.asymmetric[stored] }) { return k }
-        guard catchUp(), let k = state.withLock({ $0.asymmetric[stored] }) else { throw .invalidKeyName(name) }
-        return k
+        try key(name, ctx, session: ephemeral.asymmetric) { $0.asymmetric[$1] }
     }
 
     func symmetricKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> SecretKeyEntry {
-        let stored = try storedName(name, ctx)
-        if stored.hasPrefix("~"), let k = ephemeral.symmetric(stored) { return k }
-        if let k = state.withLock({ $0.symmetric[stored] }) { return k }
-        guard catchUp(), let k = state.withLock({ $0.symmetric[stored] }) else { throw .invalidKeyName(name) }
-        return k
+        try key(name, ctx, session: ephemeral.symmetric) { $0.symmetric[$1] }
     }
 
     func macKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> SecretKeyEntry {
-        let stored = try storedName(name, ctx)
-        if stored.hasPrefix("~"), let k = ephemeral.mac(stored) { return k }
-        if let k = state.withLock({ $0.mac[stored] }) { return k }
-        guard catchUp(), let k = state.withLock({ $0.mac[stored] }) else { throw .invalidKeyName(name) }
-        return k
+        try key(name, ctx, session: ephemeral.mac) { $0.mac[$1] }
     }
-
 }
 
 /// Extracts `keyName` and `algorithm` from a request body for the audit record without trusting

@@ -278,15 +278,7 @@ func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
     var taken: [String] = []
     for (id, at) in incoming.tombstones where at > (state.tombstones[id] ?? .min) {
         state.bury(id, at: at)
-        let parts = id.split(separator: "/", maxSplits: 1).map(String.init)
-        guard parts.count == 2 else { continue }
-        switch parts[0] {
-        case KeyType.symmetric.rawValue: if let e = state.symmetric[parts[1]], e.createdAt <= at { state.symmetric.removeValue(forKey: parts[1]) }
-        case KeyType.asymmetric.rawValue: if let e = state.asymmetric[parts[1]], e.createdAt <= at { state.asymmetric.removeValue(forKey: parts[1]) }
-        case KeyType.mac.rawValue: if let e = state.mac[parts[1]], e.createdAt <= at { state.mac.removeValue(forKey: parts[1]) }
-        case "OBJECT": if let o = state.objects[parts[1]], o.createdAt <= at { state.objects.removeValue(forKey: parts[1]) }
-        default: break
-        }
+        state.removeEntry(id, createdAtMost: at)
     }
     for (name, e) in incoming.symmetric where (state.symmetric[name]?.createdAt ?? Int64.min) < e.createdAt
         && !state.isBuried(Tombstone.id(.symmetric, name), createdAt: e.createdAt) {

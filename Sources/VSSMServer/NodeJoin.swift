@@ -1,3 +1,4 @@
+import VSSMSync
 import Glibc
 import VSSMClient
 import VSSMCrypto
@@ -83,7 +84,7 @@ extension KeyServiceNode {
     /// The new node's side: asks each URL in turn (for up to `seconds`) and bootstraps with the answer.
     public func joinCluster(urls: [String], name: String, secret: [UInt8], seconds: Int = 60) throws(ServiceError) {
         var last = "no URL given"
-        let deadline = PasswordGuard.monotonicMs() + Int64(seconds) * 1000
+        let deadline = Monotonic.ms() + Int64(seconds) * 1000
         repeat {
             for url in urls {
                 guard let ep = Endpoint(url) else { throw .badRequest("bad join URL \(url)") }
@@ -109,7 +110,7 @@ extension KeyServiceNode {
                 }
             }
             usleep(500_000)
-        } while PasswordGuard.monotonicMs() < deadline
+        } while Monotonic.ms() < deadline
         throw .unavailable("Could not join the cluster: \(last)")
     }
 }

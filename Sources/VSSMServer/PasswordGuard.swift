@@ -15,11 +15,6 @@ final class PasswordGuard: Sendable {
     private let records = Locked<[String: Record]>([:])
     static let maxRecords = 10_000
 
-    static func monotonicMs() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
 
     /// Backoff after `failures` consecutive wrong passwords.
     static func backoffMs(failures: Int) -> Int {
@@ -29,7 +24,7 @@ final class PasswordGuard: Sendable {
     }
 
     func check(identity: String, verify: () -> Bool) throws(ServiceError) {
-        let now = PasswordGuard.monotonicMs()
+        let now = Monotonic.ms()
         if let r = records.withLock({ $0[identity] }), r.notBeforeMs > now {
             throw .throttled(Int(clamping: r.notBeforeMs - now))
         }

@@ -71,7 +71,7 @@ final class VerifiedPasswordCache: Sendable {
 extension PasswordHash {
     /// `verify`, answered from `cache` when scrypt confirmed the same password recently.
     func verify(_ password: String, cache: VerifiedPasswordCache) -> Bool {
-        let now = PasswordGuard.monotonicMs()
+        let now = Monotonic.ms()
         if cache.contains(password, nowMs: now) { return true }
         guard verify(password) else { return false }
         cache.remember(password, nowMs: now)

@@ -29,6 +29,15 @@ public struct Principal: Sendable, Equatable {
     public var createdAt: Int64
 }
 
+extension Principal {
+    /// The namespace a request works in: the one it asks for (`X-VSSM-Namespace`) when that is one
+    /// of this principal's, its first when it asks for none; nil when it asks for another's.
+    func namespace(requested: String?) -> String? {
+        guard let wanted = requested, !wanted.isEmpty else { return namespaces.first ?? Namespace.defaultName }
+        return namespaces.contains(wanted) ? wanted : nil
+    }
+}
+
 /// Namespaces partition keys and objects. Keys of the `default` namespace keep their plain names
 /// (every key from before principals, from the original API and from Go peers); a key of
 /// namespace `ns` is stored as `@ns/name`, so its namespace travels with it wherever the name goes
@@ -116,14 +125,10 @@ extension KeyServiceNode {
         }
         ctx.principal = principal
         ctx.principalName = principal.name
-        if let wanted = ctx.requestedNamespace, !wanted.isEmpty {
-            guard principal.namespaces.contains(wanted) else {
-                throw .forbidden("Not permitted: principal \(principal.name) has no namespace \"\(AuditNames.clean(wanted))\".")
-            }
-            ctx.namespace = wanted
-        } else {
-            ctx.namespace = principal.namespaces.first ?? Namespace.defaultName
+        guard let namespace = principal.namespace(requested: ctx.requestedNamespace) else {
+            throw .forbidden("Not permitted: principal \(principal.name) has no namespace \"\(AuditNames.clean(ctx.requestedNamespace ?? ""))\".")
         }
+        ctx.namespace = namespace
         if principal.role == .auditor && !Access.auditorRoutes.contains(path) && !Access.rootRoutes.contains(path) {
             throw .forbidden("Not permitted: principal \(principal.name) is an auditor; it reads the audit trail and uses no key.")
         }

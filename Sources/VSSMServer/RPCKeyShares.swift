@@ -103,7 +103,7 @@ final class ShareCollector: Sendable {
             throw .badRequest("share \(share.index) (\(share.label)) is for another RPC certificate")
         }
         return try pending.withLock { (p: inout Pending) throws(ServiceError) in
-            let now = PasswordGuard.monotonicMs()
+            let now = Monotonic.ms()
             if let first = p.shares.values.first, first.set != share.set || now - p.since > ShareCollector.maxAgeMs {
                 if now - p.since <= ShareCollector.maxAgeMs {
                     throw .badRequest("share \(share.index) (\(share.label)) belongs to another split than the \(p.shares.count) received")

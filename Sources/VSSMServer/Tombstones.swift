@@ -23,4 +23,19 @@ extension KeyState {
 
     /// Whether a copy created at `createdAt` of what `id` names was deleted since.
     func isBuried(_ id: String, createdAt: Int64) -> Bool { (tombstones[id] ?? .min) >= createdAt }
+
+    /// Removes what `id` (`TYPE/name` or `OBJECT/uid`) names, when it was created at or before
+    /// `createdAtMost` (a copy made later is another key).
+    mutating func removeEntry(_ id: String, createdAtMost: Int64 = .max) {
+        let parts = id.split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return }
+        let name = parts[1]
+        switch parts[0] {
+        case "OBJECT": if let o = objects[name], o.createdAt <= createdAtMost { objects.removeValue(forKey: name) }
+        case KeyType.symmetric.rawValue: if let e = symmetric[name], e.createdAt <= createdAtMost { symmetric.removeValue(forKey: name) }
+        case KeyType.asymmetric.rawValue: if let e = asymmetric[name], e.createdAt <= createdAtMost { asymmetric.removeValue(forKey: name) }
+        case KeyType.mac.rawValue: if let e = mac[name], e.createdAt <= createdAtMost { mac.removeValue(forKey: name) }
+        default: break
+        }
+    }
 }

@@ -1,3 +1,4 @@
+import VSSMSync
 import Glibc
 import Testing
 import VSSMClient
@@ -186,9 +187,9 @@ import VSSMTestSupport
         let hash = try PasswordHash(parsing: try PasswordHash.create(password: "right"))
         let cache = VerifiedPasswordCache()
         func timed(_ body: () -> Bool) -> (Bool, Int64) {
-            let t0 = PasswordGuard.monotonicMs()
+            let t0 = Monotonic.ms()
             let ok = body()
-            return (ok, PasswordGuard.monotonicMs() - t0)
+            return (ok, Monotonic.ms() - t0)
         }
         let first = timed { hash.verify("right", cache: cache) }
         let second = timed { hash.verify("right", cache: cache) }
@@ -197,7 +198,7 @@ import VSSMTestSupport
         // scrypt with N = 32768, r = 8 takes tens of milliseconds; an HMAC takes microseconds.
         #expect(first.1 >= 10 && wrong.1 >= 10, "scrypt ran: \(first.1) ms, \(wrong.1) ms")
         #expect(second.1 < first.1 / 4, "remembered: \(second.1) ms vs \(first.1) ms")
-        let now = PasswordGuard.monotonicMs()
+        let now = Monotonic.ms()
         #expect(cache.contains("right", nowMs: now))
         #expect(!cache.contains("right", nowMs: now + VerifiedPasswordCache.lifetimeMs + 1), "expires")
         #expect(!VerifiedPasswordCache().contains("right", nowMs: now), "per process: a new cache knows nothing")
