@@ -141,7 +141,7 @@ struct ModuleConfig {
             slot.keyPEM = try readFile(slot.clientKey)
             // "namespaces": one slot per namespace of the principal, each labelled with its name.
             if case .string(let ns)? = item["namespace"] {
-                guard ModuleConfig.isNamespace(ns) else {
+                guard NamespaceName.isValid(ns) else {
                     throw .functionFailed("\(path): slots[\(i)].namespace: \(ns) is not a namespace (a-z, 0-9, '.', '_', '-')")
                 }
                 slot.namespace = ns
@@ -156,25 +156,16 @@ struct ModuleConfig {
                     throw .functionFailed("\(path): slots[\(i)].namespaces must be \"auto\" or a non-empty array of up to 64 names")
                 }
                 for entry in list {
-                    guard case .string(let ns) = entry, ModuleConfig.isNamespace(ns) else {
+                    guard case .string(let ns) = entry, NamespaceName.isValid(ns) else {
                         throw .functionFailed("\(path): slots[\(i)].namespaces: \(entry) is not a namespace (a-z, 0-9, '.', '_', '-')")
                     }
-                    var one = slot
-                    one.namespace = ns
-                    one.label = ns
-                    slots.append(one)
+                    slots.append(slot.inNamespace(ns))
                 }
                 continue
             }
             slots.append(slot)
         }
         return ModuleConfig(path: path, slots: slots)
-    }
-
-    static func isNamespace(_ ns: String) -> Bool {
-        let u = Array(ns.utf8)
-        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x5F || c == 0x2D }
-        return !u.isEmpty && u.count <= 64 && u.allSatisfy(ok) && u[0] != 0x2E && u[0] != 0x5F && u[0] != 0x2D
     }
 
     static func readFile(_ path: String) throws(TokenError) -> [UInt8] {
@@ -232,12 +223,7 @@ struct ModuleConfig {
                 out.append(slot)
                 continue
             }
-            for ns in namespaces.prefix(64) where ModuleConfig.isNamespace(ns) {
-                var one = slot
-                one.namespace = ns
-                one.label = ns
-                out.append(one)
-            }
+            for ns in namespaces.prefix(64) where NamespaceName.isValid(ns) { out.append(slot.inNamespace(ns)) }
         }
         return out
     }
@@ -248,11 +234,11 @@ struct ModuleConfig {
         var tokens: [Token] = []
         for (i, slot) in expandedSlots().enumerated() {
             let encrypted = String(decoding: slot.keyPEM, as: UTF8.self).contains("ENCRYPTED")
-            let serial = String(format16: UInt(i) &+ 1, seed: (slot.endpoints.first?.description ?? "") + (slot.namespace ?? ""))
+            let serial = String(format16: UInt(clamping: i) &+ 1, seed: (slot.endpoints.first?.description ?? "") + (slot.namespace ?? ""))
             let cfg = SlotConfiguration(label: slot.label, serial: serial, loginRequired: encrypted,
                                         userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds)
             let s = slot
-            tokens.append(Token(slotID: UInt(i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in
+            tokens.append(Token(slotID: UInt(clamping: i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in
                 do throws(TokenError) { return try VSSMKeyService(ModuleConfig.tls(s, passphrase: pin)) } catch {
                     if encrypted, case .functionFailed(let m) = error, m.contains("wrong passphrase") || m.contains("decrypt") { throw .pinIncorrect }
                     throw error
@@ -260,6 +246,16 @@ struct ModuleConfig {
             })
         }
         return tokens
+    }
+}
+
+extension ModuleConfig.Slot {
+    /// The slot, showing namespace `ns` (labelled with it).
+    func inNamespace(_ ns: String) -> ModuleConfig.Slot {
+        var one = self
+        one.namespace = ns
+        one.label = ns
+        return one
     }
 }
 

@@ -2,6 +2,7 @@ import COpenSSL
 import Glibc
 import Synchronization
 import VSSMSync
+import VSSMWire
 
 /// Where TLS material comes from: PEM bytes, already read from files by the caller.
 public struct TLSClientConfiguration: Sendable {
@@ -47,6 +48,8 @@ public final class HTTPSClient: @unchecked Sendable {
     // SSL_CTX is immutable after init and thread-safe for SSL_new; the pool is behind a lock.
     private let context: OpaquePointer
     public let configuration: TLSClientConfiguration
+    /// The header lines every request carries before its Content-Length (built once).
+    private let headerLines: String
     private let idle: Locked<[Endpoint: [TLSConnection]]> = Locked([:])
     /// Index of the endpoint that answered last; requests start there (ordered).
     private let preferred = Atomic<Int>(0)
@@ -67,6 +70,9 @@ public final class HTTPSClient: @unchecked Sendable {
         guard !configuration.endpoints.isEmpty else { throw .configuration("no endpoints configured") }
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw .tls("SSL_CTX_new failed") }
         self.configuration = configuration
+        // The namespace header only for a valid name (anything else would be an injected header).
+        let namespace = configuration.namespace.flatMap { NamespaceName.isValid($0) ? "\(Route.namespaceHeader): \($0)\r\n" : nil } ?? ""
+        headerLines = "Host: \(configuration.serverName)\r\nContent-Type: application/json\r\n" + namespace
         self.context = ctx
         _ = copenssl_ctx_set_min_tls12(ctx)
         // TLS 1.2 only with forward-secret AEAD suites (TLS 1.3 suites all are).
@@ -212,15 +218,8 @@ public final class HTTPSClient: @unchecked Sendable {
     /// request has provably not been sent. An endpoint that timed out or could not be reached is
     /// marked bad at once and skipped by later calls until `endpointRetryMs` has passed. Total time
     /// is bounded by about `requestTimeoutMs` per endpoint.
-    /// The namespace header line (empty without one; a name with other characters is not sent).
-    var namespaceLine: String {
-        guard let ns = configuration.namespace, !ns.isEmpty, ns.utf8.count <= 64,
-              ns.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else { return "" }
-        return "X-VSSM-Namespace: \(ns)\r\n"
-    }
-
     public func post(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
-        var request = Array("POST \(path) HTTP/1.1\r\nHost: \(configuration.serverName)\r\nContent-Type: application/json\r\n\(namespaceLine)Content-Length: \(body.count)\r\n\r\n".utf8)
+        var request = Array("POST \(path) HTTP/1.1\r\n\(headerLines)Content-Length: \(body.count)\r\n\r\n".utf8)
         request += body
         stats.requests.add(1, ordering: .relaxed)
         var lastError = ClientError.connect("no endpoint tried")

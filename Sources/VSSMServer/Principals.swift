@@ -46,11 +46,9 @@ public enum Namespace {
     public static let defaultName = "default"
     static let maxBytes = 64
 
-    /// 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+    /// 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit (`NamespaceName`).
     static func check(_ ns: String) throws(ServiceError) {
-        let u = Array(ns.utf8)
-        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x5F || c == 0x2D }
-        guard !u.isEmpty, u.count <= maxBytes, u.allSatisfy(ok), u[0] != 0x2E, u[0] != 0x5F, u[0] != 0x2D else {
+        guard NamespaceName.isValid(ns) else {
             throw .badRequest("Invalid namespace \"\(AuditNames.clean(ns))\": 1 to \(maxBytes) of a-z, 0-9, '.', '_', '-', starting with a letter or digit.")
         }
     }

@@ -189,6 +189,16 @@ public enum ExtSchemas {
     ])
 }
 
+/// Tenants' namespace names (service, client header, module config): 1 to 64 of `a-z 0-9 . _ -`,
+/// starting with a letter or digit.
+public enum NamespaceName {
+    public static func isValid(_ ns: String) -> Bool {
+        let u = Array(ns.utf8)
+        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x5F || c == 0x2D }
+        return !u.isEmpty && u.count <= 64 && u.allSatisfy(ok) && u[0] != 0x2E && u[0] != 0x5F && u[0] != 0x2D
+    }
+}
+
 extension Route {
     public static let extListKeys = "/REST/v1/ext/listkeys"
     public static let extSign = "/REST/v1/ext/sign"
