@@ -84,18 +84,12 @@ vssm_cluster_stop() {
     unset VSSM_NODE_PIDS ETCD_PIDS
 }
 
+source "$(dirname "${BASH_SOURCE[0]}")/env-common.sh"
+
 _vssm_cluster_main() {
-    local root dir bin
-    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
-    dir="${1:-}"
-    if [ -z "$dir" ]; then dir="$(mktemp -d /tmp/vssm-cluster.XXXXXX)" || return 1; fi
-    mkdir -p "$dir" || return 1
-    dir="$(cd "$dir" && pwd)"
+    local dir bin module
     command -v etcd >/dev/null || { echo "cluster-env: etcd is not installed (apt-get install etcd-server etcd-client)" >&2; return 1; }
-    bin="${VSSM_BIN:-$root/.build/debug/vssm}"
-    if [ ! -x "$bin" ]; then (cd "$root" && swift build --product vssm >&2) || return 1; fi
-    local module="${MODULE:-$root/.build/debug/libvssm-pkcs11.so}"
-    if [ ! -f "$module" ]; then (cd "$root" && swift build --product vssm-pkcs11 >&2) || return 1; fi
+    _vssm_env_setup cluster "${1:-}" || return 1
     export VSSM_BIN="$bin" VSSM_CLUSTER_DIR="$dir"
 
     # --- etcd: a CA, one certificate for the members (server and peer), one client certificate ---

@@ -16,27 +16,11 @@
 # VSSM_DEV_OPTS passes extra `vssm serve` options (e.g. --compat-only).
 # Does not change the caller's shell options; returns non-zero on failure.
 
-_vssm_dev_main() {
-    local root dir bin
-    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
-    dir="${1:-}"
-    if [ -z "$dir" ]; then dir="$(mktemp -d /tmp/vssm-dev.XXXXXX)" || return 1; fi
-    mkdir -p "$dir" || return 1
-    dir="$(cd "$dir" && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/env-common.sh"
 
-    bin="${VSSM_BIN:-}"
-    if [ -z "$bin" ]; then
-        bin="$root/.build/debug/vssm"
-        if [ ! -x "$bin" ]; then
-            echo "dev-env: building vssm (first build takes a few minutes)..." >&2
-            (cd "$root" && swift build --product vssm >&2) || { echo "dev-env: build failed" >&2; return 1; }
-        fi
-    fi
-    local module="${MODULE:-$root/.build/debug/libvssm-pkcs11.so}"
-    if [ ! -f "$module" ]; then
-        echo "dev-env: building the PKCS#11 module..." >&2
-        (cd "$root" && swift build --product vssm-pkcs11 >&2) || { echo "dev-env: module build failed" >&2; return 1; }
-    fi
+_vssm_dev_main() {
+    local dir bin module
+    _vssm_env_setup dev "${1:-}" || return 1
 
     local password
     # VSSM_DEV_ADMIN_PASSWORD picks it (test suites that hard-code a PIN); random otherwise.
