@@ -4,16 +4,17 @@
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: demo check build test conformance tsan clean module-release vssm-release release bench install uninstall
+.PHONY: demo check build test conformance tsan clean module-release vssm-release release bench install uninstall deb
 
 # Install locations (`make install PREFIX=/usr DESTDIR=/tmp/stage`). The module config is looked up
-# in /etc/vssm and p11-kit reads /etc/pkcs11/modules whatever the prefix, hence SYSCONFDIR=/etc.
+# in /etc/vssm whatever the prefix, hence SYSCONFDIR=/etc. p11-kit reads the modules of the
+# distribution in /usr/share/p11-kit/modules and the administrator's in /etc/pkcs11/modules.
 PREFIX ?= /usr/local
 MULTIARCH ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BINDIR ?= $(PREFIX)/bin
 PKCS11DIR ?= $(PREFIX)/lib/$(MULTIARCH)/pkcs11
 SYSCONFDIR ?= /etc
-P11KITDIR ?= $(SYSCONFDIR)/pkcs11/modules
+P11KITDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/share/p11-kit/modules,$(SYSCONFDIR)/pkcs11/modules)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR ?= $(PREFIX)/share/doc/vssm-pkcs11
 INSTALLED = $(DESTDIR)$(PKCS11DIR)/libvssm-pkcs11.so $(DESTDIR)$(BINDIR)/vssm \
@@ -65,6 +66,11 @@ vssm-release:
 	@ls -l dist/vssm
 
 release: module-release vssm-release
+
+# Debian packages from the release builds: dist/vssm_VERSION_ARCH.deb, dist/libvssm-pkcs11_VERSION_ARCH.deb
+# (the version is Sources/VSSMWire/Version.swift's).
+deb: release
+	bash packaging/build-deb.sh
 
 # Installs the release module and binary, the p11-kit module file, an example module config
 # (never over a real one) and an example systemd unit; `make uninstall` with the same variables

@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "vssm",
             dependencies: [
-                "VSSMServer", "VSSMClient", "VSSMWire",
+                "VSSMServer", "VSSMClient", "VSSMWire", "VSSMSync", "VSSMCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -22,9 +22,9 @@ _vssm_cluster_serve() {
     local d="$VSSM_CLUSTER_DIR/n$n"
     mkdir -p "$d"
     rm -f "$d/ports.json"
-    "$VSSM_BIN" serve --config "$VSSM_CLUSTER_DIR/config.json" --state-dir "$d" --api 127.0.0.1:0 --health 127.0.0.1:0 \
-        --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$d/ports.json" "$@" >>"$d/serve.log" 2>&1 &
-    local pid=$!
+    vssm_serve_bg "$d/serve.log" --config "$VSSM_CLUSTER_DIR/config.json" --state-dir "$d" --api 127.0.0.1:0 --health 127.0.0.1:0 \
+        --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$d/ports.json" "$@"
+    local pid=$VSSM_SERVE_PID
     echo "$pid" > "$d/pid"
     local i
     for i in $(seq 1 300); do
@@ -57,7 +57,8 @@ vssm_cluster_start_node() {
 vssm_cluster_add_node() {
     local n=1
     while [ -d "$VSSM_CLUSTER_DIR/n$n" ]; do n=$((n + 1)); done
-    "$VSSM_BIN" admin node add "n$n" --out "$VSSM_CLUSTER_DIR/n$n.credential" >/dev/null || return 1
+    # Any running node can issue it (node 1 may be down): admin takes every node's URL.
+    VSSM_URL="${VSSM_NODE_URLS// /,}" "$VSSM_BIN" admin node add "n$n" --out "$VSSM_CLUSTER_DIR/n$n.credential" >/dev/null || return 1
     vssm_cluster_start_node "$n"
 }
 

@@ -35,8 +35,9 @@ _vssm_dev_main() {
     fi
 
     rm -f "$dir/ports.json"
+    vssm_service_owns "$dir"
     # shellcheck disable=SC2086
-    "$bin" serve --config "$dir/config.json" --ports-file "$dir/ports.json" ${VSSM_DEV_OPTS:-} >"$dir/serve.log" 2>&1 &
+    $VSSM_AS "$bin" serve --config "$dir/config.json" --ports-file "$dir/ports.json" ${VSSM_DEV_OPTS:-} >"$dir/serve.log" 2>&1 &
     local pid=$!
     local i
     for i in $(seq 1 100); do

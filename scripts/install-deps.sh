@@ -7,7 +7,8 @@ what="${1:-check}"
 # Build: libssl-dev. Demo: pkcs11-tool (opensc) and the libp11 engine. Tests: the consumers the
 # conformance scenarios drive.
 pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl)
-[ "$what" = demo ] || pkgs+=(openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless etcd-server etcd-client)
+[ "$what" = demo ] || pkgs+=(openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless etcd-server etcd-client
+                              lintian libnss3-tools dpkg-dev fakeroot adduser iproute2 util-linux man-db)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -24,6 +25,12 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
     echo "install-deps: pip install cryptography"
     python3 -m pip install -q cryptography 2>/dev/null || {
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-cryptography >/dev/null; }
+fi
+# The conformance suite runs every `vssm serve` as this unprivileged system user (the Debian
+# package's `vssm` user, made the same way), so nothing that needs root can hide in the tests.
+if [ "$what" != demo ] && ! getent passwd vssm >/dev/null; then
+    echo "install-deps: adding the system user vssm"
+    $SUDO adduser --system --group --home /var/lib/vssm --no-create-home --quiet vssm
 fi
 command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
 command -v swift >/dev/null || { echo "install-deps: the Swift toolchain is not on PATH (expected /opt/swift)"; exit 1; }

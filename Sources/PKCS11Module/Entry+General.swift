@@ -1,5 +1,6 @@
 import CPKCS11
 import TokenCore
+import VSSMWire
 
 // PKCS#11 2.40 §5.4 General-purpose functions, §5.5 Slot and token management.
 
@@ -51,7 +52,8 @@ public func C_GetInfo(_ pInfo: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
         info.cryptokiVersion = CK_VERSION(major: 2, minor: 40)
         Marshal.pad("vssm-pkcs11", &info.manufacturerID)
         Marshal.pad("VSSM PKCS#11 module", &info.libraryDescription)
-        info.libraryVersion = CK_VERSION(major: 2, minor: 0)  // wave 2: the spec-true token
+        let version = VSSMVersion.majorMinor
+        info.libraryVersion = CK_VERSION(major: version.major, minor: version.minor)
         pInfo.pointee = info
         return ok
     }

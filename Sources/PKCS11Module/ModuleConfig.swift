@@ -85,7 +85,12 @@ struct ModuleConfig {
             let message = "no configuration file (looked at \(candidates.joined(separator: ", ")); set VSSM_PKCS11_CONFIG)"
             // A path the caller passed in pReserved is its argument; a file we looked for is our failure.
             if explicit != nil { throw .argumentsBad(message) }
-            throw .functionFailed(message)
+            if env("VSSM_PKCS11_CONFIG") != nil { throw .functionFailed(message) }
+            // Registered with p11-kit, the module is loaded into every NSS and GnuTLS program of
+            // every user; one without a configuration gets a library with no slot, quietly (no
+            // file read but the lookups above, no network, nothing printed).
+            Log.write(.info, message + "; no slots")
+            return ModuleConfig(path: "(no configuration)", slots: [])
         }
         let bytes = try readFile(path)
         let root: JSONValue

@@ -26,6 +26,9 @@ public struct TLSClientConfiguration: Sendable {
     /// Sent as `X-VSSM-Namespace` with every request: which of its principal's namespaces a
     /// client works in (nil: the principal's first). Only `a-z 0-9 . _ -` are sent.
     public var namespace: String?
+    /// SHA-256 of the one server certificate to accept (DER), checked after the handshake: the
+    /// bootstrap phase's throwaway certificate, which no CA signed (`vssm bootstrap --fingerprint`).
+    public var pinnedCertificateSHA256: [UInt8]?
 
     public init(endpoints: [Endpoint]) { self.endpoints = endpoints }
 }
@@ -266,6 +269,7 @@ public final class HTTPSClient: @unchecked Sendable {
         do {
             fresh = try TLSConnection.open(endpoint, context: context, serverName: configuration.serverName,
                                            verifyName: configuration.trustPEM != nil,
+                                           pinnedSHA256: configuration.pinnedCertificateSHA256,
                                            connectTimeoutMs: configuration.connectTimeoutMs,
                                            ioTimeoutMs: configuration.requestTimeoutMs)
         } catch {

@@ -29,6 +29,44 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Whether the host is this machine's loopback (`localhost`, 127.0.0.0/8, ::1), decided from
+    /// the text alone: no name is looked up.
+    public var isLoopback: Bool {
+        if host.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { b in b.prefix(15).allSatisfy { $0 == 0 } && b[15] == 1 }
+        }
+        return false
+    }
+
+    /// `SHA256:AB:CD:...`, the form `vssm serve` prints and `vssm bootstrap --fingerprint` takes.
+    public static func fingerprintText(_ sha256: [UInt8]) -> String {
+        "SHA256:" + sha256.map { b in
+            let s = String(b, radix: 16, uppercase: true)
+            return s.count == 1 ? "0" + s : s
+        }.joined(separator: ":")
+    }
+
+    /// Parses `SHA256:` followed by 64 hex digits (colons optional, any case); nil otherwise.
+    public static func parseFingerprint(_ text: String) -> [UInt8]? {
+        var t = Substring(text.filter { !$0.isWhitespace })
+        if t.uppercased().hasPrefix("SHA256:") { t = t.dropFirst(7) }
+        let hex = t.filter { $0 != ":" }
+        guard hex.count == 64 else { return nil }
+        var out: [UInt8] = []
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 2)
+            guard let b = UInt8(hex[i..<j], radix: 16) else { return nil }
+            out.append(b)
+            i = j
+        }
+        return out
+    }
 }
 
 /// One TLS connection. Used by one thread at a time (checked out of the pool), hence the
@@ -65,7 +103,7 @@ final class TLSConnection: @unchecked Sendable {
 
     /// TCP connect with a deadline, then a TLS handshake; socket timeouts bound every later read/write.
     static func open(_ endpoint: Endpoint, context: OpaquePointer, serverName: String, verifyName: Bool,
-                     connectTimeoutMs: Int, ioTimeoutMs: Int) throws(ClientError) -> TLSConnection {
+                     pinnedSHA256: [UInt8]? = nil, connectTimeoutMs: Int, ioTimeoutMs: Int) throws(ClientError) -> TLSConnection {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -108,6 +146,16 @@ final class TLSConnection: @unchecked Sendable {
             // never answers the ClientHello); requests then get the I/O timeout.
             setTimeouts(fd, ms: connectTimeoutMs)
             let c = try handshake(fd: fd, endpoint: endpoint, context: context, serverName: serverName, verifyName: verifyName)
+            if let pinnedSHA256 {
+                var seen = [UInt8](repeating: 0, count: 32)
+                let got = copenssl_peer_cert_sha256(c.ssl, &seen) == 1
+                guard got, seen == pinnedSHA256 else {
+                    throw .tls("\(endpoint): the server's certificate has fingerprint "
+                        + (got ? Endpoint.fingerprintText(seen) : "(none)")
+                        + ", not the pinned " + Endpoint.fingerprintText(pinnedSHA256)
+                        + " (is this the node you started? its log prints its fingerprint)")
+                }
+            }
             setTimeouts(fd, ms: ioTimeoutMs)
             return c
         }

@@ -25,7 +25,7 @@ public final class HTTPListeners: Sendable {
     private let tls = Locked<TLSContexts?>(nil)
     private let bootstrapContext: NIOSSLContext
     private let trackers: [RequestContext.Listener: ConnectionTracker]
-    /// SHA-256 of the bootstrap-phase certificate (printed so `vssm bootstrap` can pin it).
+    /// `SHA256:AB:...` of the bootstrap-phase certificate (logged so `vssm bootstrap --fingerprint` can pin it).
     public let bootstrapFingerprint: String
 
     struct TLSContexts: @unchecked Sendable {
@@ -76,10 +76,7 @@ public final class HTTPListeners: Sendable {
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: identity.keyPKCS8, format: .der)))
         cfg.certificateVerification = .none
         bootstrapContext = try NIOSSLContext(configuration: HTTPListeners.hardened(cfg))
-        bootstrapFingerprint = DigestAlgorithm.sha256.hash(identity.certificateDER).map {
-            let s = String($0, radix: 16, uppercase: true)
-            return s.count == 1 ? "0" + s : s
-        }.joined(separator: ":")
+        bootstrapFingerprint = Endpoint.fingerprintText(DigestAlgorithm.sha256.hash(identity.certificateDER))
     }
 
     /// TLS contexts of the running phase, built once the RPC private key is known.
@@ -136,7 +133,16 @@ public final class HTTPListeners: Sendable {
         return try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            // IPPROTO_TCP level. `socketOption(.tcp_nodelay)` is SOL_SOCKET level: option 1 there
+            // is SO_DEBUG, which needs CAP_NET_ADMIN, so as any user but root every accepted
+            // connection was closed during setup (and as root TCP_NODELAY was never set).
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .serverChannelInitializer { [node] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptErrorLogger(listener: listener, address: ep.description, log: node.audit))
+                }
+            }
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard tracker.admit(channel) else { throw ServiceError.unavailable("connection limit reached") }
@@ -190,6 +196,47 @@ public final class HTTPListeners: Sendable {
     /// Blocks until every listener is closed.
     public func wait() {
         for c in channels.withLock({ $0 }) { try? c.closeFuture.wait() }
+    }
+}
+
+/// Logs what goes wrong while an accepted connection is set up (a socket option refused, the
+/// connection cap, a pipeline that cannot be built): NIO closes such a connection and reports the
+/// error on the listening channel, where nothing else would see it. At most one line per listener
+/// every 10 s, with the count of the errors it stands for.
+final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Any
+    let listener: RequestContext.Listener
+    let address: String
+    let log: AuditLog
+    private let state = Locked<(last: Int64, suppressed: Int)>((Int64.min / 2, 0))
+
+    init(listener: RequestContext.Listener, address: String, log: AuditLog) {
+        self.listener = listener
+        self.address = address
+        self.log = log
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        let now = Monotonic.ms()
+        let suppressed: Int? = state.withLock { s in
+            guard now - s.last >= 10_000 else {
+                s.suppressed += 1
+                return nil
+            }
+            defer { s = (now, 0) }
+            return s.suppressed
+        }
+        if let suppressed {
+            let more = suppressed > 0 ? " (and \(suppressed) more since the last such line)" : ""
+            log.error("\(listener.rawValue) listener \(address): a connection was closed while it was set up: \(describe(error))\(more)")
+        }
+        context.fireErrorCaught(error)
+    }
+
+    private func describe(_ error: Error) -> String {
+        if let e = error as? ServiceError { return e.message }
+        if let e = error as? IOError { return e.description }
+        return String(describing: error)
     }
 }
 

@@ -9,7 +9,9 @@ import VSSMWire
 /// variables `conformance/dev-env.sh` exports.
 struct ConnectionOptions: ParsableArguments {
     @Option(help: "Directory made by `vssm init` (ca.pem, client-cert.pem, client-key.pem).") var dir: String?
-    @Option(help: "API URL (env VSSM_URL).") var url: String?
+    @Option(help: ArgumentHelp("API URL (env VSSM_URL: one URL or several, comma-separated); repeatable.",
+                               discussion: "With several, each call goes to the first node that answers."))
+    var url: [String] = []
     @Option(help: "PEM CA that verifies the server (env VSSM_CA).") var ca: String?
     @Option(help: "Client certificate PEM (env VSSM_CLIENT_CERT).") var cert: String?
     @Option(help: "Client key PEM (env VSSM_CLIENT_KEY).") var key: String?
@@ -18,20 +20,32 @@ struct ConnectionOptions: ParsableArguments {
 
     func client() throws -> VSSMAPIClient {
         let d = dir ?? environment("VSSM_DEV_DIR")
-        let urlText = url ?? environment("VSSM_URL") ?? "https://127.0.0.1:8080"
-        guard let ep = Endpoint(urlText) else { throw CLIError("invalid URL: \(urlText)") }
+        let urls = try ConnectionOptions.endpoints(url.isEmpty ? [environment("VSSM_URL") ?? "https://127.0.0.1:8080"] : url)
         func path(_ explicit: String?, _ env: String, _ file: String) throws -> String {
             if let explicit { return explicit }
             if let e = environment(env) { return e }
             if let d { return d + "/" + file }
             throw CLIError("no \(file): pass --dir, --\(file.split(separator: ".").first ?? "") or set \(env)")
         }
-        var cfg = TLSClientConfiguration(endpoints: [ep])
+        var cfg = TLSClientConfiguration(endpoints: urls)
+        // A node that cannot be reached is skipped for this command's life; a call that may have
+        // reached a node is never sent to a second one (see HTTPSClient).
+        cfg.connectTimeoutMs = 3000
         cfg.trustPEM = try readFile(try path(ca, "VSSM_CA", "ca.pem"))
         cfg.clientCertificatePEM = try readFile(try path(cert, "VSSM_CLIENT_CERT", "client-cert.pem"))
         cfg.clientKeyPEM = try readFile(try path(key, "VSSM_CLIENT_KEY", "client-key.pem"))
         cfg.requestTimeoutMs = 300_000
         return try VSSMAPIClient(cfg)
+    }
+
+    /// Endpoints from `--url` values and `VSSM_URL`, each of which may be a comma-separated list.
+    static func endpoints(_ texts: [String]) throws -> [Endpoint] {
+        let parts = texts.flatMap { $0.split(separator: ",").map { String($0).filter { !$0.isWhitespace } } }.filter { !$0.isEmpty }
+        guard !parts.isEmpty else { throw CLIError("no URL given") }
+        return try parts.map { text in
+            guard let ep = Endpoint(text), ep.port > 0 else { throw CLIError("invalid URL: \(text) (expected https://host:port)") }
+            return ep
+        }
     }
 
     /// One admin call: the client, the admin password, and the call's error as the CLI's.

@@ -3,6 +3,7 @@ import Glibc
 import VSSMClient
 import VSSMCrypto
 import VSSMServer
+import VSSMSync
 import VSSMWire
 
 @main
@@ -10,7 +11,9 @@ struct VSSMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vssm",
         abstract: "VSSM key service: a virtual software security module speaking the VSSM REST API over mutual TLS.",
-        subcommands: [InitCommand.self, IssueClientCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self, AdminCommand.self])
+        version: VSSMVersion.string,
+        subcommands: [InitCommand.self, IssueClientCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self,
+                      AdminCommand.self, PKCS11ConfigCommand.self])
 }
 
 /// Errors shown to the operator as one line, exit status 1.
@@ -73,7 +76,7 @@ struct InitCommand: ParsableCommand {
         config.listen.health = health
         config.listen.internal = internalAddress
         config.listen.bootstrapSlave = bootstrapSlave
-        let absolute = dir.hasPrefix("/") ? dir : currentDirectory() + "/" + dir
+        let absolute = absolutePath(dir)
         config.stateDirectory = stateDir ?? absolute + "/state"
         try writeFile(configPath, config.json)
         try writeFile(dir + "/rpc-cert.pem", Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8), mode: 0o644)
@@ -83,10 +86,15 @@ struct InitCommand: ParsableCommand {
         try writeFile(dir + "/client-ca-key.pem", Array(pki.clientCAKeyPEM.utf8))
         try writeFile(dir + "/client-cert.pem", Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8), mode: 0o644)
         try writeFile(dir + "/client-key.pem", Array(pki.clientKeyPEM.utf8))
+        let module = ModuleConfigFile(endpoints: [ModuleConfigFile.url(forListener: api) ?? "https://127.0.0.1:8080"],
+                                      ca: absolute + "/ca.pem", clientCert: absolute + "/client-cert.pem",
+                                      clientKey: absolute + "/client-key.pem")
+        try writeFile(dir + "/pkcs11.json", Array(module.text.utf8), mode: 0o644)
         print("Created \(configPath)")
         print("  RPC certificate (server CA for clients, name VSSM): \(dir)/ca.pem")
         print("  RPC private key (the bootstrap secret: keep it in a safe): \(dir)/rpc-key.pem")
         print("  client certificate and key: \(dir)/client-cert.pem, \(dir)/client-key.pem")
+        print("  PKCS#11 module configuration for this client (user PIN = admin password): \(dir)/pkcs11.json")
         if generated { print("  admin password (shown once, stored only as a scrypt hash): \(pw)") }
         print("Next: vssm serve --config \(configPath) --bootstrap-key \(dir)/rpc-key.pem")
     }
@@ -177,7 +185,8 @@ struct ServeCommand: ParsableCommand {
         let listeners = try HTTPListeners(node: node, workerThreads: workers)
         let ports = try listeners.start()
         node.audit.info("Listening: api \(ports[.api] ?? 0), health \(ports[.health] ?? 0), internal \(ports[.internal] ?? 0), bootstrap-slave \(ports[.bootstrapSlave] ?? 0)\(cfg.compatOnly ? " (compat-only: no extensions)" : "")")
-        node.audit.info("Bootstrap-phase certificate SHA-256 fingerprint: \(listeners.bootstrapFingerprint)")
+        node.audit.info("Bootstrap-phase certificate SHA-256 fingerprint: \(listeners.bootstrapFingerprint) "
+            + "(from another host: vssm bootstrap --url https://THIS-NODE:\(ports[.api] ?? 0) --fingerprint \(listeners.bootstrapFingerprint) ...)")
         if let portsFile {
             var w = WireWriter()
             w.int64("api", Int64(ports[.api] ?? 0))
@@ -224,13 +233,33 @@ struct BootstrapCommand: ParsableCommand {
     @Option(help: "API URL of the node.") var url = environment("VSSM_URL") ?? "https://127.0.0.1:8080"
     @Option(help: "RPC private key file (PEM or PKCS#8 DER).") var key: String?
     @Option(help: "One RPC key share file (from `vssm admin split-rpc-key`).") var share: String?
+    @Option(help: ArgumentHelp(
+        "The node's bootstrap-phase certificate fingerprint, SHA256:AB:CD:... (`vssm serve` logs it at start).",
+        discussion: "Required for a node that is not on this machine (a URL other than localhost, 127.0.0.0/8, ::1)."))
+    var fingerprint: String?
+    @Flag(help: "Send the secret to a non-loopback node without checking its certificate (anyone on the path can take it).")
+    var insecureUnverified = false
 
     func run() throws {
         guard let ep = Endpoint(url) else { throw CLIError("invalid URL: \(url)") }
         guard (key == nil) != (share == nil) else { throw CLIError("pass either --key or --share") }
-        // The bootstrap-phase certificate is throwaway and self-signed (as in the original), so it
-        // cannot be verified; run this on the node itself or over a trusted path.
-        let client = try VSSMAPIClient(TLSClientConfiguration(endpoints: [ep]))
+        // The bootstrap-phase certificate is throwaway and self-signed (as in the original): no CA
+        // vouches for it, so the node is identified by the fingerprint it logs. Sending the RPC key
+        // (or a share) anywhere else unverified is refused before any lookup or connection.
+        var tls = TLSClientConfiguration(endpoints: [ep])
+        if let fingerprint {
+            guard let pin = Endpoint.parseFingerprint(fingerprint) else {
+                throw CLIError("--fingerprint must be SHA256: and 64 hex digits (as `vssm serve` logs it), not \(fingerprint)")
+            }
+            tls.pinnedCertificateSHA256 = pin
+        } else if !ep.isLoopback && !insecureUnverified {
+            throw CLIError("""
+                refusing to send the \(key != nil ? "RPC private key" : "share") to \(ep) without verifying it: \
+                pass --fingerprint SHA256:... from the node's log ("Bootstrap-phase certificate SHA-256 fingerprint"), \
+                or run this on the node (https://127.0.0.1:PORT), or accept the risk with --insecure-unverified
+                """)
+        }
+        let client = try VSSMAPIClient(tls)
         if let share {
             let bytes = try readFile(share)
             let parsed: RPCKeyShare
@@ -258,14 +287,24 @@ struct BootstrapCommand: ParsableCommand {
 struct HealthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "health", abstract: "Ask a node's health listener (exit 0 when running).")
     @Option(help: "Health URL (http://host:port).") var url = environment("VSSM_HEALTH_URL") ?? "http://127.0.0.1:8081"
+    @Option(help: "Wait up to this many seconds for the node to answer \"running\" (it may still be starting or bootstrapping).")
+    var wait: UInt = 0
 
     func run() throws {
         var t = Substring(url)
         if t.hasPrefix("http://") { t = t.dropFirst(7) }
         guard let ep = Endpoint(String(t.split(separator: "/").first ?? "")) else { throw CLIError("invalid URL: \(url)") }
-        let (status, body) = try plainHTTPGet(ep, path: Route.healthcheck)
-        print(body)
-        if status != 200 { throw ExitCode(1) }
+        let deadline = Monotonic.ms() + Int64(clamping: min(wait, 86_400)) * 1000
+        while true {
+            let answer = Result { try plainHTTPGet(ep, path: Route.healthcheck) }
+            if case .success(let (status, body)) = answer, status == 200 || Monotonic.ms() >= deadline {
+                print(body)
+                if status != 200 { throw ExitCode(1) }
+                return
+            }
+            if case .failure(let error) = answer, Monotonic.ms() >= deadline { throw error }
+            usleep(100_000)
+        }
     }
 }
 

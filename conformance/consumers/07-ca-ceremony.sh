@@ -76,10 +76,10 @@ rm -rf "$W/usb1"   # one stick is lost; the other is enough
 
 step "ceremony 2: fresh node, restore, revoke, CRL 2"
 mkdir -p "$W/fresh"
-"$VSSM_BIN" serve --config "$D/config.json" --state-dir "$W/fresh/state" --api 127.0.0.1:0 --health 127.0.0.1:0 \
+vssm_serve_bg "$W/fresh/serve.log" --config "$D/config.json" --state-dir "$W/fresh/state" --api 127.0.0.1:0 --health 127.0.0.1:0 \
     --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$W/fresh/ports.json" \
-    --bootstrap-key "$D/rpc-key.pem" >"$W/fresh/serve.log" 2>&1 &
-FRESH_PID=$!
+    --bootstrap-key "$D/rpc-key.pem"
+FRESH_PID=$VSSM_SERVE_PID
 for _ in $(seq 1 100); do [ -s "$W/fresh/ports.json" ] && break; sleep 0.1; done
 port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$W/fresh/ports.json")
 export VSSM_URL="https://127.0.0.1:$port"

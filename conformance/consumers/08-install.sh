@@ -13,12 +13,12 @@ MA=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 echo "-- make install PREFIX=/usr DESTDIR=$S (builds the release artifacts if needed)"
 check "make install PREFIX=/usr DESTDIR=..." make -s -C "$REPO_ROOT" install PREFIX=/usr DESTDIR="$S"
 SO="$S/usr/lib/$MA/pkcs11/libvssm-pkcs11.so"
-for f in "$SO" "$S/usr/bin/vssm" "$S/etc/pkcs11/modules/vssm-pkcs11.module" "$S/etc/vssm/pkcs11.json.example" \
+for f in "$SO" "$S/usr/bin/vssm" "$S/usr/share/p11-kit/modules/vssm-pkcs11.module" "$S/etc/vssm/pkcs11.json.example" \
     "$S/usr/lib/systemd/system/vssm.service" "$S/usr/share/doc/vssm-pkcs11/README.md" "$S/usr/share/doc/vssm-pkcs11/docs/nginx.md"; do
     check "installed ${f#"$S"}" test -s "$f"
 done
 expect_eq "p11-kit module file points at the installed module" "module: /usr/lib/$MA/pkcs11/libvssm-pkcs11.so" \
-    "$(grep '^module:' "$S/etc/pkcs11/modules/vssm-pkcs11.module")"
+    "$(grep '^module:' "$S/usr/share/p11-kit/modules/vssm-pkcs11.module")"
 expect_eq "systemd unit runs the installed vssm" "ExecStart=/usr/bin/vssm serve --config /etc/vssm/node/config.json --state-dir /var/lib/vssm/state" \
     "$(grep '^ExecStart=' "$S/usr/lib/systemd/system/vssm.service")"
 check "example module config is valid JSON with a slot" python3 -c \

@@ -18,9 +18,9 @@ ct=$(json_field "$(api /REST/v1/symmetric/encrypt "{\"keyName\":\"life-aes\",\"a
 kill -9 "$VSSM_PID"; wait "$VSSM_PID" 2>/dev/null; unset VSSM_PID
 port="${VSSM_URL##*:}"
 hport="${VSSM_HEALTH_URL##*:}"
-"$VSSM_BIN" serve --config "$D/config.json" --api "127.0.0.1:$port" --health "127.0.0.1:$hport" --internal 127.0.0.1:0 \
-    --bootstrap-slave 127.0.0.1:0 >"$D/serve2.log" 2>&1 &
-VSSM_PID=$!
+vssm_serve_bg "$D/serve2.log" --config "$D/config.json" --api "127.0.0.1:$port" --health "127.0.0.1:$hport" --internal 127.0.0.1:0 \
+    --bootstrap-slave 127.0.0.1:0
+VSSM_PID=$VSSM_SERVE_PID
 for _ in $(seq 1 50); do curl -s "$VSSM_HEALTH_URL/REST/v1/healthcheck" >/dev/null 2>&1 && break; sleep 0.1; done
 expect_eq "restarted node waits for bootstrap" bootstrapping "$(curl -s "$VSSM_HEALTH_URL/REST/v1/healthcheck")"
 check "bootstrap after restart" "$VSSM_BIN" bootstrap --url "$VSSM_URL" --key "$D/rpc-key.pem"
@@ -52,7 +52,8 @@ check "... naming the record that was changed" grep -q "BROKEN: audit.jsonl line
 
 # --- a wrong RPC key cannot open the sealed state --------------------------------------------------
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$W/other-key.pem" 2>/dev/null
-out=$("$VSSM_BIN" serve --config "$D/config.json" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
+vssm_service_owns "$D"
+out=$($VSSM_AS "$VSSM_BIN" serve --config "$D/config.json" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
     --bootstrap-slave 127.0.0.1:0 --bootstrap-key "$W/other-key.pem" 2>&1)
 check "a foreign RPC key is refused at bootstrap" grep -q "does not match the RPC certificate" <<< "$out"
 out=$(curl -sk "$VSSM_URL/REST/v1/admin/bootstrap" -d "{}" -o /dev/null -w '%{http_code}' 2>/dev/null || true)
@@ -61,9 +62,9 @@ check "bootstrap endpoint gone once running (mTLS required)" test "$out" != 200
 # --- backup -> fresh node (same config, empty state) -> restore ------------------------------------
 "$VSSM_BIN" admin backup --out "$W/backup.json" >/dev/null
 mkdir -p "$W/fresh"
-"$VSSM_BIN" serve --config "$D/config.json" --state-dir "$W/fresh/state" --api 127.0.0.1:0 --health 127.0.0.1:0 \
-    --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$W/fresh/ports.json" --bootstrap-key "$D/rpc-key.pem" >"$W/fresh/serve.log" 2>&1 &
-PID2=$!
+vssm_serve_bg "$W/fresh/serve.log" --config "$D/config.json" --state-dir "$W/fresh/state" --api 127.0.0.1:0 --health 127.0.0.1:0 \
+    --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$W/fresh/ports.json" --bootstrap-key "$D/rpc-key.pem"
+PID2=$VSSM_SERVE_PID
 for _ in $(seq 1 50); do [ -s "$W/fresh/ports.json" ] && break; sleep 0.1; done
 FRESH_URL="https://127.0.0.1:$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$W/fresh/ports.json")"
 out=$("$VSSM_BIN" admin list-keys --url "$FRESH_URL" 2>&1)
@@ -77,10 +78,10 @@ expect_eq "restored AES key decrypts the old ciphertext" "$MSG" "$(json_field "$
 # --- sync: a node with the fresh node as peer pushes new keys to it ---------------------------------
 FRESH_INTERNAL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["internal"])' "$W/fresh/ports.json")
 mkdir -p "$W/n3"
-"$VSSM_BIN" serve --config "$D/config.json" --state-dir "$W/n3/state" --api 127.0.0.1:0 --health 127.0.0.1:0 \
+vssm_serve_bg "$W/n3/serve.log" --config "$D/config.json" --state-dir "$W/n3/state" --api 127.0.0.1:0 --health 127.0.0.1:0 \
     --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$W/n3/ports.json" --peer "127.0.0.1:$FRESH_INTERNAL" \
-    --bootstrap-key "$D/rpc-key.pem" >"$W/n3/serve.log" 2>&1 &
-PID3=$!
+    --bootstrap-key "$D/rpc-key.pem"
+PID3=$VSSM_SERVE_PID
 for _ in $(seq 1 50); do [ -s "$W/n3/ports.json" ] && break; sleep 0.1; done
 N3_URL="https://127.0.0.1:$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$W/n3/ports.json")"
 for _ in $(seq 1 50); do grep -q "life-rsa" "$W/n3/serve.log" && break; sleep 0.1; done

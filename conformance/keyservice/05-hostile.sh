@@ -35,7 +35,9 @@ if limits: c["limits"] = limits
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 PY
     rm -f "$dir/ports.json"
-    "$@" "$VSSM_BIN" serve --config "$dir/config.json" --ports-file "$dir/ports.json" >>"$dir/serve.log" 2>&1 &
+    vssm_service_owns "$D"
+    # shellcheck disable=SC2086
+    "$@" $VSSM_AS "$VSSM_BIN" serve --config "$dir/config.json" --ports-file "$dir/ports.json" >>"$dir/serve.log" 2>&1 &
     NODE_PID=$!
     EXTRA_PIDS+=("$NODE_PID")
     for _ in $(seq 1 100); do [ -s "$dir/ports.json" ] && break; sleep 0.1; done

@@ -17,9 +17,9 @@ check "a share holds no PEM key" bash -c "! grep -q 'PRIVATE KEY' '$W/shares/rpc
 check "... and is labelled" grep -q '"label":"alice"' "$W/shares/rpc-key-share-1-of-5.json"
 
 # A fresh node with the same config (empty state), waiting for its bootstrap.
-"$VSSM_BIN" serve --config "$D/config.json" --state-dir "$W/state" --api 127.0.0.1:0 --health 127.0.0.1:0 \
-    --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$W/ports.json" >"$W/serve.log" 2>&1 &
-PID2=$!
+vssm_serve_bg "$W/serve.log" --config "$D/config.json" --state-dir "$W/state" --api 127.0.0.1:0 --health 127.0.0.1:0 \
+    --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$W/ports.json"
+PID2=$VSSM_SERVE_PID
 for _ in $(seq 1 50); do [ -s "$W/ports.json" ] && break; sleep 0.1; done
 port() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$W/ports.json" "$1"; }
 URL2="https://127.0.0.1:$(port api)"; HEALTH2="http://127.0.0.1:$(port health)"

@@ -87,9 +87,14 @@ read -r -a URLS <<< "$VSSM_NODE_URLS"
 check "after every node restarted (kill -9), the deleted key is still gone everywhere" gone
 check "... and the other keys are all there (made-on-1 signs through node 2)" test "$(sign_status "${URLS[1]}" made-on-1)" = 200
 
-# --- a 4th node joins from peers and serves; a revoked credential cannot join ------------------------
+# --- with node 1 down, admin goes to the next node; a 4th node joins from peers -----------------------
+kill -9 "$(node_pid 1)"; wait "$(node_pid 1)" 2>/dev/null
+out=$(VSSM_URL="${VSSM_NODE_URLS// /,}" "$VSSM_BIN" admin list-keys 2>&1)
+check "vssm admin with every node's URL (node 1, the first, is down) answers from the next" grep -q ' made-on-1$' <<< "$out"
+out=$("$VSSM_BIN" admin list-keys --url "${URLS[0]}" --url "${URLS[2]}" 2>&1)
+check "... and so with --url repeated" grep -q ' made-on-1$' <<< "$out"
 vssm_cluster_add_node; rc=$?
-check "vssm_cluster_add_node: a 4th node joins from its peers" test "$rc" = 0 -a "$(wc -w <<< "$VSSM_NODE_PIDS")" = 4
+check "vssm_cluster_add_node: a 4th node joins from its peers while node 1 is down" test "$rc" = 0 -a "$(wc -w <<< "$VSSM_NODE_PIDS")" = 4
 read -r -a URLS <<< "$VSSM_NODE_URLS"
 check "the 4th node signs with the cluster's keys" test "$(sign_status "${URLS[3]}" chaos-ec)" = 200
 joined=$(cat "$D"/n[123]/state/audit.jsonl "$D"/n[123]/audit.jsonl 2>/dev/null | grep -c '"principal":"node:n4".*"route":"/REST/v1/ext/internal/join"' || true)
@@ -97,10 +102,10 @@ check "the join is in the serving node's audit trail" test "${joined:-0}" -ge 1
 "$VSSM_BIN" admin node add n9 --out "$D/n9.credential" >/dev/null
 check "vssm admin node remove revokes a credential" "$VSSM_BIN" admin node remove n9
 mkdir -p "$D/n9"
-"$VSSM_BIN" serve --config "$D/config.json" --state-dir "$D/n9" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
+vssm_serve_bg "$D/n9/serve.log" --config "$D/config.json" --state-dir "$D/n9" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
     --bootstrap-slave 127.0.0.1:0 --join "https://127.0.0.1:$(_vssm_cluster_port 2 bootstrapSlave)" \
-    --join-credential "$D/n9.credential" > "$D/n9/serve.log" 2>&1 &
-n9=$!
+    --join-credential "$D/n9.credential"
+n9=$VSSM_SERVE_PID
 for _ in $(seq 1 100); do kill -0 "$n9" 2>/dev/null || break; sleep 0.1; done
 check "a node with a revoked credential cannot join (it exits, refused)" bash -c \
     "! kill -0 $n9 2>/dev/null && grep -q 'join failed.*refused' '$D/n9/serve.log'"
@@ -110,9 +115,9 @@ kill "$n9" 2>/dev/null; rm -rf "$D/n9"
 mkdir -p "$W/shares"
 "$VSSM_BIN" admin split-rpc-key --rpc-key "$D/rpc-key.pem" --config "$D/config.json" --threshold 2 --shares 3 --out "$W/shares" >/dev/null
 mkdir -p "$D/n8"
-"$VSSM_BIN" serve --config "$D/config.json" --state-dir "$D/n8" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
-    --bootstrap-slave 127.0.0.1:0 --ports-file "$D/n8/ports.json" > "$D/n8/serve.log" 2>&1 &
-n8=$!
+vssm_serve_bg "$D/n8/serve.log" --config "$D/config.json" --state-dir "$D/n8" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
+    --bootstrap-slave 127.0.0.1:0 --ports-file "$D/n8/ports.json"
+n8=$VSSM_SERVE_PID
 for _ in $(seq 1 100); do [ -s "$D/n8/ports.json" ] && break; sleep 0.1; done
 n8api="https://127.0.0.1:$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$D/n8/ports.json")"
 n8health="http://127.0.0.1:$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["health"])' "$D/n8/ports.json")"
@@ -127,9 +132,9 @@ kill "$n8" 2>/dev/null
 check "backup of the cluster" "$VSSM_BIN" admin backup --url "${URLS[1]}" --out "$W/cluster-backup.json"
 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c.pop("etcd"); json.dump(c, open(sys.argv[2], "w"))' "$D/config.json" "$W/single.json"
 mkdir -p "$W/single"
-"$VSSM_BIN" serve --config "$W/single.json" --state-dir "$W/single" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
-    --bootstrap-slave 127.0.0.1:0 --bootstrap-key "$D/rpc-key.pem" --ports-file "$W/single/ports.json" > "$W/single/serve.log" 2>&1 &
-SINGLE_PID=$!
+vssm_serve_bg "$W/single/serve.log" --config "$W/single.json" --state-dir "$W/single" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
+    --bootstrap-slave 127.0.0.1:0 --bootstrap-key "$D/rpc-key.pem" --ports-file "$W/single/ports.json"
+SINGLE_PID=$VSSM_SERVE_PID
 for _ in $(seq 1 100); do [ -s "$W/single/ports.json" ] && break; sleep 0.1; done
 sleep 0.5
 single="https://127.0.0.1:$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$W/single/ports.json")"

@@ -150,9 +150,9 @@ expect_eq "a trusted but unregistered certificate is refused (403)" 403 "$(statu
 check "... with a message that says it is not registered" grep -q "not registered as a principal" <<< "$out"
 check "vssm admin backup (root: the admin password)" "$VSSM_BIN" admin backup --out "$W/backup.json"
 mkdir -p "$W/fresh"
-"$VSSM_BIN" serve --config "$D/config.json" --state-dir "$W/fresh" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
-    --bootstrap-slave 127.0.0.1:0 --bootstrap-key "$D/rpc-key.pem" --ports-file "$W/fresh/ports.json" > "$W/fresh/serve.log" 2>&1 &
-FRESH_PID=$!
+vssm_serve_bg "$W/fresh/serve.log" --config "$D/config.json" --state-dir "$W/fresh" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
+    --bootstrap-slave 127.0.0.1:0 --bootstrap-key "$D/rpc-key.pem" --ports-file "$W/fresh/ports.json"
+FRESH_PID=$VSSM_SERVE_PID
 for _ in $(seq 1 100); do [ -s "$W/fresh/ports.json" ] && break; sleep 0.1; done
 FPORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$W/fresh/ports.json")
 FURL="https://127.0.0.1:$FPORT"

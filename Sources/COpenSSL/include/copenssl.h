@@ -37,6 +37,15 @@ static inline int copenssl_set_sni(SSL *ssl, const char *name) {
     return (int)SSL_set_tlsext_host_name(ssl, name);
 }
 static inline void copenssl_free(void *p) { OPENSSL_free(p); }
+/// SHA-256 of the peer's certificate (DER) into out[32]; 1 on success, 0 without a certificate.
+static inline int copenssl_peer_cert_sha256(SSL *ssl, unsigned char *out) {
+    X509 *x = SSL_get1_peer_certificate(ssl);
+    if (x == NULL) return 0;
+    unsigned int n = 0;
+    int ok = X509_digest(x, EVP_sha256(), out, &n) == 1 && n == 32;
+    X509_free(x);
+    return ok;
+}
 static inline int copenssl_ctx_add0_chain_cert(SSL_CTX *ctx, X509 *x) { return (int)SSL_CTX_add0_chain_cert(ctx, x); }
 
 /// A socket BIO that sends with MSG_NOSIGNAL so a peer reset never raises SIGPIPE in the host
