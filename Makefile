@@ -55,14 +55,14 @@ bench:
 module-release:
 	$(SWIFT) build -c release --product vssm-pkcs11 -Xswiftc -static-stdlib --scratch-path .build-release
 	mkdir -p dist
-	strip -o dist/libvssm-pkcs11.so .build-release/release/libvssm-pkcs11.so
+	strip -R .comment -o dist/libvssm-pkcs11.so .build-release/release/libvssm-pkcs11.so
 	@ls -l dist/libvssm-pkcs11.so
 
 # The `vssm` binary, Swift runtime linked statically as well.
 vssm-release:
 	$(SWIFT) build -c release --product vssm -Xswiftc -static-stdlib --scratch-path .build-release
 	mkdir -p dist
-	strip -o dist/vssm .build-release/release/vssm
+	strip -R .comment -o dist/vssm .build-release/release/vssm
 	@ls -l dist/vssm
 
 release: module-release vssm-release

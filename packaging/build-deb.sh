@@ -24,7 +24,13 @@ changelog() {
     {
         echo "$pkg ($version) stable; urgency=medium"
         echo
-        awk '/^## /{n++} n==1 && /^- /{sub(/^- /, "  * "); print; next} n==1 && /^  /{print "   " $0; next} n>1{exit}' CHANGELOG.md
+        # The newest entry's bullets, wrapped to Debian's 80 columns.
+        python3 -c '
+import re, sys, textwrap
+entry = re.split(r"^## ", open(sys.argv[1]).read(), flags=re.M)[1]
+for item in re.findall(r"^- (.*?)(?=^- |\Z)", entry.split("\n", 1)[1], flags=re.M | re.S):
+    print(textwrap.fill(" ".join(item.split()), 78, initial_indent="  * ", subsequent_indent="    "))
+' CHANGELOG.md
         echo
         echo " -- vssm-pkcs11 developers <vssm-pkcs11@example.org>  $date"
     } | gzip -9n
