@@ -136,7 +136,7 @@ _vssm_cluster_main() {
 
     # --- the key service: one config for every node, state in etcd -------------------------------
     local password="${VSSM_DEV_ADMIN_PASSWORD:-dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
-    "$bin" init "$dir" --admin-password "$password" --force >/dev/null || { vssm_cluster_stop; return 1; }
+    "$bin" init "$dir" --admin-password "$password" --new-pki >/dev/null || { vssm_cluster_stop; return 1; }
     python3 - "$dir/config.json" "$endpoints" "$e" <<'PY' || { vssm_cluster_stop; return 1; }
 import json, sys
 p, endpoints, e = sys.argv[1], sys.argv[2].split(), sys.argv[3]

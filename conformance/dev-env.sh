@@ -25,7 +25,7 @@ _vssm_dev_main() {
     local password
     # VSSM_DEV_ADMIN_PASSWORD picks it (test suites that hard-code a PIN); random otherwise.
     password="${VSSM_DEV_ADMIN_PASSWORD:-dev-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
-    "$bin" init "$dir" --admin-password "$password" --force \
+    "$bin" init "$dir" --admin-password "$password" --new-pki \
         --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 >/dev/null \
         || { echo "dev-env: vssm init failed" >&2; return 1; }
     # VSSM_DEV_LIMITS: a JSON object merged into config.json's "limits" (e.g. {"minStoredRSABits": 1024}).

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <stdio.h>
 
 static BIO_METHOD *nosignal_method = NULL;
 static pthread_once_t nosignal_once = PTHREAD_ONCE_INIT;
@@ -109,5 +110,86 @@ int copenssl_hmac_compute(EVP_MAC_CTX *prepared, const unsigned char *data, size
     if (!ctx) return 0;
     int ok = EVP_MAC_update(ctx, data, len) == 1 && EVP_MAC_final(ctx, out, outlen, outsize) == 1;
     EVP_MAC_CTX_free(ctx);
+    return ok;
+}
+
+void copenssl_last_reason(char *buf, size_t len) {
+    if (len == 0) return;
+    buf[0] = 0;
+    unsigned long e = ERR_get_error();
+    if (e != 0) {
+        const char *r = ERR_reason_error_string(e);
+        if (r != NULL) { strncpy(buf, r, len - 1); buf[len - 1] = 0; }
+        else { ERR_error_string_n(e, buf, len); }
+    }
+    ERR_clear_error();
+}
+
+static void append(char *buf, size_t len, const char *s) {
+    size_t used = strlen(buf);
+    if (used + 1 >= len) return;
+    strncat(buf, s, len - used - 1);
+}
+
+int copenssl_peer_summary(SSL *ssl, char *buf, size_t len) {
+    if (len == 0) return 0;
+    buf[0] = 0;
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    if (x == NULL) return 0;
+    char subject[512];
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL) return 0;
+    X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+    int n = BIO_read(b, subject, sizeof(subject) - 1);
+    BIO_free(b);
+    subject[n > 0 ? n : 0] = 0;
+    append(buf, len, "subject ");
+    append(buf, len, subject);
+    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    if (names != NULL) {
+        append(buf, len, "; names ");
+        for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+            const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+            char one[300];
+            one[0] = 0;
+            if (g->type == GEN_DNS) {
+                snprintf(one, sizeof(one), "DNS:%.*s", ASN1_STRING_length(g->d.dNSName), (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+            } else if (g->type == GEN_IPADD && ASN1_STRING_length(g->d.iPAddress) == 4) {
+                const unsigned char *a = ASN1_STRING_get0_data(g->d.iPAddress);
+                snprintf(one, sizeof(one), "IP:%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+            }
+            if (one[0]) {
+                if (i > 0) append(buf, len, ", ");
+                append(buf, len, one);
+            }
+        }
+        GENERAL_NAMES_free(names);
+    }
+    ERR_clear_error();
+    return 1;
+}
+
+int copenssl_pem_cert_validity(const unsigned char *pem, int len, long long *secondsLeft, int *notYetValid, char *subject, size_t subjectLen) {
+    BIO *b = BIO_new_mem_buf(pem, len);
+    if (b == NULL) return 0;
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (x == NULL) { ERR_clear_error(); return 0; }
+    int days = 0, secs = 0;
+    int ok = ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x));
+    *secondsLeft = (long long)days * 86400 + secs;
+    *notYetValid = X509_cmp_current_time(X509_get0_notBefore(x)) > 0;
+    if (subjectLen > 0) {
+        subject[0] = 0;
+        BIO *m = BIO_new(BIO_s_mem());
+        if (m != NULL) {
+            X509_NAME_print_ex(m, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+            int n = BIO_read(m, subject, (int)subjectLen - 1);
+            subject[n > 0 ? n : 0] = 0;
+            BIO_free(m);
+        }
+    }
+    X509_free(x);
+    ERR_clear_error();
     return ok;
 }

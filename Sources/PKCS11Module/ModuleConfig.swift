@@ -17,27 +17,7 @@ import VSSMWire
 /// Found at: `pInitArgs->pReserved` (a path), else `$VSSM_PKCS11_CONFIG`, else
 /// `$XDG_CONFIG_HOME/vssm/pkcs11.json` (default `~/.config/vssm/pkcs11.json`), else `/etc/vssm/pkcs11.json`.
 struct ModuleConfig {
-    struct Slot {
-        var label: String
-        var endpoints: [Endpoint]
-        var serverName: String
-        var ca: String
-        var clientCert: String
-        var clientKey: String
-        var userPinIsAdminPassword: Bool
-        var refreshSeconds: Double
-        var connectTimeoutMs: Int
-        var requestTimeoutMs: Int
-        var endpointOrder: EndpointOrder = .ordered
-        /// The namespace of the service this slot shows (`X-VSSM-Namespace`; nil: the principal's first).
-        var namespace: String?
-        /// `"namespaces": "auto"`: one slot per namespace of the principal, asked at C_Initialize.
-        var autoNamespaces = false
-        /// The PEM files' contents, read when the configuration is loaded.
-        var caPEM: [UInt8] = []
-        var certPEM: [UInt8] = []
-        var keyPEM: [UInt8] = []
-    }
+    typealias Slot = PKCS11Configuration.Slot
     var path: String
     var slots: [Slot]
 
@@ -93,84 +73,28 @@ struct ModuleConfig {
             return ModuleConfig(path: "(no configuration)", slots: [])
         }
         let bytes = try readFile(path)
-        let root: JSONValue
-        do { root = try JSONParser.parse(bytes) } catch { throw .functionFailed("\(path): not valid JSON: \(error.message)") }
-        guard case .array(let items)? = root["slots"], !items.isEmpty else { throw .functionFailed("\(path): no \"slots\" array") }
-        // The directory of the file (plain slicing: a generic `joined` here was the process's first
-        // protocol-conformance lookup, a scan of the whole image's records: 0.5 ms of C_Initialize).
-        let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
-        func resolve(_ p: String) -> String { p.hasPrefix("/") || dir.isEmpty ? p : dir + "/" + p }
-        var slots: [Slot] = []
-        for (i, item) in items.enumerated() {
-            func str(_ k: String) throws(TokenError) -> String {
-                guard case .string(let s)? = item[k], !s.isEmpty else { throw .functionFailed("\(path): slots[\(i)].\(k) is missing") }
-                return s
-            }
-            /// A number from the file, refused unless finite and within `range` (a hostile or
-            /// mistyped `1e400` or `2^40` must never reach an integer conversion).
-            func num(_ k: String, _ d: Double, _ range: ClosedRange<Int>) throws(TokenError) -> Double {
-                guard let value = item[k] else { return d }
-                guard case .number(let n) = value, let v = Double(n), v.isFinite,
-                      v >= Double(range.lowerBound), v <= Double(range.upperBound) else {
-                    throw .functionFailed("\(path): slots[\(i)].\(k) must be a number from \(range.lowerBound) to \(range.upperBound)")
-                }
-                return v
-            }
-            /// A whole number of milliseconds from the file, in `range` (never a trapping conversion).
-            func ms(_ k: String, _ d: Int, _ range: ClosedRange<Int>) throws(TokenError) -> Int {
-                Int(exactly: try num(k, Double(d), range).rounded(.towardZero)) ?? d
-            }
-            guard case .array(let eps)? = item["endpoints"], !eps.isEmpty else { throw .functionFailed("\(path): slots[\(i)].endpoints is missing") }
-            var endpoints: [Endpoint] = []
-            for e in eps {
-                guard case .string(let s) = e, let ep = Endpoint(s), ep.port > 0 else { throw .functionFailed("\(path): slots[\(i)]: bad endpoint \(e)") }
-                endpoints.append(ep)
-            }
-            var admin = false
-            if case .bool(let b)? = item["userPinIsAdminPassword"] { admin = b }
-            let serverName: String = if case .string(let s)? = item["serverName"], !s.isEmpty { s } else { "VSSM" }
-            let label: String = if case .string(let s)? = item["label"], !s.isEmpty { s } else { "vssm" }
-            var slot = Slot(label: label, endpoints: endpoints, serverName: serverName, ca: resolve(try str("ca")),
-                            clientCert: resolve(try str("clientCert")), clientKey: resolve(try str("clientKey")),
-                            userPinIsAdminPassword: admin, refreshSeconds: try num("refreshSeconds", 60, 0...86_400),
-                            connectTimeoutMs: try ms("connectTimeoutMs", 3000, 1...600_000),
-                            requestTimeoutMs: try ms("requestTimeoutMs", 30000, 1...3_600_000))
-            if let value = item["endpointOrder"] {
-                guard case .string(let text) = value, let order = EndpointOrder(rawValue: text) else {
-                    throw .functionFailed("\(path): slots[\(i)].endpointOrder must be \"ordered\" or \"round-robin\"")
-                }
-                slot.endpointOrder = order
-            }
-            slot.caPEM = try readFile(slot.ca)
-            slot.certPEM = try readFile(slot.clientCert)
-            slot.keyPEM = try readFile(slot.clientKey)
-            // "namespaces": one slot per namespace of the principal, each labelled with its name.
-            if case .string(let ns)? = item["namespace"] {
-                guard NamespaceName.isValid(ns) else {
-                    throw .functionFailed("\(path): slots[\(i)].namespace: \(ns) is not a namespace (a-z, 0-9, '.', '_', '-')")
-                }
-                slot.namespace = ns
-            }
-            if case .string("auto")? = item["namespaces"] {
-                slot.autoNamespaces = true
-                slots.append(slot)
-                continue
-            }
-            if let value = item["namespaces"] {
-                guard case .array(let list) = value, !list.isEmpty, list.count <= 64 else {
-                    throw .functionFailed("\(path): slots[\(i)].namespaces must be \"auto\" or a non-empty array of up to 64 names")
-                }
-                for entry in list {
-                    guard case .string(let ns) = entry, NamespaceName.isValid(ns) else {
-                        throw .functionFailed("\(path): slots[\(i)].namespaces: \(entry) is not a namespace (a-z, 0-9, '.', '_', '-')")
-                    }
-                    slots.append(slot.inNamespace(ns))
-                }
-                continue
-            }
-            slots.append(slot)
+        do throws(ConfigFile.Problem) {
+            let file = try ConfigFile(path: path, bytes: bytes)
+            return try parse(file)
+        } catch {
+            throw .functionFailed(error.message)
         }
-        return ModuleConfig(path: path, slots: slots)
+    }
+
+    /// Every member checked (PKCS11Configuration); the log settings applied; the client
+    /// certificate's dates checked (an expiry is seen before the service refuses it: warned at the
+    /// default log level 30 days ahead).
+    static func parse(_ file: ConfigFile) throws(ConfigFile.Problem) -> ModuleConfig {
+        let parsed = try PKCS11Configuration.parse(file) { (p: String) throws(ConfigFile.Problem) -> [UInt8] in
+            do throws(TokenError) { return try readFile(p) } catch { throw ConfigFile.Problem(error.message) }
+        }
+        if let log = parsed.log { Log.apply(level: log.level, file: log.file, syslog: log.syslog, source: file.path) }
+        for slot in parsed.slots {
+            if let warning = CertificateValidity(pem: slot.certPEM)?.warning(file: slot.clientCert) {
+                Log.write(.error, "warning: slot \(slot.label): " + warning)
+            }
+        }
+        return ModuleConfig(path: parsed.path, slots: parsed.slots)
     }
 
     static func readFile(_ path: String) throws(TokenError) -> [UInt8] {
@@ -189,21 +113,6 @@ struct ModuleConfig {
         return out
     }
 
-    /// The TLS settings of a slot's key service.
-    static func tls(_ s: Slot, passphrase: String?) -> TLSClientConfiguration {
-        var tls = TLSClientConfiguration(endpoints: s.endpoints)
-        tls.serverName = s.serverName
-        tls.trustPEM = s.caPEM
-        tls.clientCertificatePEM = s.certPEM
-        tls.clientKeyPEM = s.keyPEM
-        tls.clientKeyPassphrase = passphrase
-        tls.connectTimeoutMs = s.connectTimeoutMs
-        tls.requestTimeoutMs = s.requestTimeoutMs
-        tls.order = s.endpointOrder
-        tls.namespace = s.namespace
-        return tls
-    }
-
     /// The slots with `"namespaces": "auto"` expanded: one per namespace of the slot's principal,
     /// asked from the service (`ext/whoami`, one round trip, only for such slots). Without an
     /// answer — an encrypted client key (no PIN yet), a service without principals, an error —
@@ -217,7 +126,7 @@ struct ModuleConfig {
             }
             let namespaces: [String]
             do throws(TokenError) {
-                let service = try VSSMKeyService(ModuleConfig.tls(slot, passphrase: nil))
+                let service = try VSSMKeyService(slot.tls(passphrase: nil))
                 namespaces = try service.principalNamespaces() ?? []
                 service.closeConnections()
             } catch {
@@ -244,23 +153,13 @@ struct ModuleConfig {
                                         userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds)
             let s = slot
             tokens.append(Token(slotID: UInt(clamping: i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in
-                do throws(TokenError) { return try VSSMKeyService(ModuleConfig.tls(s, passphrase: pin)) } catch {
+                do throws(TokenError) { return try VSSMKeyService(s.tls(passphrase: pin)) } catch {
                     if encrypted, case .functionFailed(let m) = error, m.contains("wrong passphrase") || m.contains("decrypt") { throw .pinIncorrect }
                     throw error
                 }
             })
         }
         return tokens
-    }
-}
-
-extension ModuleConfig.Slot {
-    /// The slot, showing namespace `ns` (labelled with it).
-    func inNamespace(_ ns: String) -> ModuleConfig.Slot {
-        var one = self
-        one.namespace = ns
-        one.label = ns
-        return one
     }
 }
 

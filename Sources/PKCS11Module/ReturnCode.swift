@@ -70,16 +70,38 @@ func entry(_ name: StaticString, initialized: Bool = true, _ body: () throws(Tok
         // Only failures of the module or the service reach the default (error) log: the host's
         // stderr is someone's nginx or ssh session, and a bad signature or a probing call is an
         // answer, not a fault.
+        // A locked PIN is logged at the default level too: the host shows only CKR_PIN_LOCKED,
+        // and the reason (how long, for which client identity) is what the operator needs.
+        let line = "\(name) failed with \(returnCodeName(rv)): \(error.message)"
         switch error {
-        case .device, .functionFailed:
-            Log.write(.error, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
-        case .pinIncorrect, .adminPasswordRejected, .pinLocked:
-            Log.write(.warn, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
+        case .device, .functionFailed, .pinLocked:
+            Log.write(.error, line)
+        case .pinIncorrect, .adminPasswordRejected:
+            Log.write(.warn, line)
         default:
-            Log.write(.info, "\(name) -> 0x\(String(rv, radix: 16)) (\(error))")
+            Log.write(.info, line)
         }
         return rv
     }
 }
 
 let ok = CK_RV(CKR_OK)
+
+/// `CKR_PIN_LOCKED (0xa4)`: the name of every code the module returns, and the number.
+func returnCodeName(_ rv: CK_RV) -> String {
+    let names: [UInt: String] = [
+        CKR_CRYPTOKI_NOT_INITIALIZED: "CKR_CRYPTOKI_NOT_INITIALIZED", CKR_CRYPTOKI_ALREADY_INITIALIZED: "CKR_CRYPTOKI_ALREADY_INITIALIZED",
+        CKR_ARGUMENTS_BAD: "CKR_ARGUMENTS_BAD", CKR_SLOT_ID_INVALID: "CKR_SLOT_ID_INVALID",
+        CKR_SESSION_HANDLE_INVALID: "CKR_SESSION_HANDLE_INVALID", CKR_SESSION_READ_ONLY: "CKR_SESSION_READ_ONLY",
+        CKR_OBJECT_HANDLE_INVALID: "CKR_OBJECT_HANDLE_INVALID", CKR_KEY_HANDLE_INVALID: "CKR_KEY_HANDLE_INVALID",
+        CKR_KEY_FUNCTION_NOT_PERMITTED: "CKR_KEY_FUNCTION_NOT_PERMITTED", CKR_USER_NOT_LOGGED_IN: "CKR_USER_NOT_LOGGED_IN",
+        CKR_PIN_INCORRECT: "CKR_PIN_INCORRECT", CKR_PIN_LOCKED: "CKR_PIN_LOCKED", CKR_ACTION_PROHIBITED: "CKR_ACTION_PROHIBITED",
+        CKR_MECHANISM_INVALID: "CKR_MECHANISM_INVALID", CKR_MECHANISM_PARAM_INVALID: "CKR_MECHANISM_PARAM_INVALID",
+        CKR_TEMPLATE_INCONSISTENT: "CKR_TEMPLATE_INCONSISTENT", CKR_TEMPLATE_INCOMPLETE: "CKR_TEMPLATE_INCOMPLETE",
+        CKR_DEVICE_ERROR: "CKR_DEVICE_ERROR", CKR_FUNCTION_FAILED: "CKR_FUNCTION_FAILED",
+        CKR_FUNCTION_NOT_SUPPORTED: "CKR_FUNCTION_NOT_SUPPORTED", CKR_SIGNATURE_INVALID: "CKR_SIGNATURE_INVALID",
+    ]
+    let hex = "0x" + String(rv, radix: 16)
+    guard let code = UInt(exactly: rv), let name = names[code] else { return hex }
+    return "\(name) (\(hex))"
+}

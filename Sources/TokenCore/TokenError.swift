@@ -54,3 +54,61 @@ public enum TokenError: Error, Sendable, Equatable {
     /// Anything unexpected (never silently CKR_OK).
     case functionFailed(String)
 }
+
+/// What a person reads (the module's log, messages built from an error): plain words, never the
+/// case name or Swift's quoting of its payload.
+extension TokenError: CustomStringConvertible {
+    public var description: String { message }
+
+    public var message: String {
+        switch self {
+        case .notInitialized: return "the library is not initialized (C_Initialize)"
+        case .alreadyInitialized: return "the library is already initialized"
+        case .argumentsBad(let m): return m
+        case .slotIDInvalid: return "no such slot"
+        case .sessionHandleInvalid: return "no such session"
+        case .sessionReadOnly: return "the session is read-only"
+        case .sessionReadOnlyExists: return "a read-only session exists"
+        case .sessionParallelNotSupported: return "parallel sessions are not supported"
+        case .objectHandleInvalid: return "no such object"
+        case .keyHandleInvalid: return "no such key"
+        case .keyTypeInconsistent: return "the key's type does not fit the mechanism"
+        case .keyFunctionNotPermitted: return "the key's attributes do not permit this operation"
+        case .operationActive: return "another operation is active in this session"
+        case .operationNotInitialized: return "no operation is active in this session"
+        case .bufferTooSmall(let required): return "the output buffer is too small (\(required) bytes needed)"
+        case .userNotLoggedIn: return "not logged in"
+        case .userAlreadyLoggedIn: return "already logged in"
+        case .anotherUserAlreadyLoggedIn: return "another user is logged in"
+        case .userTypeInvalid: return "unknown user type"
+        case .pinIncorrect: return "the PIN is wrong"
+        case .pinLenRange: return "the PIN's length is out of range"
+        case .mechanismInvalid(let m): return "mechanism \(m) is not supported"
+        case .mechanismParamInvalid(let m): return "bad mechanism parameter: \(m)"
+        case .attributeTypeInvalid(let a): return "attribute \(a) is not valid here"
+        case .attributeValueInvalid(let a): return "attribute \(a) has an invalid value"
+        case .attributeReadOnly(let a): return "attribute \(a) cannot be changed"
+        case .templateIncomplete(let m): return "incomplete template: \(m)"
+        case .templateInconsistent(let m): return "inconsistent template: \(m)"
+        case .dataLenRange: return "the data's length is out of range"
+        case .dataInvalid: return "the data is invalid"
+        case .encryptedDataInvalid: return "the encrypted data is invalid"
+        case .encryptedDataLenRange: return "the encrypted data's length is out of range"
+        case .signatureInvalid: return "the signature is invalid"
+        case .signatureLenRange: return "the signature's length is out of range"
+        case .functionNotSupported: return "the function is not supported"
+        case .tokenWriteProtected: return "the token is write-protected"
+        case .actionProhibited: return "the action is prohibited"
+        case .keyUnextractable: return "the key cannot be extracted"
+        case .keyIndigestible: return "the key cannot be digested"
+        case .keyNotWrappable: return "the key cannot be wrapped"
+        case .wrappedKeyInvalid: return "the wrapped key is invalid"
+        case .wrappingKeyHandleInvalid: return "no such wrapping key"
+        case .unwrappingKeyHandleInvalid: return "no such unwrapping key"
+        case .device(let m, let status): return status > 0 ? "key service: HTTP \(status): \(m)" : "key service: \(m)"
+        case .adminPasswordRejected: return "the service refused the password"
+        case .pinLocked(let m): return m
+        case .functionFailed(let m): return m
+        }
+    }
+}

@@ -29,6 +29,8 @@ public struct TLSClientConfiguration: Sendable {
     /// SHA-256 of the one server certificate to accept (DER), checked after the handshake: the
     /// bootstrap phase's throwaway certificate, which no CA signed (`vssm bootstrap --fingerprint`).
     public var pinnedCertificateSHA256: [UInt8]?
+    /// How messages name `trustPEM` ("the CA file /etc/vssm/ca.pem").
+    public var trustDescription = "the configured CA"
 
     public init(endpoints: [Endpoint]) { self.endpoints = endpoints }
 }
@@ -270,6 +272,7 @@ public final class HTTPSClient: @unchecked Sendable {
             fresh = try TLSConnection.open(endpoint, context: context, serverName: configuration.serverName,
                                            verifyName: configuration.trustPEM != nil,
                                            pinnedSHA256: configuration.pinnedCertificateSHA256,
+                                           trustDescription: configuration.trustDescription,
                                            connectTimeoutMs: configuration.connectTimeoutMs,
                                            ioTimeoutMs: configuration.requestTimeoutMs)
         } catch {

@@ -103,7 +103,7 @@ final class TLSConnection: @unchecked Sendable {
 
     /// TCP connect with a deadline, then a TLS handshake; socket timeouts bound every later read/write.
     static func open(_ endpoint: Endpoint, context: OpaquePointer, serverName: String, verifyName: Bool,
-                     pinnedSHA256: [UInt8]? = nil, connectTimeoutMs: Int, ioTimeoutMs: Int) throws(ClientError) -> TLSConnection {
+                     pinnedSHA256: [UInt8]? = nil, trustDescription: String = "the configured CA", connectTimeoutMs: Int, ioTimeoutMs: Int) throws(ClientError) -> TLSConnection {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -145,7 +145,8 @@ final class TLSConnection: @unchecked Sendable {
             // The handshake gets the connect timeout (a hung server accepts TCP in the kernel but
             // never answers the ClientHello); requests then get the I/O timeout.
             setTimeouts(fd, ms: connectTimeoutMs)
-            let c = try handshake(fd: fd, endpoint: endpoint, context: context, serverName: serverName, verifyName: verifyName)
+            let c = try handshake(fd: fd, endpoint: endpoint, context: context, serverName: serverName, verifyName: verifyName,
+                                  trustDescription: trustDescription)
             if let pinnedSHA256 {
                 var seen = [UInt8](repeating: 0, count: 32)
                 let got = copenssl_peer_cert_sha256(c.ssl, &seen) == 1
@@ -170,7 +171,7 @@ final class TLSConnection: @unchecked Sendable {
     }
 
     private static func handshake(fd: Int32, endpoint: Endpoint, context: OpaquePointer, serverName: String,
-                                  verifyName: Bool) throws(ClientError) -> TLSConnection {
+                                  verifyName: Bool, trustDescription: String) throws(ClientError) -> TLSConnection {
         guard let ssl = SSL_new(context) else { close(fd); throw .tls("SSL_new failed") }
         guard let bio = copenssl_bio_new_nosignal(fd) else { SSL_free(ssl); close(fd); throw .tls("BIO allocation failed") }
         SSL_set_bio(ssl, bio, bio)
@@ -180,13 +181,16 @@ final class TLSConnection: @unchecked Sendable {
         }
         ERR_clear_error()
         if SSL_connect(ssl) != 1 {
-            let verify = SSL_get_verify_result(ssl)
-            var buf = [CChar](repeating: 0, count: 256)
-            copenssl_last_error(&buf, buf.count)
-            var detail = String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let verify = Int(SSL_get_verify_result(ssl))
+            let reason = lastReason()
+            var detail: String
             if verify != X509_V_OK {
-                detail = "server certificate: " + String(cString: X509_verify_cert_error_string(Int(verify)))
-            } else if detail.isEmpty {
+                detail = serverCertificateProblem(ssl, verify: verify, serverName: serverName, trust: trustDescription)
+            } else if let refused = clientCertificateRefusal(reason) {
+                detail = refused
+            } else if !reason.isEmpty {
+                detail = "TLS handshake failed: \(reason)"
+            } else {
                 detail = errno == EAGAIN || errno == EWOULDBLOCK ? "handshake timed out" : "handshake failed (\(errno_text()))"
             }
             SSL_free(ssl)
@@ -194,6 +198,49 @@ final class TLSConnection: @unchecked Sendable {
             throw .tls("\(endpoint): \(detail)")
         }
         return TLSConnection(fd: fd, ssl: ssl, endpoint: endpoint)
+    }
+
+    /// The reason of the oldest queued OpenSSL error ("sslv3 alert certificate expired"); clears the queue.
+    static func lastReason() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        copenssl_last_reason(&buf, buf.count)
+        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The server's TLS alert about our client certificate, said so a person can act on it.
+    static func clientCertificateRefusal(_ reason: String) -> String? {
+        guard reason.contains("alert") else { return nil }
+        let alert = reason.split(separator: " ").drop(while: { $0 != "alert" }).dropFirst().joined(separator: " ")
+        switch alert {
+        case "certificate expired":
+            return "the service refused this client's certificate: it has expired (TLS alert \"certificate expired\"); issue a new one (vssm issue-client) and point clientCert/clientKey at it"
+        case "unknown ca", "bad certificate", "certificate unknown", "unsupported certificate", "decrypt error":
+            return "the service refused this client's certificate (TLS alert \"\(alert)\"): it is not issued by a CA in the service's clientTrustStore (another deployment's?), or its key does not match"
+        case "certificate required":
+            return "the service requires a client certificate and got none (TLS alert \"certificate required\"): set clientCert and clientKey"
+        case "certificate revoked":
+            return "the service refused this client's certificate: it is revoked (TLS alert \"certificate revoked\")"
+        case "handshake failure", "protocol version", "insufficient security":
+            return "the service and this client share no TLS version or cipher suite (TLS alert \"\(alert)\"): both need TLS 1.2 or 1.3 with ECDHE"
+        default:
+            return "the service ended the connection with TLS alert \"\(alert)\""
+        }
+    }
+
+    /// Why the server's certificate was not accepted: the bootstrap phase, a name mismatch (with
+    /// the names it carries), or a CA that does not verify it (naming the CA file).
+    private static func serverCertificateProblem(_ ssl: OpaquePointer, verify: Int, serverName: String, trust: String) -> String {
+        var buf = [CChar](repeating: 0, count: 1024)
+        let summary = copenssl_peer_summary(ssl, &buf, buf.count) == 1
+            ? String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "no certificate"
+        let reason = String(cString: X509_verify_cert_error_string(verify))
+        if summary.contains("OU=\(BootstrapPhase.organizationalUnit)") {
+            return "the node is waiting for `vssm bootstrap` (it presents its throwaway bootstrap-phase certificate, not the RPC certificate); bootstrap it, then retry"
+        }
+        if verify == Int(X509_V_ERR_HOSTNAME_MISMATCH) {
+            return "the server certificate does not carry the name \"\(serverName)\" (serverName) but \(summary); set serverName to one of its names"
+        }
+        return "the server certificate (\(summary)) does not verify against \(trust): \(reason); is that the deployment's CA (ca.pem, the RPC certificate)?"
     }
 
     func write(_ bytes: [UInt8]) throws(ClientError) {
@@ -220,11 +267,14 @@ final class TLSConnection: @unchecked Sendable {
             return true
         }
         let err = SSL_get_error(ssl, n)
-        ERR_clear_error()
+        let reason = TLSConnection.lastReason()
         if err == SSL_ERROR_ZERO_RETURN { return false }
         if err == SSL_ERROR_SYSCALL && errno == 0 { return false }
         if errno == EAGAIN || errno == EWOULDBLOCK { throw .timeout("reading from \(endpoint)") }
-        throw .io("read from \(endpoint) failed (SSL error \(err))")
+        // TLS 1.3: the server judges the client certificate after the handshake; its refusal is
+        // an alert on the first read.
+        if let refused = TLSConnection.clientCertificateRefusal(reason) { throw .tls("\(endpoint): \(refused)") }
+        throw .io("read from \(endpoint) failed: \(reason.isEmpty ? "connection closed (\(TLSConnection.errno_text()))" : reason)")
     }
 
     /// True when the server has closed its side (or sent stray bytes): not reusable.
@@ -232,4 +282,44 @@ final class TLSConnection: @unchecked Sendable {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&p, 1, 0) != 0
     }
+}
+
+/// The dates of a certificate (a client's own, checked when its configuration is loaded).
+public struct CertificateValidity: Sendable {
+    public let subject: String
+    /// Seconds until notAfter; negative once expired.
+    public let secondsLeft: Int64
+    public let notYetValid: Bool
+
+    /// Of the first certificate in `pem`; nil when there is none.
+    public init?(pem: [UInt8]) {
+        var left: Int64 = 0
+        var early: Int32 = 0
+        var subject = [CChar](repeating: 0, count: 512)
+        let ok = pem.withUnsafeBufferPointer { buf in
+            copenssl_pem_cert_validity(buf.baseAddress, Int32(clamping: buf.count), &left, &early, &subject, subject.count)
+        }
+        guard ok == 1 else { return nil }
+        self.subject = String(decoding: subject.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        secondsLeft = left
+        notYetValid = early != 0
+    }
+
+    /// A warning for a person, or nil when the certificate is good for `days` more days.
+    public func warning(file: String, days: Int64 = 30) -> String? {
+        if notYetValid { return "the client certificate \(file) (\(subject)) is not valid yet: check this machine's clock" }
+        if secondsLeft < 0 {
+            return "the client certificate \(file) (\(subject)) expired \(-secondsLeft / 86400) day(s) ago: the service will refuse it; issue a new one (vssm issue-client) and point clientCert/clientKey at it"
+        }
+        if secondsLeft < days * 86400 {
+            return "the client certificate \(file) (\(subject)) expires in \(secondsLeft / 86400) day(s): issue a new one before then (vssm issue-client)"
+        }
+        return nil
+    }
+}
+
+/// The bootstrap phase's throwaway certificate carries this organizational unit
+/// (`DevPKI.bootstrapIdentity`), by which a client tells "waiting for bootstrap" from "wrong CA".
+public enum BootstrapPhase {
+    public static let organizationalUnit = "vssm bootstrap phase"
 }

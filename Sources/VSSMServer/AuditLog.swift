@@ -1,5 +1,6 @@
 import Glibc
 import VSSMSync
+import VSSMWire
 
 /// The in-memory log ring that `getlogs` returns (10,000 entries, oldest first, as the original),
 /// also echoed to stderr. Lines use the original's format:
@@ -8,13 +9,19 @@ import VSSMSync
 public final class AuditLog: Sendable {
     public enum Level: String, Sendable { case debug = "DEBUG", info = "INFO", error = "ERROR" }
 
+    /// What standard output and standard error carry: the original's lines, or one JSON object per
+    /// line (`vssm serve --log-format json`) for log collectors. The ring keeps the original's lines.
+    public enum Format: String, Sendable { case text, json }
+
     private let ring: Locked<(lines: [String], next: Int, full: Bool)>
     private let capacity: Int
     private let echo: Bool
+    public let format: Format
 
-    public init(capacity: Int = 10_000, echo: Bool = true) {
+    public init(capacity: Int = 10_000, echo: Bool = true, format: Format = .text) {
         self.capacity = capacity
         self.echo = echo
+        self.format = format
         ring = Locked((lines: [], next: 0, full: false))
     }
 
@@ -45,14 +52,18 @@ public final class AuditLog: Sendable {
 
     /// `toOutput: false` keeps a line out of standard output (the ring still has it): a request's
     /// line when the audit trail already holds its record.
-    public func log(_ level: Level, _ message: String, toOutput: Bool = true, file: String = #fileID, line: Int = #line) {
+    public func log(_ level: Level, _ message: String, toOutput: Bool = true, fields: [(String, String)] = [],
+                    file: String = #fileID, line: Int = #line) {
         // `#fileID` is already `Module/File.swift`; anything longer keeps its last two parts.
         let location = file.utf8.count(where: { $0 == UInt8(ascii: "/") }) <= 1
             ? file : file.split(separator: "/").suffix(2).joined(separator: "/")
         let text = "[\(AuditLog.timestamp())] \(location):\(line), \(level.rawValue): \(AuditLog.escaped(message))"
         if echo && toOutput {
-            let out = text + "\n"
-            _ = out.withCString { Glibc.write(1, $0, strlen($0)) }
+            // Errors go to standard error (journald and service managers tell the streams apart),
+            // the rest to standard output.
+            var out = Array((format == .json ? AuditLog.jsonLine(level, message, location, line, fields) : text).utf8)
+            out.append(10)
+            _ = out.withUnsafeBufferPointer { Glibc.write(level == .error ? 2 : 1, $0.baseAddress, $0.count) }
         }
         guard level != .debug else { return }
         ring.withLock { r in
@@ -64,6 +75,19 @@ public final class AuditLog: Sendable {
             }
             r.next = (r.next + 1) % capacity
         }
+    }
+
+    /// `{"time":…,"level":"info","source":"File.swift:12","message":…, fields…}` (JSON escaping:
+    /// no control character or line break survives).
+    static func jsonLine(_ level: Level, _ message: String, _ location: String, _ line: Int, _ fields: [(String, String)]) -> String {
+        var members: [(String, JSONValue)] = [("time", .string(timestamp())), ("level", .string(level.rawValue.lowercased())),
+                                              ("source", .string("\(location):\(line)")), ("message", .string(message))]
+        for (k, v) in fields {
+            if k == "status", Int(v) != nil { members.append((k, .number(v))) } else if k == "duration_ms", Double(v) != nil {
+                members.append((k, .number(v)))
+            } else { members.append((k, .string(v))) }
+        }
+        return JSONWriter.string(.object(members))
     }
 
     /// One record is one line: control characters (a newline in a label or key name would start a

@@ -1,5 +1,6 @@
 import Crypto
 import FoundationEssentials
+import VSSMClient
 import SwiftASN1
 import VSSMCrypto
 import X509
@@ -85,7 +86,11 @@ public struct DevPKI: Sendable {
     static func bootstrapIdentity() throws -> (certificateDER: [UInt8], keyPKCS8: [UInt8]) {
         let now = Date()
         let key = P256.Signing.PrivateKey()
-        let name = try DistinguishedName { CommonName("VSSM") }
+        // The unit tells clients that a node is waiting for its RPC key (not a wrong CA).
+        let name = try DistinguishedName {
+            CommonName("VSSM")
+            OrganizationalUnitName(BootstrapPhase.organizationalUnit)
+        }
         let cert = try Certificate(
             version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
             notValidBefore: now - 86400, notValidAfter: now + 30 * 86400,

@@ -25,6 +25,8 @@ public final class HTTPListeners: Sendable {
     private let tls = Locked<TLSContexts?>(nil)
     private let bootstrapContext: NIOSSLContext
     private let trackers: [RequestContext.Listener: ConnectionTracker]
+    private let handshakeLogs: [RequestContext.Listener: RateLimitedLog] =
+        [.api: RateLimitedLog(), .internal: RateLimitedLog(), .bootstrapSlave: RateLimitedLog(), .health: RateLimitedLog()]
     /// `SHA256:AB:...` of the bootstrap-phase certificate (logged so `vssm bootstrap --fingerprint` can pin it).
     public let bootstrapFingerprint: String
 
@@ -108,11 +110,29 @@ public final class HTTPListeners: Sendable {
         var ports: [RequestContext.Listener: Int] = [:]
         for (listener, address) in [(RequestContext.Listener.api, l.api), (.health, l.health), (.internal, l.internal), (.bootstrapSlave, l.bootstrapSlave)] {
             guard let ep = Endpoint(address) else { throw ServiceError.badRequest("invalid listen address for \(listener.rawValue): \(address)") }
-            let channel = try bind(listener, ep)
+            let channel: Channel
+            do { channel = try bind(listener, ep) } catch {
+                throw ServiceError.internalError(HTTPListeners.bindProblem(listener, address, error))
+            }
             channels.withLock { $0.append(channel) }
             ports[listener] = channel.localAddress?.port ?? ep.port
         }
         return ports
+    }
+
+    /// "cannot listen on ADDRESS (api listener): address already in use: ..." with what to change.
+    static func bindProblem(_ listener: RequestContext.Listener, _ address: String, _ error: Error) -> String {
+        let option = ["api": "api", "health": "health", "internal": "internal", "bootstrapSlave": "bootstrap-slave"][listener.rawValue] ?? listener.rawValue
+        let fix = "change listen.\(listener.rawValue) in the configuration or pass --\(option) HOST:PORT"
+        if let e = error as? IOError {
+            switch e.errnoCode {
+            case EADDRINUSE: return "cannot listen on \(address) (\(listener.rawValue) listener): the address is in use (another vssm, or another program, has this port); \(fix)"
+            case EACCES: return "cannot listen on \(address) (\(listener.rawValue) listener): permission denied (ports below 1024 need CAP_NET_BIND_SERVICE); \(fix)"
+            case EADDRNOTAVAIL: return "cannot listen on \(address) (\(listener.rawValue) listener): no interface of this machine has that address; \(fix)"
+            default: return "cannot listen on \(address) (\(listener.rawValue) listener): \(String(cString: strerror(e.errnoCode))); \(fix)"
+            }
+        }
+        return "cannot listen on \(address) (\(listener.rawValue) listener): \(AcceptErrorLogger.describe(error)); \(fix)"
     }
 
     /// Raises the soft descriptor limit to the hard one; returns the limit now in force.
@@ -178,6 +198,15 @@ public final class HTTPListeners: Sendable {
         }
     }
 
+    /// A refused handshake: counted by reason, and logged at most once per listener every 10 s.
+    func handshakeFailed(_ listener: RequestContext.Listener, peer: String, _ failure: (label: String, text: String)) {
+        node.metrics.counter("vssm_tls_handshake_failures_total", [("listener", listener.rawValue), ("reason", failure.label)],
+                             help: "TLS handshakes that failed, by listener and reason").increment()
+        handshakeLogs[listener]?.maybe { more in
+            node.audit.error("\(listener.rawValue) listener: TLS handshake with \(peer) refused: \(failure.text)\(more)")
+        }
+    }
+
     /// Open connections of a listener (tests and metrics).
     public func openConnections(_ listener: RequestContext.Listener) -> Int { trackers[listener]?.count ?? 0 }
 
@@ -199,6 +228,29 @@ public final class HTTPListeners: Sendable {
     }
 }
 
+/// At most one log line per `intervalMs` for one kind of event; the next line says how many were
+/// left out. Hostile traffic (failed handshakes, accept errors) cannot flood the log this way.
+final class RateLimitedLog: Sendable {
+    private let state = Locked<(last: Int64, suppressed: Int)>((Int64.min / 2, 0))
+    let intervalMs: Int64
+
+    init(intervalMs: Int64 = 10_000) { self.intervalMs = intervalMs }
+
+    /// Calls `write` with the " (and N more ...)" suffix when a line is due.
+    func maybe(_ write: (String) -> Void) {
+        let now = Monotonic.ms()
+        let suppressed: Int? = state.withLock { s in
+            guard now - s.last >= intervalMs else {
+                s.suppressed += 1
+                return nil
+            }
+            defer { s = (now, 0) }
+            return s.suppressed
+        }
+        if let suppressed { write(suppressed > 0 ? " (and \(suppressed) more since the last such line)" : "") }
+    }
+}
+
 /// Logs what goes wrong while an accepted connection is set up (a socket option refused, the
 /// connection cap, a pipeline that cannot be built): NIO closes such a connection and reports the
 /// error on the listening channel, where nothing else would see it. At most one line per listener
@@ -208,7 +260,7 @@ final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
     let listener: RequestContext.Listener
     let address: String
     let log: AuditLog
-    private let state = Locked<(last: Int64, suppressed: Int)>((Int64.min / 2, 0))
+    private let limiter = RateLimitedLog()
 
     init(listener: RequestContext.Listener, address: String, log: AuditLog) {
         self.listener = listener
@@ -217,26 +269,44 @@ final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        let now = Monotonic.ms()
-        let suppressed: Int? = state.withLock { s in
-            guard now - s.last >= 10_000 else {
-                s.suppressed += 1
-                return nil
-            }
-            defer { s = (now, 0) }
-            return s.suppressed
-        }
-        if let suppressed {
-            let more = suppressed > 0 ? " (and \(suppressed) more since the last such line)" : ""
-            log.error("\(listener.rawValue) listener \(address): a connection was closed while it was set up: \(describe(error))\(more)")
+        limiter.maybe { more in
+            log.error("\(listener.rawValue) listener \(address): a connection was closed while it was set up: \(AcceptErrorLogger.describe(error))\(more)")
         }
         context.fireErrorCaught(error)
     }
 
-    private func describe(_ error: Error) -> String {
+    static func describe(_ error: Error) -> String {
         if let e = error as? ServiceError { return e.message }
         if let e = error as? IOError { return e.description }
         return String(describing: error)
+    }
+}
+
+/// Why a TLS handshake failed, in words, from BoringSSL's reason code: the server logs it (a
+/// client with an expired certificate or another deployment's used to see only a reset).
+enum HandshakeFailure {
+    /// (reason label for the metric, sentence for the log), or nil when it was no handshake failure.
+    static func classify(_ error: Error) -> (label: String, text: String)? {
+        guard let e = error as? NIOSSLError, case .handshakeFailed = e else { return nil }
+        let raw = String(describing: e)
+        let code = raw.firstRange(of: "OPENSSL_internal:").map { r in
+            String(raw[r.upperBound...].prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" }))
+        } ?? "UNKNOWN"
+        switch code {
+        case "CERTIFICATE_VERIFY_FAILED":
+            return ("client_certificate_rejected", "the client's certificate did not verify against clientTrustStore (expired, not yet valid, or issued by another CA)")
+        case "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+            return ("no_client_certificate", "the client sent no certificate (mutual TLS: configure its certificate and key)")
+        case "NO_SHARED_CIPHER", "UNSUPPORTED_PROTOCOL", "NO_SUPPORTED_VERSIONS_ENABLED", "NO_COMMON_SIGNATURE_ALGORITHMS":
+            return ("no_common_parameters", "no TLS version or cipher suite in common (the service needs TLS 1.2 or 1.3 with ECDHE)")
+        case "WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNEXPECTED_RECORD":
+            return ("not_tls", "the client did not speak TLS (plain HTTP to a TLS port?)")
+        case let c where c.hasPrefix("TLSV1_ALERT_") || c.hasPrefix("SSLV3_ALERT_"):
+            let alert = c.split(separator: "_").dropFirst(2).joined(separator: " ").lowercased()
+            return ("client_refused_server", "the client refused this node's certificate (its alert: \(alert); wrong CA file or serverName on the client?)")
+        default:
+            return ("other", "TLS handshake failed (\(code))")
+        }
     }
 }
 
@@ -368,6 +438,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// HTTP parse errors: the protocol error handler before us has answered 400 with
     /// `Connection: close`; now really close. Anything else (TLS failures) closes too.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let failure = HandshakeFailure.classify(error) {
+            listeners.handshakeFailed(listener, peer: peerText(context), failure)
+        }
         context.close(promise: nil)
     }
 
@@ -458,6 +531,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         ctx.clientFingerprint = id.fingerprint
         ctx.requestedNamespace = head.headers.first(name: Route.namespaceHeader)
         ctx.requestID = node.nextRequestID()
+        ctx.receivedNs = Monotonic.ns()
         requestID = ctx.requestID
         if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditFields?.key ?? "",
                                                                    fingerprint: ctx.clientFingerprint, namespace: ctx.requestedNamespace) {

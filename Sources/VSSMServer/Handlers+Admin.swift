@@ -1,3 +1,4 @@
+import VSSMClient
 import VSSMCrypto
 import VSSMWire
 
@@ -273,6 +274,8 @@ extension KeyServiceNode {
             blob.int64("version", version)
             blob.int64("timestamp", KeyServiceNode.nowMillis())
             blob.bytes("encryptedState", nonce + ct + tag)
+            // Which deployment can open it (extension; the original's version 1 has no such member).
+            if version == 2 { blob.bytes("rpcCertificateSha256", DigestAlgorithm.sha256.hash(config.rpcCertificate)) }
         } catch { throw .internalError("backup failed: \(error.message)") }
         return blob.value
     }
@@ -296,7 +299,17 @@ extension KeyServiceNode {
         guard rpc.kind == .rsa else { throw .badRequest("Backups need an RSA RPC certificate.") }
         var dataKey: [UInt8]
         do { dataKey = try rpc.decrypt(blob.bytes("encryptionKey") ?? [], padding: .oaep(.sha256, mgf1: .sha256, label: [])) } catch {
-            throw .badRequest(error.message)
+            let mine = Endpoint.fingerprintText(DigestAlgorithm.sha256.hash(config.rpcCertificate))
+            if let theirs = blob.bytes("rpcCertificateSha256"), theirs.count == 32 {
+                throw .badRequest("""
+                    This backup is encrypted to another deployment's RPC key (RPC certificate \(Endpoint.fingerprintText(theirs)); \
+                    this node's is \(mine)): restore it into that deployment, or into a node bootstrapped with that deployment's RPC key.
+                    """)
+            }
+            throw .badRequest("""
+                This backup cannot be opened with this node's RPC key (RPC certificate \(mine)): it was made by another \
+                deployment, or it is damaged. Restore it into the deployment that made it.
+                """)
         }
         defer { zeroize(&dataKey) }
         let sealed = blob.bytes("encryptedState") ?? []

@@ -24,10 +24,15 @@ extension KeyServiceNode {
                 BackgroundThread.sleep(ms: EtcdStore.pollMs)
                 do throws(ServiceError) {
                     // Checked without the lock first: polls that find nothing new never hold up a change.
-                    if try store.currentRevision() != store.viewRevision { _ = try refreshView(store) }
+                    let latest = try store.currentRevision()
+                    metrics.gauge("vssm_store_revision_lag").set(max(0, latest - store.viewRevision))
+                    metrics.gauge("vssm_store_reachable").set(Int64(1))
+                    metrics.gauge("vssm_store_last_success_timestamp_seconds").set(Int64(time(nil)))
+                    if latest != store.viewRevision { _ = try refreshView(store) }
                     if failing { audit.info("The key store (etcd) is reachable again.") }
                     failing = false
                 } catch {
+                    metrics.gauge("vssm_store_reachable").set(Int64(0))
                     if !failing { audit.error("\(error.message) Serving from this node's view; changes fail until it is back.") }
                     failing = true
                 }

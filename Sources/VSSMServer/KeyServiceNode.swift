@@ -32,6 +32,8 @@ public struct RequestContext: Sendable {
     /// The name the audit record gives the caller (its principal's, else the certificate subject).
     var principalName: String?
     var namespace = Namespace.defaultName
+    /// When the request's last byte arrived (monotonic ns; 0: unknown), for the log's duration.
+    public var receivedNs: UInt64 = 0
     public init(listener: Listener, clientSubject: String = "-", peer: String = "-", authenticated: Bool = false) {
         self.listener = listener
         self.clientSubject = clientSubject
@@ -74,7 +76,7 @@ public final class KeyServiceNode: Sendable {
         nodeTag + "-" + String(requestCounter.wrappingAdd(1, ordering: .relaxed).newValue)
     }
     let password: PasswordHash
-    let passwordGuard = PasswordGuard()
+    let passwordGuard: PasswordGuard
     let verifiedPasswords = VerifiedPasswordCache()
     /// Verified principal PINs, per principal and PIN hash (`pinCache(for:)`).
     let verifiedPINs = Locked<[String: VerifiedPasswordCache]>([:])
@@ -97,6 +99,10 @@ public final class KeyServiceNode: Sendable {
         self.audit = audit
         password = try PasswordHash(parsing: config.rootPassword)
         peerSync = PeerSync(peers: config.peers)
+        passwordGuard = PasswordGuard(metrics: metrics)
+        _ = ProcessMetrics.startTime
+        // Counters exported from the start (at 0), so dashboards and alerts see them before the first event.
+        for name in ["vssm_audit_write_errors_total", "vssm_peer_sync_failures_total"] { _ = metrics.counter(name) }
     }
 
     /// Set when the node's listeners shut down: its background threads (sync, etcd) end.
@@ -327,6 +333,10 @@ public final class KeyServiceNode: Sendable {
             // The original answers 500 for every handler error; only an unknown path is its mux's 404.
             let goStatus = error.message == "404 page not found" ? 404 : 500
             response = ServiceResponse(status: config.goStyleErrors ? goStatus : error.status, body: error.body)
+            // A fault of the service (not of the request) is logged with its cause, on stderr.
+            if error.status >= 500 && error.status != 503 {
+                audit.error("\(path) answered \(error.status) to \(context.principalName ?? context.clientSubject) (request \(context.requestID)): \(error.message)")
+            }
         }
         if context.listener != .health { record(path: path, body: body, context: context, status: response.status) }
         return response
@@ -341,13 +351,24 @@ public final class KeyServiceNode: Sendable {
         // then carries the service's own events only (one write less per request).
         let principal = context.principalName ?? context.clientSubject
         let namespace = context.restricted && context.principal != nil ? context.namespace : ""
+        var fields: [(String, String)] = []
+        if audit.format == .json {
+            let ms = context.receivedNs == 0 ? 0 : Double(Monotonic.ns() &- context.receivedNs) / 1e6
+            fields = [("listener", context.listener.rawValue), ("peer", context.peer), ("principal", principal),
+                      ("route", path), ("status", String(status)), ("duration_ms", String((ms * 1000).rounded() / 1000)),
+                      ("key", key), ("request", context.requestID)]
+            if !namespace.isEmpty { fields.append(("namespace", namespace)) }
+        }
         audit.log(.info, "AUDIT client=\"\(principal)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\"\(namespace.isEmpty ? "" : " namespace=" + namespace) status=\(status) request=\(context.requestID)",
-                  toOutput: trail == nil)
+                  toOutput: trail == nil, fields: fields)
         guard let trail else { return }
         let r = AuditTrail.Record(time: AuditLog.timestamp(), principal: principal, fingerprint: context.clientFingerprint,
                                   route: path, key: key, mechanism: mechanism,
                                   status: status, requestID: context.requestID, namespace: namespace)
-        do { try trail.append(r) } catch { audit.error("audit trail: \(error.message)") }
+        do { try trail.append(r) } catch {
+            metrics.counter("vssm_audit_write_errors_total").increment()
+            audit.error("audit trail: \(error.message)")
+        }
         if config.auditSyslog { AuditTrail.syslog(r) }
     }
 
@@ -403,6 +424,10 @@ public final class KeyServiceNode: Sendable {
         metrics.gauge("vssm_keys", [("type", "mac")]).set(Int64(counts.2))
         metrics.gauge("vssm_objects").set(Int64(counts.3))
         metrics.gauge("vssm_session_keys").set(Int64(sessionKeyCount))
+        metrics.gauge("vssm_build_info", [("version", VSSMVersion.string)]).set(Int64(1))
+        metrics.gauge("vssm_ready").set(Int64(isRunning ? 1 : 0))
+        if etcd.withLock({ $0 }) == nil { metrics.gauge("vssm_store_reachable").set(Int64(1)) }
+        ProcessMetrics.update(metrics)
         return ServiceResponse(status: 200, body: metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
 

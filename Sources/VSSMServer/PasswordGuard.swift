@@ -1,4 +1,5 @@
 import Glibc
+import Prometheus
 import VSSMSync
 
 /// Throttles admin-password attempts per client identity (the verified certificate's subject):
@@ -14,6 +15,14 @@ final class PasswordGuard: Sendable {
     }
     private let records = Locked<[String: Record]>([:])
     static let maxRecords = 10_000
+    /// Counted for `/metrics` (set by the node).
+    let throttledCounter: Counter?
+    let failureCounter: Counter?
+
+    init(metrics: ServiceMetrics? = nil) {
+        throttledCounter = metrics?.counter("vssm_login_throttled_total")
+        failureCounter = metrics?.counter("vssm_login_failures_total")
+    }
 
 
     /// Backoff after `failures` consecutive wrong passwords.
@@ -26,6 +35,7 @@ final class PasswordGuard: Sendable {
     func check(identity: String, verify: () -> Bool) throws(ServiceError) {
         let now = Monotonic.ms()
         if let r = records.withLock({ $0[identity] }), r.notBeforeMs > now {
+            throttledCounter?.increment()
             throw .throttled(Int(clamping: r.notBeforeMs - now))
         }
         if verify() {
@@ -41,6 +51,7 @@ final class PasswordGuard: Sendable {
             r.notBeforeMs = now + Int64(PasswordGuard.backoffMs(failures: r.failures))
             all[identity] = r
         }
+        failureCounter?.increment()
         throw .wrongPassword
     }
 }

@@ -58,20 +58,20 @@ final class PeerSync: Sendable {
                         continue
                     }
                     guard r.status == 404 else {
-                        node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
+                        node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
                         continue
                     }
                     originalOnly.withLock { _ = $0.insert(peer) }
                 }
                 let r = try c.post(Route.synchronizeState, body: Array("{}".utf8), idempotent: true)
                 guard r.status == 200 else {
-                    node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
+                    node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
                     continue
                 }
                 let o = try WireObject.decode(r.body, as: Schemas.synchronizeStateResponse)
                 try node.absorb(StateCodec.decodeKeys(o), from: peer.description)
             } catch {
-                node.audit.error("Error during synchronization with \(peer): \(error)")
+                node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Error during synchronization with \(peer): \(error)")
             }
         }
     }
@@ -92,15 +92,15 @@ final class PeerSync: Sendable {
                         let r = try c.post(Route.extSynchronizeStatePush, body: full, idempotent: true)
                         if r.status == 200 { continue }
                         if r.status != 404 {
-                            node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)")
+                            node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)")
                             continue
                         }
                         originalOnly.withLock { _ = $0.insert(peer) }
                     }
                     let r = try c.post(Route.synchronizeStatePush, body: message.bytes, idempotent: true)
-                    if r.status != 200 { node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)") }
+                    if r.status != 200 { node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)") }
                 } catch {
-                    node.audit.error("Push to \(peer) failed: \(error)")
+                    node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: \(error)")
                 }
             }
         }

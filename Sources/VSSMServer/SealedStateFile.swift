@@ -149,6 +149,20 @@ public enum FileUtil {
         }
     }
 
+    /// Names in a directory (without `.` and `..`); nil when it cannot be opened.
+    public static func listDirectory(_ path: String) -> [String]? {
+        guard let d = opendir(path) else { return nil }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     /// Contents of a file, or nil when it does not exist.
     public static func readIfPresent(_ path: String) throws(ServiceError) -> [UInt8]? {
         if access(path, F_OK) != 0 && errno == ENOENT { return nil }

@@ -51,50 +51,71 @@ public struct ServerConfig: Sendable {
         }
     }
 
-    public init(json bytes: [UInt8]) throws(ServiceError) {
-        let v: JSONValue
-        do { v = try JSONParser.parse(bytes) } catch { throw .badRequest("config is not valid JSON: \(error.message)") }
-        guard case .object = v else { throw .badRequest("config must be a JSON object") }
-        func b64(_ field: String, _ value: JSONValue?) throws(ServiceError) -> [UInt8] {
-            guard case .string(let s)? = value else { throw .badRequest("config: \(field) is missing or not a string") }
-            do { return try Base64.decode(s) } catch { throw .badRequest("config: \(field): \(error.message)") }
+    /// The members of `config.json` (the Go VSSM's three first); any other member is refused.
+    static let members = ["rpcCertificate", "clientTrustStore", "rootPassword", "listen", "stateDir", "peers", "compatOnly",
+                          "auditSyslog", "goStyleErrors", "limits", "etcd"]
+    static let listenMembers = ["api", "health", "internal", "bootstrapSlave"]
+    static let etcdMembers = ["endpoints", "ca", "cert", "key", "serverName", "prefix"]
+
+    /// Parses the file strictly: an unknown member, a wrong type or a bad value stops the node,
+    /// with the file, the member and its line and column (the original panicked, and ignored typos).
+    public init(json bytes: [UInt8], path: String = "config.json") throws(ServiceError) {
+        do throws(ConfigFile.Problem) {
+            try self.init(ConfigFile(path: path, bytes: bytes))
+        } catch {
+            throw .badRequest(error.message)
+        }
+    }
+
+    init(_ file: ConfigFile) throws(ConfigFile.Problem) {
+        let v = file.root
+        try file.onlyKnown(v, at: "", ServerConfig.members)
+        func b64(_ field: String, _ value: JSONValue?) throws(ConfigFile.Problem) -> [UInt8] {
+            guard let value else { throw ConfigFile.Problem("\(file.path): \(field) is missing (vssm init writes it)") }
+            guard case .string(let s) = value else { throw file.typeProblem("", field, "a base64 string", value) }
+            do { return try Base64.decode(s) } catch { throw file.problem(field, "not base64 (\(error.message))") }
         }
         rpcCertificate = try b64("rpcCertificate", v["rpcCertificate"])
-        guard case .array(let trust)? = v["clientTrustStore"] else {
-            throw .badRequest("config: clientTrustStore is missing or not an array")
-        }
+        guard let trust = v["clientTrustStore"] else { throw ConfigFile.Problem("\(file.path): clientTrustStore is missing (vssm init writes it)") }
+        guard case .array(let items) = trust else { throw file.typeProblem("", "clientTrustStore", "an array of base64 strings", trust) }
         clientTrustStore = []
-        for (i, t) in trust.enumerated() { clientTrustStore.append(try b64("clientTrustStore[\(i)]", t)) }
-        guard case .string(let root)? = v["rootPassword"] else { throw .badRequest("config: rootPassword is missing or not a string") }
+        for (i, t) in items.enumerated() { clientTrustStore.append(try b64("clientTrustStore[\(i)]", t)) }
+        guard let root = try file.string(v, "rootPassword", at: "") else {
+            throw ConfigFile.Problem("\(file.path): rootPassword is missing (vssm init writes it)")
+        }
         rootPassword = root
-        _ = try PasswordHash(parsing: root)
-        if case .object? = v["listen"], let l = v["listen"] {
-            if case .string(let s)? = l["api"] { listen.api = s }
-            if case .string(let s)? = l["health"] { listen.health = s }
-            if case .string(let s)? = l["internal"] { listen.internal = s }
-            if case .string(let s)? = l["bootstrapSlave"] { listen.bootstrapSlave = s }
+        do { _ = try PasswordHash(parsing: root) } catch { throw file.problem("rootPassword", "not a $s0$ scrypt hash (\(error.message))") }
+        if let l = try file.object(v, "listen", at: "") {
+            try file.onlyKnown(l, at: "listen", ServerConfig.listenMembers)
+            for (name, key) in [("api", \Listeners.api), ("health", \.health), ("internal", \.internal), ("bootstrapSlave", \.bootstrapSlave)] {
+                guard let text = try file.string(l, name, at: "listen") else { continue }
+                guard Endpoint(text) != nil else { throw file.problem("listen.\(name)", "\"\(text)\" is not host:port") }
+                listen[keyPath: key] = text
+            }
         }
-        if case .string(let s)? = v["stateDir"], !s.isEmpty { stateDirectory = s }
-        if case .array(let p)? = v["peers"] {
-            peers = p.compactMap { if case .string(let s) = $0 { s } else { nil } }
-        }
-        if case .bool(let b)? = v["compatOnly"] { compatOnly = b }
-        if case .bool(let b)? = v["auditSyslog"] { auditSyslog = b }
-        if case .bool(let b)? = v["goStyleErrors"] { goStyleErrors = b }
-        limits = try ServiceLimits(json: v["limits"])
-        if let e = v["etcd"] {
-            guard case .object = e, case .array(let eps)? = e["endpoints"] else { throw .badRequest("config: etcd.endpoints is missing") }
-            func str(_ k: String) throws(ServiceError) -> String {
-                guard case .string(let s)? = e[k], !s.isEmpty else { throw .badRequest("config: etcd.\(k) is missing") }
+        if let s = try file.string(v, "stateDir", at: ""), !s.isEmpty { stateDirectory = s }
+        if let p = try file.strings(v, "peers", at: "") { peers = p }
+        compatOnly = try file.bool(v, "compatOnly", at: "") ?? false
+        auditSyslog = try file.bool(v, "auditSyslog", at: "") ?? false
+        goStyleErrors = try file.bool(v, "goStyleErrors", at: "") ?? false
+        limits = try ServiceLimits(file, file.object(v, "limits", at: ""))
+        if let e = try file.object(v, "etcd", at: "") {
+            try file.onlyKnown(e, at: "etcd", ServerConfig.etcdMembers)
+            guard let eps = try file.strings(e, "endpoints", at: "etcd"), !eps.isEmpty else {
+                throw ConfigFile.Problem("\(file.location("etcd")): etcd.endpoints is missing (https://host:2379 URLs)")
+            }
+            for (i, ep) in eps.enumerated() where Endpoint(ep) == nil {
+                throw file.problem("etcd.endpoints[\(i)]", "\"\(ep)\" is not an https://host:port URL")
+            }
+            func str(_ k: String) throws(ConfigFile.Problem) -> String {
+                guard let s = try file.string(e, k, at: "etcd"), !s.isEmpty else {
+                    throw ConfigFile.Problem("\(file.location("etcd")): etcd.\(k) is missing")
+                }
                 return s
             }
-            var settings = EtcdSettings(endpoints: eps.compactMap { if case .string(let s) = $0 { s } else { nil } },
-                                        ca: try str("ca"), cert: try str("cert"), key: try str("key"))
-            if case .string(let s)? = e["serverName"], !s.isEmpty { settings.serverName = s }
-            if case .string(let s)? = e["prefix"], !s.isEmpty { settings.prefix = s }
-            guard !settings.endpoints.isEmpty, settings.endpoints.allSatisfy({ Endpoint($0) != nil }) else {
-                throw .badRequest("config: etcd.endpoints must be https://host:port URLs")
-            }
+            var settings = EtcdSettings(endpoints: eps, ca: try str("ca"), cert: try str("cert"), key: try str("key"))
+            if let s = try file.string(e, "serverName", at: "etcd"), !s.isEmpty { settings.serverName = s }
+            if let s = try file.string(e, "prefix", at: "etcd"), !s.isEmpty { settings.prefix = s }
             etcd = settings
         }
     }

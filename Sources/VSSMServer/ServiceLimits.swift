@@ -77,13 +77,14 @@ public struct ServiceLimits: Sendable, Equatable {
         }
     }
 
-    /// Reads the optional `"limits"` object of `config.json`; names the field that is out of range.
-    init(json v: JSONValue?) throws(ServiceError) {
+    /// Reads the optional `"limits"` object of `config.json`; names the member that is unknown or
+    /// out of range. Integers may be written as numbers or, as jsonpb writes int64, as strings.
+    init(_ file: ConfigFile, _ v: JSONValue?) throws(ConfigFile.Problem) {
         self.init()
         guard let v else { return }
-        guard case .object = v else { throw .badRequest("config: limits must be an object") }
-        func int(_ name: String, _ range: ClosedRange<Int>, _ target: inout Int) throws(ServiceError) {
-            guard let field = v[name] else { return }
+        try file.onlyKnown(v, at: "limits", ServiceLimits.configurable.map(\.0))
+        for (name, key, range) in ServiceLimits.configurable {
+            guard let field = v[name] else { continue }
             let n: Int?
             switch field {
             // Int(String) refuses fractions, exponents and anything beyond Int's range.
@@ -91,11 +92,10 @@ public struct ServiceLimits: Sendable, Equatable {
             default: n = nil
             }
             guard let n, range.contains(n) else {
-                throw .badRequest("config: limits.\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+                throw file.problem("limits.\(name)", "must be an integer from \(range.lowerBound) to \(range.upperBound), not \(ConfigFile.kind(field))")
             }
-            target = n
+            self[keyPath: key] = n
         }
-        for (name, key, range) in ServiceLimits.configurable { try int(name, range, &self[keyPath: key]) }
     }
 
     /// The limits `config.json` may set: its name there, the field, the accepted range. Reading

@@ -47,7 +47,8 @@ public final class ServiceMetrics: Sendable {
         let counter = counters.withLock { all -> Counter in
             if let c = all[counterKey] { return c }
             let c = registry.makeCounter(name: "vssm_requests_total",
-                                         labels: [("listener", listener), ("route", route), ("status", String(status))])
+                                         labels: [("listener", listener), ("route", route), ("status", String(status))],
+                                         help: ServiceMetrics.help["vssm_requests_total"] ?? "")
             all[counterKey] = c
             return c
         }
@@ -56,16 +57,53 @@ public final class ServiceMetrics: Sendable {
             if let h = all[histogramKey] { return h }
             let h = registry.makeDurationHistogram(name: "vssm_request_duration_seconds",
                                                    labels: [("listener", listener), ("route", route)],
-                                                   buckets: ServiceMetrics.buckets)
+                                                   buckets: ServiceMetrics.buckets,
+                                                   help: ServiceMetrics.help["vssm_request_duration_seconds"] ?? "")
             all[histogramKey] = h
             return h
         }
         return RequestSeries(counter: counter, histogram: histogram)
     }
 
-    public func gauge(_ name: String, _ labels: [(String, String)] = []) -> Gauge {
-        labels.isEmpty ? registry.makeGauge(name: name) : registry.makeGauge(name: name, labels: labels)
+    /// A counter (made at first use; the same name and labels give the same counter).
+    public func counter(_ name: String, _ labels: [(String, String)] = [], help: String? = nil) -> Counter {
+        let key = name + labels.map { " " + $0.0 + "=" + $0.1 }.joined()
+        return counters.withLock { all -> Counter in
+            if let c = all[key] { return c }
+            let c = registry.makeCounter(name: name, labels: labels, help: help ?? ServiceMetrics.help[name] ?? "")
+            all[key] = c
+            return c
+        }
     }
+
+    public func gauge(_ name: String, _ labels: [(String, String)] = []) -> Gauge {
+        registry.makeGauge(name: name, labels: labels, help: ServiceMetrics.help[name] ?? "")
+    }
+
+    /// `# HELP` of every series the service exports (docs/metrics.md lists the same).
+    static let help: [String: String] = [
+        "vssm_requests_total": "Requests answered, by listener, route and HTTP status",
+        "vssm_request_duration_seconds": "Time from a request's last byte to its answer written, by listener and route",
+        "vssm_open_connections": "Open connections, by listener",
+        "vssm_keys": "Keys held in the store, by type",
+        "vssm_objects": "Certificate and data objects held in the store",
+        "vssm_session_keys": "Session keys held in memory",
+        "vssm_build_info": "Always 1; the version label is the running binary's",
+        "vssm_ready": "1 when the node is bootstrapped and serving, 0 while it waits for its RPC key",
+        "vssm_tls_handshake_failures_total": "TLS handshakes that failed, by listener and reason",
+        "vssm_login_throttled_total": "Password and PIN attempts answered 429 because the client identity is throttled",
+        "vssm_login_failures_total": "Wrong admin passwords and PINs",
+        "vssm_audit_write_errors_total": "Audit records that could not be written to the trail",
+        "vssm_store_reachable": "1 when the store answered its last read (etcd; always 1 for the state file)",
+        "vssm_store_revision_lag": "How many etcd revisions this node's view is behind the store's latest",
+        "vssm_store_last_success_timestamp_seconds": "Unix time of the last successful read of the store (etcd poll)",
+        "vssm_peer_sync_failures_total": "Peer synchronisations (pull or push) that failed",
+        "process_resident_memory_bytes": "Resident memory of the vssm process",
+        "process_open_fds": "Open file descriptors of the vssm process",
+        "process_max_fds": "The open-file limit of the vssm process",
+        "process_start_time_seconds": "Unix time the vssm process started",
+        "process_cpu_seconds_total": "CPU time (user and system) the vssm process used",
+    ]
 
     /// The text exposition (version 0.0.4).
     public func render() -> [UInt8] { registry.emitToBuffer() }

@@ -44,6 +44,12 @@ public struct JSONParser {
     private let bytes: [UInt8]
     private var pos = 0
     private let maxDepth = 64
+    /// Configuration files only (`parseLocated`): the byte offset of every member's key by its path
+    /// (`limits.maxBodyBytes`, `slots[0].label`), and the path of the value being parsed.
+    private var record = false
+    private var path: [String] = []
+    private var keyOffsets: [String: Int] = [:]
+    private var duplicate: (path: String, offset: Int)?
 
     public static func parse(_ bytes: [UInt8]) throws(JSONError) -> JSONValue {
         var p = JSONParser(bytes: bytes)
@@ -54,6 +60,43 @@ public struct JSONParser {
 
     public static func parse(_ string: String) throws(JSONError) -> JSONValue {
         try parse(Array(string.utf8))
+    }
+
+    /// A whole configuration file: one value and nothing after it, no member twice in an object.
+    /// Errors say where (`line 3, column 14: invalid character ...`); the answer maps each member's
+    /// path to the offset of its key, for messages about members (`JSONParser.lineColumn`).
+    public static func parseLocated(_ bytes: [UInt8]) throws(JSONError) -> (value: JSONValue, keys: [String: Int]) {
+        var p = JSONParser(bytes: bytes)
+        p.record = true
+        func located(_ e: JSONError, _ offset: Int) -> JSONError {
+            let (line, column) = lineColumn(bytes, offset)
+            return JSONError("line \(line), column \(column): \(e.message)")
+        }
+        p.skipWhitespace()
+        if p.pos >= p.bytes.count { throw JSONError("the file is empty") }
+        let value: JSONValue
+        do { value = try p.parseValue(depth: 0) } catch { throw located(error, p.pos) }
+        if let d = p.duplicate { throw located(JSONError("\(d.path) appears twice"), d.offset) }
+        p.skipWhitespace()
+        if p.pos < p.bytes.count { throw located(JSONError("unexpected \(p.describe(p.bytes[p.pos])) after the end of the value"), p.pos) }
+        return (value, p.keyOffsets)
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    public static func lineColumn(_ bytes: [UInt8], _ offset: Int) -> (Int, Int) {
+        var line = 1, column = 1, i = 0
+        let end = min(max(offset, 0), bytes.count)
+        while i < end {
+            if bytes[i] == 0x0A { line += 1; column = 1 } else if bytes[i] & 0xC0 != 0x80 { column += 1 }
+            i += 1
+        }
+        return (line, column)
+    }
+
+    private var currentPath: String {
+        var out = ""
+        for part in path { out += part.hasPrefix("[") || out.isEmpty ? part : "." + part }
+        return out
     }
 
     private init(bytes: [UInt8]) { self.bytes = bytes }
@@ -109,7 +152,15 @@ public struct JSONParser {
             skipWhitespace()
             guard pos < bytes.count else { throw JSONError("unexpected EOF") }
             guard bytes[pos] == UInt8(ascii: "\"") else { throw unexpected("looking for beginning of object key string") }
+            let keyStart = pos
             let key = try parseString()
+            if record {
+                path.append(key)
+                let full = currentPath
+                if keyOffsets[full] != nil, duplicate == nil { duplicate = (full, keyStart) }
+                keyOffsets[full] = keyStart
+            }
+            defer { if record { path.removeLast() } }
             skipWhitespace()
             guard pos < bytes.count else { throw JSONError("unexpected EOF") }
             guard bytes[pos] == UInt8(ascii: ":") else { throw unexpected("after object key") }
@@ -130,6 +181,8 @@ public struct JSONParser {
         skipWhitespace()
         if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
         while true {
+            if record { path.append("[\(items.count)]") }
+            defer { if record { path.removeLast() } }
             items.append(try parseValue(depth: depth + 1))
             skipWhitespace()
             guard pos < bytes.count else { throw JSONError("unexpected EOF") }

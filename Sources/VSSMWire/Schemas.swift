@@ -42,6 +42,8 @@ public enum Schemas {
     public static let backupBlob = MessageSchema("BackupBlob", [
         .init("encryptionKey", .bytes), .init("version", .int64), .init("timestamp", .int64),
         .init("encryptedState", .bytes),
+        // Extension, version 2 only: SHA-256 of the RPC certificate the backup is encrypted to.
+        .init("rpcCertificateSha256", .bytes),
     ])
     public static let generateBackupRequest = MessageSchema("GenerateBackupRequest", [.init("adminPassword", .string)])
     public static let generateBackupResponse = MessageSchema("GenerateBackupResponse", [.init("backup", .message(backupBlob))])

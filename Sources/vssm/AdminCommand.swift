@@ -31,7 +31,9 @@ struct ConnectionOptions: ParsableArguments {
         // A node that cannot be reached is skipped for this command's life; a call that may have
         // reached a node is never sent to a second one (see HTTPSClient).
         cfg.connectTimeoutMs = 3000
-        cfg.trustPEM = try readFile(try path(ca, "VSSM_CA", "ca.pem"))
+        let caPath = try path(ca, "VSSM_CA", "ca.pem")
+        cfg.trustPEM = try readFile(caPath)
+        cfg.trustDescription = "the CA file \(caPath)"
         cfg.clientCertificatePEM = try readFile(try path(cert, "VSSM_CLIENT_CERT", "client-cert.pem"))
         cfg.clientKeyPEM = try readFile(try path(key, "VSSM_CLIENT_KEY", "client-key.pem"))
         cfg.requestTimeoutMs = 300_000
@@ -260,7 +262,7 @@ struct AdminCommand: ParsableCommand {
         func run() throws {
             let key = try loadPKCS8(rpcKey)
             let cfg: ServerConfig
-            do { cfg = try ServerConfig(json: try readFile(config)) } catch { throw CLIError("\(config): \(error)") }
+            do { cfg = try ServerConfig(json: try readFile(config), path: config) } catch let e as ServiceError { throw CLIError(e.message) }
             let matches: Bool
             do { matches = try cfg.isRPCKey(try PrivateKey(pkcs8: key)) } catch { throw CLIError("\(config): \(error)") }
             guard matches else { throw CLIError("\(rpcKey) is not the key of the RPC certificate in \(config)") }

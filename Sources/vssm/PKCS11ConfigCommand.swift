@@ -86,7 +86,7 @@ struct PKCS11ConfigCommand: ParsableCommand {
         if urls.isEmpty, let dir {
             let path = dir + "/config.json"
             let config: ServerConfig
-            do { config = try ServerConfig(json: try readFile(path)) } catch let e as ServiceError { throw CLIError("\(path): \(e.message)") }
+            do { config = try ServerConfig(json: try readFile(path), path: path) } catch let e as ServiceError { throw CLIError(e.message) }
             guard let u = ModuleConfigFile.url(forListener: config.listen.api) else {
                 throw CLIError("\(path): cannot make a URL of the API address \(config.listen.api); pass --url")
             }

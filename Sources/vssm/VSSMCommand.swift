@@ -13,7 +13,7 @@ struct VSSMCommand: ParsableCommand {
         abstract: "VSSM key service: a virtual software security module speaking the VSSM REST API over mutual TLS.",
         version: VSSMVersion.string,
         subcommands: [InitCommand.self, IssueClientCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self,
-                      AdminCommand.self, PKCS11ConfigCommand.self])
+                      AdminCommand.self, PKCS11ConfigCommand.self, DoctorCommand.self])
 }
 
 /// Errors shown to the operator as one line, exit status 1.
@@ -55,12 +55,37 @@ struct InitCommand: ParsableCommand {
     @Option(name: .customLong("internal"), help: "Internal (sync) listener address.") var internalAddress = "127.0.0.1:8082"
     @Option(help: "Bootstrap-slave listener address.") var bootstrapSlave = "127.0.0.1:8083"
     @Option(help: "Directory of the sealed key store (default: DIR/state).") var stateDir: String?
-    @Flag(help: "Overwrite an existing config.json.") var force = false
+    @Flag(help: ArgumentHelp(
+        "Start a new deployment in a directory that has one: move its files aside first (into DIR/replaced-TIME/).",
+        discussion: "Without it, vssm init refuses to touch an existing RPC key, configuration or key store: a new RPC key next to an old store would make the store unreadable."))
+    var newPki = false
+
+    static let files = ["config.json", "pkcs11.json", "rpc-cert.pem", "ca.pem", "rpc-key.pem", "client-ca.pem", "client-ca-key.pem",
+                        "client-cert.pem", "client-key.pem"]
 
     func run() throws {
         try FileUtil.makeDirectory(dir)
         let configPath = dir + "/config.json"
-        if !force && access(configPath, F_OK) == 0 { throw CLIError("\(configPath) exists (use --force to overwrite)") }
+        let state = stateDir ?? absolutePath(dir) + "/state"
+        var existing = InitCommand.files.map { dir + "/" + $0 }.filter { access($0, F_OK) == 0 }
+        if let entries = FileUtil.listDirectory(state), !entries.isEmpty { existing.append(state) }
+        if !existing.isEmpty {
+            guard newPki else {
+                throw CLIError("""
+                    \(dir) already holds a deployment (\(existing.joined(separator: ", "))); vssm init does not replace \
+                    an RPC key or a key store: use another directory, or --new-pki to move these aside and start anew
+                    """)
+            }
+            let aside = dir + "/replaced-" + InitCommand.stamp()
+            try FileUtil.makeDirectory(aside)
+            for path in existing {
+                let name = path.split(separator: "/").last.map(String.init) ?? "state"
+                guard rename(path, aside + "/" + name) == 0 else {
+                    throw CLIError("cannot move \(path) to \(aside): \(String(cString: strerror(errno)))")
+                }
+            }
+            printErr("moved the previous deployment's files to \(aside)")
+        }
         var password = adminPassword
         if let f = adminPasswordFile {
             password = String(decoding: try readFile(f), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init)
@@ -77,7 +102,7 @@ struct InitCommand: ParsableCommand {
         config.listen.internal = internalAddress
         config.listen.bootstrapSlave = bootstrapSlave
         let absolute = absolutePath(dir)
-        config.stateDirectory = stateDir ?? absolute + "/state"
+        config.stateDirectory = state
         try writeFile(configPath, config.json)
         try writeFile(dir + "/rpc-cert.pem", Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8), mode: 0o644)
         try writeFile(dir + "/ca.pem", Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8), mode: 0o644)
@@ -97,6 +122,18 @@ struct InitCommand: ParsableCommand {
         print("  PKCS#11 module configuration for this client (user PIN = admin password): \(dir)/pkcs11.json")
         if generated { print("  admin password (shown once, stored only as a scrypt hash): \(pw)") }
         print("Next: vssm serve --config \(configPath) --bootstrap-key \(dir)/rpc-key.pem")
+    }
+}
+
+extension InitCommand {
+    /// `20261207-044700`: a directory name that sorts by time.
+    static func stamp() -> String {
+        var now = time(nil)
+        var t = tm()
+        gmtime_r(&now, &t)
+        var buf = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buf, buf.count, "%Y%m%d-%H%M%S", &t)
+        return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 
@@ -156,13 +193,17 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "PEM client key for etcd.") var etcdKey: String?
     @Option(help: "Join a cluster: a running node's bootstrap-slave URL (https://host:port); repeatable.") var join: [String] = []
     @Option(help: "The join credential file from `vssm admin node add`.") var joinCredential: String?
+    @Option(help: "Standard output and error: text (the original's lines) or json (one object per line: time, level, source, message; requests add listener, peer, principal, route, status, duration_ms, key, request).")
+    var logFormat: AuditLog.Format = .text
+    @Flag(help: "Keep keys in memory only, as the original VSSM does: a restart loses every key made since the last restore (without it, a configuration with no stateDir is refused).")
+    var memoryOnly = false
 
     func run() throws {
         ProcessHardening.refuseCoreDumps()
         CryptoProviders.enableLegacyCiphers()
         let path = config ?? (access("config.json", R_OK) == 0 ? "config.json" : "/etc/vssm/config.json")
         var cfg: ServerConfig
-        do { cfg = try ServerConfig(json: try readFile(path)) } catch let e as ServiceError { throw CLIError("\(path): \(e.message)") }
+        do { cfg = try ServerConfig(json: try readFile(path), path: path) } catch let e as ServiceError { throw CLIError(e.message) }
         if let api { cfg.listen.api = api }
         if let health { cfg.listen.health = health }
         if let internalAddress { cfg.listen.internal = internalAddress }
@@ -181,7 +222,26 @@ struct ServeCommand: ParsableCommand {
             if let old = cfg.etcd { settings.serverName = old.serverName; settings.prefix = old.prefix }
             cfg.etcd = settings
         }
-        let node = try KeyServiceNode(config: cfg)
+        if cfg.stateDirectory == nil && cfg.etcd == nil && !memoryOnly {
+            throw CLIError("""
+                \(path) has no "stateDir": keys made on this node would be lost at its next restart. Set "stateDir" \
+                (a directory the service user can write; vssm init writes one) or pass --state-dir DIR; --memory-only \
+                runs without one, as the original VSSM does
+                """)
+        }
+        if let dir = cfg.stateDirectory {
+            try? FileUtil.makeDirectory(dir)
+            guard access(dir, W_OK | X_OK) == 0 else {
+                throw CLIError("""
+                    the state directory \(dir) is not writable by this process (uid \(getuid())): \
+                    \(String(cString: strerror(errno))); give it to the service user (chown -R vssm: \(dir))
+                    """)
+            }
+        }
+        let node = try KeyServiceNode(config: cfg, audit: AuditLog(format: logFormat))
+        if memoryOnly && cfg.stateDirectory == nil && cfg.etcd == nil {
+            node.audit.error("--memory-only: keys are kept in memory only and every key made on this node is lost when it stops")
+        }
         let listeners = try HTTPListeners(node: node, workerThreads: workers)
         let ports = try listeners.start()
         node.audit.info("Listening: api \(ports[.api] ?? 0), health \(ports[.health] ?? 0), internal \(ports[.internal] ?? 0), bootstrap-slave \(ports[.bootstrapSlave] ?? 0)\(cfg.compatOnly ? " (compat-only: no extensions)" : "")")
@@ -333,3 +393,5 @@ func plainHTTPGet(_ ep: Endpoint, path: String) throws -> (Int, String) {
     let status = Int(parts.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
     return (status, parts.count > 1 ? String(parts[1]) : "")
 }
+
+extension AuditLog.Format: ExpressibleByArgument {}

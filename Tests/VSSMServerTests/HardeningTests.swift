@@ -241,7 +241,9 @@ import VSSMTestSupport
         let text = String(decoding: cfg.json, as: UTF8.self)
         #expect(text.contains(#""minStoredRSABits": "1024""#))
         let bad = Array(text.replacing(#""minStoredRSABits": "1024""#, with: #""minStoredRSABits": "512""#).utf8)
-        #expect(throws: ServiceError.badRequest("config: limits.minStoredRSABits must be an integer from 1024 to 4096")) {
+        let line = text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("minStoredRSABits") }.map { $0 + 1 } ?? 0
+        #expect(throws: ServiceError.badRequest(
+            "config.json:\(line):5: limits.minStoredRSABits: must be an integer from 1024 to 4096, not the string \"512\"")) {
             _ = try ServerConfig(json: bad)
         }
     }

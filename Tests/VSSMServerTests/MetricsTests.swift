@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import VSSMClient
 import VSSMWire
@@ -38,5 +39,82 @@ import VSSMTestSupport
         #expect((value(text, #"vssm_open_connections{listener="api"}"#) ?? 0) >= 1)
         #expect(value(text, #"vssm_keys{type="asymmetric"}"#) == 1)
         #expect(value(text, #"vssm_keys{type="symmetric"}"#) == 0)
+    }
+
+    /// Every series has `# HELP`; the process, build, readiness, login, TLS and audit series are
+    /// there (issue 19); and every query of docs/grafana-dashboard.json names a series the service
+    /// exports (the etcd-only ones are declared).
+    @Test func everySeriesHasHelpAndTheDashboardQueriesExistingSeries() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        // A wrong admin password four times: failures, then a throttled attempt.
+        for _ in 0..<5 { _ = try n.post(c, Route.listKeys, #"{"adminPassword":"wrong"}"#) }
+        // A handshake that is no TLS at all.
+        let fd = HardeningTests.tcp(n.ports[.api] ?? 0)
+        _ = "GET / HTTP/1.1\r\n\r\n".withCString { send(fd, $0, strlen($0), 0) }
+        _ = HardeningTests.drain(fd)
+        close(fd)
+        let (status, text) = try n.post(c, ServiceMetrics.route, "")
+        #expect(status == 200)
+        var helped = Set<String>(), sampled = Set<String>()
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# HELP ") {
+                let parts = line.split(separator: " ", maxSplits: 3)
+                if parts.count == 4, !parts[3].isEmpty { helped.insert(String(parts[2])) }
+            } else if !line.hasPrefix("#") {
+                var name = String(line.prefix(while: { $0 != "{" && $0 != " " }))
+                for suffix in ["_bucket", "_sum", "_count"] where name.hasSuffix(suffix) && name.hasPrefix("vssm_request_duration") {
+                    name = String(name.dropLast(suffix.count))
+                }
+                sampled.insert(name)
+            }
+        }
+        #expect(sampled.subtracting(helped).isEmpty, "series without # HELP: \(sampled.subtracting(helped).sorted())")
+        for name in ["vssm_build_info", "vssm_ready", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds",
+                     "process_cpu_seconds_total", "vssm_login_failures_total", "vssm_login_throttled_total",
+                     "vssm_tls_handshake_failures_total", "vssm_audit_write_errors_total", "vssm_store_reachable"] {
+            #expect(sampled.contains(name), "\(name) is exported")
+        }
+        #expect(value(text, #"vssm_build_info{version="\#(VSSMVersion.string)"}"#) == 1)
+        #expect(value(text, "vssm_ready") == 1)
+        #expect((value(text, "vssm_login_throttled_total") ?? 0) >= 1)
+        #expect(value(text, #"vssm_tls_handshake_failures_total{listener="api",reason="not_tls"}"#) == 1)
+
+        // The dashboard: valid JSON; each expression's series names are exported (or etcd-only).
+        let path = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let bytes = try FileUtil.readFile("/" + path + "/docs/grafana-dashboard.json")
+        let dashboard = try JSONParser.parse(bytes)
+        guard case .array(let panels)? = dashboard["panels"] else { Issue.record("no panels"); return }
+        let etcdOnly: Set<String> = ["vssm_store_revision_lag", "vssm_store_last_success_timestamp_seconds", "vssm_peer_sync_failures_total"]
+        var queried = 0
+        for panel in panels {
+            guard case .array(let targets)? = panel["targets"] else { continue }
+            for target in targets {
+                guard case .string(let expr)? = target["expr"] else { continue }
+                for name in MetricsTests.seriesNames(expr) {
+                    queried += 1
+                    #expect(sampled.contains(name) || (etcdOnly.contains(name) && ServiceMetrics.help[name] != nil),
+                             "the dashboard queries \(name), which the service does not export")
+                }
+            }
+        }
+        #expect(queried >= 14)
+    }
+
+    /// `vssm_*` and `process_*` names in a PromQL expression (histogram suffixes removed).
+    static func seriesNames(_ expr: String) -> [String] {
+        var names: [String] = []
+        var current = ""
+        for ch in expr + " " {
+            if ch.isLetter || ch.isNumber || ch == "_" { current.append(ch); continue }
+            if current.hasPrefix("vssm_") || current.hasPrefix("process_") {
+                var n = current
+                if n.hasSuffix("_bucket") { n = String(n.dropLast(7)) }
+                names.append(n)
+            }
+            current = ""
+        }
+        return names
     }
 }

@@ -80,7 +80,7 @@ echo "-- the node as the unit runs it"
 api=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 mkdir -p /etc/vssm/node
 check "vssm init /etc/vssm/node" vssm init /etc/vssm/node --admin-password pkg-admin-pw --state-dir /var/lib/vssm/state \
-    --api "127.0.0.1:$api" --health 127.0.0.1:0 --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --force
+    --api "127.0.0.1:$api" --health 127.0.0.1:0 --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0
 mv /etc/vssm/node/rpc-key.pem "$W/rpc-key.pem"          # the bootstrap secret leaves the node
 chown -R vssm: /etc/vssm/node
 user=$(sed -n 's/^User=//p' "$UNIT"); exec_start=$(sed -n 's/^ExecStart=//p' "$UNIT")
@@ -97,6 +97,11 @@ export VSSM_URL="https://127.0.0.1:$api" VSSM_ADMIN_PASSWORD=pkg-admin-pw
 check "vssm admin generate-key (through mTLS as vssm serves it)" vssm admin generate-key pkg-ec --dir /etc/vssm/node --type ASYMMETRIC --spec EC --size 256
 check "vssm pkcs11-config for the node's client" vssm pkcs11-config --dir /etc/vssm/node --label pkgtoken --out "$W/pkcs11.json"
 export VSSM_PKCS11_CONFIG="$W/pkcs11.json"
+check "vssm pkcs11-config for a cluster and a headless client: valid JSON with both endpoints, no PIN" bash -c \
+    "vssm pkcs11-config --dir /etc/vssm/node --url https://n1.example.net:8080 --url https://n2.example.net:8080 --login headless \
+     | python3 -c 'import json,sys; s=json.load(sys.stdin)[\"slots\"][0]; assert s[\"endpoints\"]==[\"https://n1.example.net:8080\",\"https://n2.example.net:8080\"] and s[\"userPinIsAdminPassword\"] is False'"
+out=$(vssm pkcs11-config --url https://n1:8080 2>&1)
+check "... without files it says which option is missing" grep -q "no ca.pem: pass --dir" <<< "$out"
 
 echo "-- pkcs11: URIs without a module path"
 printf 'signed through the packages' > "$W/msg"; openssl dgst -sha256 -binary "$W/msg" > "$W/msg.sha256"

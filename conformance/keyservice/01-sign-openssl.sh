@@ -58,4 +58,12 @@ expect_eq "backup data key is 32 bytes" 32 "$(stat -c %s "$W/dk" 2>/dev/null)"
 
 # Health answers as the original.
 expect_eq "healthcheck body" running "$(curl -s "$VSSM_HEALTH_URL/REST/v1/healthcheck")"
+
+# Run as users run it (issue 18): the node is an unprivileged user's process, and no accepted
+# connection failed its setup (a socket option that needs a privilege reset every connection).
+if [ "$(id -u)" -eq 0 ]; then
+    check "the node runs as an unprivileged user ($(ps -o user= -p "$VSSM_PID"))" test "$(ps -o uid= -p "$VSSM_PID" | tr -d ' ')" -ne 0
+    check "... without capabilities" bash -c "grep -q '^CapEff:[[:space:]]*0*\$' /proc/$VSSM_PID/status"
+fi
+check "no connection was closed while it was set up (serve.log)" bash -c "! grep -q 'closed while it was set up' '$VSSM_DEV_DIR/serve.log'"
 finish

@@ -55,6 +55,18 @@ BIO *copenssl_bio_new_nosignal(int fd);
 /// Error string of the oldest queued OpenSSL error (clears the queue). Writes at most len-1 bytes.
 void copenssl_last_error(char *buf, size_t len);
 
+/// Reason text of the oldest queued OpenSSL error ("sslv3 alert certificate expired"), clearing
+/// the queue; empty when there is none.
+void copenssl_last_reason(char *buf, size_t len);
+
+/// The peer certificate's subject and names, for messages: "subject CN=VSSM,OU=x; names DNS:VSSM, IP:127.0.0.1".
+/// 0 when the connection has no peer certificate.
+int copenssl_peer_summary(SSL *ssl, char *buf, size_t len);
+
+/// Of the first certificate in a PEM: seconds until notAfter (negative when expired), whether it is
+/// valid yet, and its subject. 1 on success.
+int copenssl_pem_cert_validity(const unsigned char *pem, int len, long long *secondsLeft, int *notYetValid, char *subject, size_t subjectLen);
+
 /// Refuse core dumps (RLIMIT_CORE 0, PR_SET_DUMPABLE 0): key material must never hit disk.
 int copenssl_refuse_core_dumps(void);
 
