@@ -135,6 +135,11 @@ int copenssl_peer_summary(SSL *ssl, char *buf, size_t len) {
     if (len == 0) return 0;
     buf[0] = 0;
     X509 *x = SSL_get0_peer_certificate(ssl);
+    /* After a failed verification the session has no peer; the chain the server sent is still there. */
+    if (x == NULL) {
+        STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+        if (chain != NULL && sk_X509_num(chain) > 0) x = sk_X509_value(chain, 0);
+    }
     if (x == NULL) return 0;
     char subject[512];
     BIO *b = BIO_new(BIO_s_mem());

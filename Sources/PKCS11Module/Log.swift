@@ -29,6 +29,8 @@ enum Log {
 
     /// Applies the configuration's settings (nil: not given); `VSSM_PKCS11_LOG` still overrides.
     static func apply(level configLevel: String?, file configFile: String?, syslog useSyslog: Bool?, source: String) {
+        // The environment's settings first (once), so they cannot later undo the configuration's.
+        if !source.isEmpty { _ = fromEnvironment }
         var wanted = Level.error
         var file = configFile
         var problems: [String] = []

@@ -4,7 +4,9 @@ import VSSMWire
 /// The one error type of the key service's handlers. The body is always the original's
 /// `{"error":"..."}`; the status says what kind of failure it was (the original sent 500 for all).
 /// Errors become HTTP responses in exactly one place (`Router.respond`).
-public struct ServiceError: Error, Sendable, Equatable {
+public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What a person reads (the CLI prints errors with it): the message, never the type's fields.
+    public var description: String { message }
     public let status: Int
     public let message: String
 
@@ -24,7 +26,7 @@ public struct ServiceError: Error, Sendable, Equatable {
     static let wrongPassword = ServiceError(403, "Incorrect administrator password.")
     static let unauthenticated = ServiceError(401, "This connection did not present a verified client certificate; reconnect with one.")
     static func throttled(_ ms: Int) -> ServiceError {
-        ServiceError(429, "Too many wrong administrator passwords from this client; try again in \((ms + 999) / 1000) s.")
+        ServiceError(429, "Too many wrong passwords or PINs from this client certificate; try again in \((ms + 999) / 1000) s.")
     }
     static func invalidKeyName(_ name: String) -> ServiceError { ServiceError(404, "Invalid key name: \(name)") }
     static func invalidAlgorithm(_ a: String) -> ServiceError { ServiceError(400, "Invalid algorithm: \(a)") }

@@ -21,8 +21,10 @@ struct ConnectionOptions: ParsableArguments {
     func client() throws -> VSSMAPIClient {
         let d = dir ?? environment("VSSM_DEV_DIR")
         let urls = try ConnectionOptions.endpoints(url.isEmpty ? [environment("VSSM_URL") ?? "https://127.0.0.1:8080"] : url)
+        // An explicit option, then an explicit --dir, then the environment, then VSSM_DEV_DIR.
         func path(_ explicit: String?, _ env: String, _ file: String) throws -> String {
             if let explicit { return explicit }
+            if let dir { return dir + "/" + file }
             if let e = environment(env) { return e }
             if let d { return d + "/" + file }
             throw CLIError("no \(file): pass --dir, --\(file.split(separator: ".").first ?? "") or set \(env)")
@@ -209,6 +211,7 @@ struct AdminCommand: ParsableCommand {
             w.int64("version", blob.int64("version"))
             w.int64("timestamp", blob.int64("timestamp"))
             w.bytes("encryptedState", blob.bytes("encryptedState"))
+            w.bytes("rpcCertificateSha256", blob.bytes("rpcCertificateSha256"))
             return w.value
         }
     }

@@ -77,4 +77,98 @@ check "module: a top-level logLevel is refused (the member is \"log\")" grep -q 
 printf '{"slots": [{"label": "x",,}]}' > "$W/m-json.json"
 out=$(p11 "$W/m-json.json"); say "$out"
 check "module: a JSON typo says line and column, no Swift text" bash -c "grep -q 'm-json.json: not valid JSON: line 1, column 26: invalid character' <<< '$out' && ! grep -q 'functionFailed' <<< '$out'"
+
+echo "-- TLS: the client's certificate, the CA, the name, a node waiting for bootstrap"
+python3 - "$D" "$W" <<'PY'
+import datetime, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+d, w = sys.argv[1], sys.argv[2]
+ca = x509.load_pem_x509_certificate(open(d + "/client-ca.pem", "rb").read())
+cakey = serialization.load_pem_private_key(open(d + "/client-ca-key.pem", "rb").read(), None)
+key = ec.generate_private_key(ec.SECP256R1())
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired-client")]))
+        .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=40)).not_valid_after(now - datetime.timedelta(days=2))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(cakey, hashes.SHA256()))
+open(w + "/expired-cert.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(w + "/expired-key.pem", "wb").write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()))
+PY
+# objs CONFIG: pkcs11-tool -O (a listing: the first call that reaches the service); module log and tool output.
+objs() { VSSM_PKCS11_CONFIG="$1" timeout 60 pkcs11-tool --module "$MODULE" -O 2>&1; }
+edit "$VSSM_PKCS11_CONFIG" "$W/t-expired.json" "s=c['slots'][0]; s['clientCert']='$W/expired-cert.pem'; s['clientKey']='$W/expired-key.pem'"
+out=$(objs "$W/t-expired.json"); say "$out"
+check "expired client certificate: the module warns at C_Initialize" grep -q "warning: slot vssm-dev: the client certificate $W/expired-cert.pem (CN=expired-client) expired 2 day(s) ago" <<< "$out"
+check "... and says the service refused it because it expired" \
+    grep -q "the service refused this client's certificate: it has expired (TLS alert \"certificate expired\")" <<< "$out"
+check "... (not 'SSL error 1')" test -z "$(grep 'SSL error' <<< "$out")"
+for _ in $(seq 1 30); do grep -q 'TLS handshake with .* refused' "$D/serve.log" && break; sleep 0.1; done
+check "... the service logs the refused handshake with its reason (stderr)" \
+    grep -q "api listener: TLS handshake with 127.0.0.1:[0-9]* refused: the client's certificate did not verify against clientTrustStore" "$D/serve.log"
+"$VSSM_BIN" init "$C/other" --admin-password x >/dev/null 2>&1
+edit "$VSSM_PKCS11_CONFIG" "$W/t-foreign.json" "s=c['slots'][0]; s['clientCert']='$C/other/client-cert.pem'; s['clientKey']='$C/other/client-key.pem'"
+out=$(objs "$W/t-foreign.json"); say "$out"
+check "another deployment's client certificate: refused, 'not issued by a CA in the service's clientTrustStore'" \
+    grep -q "refused this client's certificate (TLS alert \"[a-z ]*\"): it is not issued by a CA in the service's clientTrustStore" <<< "$out"
+edit "$VSSM_PKCS11_CONFIG" "$W/t-ca.json" "c['slots'][0]['ca']='$C/other/ca.pem'"
+out=$(objs "$W/t-ca.json"); say "$out"
+check "wrong CA file: names the CA file and what the server presented" \
+    grep -q "the server certificate (subject CN=VSSM; names DNS:VSSM) does not verify against the CA file $C/other/ca.pem" <<< "$out"
+edit "$VSSM_PKCS11_CONFIG" "$W/t-name.json" "c['slots'][0]['serverName']='vssm.example.net'"
+out=$(objs "$W/t-name.json"); say "$out"
+check "wrong serverName: expected and presented names" \
+    grep -q 'the server certificate does not carry the name "vssm.example.net" (serverName) but subject CN=VSSM; names DNS:VSSM' <<< "$out"
+mkdir -p "$W/boot"
+vssm_serve_bg "$W/boot/serve.log" --config "$W/nostate.json" --memory-only --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
+    --bootstrap-slave 127.0.0.1:0 --ports-file "$W/boot/ports.json"
+PIDS="$PIDS $VSSM_SERVE_PID"
+for _ in $(seq 1 100); do [ -s "$W/boot/ports.json" ] && break; sleep 0.1; done
+bport=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$W/boot/ports.json")
+edit "$VSSM_PKCS11_CONFIG" "$W/t-boot.json" "c['slots'][0]['endpoints']=['https://127.0.0.1:$bport']"
+out=$(objs "$W/t-boot.json"); say "$out"
+check "a node still waiting for bootstrap: says so (not 'self-signed certificate')" \
+    grep -q 'the node is waiting for `vssm bootstrap`' <<< "$out"
+
+echo "-- PINs, backups, ports, logs, faults"
+for i in 1 2 3 4; do out=$(pkcs11-tool --module "$MODULE" --login --pin "wrong-$i" -O 2>&1); done; say "$out"
+check "the 4th wrong PIN: CKR_PIN_LOCKED with the reason at the default log level" \
+    grep -q "C_Login failed with CKR_PIN_LOCKED (0xa4): Too many wrong passwords or PINs from this client certificate; try again in [0-9]* s" <<< "$out"
+sleep 2
+"$VSSM_BIN" admin backup --out "$W/backup.json" >/dev/null
+oapi=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+mkdir -p "$C/other/state"; vssm_service_owns "$C"; chmod 755 "$C"
+vssm_serve_bg "$W/other.log" --config "$C/other/config.json" --api "127.0.0.1:$oapi" --health 127.0.0.1:0 --internal 127.0.0.1:0 \
+    --bootstrap-slave 127.0.0.1:0 --bootstrap-key "$C/other/rpc-key.pem"
+PIDS="$PIDS $VSSM_SERVE_PID"
+for _ in $(seq 1 100); do grep -q 'Bootstrap' "$W/other.log" 2>/dev/null && curl -sk "https://127.0.0.1:$oapi" >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 0.5
+out=$(VSSM_URL="https://127.0.0.1:$oapi" "$VSSM_BIN" admin restore --dir "$C/other" --password x "$W/backup.json" 2>&1); say "$out"
+mine=$(openssl x509 -in "$D/rpc-cert.pem" -outform DER | sha256sum | cut -c1-4 | tr a-f A-F)
+check "a backup restored into another deployment: 'encrypted to another deployment's RPC key' with both fingerprints" \
+    grep -q "This backup is encrypted to another deployment's RPC key (RPC certificate SHA256:${mine:0:2}:${mine:2:2}:.*; this node's is SHA256:" <<< "$out"
+out=$(serve_fails "$D/config.json" --state-dir "$W/port-state" --api "127.0.0.1:${VSSM_URL##*:}"); say "$out"
+check "port in use: the listener, the address and what to change" \
+    grep -q "cannot listen on 127.0.0.1:${VSSM_URL##*:} (api listener): the address is in use (another vssm, or another program, has this port); change listen.api in the configuration or pass --api HOST:PORT" <<< "$out"
+out=$(VSSM_PKCS11_LOG=verbose pkcs11-tool --module "$MODULE" -L 2>&1); say "$out"
+check "VSSM_PKCS11_LOG=verbose: a warning, not silence" grep -q 'warning: VSSM_PKCS11_LOG=verbose: "verbose" is not error, warn, info or debug; using error' <<< "$out"
+out=$(VSSM_PKCS11_LOG=warn:/proc/nope/log pkcs11-tool --module "$MODULE" -L 2>&1); say "$out"
+check "an unwritable log file: a warning naming it" grep -q 'warning: cannot open the log file /proc/nope/log: .*; logging to standard error' <<< "$out"
+edit "$VSSM_PKCS11_CONFIG" "$W/m-logfile.json" "c['log']={'level': 'info', 'file': '$W/module.log'}"
+VSSM_PKCS11_CONFIG="$W/m-logfile.json" pkcs11-tool --module "$MODULE" -L >/dev/null 2>&1
+check "the module's \"log\" member: level and file, lines with timestamps" \
+    grep -Eq '^20[0-9-]+T[0-9:]+Z vssm-pkcs11\[[0-9]+\] info: initialized' "$W/module.log"
+# A fault of the service: its state directory taken away from the service user; the key is refused
+# with 500 and the cause is logged on standard error.
+state=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stateDir"])' "$D/config.json")
+chmod 0500 "$state"
+: > "$W/stderr-mark"; lines=$(wc -l < "$D/serve.log")
+out=$("$VSSM_BIN" admin generate-key fault-key --type ASYMMETRIC --spec EC --size 256 2>&1); say "$out"
+chmod 0700 "$state"
+check "an HTTP 500 is logged with its cause (the state file could not be written)" \
+    bash -c "tail -n +$((lines + 1)) '$D/serve.log' | grep -q 'answered 500 to .*: .*Permission denied'"
 finish
