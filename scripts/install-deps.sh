@@ -8,7 +8,7 @@ what="${1:-check}"
 # conformance scenarios drive.
 pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl)
 [ "$what" = demo ] || pkgs+=(openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless etcd-server etcd-client
-                              lintian libnss3-tools dpkg-dev fakeroot adduser iproute2 util-linux man-db)
+                              lintian libnss3-tools dpkg-dev fakeroot adduser iproute2 util-linux man-db jq)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -28,7 +28,7 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
 fi
 # The conformance suite runs every `vssm serve` as this unprivileged system user (the Debian
 # package's `vssm` user, made the same way), so nothing that needs root can hide in the tests.
-if [ "$what" != demo ] && ! getent passwd vssm >/dev/null; then
+if ! getent passwd vssm >/dev/null; then
     echo "install-deps: adding the system user vssm"
     $SUDO adduser --system --group --home /var/lib/vssm --no-create-home --quiet vssm
 fi

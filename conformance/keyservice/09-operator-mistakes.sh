@@ -171,4 +171,48 @@ out=$("$VSSM_BIN" admin generate-key fault-key --type ASYMMETRIC --spec EC --siz
 chmod 0700 "$state"
 check "an HTTP 500 is logged with its cause (the state file could not be written)" \
     bash -c "tail -n +$((lines + 1)) '$D/serve.log' | grep -q 'answered 500 to .*: .*Permission denied'"
+
+echo "-- vssm doctor"
+out=$("$VSSM_BIN" doctor --config "$VSSM_PKCS11_CONFIG" 2>&1); rc=$?
+echo "$out" | sed 's/^/       doctor: /'
+check "vssm doctor on the right configuration: every line OK or INFO, exit 0" \
+    test "$rc" = 0 -a -z "$(grep -vE '^(OK|INFO) |^all checks passed$' <<< "$out")"
+# doctor_names CONFIG PATTERN: doctor fails on CONFIG and its FAIL line matches PATTERN.
+doctor_names() {
+    local o; o=$("$VSSM_BIN" doctor --config "$1" 2>&1); local r=$?
+    [ "$r" = 1 ] && grep -A1 '^FAIL' <<< "$o" | grep -q "$2" || { echo "$o"; return 1; }
+}
+check "doctor: an expired client certificate" doctor_names "$W/t-expired.json" "expired 2 day(s) ago"
+check "doctor: another deployment's client certificate" doctor_names "$W/t-foreign.json" "not issued by a CA in the service's clientTrustStore"
+check "doctor: the wrong CA file" doctor_names "$W/t-ca.json" "does not verify against the CA file $C/other/ca.pem"
+check "doctor: the wrong serverName" doctor_names "$W/t-name.json" 'set "serverName" to a name the certificate carries'
+check "doctor: a node waiting for bootstrap" doctor_names "$W/t-boot.json" "bootstrap the node: vssm bootstrap"
+check "doctor: a misspelled member" doctor_names "$W/m-typo.json" 'did you mean "userPinIsAdminPassword"'
+edit "$VSSM_PKCS11_CONFIG" "$W/d-key.json" "c['slots'][0]['clientKey']='$C/other/client-key.pem'"
+check "doctor: a key that is not the certificate's" doctor_names "$W/d-key.json" "is not the key of"
+closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+edit "$VSSM_PKCS11_CONFIG" "$W/d-port.json" "c['slots'][0]['endpoints']=['https://127.0.0.1:$closed']"
+check "doctor: nothing listening at the endpoint" doctor_names "$W/d-port.json" "TCP connection failed: Connection refused"
+edit "$VSSM_PKCS11_CONFIG" "$W/d-dns.json" "c['slots'][0]['endpoints']=['https://vssm-node.invalid:8080']"
+check "doctor: a name that does not resolve" doctor_names "$W/d-dns.json" "cannot resolve vssm-node.invalid"
+
+echo "-- vssm serve --log-format json"
+mkdir -p "$W/json"
+cp "$W/nostate.json" "$W/json/config.json"
+vssm_service_owns "$D"
+# shellcheck disable=SC2086
+$VSSM_AS "$VSSM_BIN" serve --config "$W/json/config.json" --memory-only --log-format json --bootstrap-key "$D/rpc-key.pem" \
+    --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 --ports-file "$W/json/ports.json" \
+    >"$W/json/out.log" 2>"$W/json/err.log" &
+PIDS="$PIDS $!"
+for _ in $(seq 1 100); do [ -s "$W/json/ports.json" ] && break; sleep 0.1; done
+jport=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api"])' "$W/json/ports.json")
+VSSM_URL="https://127.0.0.1:$jport" "$VSSM_BIN" admin list-keys >/dev/null 2>&1
+VSSM_URL="https://127.0.0.1:$jport" "$VSSM_BIN" admin list-keys --password wrong >/dev/null 2>&1
+printf 'GET / HTTP/1.1\r\n\r\n' | timeout 2 bash -c "cat > /dev/tcp/127.0.0.1/$jport" 2>/dev/null
+sleep 0.5
+check "every line of standard output and error is a JSON object (jq)" bash -c "cat '$W/json/out.log' '$W/json/err.log' | jq -e -s 'length > 3 and all(.[]; type == \"object\" and has(\"time\") and has(\"level\") and has(\"message\"))' >/dev/null"
+check "... a request's line carries listener, peer, principal, route, status and duration" bash -c \
+    "jq -e -s 'any(.[]; .route == \"/REST/v1/admin/listkeys\" and .listener == \"api\" and (.status | type) == \"number\" and (.duration_ms | type) == \"number\" and (.peer | startswith(\"127.0.0.1:\")) and (.principal | length) > 0)' '$W/json/out.log' >/dev/null"
+check "... errors are on standard error (the refused handshake)" bash -c "jq -e -s 'any(.[]; .level == \"error\" and (.message | contains(\"TLS handshake\")))' '$W/json/err.log' >/dev/null"
 finish
