@@ -95,6 +95,7 @@ out=$("$VSSM_BIN" admin list-keys --url "${URLS[0]}" --url "${URLS[2]}" 2>&1)
 check "... and so with --url repeated" grep -q ' made-on-1$' <<< "$out"
 vssm_cluster_add_node; rc=$?
 check "vssm_cluster_add_node: a 4th node joins from its peers while node 1 is down" test "$rc" = 0 -a "$(wc -w <<< "$VSSM_NODE_PIDS")" = 4
+vssm_cluster_start_node 1 || echo "node 1 did not come back"
 read -r -a URLS <<< "$VSSM_NODE_URLS"
 check "the 4th node signs with the cluster's keys" test "$(sign_status "${URLS[3]}" chaos-ec)" = 200
 joined=$(cat "$D"/n[123]/state/audit.jsonl "$D"/n[123]/audit.jsonl 2>/dev/null | grep -c '"principal":"node:n4".*"route":"/REST/v1/ext/internal/join"' || true)

@@ -61,19 +61,21 @@ check "... and the new deployment has a new RPC key" test "$(sha256sum "$C/rpc-k
 echo "-- the module's configuration"
 # p11 CONFIG: pkcs11-tool -L with that module configuration; prints what the module logged.
 p11() { VSSM_PKCS11_CONFIG="$1" pkcs11-tool --module "$MODULE" -L 2>&1; }
-edit "$VSSM_PKCS11_CONFIG" "$W/m-typo.json" 's=c["slots"][0]; s["userPinIsAdminpassword"]=s.pop("userPinIsAdminPassword")'
-out=$(p11 "$W/m-typo.json"); say "$out"
-check "module: userPinIsAdminpassword names the member, line, column and the right name" \
-    grep -Eq 'm-typo.json:[0-9]+:[0-9]+: unknown member "userPinIsAdminpassword" in slots\[0\] \(did you mean "userPinIsAdminPassword"\?\)' <<< "$out"
-edit "$VSSM_PKCS11_CONFIG" "$W/m-str.json" 'c["slots"][0]["userPinIsAdminPassword"]="true"'
-out=$(p11 "$W/m-str.json"); say "$out"
-check "module: \"true\" as a string is refused" grep -q 'slots\[0\].userPinIsAdminPassword: must be true or false (without quotes), not the string "true"' <<< "$out"
-edit "$VSSM_PKCS11_CONFIG" "$W/m-ms.json" 'c["slots"][0]["requestTimeoutMS"]=5000'
-out=$(p11 "$W/m-ms.json"); say "$out"
-check "module: requestTimeoutMS -> requestTimeoutMs" grep -q 'unknown member "requestTimeoutMS" in slots\[0\] (did you mean "requestTimeoutMs"?)' <<< "$out"
-edit "$VSSM_PKCS11_CONFIG" "$W/m-log.json" 'c["logLevel"]="debug"'
-out=$(p11 "$W/m-log.json"); say "$out"
-check "module: a top-level logLevel is refused (the member is \"log\")" grep -q 'unknown member "logLevel"' <<< "$out"
+# module_mistake NAME EDIT PATTERN DESCRIPTION: the module's configuration with EDIT (python on c)
+# applied, loaded by pkcs11-tool -L; what the module says must match PATTERN (grep -E).
+module_mistake() {
+    edit "$VSSM_PKCS11_CONFIG" "$W/$1.json" "$2"
+    local o; o=$(p11 "$W/$1.json"); say "$o"
+    check "$4" grep -Eq "$3" <<< "$o"
+}
+module_mistake m-typo 's=c["slots"][0]; s["userPinIsAdminpassword"]=s.pop("userPinIsAdminPassword")' \
+    'm-typo.json:[0-9]+:[0-9]+: unknown member "userPinIsAdminpassword" in slots\[0\] \(did you mean "userPinIsAdminPassword"\?\)' \
+    "module: userPinIsAdminpassword names the member, line, column and the right name"
+module_mistake m-str 'c["slots"][0]["userPinIsAdminPassword"]="true"' \
+    'slots\[0\].userPinIsAdminPassword: must be true or false \(without quotes\), not the string "true"' "module: \"true\" as a string is refused"
+module_mistake m-ms 'c["slots"][0]["requestTimeoutMS"]=5000' \
+    'unknown member "requestTimeoutMS" in slots\[0\] \(did you mean "requestTimeoutMs"\?\)' "module: requestTimeoutMS -> requestTimeoutMs"
+module_mistake m-log 'c["logLevel"]="debug"' 'unknown member "logLevel"' "module: a top-level logLevel is refused (the member is \"log\")"
 printf '{"slots": [{"label": "x",,}]}' > "$W/m-json.json"
 out=$(p11 "$W/m-json.json"); say "$out"
 check "module: a JSON typo says line and column, no Swift text" bash -c "grep -q 'm-json.json: not valid JSON: line 1, column 26: invalid character' <<< '$out' && ! grep -q 'functionFailed' <<< '$out'"
