@@ -53,7 +53,8 @@ def page(cmd, path, version, parents):
     name = "-".join(path)
     full = " ".join(path)
     args = [a for a in cmd.get("arguments") or [] if a.get("shouldDisplay", True)]
-    subs = [s for s in cmd.get("subcommands") or [] if s.get("shouldDisplay", True)]
+    # ArgumentParser's own `help` subcommand gets no page (vssm help X is vssm X --help).
+    subs = [s for s in cmd.get("subcommands") or [] if s.get("shouldDisplay", True) and s.get("commandName") != "help"]
     out = [
         '.TH "%s" 1 "" "vssm %s" "vssm manual"' % (name.upper(), version),
         ".SH NAME",
