@@ -1,3 +1,4 @@
+import Glibc
 import CPKCS11
 import TokenCore
 import VSSMWire
@@ -22,6 +23,7 @@ public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
                 configPath = try Marshal.probedCString(reserved)
             }
         }
+        _ = ForkHandlers.installed
         if library.isInitialized { throw .alreadyInitialized }
         // A missing or bad configuration is CKR_FUNCTION_FAILED: the caller's arguments are fine,
         // and the entry point logs it at the default level.
@@ -157,4 +159,15 @@ public func C_WaitForSlotEvent(_ flags: CK_FLAGS, _ pSlot: UnsafeMutablePointer<
     entry("C_WaitForSlotEvent") { () throws(TokenError) in
         return CK_RV(CKR_FUNCTION_NOT_SUPPORTED)
     }
+}
+
+/// The module's locks that any host thread may hold, taken around fork() (prepare: in a fixed
+/// order; parent and child: released), installed once at the first C_Initialize.
+enum ForkHandlers {
+    static let installed: Void = {
+        _ = pthread_atfork(
+            { ModuleConfig.prepareFork(); Library.shared.prepareFork() },
+            { Library.shared.afterFork(); ModuleConfig.afterFork() },
+            { Library.shared.afterFork(); ModuleConfig.afterFork() })
+    }()
 }

@@ -39,6 +39,10 @@ struct ModuleConfig {
         return config
     }
 
+    /// fork() support (see `Library.prepareFork`): this lock too is never inherited locked.
+    static func prepareFork() { lastLoaded.lockForFork() }
+    static func afterFork() { lastLoaded.unlockAfterFork() }
+
     /// After C_Finalize: the client key bytes are not kept beyond the library's life.
     static func forget() { lastLoaded.withLock { $0 = nil } }
 

@@ -77,6 +77,13 @@ public final class Library: Sendable {
         }
     }
 
+    /// fork() while another host thread is inside the module: the library lock is held across the
+    /// fork by the forking thread (prepare) and released on both sides, so the child never inherits
+    /// it locked (8 of 20 children hung before); the child then answers
+    /// CKR_CRYPTOKI_NOT_INITIALIZED until it initializes (the state is the parent's by pid).
+    public func prepareFork() { state.lockForFork() }
+    public func afterFork() { state.unlockAfterFork() }
+
     public var isInitialized: Bool { (try? withState { _ in true }) ?? false }
 
     public func tokens() throws(TokenError) -> [Token] { try withState { $0.tokens } }

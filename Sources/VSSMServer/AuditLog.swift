@@ -90,12 +90,20 @@ public final class AuditLog: Sendable {
         return JSONWriter.string(.object(members))
     }
 
+    /// Control characters (C0, DEL, C1), bidirectional formatting characters (embeddings,
+    /// overrides, isolates, marks) and the Unicode line and paragraph separators: never written raw
+    /// into a log line or an audit record.
+    static func mustEscape(_ sc: Unicode.Scalar) -> Bool {
+        switch sc.value {
+        case 0..<0x20, 0x7F...0x9F, 0x061C, 0x200E, 0x200F, 0x2028...0x202E, 0x2066...0x2069: return true
+        default: return false
+        }
+    }
+
     /// One record is one line: control characters (a newline in a label or key name would start a
     /// forged record) are written as escapes, and a backslash as two.
     public static func escaped(_ m: String) -> String {
-        guard m.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" || $0 == "\u{2028}" || $0 == "\u{2029}" || $0 == "\u{85}" }) else {
-            return m
-        }
+        guard m.unicodeScalars.contains(where: { $0 == "\\" || mustEscape($0) }) else { return m }
         var out = ""
         for sc in m.unicodeScalars {
             switch sc {
@@ -103,7 +111,7 @@ public final class AuditLog: Sendable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case "\\": out += "\\\\"
-            case _ where sc.value < 0x20 || sc.value == 0x7F || sc == "\u{2028}" || sc == "\u{2029}" || sc == "\u{85}":
+            case _ where mustEscape(sc):
                 out += "\\u{" + String(sc.value, radix: 16) + "}"
             default: out.unicodeScalars.append(sc)
             }

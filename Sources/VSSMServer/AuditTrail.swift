@@ -110,10 +110,29 @@ final class AuditTrail: Sendable {
             line.append(UInt8(ascii: ","))
             JSONWriter.writeString(name, into: &line)
             line.append(UInt8(ascii: ":"))
-            JSONWriter.writeString(value, into: &line)
+            AuditTrail.writeString(value, into: &line)
         }
         line.append(UInt8(ascii: "}"))
         return line
+    }
+
+    /// A JSON string in which every control character (C0, DEL, C1), every bidirectional
+    /// formatting character and the Unicode line separators are `\uXXXX` escapes: a record read
+    /// as text shows exactly what it holds (a right-to-left override cannot make a key name look
+    /// like another).
+    static func writeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for sc in s.unicodeScalars {
+            switch sc {
+            case "\"": out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+            case "\\": out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case _ where AuditLog.mustEscape(sc):
+                let hex = String(sc.value, radix: 16)
+                out += Array(("\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex).utf8)
+            default: out += Array(String(sc).utf8)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 
     /// Appends one record (and rotates first when the file is full). A failed write is reported

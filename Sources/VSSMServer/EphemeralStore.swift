@@ -21,10 +21,7 @@ final class EphemeralStore: Sendable {
 
     /// The owner of a session-object name, or nil when the name is not one.
     static func owner(of name: String) -> String? {
-        guard name.hasPrefix("~") else { return nil }
-        let body = name.dropFirst()
-        guard let slash = body.firstIndex(of: "/") else { return nil }
-        let owner = String(body[..<slash])
+        guard name.startsWithByte("~"), let owner = name.splitAtFirstSlash(droppingFirst: 1)?.before else { return nil }
         return isOwner(owner) ? owner : nil
     }
 
@@ -35,7 +32,8 @@ final class EphemeralStore: Sendable {
     /// Checks a new session-object name: a valid owner and a valid key name after the slash.
     static func checkName(_ name: String) throws(ServiceError) {
         guard let owner = owner(of: name) else { throw .badRequest("Session key names are ~<32 hex owner>/<name>.") }
-        try KeyPolicy.checkName(String(name.dropFirst(owner.count + 2)))
+        _ = owner
+        try KeyPolicy.checkName(name.splitAtFirstSlash(droppingFirst: 1)?.after ?? "")
     }
 
     private func sweep(_ s: inout (all: [String: Owner], sweptAt: Int64), now: Int64) {

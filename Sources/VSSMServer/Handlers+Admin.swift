@@ -19,18 +19,19 @@ enum KeyPolicy {
     static func checkName(_ name: String) throws(ServiceError) {
         guard !name.isEmpty else { throw .badRequest("Key name cannot be blank.") }
         guard name.utf8.count <= maxNameBytes else { throw .badRequest("Key name is longer than \(maxNameBytes) bytes.") }
-        guard !name.hasPrefix("~") else { throw .badRequest("Key names starting with ~ are reserved for session keys.") }
+        guard !name.startsWithByte("~") else { throw .badRequest("Key names starting with ~ are reserved for session keys.") }
         guard !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
             throw .badRequest("Key name contains control characters.")
         }
+        guard !name.startsWithCombiningMark else { throw .badRequest("Key name starts with a combining mark.") }
     }
 
     /// A name for a new key: a token key name, or a session key name (`~owner/name`, ext routes only
     /// reach here with one).
     static func checkNewName(_ name: String) throws(ServiceError) {
         // `@ns/name` is how a namespace's keys are stored (`Namespace`): no caller makes one directly.
-        guard !name.hasPrefix("@") else { throw .badRequest("Key names starting with @ are reserved for namespaces.") }
-        if name.hasPrefix("~") { try EphemeralStore.checkName(name) } else { try checkName(name) }
+        guard !name.startsWithByte("@") else { throw .badRequest("Key names starting with @ are reserved for namespaces.") }
+        if name.startsWithByte("~") { try EphemeralStore.checkName(name) } else { try checkName(name) }
     }
 
     static func keyType(_ text: String) throws(ServiceError) -> KeyType {

@@ -27,13 +27,13 @@ extension KeyServiceNode {
         // destroyed with, the module instance that made them, and never persisted.
         Route.extGenerateKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.generateKeyRequest)
-            if !r.string("keyName").hasPrefix("~") { try n.checkPassword(r, c) }
+            if !r.string("keyName").startsWithByte("~") { try n.checkPassword(r, c) }
             try n.createGeneratedKey(r, c)
             return n.ok(WireWriter())
         },
         Route.extInjectKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.injectKeyRequest)
-            if !r.string("keyName").hasPrefix("~") { try n.checkPassword(r, c) }
+            if !r.string("keyName").startsWithByte("~") { try n.checkPassword(r, c) }
             try n.createInjectedKey(r, c)
             return n.ok(WireWriter())
         },
@@ -335,7 +335,7 @@ extension KeyServiceNode {
             // CKA_LABEL: a token key is listed under its name unless a label is stored.
             if let label { a.label = label }
         }
-        if name.hasPrefix("~") {
+        if name.startsWithByte("~") {
             // A session key's label is its CKA_LABEL (token keys are labelled by their name).
             let done = ephemeral.updateAttributes(name, type: type) { a in change(&a) }
             guard done else { throw .invalidKeyName(given) }
@@ -356,7 +356,7 @@ extension KeyServiceNode {
         let from = r.string("keyName")
         let to = try newStoredName(r.string("newName"), ctx)
         let type = try KeyPolicy.keyType(r.string("keyType"))
-        if !from.hasPrefix("~") || !to.hasPrefix("~") { try checkPassword(r, ctx) }
+        if !from.startsWithByte("~") || !to.startsWithByte("~") { try checkPassword(r, ctx) }
         var attributes: KeyAttributes
         var secret: [UInt8]? = nil
         var asym: AsymmetricKeyEntry? = nil
@@ -364,7 +364,7 @@ extension KeyServiceNode {
         case .asymmetric:
             let e = try asymmetricKey(from, ctx)
             // A stored key meets the stored-key policy (a session RSA-1024 key stays a session key).
-            if !to.hasPrefix("~") { try KeyPolicy.checkAsymmetric(e.key, minStored: config.limits.minStoredRSABits) }
+            if !to.startsWithByte("~") { try KeyPolicy.checkAsymmetric(e.key, minStored: config.limits.minStoredRSABits) }
             asym = e
             attributes = e.attributes
         case .symmetric:
@@ -393,7 +393,7 @@ extension KeyServiceNode {
         let given = r.string("keyName")
         let name = try storedName(given, ctx)
         let type = try KeyPolicy.keyType(r.string("keyType"))
-        if name.hasPrefix("~") {
+        if name.startsWithByte("~") {
             guard ephemeral.delete(name, type: type) else { throw .invalidKeyName(given) }
             return ok(WireWriter())
         }

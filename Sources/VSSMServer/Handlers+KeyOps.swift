@@ -66,7 +66,7 @@ extension KeyServiceNode {
     /// The new key of a derive or unwrap request: session keys need no admin password.
     private func newKeyTarget(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) -> (name: String, type: KeyType, session: Bool) {
         let name = try newStoredName(r.string("newName"), ctx)
-        let session = name.hasPrefix("~")
+        let session = name.startsWithByte("~")
         if !session { try checkPassword(r, ctx) }
         return (name, try KeyPolicy.keyType(r.string("newType")), session)
     }
@@ -243,7 +243,7 @@ extension KeyServiceNode {
         guard let secret = k.secret, !k.flags.isSensitive, k.flags.isExtractable else {
             throw .forbidden("Key \(k.name) is sensitive or not extractable: its value never leaves the service.")
         }
-        try checkReadable(k.attributes.pkcs11, session: k.name.hasPrefix("~"))
+        try checkReadable(k.attributes.pkcs11, session: k.name.startsWithByte("~"))
         var w = WireWriter()
         w.bytes("output", secret)
         return ok(w)

@@ -444,7 +444,7 @@ public final class KeyServiceNode: Sendable {
             let name = keyName()
             var stored = name
             if !s.principals.isEmpty {
-                guard let ns = s.principals[fingerprint]?.namespace(requested: namespace), !name.hasPrefix("@"), !name.hasPrefix("~") else { return false }
+                guard let ns = s.principals[fingerprint]?.namespace(requested: namespace), !name.startsWithByte("@"), !name.startsWithByte("~") else { return false }
                 stored = Namespace.qualify(name, in: ns)
             }
             return has(s, stored)
@@ -510,7 +510,7 @@ public final class KeyServiceNode: Sendable {
     private func key<Entry>(_ name: String, _ ctx: RequestContext, session: (String) -> Entry?,
                             stored: (KeyState, String) -> Entry?) throws(ServiceError) -> Entry {
         let storedName = try storedName(name, ctx)
-        if storedName.hasPrefix("~"), let k = session(storedName) { return k }
+        if storedName.startsWithByte("~"), let k = session(storedName) { return k }
         if let k = state.withLock({ stored($0, storedName) }) { return k }
         guard catchUp(), let k = state.withLock({ stored($0, storedName) }) else { throw .invalidKeyName(name) }
         return k

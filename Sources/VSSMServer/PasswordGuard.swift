@@ -2,7 +2,8 @@ import Glibc
 import Prometheus
 import VSSMSync
 
-/// Throttles admin-password attempts per client identity (the verified certificate's subject):
+/// Throttles admin-password attempts per client identity (the verified certificate's SHA-256
+/// fingerprint: another trusted certificate with the same subject cannot lock its owner out):
 /// the first `ServiceLimits.freePasswordFailures` wrong passwords cost nothing extra, every further
 /// one doubles a wait (1 s, 2 s, 4 s … up to `maxPasswordBackoffMs`) during which that identity's
 /// attempts are refused with 429 *without* running scrypt. A right password clears the record.
@@ -33,15 +34,31 @@ final class PasswordGuard: Sendable {
     }
 
     func check(identity: String, verify: () -> Bool) throws(ServiceError) {
-        let now = Monotonic.ms()
-        if let r = records.withLock({ $0[identity] }), r.notBeforeMs > now {
+        if let ms = throttledFor(identity) {
             throttledCounter?.increment()
-            throw .throttled(Int(clamping: r.notBeforeMs - now))
+            throw .throttled(ms)
         }
         if verify() {
-            _ = records.withLock { $0.removeValue(forKey: identity) }
+            clear(identity)
             return
         }
+        failed(identity)
+        throw .wrongPassword
+    }
+
+    /// Milliseconds `identity` must still wait, or nil when it may try now.
+    func throttledFor(_ identity: String) -> Int? {
+        let now = Monotonic.ms()
+        guard let r = records.withLock({ $0[identity] }), r.notBeforeMs > now else { return nil }
+        return Int(clamping: r.notBeforeMs - now)
+    }
+
+    /// A right credential: that identity's record (and only it) starts over.
+    func clear(_ identity: String) { _ = records.withLock { $0.removeValue(forKey: identity) } }
+
+    /// A wrong credential: counted, and the wait after it set.
+    func failed(_ identity: String) {
+        let now = Monotonic.ms()
         records.withLock { all in
             if all.count >= PasswordGuard.maxRecords {
                 all = all.filter { $0.value.notBeforeMs > now }
@@ -52,6 +69,5 @@ final class PasswordGuard: Sendable {
             all[identity] = r
         }
         failureCounter?.increment()
-        throw .wrongPassword
     }
 }

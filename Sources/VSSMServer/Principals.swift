@@ -58,8 +58,8 @@ public enum Namespace {
 
     /// The namespace of a stored name and the name within it.
     static func split(_ stored: String) -> (namespace: String, name: String) {
-        guard stored.hasPrefix("@"), let slash = stored.firstIndex(of: "/") else { return (defaultName, stored) }
-        return (String(stored[stored.index(after: stored.startIndex)..<slash]), String(stored[stored.index(after: slash)...]))
+        guard stored.startsWithByte("@"), let parts = stored.splitAtFirstSlash(droppingFirst: 1) else { return (defaultName, stored) }
+        return (parts.before, parts.after)
     }
 }
 
@@ -137,20 +137,51 @@ extension KeyServiceNode {
     /// The admin password alone (root admin calls; C_Login as CKU_SO).
     func checkRootPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
         let given = r.string("adminPassword")
-        try passwordGuard.check(identity: ctx.clientSubject) { password.verify(given, cache: verifiedPasswords) }
+        try passwordGuard.check(identity: KeyServiceNode.adminThrottleKey(ctx)) { password.verify(given, cache: verifiedPasswords) }
+    }
+
+    /// Throttle records per client certificate (its fingerprint; the subject only without one),
+    /// one for the admin password and one for each principal's PIN: a right PIN never clears the
+    /// admin password's failures (2 guesses and 1 own login, repeated, was 7 guesses a second).
+    static func adminThrottleKey(_ ctx: RequestContext) -> String {
+        "admin " + (ctx.clientFingerprint == "-" ? "subject " + ctx.clientSubject : ctx.clientFingerprint.lowercased())
+    }
+
+    static func pinThrottleKey(_ ctx: RequestContext, _ p: Principal) -> String {
+        "pin " + p.fingerprint + " " + (ctx.clientFingerprint == "-" ? ctx.clientSubject : ctx.clientFingerprint.lowercased())
     }
 
     /// A registered principal's PIN, or the admin password; the admin password alone while no
-    /// principal is registered. Throttled per client like the admin password.
+    /// principal is registered. The PIN and the admin password are throttled each on its own; a
+    /// credential that is neither counts against both.
     func checkCredential(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
         guard let p = ctx.principal else { return try checkRootPassword(r, ctx) }
         let given = r.string("adminPassword")
-        let pinCache = pinCache(for: p)
-        try passwordGuard.check(identity: ctx.clientSubject) {
-            if let hash = p.pinHash, let parsed = try? PasswordHash(parsing: hash), let cache = pinCache,
-               parsed.verify(given, cache: cache) { return true }
-            return password.verify(given, cache: verifiedPasswords)
+        let adminKey = KeyServiceNode.adminThrottleKey(ctx)
+        let pinKey = KeyServiceNode.pinThrottleKey(ctx, p)
+        let pinWait = p.pinHash == nil ? Int.max : passwordGuard.throttledFor(pinKey)
+        let adminWait = passwordGuard.throttledFor(adminKey)
+        if let pinWait, let adminWait {
+            passwordGuard.throttledCounter?.increment()
+            throw .throttled(min(pinWait, adminWait))
         }
+        if pinWait == nil, let hash = p.pinHash, let parsed = try? PasswordHash(parsing: hash), let cache = pinCache(for: p),
+           parsed.verify(given, cache: cache) {
+            passwordGuard.clear(pinKey)
+            return
+        }
+        if adminWait == nil && password.verify(given, cache: verifiedPasswords) {
+            passwordGuard.clear(adminKey)
+            return
+        }
+        if p.pinHash != nil && pinWait == nil { passwordGuard.failed(pinKey) }
+        // Not the PIN, and the admin password could not be tried: say when it can be.
+        if let adminWait {
+            passwordGuard.throttledCounter?.increment()
+            throw .throttled(adminWait)
+        }
+        passwordGuard.failed(adminKey)
+        throw .wrongPassword
     }
 
     /// Key and object management (create, import, copy, derive or unwrap into a token key, change,
@@ -187,11 +218,11 @@ extension KeyServiceNode {
     func storedName(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> String {
         guard ctx.restricted else { return name }
         guard ctx.principal != nil else { throw .forbidden("Not permitted: keys are used by registered principals only.") }
-        if name.hasPrefix("~") {
+        if name.startsWithByte("~") {
             guard let owner = EphemeralStore.owner(of: name) else { return name }
             return "~" + boundOwner(owner, ctx) + name.dropFirst(1 + owner.utf8.count)
         }
-        guard !name.hasPrefix("@") else { throw .invalidKeyName(name) }
+        guard !name.startsWithByte("@") else { throw .invalidKeyName(name) }
         return Namespace.qualify(name, in: ctx.namespace)
     }
 
@@ -210,7 +241,7 @@ extension KeyServiceNode {
     /// The name a caller knows a stored key by; nil when the key is not in its namespace.
     func visibleName(_ stored: String, _ ctx: RequestContext, owner: String? = nil) -> String? {
         guard ctx.restricted else { return stored }
-        if stored.hasPrefix("~") {
+        if stored.startsWithByte("~") {
             guard let owner, let bound = EphemeralStore.owner(of: stored) else { return nil }
             return "~" + owner + stored.dropFirst(1 + bound.utf8.count)
         }

@@ -27,10 +27,9 @@ extension KeyState {
     /// Removes what `id` (`TYPE/name` or `OBJECT/uid`) names, when it was created at or before
     /// `createdAtMost` (a copy made later is another key).
     mutating func removeEntry(_ id: String, createdAtMost: Int64 = .max) {
-        let parts = id.split(separator: "/", maxSplits: 1).map(String.init)
-        guard parts.count == 2 else { return }
-        let name = parts[1]
-        switch parts[0] {
+        guard let parts = id.splitAtFirstSlash(), !parts.before.isEmpty, !parts.after.isEmpty else { return }
+        let name = parts.after
+        switch parts.before {
         case "OBJECT": if let o = objects[name], o.createdAt <= createdAtMost { objects.removeValue(forKey: name) }
         case KeyType.symmetric.rawValue: if let e = symmetric[name], e.createdAt <= createdAtMost { symmetric.removeValue(forKey: name) }
         case KeyType.asymmetric.rawValue: if let e = asymmetric[name], e.createdAt <= createdAtMost { asymmetric.removeValue(forKey: name) }

@@ -27,6 +27,12 @@ public final class Locked<Value>: @unchecked Sendable {
         mutex.deallocate()
     }
 
+    /// fork() support only (`pthread_atfork`): taken in the prepare handler so no other thread
+    /// holds it at the moment of the fork, released in the parent and the child handlers. Anything
+    /// else uses `withLock`.
+    public func lockForFork() { pthread_mutex_lock(mutex) }
+    public func unlockAfterFork() { pthread_mutex_unlock(mutex) }
+
     /// Runs `body` with exclusive access to the value.
     @inline(__always)
     public func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {

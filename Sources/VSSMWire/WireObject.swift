@@ -54,9 +54,15 @@ public struct WireObject: Sendable {
         case .null:
             return  // `null` body is an empty message
         case .object(let members):
+            // Each field once: a member repeated, or given under both its names (`keyName` and
+            // `key_name`), is refused, so the audit record and the handler cannot read different values.
+            var seen: Set<String> = []
             for (key, v) in members {
                 guard let field = schema.fields.first(where: { $0.json == key || $0.proto == key }) else {
                     throw JSONError("unknown field \"\(key)\" in vssmpb.\(schema.name)")
+                }
+                guard seen.insert(field.json).inserted else {
+                    throw JSONError("field \"\(field.json)\" is given more than once in vssmpb.\(schema.name)")
                 }
                 if case .null = v {
                     values[field.json] = nil

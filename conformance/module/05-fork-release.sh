@@ -29,4 +29,10 @@ openssl pkey -pubin -inform DER -in "$W/k.der" -out "$W/k.pem" 2>/dev/null
 pkcs11-tool --module "$REL" --login --pin "$PIN" -s -m ECDSA-SHA256 -a fork-ec -i "$W/msg" -o "$W/sig" --signature-format openssl >/dev/null 2>&1
 check "release .so: a signature openssl verifies" openssl dgst -sha256 -verify "$W/k.pem" -signature "$W/sig" "$W/msg"
 check "release .so: the fork host passes too" "$W/fork-host" "$REL" fork-ec
+
+# fork() while two host threads are inside the module: no child inherits a held lock (issue 20).
+check "compile the threaded fork host" cc -Wall -Werror -I "$REPO_ROOT/include" -o "$W/fork-threads" "$CONFORMANCE_DIR/module/fork-threads.c" -ldl -lpthread
+out=$(timeout 300 "$W/fork-threads" "$MODULE" 2>&1); echo "       $(tail -1 <<< "$out")"
+check "20 forks while threads are inside the module: every child gets CKR_CRYPTOKI_NOT_INITIALIZED, then initializes" \
+    grep -qx "children ok 20 of 20" <<< "$out"
 finish

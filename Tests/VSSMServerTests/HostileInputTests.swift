@@ -1,0 +1,104 @@
+import Glibc
+import Testing
+import VSSMClient
+import VSSMCrypto
+import VSSMWire
+@testable import VSSMServer
+import VSSMTestSupport
+
+/// Findings of the attack run against wave 3's main (issue 20): credentials, names and the audit
+/// trail. Each test fails on the code before the fix.
+@Suite(.serialized) struct HostileInputTests {
+    let pw = TestNode.password
+
+    func tenant(_ n: TestNode, _ name: String) throws -> (der: [UInt8], client: VSSMAPIClient) {
+        let pki = TestNode.shared.pki
+        let issued = try DevPKI.issueClient(name: name, caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
+        return (issued.der, try VSSMAPIClient(n.clientConfig(certDER: issued.der, keyPEM: issued.keyPEM)))
+    }
+
+    /// A right PIN no longer clears the admin password's failures (2 guesses + 1 own login,
+    /// repeated, guessed forever), and the throttle is the certificate's, not its subject's: a
+    /// second certificate with the victim's CN cannot lock the victim out.
+    @Test func adminPasswordThrottleIsPerCertificateAndPINsDoNotResetIt() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let admin = try n.client()
+        let a = try tenant(n, "team-a")
+        _ = try admin.addPrincipal(password: pw, name: "team-a", certificate: a.der, role: "officer", namespaces: ["default"], pin: "pin-of-a")
+        func generate(_ c: VSSMAPIClient, _ credential: String, _ name: String) throws -> Int {
+            try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(credential)","keyName":"\#(name)","keyType":"SYMMETRIC","keySize":16}"#).0
+        }
+        // Guess, guess, own PIN, guess, guess: before the fix the PIN reset the count and no 429 came.
+        var statuses: [Int] = []
+        for round in 0..<3 {
+            statuses.append(try generate(a.client, "guess-\(round)-1", "x\(round)a"))
+            statuses.append(try generate(a.client, "guess-\(round)-2", "x\(round)b"))
+            statuses.append(try generate(a.client, "pin-of-a", "k\(round)"))
+        }
+        #expect(statuses.contains(429), "the admin password's failures survive a right PIN: \(statuses)")
+        #expect(try generate(a.client, "pin-of-a", "k-after") == 200, "the PIN itself is not throttled by the admin password's failures")
+        // Another certificate with the same subject is a different client identity: its wrong
+        // admin passwords (a root route) throttle it, not the certificate it imitates.
+        let victim = try tenant(n, "victim")
+        _ = try admin.addPrincipal(password: pw, name: "victim", certificate: victim.der, role: "officer", namespaces: ["default"], pin: nil)
+        let twin = try tenant(n, "victim")
+        var twinStatuses: [Int] = []
+        for i in 0..<6 { twinStatuses.append(try n.post(twin.client, Route.getLogs, #"{"adminPassword":"twin-\#(i)"}"#).0) }
+        #expect(twinStatuses.last == 429, "the twin is throttled: \(twinStatuses)")
+        #expect(try n.post(victim.client, Route.getLogs, #"{"adminPassword":"\#(pw)"}"#).0 == 200, "the victim is not locked out by a twin subject")
+    }
+
+    /// A combining mark after the namespace's `/` no longer moves a key into another namespace,
+    /// and a new name may not start with one.
+    @Test func namesSplitOnBytesAndCannotStartWithACombiningMark() throws {
+        #expect(Namespace.split("@team-b/\u{301}key") == ("team-b", "\u{301}key"))
+        #expect(Namespace.split("@team-b/key") == ("team-b", "key"))
+        #expect(Namespace.split("plain") == (Namespace.defaultName, "plain"))
+        #expect(throws: ServiceError.badRequest("Key name starts with a combining mark.")) { try KeyPolicy.checkNewName("\u{301}key") }
+        #expect(throws: ServiceError.badRequest("Key names starting with @ are reserved for namespaces.")) { try KeyPolicy.checkNewName("@\u{301}ns/k") }
+        var s = KeyState()
+        s.symmetric["\u{301}k"] = nil
+        s.removeEntry("SYMMETRIC/\u{301}k")  // parses (was a Character split that found no "/")
+        let n = try TestNode()
+        defer { n.stop() }
+        let admin = try n.client()
+        let b = try tenant(n, "team-b")
+        _ = try admin.addPrincipal(password: pw, name: "team-b", certificate: b.der, role: "officer", namespaces: ["team-b"], pin: nil)
+        let (status, body) = try n.post(b.client, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"\u0301k","keyType":"SYMMETRIC","keySize":16}"#)
+        #expect(status == 400 && body.contains("combining mark"), "\(status) \(body)")
+    }
+
+    /// `{"keyName":"innocent","key_name":"ca-root"}` signed with ca-root and recorded `innocent`:
+    /// a field given twice, or under both names, is refused.
+    @Test func aFieldGivenTwiceOrUnderBothNamesIsRefused() throws {
+        let both = Array(#"{"keyName":"innocent","key_name":"ca-root","algorithm":"SHA256withECDSA","input":"AAAA"}"#.utf8)
+        #expect(throws: JSONError("field \"keyName\" is given more than once in vssmpb.AsymmetricSignRequest")) {
+            _ = try WireObject.decode(both, as: Schemas.asymmetricSignRequest)
+        }
+        let twice = Array(#"{"keyName":"a","keyName":"b","algorithm":"SHA256withECDSA","input":"AAAA"}"#.utf8)
+        #expect(throws: JSONError("field \"keyName\" is given more than once in vssmpb.AsymmetricSignRequest")) {
+            _ = try WireObject.decode(twice, as: Schemas.asymmetricSignRequest)
+        }
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        try c.generateKey(password: pw, name: "ca-root", type: .asymmetric, spec: .ec, size: 256)
+        let (status, _) = try n.post(c, Route.asymmetricSign, String(decoding: both, as: UTF8.self))
+        #expect(status == 400, "nothing is signed under a name the record does not show")
+    }
+
+    /// C1 controls and bidirectional overrides are escaped in the audit trail and the log ring.
+    @Test func controlAndBidiCharactersAreEscapedInTheTrail() throws {
+        let name = "invoice\u{202E}fdp.exe\u{85}\u{9B}x\u{2066}"
+        let r = AuditTrail.Record(time: "t", principal: "p", fingerprint: "f", route: "/r", key: name, mechanism: "",
+                                  status: 200, requestID: "1")
+        let line = AuditTrail.body(r, seq: 1, prev: "")
+        for bad: UInt32 in [0x202E, 0x85, 0x9B, 0x2066] {
+            #expect(!String(decoding: line, as: UTF8.self).unicodeScalars.contains { $0.value == bad }, "U+\(String(bad, radix: 16)) is not written raw")
+        }
+        #expect(String(decoding: line, as: UTF8.self).contains(#"invoice\u202efdp.exe\u0085\u009bx\u2066"#))
+        #expect(try JSONParser.parse(line)["key"] == .string(name), "the escapes decode to the same name")
+        #expect(!AuditLog.escaped(name).unicodeScalars.contains { $0.value == 0x202E })
+    }
+}
