@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VSSMClient
 import VSSMCrypto
 import VSSMSync
@@ -42,14 +43,40 @@ final class EtcdStore: Sendable {
     static let maxOpsPerTxn = 100
     static let concurrentChange = ServiceError(409, "Another node changed the key store at the same time; nothing was changed, try again.")
 
-    /// What this node last read or wrote: each record's plaintext and mod revision, and the store's revision.
+    /// What this node last read or wrote: each record's plaintext, mod revision and sequence, and
+    /// the store's revision. A record written by another service version (sealed without a
+    /// sequence) has sequence 0.
     private struct View {
-        var records: [String: (plain: [UInt8], modRevision: Int64)] = [:]
+        var records: [String: (plain: [UInt8], modRevision: Int64, seq: Int64)] = [:]
         var revision: Int64 = 0
     }
     private let view = Locked(View())
 
-    init(settings: EtcdSettings, rpcKey: PrivateKey) throws(ServiceError) {
+    /// Freshness (the store is untrusted for it, DESIGN.md "Trust model"): every record carries a
+    /// sequence under its seal, one more than the record's last; a node remembers the highest it
+    /// has seen of every record name, also after the record was deleted (`floors`), and never
+    /// accepts a lower one, or a deleted record again. The principal table's last plaintext is kept
+    /// too: if its record vanishes, the node keeps enforcing it (fail closed) and writes it back.
+    /// With a state directory both survive a restart (`freshness.sealed`).
+    private struct Freshness {
+        var floors: [String: Int64] = [:]
+        /// Names whose record this node saw deleted at its floor: that record may not come back.
+        var deleted: Set<String> = []
+        var principalTable: [UInt8]?
+        var dirty = false
+    }
+    private let freshness = Locked(Freshness())
+    private let freshnessFile: String?
+    private let freshnessKey: [UInt8]
+    /// A record older than this node has seen, or a vanished principal table, was met: the node
+    /// writes its own state back (the follower calls `node.persist()`).
+    let needsHeal = Atomic<Bool>(false)
+    /// Called with a sentence for each record refused as stale (the node logs and counts it).
+    private let onStale: (@Sendable (String) -> Void)?
+
+    init(settings: EtcdSettings, rpcKey: PrivateKey, stateDirectory: String? = nil,
+         onStale: (@Sendable (String) -> Void)? = nil) throws(ServiceError) {
+        self.onStale = onStale
         self.settings = settings
         var endpoints: [Endpoint] = []
         for e in settings.endpoints {
@@ -66,8 +93,90 @@ final class EtcdStore: Sendable {
         cfg.requestTimeoutMs = 3000
         cfg.endpointRetryMs = 2000
         do { http = try HTTPSClient(cfg) } catch { throw .badRequest("etcd client: \(error)") }
-        do { sealKey = try rpcKey.derivedKey(salt: "vssm state seal", info: "etcd record v1") } catch { throw .internalError(error.message) }
+        do {
+            sealKey = try rpcKey.derivedKey(salt: "vssm state seal", info: "etcd record v1")
+            freshnessKey = try rpcKey.derivedKey(salt: "vssm state seal", info: "etcd freshness v1")
+        } catch { throw .internalError(error.message) }
+        freshnessFile = stateDirectory.map { $0 + "/etcd-freshness.sealed" }
+        try loadFreshness()
     }
+
+    // MARK: - Freshness
+
+    /// The floors and principal table this node saw before it stopped (nothing on first start:
+    /// a node with no history accepts what it reads first).
+    private func loadFreshness() throws(ServiceError) {
+        guard let path = freshnessFile, let sealed = try FileUtil.readIfPresent(path) else { return }
+        guard sealed.count >= 28, let plain = try? BlockCipher(kind: .aes, key: freshnessKey).gcmOpen(
+            nonce: Array(sealed.prefix(12)), aad: Array("etcd freshness".utf8), Array(sealed.dropFirst(12).dropLast(16)),
+            tag: Array(sealed.suffix(16))), let doc = try? JSONParser.parse(plain) else {
+            throw .internalError("\(path) does not unseal under this RPC key (damaged, or another deployment's): move it aside to start this node without its freshness history")
+        }
+        var f = Freshness()
+        if case .object(let members)? = doc["floors"] {
+            for (name, v) in members { f.floors[name] = EtcdStore.int64(v) }
+        }
+        if case .string(let p64)? = doc["principalTable"], let p = try? Base64.decode(p64) { f.principalTable = p }
+        if case .array(let names)? = doc["deleted"] { for case .string(let n) in names { f.deleted.insert(n) } }
+        freshness.withLock { $0 = f }
+    }
+
+    /// Writes the floors (when they changed) before the change or refresh that moved them counts.
+    private func saveFreshness() throws(ServiceError) {
+        guard let path = freshnessFile else { return }
+        let f = freshness.withLock { f -> Freshness? in
+            guard f.dirty else { return nil }
+            f.dirty = false
+            return f
+        }
+        guard let f else { return }
+        var w = WireWriter()
+        w.object("floors", .object(f.floors.sorted { $0.key < $1.key }.map { ($0.key, .string(String($0.value))) }))
+        if let p = f.principalTable { w.string("principalTable", Base64.encode(p)) }
+        w.strings("deleted", f.deleted.sorted())
+        let nonce = SecureRandom.bytes(12)
+        do {
+            let (ct, tag) = try BlockCipher(kind: .aes, key: freshnessKey).gcmSeal(nonce: nonce, aad: Array("etcd freshness".utf8),
+                                                                                  JSONWriter.serialize(w.value))
+            try FileUtil.writeAtomically(path: path, bytes: nonce + ct + tag, mode: 0o600)
+        } catch let e as ServiceError { throw e } catch { throw .internalError("cannot seal \(path): \(error)") }
+    }
+
+    /// A failure to write the floors is reported, not thrown: the change it follows is done.
+    private func saveFreshnessReporting() {
+        do { try saveFreshness() } catch { onStale?("cannot write this node's freshness record: \(error.message)") }
+    }
+
+    /// Whether a record read from etcd may be taken: its sequence is above what this node has seen
+    /// of that name, or it is the very record the view holds. Refused ones are reported.
+    private func admit(_ name: String, seq: Int64) -> Bool {
+        let (floor, deleted) = freshness.withLock { ($0.floors[name], $0.deleted.contains(name)) }
+        guard let floor else { return true }
+        if seq > floor { return true }
+        if seq == floor && !deleted { return true }
+        let why = seq == floor ? "a record this node saw deleted came back" : "it is older than the last one this node saw"
+        onStale?("etcd record \(AuditNames.clean(name)) has sequence \(seq), this node has seen \(floor): refused (\(why)); keeping this node's version and writing it back")
+        needsHeal.store(true, ordering: .relaxed)
+        return false
+    }
+
+    private func raise(_ name: String, to seq: Int64) {
+        freshness.withLock { f in
+            if seq > (f.floors[name] ?? -1) {
+                f.floors[name] = seq
+                f.dirty = true
+            }
+            if f.deleted.remove(name) != nil { f.dirty = true }
+        }
+    }
+
+    /// The record was deleted (by this node, or seen deleted): its last version may not return.
+    private func buried(_ name: String) {
+        freshness.withLock { f in
+            if f.floors[name] != nil, f.deleted.insert(name).inserted { f.dirty = true }
+        }
+    }
+
 
     // MARK: - Records
 
@@ -93,18 +202,31 @@ final class EtcdStore: Sendable {
         return out
     }
 
-    func seal(_ plain: [UInt8], name: String) throws(ServiceError) -> [UInt8] {
+    /// Version 2 records: the sequence (8 bytes, big-endian) before the plaintext, both under the
+    /// seal, with the record's name and `\0v2` as the AAD (a version 1 record, sealed without a
+    /// sequence, does not open as version 2 and the reverse).
+    func seal(_ plain: [UInt8], name: String, seq: Int64) throws(ServiceError) -> [UInt8] {
         let nonce = SecureRandom.bytes(12)
+        var body: [UInt8] = []
+        for shift in stride(from: 56, through: 0, by: -8) { body.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: seq) >> UInt64(shift))) }
+        body += plain
         do {
-            let (ct, tag) = try BlockCipher(kind: .aes, key: sealKey).gcmSeal(nonce: nonce, aad: prefixBytes + Array(name.utf8), plain)
+            let (ct, tag) = try BlockCipher(kind: .aes, key: sealKey).gcmSeal(nonce: nonce, aad: prefixBytes + Array(name.utf8) + [0] + Array("v2".utf8), body)
             return nonce + ct + tag
         } catch { throw .internalError("cannot seal a record: \(error.message)") }
     }
 
-    func unseal(_ sealed: [UInt8], name: String) -> [UInt8]? {
+    /// The plaintext and sequence of a record (version 1 records: sequence 0); nil when it does not unseal.
+    func unseal(_ sealed: [UInt8], name: String) -> (plain: [UInt8], seq: Int64)? {
         guard sealed.count >= 28 else { return nil }
-        return try? BlockCipher(kind: .aes, key: sealKey).gcmOpen(nonce: Array(sealed.prefix(12)), aad: prefixBytes + Array(name.utf8),
-                                                                  Array(sealed.dropFirst(12).dropLast(16)), tag: Array(sealed.suffix(16)))
+        let aes = try? BlockCipher(kind: .aes, key: sealKey)
+        let nonce = Array(sealed.prefix(12)), ct = Array(sealed.dropFirst(12).dropLast(16)), tag = Array(sealed.suffix(16))
+        if let body = try? aes?.gcmOpen(nonce: nonce, aad: prefixBytes + Array(name.utf8) + [0] + Array("v2".utf8), ct, tag: tag), body.count >= 8 {
+            let seq = body.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            return (Array(body.dropFirst(8)), Int64(bitPattern: seq))
+        }
+        guard let plain = try? aes?.gcmOpen(nonce: nonce, aad: prefixBytes + Array(name.utf8), ct, tag: tag) else { return nil }
+        return (plain, 0)
     }
 
     // MARK: - etcd calls
@@ -202,9 +324,19 @@ final class EtcdStore: Sendable {
         var next = state
         var v = view.withLock { $0 }
         for name in v.records.keys where present[name] == nil {
+            if name == "p", let held = v.records[name] {
+                // The principal table never goes away by itself (removing every principal keeps
+                // its record): keep enforcing it and write it back (fail closed, never "no principals").
+                onStale?("the principal table (etcd record p) vanished: keeping the one this node holds and writing it back")
+                v.records[name] = (plain: [], modRevision: 0, seq: held.seq)
+                needsHeal.store(true, ordering: .relaxed)
+                continue
+            }
             EtcdStore.remove(record: name, from: &next)
             v.records.removeValue(forKey: name)
+            buried(name)
         }
+
         if present.contains(where: { $0.value > last }) {
             let changed = try call("/v3/kv/range", .object([
                 ("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
@@ -214,19 +346,42 @@ final class EtcdStore: Sendable {
                 for kv in kvs {
                     guard let name = recordName(kv) else { continue }
                     let value: [UInt8] = if case .string(let s)? = kv["value"] { (try? Base64.decode(s)) ?? [] } else { [] }
-                    EtcdStore.remove(record: name, from: &next)
-                    v.records.removeValue(forKey: name)
-                    guard let plain = unseal(value, name: name), let decoded = try? StateCodec.decode(plain, allowExtensions: true) else {
+                    let modRevision = EtcdStore.int64(kv["mod_revision"])
+                    guard let (plain, seq) = unseal(value, name: name), let decoded = try? StateCodec.decode(plain, allowExtensions: true) else {
+                        EtcdStore.remove(record: name, from: &next)
+                        v.records.removeValue(forKey: name)
                         audit.error("etcd record \(AuditNames.clean(name)) does not unseal under this RPC key; skipped.")
                         continue
                     }
+                    guard admit(name, seq: seq) else {
+                        // Stale: this node's version stays in its state; the view marks the record
+                        // as not this node's (empty plaintext), so the next write replaces it, or
+                        // deletes it when this node holds no such record.
+                        v.records[name] = (plain: [], modRevision: modRevision, seq: freshness.withLock { $0.floors[name] } ?? seq)
+                        continue
+                    }
+                    EtcdStore.remove(record: name, from: &next)
                     EtcdStore.add(decoded.state, record: name, to: &next)
-                    v.records[name] = (plain, EtcdStore.int64(kv["mod_revision"]))
+                    v.records[name] = (plain, modRevision, seq)
+                    raise(name, to: seq)
+                    if name == "p" { freshness.withLock { $0.principalTable = plain; $0.dirty = true } }
+                    if seq == 0 { needsHeal.store(true, ordering: .relaxed) }  // written without a sequence: rewrite it
                 }
             }
         }
+        // No principal table accepted from etcd (missing, or older than seen) but this node has seen
+        // one, and its state holds an older one or none (a restart): the last one it saw (fail closed).
+        if v.records["p"].map({ $0.plain.isEmpty }) ?? true, let table = freshness.withLock({ $0.principalTable }),
+           let decoded = try? StateCodec.decode(table, allowExtensions: true),
+           next.principals.isEmpty || next.principalsVersion < decoded.state.principalsVersion {
+            onStale?("the principal table in etcd is missing or older than this node has seen: using the last one it saw and writing it back")
+            EtcdStore.add(decoded.state, record: "p", to: &next)
+            v.records["p"] = (plain: [], modRevision: v.records["p"]?.modRevision ?? 0, seq: freshness.withLock { $0.floors["p"] } ?? 0)
+            needsHeal.store(true, ordering: .relaxed)
+        }
         v.revision = revision
         view.withLock { $0 = v }
+        saveFreshnessReporting()
         return next
     }
 
@@ -239,11 +394,18 @@ final class EtcdStore: Sendable {
     func commit(_ next: KeyState) throws(ServiceError) {
         let wanted = EtcdStore.records(next)
         let current = view.withLock { $0.records }
-        var ops: [(name: String, plain: [UInt8]?, modRevision: Int64)] = []
-        for (name, plain) in wanted where current[name]?.plain != plain {
-            ops.append((name, plain, current[name]?.modRevision ?? 0))
+        var ops: [(name: String, plain: [UInt8]?, modRevision: Int64, seq: Int64)] = []
+        let floors = freshness.withLock { $0.floors }
+        // Each written record: one more than anything this node has seen of its name. Records held
+        // without a sequence (older versions) are rewritten with one.
+        for (name, plain) in wanted where current[name]?.plain != plain || current[name]?.seq == 0 {
+            let seq = max(floors[name] ?? 0, current[name]?.seq ?? 0) + 1
+            ops.append((name, plain, current[name]?.modRevision ?? 0, seq))
         }
-        for (name, old) in current where wanted[name] == nil { ops.append((name, nil, old.modRevision)) }
+        for (name, old) in current where wanted[name] == nil {
+            if old.modRevision == 0 { continue }  // not in etcd (a vanished record this node no longer wants)
+            ops.append((name, nil, old.modRevision, old.seq))
+        }
         guard !ops.isEmpty else { return }
         var start = 0
         while start < ops.count {
@@ -260,7 +422,7 @@ final class EtcdStore: Sendable {
                                             ("mod_revision", .string(String(op.modRevision)))]))
                 }
                 if let plain = op.plain {
-                    let value = Base64.encode(try seal(plain, name: op.name))
+                    let value = Base64.encode(try seal(plain, name: op.name, seq: op.seq))
                     success.append(.object([("request_put", .object([("key", .string(key)), ("value", .string(value))]))]))
                 } else {
                     success.append(.object([("request_delete_range", .object([("key", .string(key))]))]))
@@ -269,9 +431,15 @@ final class EtcdStore: Sendable {
             let r = try call("/v3/kv/txn", .object([("compare", .array(compare)), ("success", .array(success))]), idempotent: false)
             guard case .bool(true)? = r["succeeded"] else { throw EtcdStore.concurrentChange }
             let revision = EtcdStore.int64(r["header"]?["revision"])
+            for op in chunk {
+                if op.plain == nil { buried(op.name); continue }
+                raise(op.name, to: op.seq)
+                if op.name == "p", let plain = op.plain { freshness.withLock { $0.principalTable = plain; $0.dirty = true } }
+            }
+            saveFreshnessReporting()
             view.withLock { v in
                 for op in chunk {
-                    if let plain = op.plain { v.records[op.name] = (plain, revision) } else { v.records.removeValue(forKey: op.name) }
+                    if let plain = op.plain { v.records[op.name] = (plain, revision, op.seq) } else { v.records.removeValue(forKey: op.name) }
                 }
                 // Only this node's writes happened between: the view is current at `revision`
                 // when it was current before (otherwise the next poll reloads).

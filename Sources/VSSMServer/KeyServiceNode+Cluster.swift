@@ -29,6 +29,7 @@ extension KeyServiceNode {
                     metrics.gauge("vssm_store_reachable").set(Int64(1))
                     metrics.gauge("vssm_store_last_success_timestamp_seconds").set(Int64(time(nil)))
                     if latest != store.viewRevision { _ = try refreshView(store) }
+                    healIfNeeded(store)
                     if failing { audit.info("The key store (etcd) is reachable again.") }
                     failing = false
                 } catch {
@@ -37,6 +38,16 @@ extension KeyServiceNode {
                     failing = true
                 }
             }
+        }
+    }
+
+    /// After a stale record, a vanished principal table or records without a sequence were met:
+    /// this node writes its own state back (replacing, re-creating or deleting those records).
+    func healIfNeeded(_ store: EtcdStore) {
+        guard store.needsHeal.exchange(false, ordering: .relaxed) else { return }
+        do { try persist() } catch {
+            audit.error("Writing this node's state back to etcd failed (\(error.message)); trying again at the next poll.")
+            store.needsHeal.store(true, ordering: .relaxed)
         }
     }
 

@@ -169,7 +169,11 @@ public final class KeyServiceNode: Sendable {
         if let settings = config.etcd {
             // The cluster's state is etcd's; the state directory keeps this node's audit trail.
             if isRunning { return }
-            let s = try EtcdStore(settings: settings, rpcKey: key)
+            if let dir = config.stateDirectory { try FileUtil.makeDirectory(dir) }
+            let s = try EtcdStore(settings: settings, rpcKey: key, stateDirectory: config.stateDirectory) { [audit, metrics] problem in
+                metrics.counter("vssm_store_refused_records_total").increment()
+                audit.error(problem)
+            }
             var decoded = StateCodec.Decoded()
             decoded.state = try KeyServiceNode.retrying(seconds: 10) { () throws(ServiceError) in try s.load(audit: audit).state }
             loaded = decoded
@@ -210,7 +214,10 @@ public final class KeyServiceNode: Sendable {
         audit.info("Manual bootstrap successful...")
         audit.info("Entering normal application running state...")
         peerSync.start(node: self)
-        if let store { follow(store) }
+        if let store {
+            healIfNeeded(store)
+            follow(store)
+        }
     }
 
     // MARK: - Persistence

@@ -98,6 +98,7 @@ public final class ServiceMetrics: Sendable {
         "vssm_store_revision_lag": "How many etcd revisions this node's view is behind the store's latest",
         "vssm_store_last_success_timestamp_seconds": "Unix time of the last successful read of the store (etcd poll)",
         "vssm_peer_sync_failures_total": "Peer synchronisations (pull or push) that failed",
+        "vssm_store_refused_records_total": "Records from the store refused as older than this node has seen, and vanished principal tables",
         "process_resident_memory_bytes": "Resident memory of the vssm process",
         "process_open_fds": "Open file descriptors of the vssm process",
         "process_max_fds": "The open-file limit of the vssm process",

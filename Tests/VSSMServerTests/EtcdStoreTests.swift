@@ -146,6 +146,67 @@ final class EtcdFixture: @unchecked Sendable {
         #expect(created)
     }
 
+    /// The store is untrusted for freshness (issue 20): whoever can write etcd but has no RPC key
+    /// cannot put back an older principal table, delete it to switch tenancy off, or bring back a
+    /// deleted key, while the node runs or across its restart (its floors are in its state
+    /// directory). Each attack is made with etcd's own API, as such a writer would.
+    @Test func theStoreCannotRollTheStateBack() throws {
+        let etcd = try EtcdFixture()
+        defer { etcd.stop() }
+        let dir = TestNode.tempDir()
+        var n = try TestNode(stateDir: dir, etcd: etcd.settings)
+        defer { n.stop() }
+        let admin = try n.client()
+        let pki = TestNode.shared.pki
+        func issue(_ name: String) throws -> (der: [UInt8], keyPEM: String) {
+            try DevPKI.issueClient(name: name, caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
+        }
+        let a = try issue("team-a"), b = try issue("team-b"), stranger = try issue("stranger")
+        _ = try admin.addPrincipal(password: pw, name: "team-a", certificate: a.der, role: "officer", namespaces: ["default"], pin: nil)
+        let oldTable = try #require(try rawRecords(etcd)["/vssm/p"])
+        _ = try admin.addPrincipal(password: pw, name: "team-b", certificate: b.der, role: "officer", namespaces: ["team-b"], pin: nil)
+        func eventually(_ what: String, _ condition: () throws -> Bool) rethrows {
+            for _ in 0..<50 { if try condition() { return }; usleep(100_000) }
+            Issue.record("not within 5 s: \(what)")
+        }
+        // An older principal table put back: refused, and the node's own written back.
+        try put(etcd, "/vssm/p", oldTable)
+        try eventually("the newer table is back in etcd") { try rawRecords(etcd)["/vssm/p"] != oldTable }
+        #expect(n.node.snapshot.principals.count == 2)
+        // The table deleted: the node keeps enforcing it (an unregistered certificate stays refused).
+        try deleteRecord(etcd, "/vssm/p")
+        try eventually("the table is written back") { try rawRecords(etcd)["/vssm/p"] != nil }
+        #expect(n.node.snapshot.principals.count == 2)
+        let strangerClient = try VSSMAPIClient(n.clientConfig(certDER: stranger.der, keyPEM: stranger.keyPEM))
+        let teamA = try VSSMAPIClient(n.clientConfig(certDER: a.der, keyPEM: a.keyPEM))
+        try teamA.generateKey(password: pw, name: "ec", type: .asymmetric, spec: .ec, size: 256)
+        let sign = #"{"keyName":"ec","algorithm":"SHA256withECDSA","input":"\#(b64("x"))"}"#
+        #expect(try n.post(strangerClient, Route.asymmetricSign, sign).0 == 403, "tenancy did not switch off")
+        // A deleted key put back: stays deleted (and is deleted from etcd again).
+        try teamA.generateKey(password: pw, name: "doomed", type: .asymmetric, spec: .ec, size: 256)
+        let oldKey = try #require(try rawRecords(etcd)["/vssm/k/ASYMMETRIC/doomed"])
+        #expect(try n.post(teamA, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"doomed","keyType":"ASYMMETRIC"}"#).0 == 200)
+        try put(etcd, "/vssm/k/ASYMMETRIC/doomed", oldKey)
+        usleep(600_000)
+        _ = n.node.catchUp()
+        #expect(n.node.snapshot.asymmetric["doomed"] == nil)
+        #expect(try n.post(teamA, Route.asymmetricSign, #"{"keyName":"doomed","algorithm":"SHA256withECDSA","input":"AAAA"}"#).0 == 404)
+        try eventually("the resurrected record is deleted again") { try rawRecords(etcd)["/vssm/k/ASYMMETRIC/doomed"] == nil }
+        // Across a restart: the old table put back while the node is stopped is still refused.
+        n.stop()
+        try put(etcd, "/vssm/p", oldTable)
+        try put(etcd, "/vssm/k/ASYMMETRIC/doomed", oldKey)
+        n = try TestNode(stateDir: dir, etcd: etcd.settings)
+        #expect(n.node.snapshot.principals.count == 2, "the restarted node keeps the newer table")
+        #expect(n.node.snapshot.asymmetric["doomed"] == nil, "and the deleted key stays deleted")
+        #expect(n.node.snapshot.asymmetric["ec"] != nil)
+        #expect(n.node.audit.lines.contains { $0.contains("etcd record p has sequence") }, "the refusal is logged")
+    }
+
+    func deleteRecord(_ etcd: EtcdFixture, _ key: String) throws {
+        _ = try gateway(etcd, "/v3/kv/deleterange", #"{"key":"\#(Base64.encode(Array(key.utf8)))"}"#)
+    }
+
     func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         guard needle.count <= haystack.count else { return false }
         return (0...(haystack.count - needle.count)).contains { Array(haystack[$0..<($0 + needle.count)]) == needle }
