@@ -10,7 +10,7 @@
 #   VSSM_CLUSTER_DIR VSSM_NODE_PIDS VSSM_NODE_URLS ETCD_PIDS ETCD_ENDPOINTS (space-separated, in start order)
 # and defines vssm_cluster_stop, vssm_cluster_add_node (starts and joins one more node; its PID
 # and URL are appended) and vssm_cluster_start_node N (starts node N again after it was killed:
-# it joins again with its credential). Returns non-zero on failure.
+# it joins again with a new credential, as a credential works once). Returns non-zero on failure.
 
 _vssm_cluster_free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -49,6 +49,11 @@ vssm_cluster_start_node() {
             || join="$join --join https://127.0.0.1:$(_vssm_cluster_port "$i" bootstrapSlave)"
     done
     [ -n "$join" ] || { echo "cluster-env: no running node to join" >&2; return 1; }
+    # A join credential works once: a node that joined before gets a new one to join again.
+    if [ -s "$VSSM_CLUSTER_DIR/n$n/ports.json" ] || [ "${_vssm_cluster_reissue:-}" = 1 ]; then
+        VSSM_URL="${VSSM_NODE_URLS// /,}" "$VSSM_BIN" admin node remove "n$n" >/dev/null 2>&1
+        VSSM_URL="${VSSM_NODE_URLS// /,}" "$VSSM_BIN" admin node add "n$n" --out "$VSSM_CLUSTER_DIR/n$n.credential" >/dev/null || return 1
+    fi
     # shellcheck disable=SC2086
     _vssm_cluster_serve "$n" $join --join-credential "$VSSM_CLUSTER_DIR/n$n.credential" || return 1
     _vssm_cluster_export

@@ -34,6 +34,8 @@ public struct RequestContext: Sendable {
     var namespace = Namespace.defaultName
     /// When the request's last byte arrived (monotonic ns; 0: unknown), for the log's duration.
     public var receivedNs: UInt64 = 0
+    /// A refused join: counted into one aggregated audit record instead of one record each.
+    var aggregateRefusal = false
     public init(listener: Listener, clientSubject: String = "-", peer: String = "-", authenticated: Bool = false) {
         self.listener = listener
         self.clientSubject = clientSubject
@@ -77,6 +79,9 @@ public final class KeyServiceNode: Sendable {
     }
     let password: PasswordHash
     let passwordGuard: PasswordGuard
+    /// Join attempts per client address (`join`), and the refused ones' audit aggregate.
+    let joinGuard = PasswordGuard()
+    let joinRefusals = RefusalAggregate()
     let verifiedPasswords = VerifiedPasswordCache()
     /// Verified principal PINs, per principal and PIN hash (`pinCache(for:)`).
     let verifiedPINs = Locked<[String: VerifiedPasswordCache]>([:])
@@ -352,8 +357,14 @@ public final class KeyServiceNode: Sendable {
     /// The audit record of an answered request: the log ring and standard output as before, and
     /// the hash-chained trail (and syslog when configured).
     func record(path: String, body: [UInt8], context: RequestContext, status: Int) {
-        let (key, mechanism) = context.auditFields ?? AuditNames.fields(in: body)
+        var (key, mechanism) = context.auditFields ?? AuditNames.fields(in: body)
         let trail = auditTrail.withLock { $0 }
+        var context = context
+        if context.aggregateRefusal {
+            guard let summary = joinRefusals.add(peer: context.peer) else { return }
+            (key, mechanism) = ("", summary)
+            context.principalName = "refused joins"
+        }
         // With a trail the request's record is there (and in syslog when asked): standard output
         // then carries the service's own events only (one write less per request).
         let principal = context.principalName ?? context.clientSubject

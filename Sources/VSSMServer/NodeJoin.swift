@@ -60,20 +60,43 @@ extension KeyServiceNode {
     ]
 
     /// The bootstrap-slave listener's join call: the RPC key for a node whose credential is current.
+    /// A credential works once (it is consumed, in the store, before the key leaves); attempts are
+    /// throttled per client address like passwords, and refused ones are aggregated in the audit
+    /// trail (one record per 10 s with their count) instead of one record each; and the credential
+    /// is checked against the store's current state (with etcd unreachable: 503, a revocation made
+    /// through another node might be missing here).
     func join(_ body: [UInt8], _ ctx: inout RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.joinRequest)
         let name = r.string("name")
         ctx.principalName = "node:" + AuditNames.clean(name)
+        let address = "join " + (ctx.peer.split(separator: ":").dropLast().joined(separator: ":").nilIfEmpty ?? ctx.peer)
+        if let ms = joinGuard.throttledFor(address) {
+            ctx.aggregateRefusal = true
+            throw .throttled(ms)
+        }
         let given = Hex.encode(DigestAlgorithm.sha256.hash(r.bytes("secret") ?? []))
-        // A revocation made through another node a moment ago counts (the view catches up first).
-        _ = catchUp()
+        if let store = etcd.withLock({ $0 }) {
+            do { _ = try refreshView(store) } catch {
+                throw .unavailable("Cannot confirm that this join credential is current: \(error.message)")
+            }
+        }
         guard let credential = state.withLock({ $0.nodes[name] }),
               constantTimeEqual(Array(given.utf8), Array(credential.secretHash.utf8)) else {
-            audit.error("Join refused for node \(AuditNames.clean(name)) from \(ctx.peer): unknown or revoked credential.")
-            throw .forbidden("This join credential is unknown or was revoked.")
+            joinGuard.failed(address)
+            ctx.aggregateRefusal = true
+            throw .forbidden("This join credential is unknown, was used already, or was revoked.")
         }
         guard let key = rpcKey else { throw .unavailable("The key service is bootstrapping.") }
-        audit.info("Node \(name) joined from \(ctx.peer): RPC key handed over.")
+        // Consumed before the key leaves: a second use (here or through another node) is refused.
+        try mutate { (s: inout KeyState) throws(ServiceError) in
+            guard s.nodes[name]?.secretHash == credential.secretHash else {
+                throw .forbidden("This join credential is unknown, was used already, or was revoked.")
+            }
+            s.nodes.removeValue(forKey: name)
+            s.principalsChanged()
+        }
+        joinGuard.clear(address)
+        audit.info("Node \(name) joined from \(ctx.peer): RPC key handed over; its join credential is used up.")
         var der = key.pkcs8DER
         defer { zeroize(&der) }
         var w = WireWriter()
@@ -112,5 +135,29 @@ extension KeyServiceNode {
             usleep(500_000)
         } while Monotonic.ms() < deadline
         throw .unavailable("Could not join the cluster: \(last)")
+    }
+}
+
+extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+/// Refused join attempts, written to the audit trail as one record per `intervalMs` with their
+/// count and (up to 16 of) their addresses: an outsider cannot flush the trail's retention with them.
+final class RefusalAggregate: Sendable {
+    private let state = Locked<(count: Int, peers: [String], lastWrite: Int64)>((0, [], Int64.min / 2))
+    let intervalMs: Int64 = 10_000
+
+    /// Counts one; returns the summary to write when one is due.
+    func add(peer: String) -> String? {
+        let now = Monotonic.ms()
+        return state.withLock { s -> String? in
+            s.count += 1
+            let host = String(peer.split(separator: ":").dropLast().joined(separator: ":"))
+            if s.peers.count < 16, !s.peers.contains(host) { s.peers.append(host) }
+            guard now - s.lastWrite >= intervalMs else { return nil }
+            defer { s = (0, [], now) }
+            return "\(s.count) refused join attempt(s) from \(s.peers.joined(separator: " "))"
+        }
     }
 }

@@ -101,4 +101,34 @@ import VSSMTestSupport
         #expect(try JSONParser.parse(line)["key"] == .string(name), "the escapes decode to the same name")
         #expect(!AuditLog.escaped(name).unicodeScalars.contains { $0.value == 0x202E })
     }
+
+    /// A join credential hands over the RPC key once; guessing is throttled and aggregated.
+    @Test func aJoinCredentialWorksOnceAndGuessingIsThrottled() throws {
+        let n = try TestNode(stateDir: TestNode.tempDir())
+        defer { n.stop() }
+        let added = try n.client().addNode(password: pw, name: "n2")
+        let secret = try #require(added.bytes("secret"))
+        let url = "https://127.0.0.1:\(n.ports[.bootstrapSlave] ?? 0)"
+        let second = try TestNode(bootstrap: false)
+        defer { second.stop() }
+        try second.node.joinCluster(urls: [url], name: "n2", secret: secret, seconds: 5)
+        #expect(second.node.isRunning)
+        let third = try TestNode(bootstrap: false)
+        defer { third.stop() }
+        #expect(throws: ServiceError.self) { try third.node.joinCluster(urls: [url], name: "n2", secret: secret, seconds: 2) }
+        #expect(!third.node.isRunning, "a used credential does not hand the key over again")
+        var statuses: [Int] = []
+        var cfg = TLSClientConfiguration(endpoints: [Endpoint(host: "127.0.0.1", port: n.ports[.bootstrapSlave] ?? 0)])
+        cfg.trustPEM = Array(X509Info.pem(certificates: [TestNode.shared.pki.rpcCertificateDER]).utf8)
+        let client = try HTTPSClient(cfg)
+        for _ in 0..<12 {
+            let body = #"{"name":"n2","secret":"\#(b64(SecureRandom.bytes(32)))"}"#
+            statuses.append(try client.post(Route.extJoin, body: Array(body.utf8), idempotent: false).status)
+        }
+        #expect(statuses.first == 403 && statuses.last == 429, "\(statuses)")
+        let records = try String(decoding: FileUtil.readFile((n.stateDir ?? "") + "/audit.jsonl"), as: UTF8.self)
+            .split(separator: "\n").filter { $0.contains(Route.extJoin) }
+        #expect(records.count <= 3, "12 refused attempts are aggregated: \(records.count) records")
+        #expect(records.contains { $0.contains("refused join attempt(s) from 127.0.0.1") })
+    }
 }

@@ -111,6 +111,22 @@ for _ in $(seq 1 100); do kill -0 "$n9" 2>/dev/null || break; sleep 0.1; done
 check "a node with a revoked credential cannot join (it exits, refused)" bash -c \
     "! kill -0 $n9 2>/dev/null && grep -q 'join failed.*refused' '$D/n9/serve.log'"
 kill "$n9" 2>/dev/null; rm -rf "$D/n9"
+# A credential works once: the 4th node's, used, does not let another node in (issue 20).
+mkdir -p "$D/n7"
+vssm_serve_bg "$D/n7/serve.log" --config "$D/config.json" --state-dir "$D/n7" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 \
+    --bootstrap-slave 127.0.0.1:0 --join "https://127.0.0.1:$(_vssm_cluster_port 2 bootstrapSlave)" --join-credential "$D/n4.credential"
+n7=$VSSM_SERVE_PID
+for _ in $(seq 1 100); do kill -0 "$n7" 2>/dev/null || break; sleep 0.1; done
+check "a used join credential is refused the second time" bash -c "! kill -0 $n7 2>/dev/null && grep -q 'join failed.*refused' '$D/n7/serve.log'"
+kill "$n7" 2>/dev/null; rm -rf "$D/n7"
+# Guessing at the join endpoint is throttled and aggregated in the audit trail, not one record each.
+slave=$(_vssm_cluster_port 3 bootstrapSlave)
+before=$(cat "$D"/n3/audit.jsonl 2>/dev/null | grep -c 'ext/internal/join' || true)
+codes=$(for i in $(seq 1 30); do curl -sk -o /dev/null -w '%{http_code} ' "https://127.0.0.1:$slave/REST/v1/ext/internal/join" -d "{\"name\":\"n3\",\"secret\":\"$(head -c 32 /dev/urandom | base64 -w0)\"}"; done)
+after=$(cat "$D"/n3/audit.jsonl 2>/dev/null | grep -c 'ext/internal/join' || true)
+check "30 guessed join secrets: refused (403), then throttled (429)" bash -c "grep -q 403 <<< '$codes' && grep -q 429 <<< '$codes'"
+check "... and aggregated in the audit trail ($((after - before)) records for 30 attempts)" test "$((after - before))" -le 3
+check "... the aggregate record counts them" grep -q 'refused join attempt(s) from 127.0.0.1' "$D/n3/audit.jsonl"
 
 # --- k of n shares bootstrap a node of the cluster; k-1 do not ---------------------------------------
 mkdir -p "$W/shares"
