@@ -37,10 +37,62 @@ final class AuditTrail: Sendable {
         var seq: UInt64
         var mac: String
         var size: Int
+        /// The oldest kept record's seq (what the anchor says the trail starts with).
+        var first: UInt64
+        var anchorFD: Int32
     }
     private let tail: Locked<Tail>
+    /// What opening the trail found wrong (the node logs it): records cut off or removed while it
+    /// was stopped, or a missing anchor.
+    let startupProblem: String?
 
     var path: String { directory + "/" + AuditTrail.fileName }
+    var anchorPath: String { directory + "/audit.anchor" }
+
+    // MARK: - Anchor
+
+    /// `audit.anchor`: the newest record's seq and MAC and the oldest kept record's seq, MACed under
+    /// the chain's key, rewritten in place (one pwrite of a fixed-size line) after every record. It
+    /// makes visible what the chain alone cannot: records cut from the end, a trail emptied, the
+    /// oldest records of an unrotated trail deleted. (Trail and anchor replaced together by an
+    /// older copy of both is still possible for someone with the directory: keep it the service
+    /// user's, and send the trail to syslog where that matters.)
+    struct Anchor: Equatable {
+        var first: UInt64
+        var seq: UInt64
+        var mac: String
+    }
+    static let anchorSize = 256
+
+    func anchorLine(_ a: Anchor) -> [UInt8] {
+        let body = "\(a.first) \(a.seq) \(a.mac)"
+        let check = Hex.encode(key.mac(Array(("anchor " + body).utf8)))
+        var line = Array("{\"first\":\(a.first),\"seq\":\(a.seq),\"mac\":\"\(a.mac)\",\"check\":\"\(check)\"}".utf8)
+        line += [UInt8](repeating: 32, count: max(0, AuditTrail.anchorSize - 1 - line.count))
+        line.append(10)
+        return line
+    }
+
+    /// nil: no anchor file; `.failure`: one that does not check out.
+    static func readAnchor(_ path: String, key: HMACKey) -> Result<Anchor, ServiceError>? {
+        guard access(path, F_OK) == 0 else { return nil }
+        guard let bytes = try? FileUtil.readFile(path, limit: 4096), let v = try? JSONParser.parse(bytes),
+              case .number(let f)? = v["first"], let first = UInt64(f), case .number(let s)? = v["seq"], let seq = UInt64(s),
+              case .string(let mac)? = v["mac"], case .string(let check)? = v["check"],
+              Hex.encode(key.mac(Array("anchor \(first) \(seq) \(mac)".utf8))) == check else {
+            return .failure(ServiceError(500, "the audit anchor \(path) was changed or is damaged"))
+        }
+        return .success(Anchor(first: first, seq: seq, mac: mac))
+    }
+
+    /// The seq of the first record in a file.
+    static func firstSeq(in path: String) -> UInt64? {
+        guard let bytes = try? FileUtil.readFile(path, limit: 1 << 30) else { return nil }
+        for raw in bytes.split(separator: 10) {
+            if let v = try? JSONParser.parse(Array(raw)), case .number(let s)? = v["seq"], let seq = UInt64(s) { return seq }
+        }
+        return nil
+    }
 
     /// Opens (or starts) the trail in `directory`, continuing the chain of the last record there.
     init(directory: String, rpcKey: PrivateKey, rotateBytes: Int = 64 << 20) throws(ServiceError) {
@@ -61,10 +113,46 @@ final class AuditTrail: Sendable {
         if last.seq == 0, let rotated = AuditTrail.lastRecord(in: path + ".1") {
             (last.seq, last.mac) = (rotated.seq, rotated.mac)
         }
-        tail = Locked(Tail(fd: fd, seq: last.seq, mac: last.mac, size: last.size))
+        var oldest: UInt64? = nil
+        for i in stride(from: AuditTrail.keptFiles, through: 1, by: -1) where oldest == nil {
+            oldest = AuditTrail.firstSeq(in: path + ".\(i)")
+        }
+        oldest = oldest ?? AuditTrail.firstSeq(in: path)
+        let anchorPath = directory + "/audit.anchor"
+        var first = oldest ?? last.seq + 1
+        var problem: String? = nil
+        switch AuditTrail.readAnchor(anchorPath, key: key) {
+        case .success(let a)?:
+            if a.seq > last.seq {
+                // Records were cut off (or the file emptied) while the node was stopped: the chain
+                // goes on from the anchor, so the gap stays a break that verification reports.
+                problem = "the audit trail ends at seq \(last.seq) but its anchor says seq \(a.seq) was written: records \(last.seq + 1) to \(a.seq) were removed while the node was stopped"
+                (last.seq, last.mac) = (a.seq, a.mac)
+            } else if a.seq == last.seq && a.mac != last.mac {
+                problem = "the newest audit record (seq \(a.seq)) is not the one the anchor names: it was replaced"
+            }
+            if let oldest, oldest > a.first {
+                problem = (problem.map { $0 + "; " } ?? "") + "the oldest audit records (seq \(a.first) to \(oldest - 1)) were removed"
+            }
+            first = min(first, a.first)
+        case .failure(let e)?:
+            problem = e.message
+        case nil:
+            if last.seq > 0 { problem = "the audit anchor \(anchorPath) is missing (deleted?); a new one is written from the trail as it is" }
+        }
+        startupProblem = problem
+        let anchorFD = open(anchorPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        tail = Locked(Tail(fd: fd, seq: last.seq, mac: last.mac, size: last.size, first: first, anchorFD: anchorFD))
+        if problem == nil || last.seq == 0 { tail.withLock { t in writeAnchor(t) } }
     }
 
-    deinit { tail.withLock { close($0.fd) } }
+    deinit { tail.withLock { close($0.fd); if $0.anchorFD >= 0 { close($0.anchorFD) } } }
+
+    private func writeAnchor(_ t: Tail) {
+        guard t.anchorFD >= 0 else { return }
+        let line = anchorLine(Anchor(first: t.first, seq: t.seq, mac: t.mac))
+        _ = line.withUnsafeBytes { pwrite(t.anchorFD, $0.baseAddress, $0.count, 0) }
+    }
 
     /// The last `max` bytes of a file and the file's size (a record is far shorter than 64 KiB).
     static func tail(of path: String, max: Int = 64 << 10) -> (bytes: [UInt8], size: Int)? {
@@ -150,11 +238,13 @@ final class AuditTrail: Sendable {
             t.seq = seq
             t.mac = mac
             t.size += line.count
+            writeAnchor(t)
         }
     }
 
     private func rotate(_ t: inout Tail) throws(ServiceError) {
         let base = path
+        let dropping = access(base + ".\(AuditTrail.keptFiles)", F_OK) == 0
         unlink(base + ".\(AuditTrail.keptFiles)")
         for i in stride(from: AuditTrail.keptFiles - 1, through: 1, by: -1) { rename(base + ".\(i)", base + ".\(i + 1)") }
         guard rename(base, base + ".1") == 0 else { throw .internalError("cannot rotate \(base): \(String(cString: strerror(errno)))") }
@@ -162,6 +252,8 @@ final class AuditTrail: Sendable {
         t.fd = open(base, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard t.fd >= 0 else { throw .internalError("cannot open \(base): \(String(cString: strerror(errno)))") }
         t.size = 0
+        // The oldest file went: the trail now starts at the next one's first record.
+        if dropping, let first = AuditTrail.firstSeq(in: base + ".\(AuditTrail.keptFiles)") { t.first = first }
     }
 
     // MARK: - Reading and verifying
@@ -233,6 +325,23 @@ final class AuditTrail: Sendable {
         let written = tail.withLock { ($0.seq, $0.mac) }
         if v.problem == nil, written.0 > 0, prevMac != written.1 {
             v.problem = "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), the node wrote up to seq \(written.0)"
+        }
+        // What the anchor says the trail holds: its first and newest record.
+        if v.problem == nil {
+            switch AuditTrail.readAnchor(anchorPath, key: key) {
+            case .success(let a)?:
+                if let first = v.firstSeq, first > a.first {
+                    v.problem = "records are missing at the start: the oldest in the files is seq \(first), the anchor says the trail starts at seq \(a.first)"
+                } else if (prevSeq ?? 0) < a.seq {
+                    v.problem = "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), the anchor says seq \(a.seq) was written"
+                } else if prevSeq == a.seq && prevMac != a.mac {
+                    v.problem = "the newest record (seq \(a.seq)) is not the one the anchor names: it was replaced"
+                }
+            case .failure(let e)?:
+                v.problem = e.message
+            case nil:
+                if v.checked > 0 { v.problem = "the audit anchor \(anchorPath) is missing" }
+            }
         }
         return v
     }

@@ -212,6 +212,7 @@ public final class KeyServiceNode: Sendable {
             do {
                 let trail = try AuditTrail(directory: dir, rpcKey: key, rotateBytes: config.limits.auditFileBytes)
                 auditTrail.withLock { $0 = trail }
+                if let problem = trail.startupProblem { audit.error("Audit trail: \(problem).") }
             } catch {
                 audit.error("The audit trail cannot be opened (\(error.message)); records go to the log only.")
             }

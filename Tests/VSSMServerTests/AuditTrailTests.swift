@@ -148,6 +148,46 @@ import VSSMTestSupport
         #expect(r.uint64("chainStart") == 1, "nothing rotated away yet")
     }
 
+    /// The anchor outside the chain (issue 20): cutting the newest records or emptying the file
+    /// while the node is stopped, and deleting the oldest records of an unrotated trail, no longer
+    /// pass `--verify`; a node started on such a trail says so.
+    @Test func truncationWipeAndAHeadCutAreFound() throws {
+        func verdict(_ dir: String) throws -> (problem: String, startup: [String]) {
+            let n = try TestNode(stateDir: dir)
+            defer { n.stop() }
+            let c = try n.client()
+            let problem = try c.audit(password: pw, verify: true).string("problem")
+            return (problem, n.node.audit.lines.filter { $0.contains("Audit trail:") })
+        }
+        // The newest records cut while stopped.
+        let cut = TestNode.tempDir()
+        do { let (n, c) = try nodeWithKey(cut); defer { n.stop() }; try exercise(n, c, signs: 5) }
+        let all = try lines(trailFile(cut))
+        try write(trailFile(cut), Array(all.dropLast(2)))
+        var (problem, startup) = try verdict(cut)
+        #expect(startup.contains { $0.contains("were removed while the node was stopped") }, "\(startup)")
+        #expect(problem.contains("missing"), "cut at the end: \(problem)")
+        // The file emptied while stopped.
+        let wiped = TestNode.tempDir()
+        do { let (n, c) = try nodeWithKey(wiped); defer { n.stop() }; try exercise(n, c, signs: 3) }
+        try write(trailFile(wiped), [])
+        (problem, startup) = try verdict(wiped)
+        #expect(startup.contains { $0.contains("were removed while the node was stopped") }, "\(startup)")
+        #expect(!problem.isEmpty, "emptied: \(problem)")
+        // The oldest records of an unrotated trail deleted (the node running).
+        let head = TestNode.tempDir()
+        let (n, c) = try nodeWithKey(head)
+        defer { n.stop() }
+        try exercise(n, c, signs: 4)
+        let records = try lines(trailFile(head))
+        try write(trailFile(head), Array(records.dropFirst(2)))
+        let r = try c.audit(password: pw, verify: true)
+        #expect(r.string("problem").contains("missing at the start"), "\(r.string("problem"))")
+        // The anchor itself removed.
+        unlink(head + "/audit.anchor")
+        #expect(try c.audit(password: pw, verify: true).string("problem").contains("anchor"))
+    }
+
     /// A node without a state directory keeps no trail and says so.
     @Test func memoryOnlyNodeHasNoTrail() throws {
         let n = try TestNode()
