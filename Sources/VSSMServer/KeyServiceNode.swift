@@ -141,7 +141,10 @@ public final class KeyServiceNode: Sendable {
     func bootstrapShare(_ body: [UInt8]) throws(ServiceError) -> ServiceResponse {
         let share = try RPCKeyShare(json: body)
         let certificate = Hex.encode(DigestAlgorithm.sha256.hash(config.rpcCertificate))
-        let r = try shares.add(share, certificateSHA256: certificate)
+        let r = try shares.add(share, certificateSHA256: certificate) { key in
+            guard let k = try? PrivateKey(pkcs8: key) else { return false }
+            return (try? config.isRPCKey(k)) ?? false
+        }
         audit.info("Received RPC key share \(share.index) (\(AuditLog.escaped(share.label))) of split \(share.set): \(r.received) of \(r.threshold)")
         var w = WireWriter()
         w.int64("received", Int64(r.received))

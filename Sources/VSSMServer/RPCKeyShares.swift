@@ -85,44 +85,76 @@ public struct RPCKeyShare: Sendable, Equatable {
 }
 
 /// Shares received by a bootstrapping node (`ext/bootstrapshare`), one call per operator. They
-/// must belong to one split for this node's RPC certificate; at the threshold they are combined and
-/// the node bootstraps with the result (which must match the RPC certificate). Shares are kept in
-/// memory only, for at most `maxAgeMs` after the first, and dropped after a failed combination.
+/// must be for this node's RPC certificate. Shares arrive without authentication, so a made-up one
+/// must not block a ceremony: shares are kept per split (a share of another split waits beside, it
+/// does not refuse the real ones) and several per index (a forged share with a real index does not
+/// shut out the real one); once a split has the threshold of indices, the combinations are tried
+/// until one gives the RPC key (`accept`). Kept in memory only, each for at most `maxAgeMs`;
+/// bounded in number (splits, candidates per index) and in the combinations tried.
 final class ShareCollector: Sendable {
     static let maxAgeMs: Int64 = 15 * 60 * 1000
-    private struct Pending {
-        var shares: [Int: RPCKeyShare] = [:]
-        var since: Int64 = 0
+    static let maxSplits = 8
+    static let maxPerIndex = 4
+    static let maxTries = 256
+    private struct Held {
+        var share: RPCKeyShare
+        var at: Int64
     }
-    private let pending = Locked(Pending())
+    private let pending = Locked<[String: [Held]]>([:])
 
-    /// Adds a share; returns the combined key when the threshold is reached (the caller
-    /// bootstraps with it), else how many of how many are in.
-    func add(_ share: RPCKeyShare, certificateSHA256: String) throws(ServiceError) -> (received: Int, threshold: Int, key: [UInt8]?) {
+    /// Adds a share; returns the key when a combination gives one `accept` takes (the caller
+    /// bootstraps with it), else how many indices of how many this share's split has.
+    func add(_ share: RPCKeyShare, certificateSHA256: String,
+             accept: ([UInt8]) -> Bool) throws(ServiceError) -> (received: Int, threshold: Int, key: [UInt8]?) {
         guard share.certificateSHA256 == certificateSHA256 else {
             throw .badRequest("share \(share.index) (\(share.label)) is for another RPC certificate")
         }
-        return try pending.withLock { (p: inout Pending) throws(ServiceError) in
+        return try pending.withLock { (all: inout [String: [Held]]) throws(ServiceError) in
             let now = Monotonic.ms()
-            if let first = p.shares.values.first, first.set != share.set || now - p.since > ShareCollector.maxAgeMs {
-                if now - p.since <= ShareCollector.maxAgeMs {
-                    throw .badRequest("share \(share.index) (\(share.label)) belongs to another split than the \(p.shares.count) received")
+            for (set, held) in all {
+                let fresh = held.filter { now - $0.at <= ShareCollector.maxAgeMs }
+                all[set] = fresh.isEmpty ? nil : fresh
+            }
+            var held = all[share.set] ?? []
+            if held.isEmpty && all.count >= ShareCollector.maxSplits {
+                throw .unavailable("shares of \(all.count) splits are waiting already; try again in \(ShareCollector.maxAgeMs / 60_000) minutes")
+            }
+            if held.contains(where: { $0.share == share }) { throw .badRequest("share \(share.index) (\(share.label)) was already received") }
+            guard held.filter({ $0.share.index == share.index }).count < ShareCollector.maxPerIndex else {
+                throw .badRequest("\(ShareCollector.maxPerIndex) different shares with index \(share.index) were received already")
+            }
+            held.append(Held(share: share, at: now))
+            all[share.set] = held
+            let byIndex = Dictionary(grouping: held.map(\.share).filter { $0.threshold == share.threshold }, by: \.index)
+            let indices = byIndex.keys.sorted()
+            guard indices.count >= share.threshold else { return (indices.count, share.threshold, nil) }
+            // Every choice of `threshold` indices and of one candidate for each, until one works.
+            var tries = 0
+            var found: [UInt8]?
+            func choose(_ start: Int, _ picked: [RPCKeyShare]) {
+                if found != nil || tries >= ShareCollector.maxTries { return }
+                if picked.count == share.threshold {
+                    tries += 1
+                    let parts = picked.map { (x: UInt8(clamping: $0.index), y: $0.data) }
+                    if var key = try? Shamir.combine(parts) {
+                        if accept(key) { found = key } else { zeroize(&key) }
+                    }
+                    return
                 }
-                p = Pending()
+                guard start < indices.count else { return }
+                for i in start..<indices.count {
+                    for candidate in byIndex[indices[i]] ?? [] { choose(i + 1, picked + [candidate]) }
+                }
             }
-            if p.shares.isEmpty { p.since = now }
-            if let existing = p.shares[share.index] {
-                if existing == share { throw .badRequest("share \(share.index) (\(share.label)) was already received") }
-                throw .badRequest("another share with index \(share.index) was already received")
+            choose(0, [])
+            if let found {
+                all = [:]
+                return (indices.count, share.threshold, found)
             }
-            p.shares[share.index] = share
-            guard p.shares.count >= share.threshold else { return (p.shares.count, share.threshold, nil) }
-            let parts = p.shares.values.sorted { $0.index < $1.index }.prefix(share.threshold).map { (x: UInt8($0.index), y: $0.data) }
-            let received = p.shares.count
-            p = Pending()
-            do throws(CryptoError) { return (received, share.threshold, try Shamir.combine(Array(parts))) } catch {
-                throw .badRequest("the shares do not combine: \(error.message)")
-            }
+            throw .badRequest("""
+                the \(indices.count) shares of split \(share.set) received do not give the RPC key (a wrong or made-up share \
+                may be among them); they are kept: send the other shares
+                """)
         }
     }
 }
