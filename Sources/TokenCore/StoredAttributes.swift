@@ -28,13 +28,14 @@ public enum StoredAttributes {
         return out
     }
 
-    /// A secret key's flags: the template's, with CKA_WRAP/CKA_UNWRAP TRUE for an AES key that
-    /// does not say (written down, so the service enforces what the object shows).
+    /// A secret key's flags: the template's. CKA_WRAP and CKA_UNWRAP are FALSE unless the template
+    /// says TRUE (a key that wraps by default hands out what it wraps); written down, so the service
+    /// enforces what the object shows.
     static func secretKey(_ template: Template, aes: Bool, extra: [AttributeType: Bool] = [:]) throws(TokenError) -> [UInt8]? {
         var flags = try collect(template).merging(extra) { _, e in e }
         if aes {
-            if flags[.wrap] == nil { flags[.wrap] = true }
-            if flags[.unwrap] == nil { flags[.unwrap] = true }
+            if flags[.wrap] == nil { flags[.wrap] = false }
+            if flags[.unwrap] == nil { flags[.unwrap] = false }
         }
         return encode(flags)
     }

@@ -14,6 +14,9 @@ final class EphemeralStore: Sendable {
         var keys = KeyState()
     }
     private let owners = Locked<(all: [String: Owner], sweptAt: Int64)>(([:], 0))
+
+    /// Every owner's session keys, as one state (the unwrap check looks for a key's value among them).
+    var allKeys: [KeyState] { owners.withLock { $0.all.values.map(\.keys) } }
     static let leaseMs: Int64 = 15 * 60 * 1000
     static let maxKeys = 10_000
     static let maxKeysPerOwner = 2_000

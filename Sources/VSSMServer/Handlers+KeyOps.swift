@@ -183,6 +183,14 @@ extension KeyServiceNode {
         let wrapping = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
         let target = try keyMaterial(r.string("targetName"), r.string("targetType"), ctx)
         guard wrapping.flags.canWrap else { throw .forbidden("Key \(wrapping.name) does not allow wrapping (CKA_WRAP is FALSE).") }
+        // A key that wraps and can also decrypt or unwrap hands out what it wraps (wrap, then decrypt
+        // the blob or unwrap it as a readable key): only an officer says so, by making it a token key.
+        if wrapping.name.startsWithByte("~") && (wrapping.flags.canDecrypt || wrapping.flags.canUnwrap) {
+            throw .forbidden("""
+                Session key \(wrapping.name) may not wrap: it can also decrypt or unwrap (set CKA_DECRYPT and CKA_UNWRAP \
+                to FALSE on a wrapping session key; an officer can make a token key that does both).
+                """)
+        }
         guard target.flags.isExtractable else { throw .forbidden("Key \(target.name) is not extractable (CKA_EXTRACTABLE is FALSE).") }
         if target.flags.wrapsWithTrustedOnly && !wrapping.flags.isTrusted {
             throw .forbidden("Key \(target.name) may be wrapped only by a trusted key (CKA_WRAP_WITH_TRUSTED).")
@@ -225,7 +233,18 @@ extension KeyServiceNode {
             }
         } catch { throw KeyServiceNode.serviceError(error) }
         audit.info("Unwrapping a \(target.type.rawValue) key \(target.name) with \(unwrapping.name)...")
-        let attributes = KeyAttributes(id: r.bytes("id"), label: r.has("newLabel") ? r.string("newLabel") : nil, origin: "unwrapped", pkcs11: r.bytes("attributes"))
+        // What was sensitive stays sensitive: the value of a sensitive key that is here, wrapped and
+        // unwrapped again, becomes a sensitive key whatever the template asked.
+        var flags = r.bytes("attributes")
+        if isSensitiveMaterial(plain, asymmetric: target.type == .asymmetric) {
+            var f = KeyFlags(blob: flags)
+            if !f.isSensitive {
+                audit.info("The unwrapped key \(target.name) is the value of a sensitive key here: it is made sensitive.")
+            }
+            f.values[KeyFlags.sensitive] = true
+            flags = f.blob
+        }
+        let attributes = KeyAttributes(id: r.bytes("id"), label: r.has("newLabel") ? r.string("newLabel") : nil, origin: "unwrapped", pkcs11: flags)
         if target.type == .asymmetric {
             let key: PrivateKey
             do { key = try PrivateKey(pkcs8: plain) } catch { throw .badRequest("the unwrapped bytes are not a PKCS#8 private key") }
@@ -235,6 +254,21 @@ extension KeyServiceNode {
             try storeSecret(plain, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes)
         }
         return ok(WireWriter())
+    }
+
+    /// Whether `material` (a secret key's bytes, or a PKCS#8 private key) is the value of a
+    /// sensitive key held here: stored (any namespace) or a session key (any owner).
+    func isSensitiveMaterial(_ material: [UInt8], asymmetric: Bool) -> Bool {
+        let states = [state.withLock { $0 }] + ephemeral.allKeys
+        if asymmetric {
+            guard let spki = (try? PrivateKey(pkcs8: material))?.spkiDER else { return false }
+            return states.contains { s in s.asymmetric.values.contains { $0.spki == spki && KeyFlags(blob: $0.attributes.pkcs11).isSensitive } }
+        }
+        return states.contains { s in
+            (Array(s.symmetric.values) + Array(s.mac.values)).contains {
+                $0.key == material && KeyFlags(blob: $0.attributes.pkcs11).isSensitive
+            }
+        }
     }
 
     func extKeyValue(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {

@@ -87,27 +87,42 @@ import VSSMTestSupport
         let n = try TestNode()
         defer { n.stop() }
         let c = try n.client()
-        let kek = "~\(owner)/kek"
-        #expect(try inject(n, c, kek, (0..<32).map { UInt8($0) }, flags: KeyOpsTests.flags([KeyFlags.wrap: true, KeyFlags.unwrap: true])) == 200)
+        let kekBytes = (0..<32).map { UInt8($0) }
+        // A wrapping session key that cannot decrypt or unwrap, and its twin that unwraps.
+        let kek = "~\(owner)/kek", unwrapper = "~\(owner)/unwrapper"
+        #expect(try inject(n, c, kek, kekBytes, flags: KeyOpsTests.flags([KeyFlags.wrap: true, KeyFlags.decrypt: false, KeyFlags.unwrap: false])) == 200)
+        #expect(try inject(n, c, unwrapper, kekBytes, flags: KeyOpsTests.flags([KeyFlags.unwrap: true, KeyFlags.wrap: false])) == 200)
         let secret = (0..<16).map { UInt8(0x40 + $0) }
+        let readable = (0..<16).map { UInt8(0x60 + $0) }
         #expect(try inject(n, c, "~\(owner)/target", secret, flags: KeyOpsTests.flags([KeyFlags.extractable: true])) == 200)
+        #expect(try inject(n, c, "~\(owner)/plain", readable, flags: KeyOpsTests.flags([KeyFlags.extractable: true, KeyFlags.sensitive: false])) == 200)
         #expect(try inject(n, c, "stored", secret) == 200)
         func wrap(_ target: String, with key: String = kek) throws -> (Int, [UInt8]) {
             let (s, body) = try n.post(c, Route.extWrap, #"{"keyName":"\#(key)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","targetName":"\#(target)","targetType":"SYMMETRIC"}"#)
             return (s, (try? Base64.decode(field(body, "output"))) ?? [])
         }
+        func unwrap(_ wrapped: [UInt8], into name: String) throws -> Int {
+            try n.post(c, Route.extUnwrap, #"{"keyName":"\#(unwrapper)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","input":"\#(Base64.encode(wrapped))","newName":"\#(name)","newType":"SYMMETRIC","attributes":"\#(KeyOpsTests.readable)"}"#).0
+        }
         #expect(try wrap("stored").0 == 403, "a key from the original API is not extractable")
         #expect(try wrap("~\(owner)/target", with: "~\(owner)/target").0 == 403, "a key without CKA_WRAP wraps nothing")
+        // Issue 20: a session key that wraps and can also unwrap (or decrypt) is refused.
+        #expect(try inject(n, c, "~\(owner)/both", kekBytes, flags: KeyOpsTests.flags([KeyFlags.wrap: true, KeyFlags.unwrap: true])) == 200)
+        #expect(try wrap("~\(owner)/target", with: "~\(owner)/both").0 == 403)
         let (s, wrapped) = try wrap("~\(owner)/target")
         #expect(s == 200 && wrapped.count == 24)
-        #expect(try AESKeyWrap.unwrap(key: (0..<32).map { UInt8($0) }, wrapped, padded: false) == secret, "RFC 3394 output")
-        // Unwrapped into a new readable session key: the same value.
-        let (u, _) = try n.post(c, Route.extUnwrap, #"{"keyName":"\#(kek)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","input":"\#(Base64.encode(wrapped))","newName":"~\#(owner)/back","newType":"SYMMETRIC","attributes":"\#(KeyOpsTests.readable)"}"#)
-        #expect(u == 200)
-        #expect(try value(n, c, "~\(owner)/back").1 == secret)
+        #expect(try AESKeyWrap.unwrap(key: kekBytes, wrapped, padded: false) == secret, "RFC 3394 output")
+        // Issue 20: a sensitive key wrapped and unwrapped "readable" stays sensitive: its value is not given.
+        #expect(try unwrap(wrapped, into: "~\(owner)/back") == 200)
+        #expect(try value(n, c, "~\(owner)/back").0 == 403, "what was sensitive stays sensitive")
+        // A key that was readable comes back readable, with the same value.
+        let (s2, wrappedPlain) = try wrap("~\(owner)/plain")
+        #expect(s2 == 200)
+        #expect(try unwrap(wrappedPlain, into: "~\(owner)/plain-back") == 200)
+        #expect(try value(n, c, "~\(owner)/plain-back").1 == readable)
         var bad = wrapped
         bad[3] ^= 1
-        #expect(try n.post(c, Route.extUnwrap, #"{"keyName":"\#(kek)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","input":"\#(Base64.encode(bad))","newName":"~\#(owner)/bad","newType":"SYMMETRIC"}"#).0 == 400)
+        #expect(try unwrap(bad, into: "~\(owner)/bad") == 400)
         // Extractability only goes one way.
         #expect(try n.post(c, Route.extSetAttributes, #"{"adminPassword":"\#(password)","keyName":"stored","keyType":"SYMMETRIC","attributes":"\#(KeyOpsTests.flags([KeyFlags.extractable: true]))"}"#).0 == 400)
     }
