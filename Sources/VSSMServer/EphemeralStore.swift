@@ -12,6 +12,8 @@ final class EphemeralStore: Sendable {
     struct Owner {
         var lastSeenMs: Int64
         var keys = KeyState()
+        /// The certificate that made this owner's first key (its keys count against its quota).
+        var client = "-"
     }
     private let owners = Locked<(all: [String: Owner], sweptAt: Int64)>(([:], 0))
 
@@ -20,6 +22,9 @@ final class EphemeralStore: Sendable {
     static let leaseMs: Int64 = 15 * 60 * 1000
     static let maxKeys = 10_000
     static let maxKeysPerOwner = 2_000
+    /// Session keys one client certificate may hold across all its module instances: no tenant
+    /// can fill the node's `maxKeys` for the others.
+    static let maxKeysPerClient = 1_000
 
 
     /// The owner of a session-object name, or nil when the name is not one.
@@ -58,18 +63,24 @@ final class EphemeralStore: Sendable {
         }
     }
 
-    func insert(_ entry: NewEntry, type: KeyType) throws(ServiceError) {
+    func insert(_ entry: NewEntry, type: KeyType, client: String = "-") throws(ServiceError) {
         let name = switch entry {
         case .secret(let e): e.name
         case .asymmetric(let e): e.name
         }
         guard let owner = EphemeralStore.owner(of: name) else { throw .badRequest("not a session key name") }
-        let total = owners.withLock { $0.all.values.reduce(0) { $0 + $1.keys.keyCount } }
+        let (total, mine) = owners.withLock { s in
+            s.all.values.reduce((0, 0)) { ($0.0 + $1.keys.keyCount, $0.1 + ($1.client == client ? $1.keys.keyCount : 0)) }
+        }
         guard total < EphemeralStore.maxKeys else { throw .unavailable("Too many session keys on this node.") }
+        if client != "-" && mine >= EphemeralStore.maxKeysPerClient {
+            throw .tooLarge("Too many session keys for this client certificate (\(EphemeralStore.maxKeysPerClient)); destroy some first.")
+        }
         _ = try with(owner: owner, create: true) { (k: inout KeyState) throws(ServiceError) in
             guard k.keyCount < EphemeralStore.maxKeysPerOwner else { throw .tooLarge("Too many session keys for this module instance.") }
             try k.insert(entry, type: type)
         }
+        owners.withLock { s in if s.all[owner]?.client == "-" { s.all[owner]?.client = client } }
     }
 
     func asymmetric(_ name: String) -> AsymmetricKeyEntry? {

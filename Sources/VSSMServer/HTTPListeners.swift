@@ -21,6 +21,12 @@ public final class HTTPListeners: Sendable {
     let pool: NIOThreadPool
     let adminPool: NIOThreadPool
     let adminQueued = Atomic<Int>(0)
+    /// Key generation (RSA-8192 takes seconds) has a pool of its own, so neither logins (scrypt,
+    /// on the admin pool) nor signing wait behind it, and each client has a share of it.
+    let keygenPool: NIOThreadPool
+    let keygenQueued = Locked<(total: Int, byClient: [String: Int])>((0, [:]))
+    static let keygenPerClient = 2
+    static let keygenQueueLimit = 16
     private let channels = Locked<[Channel]>([])
     private let tls = Locked<TLSContexts?>(nil)
     private let bootstrapContext: NIOSSLContext
@@ -55,6 +61,8 @@ public final class HTTPListeners: Sendable {
         pool.start()
         adminPool = NIOThreadPool(numberOfThreads: adminThreads)
         adminPool.start()
+        keygenPool = NIOThreadPool(numberOfThreads: 1)
+        keygenPool.start()
         let limits = node.config.limits
         let all = [RequestContext.Listener.api, .health, .internal, .bootstrapSlave]
         let wanted = all.reduce(0) { $0 + limits.maxConnections($1) }
@@ -219,6 +227,7 @@ public final class HTTPListeners: Sendable {
         for c in all { try? c.close().wait() }
         try? pool.syncShutdownGracefully()
         try? adminPool.syncShutdownGracefully()
+        try? keygenPool.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
     }
 
@@ -315,18 +324,27 @@ enum HandshakeFailure {
 /// admit the new one; only when every connection is busy with a request is the new one refused.
 final class ConnectionTracker: Sendable {
     let limit: Int
+    /// Requests in progress (receiving or being handled) one client may hold: its certificate's
+    /// fingerprint, or its address without one. A quarter of the listener's connections.
+    let perClient: Int
+    /// A request whose body is still arriving after this long is stalled: its connection may be
+    /// closed to admit another, like an idle one (slow bodies cannot hold the listener).
+    static let stalledMs: Int64 = 1000
+    private enum Phase { case idle, receiving(sinceMs: Int64), handling }
     private struct Entry {
         var channel: Channel
-        var busy: Bool
+        var phase: Phase
         var since: UInt64
+        var client: String?
     }
-    private let state = Locked<(entries: [ObjectIdentifier: Entry], clock: UInt64)>(([:], 0))
+    private let state = Locked<(entries: [ObjectIdentifier: Entry], clock: UInt64, inProgress: [String: Int])>(([:], 0, [:]))
 
     /// `vssm_open_connections` of this listener, set to the count at every change.
     private let gauge: Gauge?
 
     init(limit: Int, gauge: Gauge?) {
         self.limit = max(limit, 1)
+        perClient = max(2, self.limit / 4)
         self.gauge = gauge
     }
 
@@ -334,18 +352,29 @@ final class ConnectionTracker: Sendable {
 
     private enum Admission { case admitted(evicting: Channel?), refused }
 
+    /// At the cap, the connection that waited longest without a request (handshaking, before its
+    /// first request, idle) is closed to admit the new one; failing that, the one whose request
+    /// body stalled longest. A connection whose request is being handled is never closed.
     func admit(_ channel: Channel) -> Bool {
+        let now = Monotonic.ms()
         let a: Admission = state.withLock { s in
             s.clock += 1
             var victim: Channel? = nil
             if s.entries.count >= limit {
-                guard let oldest = s.entries.filter({ !$0.value.busy }).min(by: { $0.value.since < $1.value.since }) else {
-                    return .refused
+                let idle = s.entries.filter { if case .idle = $0.value.phase { true } else { false } }
+                    .min(by: { $0.value.since < $1.value.since })
+                let stalled = s.entries.compactMap { e -> (ObjectIdentifier, Int64)? in
+                    if case .receiving(let since) = e.value.phase, now - since >= ConnectionTracker.stalledMs { return (e.key, since) }
+                    return nil
+                }.min(by: { $0.1 < $1.1 })
+                guard let key = idle?.key ?? stalled?.0, let old = s.entries.removeValue(forKey: key) else { return .refused }
+                victim = old.channel
+                if case .receiving = old.phase, let client = old.client {
+                    s.inProgress[client] = max(0, (s.inProgress[client] ?? 1) - 1)
+                    if s.inProgress[client] == 0 { s.inProgress.removeValue(forKey: client) }
                 }
-                victim = oldest.value.channel
-                s.entries.removeValue(forKey: oldest.key)
             }
-            s.entries[ObjectIdentifier(channel)] = Entry(channel: channel, busy: false, since: s.clock)
+            s.entries[ObjectIdentifier(channel)] = Entry(channel: channel, phase: .idle, since: s.clock, client: nil)
             gauge?.set(Int64(s.entries.count))
             return .admitted(evicting: victim)
         }
@@ -354,19 +383,68 @@ final class ConnectionTracker: Sendable {
         return true
     }
 
-    func setBusy(_ channel: Channel, _ busy: Bool) {
+    /// A request's head arrived. A client with `perClient` requests in progress gives up its
+    /// request that stalled longest (its connection is closed) or, with none stalled, is refused
+    /// (false): clients that share an address still get through a flood from that address.
+    func startRequest(_ channel: Channel, client: String) -> Bool {
+        let now = Monotonic.ms()
+        let (ok, victim): (Bool, Channel?) = state.withLock { s in
+            s.clock += 1
+            let id = ObjectIdentifier(channel)
+            guard var e = s.entries[id] else { return (true, nil) }
+            var victim: Channel? = nil
+            if (s.inProgress[client] ?? 0) >= perClient {
+                let stalled = s.entries.compactMap { entry -> (ObjectIdentifier, Int64)? in
+                    guard entry.value.client == client, case .receiving(let since) = entry.value.phase,
+                          now - since >= ConnectionTracker.stalledMs else { return nil }
+                    return (entry.key, since)
+                }.min(by: { $0.1 < $1.1 })
+                guard let stalled, let old = s.entries.removeValue(forKey: stalled.0) else { return (false, nil) }
+                victim = old.channel
+                s.inProgress[client] = max(0, (s.inProgress[client] ?? 1) - 1)
+            }
+            s.inProgress[client, default: 0] += 1
+            e.phase = .receiving(sinceMs: now)
+            e.since = s.clock
+            e.client = client
+            s.entries[id] = e
+            return (true, victim)
+        }
+        victim?.close(promise: nil)
+        return ok
+    }
+
+    /// The request's last byte arrived: it is being handled (never evicted).
+    func requestComplete(_ channel: Channel) {
+        state.withLock { s in
+            let id = ObjectIdentifier(channel)
+            if case .receiving? = s.entries[id]?.phase { s.entries[id]?.phase = .handling }
+        }
+    }
+
+    /// The answer went out: the connection is idle again.
+    func requestDone(_ channel: Channel) {
         state.withLock { s in
             s.clock += 1
             let id = ObjectIdentifier(channel)
-            guard s.entries[id] != nil else { return }
-            s.entries[id]?.busy = busy
+            guard let e = s.entries[id] else { return }
+            if case .idle = e.phase {} else if let client = e.client {
+                s.inProgress[client] = max(0, (s.inProgress[client] ?? 1) - 1)
+                if s.inProgress[client] == 0 { s.inProgress.removeValue(forKey: client) }
+            }
+            s.entries[id]?.phase = .idle
             s.entries[id]?.since = s.clock
         }
     }
 
     func remove(_ channel: Channel) {
         state.withLock { s in
-            if s.entries.removeValue(forKey: ObjectIdentifier(channel)) != nil { gauge?.set(Int64(s.entries.count)) }
+            guard let e = s.entries.removeValue(forKey: ObjectIdentifier(channel)) else { return }
+            if case .idle = e.phase {} else if let client = e.client {
+                s.inProgress[client] = max(0, (s.inProgress[client] ?? 1) - 1)
+                if s.inProgress[client] == 0 { s.inProgress.removeValue(forKey: client) }
+            }
+            gauge?.set(Int64(s.entries.count))
         }
     }
 }
@@ -452,7 +530,17 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard !discarding else { return }
             head = h
             body.removeAll(keepingCapacity: true)
-            tracker.setBusy(context.channel, true)
+            // One client (certificate, or address without one) holds at most a quarter of the
+            // listener in requests in progress; the rest of the listener stays for everyone else.
+            let id = clientIdentity(context)
+            let client = id.fingerprint != "-" ? "cert " + id.fingerprint : "addr " + String(peerText(context).split(separator: ":").dropLast().joined(separator: ":"))
+            guard tracker.startRequest(context.channel, client: client) else {
+                discarding = true
+                self.head = nil
+                let e = ServiceError(429, "Too many requests in progress from this client; wait for their answers.")
+                write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: false)
+                return
+            }
             arm(context, ms: limits.requestTimeoutMs)
             let path = String(h.uri.split(separator: "?", maxSplits: 1).first ?? "")
             metricsPath = path
@@ -473,6 +561,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.head = nil
             disarm()
             requestEnded = .now()
+            tracker.requestComplete(context.channel)
             dispatch(context: context, head: head)
         }
     }
@@ -541,6 +630,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let body = self.body
         let node = self.node
+        if KeyServiceNode.keygenRoutes.contains(path) {
+            runKeygen(context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive)
+            return
+        }
         let admin = KeyServiceNode.adminRoutes.contains(path)
         let pool = admin ? listeners.adminPool : listeners.pool
         if admin {
@@ -569,6 +662,46 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// A key generation on the keygen pool: at most `keygenPerClient` of one client (certificate,
+    /// or address) queued or running, `keygenQueueLimit` in all; beyond, 429 with Retry-After.
+    private func runKeygen(context: ChannelHandlerContext, path: String, body: [UInt8], ctx: RequestContext, keepAlive: Bool) {
+        let client = ctx.clientFingerprint != "-" ? ctx.clientFingerprint : ctx.peer
+        let admitted: Bool = listeners.keygenQueued.withLock { q in
+            guard q.total < HTTPListeners.keygenQueueLimit, (q.byClient[client] ?? 0) < HTTPListeners.keygenPerClient else { return false }
+            q.total += 1
+            q.byClient[client, default: 0] += 1
+            return true
+        }
+        guard admitted else {
+            var r = ServiceResponse(status: 429, body: ServiceError(429, "Too many key generations in progress for this client (or on this node); try again when they finish.").body)
+            r.retryAfterSeconds = 1
+            write(context: context, r, keepAlive: keepAlive)
+            return
+        }
+        let node = self.node
+        let listeners = self.listeners
+        let release: @Sendable () -> Void = {
+            listeners.keygenQueued.withLock { q in
+                q.total -= 1
+                q.byClient[client, default: 1] -= 1
+                if q.byClient[client] == 0 { q.byClient.removeValue(forKey: client) }
+            }
+        }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        listeners.keygenPool.runIfActive(eventLoop: context.eventLoop) {
+            defer { release() }
+            return node.handle(path: path, body: body, context: ctx)
+        }.whenComplete { result in
+            let (handler, context) = bound.value
+            switch result {
+            case .success(let r): handler.write(context: context, r, keepAlive: keepAlive)
+            case .failure:
+                let e = ServiceError.internalError("server shutting down")
+                handler.write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: false)
+            }
+        }
+    }
+
     private func write(context: ChannelHandlerContext, _ r: ServiceResponse, keepAlive: Bool) {
         if let path = metricsPath {
             let now = NIODeadline.now()
@@ -587,6 +720,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Type", value: r.contentType)
         headers.add(name: "Content-Length", value: String(r.body.count))
         if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if let seconds = r.retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
         if let id = requestID {
             headers.add(name: "X-Request-Id", value: id)
             requestID = nil
@@ -598,7 +732,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if keepAlive {
-            tracker.setBusy(context.channel, false)
+            tracker.requestDone(context.channel)
             arm(context, ms: limits.idleTimeoutMs)
         } else {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)

@@ -80,6 +80,8 @@ extension KeyServiceNode {
         var type: KeyType
         var name: String
         var attributes = KeyAttributes()
+        /// The creating client's certificate fingerprint (session keys count against its quota).
+        var client = "-"
     }
 
     /// Generates key material outside any lock (RSA-8192 takes many seconds).
@@ -129,7 +131,7 @@ extension KeyServiceNode {
             entry = .secret(SecretKeyEntry(name: new.name, createdAt: now, key: secret ?? [], attributes: new.attributes))
         }
         if EphemeralStore.owner(of: new.name) != nil {
-            try ephemeral.insert(entry, type: new.type)
+            try ephemeral.insert(entry, type: new.type, client: new.client)
         } else {
             try mutate { (s: inout KeyState) throws(ServiceError) in try s.insert(entry, type: new.type) }
         }
@@ -161,7 +163,7 @@ extension KeyServiceNode {
         }
         var attributes = KeyServiceNode.requestedAttributes(r, origin: "generated")
         attributes.cipher = m.cipher
-        try store(NewKey(type: type, name: name, attributes: attributes), secret: m.secret, asym: m.asym)
+        try store(NewKey(type: type, name: name, attributes: attributes, client: ctx.clientFingerprint), secret: m.secret, asym: m.asym)
     }
 
     /// The key attributes a create request carries (extension fields; absent in base requests).
@@ -185,15 +187,15 @@ extension KeyServiceNode {
         switch type {
         case .symmetric:
             attributes.cipher = try KeyPolicy.cipher(forLength: material.count, requested: r.string("cipher"))
-            try store(NewKey(type: type, name: name, attributes: attributes), secret: material, asym: nil)
+            try store(NewKey(type: type, name: name, attributes: attributes, client: ctx.clientFingerprint), secret: material, asym: nil)
         case .mac:
             try KeyPolicy.checkMacSize(UInt64(material.count), session: name.hasPrefix("~"))
-            try store(NewKey(type: type, name: name, attributes: attributes), secret: material, asym: nil)
+            try store(NewKey(type: type, name: name, attributes: attributes, client: ctx.clientFingerprint), secret: material, asym: nil)
         case .asymmetric:
             let key: PrivateKey
             do { key = try PrivateKey(pkcs8: material) } catch { throw .badRequest("x509: failed to parse private key: \(error.message)") }
             try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"), minStored: config.limits.minStoredRSABits)
-            try store(NewKey(type: type, name: name, attributes: attributes), secret: nil, asym: key, pkcs8: material)
+            try store(NewKey(type: type, name: name, attributes: attributes, client: ctx.clientFingerprint), secret: nil, asym: key, pkcs8: material)
         }
     }
 

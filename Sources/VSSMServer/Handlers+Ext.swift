@@ -383,7 +383,7 @@ extension KeyServiceNode {
             attributes.pkcs11 = a
         }
         audit.info("Copying the \(type.rawValue) key \(from) to \(to)...")
-        try store(NewKey(type: type, name: to, attributes: attributes), secret: secret, asym: asym?.key, pkcs8: asym?.pkcs8)
+        try store(NewKey(type: type, name: to, attributes: attributes, client: ctx.clientFingerprint), secret: secret, asym: asym?.key, pkcs8: asym?.pkcs8)
         return ok(WireWriter())
     }
 

@@ -72,14 +72,15 @@ extension KeyServiceNode {
     }
 
     /// Stores a derived or unwrapped secret as a SYMMETRIC or MAC key.
-    private func storeSecret(_ value: [UInt8], name: String, type: KeyType, session: Bool, cipher: String, attributes: KeyAttributes) throws(ServiceError) {
+    private func storeSecret(_ value: [UInt8], name: String, type: KeyType, session: Bool, cipher: String, attributes: KeyAttributes,
+                             client: String) throws(ServiceError) {
         var a = attributes
         switch type {
         case .symmetric: a.cipher = try KeyPolicy.cipher(forLength: value.count, requested: cipher)
         case .mac: try KeyPolicy.checkMacSize(UInt64(value.count), session: session)
         case .asymmetric: throw .badRequest("newType must be SYMMETRIC or MAC")
         }
-        try store(NewKey(type: type, name: name, attributes: a), secret: value, asym: nil)
+        try store(NewKey(type: type, name: name, attributes: a, client: client), secret: value, asym: nil)
     }
 
     func extDerive(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
@@ -164,7 +165,7 @@ extension KeyServiceNode {
         audit.info("Deriving \(target.type.rawValue) key \(target.name) from \(base.name) with \(mechanism)...")
         var attributes = KeyAttributes(id: r.bytes("id"), label: r.has("label") ? r.string("label") : nil, origin: "derived", pkcs11: flags.blob)
         attributes.cipher = nil
-        try storeSecret(value, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes)
+        try storeSecret(value, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes, client: ctx.clientFingerprint)
         return ok(WireWriter())
     }
 
@@ -249,9 +250,9 @@ extension KeyServiceNode {
             let key: PrivateKey
             do { key = try PrivateKey(pkcs8: plain) } catch { throw .badRequest("the unwrapped bytes are not a PKCS#8 private key") }
             try KeyPolicy.checkAsymmetric(key, session: target.session, minStored: config.limits.minStoredRSABits)
-            try store(NewKey(type: .asymmetric, name: target.name, attributes: attributes), secret: nil, asym: key, pkcs8: plain)
+            try store(NewKey(type: .asymmetric, name: target.name, attributes: attributes, client: ctx.clientFingerprint), secret: nil, asym: key, pkcs8: plain)
         } else {
-            try storeSecret(plain, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes)
+            try storeSecret(plain, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes, client: ctx.clientFingerprint)
         }
         return ok(WireWriter())
     }

@@ -49,6 +49,8 @@ public struct ServiceResponse: Sendable {
     public var status: Int
     public var body: [UInt8]
     public var contentType = "application/json"
+    /// `Retry-After` (seconds) of a 429 or 503.
+    public var retryAfterSeconds: Int?
     public init(status: Int, body: [UInt8], contentType: String = "application/json") {
         self.status = status
         self.body = body
@@ -324,6 +326,9 @@ public final class KeyServiceNode: Sendable {
         return r
     }()
 
+    /// Key generation: its own pool (`HTTPListeners.runKeygen`), a share per client.
+    static let keygenRoutes: Set<String> = [Route.generateKey, Route.extGenerateKey]
+
     /// Routes that check the admin password (scrypt): they run on the admin pool, never beside signing.
     static let adminRoutes: Set<String> = [
         Route.generateKey, Route.injectKey, Route.generateBackup, Route.restoreBackup, Route.listKeys, Route.getLogs,
@@ -336,7 +341,7 @@ public final class KeyServiceNode: Sendable {
 
     /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.
     public func handle(path: String, body: [UInt8], context: RequestContext) -> ServiceResponse {
-        let response: ServiceResponse
+        var response: ServiceResponse
         var context = context
         do {
             if context.listener == .api && context.authenticated && isRunning { try authorize(path: path, &context) }
@@ -349,6 +354,7 @@ public final class KeyServiceNode: Sendable {
             // The original answers 500 for every handler error; only an unknown path is its mux's 404.
             let goStatus = error.message == "404 page not found" ? 404 : 500
             response = ServiceResponse(status: config.goStyleErrors ? goStatus : error.status, body: error.body)
+            response.retryAfterSeconds = error.retryAfterSeconds
             // A fault of the service (not of the request) is logged with its cause, on stderr.
             if error.status >= 500 && error.status != 503 {
                 audit.error("\(path) answered \(error.status) to \(context.principalName ?? context.clientSubject) (request \(context.requestID)): \(error.message)")

@@ -9,10 +9,13 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String { message }
     public let status: Int
     public let message: String
+    /// `Retry-After` of the answer (a 429 or 503 that knows when trying again makes sense).
+    public var retryAfterSeconds: Int?
 
-    public init(_ status: Int, _ message: String) {
+    public init(_ status: Int, _ message: String, retryAfterSeconds: Int? = nil) {
         self.status = status
         self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     static func badRequest(_ m: String) -> ServiceError { ServiceError(400, m) }
@@ -26,7 +29,8 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
     static let wrongPassword = ServiceError(403, "Incorrect administrator password.")
     static let unauthenticated = ServiceError(401, "This connection did not present a verified client certificate; reconnect with one.")
     static func throttled(_ ms: Int) -> ServiceError {
-        ServiceError(429, "Too many wrong passwords or PINs from this client certificate; try again in \((ms + 999) / 1000) s.")
+        ServiceError(429, "Too many wrong passwords or PINs from this client certificate; try again in \((ms + 999) / 1000) s.",
+                     retryAfterSeconds: (ms + 999) / 1000)
     }
     static func invalidKeyName(_ name: String) -> ServiceError { ServiceError(404, "Invalid key name: \(name)") }
     static func invalidAlgorithm(_ a: String) -> ServiceError { ServiceError(400, "Invalid algorithm: \(a)") }

@@ -1,7 +1,9 @@
+import Foundation
 import Glibc
 import Testing
 import VSSMClient
 import VSSMCrypto
+import VSSMSync
 import VSSMWire
 @testable import VSSMServer
 import VSSMTestSupport
@@ -131,4 +133,47 @@ import VSSMTestSupport
         #expect(records.count <= 3, "12 refused attempts are aggregated: \(records.count) records")
         #expect(records.contains { $0.contains("refused join attempt(s) from 127.0.0.1") })
     }
+
+    /// One client generating RSA-4096 session keys (no PIN needed) starves no one (issue 20): key
+    /// generation has its own pool with a share per client (the rest is 429), logins stay on the
+    /// admin pool, and a client's session keys are capped node-wide.
+    @Test func keyGenerationHasItsOwnPoolAndSessionKeysAQuota() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let flooder = try tenant(n, "flooder"), other = try VSSMAPIClient(n.clientConfig())
+        let owner = String(repeating: "ab", count: 16)
+        let statuses = Locked<[Int]>([])
+        let group = DispatchGroup()
+        for i in 0..<6 {
+            DispatchQueue.global().async(group: group) {
+                let body = #"{"keyName":"~\#(owner)/big\#(i)","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":4096}"#
+                let s = (try? n.post(flooder.client, Route.extGenerateKey, body).0) ?? 0
+                statuses.withLock { $0.append(s) }
+            }
+        }
+        usleep(300_000)
+        // Meanwhile another client logs in (scrypt, admin pool) at once.
+        let t0 = Monotonic.ms()
+        #expect(try n.post(other, Route.extVerifyPassword, #"{"adminPassword":"\#(pw)"}"#).0 == 200)
+        #expect(Monotonic.ms() - t0 < 2000, "a login does not wait behind key generation")
+        group.wait()
+        let all = statuses.withLock { $0 }
+        #expect(all.contains(429), "beyond its share the flooder is told to retry: \(all)")
+        #expect(all.filter { $0 == 200 }.count >= 2, "\(all)")
+        // Session keys: a quota per client certificate across its module instances.
+        var last = 0
+        for i in 0..<(EphemeralStore.maxKeysPerClient + 1) {
+            let o = String(format2: i % 4)
+            last = try n.post(flooder.client, Route.extGenerateKey, #"{"keyName":"~\#(o)/k\#(i)","keyType":"SYMMETRIC","keySize":16}"#).0
+            if last != 200 { break }
+        }
+        #expect(last == 413, "the client's quota ends in 413")
+        #expect(try n.post(other, Route.extGenerateKey, #"{"keyName":"~\#(owner)/mine","keyType":"SYMMETRIC","keySize":16}"#).0 == 200,
+                "another client still makes session keys")
+    }
+}
+
+extension String {
+    /// A 32-hex-digit module owner id from a small number.
+    init(format2 i: Int) { self = String(repeating: "0", count: 31) + String(i, radix: 16) }
 }

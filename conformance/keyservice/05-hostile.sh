@@ -71,6 +71,15 @@ echo "       200 partial 16 MB bodies on the health listener: RSS $(val rss_befo
 check "200 unauthenticated partial-body connections grow RSS by less than 64 MiB ($growth KiB)" test "$growth" -lt 65536
 check "  ... and the health check still answers" curl -sf --max-time 5 "$VSSM_HEALTH_URL/REST/v1/healthcheck"
 
+# --- 2b. stalled bodies: one client cannot hold a listener (issue 20) --------------------------------
+# 1,024 requests of one certificate (team-b's) that never finish their body, then 30 of team-a's.
+out=$(python3 "$H" stalled-bodies "$port" 1024 1 "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" "$VSSM_CA" "$VSSM_CLIENT_CERT" "$VSSM_CLIENT_KEY" 30)
+echo "       1,024 stalled bodies of one client (cap 1024): $(val held "$out") sent, another client's $(val answered "$out") of 30 answered, p50 $(val p50_ms "$out") ms"
+check "... every one of another client's requests is answered" test "$(val answered "$out")" = 30
+out=$(python3 "$H" stalled-bodies "$health" 64 0 - - - - - 38)
+echo "       64 stalled health requests (cap 64): $(val answered "$out") of 38 health checks answered"
+check "stalled health requests do not take the health listener: 38 of 38 answered" test "$(val answered "$out")" = 38
+
 # --- 3. idle floods, the connection cap and fd exhaustion -------------------------------------------
 out=$(python3 "$H" idle-flood "$port" 1100 "$VSSM_PID" 5 "$VSSM_CA" "$VSSM_CLIENT_CERT" "$VSSM_CLIENT_KEY")
 echo "       1100 idle sockets (cap 1024): $(val opened "$out") opened, server CPU $(val cpu_seconds "$out") s in 5 s"

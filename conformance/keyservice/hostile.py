@@ -73,6 +73,53 @@ def partial_bodies(port, n, pid):
     print(f"rss_before_kib={before}\nrss_after_kib={after}\nrss_growth_kib={after - before}")
 
 
+def stalled_bodies(port, n, tls, attacker_cert, attacker_key, ca, cert, key, real):
+    """n connections (as one client) that send a request head and one byte of its body, then stall;
+    while they are held, `real` fresh requests of another client (cert/key) are made: how many get
+    an answer. tls=0: the plain health listener (every client is an address there)."""
+    raise_nofile(n + real + 64)
+    import ssl
+
+    def connect(c, k):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.load_verify_locations(ca)
+            ctx.load_cert_chain(c, k)
+            s = ctx.wrap_socket(s, server_hostname="VSSM")
+        return s
+
+    path = "/REST/v1/ext/capabilities" if tls else "/REST/v1/healthcheck"
+    held = []
+    for _ in range(n):
+        try:
+            s = connect(attacker_cert, attacker_key)
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: VSSM\r\nContent-Length: 100000\r\n\r\n{{".encode())
+            held.append(s)
+        except OSError:
+            pass
+    time.sleep(2.5)  # older than the stall grace (1 s)
+    answered, times = 0, []
+    for _ in range(real):
+        t = time.perf_counter()
+        try:
+            s = connect(cert, key)
+            body = b"{}" if tls else b""
+            method = "POST" if tls else "GET"
+            s.sendall(f"{method} {path} HTTP/1.1\r\nHost: VSSM\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            if s.recv(64).startswith(b"HTTP/1.1 200"):
+                answered += 1
+            s.close()
+        except OSError:
+            pass
+        times.append(time.perf_counter() - t)
+    for s in held:
+        s.close()
+    times.sort()
+    print(f"held={len(held)}\nanswered={answered}\nreal={real}\np50_ms={times[len(times) // 2] * 1000:.1f}")
+
+
 def idle_flood(port, n, pid, seconds, ca, cert, key):
     """n TCP connections that never send a byte; CPU of the server while they sit; then a real client."""
     raise_nofile(n + 64)
@@ -179,6 +226,8 @@ if __name__ == "__main__":
         idle_flood(int(args[0]), int(args[1]), int(args[2]), float(args[3]), *args[4:7])
     elif cmd == "sign-under-guessing":
         sign_under_guessing(int(args[0]), *args[1:6], int(args[6]))
+    elif cmd == "stalled-bodies":
+        stalled_bodies(int(args[0]), int(args[1]), int(args[2]), *args[3:8], int(args[8]))
     elif cmd == "module-failover":
         module_failover(args[0], args[1], int(args[2]), [int(p) for p in args[3].split(",")], int(args[4]))
     else:
