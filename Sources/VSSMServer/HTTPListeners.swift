@@ -629,7 +629,6 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         let body = self.body
-        let node = self.node
         if KeyServiceNode.keygenRoutes.contains(path) {
             runKeygen(context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive)
             return
@@ -646,16 +645,26 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         let counter = listeners
+        run(on: pool, context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive) {
+            if admin { counter.adminQueued.wrappingSubtract(1, ordering: .relaxed) }
+        }
+    }
+
+    /// Runs the request's handler on `pool` and writes its answer; `release` runs once, when the
+    /// handler is done or when the pool would not take it (shutting down).
+    private func run(on pool: NIOThreadPool, context: ChannelHandlerContext, path: String, body: [UInt8], ctx: RequestContext,
+                     keepAlive: Bool, release: @escaping @Sendable () -> Void) {
+        let node = self.node
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         pool.runIfActive(eventLoop: context.eventLoop) {
-            defer { if admin { counter.adminQueued.wrappingSubtract(1, ordering: .relaxed) } }
+            defer { release() }
             return node.handle(path: path, body: body, context: ctx)
         }.whenComplete { result in
             let (handler, context) = bound.value
             switch result {
             case .success(let r): handler.write(context: context, r, keepAlive: keepAlive)
             case .failure:
-                if admin { counter.adminQueued.wrappingSubtract(1, ordering: .relaxed) }
+                release()
                 let e = ServiceError.internalError("server shutting down")
                 handler.write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: false)
             }
@@ -678,26 +687,12 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             write(context: context, r, keepAlive: keepAlive)
             return
         }
-        let node = self.node
         let listeners = self.listeners
-        let release: @Sendable () -> Void = {
+        run(on: listeners.keygenPool, context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive) {
             listeners.keygenQueued.withLock { q in
                 q.total -= 1
                 q.byClient[client, default: 1] -= 1
                 if q.byClient[client] == 0 { q.byClient.removeValue(forKey: client) }
-            }
-        }
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        listeners.keygenPool.runIfActive(eventLoop: context.eventLoop) {
-            defer { release() }
-            return node.handle(path: path, body: body, context: ctx)
-        }.whenComplete { result in
-            let (handler, context) = bound.value
-            switch result {
-            case .success(let r): handler.write(context: context, r, keepAlive: keepAlive)
-            case .failure:
-                let e = ServiceError.internalError("server shutting down")
-                handler.write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: false)
             }
         }
     }
