@@ -51,6 +51,7 @@ extension TokenError {
         case .tokenWriteProtected: CK_RV(CKR_TOKEN_WRITE_PROTECTED)
         case .device: CK_RV(CKR_DEVICE_ERROR)
         case .functionFailed: CK_RV(CKR_FUNCTION_FAILED)
+        case .rateLimited: ckrVSSMRateLimited
         }
     }
 }
@@ -74,7 +75,7 @@ func entry(_ name: StaticString, initialized: Bool = true, _ body: () throws(Tok
         // and the reason (how long, for which client identity) is what the operator needs.
         let line = "\(name) failed with \(returnCodeName(rv)): \(error.message)"
         switch error {
-        case .device, .functionFailed, .pinLocked:
+        case .device, .functionFailed, .pinLocked, .rateLimited:
             Log.write(.error, line)
         case .pinIncorrect, .adminPasswordRejected:
             Log.write(.warn, line)
@@ -86,6 +87,10 @@ func entry(_ name: StaticString, initialized: Bool = true, _ body: () throws(Tok
 }
 
 let ok = CK_RV(CKR_OK)
+
+/// The service's per-client request rate limit was reached (README "Limits"): a vendor-defined
+/// code, so a host can tell "slow down" from a failure. Retry after the time the log line names.
+let ckrVSSMRateLimited = CK_RV(0x8000_0000 | 0x429)  // CKR_VENDOR_DEFINED | 0x429
 
 /// `CKR_PIN_LOCKED (0xa4)`: the name of every code the module returns, and the number.
 func returnCodeName(_ rv: CK_RV) -> String {
@@ -101,6 +106,7 @@ func returnCodeName(_ rv: CK_RV) -> String {
         CKR_DEVICE_ERROR: "CKR_DEVICE_ERROR", CKR_FUNCTION_FAILED: "CKR_FUNCTION_FAILED",
         CKR_FUNCTION_NOT_SUPPORTED: "CKR_FUNCTION_NOT_SUPPORTED", CKR_SIGNATURE_INVALID: "CKR_SIGNATURE_INVALID",
     ]
+    if rv == ckrVSSMRateLimited { return "CKR_VSSM_RATE_LIMITED (0x80000429)" }
     let hex = "0x" + String(rv, radix: 16)
     guard let code = UInt(exactly: rv), let name = names[code] else { return hex }
     return "\(name) (\(hex))"

@@ -53,6 +53,8 @@ public enum TokenError: Error, Sendable, Equatable {
     case pinLocked(String)
     /// Anything unexpected (never silently CKR_OK).
     case functionFailed(String)
+    /// The service's per-client request rate limit (HTTP 429 with Retry-After): CKR_VSSM_RATE_LIMITED.
+    case rateLimited(String)
 }
 
 /// What a person reads (the module's log, messages built from an error): plain words, never the
@@ -109,6 +111,7 @@ extension TokenError: CustomStringConvertible {
         case .adminPasswordRejected: return "the service refused the password"
         case .pinLocked(let m): return m
         case .functionFailed(let m): return m
+        case .rateLimited(let m): return m
         }
     }
 }

@@ -43,7 +43,20 @@ public enum EndpointOrder: String, Sendable {
 public struct HTTPResponse: Sendable {
     public let status: Int
     public let body: [UInt8]
+    /// `Retry-After` in seconds (numeric form), when the answer had one.
+    public var retryAfterSeconds: Int?
     public var text: String { String(decoding: body, as: UTF8.self) }
+    public init(status: Int, body: [UInt8], retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.body = body
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+}
+
+/// What the service says when a client's request rate is over the operator's limit (the start of
+/// its `error`); the client then holds back until `Retry-After` has passed.
+public enum RateLimit {
+    public static let messagePrefix = "Rate limit: "
 }
 
 /// Blocking HTTPS/1.1 client over system OpenSSL with a pool of keep-alive connections per
@@ -62,6 +75,8 @@ public final class HTTPSClient: @unchecked Sendable {
     private let turn = Atomic<Int>(0)
     /// Endpoints that failed, by index: skipped until this monotonic time (ms).
     private let badUntil = Locked<[Int: Int64]>([:])
+    /// Monotonic ms until which the service's rate limit holds this client back (0: not limited).
+    private let rateLimitedUntil = Atomic<Int64>(0)
     public let stats = Stats()
 
     public final class Stats: Sendable {
@@ -224,6 +239,21 @@ public final class HTTPSClient: @unchecked Sendable {
     /// marked bad at once and skipped by later calls until `endpointRetryMs` has passed. Total time
     /// is bounded by about `requestTimeoutMs` per endpoint.
     public func post(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
+        // The service said this client is over its rate limit: every call of this client (the
+        // whole pool, every thread) waits out its Retry-After without sending anything.
+        let held = rateLimitedUntil.load(ordering: .relaxed) - Monotonic.ms()
+        if held > 0 {
+            throw .http(status: 429, message: RateLimit.messagePrefix + "this client is over the service's request rate limit; held back here for \((held + 999) / 1000) s more")
+        }
+        let r = try send(path, body: body, idempotent: idempotent)
+        if r.status == 429, let seconds = r.retryAfterSeconds, seconds > 0,
+           r.text.contains(RateLimit.messagePrefix) {
+            rateLimitedUntil.store(Monotonic.ms() + Int64(min(seconds, 3600)) * 1000, ordering: .relaxed)
+        }
+        return r
+    }
+
+    private func send(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
         var request = Array("POST \(path) HTTP/1.1\r\n\(headerLines)Content-Length: \(body.count)\r\n\r\n".utf8)
         request += body
         stats.requests.add(1, ordering: .relaxed)
@@ -338,6 +368,7 @@ enum HTTPResponseParser {
             throw .protocolError("bad status line")
         }
         var contentLength: Int? = nil
+        var retryAfter: Int? = nil
         var chunked = false
         var keepAlive = statusLine[statusLine.startIndex + 7] == UInt8(ascii: "1")
         for line in lines {
@@ -352,6 +383,8 @@ enum HTTPResponseParser {
                     throw .protocolError("bad Content-Length: \(String(decoding: value.prefix(32), as: UTF8.self))")
                 }
                 contentLength = n
+            } else if equalsIgnoringCase(name, "retry-after") {
+                retryAfter = decimal(value)
             } else if equalsIgnoringCase(name, "transfer-encoding") {
                 chunked = contains(value, "chunked")
             } else if equalsIgnoringCase(name, "connection") {
@@ -391,7 +424,7 @@ enum HTTPResponseParser {
             c.buffer.removeAll()
             keepAlive = false
         }
-        return (HTTPResponse(status: status, body: body), keepAlive)
+        return (HTTPResponse(status: status, body: body, retryAfterSeconds: retryAfter), keepAlive)
     }
 
     /// A non-negative decimal of at most 18 digits (no sign, no spaces): never overflows.

@@ -24,6 +24,8 @@ public final class HTTPListeners: Sendable {
     /// Key generation (RSA-8192 takes seconds) has a pool of its own, so neither logins (scrypt,
     /// on the admin pool) nor signing wait behind it, and each client has a share of it.
     let keygenPool: NIOThreadPool
+    /// Per-client token buckets of `limits.requestsPerSecondPerClient`.
+    let rates = RequestRates()
     let keygenQueued = Locked<(total: Int, byClient: [String: Int])>((0, [:]))
     static let keygenPerClient = 2
     static let keygenQueueLimit = 16
@@ -288,6 +290,33 @@ final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
         if let e = error as? ServiceError { return e.message }
         if let e = error as? IOError { return e.description }
         return String(describing: error)
+    }
+}
+
+/// Token buckets, one per client certificate: `perSecond` requests a second, bursts of up to one
+/// second's worth. Buckets untouched for a minute are dropped (bounded by the active clients).
+final class RequestRates: Sendable {
+    private let buckets = Locked<(all: [String: (tokens: Double, atMs: Int64)], sweptAt: Int64)>(([:], 0))
+
+    /// nil: take one and go on; else the seconds to wait (Retry-After).
+    func take(_ client: String, perSecond: Int) -> Int? {
+        let now = Monotonic.ms()
+        let rate = Double(perSecond)
+        return buckets.withLock { b -> Int? in
+            if now - b.sweptAt > 60_000 {
+                b.all = b.all.filter { now - $0.value.atMs < 60_000 }
+                b.sweptAt = now
+            }
+            var bucket = b.all[client] ?? (rate, now)
+            bucket.tokens = min(rate, bucket.tokens + Double(now - bucket.atMs) / 1000 * rate)
+            bucket.atMs = now
+            defer { b.all[client] = bucket }
+            if bucket.tokens >= 1 {
+                bucket.tokens -= 1
+                return nil
+            }
+            return max(1, Int(((1 - bucket.tokens) / rate).rounded(.up)))
+        }
     }
 }
 
@@ -622,6 +651,15 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         ctx.requestID = node.nextRequestID()
         ctx.receivedNs = Monotonic.ns()
         requestID = ctx.requestID
+        // The operator's per-client rate: decided here, on the event loop, before any work.
+        let rate = node.config.requestsPerSecondPerClient
+        if rate > 0, listener == .api, id.authenticated, let wait = listeners.rates.take(ctx.clientFingerprint, perSecond: rate) {
+            var r = ServiceResponse(status: 429, body: ServiceError(429, RateLimit.messagePrefix
+                + "\(rate) requests per second for this client certificate; retry after \(wait) s.").body)
+            r.retryAfterSeconds = wait
+            write(context: context, r, keepAlive: keepAlive)
+            return
+        }
         if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditFields?.key ?? "",
                                                                    fingerprint: ctx.clientFingerprint, namespace: ctx.requestedNamespace) {
             // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.

@@ -28,6 +28,9 @@ public struct ServerConfig: Sendable {
     public var limits = ServiceLimits()
     /// A cluster's shared store; nil: this node's sealed file (`stateDirectory`) or memory.
     public var etcd: EtcdSettings?
+    /// API requests per second one client certificate may make (`"requestsPerSecondPerClient"`);
+    /// 0: no limit. Over it: 429 with Retry-After.
+    public var requestsPerSecondPerClient = 0
 
     public struct Listeners: Sendable {
         public var api = "127.0.0.1:8080"
@@ -53,7 +56,7 @@ public struct ServerConfig: Sendable {
 
     /// The members of `config.json` (the Go VSSM's three first); any other member is refused.
     static let members = ["rpcCertificate", "clientTrustStore", "rootPassword", "listen", "stateDir", "peers", "compatOnly",
-                          "auditSyslog", "goStyleErrors", "limits", "etcd"]
+                          "auditSyslog", "goStyleErrors", "limits", "etcd", "requestsPerSecondPerClient"]
     static let listenMembers = ["api", "health", "internal", "bootstrapSlave"]
     static let etcdMembers = ["endpoints", "ca", "cert", "key", "serverName", "prefix"]
 
@@ -99,6 +102,9 @@ public struct ServerConfig: Sendable {
         auditSyslog = try file.bool(v, "auditSyslog", at: "") ?? false
         goStyleErrors = try file.bool(v, "goStyleErrors", at: "") ?? false
         limits = try ServiceLimits(file, file.object(v, "limits", at: ""))
+        if let rate = try file.number(v, "requestsPerSecondPerClient", at: "", 0...1_000_000, integer: true) {
+            requestsPerSecondPerClient = Int(exactly: rate) ?? 0
+        }
         if let e = try file.object(v, "etcd", at: "") {
             try file.onlyKnown(e, at: "etcd", ServerConfig.etcdMembers)
             guard let eps = try file.strings(e, "endpoints", at: "etcd"), !eps.isEmpty else {
@@ -137,6 +143,7 @@ public struct ServerConfig: Sendable {
         w.bool("auditSyslog", auditSyslog)
         w.bool("goStyleErrors", goStyleErrors)
         if limits != ServiceLimits() { w.object("limits", limits.json) }
+        if requestsPerSecondPerClient > 0 { w.int64("requestsPerSecondPerClient", Int64(requestsPerSecondPerClient)) }
         if let e = etcd {
             var x = WireWriter()
             x.strings("endpoints", e.endpoints)

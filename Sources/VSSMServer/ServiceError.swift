@@ -9,13 +9,16 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String { message }
     public let status: Int
     public let message: String
-    /// `Retry-After` of the answer (a 429 or 503 that knows when trying again makes sense).
-    public var retryAfterSeconds: Int?
 
-    public init(_ status: Int, _ message: String, retryAfterSeconds: Int? = nil) {
+    public init(_ status: Int, _ message: String) {
         self.status = status
         self.message = message
-        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    /// `Retry-After` of a 429 that says when to try again ("… try again in N s.").
+    var retryAfterSeconds: Int? {
+        guard status == 429, let r = message.firstRange(of: "try again in ") else { return nil }
+        return Int(message[r.upperBound...].prefix(while: { $0.isNumber }))
     }
 
     static func badRequest(_ m: String) -> ServiceError { ServiceError(400, m) }
@@ -29,8 +32,7 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
     static let wrongPassword = ServiceError(403, "Incorrect administrator password.")
     static let unauthenticated = ServiceError(401, "This connection did not present a verified client certificate; reconnect with one.")
     static func throttled(_ ms: Int) -> ServiceError {
-        ServiceError(429, "Too many wrong passwords or PINs from this client certificate; try again in \((ms + 999) / 1000) s.",
-                     retryAfterSeconds: (ms + 999) / 1000)
+        ServiceError(429, "Too many wrong passwords or PINs from this client certificate; try again in \((ms + 999) / 1000) s.")
     }
     static func invalidKeyName(_ name: String) -> ServiceError { ServiceError(404, "Invalid key name: \(name)") }
     static func invalidAlgorithm(_ a: String) -> ServiceError { ServiceError(400, "Invalid algorithm: \(a)") }

@@ -41,6 +41,7 @@ public final class VSSMKeyService: KeyService {
             case 403 where message.hasPrefix("Not permitted: "): return .actionProhibited
             // The key's usage flags (CKA_SIGN, CKA_DECRYPT, …), enforced by the service too.
             case 403 where message.hasPrefix("Key function not permitted: "): return .keyFunctionNotPermitted
+            case 429 where message.hasPrefix(RateLimit.messagePrefix): return .rateLimited(message)
             case 429: return .pinLocked(message)
             case let s: return .device(message, status: s)
             }

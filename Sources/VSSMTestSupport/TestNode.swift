@@ -23,7 +23,7 @@ public final class TestNode: @unchecked Sendable {
     public let stateDir: String?
 
     public init(stateDir: String? = nil, compatOnly: Bool = false, goStyleErrors: Bool = false, bootstrap: Bool = true, peers: [String] = [],
-                limits: ServiceLimits = ServiceLimits(), etcd: EtcdSettings? = nil) throws {
+                limits: ServiceLimits = ServiceLimits(), etcd: EtcdSettings? = nil, requestsPerSecondPerClient: Int = 0) throws {
         var cfg = ServerConfig(rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
                                clientTrustStore: [TestNode.shared.pki.clientCACertificateDER],
                                rootPassword: TestNode.shared.hash)
@@ -37,6 +37,7 @@ public final class TestNode: @unchecked Sendable {
         cfg.peers = peers
         cfg.limits = limits
         cfg.etcd = etcd
+        cfg.requestsPerSecondPerClient = requestsPerSecondPerClient
         self.stateDir = stateDir
         node = try KeyServiceNode(config: cfg, audit: AuditLog(echo: false))
         listeners = try HTTPListeners(node: node, eventLoopThreads: 1, workerThreads: 4)

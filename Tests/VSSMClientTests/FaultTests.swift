@@ -195,3 +195,38 @@ import VSSMWire
         }
     }
 }
+
+/// The operator's per-client request rate (issue 20): the service answers 429 with Retry-After
+/// beyond it, for that client only; the adapter then holds the whole client back until then
+/// (nothing is sent) and reports `rateLimited` (the module's CKR_VSSM_RATE_LIMITED).
+@Suite struct RateLimitTests {
+    @Test func overTheRateOneClientWaitsAndOthersDoNot() throws {
+        let n = try TestNode(requestsPerSecondPerClient: 5)
+        defer { n.stop() }
+        try n.client().generateKey(password: TestNode.password, name: "ec", type: .asymmetric, spec: .ec, size: 256)
+        usleep(1_100_000)
+        let svc = try VSSMKeyService(FaultTests().config([n.ports[.api] ?? 0], requestMs: 10_000))
+        var limited: TokenError?
+        for _ in 0..<20 {
+            do { _ = try svc.sign(key: "ec", algorithm: "SHA256withECDSA", hashed: [UInt8](repeating: 1, count: 32), saltLength: nil, mgf1: nil) } catch {
+                limited = error
+                break
+            }
+        }
+        guard case .rateLimited(let message)? = limited else { Issue.record("no rate limit: \(String(describing: limited))"); return }
+        #expect(message.contains("5 requests per second"))
+        let sent = svc.requestCount
+        #expect(throws: TokenError.self) {
+            _ = try svc.sign(key: "ec", algorithm: "SHA256withECDSA", hashed: [UInt8](repeating: 1, count: 32), saltLength: nil, mgf1: nil)
+        }
+        #expect(svc.requestCount == sent, "held back locally: nothing sent while Retry-After runs")
+        // Another client certificate is not limited by this one's rate.
+        let pki = TestNode.shared.pki
+        let other = try DevPKI.issueClient(name: "other", caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
+        let c = try VSSMAPIClient(n.clientConfig(certDER: other.der, keyPEM: other.keyPEM))
+        #expect(try n.post(c, Route.asymmetricSign, #"{"keyName":"ec","algorithm":"SHA256withECDSA","input":"AAAA"}"#).0 == 200)
+        // After Retry-After the first client signs again.
+        usleep(2_100_000)
+        _ = try svc.sign(key: "ec", algorithm: "SHA256withECDSA", hashed: [UInt8](repeating: 1, count: 32), saltLength: nil, mgf1: nil)
+    }
+}
