@@ -45,7 +45,7 @@ let package = Package(
                 "-Xlinker", "-z", "-Xlinker", "defs",
             ])]
         ),
-        .target(name: "VSSMCrypto", dependencies: ["COpenSSL", "VSSMSync"]),
+        .target(name: "VSSMCrypto", dependencies: ["COpenSSL", "VSSMSync", "VSSMWire"]),
         .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire", "VSSMSync"]),
         // TokenCore's KeyService over the VSSM REST API (the module's seam to the service).
         .target(name: "VSSMServiceAdapter", dependencies: ["VSSMClient", "VSSMWire", "TokenCore", "VSSMSync"]),

@@ -94,6 +94,13 @@ let ckrVSSMRateLimited = CK_RV(0x8000_0000 | 0x429)  // CKR_VENDOR_DEFINED | 0x4
 
 /// `CKR_PIN_LOCKED (0xa4)`: the name of every code the module returns, and the number.
 func returnCodeName(_ rv: CK_RV) -> String {
+    if rv == ckrVSSMRateLimited { return "CKR_VSSM_RATE_LIMITED (0x80000429)" }
+    let hex = "0x" + String(rv, radix: 16)
+    guard let name = returnCodeNames[rv] else { return hex }
+    return "\(name) (\(hex))"
+}
+
+private let returnCodeNames: [CK_RV: String] = {
     let names: [UInt: String] = [
         CKR_CRYPTOKI_NOT_INITIALIZED: "CKR_CRYPTOKI_NOT_INITIALIZED", CKR_CRYPTOKI_ALREADY_INITIALIZED: "CKR_CRYPTOKI_ALREADY_INITIALIZED",
         CKR_ARGUMENTS_BAD: "CKR_ARGUMENTS_BAD", CKR_SLOT_ID_INVALID: "CKR_SLOT_ID_INVALID",
@@ -106,8 +113,5 @@ func returnCodeName(_ rv: CK_RV) -> String {
         CKR_DEVICE_ERROR: "CKR_DEVICE_ERROR", CKR_FUNCTION_FAILED: "CKR_FUNCTION_FAILED",
         CKR_FUNCTION_NOT_SUPPORTED: "CKR_FUNCTION_NOT_SUPPORTED", CKR_SIGNATURE_INVALID: "CKR_SIGNATURE_INVALID",
     ]
-    if rv == ckrVSSMRateLimited { return "CKR_VSSM_RATE_LIMITED (0x80000429)" }
-    let hex = "0x" + String(rv, radix: 16)
-    guard let code = UInt(exactly: rv), let name = names[code] else { return hex }
-    return "\(name) (\(hex))"
-}
+    return Dictionary(uniqueKeysWithValues: names.map { (CK_RV($0.key), $0.value) })
+}()

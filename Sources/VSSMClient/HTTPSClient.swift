@@ -120,7 +120,7 @@ public final class HTTPSClient: @unchecked Sendable {
     private static func opensslError() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         copenssl_last_error(&buf, buf.count)
-        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return String(cBuffer: buf)
     }
 
     private static func loadTrust(_ ctx: OpaquePointer, _ pem: [UInt8]) throws(ClientError) {
@@ -241,14 +241,14 @@ public final class HTTPSClient: @unchecked Sendable {
     public func post(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
         // The service said this client is over its rate limit: every call of this client (the
         // whole pool, every thread) waits out its Retry-After without sending anything.
-        let held = rateLimitedUntil.load(ordering: .relaxed) - Monotonic.ms()
-        if held > 0 {
+        let until = rateLimitedUntil.load(ordering: .relaxed)
+        if until != 0, case let held = until - Monotonic.ms(), held > 0 {
             throw .http(status: 429, message: RateLimit.messagePrefix + "this client is over the service's request rate limit; held back here for \((held + 999) / 1000) s more")
         }
         let r = try send(path, body: body, idempotent: idempotent)
         if r.status == 429, let seconds = r.retryAfterSeconds, seconds > 0,
            r.text.contains(RateLimit.messagePrefix) {
-            rateLimitedUntil.store(Monotonic.ms() + Int64(min(seconds, 3600)) * 1000, ordering: .relaxed)
+            rateLimitedUntil.store(Monotonic.ms() + Int64(clamping: min(seconds, 3600)) * 1000, ordering: .relaxed)
         }
         return r
     }

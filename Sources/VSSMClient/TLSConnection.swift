@@ -1,6 +1,7 @@
 import COpenSSL
 import Glibc
 import VSSMSync
+import VSSMWire
 
 /// A host and port of a key service listener.
 public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
@@ -45,27 +46,15 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
 
     /// `SHA256:AB:CD:...`, the form `vssm serve` prints and `vssm bootstrap --fingerprint` takes.
     public static func fingerprintText(_ sha256: [UInt8]) -> String {
-        "SHA256:" + sha256.map { b in
-            let s = String(b, radix: 16, uppercase: true)
-            return s.count == 1 ? "0" + s : s
-        }.joined(separator: ":")
+        "SHA256:" + sha256.map { Hex.encode([$0]).uppercased() }.joined(separator: ":")
     }
 
     /// Parses `SHA256:` followed by 64 hex digits (colons optional, any case); nil otherwise.
     public static func parseFingerprint(_ text: String) -> [UInt8]? {
         var t = Substring(text.filter { !$0.isWhitespace })
         if t.uppercased().hasPrefix("SHA256:") { t = t.dropFirst(7) }
-        let hex = t.filter { $0 != ":" }
-        guard hex.count == 64 else { return nil }
-        var out: [UInt8] = []
-        var i = hex.startIndex
-        while i < hex.endIndex {
-            let j = hex.index(i, offsetBy: 2)
-            guard let b = UInt8(hex[i..<j], radix: 16) else { return nil }
-            out.append(b)
-            i = j
-        }
-        return out
+        guard let bytes = Hex.decode(t.filter { $0 != ":" }), bytes.count == 32 else { return nil }
+        return bytes
     }
 }
 
@@ -181,7 +170,7 @@ final class TLSConnection: @unchecked Sendable {
         }
         ERR_clear_error()
         if SSL_connect(ssl) != 1 {
-            let verify = Int(SSL_get_verify_result(ssl))
+            let verify = SSL_get_verify_result(ssl)
             let reason = lastReason()
             var detail: String
             if verify != X509_V_OK {
@@ -204,7 +193,7 @@ final class TLSConnection: @unchecked Sendable {
     static func lastReason() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         copenssl_last_reason(&buf, buf.count)
-        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return String(cBuffer: buf)
     }
 
     /// The server's TLS alert about our client certificate, said so a person can act on it.
@@ -232,7 +221,7 @@ final class TLSConnection: @unchecked Sendable {
     private static func serverCertificateProblem(_ ssl: OpaquePointer, verify: Int, serverName: String, trust: String) -> String {
         var buf = [CChar](repeating: 0, count: 1024)
         let summary = copenssl_peer_summary(ssl, &buf, buf.count) == 1
-            ? String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "no certificate"
+            ? String(cBuffer: buf) : "no certificate"
         let reason = String(cString: X509_verify_cert_error_string(verify))
         if summary.contains("OU=\(BootstrapPhase.organizationalUnit)") {
             return "the node is waiting for `vssm bootstrap` (it presents its throwaway bootstrap-phase certificate, not the RPC certificate); bootstrap it, then retry"
@@ -300,7 +289,7 @@ public struct CertificateValidity: Sendable {
             copenssl_pem_cert_validity(buf.baseAddress, Int32(clamping: buf.count), &left, &early, &subject, subject.count)
         }
         guard ok == 1 else { return nil }
-        self.subject = String(decoding: subject.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        self.subject = String(cBuffer: subject)
         secondsLeft = left
         notYetValid = early != 0
     }

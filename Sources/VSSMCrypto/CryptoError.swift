@@ -1,3 +1,4 @@
+import VSSMWire
 import COpenSSL
 
 /// The one error type of the crypto layer. `message` is safe to show to a client: it never
@@ -11,7 +12,7 @@ public struct CryptoError: Error, Sendable, Equatable, CustomStringConvertible {
     static func openssl(_ what: String) -> CryptoError {
         var buf = [CChar](repeating: 0, count: 256)
         copenssl_last_error(&buf, buf.count)
-        let detail = String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let detail = String(cBuffer: buf)
         return CryptoError(detail.isEmpty ? what : "\(what): \(detail)")
     }
 }

@@ -1,4 +1,5 @@
 import VSSMSync
+import VSSMWire
 import COpenSSL
 
 /// Hash algorithms used by the API (names as in the original's algorithm strings).
@@ -105,21 +106,6 @@ public final class DigestContext: @unchecked Sendable {
             guard EVP_DigestFinal_ex(ctx, &out, &len) == 1 else { return [] }
             return Array(out.prefix(Int(len)))
         }
-    }
-}
-
-/// Lowercase hexadecimal (fingerprints, MACs, random names).
-public enum Hex {
-    private static let digits = Array("0123456789abcdef".utf8)
-
-    public static func encode(_ bytes: [UInt8]) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 15)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -163,9 +163,9 @@ public final class HTTPListeners: Sendable {
         return try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            // IPPROTO_TCP level. `socketOption(.tcp_nodelay)` is SOL_SOCKET level: option 1 there
-            // is SO_DEBUG, which needs CAP_NET_ADMIN, so as any user but root every accepted
-            // connection was closed during setup (and as root TCP_NODELAY was never set).
+            // At the IPPROTO_TCP level: the same option number at the socket level is SO_DEBUG,
+            // which needs CAP_NET_ADMIN (as any user but root every accepted connection was
+            // closed during setup, and as root TCP_NODELAY was never set).
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .serverChannelInitializer { [node] channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -249,6 +249,11 @@ final class RateLimitedLog: Sendable {
 
     /// Calls `write` with the " (and N more ...)" suffix when a line is due.
     func maybe(_ write: (String) -> Void) {
+        due { suppressed in write(suppressed > 0 ? " (and \(suppressed) more since the last such line)" : "") }
+    }
+
+    /// Calls `body` with how many events were left out since the last time it ran, when one is due.
+    func due(_ body: (Int) -> Void) {
         let now = Monotonic.ms()
         let suppressed: Int? = state.withLock { s in
             guard now - s.last >= intervalMs else {
@@ -258,7 +263,7 @@ final class RateLimitedLog: Sendable {
             defer { s = (now, 0) }
             return s.suppressed
         }
-        if let suppressed { write(suppressed > 0 ? " (and \(suppressed) more since the last such line)" : "") }
+        if let suppressed { body(suppressed) }
     }
 }
 
@@ -507,6 +512,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var lastSeries: (path: String, status: Int, series: ServiceMetrics.RequestSeries)?
     /// The client's address as the audit line shows it, read once per connection.
     private var peer: String?
+    /// Whom this connection's requests count for (`RequestContext.clientKey`), decided once.
+    private var clientKey: String?
 
     init(listeners: HTTPListeners, listener: RequestContext.Listener, limits: ServiceLimits, verifiedTLS: Bool, tracker: ConnectionTracker) {
         self.listeners = listeners
@@ -561,8 +568,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             body.removeAll(keepingCapacity: true)
             // One client (certificate, or address without one) holds at most a quarter of the
             // listener in requests in progress; the rest of the listener stays for everyone else.
-            let id = clientIdentity(context)
-            let client = id.fingerprint != "-" ? "cert " + id.fingerprint : "addr " + String(peerText(context).split(separator: ":").dropLast().joined(separator: ":"))
+            let client = clientKey ?? RequestContext.clientKey(fingerprint: clientIdentity(context).fingerprint, peer: peerText(context))
+            clientKey = client
             guard tracker.startRequest(context.channel, client: client) else {
                 discarding = true
                 self.head = nil
@@ -712,7 +719,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// A key generation on the keygen pool: at most `keygenPerClient` of one client (certificate,
     /// or address) queued or running, `keygenQueueLimit` in all; beyond, 429 with Retry-After.
     private func runKeygen(context: ChannelHandlerContext, path: String, body: [UInt8], ctx: RequestContext, keepAlive: Bool) {
-        let client = ctx.clientFingerprint != "-" ? ctx.clientFingerprint : ctx.peer
+        let client = ctx.clientKey
         let admitted: Bool = listeners.keygenQueued.withLock { q in
             guard q.total < HTTPListeners.keygenQueueLimit, (q.byClient[client] ?? 0) < HTTPListeners.keygenPerClient else { return false }
             q.total += 1

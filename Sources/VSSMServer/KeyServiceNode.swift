@@ -32,6 +32,20 @@ public struct RequestContext: Sendable {
     /// The name the audit record gives the caller (its principal's, else the certificate subject).
     var principalName: String?
     var namespace = Namespace.defaultName
+    /// The host part of `peer` (`127.0.0.1:5555` → `127.0.0.1`).
+    static func host(ofPeer peer: String) -> String {
+        guard let colon = peer.lastIndex(of: ":") else { return peer }
+        return String(peer[..<colon])
+    }
+
+    /// Who a per-client share (requests in progress, key generations, throttles) is counted for:
+    /// the verified certificate, else the client's address.
+    static func clientKey(fingerprint: String, peer: String) -> String {
+        fingerprint != "-" ? "cert " + fingerprint : "addr " + host(ofPeer: peer)
+    }
+
+    var clientKey: String { RequestContext.clientKey(fingerprint: clientFingerprint, peer: peer) }
+
     /// When the request's last byte arrived (monotonic ns; 0: unknown), for the log's duration.
     public var receivedNs: UInt64 = 0
     /// A refused join: counted into one aggregated audit record instead of one record each.

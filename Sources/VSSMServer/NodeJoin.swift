@@ -69,7 +69,7 @@ extension KeyServiceNode {
         let r = try decode(body, ExtSchemas.joinRequest)
         let name = r.string("name")
         ctx.principalName = "node:" + AuditNames.clean(name)
-        let address = "join " + (ctx.peer.split(separator: ":").dropLast().joined(separator: ":").nilIfEmpty ?? ctx.peer)
+        let address = "join " + RequestContext.host(ofPeer: ctx.peer)
         if let ms = joinGuard.throttledFor(address) {
             ctx.aggregateRefusal = true
             throw .throttled(ms)
@@ -138,26 +138,21 @@ extension KeyServiceNode {
     }
 }
 
-extension String {
-    var nilIfEmpty: String? { isEmpty ? nil : self }
-}
-
-/// Refused join attempts, written to the audit trail as one record per `intervalMs` with their
-/// count and (up to 16 of) their addresses: an outsider cannot flush the trail's retention with them.
+/// Refused join attempts, written to the audit trail as one record per 10 s with their count and
+/// (up to 16 of) their addresses: an outsider cannot flush the trail's retention with them.
 final class RefusalAggregate: Sendable {
-    private let state = Locked<(count: Int, peers: [String], lastWrite: Int64)>((0, [], Int64.min / 2))
-    let intervalMs: Int64 = 10_000
+    private let limiter = RateLimitedLog()
+    private let peers = Locked<[String]>([])
 
     /// Counts one; returns the summary to write when one is due.
     func add(peer: String) -> String? {
-        let now = Monotonic.ms()
-        return state.withLock { s -> String? in
-            s.count += 1
-            let host = String(peer.split(separator: ":").dropLast().joined(separator: ":"))
-            if s.peers.count < 16, !s.peers.contains(host) { s.peers.append(host) }
-            guard now - s.lastWrite >= intervalMs else { return nil }
-            defer { s = (0, [], now) }
-            return "\(s.count) refused join attempt(s) from \(s.peers.joined(separator: " "))"
+        let host = RequestContext.host(ofPeer: peer)
+        peers.withLock { if $0.count < 16, !$0.contains(host) { $0.append(host) } }
+        var summary: String?
+        limiter.due { suppressed in
+            let from = peers.withLock { p in defer { p = [] }; return p }
+            summary = "\(suppressed + 1) refused join attempt(s) from \(from.joined(separator: " "))"
         }
+        return summary
     }
 }

@@ -93,7 +93,7 @@ struct PKCS11ConfigCommand: ParsableCommand {
             urls = [u]
         }
         guard !urls.isEmpty else { throw CLIError("no endpoint: pass --url https://host:port (or --dir)") }
-        for u in urls where Endpoint(u).map({ $0.port == 0 }) ?? true { throw CLIError("invalid URL: \(u) (expected https://host:port)") }
+        _ = try ConnectionOptions.endpoints(urls)  // each one an https://host:port URL
         if let namespace, !NamespaceName.isValid(namespace) { throw CLIError("\(namespace) is not a namespace (a-z, 0-9, '.', '_', '-')") }
         let cfg = ModuleConfigFile(label: label, endpoints: urls, serverName: serverName, ca: try file(ca, "ca.pem", "ca"),
                                    clientCert: try file(cert, "client-cert.pem", "cert"), clientKey: try file(key, "client-key.pem", "key"),

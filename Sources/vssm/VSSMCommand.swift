@@ -161,7 +161,7 @@ struct IssueClientCommand: ParsableCommand {
 func currentDirectory() -> String {
     var buf = [CChar](repeating: 0, count: 4096)
     guard getcwd(&buf, buf.count) != nil else { return "." }
-    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return String(cBuffer: buf)
 }
 
 extension String {
