@@ -21,6 +21,7 @@ public final class HTTPListeners: Sendable {
     let pool: NIOThreadPool
     let adminPool: NIOThreadPool
     let adminQueued = Atomic<Int>(0)
+    let adminTurns = AdminTurns(maxWaiting: 8)
     /// Key generation (RSA-8192 takes seconds) has a pool of its own, so neither logins (scrypt,
     /// on the admin pool) nor signing wait behind it, and each client has a share of it.
     let keygenPool: NIOThreadPool
@@ -300,29 +301,100 @@ final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
 
 /// Token buckets, one per client certificate: `perSecond` requests a second, bursts of up to one
 /// second's worth. Buckets untouched for a minute are dropped (bounded by the active clients).
+/// A client that sends again before the Retry-After it was given gets its 429 only when that time
+/// comes (`delayMs`): a flood that ignores Retry-After makes at most one request per connection and
+/// wait, instead of thousands of cheap refusals a second that still cost the node a core.
 final class RequestRates: Sendable {
-    private let buckets = Locked<(all: [String: (tokens: Double, atMs: Int64)], sweptAt: Int64)>(([:], 0))
+    struct Refusal: Equatable {
+        /// Retry-After, in seconds.
+        var wait: Int
+        /// How long to hold the answer (0: at once; the client had not been told yet).
+        var delayMs: Int64
+    }
+    /// The longest a refusal is held.
+    static let maxDelayMs: Int64 = 2000
+    private struct Bucket {
+        var tokens: Double
+        var atMs: Int64
+        /// Until when this client was told to wait (monotonic ms).
+        var toldUntilMs: Int64 = 0
+    }
+    private let buckets = Locked<(all: [String: Bucket], sweptAt: Int64)>(([:], 0))
 
-    /// nil: take one and go on; else the seconds to wait (Retry-After).
-    func take(_ client: String, perSecond: Int) -> Int? {
-        let now = Monotonic.ms()
+    /// nil: take one and go on; else the refusal. `burst`: the bucket's size (default: a second's worth).
+    func take(_ client: String, perSecond: Int, burst: Int? = nil, nowMs: Int64 = Monotonic.ms()) -> Refusal? {
+        let now = nowMs
         let rate = Double(perSecond)
-        return buckets.withLock { b -> Int? in
+        let size = Double(burst ?? perSecond)
+        return buckets.withLock { b -> Refusal? in
             if now - b.sweptAt > 60_000 {
                 b.all = b.all.filter { now - $0.value.atMs < 60_000 }
                 b.sweptAt = now
             }
-            var bucket = b.all[client] ?? (rate, now)
-            bucket.tokens = min(rate, bucket.tokens + Double(now - bucket.atMs) / 1000 * rate)
+            var bucket = b.all[client] ?? Bucket(tokens: size, atMs: now)
+            bucket.tokens = min(size, bucket.tokens + Double(now - bucket.atMs) / 1000 * rate)
             bucket.atMs = now
             defer { b.all[client] = bucket }
             if bucket.tokens >= 1 {
                 bucket.tokens -= 1
                 return nil
             }
-            return max(1, Int(((1 - bucket.tokens) / rate).rounded(.up)))
+            if bucket.toldUntilMs > now {
+                let delay = min(bucket.toldUntilMs - now, RequestRates.maxDelayMs)
+                return Refusal(wait: max(1, Int((Double(bucket.toldUntilMs - now - delay) / 1000).rounded(.up))), delayMs: delay)
+            }
+            let wait = max(1, Int(((1 - bucket.tokens) / rate).rounded(.up)))
+            bucket.toldUntilMs = now + Int64(wait) * 1000
+            return Refusal(wait: wait, delayMs: 0)
         }
     }
+}
+
+/// Admin calls one at a time per client: while one runs, the client's next ones wait here (up to
+/// `maxWaiting`), and each starts when the one before it ends.
+final class AdminTurns: Sendable {
+    typealias Start = @Sendable () -> Void
+    /// A client present here has a call running; its value is the calls waiting behind it.
+    private let clients = Locked<[String: [Start]]>([:])
+    let maxWaiting: Int
+
+    init(maxWaiting: Int) { self.maxWaiting = maxWaiting }
+
+    /// Starts `start` now (nothing of `client` running) or after the calls ahead of it; false when
+    /// `maxWaiting` already wait (nothing is started).
+    func enter(_ client: String, _ start: @escaping Start) -> Bool {
+        let now: Bool? = clients.withLock { c in
+            guard var waiting = c[client] else {
+                c[client] = []
+                return true
+            }
+            guard waiting.count < maxWaiting else { return nil }
+            waiting.append(start)
+            c[client] = waiting
+            return false
+        }
+        guard let now else { return false }
+        if now { start() }
+        return true
+    }
+
+    /// `client`'s running call ended: its next one starts.
+    func leave(_ client: String) {
+        let next: Start? = clients.withLock { c in
+            guard var waiting = c[client] else { return nil }
+            guard !waiting.isEmpty else {
+                c.removeValue(forKey: client)
+                return nil
+            }
+            let first = waiting.removeFirst()
+            c[client] = waiting
+            return first
+        }
+        next?()
+    }
+
+    /// Clients with a call running (for tests).
+    var running: Int { clients.withLock { $0.count } }
 }
 
 /// Why a TLS handshake failed, in words, from BoringSSL's reason code: the server logs it (a
@@ -643,6 +715,12 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         var ctx = RequestContext(listener: listener, clientSubject: id.subject,
                                  peer: peerText(context),
                                  authenticated: id.authenticated)
+        // The operator's per-client rate: decided here, on the event loop, before any work.
+        let rate = node.config.requestsPerSecondPerClient
+        if rate > 0, listener == .api, id.authenticated, let refusal = listeners.rates.take(id.fingerprint, perSecond: rate) {
+            refuseRate(context: context, rate: rate, refusal, keepAlive: head.isKeepAlive)
+            return
+        }
         if listener == .api && node.isRunning && !id.authenticated {
             // A connection from the bootstrap window (or without a verified certificate) is never
             // served once running, and is closed so the client reconnects with a real handshake.
@@ -658,40 +736,72 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         ctx.requestID = node.nextRequestID()
         ctx.receivedNs = Monotonic.ns()
         requestID = ctx.requestID
-        // The operator's per-client rate: decided here, on the event loop, before any work.
-        let rate = node.config.requestsPerSecondPerClient
-        if rate > 0, listener == .api, id.authenticated, let wait = listeners.rates.take(ctx.clientFingerprint, perSecond: rate) {
-            var r = ServiceResponse(status: 429, body: ServiceError(429, RateLimit.messagePrefix
-                + "\(rate) requests per second for this client certificate; retry after \(wait) s.").body)
-            r.retryAfterSeconds = wait
-            write(context: context, r, keepAlive: keepAlive)
-            return
-        }
         if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditFields?.key ?? "",
                                                                    fingerprint: ctx.clientFingerprint, namespace: ctx.requestedNamespace) {
             // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.
-            write(context: context, node.handle(path: path, body: body, context: ctx), keepAlive: keepAlive)
-            return
+            var here = ctx
+            here.noHashing = true
+            let r = node.handle(path: path, body: body, context: here)
+            if r.status != ServiceResponse.notHandledHere.status {
+                write(context: context, r, keepAlive: keepAlive)
+                return
+            }
         }
         let body = self.body
         if KeyServiceNode.keygenRoutes.contains(path) {
             runKeygen(context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive)
             return
         }
-        let admin = KeyServiceNode.adminRoutes.contains(path)
-        let pool = admin ? listeners.adminPool : listeners.pool
-        if admin {
-            let queued = listeners.adminQueued.wrappingAdd(1, ordering: .relaxed).newValue
-            if queued > ServiceLimits.maxQueuedAdminCalls {
-                listeners.adminQueued.wrappingSubtract(1, ordering: .relaxed)
-                let e = ServiceError.unavailable("Too many admin calls in progress; try again later.")
-                write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: keepAlive)
-                return
+        if KeyServiceNode.adminRoutes.contains(path) {
+            runAdmin(context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive)
+            return
+        }
+        run(on: listeners.pool, context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive) {}
+    }
+
+    /// An admin call (scrypt, backups, principals) on the admin pool: `maxQueuedAdminCalls` in all,
+    /// and one at a time per client, its others waiting their turn (`AdminTurns`): one tenant's
+    /// burst of wrong PINs holds one admin thread, never the pool ahead of another tenant's login.
+    private func runAdmin(context: ChannelHandlerContext, path: String, body: [UInt8], ctx: RequestContext, keepAlive: Bool) {
+        let listeners = self.listeners
+        let queued = listeners.adminQueued.wrappingAdd(1, ordering: .relaxed).newValue
+        if queued > ServiceLimits.maxQueuedAdminCalls {
+            listeners.adminQueued.wrappingSubtract(1, ordering: .relaxed)
+            let e = ServiceError.unavailable("Too many admin calls in progress; try again later.")
+            write(context: context, ServiceResponse(status: e.status, body: e.body), keepAlive: keepAlive)
+            return
+        }
+        let client = ctx.clientKey
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        let started = listeners.adminTurns.enter(client) {
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.run(on: listeners.adminPool, context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive) {
+                    listeners.adminQueued.wrappingSubtract(1, ordering: .relaxed)
+                    listeners.adminTurns.leave(client)
+                }
             }
         }
-        let counter = listeners
-        run(on: pool, context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive) {
-            if admin { counter.adminQueued.wrappingSubtract(1, ordering: .relaxed) }
+        if !started {
+            listeners.adminQueued.wrappingSubtract(1, ordering: .relaxed)
+            var r = ServiceResponse(status: 429, body: ServiceError(429, "Too many admin calls waiting from this client; wait for their answers.").body)
+            r.retryAfterSeconds = 1
+            write(context: context, r, keepAlive: keepAlive)
+        }
+    }
+
+    /// 429 for a client beyond its rate, at once or, for one that did not wait as told, when its
+    /// wait is over (the connection reads nothing meanwhile).
+    private func refuseRate(context: ChannelHandlerContext, rate: Int, _ refusal: RequestRates.Refusal, keepAlive: Bool) {
+        var r = ServiceResponse(status: 429, body: ServiceError(429, RateLimit.messagePrefix
+            + "\(rate) requests per second for this client certificate; retry after \(refusal.wait) s.").body)
+        r.retryAfterSeconds = refusal.wait
+        guard refusal.delayMs > 0 else { return write(context: context, r, keepAlive: keepAlive) }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(refusal.delayMs)) {
+            let (handler, context) = bound.value
+            handler.write(context: context, r, keepAlive: keepAlive)
         }
     }
 

@@ -50,6 +50,8 @@ public struct RequestContext: Sendable {
     public var receivedNs: UInt64 = 0
     /// A refused join: counted into one aggregated audit record instead of one record each.
     var aggregateRefusal = false
+    /// Handled on an event loop: a password check that would run scrypt throws `needsHashing`.
+    var noHashing = false
     public init(listener: Listener, clientSubject: String = "-", peer: String = "-", authenticated: Bool = false) {
         self.listener = listener
         self.clientSubject = clientSubject
@@ -60,6 +62,8 @@ public struct RequestContext: Sendable {
 
 /// An HTTP answer from a handler.
 public struct ServiceResponse: Sendable {
+    /// Not handled where it was tried (on an event loop, it needs scrypt); nothing was recorded.
+    static let notHandledHere = ServiceResponse(status: 0, body: [])
     public var status: Int
     public var body: [UInt8]
     public var contentType = "application/json"
@@ -365,6 +369,7 @@ public final class KeyServiceNode: Sendable {
                 response = try route(path: path, body: body, context: context)
             }
         } catch {
+            if error.status == ServiceError.needsHashing.status { return ServiceResponse.notHandledHere }
             // The original answers 500 for every handler error; only an unknown path is its mux's 404.
             let goStatus = error.message == "404 page not found" ? 404 : 500
             response = ServiceResponse(status: config.goStyleErrors ? goStatus : error.status, body: error.body)
@@ -495,6 +500,10 @@ public final class KeyServiceNode: Sendable {
         let clustered = etcd.withLock { $0 != nil }
         switch path {
         case Route.extCapabilities:
+            return true
+        case Route.extVerifyPassword:
+            // Tried here; a credential scrypt has not verified recently goes on to the admin pool
+            // (`notHandledHere`).
             return true
         case Route.symmetricEncrypt, Route.symmetricDecrypt, Route.extSymmetricEncrypt, Route.extSymmetricDecrypt:
             return !clustered || state.withLock { s in present(s) { $0.symmetric[$1] != nil } }

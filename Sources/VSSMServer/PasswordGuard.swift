@@ -15,6 +15,13 @@ final class PasswordGuard: Sendable {
         var notBeforeMs: Int64
     }
     private let records = Locked<[String: Record]>([:])
+    /// scrypt runs per client (`RequestContext.clientKey`): `hashBurst`, then `hashesPerSecond`.
+    /// A remembered password needs none, so a client that logs in as it should never meets this;
+    /// one that alternates wrong and right PINs (each right one clears its failures) would
+    /// otherwise make the node run scrypt as fast as it asks.
+    private let hashes = RequestRates()
+    static let hashBurst = 8
+    static let hashesPerSecond = 1
     static let maxRecords = 10_000
     /// Counted for `/metrics` (set by the node).
     let throttledCounter: Counter?
@@ -33,17 +40,25 @@ final class PasswordGuard: Sendable {
         return min(1000 << min(extra, 20), ServiceLimits.maxPasswordBackoffMs)
     }
 
-    func check(identity: String, verify: () -> Bool) throws(ServiceError) {
+    func check(identity: String, verify: () throws(ServiceError) -> Bool) throws(ServiceError) {
         if let ms = throttledFor(identity) {
             throttledCounter?.increment()
             throw .throttled(ms)
         }
-        if verify() {
+        if try verify() {
             clear(identity)
             return
         }
         failed(identity)
         throw .wrongPassword
+    }
+
+    /// Takes one scrypt run from `client`'s budget, or throws 429 (no scrypt) when it is spent.
+    func spendHash(client: String) throws(ServiceError) {
+        if let refusal = hashes.take(client, perSecond: PasswordGuard.hashesPerSecond, burst: PasswordGuard.hashBurst) {
+            throttledCounter?.increment()
+            throw .throttled(refusal.wait * 1000)
+        }
     }
 
     /// Milliseconds `identity` must still wait, or nil when it may try now.

@@ -35,7 +35,15 @@ public struct PasswordHash: Sendable {
         return "$s0$F0801$\(Base64.encode(salt))$\(Base64.encode(key))"
     }
 
+    /// scrypt's threads (nice 10): a login's 100+ ms of a core yields to signing and to other
+    /// tenants' requests when the CPU is short (05-hostile: fairness).
+    static let workers = NicedWorkers(threads: 2, nice: 10)
+
     public func verify(_ password: String) -> Bool {
+        PasswordHash.workers.run { [self] in derive(password) }
+    }
+
+    private func derive(_ password: String) -> Bool {
         guard let derived = try? KDF.scrypt(password: Array(password.utf8), salt: salt, n: 1 << UInt64(log2N),
                                             r: UInt64(r), p: UInt64(p), length: key.count) else { return false }
         return constantTimeEqual(derived, key)
@@ -69,10 +77,14 @@ final class VerifiedPasswordCache: Sendable {
 }
 
 extension PasswordHash {
-    /// `verify`, answered from `cache` when scrypt confirmed the same password recently.
-    func verify(_ password: String, cache: VerifiedPasswordCache) -> Bool {
+    /// `verify`, answered from `cache` when scrypt confirmed the same password recently; else
+    /// `permit` decides whether scrypt may run (it throws when not: on an event loop, or over the
+    /// client's budget).
+    func verify(_ password: String, cache: VerifiedPasswordCache,
+                permit: () throws(ServiceError) -> Void = {}) throws(ServiceError) -> Bool {
         let now = Monotonic.ms()
         if cache.contains(password, nowMs: now) { return true }
+        try permit()
         guard verify(password) else { return false }
         cache.remember(password, nowMs: now)
         return true

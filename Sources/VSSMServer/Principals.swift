@@ -137,7 +137,16 @@ extension KeyServiceNode {
     /// The admin password alone (root admin calls; C_Login as CKU_SO).
     func checkRootPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
         let given = r.string("adminPassword")
-        try passwordGuard.check(identity: KeyServiceNode.adminThrottleKey(ctx)) { password.verify(given, cache: verifiedPasswords) }
+        try passwordGuard.check(identity: KeyServiceNode.adminThrottleKey(ctx)) { () throws(ServiceError) -> Bool in
+            try password.verify(given, cache: verifiedPasswords) { () throws(ServiceError) in try hashPermit(ctx) }
+        }
+    }
+
+    /// Whether a password check may run scrypt now: never on an event loop (`needsHashing`: the
+    /// request moves to the admin pool), and within the client's budget (`PasswordGuard`).
+    private func hashPermit(_ ctx: RequestContext) throws(ServiceError) {
+        if ctx.noHashing { throw .needsHashing }
+        try passwordGuard.spendHash(client: ctx.clientKey)
     }
 
     /// Throttle records per client certificate (its fingerprint; the subject only without one),
@@ -166,11 +175,11 @@ extension KeyServiceNode {
             throw .throttled(min(pinWait, adminWait))
         }
         if pinWait == nil, let hash = p.pinHash, let parsed = try? PasswordHash(parsing: hash), let cache = pinCache(for: p),
-           parsed.verify(given, cache: cache) {
+           try parsed.verify(given, cache: cache, permit: { () throws(ServiceError) in try hashPermit(ctx) }) {
             passwordGuard.clear(pinKey)
             return
         }
-        if adminWait == nil && password.verify(given, cache: verifiedPasswords) {
+        if adminWait == nil, try password.verify(given, cache: verifiedPasswords, permit: { () throws(ServiceError) in try hashPermit(ctx) }) {
             passwordGuard.clear(adminKey)
             return
         }

@@ -29,6 +29,9 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
     static func unavailable(_ m: String) -> ServiceError { ServiceError(503, m) }
     static func internalError(_ m: String) -> ServiceError { ServiceError(500, m) }
 
+    /// The request needs scrypt, which never runs on an event loop (`RequestContext.noHashing`):
+    /// nothing was done or recorded; the listener hands it to the admin pool.
+    static let needsHashing = ServiceError(0, "needs scrypt")
     static let wrongPassword = ServiceError(403, "Incorrect administrator password.")
     static let unauthenticated = ServiceError(401, "This connection did not present a verified client certificate; reconnect with one.")
     static func throttled(_ ms: Int) -> ServiceError {

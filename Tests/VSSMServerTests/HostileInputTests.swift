@@ -173,6 +173,121 @@ import VSSMTestSupport
     }
 }
 
+/// One tenant cannot take the admin pool or flood the event loop (issue 20, fairness).
+@Suite(.serialized) struct FairnessTests {
+    let pw = TestNode.password
+
+    func client(_ n: TestNode, _ name: String) throws -> VSSMAPIClient {
+        let pki = TestNode.shared.pki
+        let issued = try DevPKI.issueClient(name: name, caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
+        return try VSSMAPIClient(n.clientConfig(certDER: issued.der, keyPEM: issued.keyPEM))
+    }
+
+    /// Wrong passwords from one client run scrypt one at a time (its others wait their turn), so
+    /// another client's login finds a free admin thread instead of queueing behind them.
+    @Test func oneClientsPasswordBurstHoldsOneAdminThread() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let other = try n.client()
+        #expect(try n.post(other, Route.extVerifyPassword, #"{"adminPassword":"\#(pw)"}"#).0 == 200)  // remembered from now
+        let t = Monotonic.ms()
+        _ = try n.post(try client(n, "timer"), Route.extVerifyPassword, #"{"adminPassword":"wrong"}"#)
+        let scryptMs = Monotonic.ms() - t
+        let pki = TestNode.shared.pki
+        let issued = try DevPKI.issueClient(name: "flooder", caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
+        let flooders = try (0..<3).map { _ in try VSSMAPIClient(n.clientConfig(certDER: issued.der, keyPEM: issued.keyPEM)) }
+        for f in flooders { _ = try n.post(f, Route.extCapabilities, "{}") }  // connected: the guesses arrive together
+        let group = DispatchGroup()
+        for f in flooders {  // threads of their own: the global queue may run these one after another
+            group.enter()
+            Thread { _ = try? n.post(f, Route.extVerifyPassword, #"{"adminPassword":"guess"}"#); group.leave() }.start()
+        }
+        usleep(UInt32(clamping: scryptMs * 1000 / 3))
+        var worst: Int64 = 0
+        for _ in 0..<5 {  // an admin call (on the admin pool; a remembered C_Login is answered on the event loop)
+            let t0 = Monotonic.ms()
+            #expect(try n.post(other, Route.listKeys, #"{"adminPassword":"\#(pw)"}"#).0 == 200)
+            worst = max(worst, Monotonic.ms() - t0)
+        }
+        group.wait()
+        #expect(worst * 2 < scryptMs, "a remembered login took \(worst) ms beside another client's guesses (one scrypt: \(scryptMs) ms)")
+    }
+
+    /// A client that knows its PIN cannot make the node run scrypt at will by alternating wrong and
+    /// right PINs (each right one clears its failures): scrypt has a budget per client; remembered
+    /// logins never touch it.
+    @Test func alternatingWrongAndRightPINsCannotBurnScrypt() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let pki = TestNode.shared.pki
+        let issued = try DevPKI.issueClient(name: "team-b", caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
+        _ = try n.client().addPrincipal(password: pw, name: "team-b", certificate: issued.der, role: "officer", namespaces: ["b"], pin: "pin-of-b")
+        let b = try VSSMAPIClient(n.clientConfig(certDER: issued.der, keyPEM: issued.keyPEM))
+        #expect(try n.post(b, Route.extVerifyPassword, #"{"adminPassword":"pin-of-b"}"#).0 == 200)
+        var statuses: [Int: Int] = [:]
+        let t0 = Monotonic.ms()
+        for _ in 0..<20 {
+            statuses[try n.post(b, Route.extVerifyPassword, #"{"adminPassword":"guess"}"#).0, default: 0] += 1
+            #expect(try n.post(b, Route.extVerifyPassword, #"{"adminPassword":"pin-of-b"}"#).0 == 200, "its remembered PIN always works")
+        }
+        let seconds = Int(Monotonic.ms() - t0) / 1000 + 1
+        // A wrong PIN costs two scrypt runs (the PIN, then the admin password): at most
+        // (burst + seconds) / 2 of them were checked, the rest refused without scrypt.
+        let checked = statuses[403] ?? 0
+        #expect(checked <= (PasswordGuard.hashBurst + seconds * PasswordGuard.hashesPerSecond) / 2 + 1, "\(statuses) in \(seconds) s")
+        #expect((statuses[429] ?? 0) > 0, "\(statuses)")
+    }
+
+    @Test func scryptRunsAtALowerPriority() {
+        let here = NicedWorkers.currentNice()
+        let there = PasswordHash.workers.run { NicedWorkers.currentNice() }
+        #expect(there >= 10 && there > here || here >= 10, "scrypt's thread at nice \(there), callers at \(here)")
+    }
+
+    @Test func adminTurnsRunOneCallPerClientInOrder() {
+        let turns = AdminTurns(maxWaiting: 2)
+        let started = Locked<[String]>([])
+        func call(_ name: String) -> @Sendable () -> Void { { started.withLock { $0.append(name) } } }
+        #expect(turns.enter("a", call("a1")))
+        #expect(turns.enter("a", call("a2")))
+        #expect(turns.enter("a", call("a3")))
+        #expect(!turns.enter("a", call("a4")), "beyond maxWaiting: refused, not started")
+        #expect(turns.enter("b", call("b1")), "another client is not behind a's calls")
+        #expect(started.withLock { $0 } == ["a1", "b1"])
+        turns.leave("a")
+        turns.leave("b")
+        #expect(started.withLock { $0 } == ["a1", "b1", "a2"])
+        turns.leave("a")
+        turns.leave("a")
+        #expect(started.withLock { $0 } == ["a1", "b1", "a2", "a3"])
+        #expect(turns.running == 0)
+    }
+
+    /// Beyond its rate a client is told Retry-After at once; one that sends again before then gets
+    /// its 429 only when that time comes (a flood makes one request per connection per wait).
+    @Test func aClientIgnoringRetryAfterWaitsForItsRefusal() throws {
+        let rates = RequestRates()
+        #expect(rates.take("c", perSecond: 2, nowMs: 0) == nil)
+        #expect(rates.take("c", perSecond: 2, nowMs: 0) == nil)
+        #expect(rates.take("c", perSecond: 2, nowMs: 0) == .init(wait: 1, delayMs: 0))
+        #expect(rates.take("c", perSecond: 2, nowMs: 100) == .init(wait: 1, delayMs: 900))
+        #expect(rates.take("d", perSecond: 2, nowMs: 100) == nil, "another client has its own bucket")
+        #expect(rates.take("c", perSecond: 2, nowMs: 1000) == nil, "after the wait it is served")
+
+        let n = try TestNode(requestsPerSecondPerClient: 2)
+        defer { n.stop() }
+        let c = try n.client()
+        var statuses: [Int] = []
+        for _ in 0..<3 { statuses.append(try n.post(c, Route.extCapabilities, "{}").0) }
+        let t0 = Monotonic.ms()
+        // Another client instance with the same certificate (this one would hold back itself).
+        let again = try n.post(try n.client(), Route.extCapabilities, "{}").0
+        let held = Monotonic.ms() - t0
+        #expect(statuses.last == 429 && again == 429, "\(statuses) then \(again)")
+        #expect(held >= 300, "the refusal of a request sent during Retry-After is held (\(held) ms)")
+    }
+}
+
 extension String {
     /// A 32-hex-digit module owner id from a small number.
     init(format2 i: Int) { self = String(repeating: "0", count: 31) + String(i, radix: 16) }

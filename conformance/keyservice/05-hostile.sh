@@ -20,14 +20,16 @@ val() { sed -n "s/^$1=//p" <<< "$2" | head -1; }
 
 # start_node NAME LIMITS_JSON [prlimit args...]: another node with the dev node's PKI, password and
 # (copied) state, on free ports; not bootstrapped. Prints nothing; sets NODE_PID and NODE_API.
+# NODE_TOP (JSON object) adds top-level members to its config.json.
 start_node() {
     local name="$1" limits="$2"; shift 2
     local dir="$D/$name"
     mkdir -p "$dir"
     [ -d "$dir/state" ] || { mkdir -p "$dir/state"; cp -a "$D/state/." "$dir/state/" 2>/dev/null || true; }
-    python3 - "$D/config.json" "$dir/config.json" "$dir/state" "$limits" <<'PY'
+    python3 - "$D/config.json" "$dir/config.json" "$dir/state" "$limits" "${NODE_TOP:-{\}}" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
+c.update(json.loads(sys.argv[5]))
 c["listen"] = {k: "127.0.0.1:0" for k in ("api", "health", "internal", "bootstrapSlave")}
 c["stateDir"] = sys.argv[3]
 limits = json.loads(sys.argv[4])
@@ -79,6 +81,30 @@ check "... every one of another client's requests is answered" test "$(val answe
 out=$(python3 "$H" stalled-bodies "$health" 64 0 - - - - - 38)
 echo "       64 stalled health requests (cap 64): $(val answered "$out") of 38 health checks answered"
 check "stalled health requests do not take the health listener: 38 of 38 answered" test "$(val answered "$out")" = 38
+
+# --- 2c. per-tenant fairness (issue 20) ---------------------------------------------------------------
+# A node with the operator's per-client rate (100 requests a second). team-a works through the module
+# at 40 operations a second (C_Login, C_Sign ECDSA P-256); team-b, another process, first uses its
+# whole rate (RSA-2048 signs, logins with its PIN, wrong PINs), then floods wrong PINs beyond it on
+# 8 keep-alive connections. team-a's p99s must stay within 2x of its idle ones.
+"$VSSM_BIN" admin generate-key fair-a --type ASYMMETRIC --spec EC --size 256 >/dev/null
+rest_to "$VSSM_URL" "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" /REST/v1/ext/generatekey \
+    "{\"adminPassword\":\"$PIN_B\",\"keyName\":\"fair-b\",\"keyType\":\"ASYMMETRIC\",\"keySpec\":\"RSA\",\"keySize\":2048}" >/dev/null
+NODE_TOP='{"requestsPerSecondPerClient": 100}' start_node fair '{}'; bootstrap_node "$NODE_API"
+sed "s|https://127.0.0.1:$port|https://127.0.0.1:$NODE_API|" "$D/pkcs11.json" > "$W/fair-a.json"
+out=$(VSSM_PKCS11_CONFIG="$W/fair-a.json" python3 "$H" fairness "$MODULE" "$PIN" fair-a "$NODE_PID" \
+    "$NODE_API" "$VSSM_CA" "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" "$PIN_B" MODE 100 12 8 fair-b)
+echo "$out" | sed 's/^/       /'
+for phase in limit beyond; do
+    what="team-b at its limit"; [ $phase = beyond ] && what="team-b flooding wrong PINs beyond its limit ($(val beyond_flood_per_second "$out")/s sent)"
+    check "$what: team-a's C_Login p99 within 2x idle ($(val idle_login_p99_ms "$out") -> $(val ${phase}_login_p99_ms "$out") ms)" \
+        python3 -c "import sys; sys.exit(0 if float('$(val ${phase}_login_ratio "$out")') <= 2.0 else 1)"
+    check "  ... and its C_Sign p99 within 2x idle ($(val idle_sign_p99_ms "$out") -> $(val ${phase}_sign_p99_ms "$out") ms)" \
+        python3 -c "import sys; sys.exit(0 if float('$(val ${phase}_sign_ratio "$out")') <= 2.0 else 1)"
+    expect_eq "  ... and none of team-a's operations failed" 0 "$(val ${phase}_failed "$out")"
+done
+check "team-b beyond its limit is answered 429" grep -q '429:' <<< "$(val beyond_flood_statuses "$out")"
+kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null
 
 # --- 3. idle floods, the connection cap and fd exhaustion -------------------------------------------
 out=$(python3 "$H" idle-flood "$port" 1100 "$VSSM_PID" 5 "$VSSM_CA" "$VSSM_CLIENT_CERT" "$VSSM_CLIENT_KEY")

@@ -216,6 +216,111 @@ def module_failover(module, label, stop_pid, kill_pids, timeout_ms):
     session.closeSession()
 
 
+def flood(port, ca, cert, key, pin, mode, rate, seconds, threads, keyname):
+    """team-b's load for `fairness`: mode "limit" sends `rate` requests a second in all, paced (RSA
+    signs, logins with its PIN, wrong PINs); mode "beyond" sends wrong PINs as fast as each of
+    `threads` keep-alive connections can. Prints what was sent and what came back."""
+    statuses, lock, sent = {}, threading.Lock(), [0]
+    stop = time.monotonic() + seconds
+    def one(conn, i):
+        if mode == "beyond" or i % 3 == 2:
+            body = ("/REST/v1/ext/verifypassword", {"adminPassword": "wrong-" + pin})
+        elif i % 3 == 1:
+            body = ("/REST/v1/ext/verifypassword", {"adminPassword": pin})
+        else:
+            body = ("/REST/v1/asymmetric/sign", {"keyName": keyname, "algorithm": "SHA256withRSA", "input": "Zmxvb2Q="})
+        s, _ = post(conn, *body)
+        with lock:
+            statuses[s] = statuses.get(s, 0) + 1
+            sent[0] += 1
+    def worker(w):
+        ctx = mtls_context(ca, cert, key)
+        ctx.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        i, interval = w, threads / rate if mode == "limit" else 0
+        next_at = time.monotonic()
+        while time.monotonic() < stop:
+            try:
+                one(conn, i)
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+            i += threads
+            if interval:
+                next_at += interval
+                time.sleep(max(0, next_at - time.monotonic()))
+        conn.close()
+    ts = [threading.Thread(target=worker, args=(w,)) for w in range(threads)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    elapsed = time.monotonic() - t0
+    print(f"sent={sent[0]}\nper_second={sent[0] / elapsed:.0f}")
+    print("statuses=" + ",".join(f"{k}:{v}" for k, v in sorted(statuses.items())))
+
+
+def fairness(module, pin, keylabel, server_pid, flood_args):
+    """team-a through the module (VSSM_PKCS11_CONFIG): C_Login and C_Sign p99, paced at 40
+    operations a second (within its own rate), idle, then while team-b (a `flood` process) sends at
+    its limit, then while it floods beyond it. Server CPU per phase."""
+    import PyKCS11
+    lib = PyKCS11.PyKCS11Lib()
+    lib.load(module)
+    slot = lib.getSlotList(tokenPresent=True)[0]
+    signer = lib.openSession(slot)
+    signer.login(pin)
+    key = signer.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_LABEL, keylabel)])[0]
+    mech = PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA256)
+    def login():  # C_Logout, then the C_Login measured (the token's login state, as a host sees it)
+        signer.logout()
+        t = time.perf_counter()
+        signer.login(pin)
+        return time.perf_counter() - t
+    def sign():
+        t = time.perf_counter()
+        signer.sign(key, b"fairness", mech)
+        return time.perf_counter() - t
+    def measure(ops=400):
+        logins, signs, failed = [], [], 0
+        next_at = time.monotonic()
+        for i in range(ops):
+            try:
+                (logins if i % 3 == 0 else signs).append(login() if i % 3 == 0 else sign())
+            except PyKCS11.PyKCS11Error:
+                failed += 1
+            next_at += 0.025
+            time.sleep(max(0, next_at - time.monotonic()))
+        p99 = lambda xs: sorted(xs)[min(len(xs) - 1, int(len(xs) * 0.99))] * 1000 if xs else float("inf")
+        top = lambda xs: "/".join(f"{x * 1000:.1f}" for x in sorted(xs)[-4:])
+        return p99(logins), p99(signs), failed, top(logins), top(signs)
+    for _ in range(20):
+        sign()
+    results = {}
+    for phase in ("idle", "limit", "beyond"):
+        proc = None
+        if phase != "idle":
+            mode_args = [a.replace("MODE", phase) for a in flood_args]
+            proc = subprocess.Popen([sys.executable, __file__, "flood"] + mode_args, stdout=subprocess.PIPE, text=True)
+            time.sleep(1.0)
+        c0, t0 = cpu_seconds(server_pid), time.monotonic()
+        results[phase] = measure()
+        cpu = (cpu_seconds(server_pid) - c0) / (time.monotonic() - t0)
+        out = proc.communicate()[0] if proc else ""
+        login_p99, sign_p99, failed, login_top, sign_top = results[phase]
+        print(f"{phase}_login_p99_ms={login_p99:.2f}\n{phase}_sign_p99_ms={sign_p99:.2f}\n{phase}_failed={failed}")
+        print(f"{phase}_slowest_ms=logins {login_top}, signs {sign_top}")
+        print(f"{phase}_server_cpu={cpu:.2f}")
+        for line in out.splitlines():
+            print(f"{phase}_flood_{line}")
+    for phase in ("limit", "beyond"):
+        print(f"{phase}_login_ratio={results[phase][0] / results['idle'][0]:.2f}")
+        print(f"{phase}_sign_ratio={results[phase][1] / results['idle'][1]:.2f}")
+    signer.logout()
+    signer.closeSession()
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "bootstrap-window":
@@ -228,6 +333,10 @@ if __name__ == "__main__":
         sign_under_guessing(int(args[0]), *args[1:6], int(args[6]))
     elif cmd == "stalled-bodies":
         stalled_bodies(int(args[0]), int(args[1]), int(args[2]), *args[3:8], int(args[8]))
+    elif cmd == "flood":
+        flood(int(args[0]), *args[1:5], args[5], int(args[6]), float(args[7]), int(args[8]), args[9])
+    elif cmd == "fairness":
+        fairness(args[0], args[1], args[2], int(args[3]), args[4:])
     elif cmd == "module-failover":
         module_failover(args[0], args[1], int(args[2]), [int(p) for p in args[3].split(",")], int(args[4]))
     else:
