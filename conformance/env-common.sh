@@ -47,11 +47,12 @@ vssm_service_owns() {
 # vssm_serve_bg LOG ARGS...: starts `vssm serve ARGS` as the service user in the background,
 # output appended to LOG; sets VSSM_SERVE_PID. The dev or cluster directory is given to the
 # service user first (configs, keys, state directories and ports files the scenario made).
+# VSSM_SERVE_WRAP: a command the node runs under (e.g. faketime), after the user switch.
 vssm_serve_bg() {
     local log="$1"; shift
     # shellcheck disable=SC2086
     vssm_service_owns ${VSSM_DEV_DIR:-} ${VSSM_CLUSTER_DIR:-}
     # shellcheck disable=SC2086
-    $VSSM_AS "$VSSM_BIN" serve "$@" >>"$log" 2>&1 &
+    $VSSM_AS ${VSSM_SERVE_WRAP:-} "$VSSM_BIN" serve "$@" >>"$log" 2>&1 &
     VSSM_SERVE_PID=$!
 }

@@ -8,7 +8,7 @@ what="${1:-check}"
 # conformance scenarios drive.
 pkgs=(libssl-dev openssl curl python3 ca-certificates opensc libengine-pkcs11-openssl)
 [ "$what" = demo ] || pkgs+=(openssh-client openssh-server nginx-light gnutls-bin p11-kit default-jdk-headless etcd-server etcd-client
-                              lintian libnss3-tools dpkg-dev fakeroot adduser iproute2 util-linux man-db jq)
+                              lintian libnss3-tools dpkg-dev fakeroot adduser iproute2 util-linux man-db jq faketime)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -45,6 +45,8 @@ public struct HTTPResponse: Sendable {
     public let body: [UInt8]
     /// `Retry-After` in seconds (numeric form), when the answer had one.
     public var retryAfterSeconds: Int?
+    /// The server's clock (its `Date` header, seconds since 1970), when it sent one.
+    public var serverDate: Int64?
     public var text: String { String(decoding: body, as: UTF8.self) }
     public init(status: Int, body: [UInt8], retryAfterSeconds: Int? = nil) {
         self.status = status
@@ -369,6 +371,7 @@ enum HTTPResponseParser {
         }
         var contentLength: Int? = nil
         var retryAfter: Int? = nil
+        var serverDate: Int64? = nil
         var chunked = false
         var keepAlive = statusLine[statusLine.startIndex + 7] == UInt8(ascii: "1")
         for line in lines {
@@ -385,6 +388,8 @@ enum HTTPResponseParser {
                 contentLength = n
             } else if equalsIgnoringCase(name, "retry-after") {
                 retryAfter = decimal(value)
+            } else if equalsIgnoringCase(name, "date") {
+                serverDate = HTTPDate.parse(String(decoding: value.prefix(64), as: UTF8.self))
             } else if equalsIgnoringCase(name, "transfer-encoding") {
                 chunked = contains(value, "chunked")
             } else if equalsIgnoringCase(name, "connection") {
@@ -424,7 +429,9 @@ enum HTTPResponseParser {
             c.buffer.removeAll()
             keepAlive = false
         }
-        return (HTTPResponse(status: status, body: body, retryAfterSeconds: retryAfter), keepAlive)
+        var response = HTTPResponse(status: status, body: body, retryAfterSeconds: retryAfter)
+        response.serverDate = serverDate
+        return (response, keepAlive)
     }
 
     /// A non-negative decimal of at most 18 digits (no sign, no spaces): never overflows.

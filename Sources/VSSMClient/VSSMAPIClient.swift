@@ -93,7 +93,7 @@ public final class VSSMAPIClient: Sendable {
 
     /// The audit trail (`ext/audit`), filtered, and its chain verified when asked.
     public func audit(password: String, principal: String = "", key: String = "", since: String = "",
-                      verify: Bool = false, limit: UInt64 = 0) throws(ClientError) -> WireObject {
+                      verify: Bool = false, limit: UInt64 = 0, head: String = "") throws(ClientError) -> WireObject {
         var w = WireWriter()
         w.string("adminPassword", password)
         w.string("principal", principal)
@@ -101,6 +101,7 @@ public final class VSSMAPIClient: Sendable {
         w.string("since", since)
         w.bool("verify", verify)
         w.uint64("limit", limit)
+        if !head.isEmpty { w.string("head", head) }
         return try call(Route.extAudit, w, response: ExtSchemas.auditResponse, idempotent: true)
     }
 

@@ -225,8 +225,9 @@ final class AuditTrail: Sendable {
 
     /// Appends one record (and rotates first when the file is full). A failed write is reported
     /// to the caller, which logs it: the answer still goes out (the record is in the log ring).
-    func append(_ r: Record) throws(ServiceError) {
-        try tail.withLock { (t: inout Tail) throws(ServiceError) in
+    @discardableResult
+    func append(_ r: Record) throws(ServiceError) -> (seq: UInt64, mac: String) {
+        try tail.withLock { (t: inout Tail) throws(ServiceError) -> (seq: UInt64, mac: String) in
             let seq = t.seq + 1
             var line = AuditTrail.body(r, seq: seq, prev: t.mac)
             let mac = Hex.encode(key.mac(line))
@@ -239,8 +240,12 @@ final class AuditTrail: Sendable {
             t.mac = mac
             t.size += line.count
             writeAnchor(t)
+            return (seq, mac)
         }
     }
+
+    /// The newest record written: its seq and MAC (what `vssm admin logs --verify --head` checks).
+    var head: (seq: UInt64, mac: String) { tail.withLock { ($0.seq, $0.mac) } }
 
     private func rotate(_ t: inout Tail) throws(ServiceError) {
         let base = path
@@ -279,8 +284,12 @@ final class AuditTrail: Sendable {
     /// Reads every file and checks each record's MAC, its `prev` against the record before and
     /// its `seq` (one more than the record before). Keeps only the newest `limit` records `keep`
     /// accepts (memory stays bounded by one file plus `limit` records, whatever the trail's size).
-    func verify(limit: Int = 1000, keep: (JSONValue) -> Bool = { _ in true }) -> Verification {
+    ///
+    /// `expect`: a record the trail must hold, seen outside it (the newest in syslog, or etcd's
+    /// anchor): a trail cut or replaced together with its anchor file is found through it.
+    func verify(limit: Int = 1000, expect: (seq: UInt64, mac: String?)? = nil, keep: (JSONValue) -> Bool = { _ in true }) -> Verification {
         var v = Verification()
+        var expectedSeen = false
         var prevMac: String? = nil
         var prevSeq: UInt64? = nil
         for file in files {
@@ -316,6 +325,12 @@ final class AuditTrail: Sendable {
                     v.problem = "\(at): seq \(seq) follows \(ps)"
                 }
                 if prevMac == nil { v.firstSeq = seq }
+                if let e = expect, e.seq == seq {
+                    expectedSeen = true
+                    if let m = e.mac, m.lowercased() != mac, v.problem == nil {
+                        v.problem = "\(at) (seq \(seq)): not the record seen outside the trail (its MAC differs): the trail was replaced"
+                    }
+                }
                 prevMac = mac
                 prevSeq = seq
             }
@@ -325,6 +340,13 @@ final class AuditTrail: Sendable {
         let written = tail.withLock { ($0.seq, $0.mac) }
         if v.problem == nil, written.0 > 0, prevMac != written.1 {
             v.problem = "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), the node wrote up to seq \(written.0)"
+        }
+        if let e = expect, !expectedSeen, v.problem == nil {
+            if e.seq > (prevSeq ?? 0) {
+                v.problem = "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), but seq \(e.seq) was seen outside the trail (syslog or etcd)"
+            } else if let first = v.firstSeq, e.seq >= first || e.seq == 0 {
+                v.problem = "seq \(e.seq), seen outside the trail, is not in it"
+            }
         }
         // What the anchor says the trail holds: its first and newest record.
         if v.problem == nil {
@@ -357,9 +379,11 @@ final class AuditTrail: Sendable {
 }
 
 extension AuditTrail {
-    /// One record to syslog (authpriv.info), as a line of key=value pairs.
-    static func syslog(_ r: Record) {
-        let line = "AUDIT principal=\"\(r.principal)\" fingerprint=\(r.fingerprint) route=\(r.route) key=\"\(r.key)\" mechanism=\"\(r.mechanism)\" namespace=\"\(r.namespace)\" status=\(r.status) request=\(r.requestID)"
+    /// One record to syslog (authpriv.info), as a line of key=value pairs. Its seq and MAC make
+    /// syslog (a collector elsewhere, ideally) a witness of the trail's head: `vssm admin logs
+    /// --verify --head SEQ:MAC` with the newest such line finds a trail cut or replaced since.
+    static func syslog(_ r: Record, seq: UInt64, mac: String) {
+        let line = "AUDIT seq=\(seq) mac=\(mac) principal=\"\(r.principal)\" fingerprint=\(r.fingerprint) route=\(r.route) key=\"\(r.key)\" mechanism=\"\(r.mechanism)\" namespace=\"\(r.namespace)\" status=\(r.status) request=\(r.requestID)"
         line.withCString { text in
             withVaList([text]) { vsyslog(LOG_AUTHPRIV | LOG_INFO, "%s", $0) }
         }

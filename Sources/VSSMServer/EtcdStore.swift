@@ -73,10 +73,14 @@ final class EtcdStore: Sendable {
     let needsHeal = Atomic<Bool>(false)
     /// Called with a sentence for each record refused as stale (the node logs and counts it).
     private let onStale: (@Sendable (String) -> Void)?
+    /// Called with each answer's `Date` (seconds) and this node's clock when asking and when answered (ms).
+    private let onClock: (@Sendable (_ dateSeconds: Int64, _ sentMs: Int64, _ receivedMs: Int64) -> Void)?
 
     init(settings: EtcdSettings, rpcKey: PrivateKey, stateDirectory: String? = nil,
+         onClock: (@Sendable (Int64, Int64, Int64) -> Void)? = nil,
          onStale: (@Sendable (String) -> Void)? = nil) throws(ServiceError) {
         self.onStale = onStale
+        self.onClock = onClock
         self.settings = settings
         var endpoints: [Endpoint] = []
         for e in settings.endpoints {
@@ -124,6 +128,12 @@ final class EtcdStore: Sendable {
     /// Writes the floors (when they changed) before the change or refresh that moved them counts.
     private func saveFreshness() throws(ServiceError) {
         guard let path = freshnessFile else { return }
+        // One writer at a time (the follower, a commit and the audit head's thread all save): a
+        // snapshot taken earlier never lands after a later one.
+        try savingFreshness.withLock { (_: inout Int) throws(ServiceError) in try saveFreshness(to: path) }
+    }
+
+    private func saveFreshness(to path: String) throws(ServiceError) {
         let f = freshness.withLock { f -> Freshness? in
             guard f.dirty else { return nil }
             f.dirty = false
@@ -141,6 +151,8 @@ final class EtcdStore: Sendable {
             try FileUtil.writeAtomically(path: path, bytes: nonce + ct + tag, mode: 0o600)
         } catch let e as ServiceError { throw e } catch { throw .internalError("cannot seal \(path): \(error)") }
     }
+
+    private let savingFreshness = Locked<Int>(0)
 
     /// A failure to write the floors is reported, not thrown: the change it follows is done.
     private func saveFreshnessReporting() {
@@ -233,11 +245,13 @@ final class EtcdStore: Sendable {
 
     private func call(_ path: String, _ body: JSONValue, idempotent: Bool) throws(ServiceError) -> JSONValue {
         let r: HTTPResponse
+        let sent = KeyServiceNode.nowMillis()
         do { r = try http.post(path, body: JSONWriter.serialize(body), idempotent: idempotent) } catch {
             // A change etcd received but did not answer may still be applied when it recovers.
             throw .unavailable(idempotent ? "The key store (etcd) cannot be reached: \(error)"
                 : "The key store (etcd) did not confirm the change (\(error)); it was not applied here, but etcd may still apply it when it recovers: list the keys before trying again.")
         }
+        if let date = r.serverDate { onClock?(date, sent, KeyServiceNode.nowMillis()) }
         guard r.status == 200 else {
             throw .unavailable("The key store (etcd) answered HTTP \(r.status): \(String(r.text.prefix(200)))")
         }
@@ -344,7 +358,7 @@ final class EtcdStore: Sendable {
             ]), idempotent: true)
             if case .array(let kvs)? = changed["kvs"] {
                 for kv in kvs {
-                    guard let name = recordName(kv) else { continue }
+                    guard let name = recordName(kv), !name.hasPrefix(EtcdStore.auditHeadPrefix) else { continue }
                     let value: [UInt8] = if case .string(let s)? = kv["value"] { (try? Base64.decode(s)) ?? [] } else { [] }
                     let modRevision = EtcdStore.int64(kv["mod_revision"])
                     guard let (plain, seq) = unseal(value, name: name), let decoded = try? StateCodec.decode(plain, allowExtensions: true) else {
@@ -383,6 +397,36 @@ final class EtcdStore: Sendable {
         view.withLock { $0 = v }
         saveFreshnessReporting()
         return next
+    }
+
+    // MARK: - Audit heads
+
+    /// Records below `a/` are the nodes' audit-trail heads (`putAuditHead`), not key state: a view
+    /// never holds them, so commits neither write nor delete them.
+    static let auditHeadPrefix = "a/"
+
+    /// Writes a node's audit head (seq and MAC of its newest record), sealed with the seq as the
+    /// record's sequence: etcd cannot hand back an older head than this node has written.
+    func putAuditHead(id: String, seq: UInt64, mac: String) throws(ServiceError) {
+        let name = EtcdStore.auditHeadPrefix + id
+        let sealed = try seal(Array(mac.utf8), name: name, seq: Int64(clamping: seq))
+        _ = try call("/v3/kv/put", .object([("key", .string(Base64.encode(prefixBytes + Array(name.utf8)))),
+                                            ("value", .string(Base64.encode(sealed)))]), idempotent: true)
+        raise(name, to: Int64(clamping: seq))
+        saveFreshnessReporting()
+    }
+
+    /// A node's audit head as etcd holds it; an older one than this node has written (a replay)
+    /// or none at all after one was written counts as the newest written (its MAC unknown).
+    func auditHead(id: String) throws(ServiceError) -> (seq: UInt64, mac: String?)? {
+        let name = EtcdStore.auditHeadPrefix + id
+        let r = try call("/v3/kv/range", .object([("key", .string(Base64.encode(prefixBytes + Array(name.utf8))))]), idempotent: true)
+        let floor = freshness.withLock { $0.floors[name] } ?? 0
+        if case .array(let kvs)? = r["kvs"], let kv = kvs.first, case .string(let s)? = kv["value"],
+           let value = try? Base64.decode(s), let (plain, seq) = unseal(value, name: name), seq >= floor {
+            return (UInt64(clamping: seq), String(decoding: plain, as: UTF8.self))
+        }
+        return floor > 0 ? (UInt64(clamping: floor), nil) : nil
     }
 
     /// The revision this node's view was read or written at.

@@ -22,6 +22,18 @@ public final class HTTPListeners: Sendable {
     let adminPool: NIOThreadPool
     let adminQueued = Atomic<Int>(0)
     let adminTurns = AdminTurns(maxWaiting: 8)
+    /// The `Date` header, formatted once a second.
+    private let date = Locked<(second: Int64, text: String)>((0, ""))
+
+    /// This second's `Date` header: every answer carries the node's clock (nodes compare theirs
+    /// through it, as they do with etcd's).
+    func dateHeader() -> String {
+        let now = Int64(time(nil))
+        return date.withLock { d in
+            if d.second != now { d = (now, HTTPDate.format(now)) }
+            return d.text
+        }
+    }
     /// Key generation (RSA-8192 takes seconds) has a pool of its own, so neither logins (scrypt,
     /// on the admin pool) nor signing wait behind it, and each client has a share of it.
     let keygenPool: NIOThreadPool
@@ -869,6 +881,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: r.contentType)
         headers.add(name: "Content-Length", value: String(r.body.count))
+        headers.add(name: "Date", value: listeners.dateHeader())
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         if let seconds = r.retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
         if let id = requestID {

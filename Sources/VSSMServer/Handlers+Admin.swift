@@ -121,7 +121,8 @@ extension KeyServiceNode {
     /// Stores a new key; 409 when the name exists in that type's namespace.
     func store(_ new: NewKey, secret: [UInt8]?, asym: PrivateKey?, pkcs8: [UInt8]? = nil) throws(ServiceError) {
         try checkReadable(new.attributes.pkcs11, session: EphemeralStore.owner(of: new.name) != nil)
-        let now = KeyServiceNode.nowMillis()
+        // A session key stays on this node (memory): its time orders nothing across the cluster.
+        let now = EphemeralStore.owner(of: new.name) != nil ? KeyServiceNode.nowMillis() : try stampMillis()
         let entry: NewEntry
         if let asym {
             entry = .asymmetric(AsymmetricKeyEntry(name: new.name, createdAt: now, keyType: asym.kind.rawValue, pkcs8: pkcs8 ?? asym.pkcs8DER,
@@ -326,7 +327,7 @@ extension KeyServiceNode {
         let decoded: StateCodec.Decoded
         do { decoded = try StateCodec.decode(plain, allowExtensions: version == 2) } catch { throw .badRequest("Unable to decrypt backup.") }
         for name in decoded.skipped { audit.error("Backup entry \(name) is not a usable private key; skipped.") }
-        let (admissible, refused) = KeyPolicy.admissible(decoded.state, nowMs: KeyServiceNode.nowMillis())
+        let (admissible, refused) = KeyPolicy.admissible(decoded.state, nowMs: try stampMillis())
         for why in refused { audit.error("Backup entry refused: \(why)") }
         let taken = try mutate { (s: inout KeyState) throws(ServiceError) in merge(admissible, into: &s) }
         audit.info("Restored \(taken.count) of \(decoded.state.keyCount) keys from the backup.")

@@ -101,7 +101,19 @@ extension KeyServiceNode {
         let principal = r.string("principal"), key = r.string("key"), since = r.string("since")
         let limit = Int(clamping: r.uint64("limit") == 0 ? 1000 : min(r.uint64("limit"), 100_000))
         func text(_ o: JSONValue, _ f: String) -> String { if case .string(let s)? = o[f] { s } else { "" } }
-        let v = trail.verify(limit: limit) { o in
+        // A head seen outside the trail: given (`--head SEQ:MAC`, from syslog) or etcd's anchor.
+        var expect: (seq: UInt64, mac: String?)? = nil
+        let head = r.string("head")
+        if !head.isEmpty {
+            let parts = head.split(separator: ":", maxSplits: 1).map(String.init)
+            guard let seq = UInt64(parts[0]), parts.count == 1 || Hex.decode(parts[1]) != nil else {
+                throw .badRequest("head: expected SEQ or SEQ:MAC (the seq= and mac= of an AUDIT line in syslog), not \"\(AuditNames.clean(head))\"")
+            }
+            expect = (seq, parts.count == 2 ? parts[1] : nil)
+        } else if r.bool("verify"), let anchored = auditHeadInStore() {
+            expect = (anchored.seq, anchored.mac)
+        }
+        let v = trail.verify(limit: limit, expect: expect) { o in
             if let namespaces, !namespaces.contains(text(o, "namespace")) { return false }
             if !principal.isEmpty && !text(o, "principal").contains(principal) && text(o, "fingerprint") != principal.lowercased() { return false }
             if !key.isEmpty && text(o, "key") != key { return false }
@@ -399,9 +411,10 @@ extension KeyServiceNode {
         }
         try checkPassword(r, ctx)
         audit.info("Deleting the \(type.rawValue) key named \(name)...")
+        let now = try stampMillis()
         try mutate { (s: inout KeyState) throws(ServiceError) in
             guard s.remove(name, type: type) else { throw .invalidKeyName(given) }
-            s.bury(Tombstone.id(type, name), at: KeyServiceNode.nowMillis())
+            s.bury(Tombstone.id(type, name), at: now)
         }
         return ok(WireWriter())
     }
@@ -420,7 +433,7 @@ extension KeyServiceNode {
         }
         let uid = SecureRandom.hex(16)
         let obj = StoredObject(uid: uid, objectClass: cls, label: r.string("label"), id: r.bytes("id") ?? [], value: value,
-                               application: r.string("application"), createdAt: KeyServiceNode.nowMillis(),
+                               application: r.string("application"), createdAt: try stampMillis(),
                                namespace: ctx.restricted && ctx.namespace != Namespace.defaultName ? ctx.namespace : nil)
         audit.info("Storing a \(cls) object labelled \(obj.label)...")
         try mutate { (s: inout KeyState) throws(ServiceError) in s.objects[uid] = obj }
@@ -447,10 +460,11 @@ extension KeyServiceNode {
         let r = try decode(body, ExtSchemas.deleteObjectRequest)
         try checkPassword(r, ctx)
         let uid = r.string("uid")
+        let now = try stampMillis()
         try mutate { (s: inout KeyState) throws(ServiceError) in
             try checkObjectNamespace(s.objects[uid], uid: uid, ctx)
             guard s.objects.removeValue(forKey: uid) != nil else { throw .notFound("No object with uid \(uid).") }
-            s.bury(Tombstone.object(uid), at: KeyServiceNode.nowMillis())
+            s.bury(Tombstone.object(uid), at: now)
         }
         return ok(WireWriter())
     }

@@ -114,6 +114,8 @@ public final class KeyServiceNode: Sendable {
     /// Serialises writers of the sealed file so an older snapshot never overwrites a newer one.
     let persistLock = Locked<UInt64>(0)
     let peerSync: PeerSync
+    /// This node's clock against etcd's and its peers' (`ClockCheck`).
+    let clock: ClockCheck
     /// The cluster's shared store (`config.etcd`), once running; nil: the sealed file (or memory).
     let etcd = Locked<EtcdStore?>(nil)
     /// When the last catch-up check began (monotonic ns; `catchUp`).
@@ -124,6 +126,7 @@ public final class KeyServiceNode: Sendable {
         self.audit = audit
         password = try PasswordHash(parsing: config.rootPassword)
         peerSync = PeerSync(peers: config.peers)
+        clock = ClockCheck(boundSeconds: config.maxClockSkewSeconds)
         passwordGuard = PasswordGuard(metrics: metrics)
         _ = ProcessMetrics.startTime
         // Counters exported from the start (at 0), so dashboards and alerts see them before the first event.
@@ -147,6 +150,67 @@ public final class KeyServiceNode: Sendable {
 
     /// Session keys held in memory for PKCS#11 module instances (tests, metrics).
     public var sessionKeyCount: Int { ephemeral.count }
+
+    /// The time a change stamps on what it creates or deletes (`createdAt`, a tombstone): refused
+    /// (503) while this node's clock is out of step with etcd's or its peers' (`ClockCheck`).
+    func stampMillis() throws(ServiceError) -> Int64 {
+        if let why = clock.outOfStep() {
+            throw .unavailable("This node's clock is out of step: \(why). Keys and objects are not created, deleted or restored on this node until its clock is corrected (NTP): the times they carry decide which copy wins across the cluster.")
+        }
+        return KeyServiceNode.nowMillis()
+    }
+
+    /// One answer's `Date` from etcd or a peer: compared, counted, and a change of verdict logged.
+    func clockObserved(source: String, dateSeconds: Int64, sentMs: Int64, receivedMs: Int64) {
+        clock.observe(source: source, dateSeconds: dateSeconds, sentMs: sentMs, receivedMs: receivedMs)
+        metrics.gauge("vssm_clock_offset_seconds").set(clock.largestOffsetSeconds())
+        guard let verdict = clock.changedVerdict() else { return }
+        metrics.gauge("vssm_clock_out_of_step").set(Int64(verdict == nil ? 0 : 1))
+        if let why = verdict {
+            audit.error("This node's clock is out of step: \(why). It refuses to create, delete or restore keys until the clocks agree (NTP).")
+        } else {
+            audit.info("This node's clock agrees with etcd's or its peers' again: key changes are accepted.")
+        }
+    }
+
+    /// This node's audit head record in etcd: one per host and state directory.
+    var auditAnchorID: String {
+        var host = [CChar](repeating: 0, count: 256)
+        _ = gethostname(&host, host.count - 1)
+        let name = String(cBuffer: host) + "\0" + (config.stateDirectory ?? "")
+        return String(Hex.encode(DigestAlgorithm.sha256.hash(Array(name.utf8))).prefix(32))
+    }
+
+    /// The audit head etcd holds for this node (nil: no etcd, no trail, nothing written yet, or
+    /// etcd unreachable).
+    func auditHeadInStore() -> (seq: UInt64, mac: String?)? {
+        guard auditTrail.withLock({ $0 }) != nil, let store = etcd.withLock({ $0 }) else { return nil }
+        return try? store.auditHead(id: auditAnchorID)
+    }
+
+    /// In a cluster, the audit trail's head goes to etcd too, at most every 2 s while records are
+    /// written: cutting or replacing the trail together with its anchor file (one host's files) is
+    /// then found against etcd at the next start and by `--verify`. Checked once at start.
+    func followAuditHead(_ store: EtcdStore) {
+        guard let trail = auditTrail.withLock({ $0 }) else { return }
+        let id = auditAnchorID
+        if let anchored = try? store.auditHead(id: id), anchored.seq > trail.head.seq {
+            audit.error("Audit trail: records \(trail.head.seq + 1) to \(anchored.seq) are missing at the end: etcd's anchor for this node says seq \(anchored.seq) was written.")
+        }
+        BackgroundThread.start { [self] in
+            var written: UInt64 = 0
+            while !isStopped {
+                let head = trail.head
+                if head.seq != written {
+                    do {
+                        try store.putAuditHead(id: id, seq: head.seq, mac: head.mac)
+                        written = head.seq
+                    } catch {}  // etcd away: the follower reports it; tried again next time
+                }
+                BackgroundThread.sleep(ms: 2000)
+            }
+        }
+    }
 
     static func nowMillis() -> Int64 {
         var ts = timespec()
@@ -198,7 +262,9 @@ public final class KeyServiceNode: Sendable {
             // The cluster's state is etcd's; the state directory keeps this node's audit trail.
             if isRunning { return }
             if let dir = config.stateDirectory { try FileUtil.makeDirectory(dir) }
-            let s = try EtcdStore(settings: settings, rpcKey: key, stateDirectory: config.stateDirectory) { [audit, metrics] problem in
+            let s = try EtcdStore(settings: settings, rpcKey: key, stateDirectory: config.stateDirectory, onClock: { [weak self] date, sent, received in
+                self?.clockObserved(source: ClockCheck.etcdSource, dateSeconds: date, sentMs: sent, receivedMs: received)
+            }) { [audit, metrics] problem in
                 metrics.counter("vssm_store_refused_records_total").increment()
                 audit.error(problem)
             }
@@ -246,6 +312,7 @@ public final class KeyServiceNode: Sendable {
         if let store {
             healIfNeeded(store)
             follow(store)
+            followAuditHead(store)
         }
     }
 
@@ -412,11 +479,13 @@ public final class KeyServiceNode: Sendable {
         let r = AuditTrail.Record(time: AuditLog.timestamp(), principal: principal, fingerprint: context.clientFingerprint,
                                   route: path, key: key, mechanism: mechanism,
                                   status: status, requestID: context.requestID, namespace: namespace)
-        do { try trail.append(r) } catch {
+        do {
+            let written = try trail.append(r)
+            if config.auditSyslog { AuditTrail.syslog(r, seq: written.seq, mac: written.mac) }
+        } catch {
             metrics.counter("vssm_audit_write_errors_total").increment()
             audit.error("audit trail: \(error.message)")
         }
-        if config.auditSyslog { AuditTrail.syslog(r) }
     }
 
     private func route(path: String, body: [UInt8], context: RequestContext) throws(ServiceError) -> ServiceResponse {

@@ -52,7 +52,7 @@ final class PeerSync: Sendable {
             guard let c = client(for: peer, node: node) else { continue }
             do {
                 if !originalOnly.withLock({ $0.contains(peer) }) && !node.config.compatOnly {
-                    let r = try c.post(Route.extSynchronizeState, body: Array("{}".utf8), idempotent: true)
+                    let r = try timed(c, peer, node, Route.extSynchronizeState, Array("{}".utf8))
                     if r.status == 200 {
                         try node.absorb(try StateCodec.decode(r.body, allowExtensions: true), from: peer.description)
                         continue
@@ -63,7 +63,7 @@ final class PeerSync: Sendable {
                     }
                     originalOnly.withLock { _ = $0.insert(peer) }
                 }
-                let r = try c.post(Route.synchronizeState, body: Array("{}".utf8), idempotent: true)
+                let r = try timed(c, peer, node, Route.synchronizeState, Array("{}".utf8))
                 guard r.status == 200 else {
                     node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
                     continue
@@ -74,6 +74,16 @@ final class PeerSync: Sendable {
                 node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Error during synchronization with \(peer): \(error)")
             }
         }
+    }
+
+    /// One exchange with a peer; its `Date` goes to the node's clock check (Go nodes send one too).
+    private func timed(_ c: HTTPSClient, _ peer: Endpoint, _ node: KeyServiceNode, _ route: String, _ body: [UInt8]) throws(ClientError) -> HTTPResponse {
+        let sent = KeyServiceNode.nowMillis()
+        let r = try c.post(route, body: body, idempotent: true)
+        if let date = r.serverDate {
+            node.clockObserved(source: peer.description, dateSeconds: date, sentMs: sent, receivedMs: KeyServiceNode.nowMillis())
+        }
+        return r
     }
 
     func pushSoon(node: KeyServiceNode) {
@@ -89,7 +99,7 @@ final class PeerSync: Sendable {
                 guard let c = client(for: peer, node: node) else { continue }
                 do {
                     if !full.isEmpty && !originalOnly.withLock({ $0.contains(peer) }) {
-                        let r = try c.post(Route.extSynchronizeStatePush, body: full, idempotent: true)
+                        let r = try timed(c, peer, node, Route.extSynchronizeStatePush, full)
                         if r.status == 200 { continue }
                         if r.status != 404 {
                             node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)")
@@ -97,7 +107,7 @@ final class PeerSync: Sendable {
                         }
                         originalOnly.withLock { _ = $0.insert(peer) }
                     }
-                    let r = try c.post(Route.synchronizeStatePush, body: message.bytes, idempotent: true)
+                    let r = try timed(c, peer, node, Route.synchronizeStatePush, message.bytes)
                     if r.status != 200 { node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)") }
                 } catch {
                     node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: \(error)")

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VSSMCrypto
 
 /// The node's key store on disk: AES-256-GCM under a key derived (HKDF-SHA256) from the RPC
@@ -113,8 +114,11 @@ public enum FileUtil {
         }
     }
 
+    /// Temporary names unique within the process (two threads may write one path's next version).
+    static let tmpCounter = Atomic<Int>(0)
+
     public static func writeAtomically(path: String, bytes: [UInt8], mode: mode_t) throws(ServiceError) {
-        let tmp = path + ".tmp.\(getpid())"
+        let tmp = path + ".tmp.\(getpid()).\(FileUtil.tmpCounter.wrappingAdd(1, ordering: .relaxed).newValue)"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw .internalError("cannot create \(tmp): \(errorText())") }
         var offset = 0

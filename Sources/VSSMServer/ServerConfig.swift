@@ -31,6 +31,9 @@ public struct ServerConfig: Sendable {
     /// API requests per second one client certificate may make (`"requestsPerSecondPerClient"`);
     /// 0: no limit. Over it: 429 with Retry-After.
     public var requestsPerSecondPerClient = 0
+    /// How far this node's clock may be from etcd's (or most of its peers') before it refuses the
+    /// changes that stamp a time (`"maxClockSkewSeconds"`); 0: not checked.
+    public var maxClockSkewSeconds = 10
 
     public struct Listeners: Sendable {
         public var api = "127.0.0.1:8080"
@@ -56,7 +59,8 @@ public struct ServerConfig: Sendable {
 
     /// The members of `config.json` (the Go VSSM's three first); any other member is refused.
     static let members = ["rpcCertificate", "clientTrustStore", "rootPassword", "listen", "stateDir", "peers", "compatOnly",
-                          "auditSyslog", "goStyleErrors", "limits", "etcd", "requestsPerSecondPerClient"]
+                          "auditSyslog", "goStyleErrors", "limits", "etcd", "requestsPerSecondPerClient",
+                          "maxClockSkewSeconds"]
     static let listenMembers = ["api", "health", "internal", "bootstrapSlave"]
     static let etcdMembers = ["endpoints", "ca", "cert", "key", "serverName", "prefix"]
 
@@ -105,6 +109,9 @@ public struct ServerConfig: Sendable {
         if let rate = try file.number(v, "requestsPerSecondPerClient", at: "", 0...1_000_000, integer: true) {
             requestsPerSecondPerClient = Int(exactly: rate) ?? 0
         }
+        if let skew = try file.number(v, "maxClockSkewSeconds", at: "", 0...86_400, integer: true) {
+            maxClockSkewSeconds = Int(exactly: skew) ?? 10
+        }
         if let e = try file.object(v, "etcd", at: "") {
             try file.onlyKnown(e, at: "etcd", ServerConfig.etcdMembers)
             guard let eps = try file.strings(e, "endpoints", at: "etcd"), !eps.isEmpty else {
@@ -144,6 +151,7 @@ public struct ServerConfig: Sendable {
         w.bool("goStyleErrors", goStyleErrors)
         if limits != ServiceLimits() { w.object("limits", limits.json) }
         if requestsPerSecondPerClient > 0 { w.int64("requestsPerSecondPerClient", Int64(requestsPerSecondPerClient)) }
+        if maxClockSkewSeconds != 10 { w.int64("maxClockSkewSeconds", Int64(maxClockSkewSeconds)) }
         if let e = etcd {
             var x = WireWriter()
             x.strings("endpoints", e.endpoints)

@@ -95,6 +95,8 @@ public final class ServiceMetrics: Sendable {
         "vssm_login_failures_total": "Wrong admin passwords and PINs",
         "vssm_audit_write_errors_total": "Audit records that could not be written to the trail",
         "vssm_store_reachable": "1 when the store answered its last read (etcd; always 1 for the state file)",
+        "vssm_clock_offset_seconds": "Largest offset of etcd's or a peer's clock from this node's, in seconds (from their Date headers; positive: theirs is ahead)",
+        "vssm_clock_out_of_step": "1 while this node's clock is beyond maxClockSkewSeconds from etcd's (or most peers'): it refuses key creation, deletion and restore",
         "vssm_store_revision_lag": "How many etcd revisions this node's view is behind the store's latest",
         "vssm_store_last_success_timestamp_seconds": "Unix time of the last successful read of the store (etcd poll)",
         "vssm_peer_sync_failures_total": "Peer synchronisations (pull or push) that failed",

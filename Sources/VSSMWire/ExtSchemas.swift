@@ -171,7 +171,7 @@ public enum ExtSchemas {
     /// what matches; `verify` checks the whole chain first.
     public static let auditRequest = MessageSchema("ExtAuditRequest", [
         .init("adminPassword", .string), .init("principal", .string), .init("key", .string), .init("since", .string),
-        .init("verify", .bool), .init("limit", .uint64),
+        .init("verify", .bool), .init("limit", .uint64), .init("head", .string),
     ])
     public static let bootstrapShareResponse = MessageSchema("ExtBootstrapShareResponse", [
         .init("received", .int64), .init("threshold", .int64), .init("running", .bool),

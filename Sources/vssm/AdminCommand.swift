@@ -289,7 +289,9 @@ struct AdminCommand: ParsableCommand {
             The audit trail holds one record a request (time, principal, fingerprint, route, key, mechanism, \
             status, request ID), each chained to the one before by an HMAC under a key derived from the RPC \
             key. --verify checks the whole chain and exits 1 naming the first record that was changed, \
-            removed or inserted.
+            removed or inserted. The trail's head is also kept outside it: in audit.anchor (MACed), in etcd \
+            for a cluster node, and in syslog with auditSyslog (each AUDIT line carries seq= and mac=); \
+            --head SEQ:MAC (the newest AUDIT line's) finds a trail cut or replaced together with its anchor.
             """)
         @OptionGroup var connection: ConnectionOptions
         @Flag(help: "Print the audit trail instead of the log ring.") var audit = false
@@ -298,16 +300,18 @@ struct AdminCommand: ParsableCommand {
         @Option(name: .customLong("key-name"), help: "Only records of this key name (--key is the client key file).") var keyName: String?
         @Option(help: "Only records at or after this time (RFC 3339, e.g. 2026-11-29T08:00:00Z).") var since: String?
         @Option(help: "At most this many records, the newest (default 1000).") var limit: UInt64 = 0
+        @Option(help: "With --verify: a record the trail must hold, SEQ:MAC from the newest AUDIT line in syslog.") var head: String?
 
         func run() throws {
             let c = try connection.client()
             let pw = try connection.adminPassword()
+            if head != nil && !verify { throw CLIError("--head goes with --verify") }
             guard audit || verify || principal != nil || keyName != nil || since != nil else {
                 for line in try vssm.run({ () throws(ClientError) in try c.logs(password: pw) }) { print(line) }
                 return
             }
             let r = try vssm.run { () throws(ClientError) in
-                try c.audit(password: pw, principal: principal ?? "", key: keyName ?? "", since: since ?? "", verify: verify, limit: limit)
+                try c.audit(password: pw, principal: principal ?? "", key: keyName ?? "", since: since ?? "", verify: verify, limit: limit, head: head ?? "")
             }
             guard r.bool("enabled") else {
                 throw CLIError("this node keeps no audit trail (it has no state directory); see `vssm admin logs`")

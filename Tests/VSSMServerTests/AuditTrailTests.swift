@@ -188,6 +188,38 @@ import VSSMTestSupport
         #expect(try c.audit(password: pw, verify: true).string("problem").contains("anchor"))
     }
 
+    /// The trail and its anchor file put back together to an earlier copy (one host's files, while
+    /// stopped): the file anchor agrees with the trail, but a head seen outside (the seq= and mac=
+    /// of the newest AUDIT line in syslog, `--head`) does not.
+    @Test func aTrailRolledBackWithItsAnchorIsFoundAgainstAnOutsideHead() throws {
+        let dir = TestNode.tempDir()
+        let anchor = dir + "/audit.anchor"
+        var outside: (seq: UInt64, mac: String) = (0, "")
+        do {
+            let (n, c) = try nodeWithKey(dir)
+            defer { n.stop() }
+            try exercise(n, c, signs: 2)
+            let earlyTrail = try FileUtil.readFile(trailFile(dir)), earlyAnchor = try FileUtil.readFile(anchor)
+            try exercise(n, c, signs: 3)
+            outside = try #require(n.node.auditTrail.withLock { $0 }).head
+            n.stop()
+            try FileUtil.writeAtomically(path: trailFile(dir), bytes: earlyTrail, mode: 0o600)
+            try FileUtil.writeAtomically(path: anchor, bytes: earlyAnchor, mode: 0o600)
+        }
+        let n = try TestNode(stateDir: dir)
+        defer { n.stop() }
+        let c = try n.client()
+        #expect(try c.audit(password: pw, verify: true).string("problem").isEmpty, "the file anchor alone cannot tell")
+        let problem = try c.audit(password: pw, verify: true, head: "\(outside.seq):\(outside.mac)").string("problem")
+        #expect(problem.contains("missing at the end") && problem.contains("seen outside the trail"), "\(problem)")
+        // A head that is in the trail passes; one whose MAC differs is a replaced record.
+        let inTrail = try #require(n.node.auditTrail.withLock { $0 }).head
+        #expect(try c.audit(password: pw, verify: true, head: "\(inTrail.seq):\(inTrail.mac)").string("problem").isEmpty)
+        let forged = "\(inTrail.seq):" + String(repeating: "0", count: 64)
+        #expect(try c.audit(password: pw, verify: true, head: forged).string("problem").contains("replaced"))
+        #expect(throws: ClientError.self) { try c.audit(password: pw, verify: true, head: "x:y") }
+    }
+
     /// A node without a state directory keeps no trail and says so.
     @Test func memoryOnlyNodeHasNoTrail() throws {
         let n = try TestNode()

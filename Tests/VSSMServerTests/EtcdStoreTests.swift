@@ -97,6 +97,25 @@ final class EtcdFixture: @unchecked Sendable {
         #expect(n1.node.snapshot.symmetric.count == 7)
     }
 
+    /// Audit heads written to etcd (every 2 s per node) are not key state: a key made on one node
+    /// still signs at once through another (its miss catches up), and no view holds them.
+    @Test func auditHeadsDoNotDisturbTheViews() throws {
+        let etcd = try EtcdFixture()
+        defer { etcd.stop() }
+        let n1 = try TestNode(stateDir: TestNode.tempDir(), etcd: etcd.settings)
+        let n2 = try TestNode(stateDir: TestNode.tempDir(), etcd: etcd.settings)
+        defer { n1.stop(); n2.stop() }
+        let c1 = try n1.client(), c2 = try n2.client()
+        for round in 0..<12 {
+            try c1.generateKey(password: pw, name: "k\(round)", type: .asymmetric, spec: .ec, size: 256)
+            let status = try n2.post(c2, Route.asymmetricSign, #"{"keyName":"k\#(round)","algorithm":"SHA256withECDSA","input":"AAAA"}"#).0
+            #expect(status == 200, "round \(round)")
+            usleep(400_000)
+        }
+        #expect(try rawRecords(etcd).keys.contains { $0.hasPrefix("/vssm/a/") }, "the heads are in etcd")
+        #expect(!n2.node.audit.lines.contains { $0.contains("does not unseal") || $0.contains("ERROR") }, "\(n2.node.audit.lines.filter { $0.contains("ERROR") })")
+    }
+
     @Test func recordsAreSealedAndBoundToTheirNames() throws {
         let etcd = try EtcdFixture()
         defer { etcd.stop() }
@@ -201,6 +220,57 @@ final class EtcdFixture: @unchecked Sendable {
         #expect(n.node.snapshot.asymmetric["doomed"] == nil, "and the deleted key stays deleted")
         #expect(n.node.snapshot.asymmetric["ec"] != nil)
         #expect(n.node.audit.lines.contains { $0.contains("etcd record p has sequence") }, "the refusal is logged")
+    }
+
+    /// A used join credential put back in etcd (an older principal table, replayed by a writer
+    /// without the RPC key) does not hand the RPC key over again: the join is judged against the
+    /// newest table this node has seen, not the store's older one.
+    @Test func aJoinIsNotJudgedAgainstAnOlderStore() throws {
+        let etcd = try EtcdFixture()
+        defer { etcd.stop() }
+        let n = try TestNode(stateDir: TestNode.tempDir(), etcd: etcd.settings)
+        defer { n.stop() }
+        let secret = try #require(try n.client().addNode(password: pw, name: "n2").bytes("secret"))
+        let withCredential = try #require(try rawRecords(etcd)["/vssm/p"])
+        let url = "https://127.0.0.1:\(n.ports[.bootstrapSlave] ?? 0)"
+        let second = try TestNode(bootstrap: false)
+        defer { second.stop() }
+        try second.node.joinCluster(urls: [url], name: "n2", secret: secret, seconds: 5)
+        #expect(second.node.isRunning)
+        try put(etcd, "/vssm/p", withCredential)  // the credential, unused, is back in etcd
+        let third = try TestNode(bootstrap: false)
+        defer { third.stop() }
+        #expect(throws: ServiceError.self) { try third.node.joinCluster(urls: [url], name: "n2", secret: secret, seconds: 2) }
+        #expect(!third.node.isRunning, "the replayed credential did not hand the RPC key over")
+        #expect(n.node.audit.lines.contains { $0.contains("etcd record p has sequence") }, "the replay is logged")
+    }
+
+    /// A cluster node's audit head is in etcd as well: its trail and anchor file put back to an
+    /// earlier copy while it was stopped are found at its next start and by `--verify`.
+    @Test func theAuditHeadIsAnchoredInEtcd() throws {
+        let etcd = try EtcdFixture()
+        defer { etcd.stop() }
+        let dir = TestNode.tempDir()
+        let files = [dir + "/" + AuditTrail.fileName, dir + "/audit.anchor"]
+        var early: [[UInt8]] = []
+        do {
+            let n = try TestNode(stateDir: dir, etcd: etcd.settings)
+            defer { n.stop() }
+            let c = try n.client()
+            try c.generateKey(password: pw, name: "ec", type: .asymmetric, spec: .ec, size: 256)
+            early = try files.map { try FileUtil.readFile($0) }
+            for _ in 0..<3 { _ = try n.post(c, Route.asymmetricSign, #"{"keyName":"ec","algorithm":"SHA256withECDSA","input":"AAAA"}"#) }
+            let head = try #require(n.node.auditTrail.withLock { $0 }).head
+            var anchored: UInt64 = 0
+            for _ in 0..<40 where anchored < head.seq { usleep(100_000); anchored = n.node.auditHeadInStore()?.seq ?? 0 }
+            #expect(anchored >= head.seq, "the head reached etcd within 4 s")
+        }
+        for (path, bytes) in zip(files, early) { try FileUtil.writeAtomically(path: path, bytes: bytes, mode: 0o600) }
+        let n = try TestNode(stateDir: dir, etcd: etcd.settings)
+        defer { n.stop() }
+        #expect(n.node.audit.lines.contains { $0.contains("missing at the end: etcd's anchor for this node") }, "found at start")
+        let problem = try n.client().audit(password: pw, verify: true).string("problem")
+        #expect(problem.contains("missing at the end"), "\(problem)")
     }
 
     func deleteRecord(_ etcd: EtcdFixture, _ key: String) throws {

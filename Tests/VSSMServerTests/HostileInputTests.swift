@@ -288,6 +288,65 @@ import VSSMTestSupport
     }
 }
 
+/// Nodes compare clocks (issue 20): a node beyond `maxClockSkewSeconds` from etcd's clock, or from
+/// most of its peers', refuses the changes that stamp a time.
+@Suite struct ClockCheckTests {
+    let pw = TestNode.password
+    @Test func etcdIsTheReferenceAndPeersAMajority() {
+        let c = ClockCheck(boundSeconds: 10)
+        let now: Int64 = 1_800_000_000_000
+        #expect(c.outOfStep(nowMonotonicMs: 0) == nil, "nothing heard: in step")
+        // A peer whose Date is 2 s behind ours (within the bound), asked and answered within 20 ms.
+        c.observe(source: "p1", dateSeconds: now / 1000 - 2, sentMs: now, receivedMs: now + 20, nowMonotonicMs: 0)
+        #expect(c.outOfStep(nowMonotonicMs: 0) == nil)
+        // Another 10 minutes behind: one of two peers is not a majority.
+        c.observe(source: "p2", dateSeconds: now / 1000 - 600, sentMs: now, receivedMs: now + 20, nowMonotonicMs: 0)
+        #expect(c.outOfStep(nowMonotonicMs: 0) == nil)
+        // A third also behind: this node is the odd one out.
+        c.observe(source: "p3", dateSeconds: now / 1000 - 600, sentMs: now, receivedMs: now + 20, nowMonotonicMs: 0)
+        let why = c.outOfStep(nowMonotonicMs: 0)
+        #expect(why?.contains("about 600 s behind") == true, "\(why ?? "nil")")
+        #expect(c.outOfStep(nowMonotonicMs: ClockCheck.recentMs + 1) == nil, "samples older than 15 minutes do not count")
+        // etcd decides when the node uses it: its clock agrees with ours.
+        c.observe(source: ClockCheck.etcdSource, dateSeconds: now / 1000, sentMs: now, receivedMs: now + 5, nowMonotonicMs: 0)
+        #expect(c.outOfStep(nowMonotonicMs: 0) == nil)
+        c.observe(source: ClockCheck.etcdSource, dateSeconds: now / 1000 + 11, sentMs: now, receivedMs: now + 5, nowMonotonicMs: 0)
+        #expect(c.outOfStep(nowMonotonicMs: 0)?.contains("ahead") == true)
+        // A slow answer leaves the offset uncertain: not beyond unless certainly beyond.
+        c.observe(source: ClockCheck.etcdSource, dateSeconds: now / 1000 + 11, sentMs: now, receivedMs: now + 4000, nowMonotonicMs: 0)
+        #expect(c.outOfStep(nowMonotonicMs: 0) == nil)
+        #expect(ClockCheck(boundSeconds: 0).outOfStep() == nil)
+    }
+
+    /// Through a real node: its answers carry `Date`, and with a peer whose clock is 10 minutes
+    /// off (a stand-in answering with that `Date`) it refuses to create or delete keys, and says why.
+    @Test func aNodeOutOfStepRefusesTimeStampedChanges() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let r = try c.raw(Route.extCapabilities, body: Array("{}".utf8), idempotent: true)
+        let local = KeyServiceNode.nowMillis() / 1000
+        #expect(r.serverDate.map { abs($0 - local) <= 2 } == true, "Date header: \(String(describing: r.serverDate))")
+        try c.generateKey(password: pw, name: "before", type: .asymmetric, spec: .ec, size: 256)
+        let now = KeyServiceNode.nowMillis()
+        for peer in ["a", "b"] {
+            n.node.clockObserved(source: peer, dateSeconds: now / 1000 + 600, sentMs: now, receivedMs: now + 10)
+        }
+        let (status, text) = try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"after","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256}"#)
+        #expect(status == 503 && text.contains("clock is out of step") && text.contains(" s ahead of this node"), "\(status) \(text)")
+        #expect(try n.post(c, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"before","keyType":"ASYMMETRIC"}"#).0 == 503)
+        #expect(try n.post(c, Route.asymmetricSign, #"{"keyName":"before","algorithm":"SHA256withECDSA","input":"AAAA"}"#).0 == 200,
+                "signing goes on")
+        let metrics = try n.post(c, ServiceMetrics.route, "").1
+        #expect(metrics.contains("vssm_clock_out_of_step 1"), "metrics")
+        for peer in ["a", "b"] {
+            n.node.clockObserved(source: peer, dateSeconds: now / 1000, sentMs: now, receivedMs: now + 10)
+        }
+        #expect(try n.post(c, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"before","keyType":"ASYMMETRIC"}"#).0 == 200,
+                "back in step: changes are accepted again")
+    }
+}
+
 extension String {
     /// A 32-hex-digit module owner id from a small number.
     init(format2 i: Int) { self = String(repeating: "0", count: 31) + String(i, radix: 16) }

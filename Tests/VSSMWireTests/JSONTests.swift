@@ -131,3 +131,18 @@ import Testing
         }
     }
 }
+
+@Suite struct HTTPDateTests {
+    @Test func formatsAndParsesIMFFixdate() {
+        #expect(HTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")  // RFC 9110's example
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT") == 784_111_777)
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        for t: Int64 in [951_782_400, 1_709_210_096, 4_102_444_799, 1_796_629_418] {  // leap days, 2099, 2026
+            #expect(HTTPDate.parse(HTTPDate.format(t)) == t, "\(HTTPDate.format(t))")
+        }
+        for bad in ["", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC",
+                    "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT"] {
+            #expect(HTTPDate.parse(bad) == nil, "\(bad)")
+        }
+    }
+}

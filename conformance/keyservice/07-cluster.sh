@@ -128,6 +128,30 @@ check "30 guessed join secrets: refused (403), then throttled (429)" bash -c "gr
 check "... and aggregated in the audit trail ($((after - before)) records for 30 attempts)" test "$((after - before))" -le 3
 check "... the aggregate record counts them" grep -q 'refused join attempt(s) from 127.0.0.1' "$D/n3/audit.jsonl"
 
+# --- a node whose clock is 10 minutes fast stops stamping keys (issue 20) ----------------------------
+# It compares its clock with etcd's (the Date of etcd's answers): minutes fast, its deletions would
+# outrank keys made later elsewhere and its keys would outlive later deletions.
+"$VSSM_BIN" admin node add n8 --out "$D/n8.credential" >/dev/null
+mkdir -p "$D/n8"
+VSSM_SERVE_WRAP="env FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f +600s" vssm_serve_bg "$D/n8/serve.log" --config "$D/config.json" \
+    --state-dir "$D/n8" --api 127.0.0.1:0 --health 127.0.0.1:0 --internal 127.0.0.1:0 --bootstrap-slave 127.0.0.1:0 \
+    --ports-file "$D/n8/ports.json" --join "https://127.0.0.1:$(_vssm_cluster_port 2 bootstrapSlave)" --join-credential "$D/n8.credential"
+n8=$VSSM_SERVE_PID
+for _ in $(seq 1 100); do grep -q "clock is out of step" "$D/n8/serve.log" 2>/dev/null && break; sleep 0.1; done
+check "a node 10 minutes fast says its clock is out of step with etcd's" grep -q "the etcd member's clock is about 600 s behind" "$D/n8/serve.log"
+fast="https://127.0.0.1:$(_vssm_cluster_port 8 api)"
+rest "$fast" /REST/v1/ext/deletekey "{\"adminPassword\":\"$VSSM_ADMIN_PASSWORD\",\"keyName\":\"made-on-1\",\"keyType\":\"ASYMMETRIC\"}" > "$W/fast.out"
+check "  ... it refuses to delete a key (503, saying why)" bash -c "[ \"\$(tail -1 '$W/fast.out')\" = 503 ] && grep -q 'clock is out of step' '$W/fast.out'"
+out=$(rest "$fast" /REST/v1/ext/generatekey "{\"adminPassword\":\"$VSSM_ADMIN_PASSWORD\",\"keyName\":\"from-the-future\",\"keyType\":\"ASYMMETRIC\",\"keySpec\":\"EC\",\"keySize\":256}")
+expect_eq "  ... and to create one" 503 "$(tail -1 <<< "$out")"
+check "  ... made-on-1 is still there on the others" test "$(sign_status "${URLS[1]}" made-on-1)" = 200
+expect_eq "  ... while it still signs with the cluster's keys" 200 "$(sign_status "$fast" made-on-1)"
+rest_to "$fast" "$VSSM_CLIENT_CERT" "$VSSM_CLIENT_KEY" /metrics "" -X GET > "$W/fast.metrics"
+check "  ... and /metrics says so (vssm_clock_out_of_step 1, offset about -600 s)" bash -c \
+    "grep -q '^vssm_clock_out_of_step 1' '$W/fast.metrics' && grep -qE '^vssm_clock_offset_seconds -(59[0-9]|60[0-9])' '$W/fast.metrics'"
+check "  ... the nodes on time are in step" bash -c "! grep -q 'clock is out of step' '$D/n2/serve.log'"
+kill "$n8"; wait "$n8" 2>/dev/null; rm -rf "$D/n8"
+
 # --- k of n shares bootstrap a node of the cluster; k-1 do not ---------------------------------------
 mkdir -p "$W/shares"
 "$VSSM_BIN" admin split-rpc-key --rpc-key "$D/rpc-key.pem" --config "$D/config.json" --threshold 2 --shares 3 --out "$W/shares" >/dev/null
