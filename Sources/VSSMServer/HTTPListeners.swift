@@ -811,9 +811,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         r.retryAfterSeconds = refusal.wait
         guard refusal.delayMs > 0 else { return write(context: context, r, keepAlive: keepAlive) }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let response = r
         context.eventLoop.scheduleTask(in: .milliseconds(refusal.delayMs)) {
             let (handler, context) = bound.value
-            handler.write(context: context, r, keepAlive: keepAlive)
+            handler.write(context: context, response, keepAlive: keepAlive)
         }
     }
 

@@ -93,7 +93,7 @@ rest_to "$VSSM_URL" "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" /REST/v1/ext/gene
 NODE_TOP='{"requestsPerSecondPerClient": 100}' start_node fair '{}'; bootstrap_node "$NODE_API"
 sed "s|https://127.0.0.1:$port|https://127.0.0.1:$NODE_API|" "$D/pkcs11.json" > "$W/fair-a.json"
 out=$(VSSM_PKCS11_CONFIG="$W/fair-a.json" python3 "$H" fairness "$MODULE" "$PIN" fair-a "$NODE_PID" \
-    "$NODE_API" "$VSSM_CA" "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" "$PIN_B" MODE 100 12 8 fair-b)
+    "$NODE_API" "$VSSM_CA" "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" "$PIN_B" MODE 100 17 8 fair-b)
 echo "$out" | sed 's/^/       /'
 for phase in limit beyond; do
     what="team-b at its limit"; [ $phase = beyond ] && what="team-b flooding wrong PINs beyond its limit ($(val beyond_flood_per_second "$out")/s sent)"

@@ -282,7 +282,7 @@ def fairness(module, pin, keylabel, server_pid, flood_args):
         t = time.perf_counter()
         signer.sign(key, b"fairness", mech)
         return time.perf_counter() - t
-    def measure(ops=400):
+    def measure(ops=600):
         logins, signs, failed = [], [], 0
         next_at = time.monotonic()
         for i in range(ops):
