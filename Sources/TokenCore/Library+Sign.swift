@@ -152,18 +152,23 @@ extension Library {
             return try service.sign(key: name, algorithm: "EdDSA", hashed: digest, saltLength: nil, mgf1: nil)
         case .dsa?:
             return try rawSignature("NONEwithDSA")
-        case .ecdsa?:
-            // ECDSA ignores the hash name when `hashed` is given, so the base API covers every hash.
-            return try rawSignature("SHA256withECDSA")
+        case .ecdsa(let hash)?:
+            // With the extensions the hash is named (the service checks the digest's size and its
+            // audit record says which); the original API ignores the name when `hashed` is given,
+            // so a Go node gets its one ECDSA name for every hash.
+            guard try t.hasExtensions() else { return try rawSignature("SHA256withECDSA") }
+            return try rawSignature(hash.map { "\($0.rawValue)withECDSA" } ?? "NONEwithECDSA")
         case .rsaPSS?:
             guard case .pss(let hash, let mgf1, let salt) = op.mechanism.parameters else { throw .mechanismParamInvalid("PSS") }
             guard digest.count == hash.size else { throw .dataLenRange }
             return try service.sign(key: name, algorithm: "\(hash.rawValue)withRSA/PSS", hashed: digest, saltLength: salt, mgf1: mgf1)
         case .rsaRaw?:
-            // Raw RSA: the input, left-padded with zeros to the modulus size, through the private key.
+            // Raw RSA: the input, left-padded with zeros to the modulus size, through the private
+            // key, as a signature (the service judges it by CKA_SIGN, as the module did).
             guard digest.count <= op.signatureLength else { throw .dataLenRange }
-            return try service.decrypt(key: name, algorithm: "RSA-RAW", input: Library.leftPadded(digest, op.signatureLength),
-                                       oaepHash: nil, mgf1: nil, label: nil)
+            guard try t.hasExtensions() else { throw .mechanismInvalid(op.mechanism.type) }
+            return try service.sign(key: name, algorithm: "RSA-RAW", hashed: Library.leftPadded(digest, op.signatureLength),
+                                    saltLength: nil, mgf1: nil)
         case .rsaPKCS1(nil)?:
             guard digest.count <= op.signatureLength - 11 else { throw .dataLenRange }
             if let (hash, d) = HashAlgorithm.parseDigestInfo(digest), hash != .sha224 {

@@ -117,8 +117,7 @@ extension KeyServiceNode {
 
     func symmetricEncrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.symmetricEncryptRequest)
-        let key = try symmetricKey(r.string("keyName"), ctx)
-        try checkUsage(key.attributes, \.canEncrypt, name: r.string("keyName"), "encryption (CKA_ENCRYPT is FALSE)")
+        let key = try symmetricKey(r.string("keyName"), ctx, for: .encrypt)
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let out = try symmetricEncrypt(alg, cipher: try blockCipher(key, alg), input: r.bytes("input") ?? [])
         var w = WireWriter()
@@ -128,8 +127,7 @@ extension KeyServiceNode {
 
     func symmetricDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.symmetricDecryptRequest)
-        let key = try symmetricKey(r.string("keyName"), ctx)
-        try checkUsage(key.attributes, \.canDecrypt, name: r.string("keyName"), "decryption (CKA_DECRYPT is FALSE)")
+        let key = try symmetricKey(r.string("keyName"), ctx, for: .decrypt)
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let out = try symmetricDecrypt(alg, cipher: try blockCipher(key, alg), input: r.bytes("input") ?? [])
         var w = WireWriter()
@@ -157,7 +155,7 @@ extension KeyServiceNode {
 
     func asymmetricEncrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricEncryptRequest)
-        let key = try asymmetricKey(r.string("keyName"), ctx)
+        let key = try asymmetricKey(r.string("keyName"), ctx, for: .encrypt)
         let padding = try KeyServiceNode.baseEncryptionPadding(r.string("algorithm"))
         try requireRSA(key)
         var w = WireWriter()
@@ -167,8 +165,7 @@ extension KeyServiceNode {
 
     func asymmetricDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricDecryptRequest)
-        let key = try asymmetricKey(r.string("keyName"), ctx)
-        try checkUsage(key.attributes, \.canDecrypt, name: r.string("keyName"), "decryption (CKA_DECRYPT is FALSE)")
+        let key = try asymmetricKey(r.string("keyName"), ctx, for: .decrypt)
         let padding = try KeyServiceNode.baseEncryptionPadding(r.string("algorithm"))
         try requireRSA(key)
         var w = WireWriter()
@@ -197,8 +194,7 @@ extension KeyServiceNode {
 
     func asymmetricSign(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricSignRequest)
-        let key = try asymmetricKey(r.string("keyName"), ctx)
-        try checkUsage(key.attributes, \.canSign, name: r.string("keyName"), "signing (CKA_SIGN is FALSE)")
+        let key = try asymmetricKey(r.string("keyName"), ctx, for: .sign)
         let name = r.string("algorithm")
         guard let (kind, hash) = KeyServiceNode.baseSignAlgorithms[name] else { throw .invalidAlgorithm(name) }
         let scheme = try signatureScheme(kind: kind, hash: hash, key: key, algorithm: name)
@@ -209,7 +205,7 @@ extension KeyServiceNode {
 
     func asymmetricVerify(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.asymmetricVerifyRequest)
-        let key = try asymmetricKey(r.string("keyName"), ctx)
+        let key = try asymmetricKey(r.string("keyName"), ctx, for: .verify)
         let name = r.string("algorithm")
         guard let (kind, hash) = KeyServiceNode.baseSignAlgorithms[name] else { throw .invalidAlgorithm(name) }
         let scheme = try signatureScheme(kind: kind, hash: hash, key: key, algorithm: name)
@@ -227,9 +223,8 @@ extension KeyServiceNode {
 
     func hmacCreate(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.hmacCreateRequest)
-        let key = try macKey(r.string("keyName"), ctx)
         // The MAC serves C_Sign and C_Verify alike (the module compares it itself).
-        try checkUsage(key.attributes, { $0.canSign || $0.canVerify }, name: r.string("keyName"), "MACs (CKA_SIGN and CKA_VERIFY are FALSE)")
+        let key = try macKey(r.string("keyName"), ctx, for: .mac)
         let d = try KeyServiceNode.hmacDigest(r.string("algorithm"))
         var w = WireWriter()
         w.bytes("output", d.hmac(key: key.key, data: r.bytes("input") ?? []))
@@ -238,7 +233,7 @@ extension KeyServiceNode {
 
     func hmacVerify(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, Schemas.hmacVerifyRequest)
-        let key = try macKey(r.string("keyName"), ctx)
+        let key = try macKey(r.string("keyName"), ctx, for: .verify)
         let d = try KeyServiceNode.hmacDigest(r.string("algorithm"))
         let mac = d.hmac(key: key.key, data: r.bytes("input") ?? [])
         var w = WireWriter()

@@ -202,8 +202,7 @@ extension KeyServiceNode {
 
     func extSign(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.signRequest)
-        let key = try asymmetricKey(r.string("keyName"), ctx)
-        try checkUsage(key.attributes, \.canSign, name: r.string("keyName"), "signing (CKA_SIGN is FALSE)")
+        let key = try asymmetricKey(r.string("keyName"), ctx, for: .sign)
         let name = r.string("algorithm")
         let scheme: SignatureScheme
         var digest: [UInt8]
@@ -212,6 +211,13 @@ extension KeyServiceNode {
             try requireRSA(key)
             scheme = .pkcs1Raw
             digest = r.bytes("hashed") ?? []
+        case "RSA-RAW":
+            // PKCS#11 CKM_RSA_X_509 signing: the private-key operation on a modulus-sized input,
+            // under CKA_SIGN (sent as a decryption before, it was judged by CKA_DECRYPT).
+            try requireRSA(key)
+            var w = WireWriter()
+            do { w.bytes("output", try key.key.decrypt(r.bytes("hashed") ?? [], padding: .none)) } catch { throw .input(error) }
+            return ok(w)
         case "EdDSA":
             // PureEdDSA signs the message itself (`input`), not a digest.
             guard key.key.kind.isEdwards else { throw .badRequest("Algorithm EdDSA does not fit key \(key.name), an \(key.keyType) key") }
@@ -242,6 +248,10 @@ extension KeyServiceNode {
                 scheme = .pss(hash, mgf1: try KeyServiceNode.hash(r.string("mgf1Hash"), default: hash), saltLength: salt)
             case "ECDSA":
                 guard key.key.kind == .ec else { throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key") }
+                // The hash is named (the audit record says which): a digest of another size is not it.
+                if (r.bytes("input") ?? []).isEmpty, digest.count != hash.size {
+                    throw .badRequest("\(name): the hashed input must be a \(hash.rawValue) digest (\(hash.size) bytes), not \(digest.count) bytes")
+                }
                 scheme = .ecdsa
             default:
                 throw .invalidAlgorithm(name)
@@ -256,8 +266,7 @@ extension KeyServiceNode {
 
     func extDecrypt(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.decryptRequest)
-        let key = try asymmetricKey(r.string("keyName"), ctx)
-        try checkUsage(key.attributes, \.canDecrypt, name: r.string("keyName"), "decryption (CKA_DECRYPT is FALSE)")
+        let key = try asymmetricKey(r.string("keyName"), ctx, for: .decrypt)
         let padding: EncryptionPadding
         switch r.string("algorithm") {
         case "RSA": padding = .pkcs1
@@ -275,12 +284,7 @@ extension KeyServiceNode {
 
     func extSymmetric(_ body: [UInt8], _ ctx: RequestContext, encrypt: Bool) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.symmetricRequest)
-        let key = try symmetricKey(r.string("keyName"), ctx)
-        if encrypt {
-            try checkUsage(key.attributes, \.canEncrypt, name: r.string("keyName"), "encryption (CKA_ENCRYPT is FALSE)")
-        } else {
-            try checkUsage(key.attributes, \.canDecrypt, name: r.string("keyName"), "decryption (CKA_DECRYPT is FALSE)")
-        }
+        let key = try symmetricKey(r.string("keyName"), ctx, for: encrypt ? .encrypt : .decrypt)
         let alg = try SymmetricAlgorithm(r.string("algorithm"))
         let tagLength = r.has("tagLength") ? Int(min(r.uint64("tagLength"), 64)) : 16
         guard (4...16).contains(tagLength) else { throw .badRequest("tagLength must be 4 to 16 bytes") }
@@ -305,8 +309,7 @@ extension KeyServiceNode {
     /// CMAC and CBC-MAC with an AES key (PKCS#11 CKM_AES_CMAC, CKM_AES_MAC).
     func extMAC(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.macRequest)
-        let key = try symmetricKey(r.string("keyName"), ctx)
-        try checkUsage(key.attributes, { $0.canSign || $0.canVerify }, name: r.string("keyName"), "MACs (CKA_SIGN and CKA_VERIFY are FALSE)")
+        let key = try symmetricKey(r.string("keyName"), ctx, for: .mac)
         guard (key.attributes.cipher ?? "AES") == "AES", [16, 24, 32].contains(key.key.count) else { throw .badRequest("AES MACs need an AES key") }
         let input = r.bytes("input") ?? []
         guard input.count <= config.limits.maxCryptoInputBytes else { throw .tooLarge("Input is larger than the crypto input limit.") }
@@ -374,17 +377,17 @@ extension KeyServiceNode {
         var asym: AsymmetricKeyEntry? = nil
         switch type {
         case .asymmetric:
-            let e = try asymmetricKey(from, ctx)
+            let e = try asymmetricKey(from, ctx, for: .management)
             // A stored key meets the stored-key policy (a session RSA-1024 key stays a session key).
             if !to.startsWithByte("~") { try KeyPolicy.checkAsymmetric(e.key, minStored: config.limits.minStoredRSABits) }
             asym = e
             attributes = e.attributes
         case .symmetric:
-            let e = try symmetricKey(from, ctx)
+            let e = try symmetricKey(from, ctx, for: .management)
             secret = e.key
             attributes = e.attributes
         case .mac:
-            let e = try macKey(from, ctx)
+            let e = try macKey(from, ctx, for: .management)
             secret = e.key
             attributes = e.attributes
         }

@@ -33,13 +33,13 @@ extension KeyServiceNode {
         let type = try KeyPolicy.keyType(typeName)
         switch type {
         case .symmetric:
-            let e = try symmetricKey(name, ctx)
+            let e = try symmetricKey(name, ctx, for: .management)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: e.key, asym: nil)
         case .mac:
-            let e = try macKey(name, ctx)
+            let e = try macKey(name, ctx, for: .management)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: e.key, asym: nil)
         case .asymmetric:
-            let e = try asymmetricKey(name, ctx)
+            let e = try asymmetricKey(name, ctx, for: .management)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: nil, asym: e)
         }
     }

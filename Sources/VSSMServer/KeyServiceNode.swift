@@ -636,16 +636,48 @@ public final class KeyServiceNode: Sendable {
         return k
     }
 
-    func asymmetricKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> AsymmetricKeyEntry {
-        try key(name, ctx, session: ephemeral.asymmetric) { $0.asymmetric[$1] }
+    // Every handler fetches a key for a declared use, and the use is checked here against the
+    // key's PKCS#11 usage flags: a handler cannot forget it (hmacVerify and asymmetricEncrypt did).
+
+    func asymmetricKey(_ name: String, _ ctx: RequestContext, for use: KeyUse) throws(ServiceError) -> AsymmetricKeyEntry {
+        let k = try key(name, ctx, session: ephemeral.asymmetric) { $0.asymmetric[$1] }
+        try use.check(k.attributes, name: name)
+        return k
     }
 
-    func symmetricKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> SecretKeyEntry {
-        try key(name, ctx, session: ephemeral.symmetric) { $0.symmetric[$1] }
+    func symmetricKey(_ name: String, _ ctx: RequestContext, for use: KeyUse) throws(ServiceError) -> SecretKeyEntry {
+        let k = try key(name, ctx, session: ephemeral.symmetric) { $0.symmetric[$1] }
+        try use.check(k.attributes, name: name)
+        return k
     }
 
-    func macKey(_ name: String, _ ctx: RequestContext) throws(ServiceError) -> SecretKeyEntry {
-        try key(name, ctx, session: ephemeral.mac) { $0.mac[$1] }
+    func macKey(_ name: String, _ ctx: RequestContext, for use: KeyUse) throws(ServiceError) -> SecretKeyEntry {
+        let k = try key(name, ctx, session: ephemeral.mac) { $0.mac[$1] }
+        try use.check(k.attributes, name: name)
+        return k
+    }
+}
+
+/// What a request does with a key, each checked against the key's PKCS#11 usage flags (a flag
+/// the module never set counts as TRUE for sign, verify, encrypt and decrypt, as in the original).
+enum KeyUse {
+    case sign, verify, encrypt, decrypt
+    /// HMAC, CMAC and CBC-MAC: the module computes C_Verify's MAC with the same call.
+    case mac
+    /// Management (copy, derive base, wrap, attributes): the handler checks what applies.
+    case management
+
+    func check(_ attributes: KeyAttributes, name: String) throws(ServiceError) {
+        let f = KeyFlags(blob: attributes.pkcs11)
+        let (allowed, what): (Bool, String) = switch self {
+        case .sign: (f.canSign, "signing (CKA_SIGN is FALSE)")
+        case .verify: (f.canVerify, "verification (CKA_VERIFY is FALSE)")
+        case .encrypt: (f.canEncrypt, "encryption (CKA_ENCRYPT is FALSE)")
+        case .decrypt: (f.canDecrypt, "decryption (CKA_DECRYPT is FALSE)")
+        case .mac: (f.canSign || f.canVerify, "MACs (CKA_SIGN and CKA_VERIFY are FALSE)")
+        case .management: (true, "")
+        }
+        guard allowed else { throw .forbidden("Key function not permitted: key \(name) does not allow \(what).") }
     }
 }
 

@@ -287,16 +287,6 @@ extension KeyServiceNode {
         }
     }
 
-    // MARK: - Usage policy
-
-    /// The key's usage flags allow the operation (PKCS#11 CKA_SIGN and the like, kept with the key
-    /// at creation): enforced here, not only by the module that made the key.
-    func checkUsage(_ attributes: KeyAttributes, _ allowed: (KeyFlags) -> Bool, name: String, _ what: String) throws(ServiceError) {
-        guard allowed(KeyFlags(blob: attributes.pkcs11)) else {
-            throw .forbidden("Key function not permitted: key \(name) does not allow \(what).")
-        }
-    }
-
     // MARK: - Routes
 
     static let principalRoutes: [String: Handler] = [

@@ -567,6 +567,54 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
 
     /// C_CopyObject: a session key becomes a token key inside the service (as Java's keystore does);
     /// usage flags are kept with the key and enforced; CKA_COPYABLE=FALSE forbids the copy.
+    /// What the module asks the service is what the host asked (issue 21): CKM_ECDSA_SHA384 is
+    /// signed and audited as SHA384withECDSA (it was SHA256withECDSA whatever the hash), and a
+    /// CKM_RSA_X_509 signature is a signature, judged by CKA_SIGN (it was sent as a decryption, so
+    /// a key with CKA_DECRYPT=FALSE could not make one).
+    @Test func signaturesAreAskedForAsTheHostAskedForThem() throws {
+        let dir = TestNode.tempDir()
+        let node = try TestNode(stateDir: dir)
+        defer { node.stop() }
+        try withSession(node, readWrite: true) { f, s in
+            var yes: CK_BBOOL = 1, no: CK_BBOOL = 0
+            var ecMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
+            var p384 = NamedCurve.p384.oidDER
+            var ecPubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: &p384, ulValueLen: CK_ULONG(p384.count))]
+            var ecPrivT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1)]
+            var ecPub: CK_OBJECT_HANDLE = 0, ecPriv: CK_OBJECT_HANDLE = 0
+            #expect(f.C_GenerateKeyPair!(s, &ecMech, &ecPubT, 1, &ecPrivT, 1, &ecPub, &ecPriv) == rv(CKR_OK))
+            var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA_SHA384), pParameter: nil, ulParameterLen: 0)
+            var data = Array("audited as what it is".utf8)
+            var sig = [UInt8](repeating: 0, count: 96)
+            var sigLen = CK_ULONG(sig.count)
+            #expect(f.C_SignInit!(s, &mech, ecPriv) == rv(CKR_OK))
+            #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &sig, &sigLen) == rv(CKR_OK) && sigLen == 96)
+            #expect(f.C_VerifyInit!(s, &mech, ecPub) == rv(CKR_OK))
+            #expect(f.C_Verify!(s, &data, CK_ULONG(data.count), &sig, sigLen) == rv(CKR_OK))
+            let trail = String(decoding: try FileUtil.readFile(dir + "/audit.jsonl"), as: UTF8.self)
+            let signs = trail.split(separator: "\n").filter { $0.contains("\"route\":\"/REST/v1/ext/sign\"") }
+            #expect(signs.last?.contains("\"mechanism\":\"SHA384withECDSA\"") == true, "\(signs.last ?? "no sign record")")
+
+            var rsaMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_PKCS_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
+            var bits = CK_ULONG(2048)
+            var rsaPubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_MODULUS_BITS), pValue: &bits, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))]
+            var rsaPrivT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1),
+                            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_DECRYPT), pValue: &no, ulValueLen: 1)]
+            var rsaPub: CK_OBJECT_HANDLE = 0, rsaPriv: CK_OBJECT_HANDLE = 0
+            #expect(f.C_GenerateKeyPair!(s, &rsaMech, &rsaPubT, 1, &rsaPrivT, 2, &rsaPub, &rsaPriv) == rv(CKR_OK))
+            var raw = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_X_509), pParameter: nil, ulParameterLen: 0)
+            var rsig = [UInt8](repeating: 0, count: 256)
+            var rlen = CK_ULONG(256)
+            #expect(f.C_SignInit!(s, &raw, rsaPriv) == rv(CKR_OK))
+            #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &rsig, &rlen) == rv(CKR_OK) && rlen == 256,
+                    "a raw RSA signature with CKA_SIGN=TRUE, CKA_DECRYPT=FALSE")
+            #expect(f.C_VerifyInit!(s, &raw, rsaPub) == rv(CKR_OK))
+            #expect(f.C_Verify!(s, &data, CK_ULONG(data.count), &rsig, rlen) == rv(CKR_OK))
+            // ... and decrypting with it is still refused.
+            #expect(f.C_DecryptInit!(s, &raw, rsaPriv) == rv(CKR_KEY_FUNCTION_NOT_PERMITTED))
+        }
+    }
+
     @Test func copyObjectSessionToTokenAndUsageFlags() throws {
         let node = try TestNode()
         defer { node.stop() }

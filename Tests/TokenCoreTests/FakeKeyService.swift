@@ -48,6 +48,9 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
 
     func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8] {
         guard let k = try entry(key).key else { throw .device("Key \(key) is not asymmetric", status: 400) }
+        if algorithm == "RSA-RAW" {
+            do { return try k.decrypt(hashed, padding: .none) } catch { throw .device(error.message, status: 400) }
+        }
         let parts = algorithm.split(separator: "with").map(String.init)
         let hash = HashAlgorithm(rawValue: parts.first ?? "")
         let scheme: SignatureScheme

@@ -203,3 +203,51 @@ import VSSMTestSupport
         #expect(try n.post(c, Route.hmacCreate, #"{"keyName":"none","algorithm":"SHA256","input":"\#(b64("m"))"}"#).0 == 403)
     }
 }
+
+/// Every handler fetches a key for a declared use (`KeyUse`), checked against the key's usage
+/// flags in one place (issue 21: `hmacVerify` lacked the check `hmacCreate` had, and
+/// `asymmetricEncrypt` the one `asymmetricDecrypt` had).
+@Suite struct KeyUseTests {
+    @Test func everyRouteChecksTheUseItMakesOfTheKey() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let pw = TestNode.password
+        func make(_ name: String, _ type: String, _ spec: String, _ size: Int, _ f: [UInt: Bool]) throws -> Int {
+            try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"\#(type)","keySpec":"\#(spec)","keySize":\#(size),"attributes":"\#(KeyOpsTests.flags(f))"}"#).0
+        }
+        #expect(try make("rsa-noenc", "ASYMMETRIC", "RSA", 2048, [KeyFlags.encrypt: false, KeyFlags.verify: false]) == 200)
+        #expect(try make("mac-nover", "MAC", "", 32, [KeyFlags.verify: false]) == 200)
+        let encrypt = try n.post(c, Route.asymmetricEncrypt, #"{"keyName":"rsa-noenc","algorithm":"RSA","input":"AAAA"}"#)
+        #expect(encrypt.0 == 403 && encrypt.1.contains("CKA_ENCRYPT is FALSE"), "\(encrypt)")
+        let verify = try n.post(c, Route.asymmetricVerify, #"{"keyName":"rsa-noenc","algorithm":"SHA256withRSA","input":"AAAA","signature":"AAAA"}"#)
+        #expect(verify.0 == 403 && verify.1.contains("CKA_VERIFY is FALSE"), "\(verify)")
+        let hmac = try n.post(c, Route.hmacVerify, #"{"keyName":"mac-nover","algorithm":"SHA256","input":"AAAA","hmac":"AAAA"}"#)
+        #expect(hmac.0 == 403 && hmac.1.contains("CKA_VERIFY is FALSE"), "\(hmac)")
+        // What the key allows still works.
+        #expect(try n.post(c, Route.asymmetricSign, #"{"keyName":"rsa-noenc","algorithm":"SHA256withRSA","input":"AAAA"}"#).0 == 200)
+        #expect(try n.post(c, Route.hmacCreate, #"{"keyName":"mac-nover","algorithm":"SHA256","input":"AAAA"}"#).0 == 200)
+    }
+
+    /// `RSA-RAW` signs under CKA_SIGN; an ECDSA signature that names its hash takes a digest of
+    /// that hash's size only.
+    @Test func rawRSASigningAndNamedECDSAHashes() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let pw = TestNode.password
+        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"r","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048,"attributes":"\#(KeyOpsTests.flags([KeyFlags.decrypt: false]))"}"#).0 == 200)
+        let block = [UInt8](repeating: 0, count: 200) + [UInt8](repeating: 7, count: 56)
+        let (status, body) = try n.post(c, Route.extSign, #"{"keyName":"r","algorithm":"RSA-RAW","hashed":"\#(Base64.encode(block))"}"#)
+        #expect(status == 200, "\(body)")
+        let sig = try Base64.decode(field(body, "output"))
+        let pub = try PublicKey(spki: try #require(n.node.snapshot.asymmetric["r"]?.spki))
+        #expect(try pub.encrypt(sig, padding: .none) == block, "s^e mod n is the input")
+        #expect(try n.post(c, Route.extDecrypt, #"{"keyName":"r","algorithm":"RSA-RAW","input":"\#(Base64.encode(sig))"}"#).0 == 403)
+        try c.generateKey(password: pw, name: "e", type: .asymmetric, spec: .ec, size: 384)
+        let d32 = Base64.encode([UInt8](repeating: 1, count: 32)), d48 = Base64.encode([UInt8](repeating: 1, count: 48))
+        #expect(try n.post(c, Route.extSign, #"{"keyName":"e","algorithm":"SHA384withECDSA","hashed":"\#(d32)"}"#).0 == 400)
+        #expect(try n.post(c, Route.extSign, #"{"keyName":"e","algorithm":"SHA384withECDSA","hashed":"\#(d48)"}"#).0 == 200)
+        #expect(try n.post(c, Route.extSign, #"{"keyName":"e","algorithm":"NONEwithECDSA","hashed":"\#(d32)"}"#).0 == 200)
+    }
+}
