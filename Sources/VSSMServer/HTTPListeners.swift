@@ -760,13 +760,14 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         let body = self.body
-        if KeyServiceNode.keygenRoutes.contains(path) {
+        switch listener == .api ? RouteTable.api[path]?.pool : nil {
+        case .keygen?:
             runKeygen(context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive)
             return
-        }
-        if KeyServiceNode.adminRoutes.contains(path) {
+        case .admin?:
             runAdmin(context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive)
             return
+        default: break
         }
         run(on: listeners.pool, context: context, path: path, body: body, ctx: ctx, keepAlive: keepAlive) {}
     }

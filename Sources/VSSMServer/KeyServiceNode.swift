@@ -350,12 +350,14 @@ public final class KeyServiceNode: Sendable {
                 }
             }
             let r: R
+            let seen = store.viewRevision
             do {
                 r = try attempt()
             } catch {
                 // This node's view may be behind another node's change (a key made or changed
-                // there a moment ago): once caught up, the change is tried once more.
-                guard error.status == 404 || error == EtcdStore.concurrentChange, catchUp() else { throw error }
+                // there a moment ago): once caught up (here or by the follower meanwhile), the
+                // change is tried once more.
+                guard error.status == 404 || error == EtcdStore.concurrentChange, catchUp() || store.viewRevision != seen else { throw error }
                 r = try attempt()
             }
             peerSync.pushSoon(node: self)
@@ -411,25 +413,12 @@ public final class KeyServiceNode: Sendable {
         return r
     }()
 
-    /// Key generation: its own pool (`HTTPListeners.runKeygen`), a share per client.
-    static let keygenRoutes: Set<String> = [Route.generateKey, Route.extGenerateKey]
-
-    /// Routes that check the admin password (scrypt): they run on the admin pool, never beside signing.
-    static let adminRoutes: Set<String> = [
-        Route.generateKey, Route.injectKey, Route.generateBackup, Route.restoreBackup, Route.listKeys, Route.getLogs,
-        Route.extGenerateKey, Route.extInjectKey, Route.extSetAttributes, Route.extDeleteKey, Route.extCreateObject,
-        Route.extUpdateObject, Route.extDeleteObject, Route.extGenerateBackup, Route.extRestoreBackup, Route.extVerifyPassword,
-        Route.extCopyKey, Route.extDerive, Route.extUnwrap, Route.extAudit,
-        Route.extPrincipalAdd, Route.extPrincipalList, Route.extPrincipalRemove, Route.extPrincipalSetPIN,
-        Route.extNodeAdd, Route.extNodeRemove, Route.extNodeList,
-    ]
-
     /// Handles one request. Never throws: every failure becomes a `{"error": ...}` answer.
     public func handle(path: String, body: [UInt8], context: RequestContext) -> ServiceResponse {
         var response: ServiceResponse
         var context = context
         do {
-            if context.listener == .api && context.authenticated && isRunning { try authorize(path: path, &context) }
+            if context.listener == .api && context.authenticated && isRunning { try authorize(path: path, body: body, &context) }
             if context.listener == .bootstrapSlave && path == Route.extJoin && !config.compatOnly && isRunning {
                 response = try join(body, &context)
             } else {
@@ -505,7 +494,8 @@ public final class KeyServiceNode: Sendable {
             guard context.authenticated else { throw .unauthenticated }
             if path == ServiceMetrics.route { return metricsResponse() }
             if config.compatOnly && path.hasPrefix(Route.extPrefix) { throw .notFound("404 page not found") }
-            guard let h = KeyServiceNode.apiRoutes[path] else { throw .notFound("404 page not found") }
+            // Only a declared route is served (`RouteTable`: its access was enforced in `authorize`).
+            guard RouteTable.api[path] != nil, let h = KeyServiceNode.apiRoutes[path] else { throw .notFound("404 page not found") }
             return try h(self, body, context)
         case .internal:
             guard isRunning else { throw .unavailable("The key service is bootstrapping.") }
@@ -632,7 +622,10 @@ public final class KeyServiceNode: Sendable {
         let storedName = try storedName(name, ctx)
         if storedName.startsWithByte("~"), let k = session(storedName) { return k }
         if let k = state.withLock({ stored($0, storedName) }) { return k }
-        guard catchUp(), let k = state.withLock({ stored($0, storedName) }) else { throw .invalidKeyName(name) }
+        // Looked up again whatever the catch-up did: the follower may have brought the key in
+        // while this miss waited for it (then the catch-up itself finds nothing new).
+        _ = catchUp()
+        guard let k = state.withLock({ stored($0, storedName) }) else { throw .invalidKeyName(name) }
         return k
     }
 

@@ -95,41 +95,31 @@ enum PrincipalCodec {
     }
 }
 
-/// How the router lets a request through once principals exist.
-enum Access {
-    /// Root admin calls: any trusted certificate, registered or not; the handler checks the admin password.
-    static let rootRoutes: Set<String> = [
-        Route.generateBackup, Route.restoreBackup, Route.getLogs, Route.extGenerateBackup, Route.extRestoreBackup,
-        Route.extPrincipalAdd, Route.extPrincipalList, Route.extPrincipalRemove, Route.extPrincipalSetPIN,
-        Route.extNodeAdd, Route.extNodeRemove, Route.extNodeList,
-    ]
-    /// What an auditor may call (besides root routes with the admin password).
-    static let auditorRoutes: Set<String> = [Route.extAudit, Route.extVerifyPassword, Route.extCapabilities, Route.extWhoAmI, ServiceMetrics.route]
-}
-
 extension KeyServiceNode {
     /// Decides who the caller is (once principals exist) and what it may call; sets the
     /// context's principal and namespace. Every running API request passes here.
-    func authorize(path: String, _ ctx: inout RequestContext) throws(ServiceError) {
+    /// The route's declared access (`RouteTable`) is enforced here, before any handler runs.
+    func authorize(path: String, body: [UInt8], _ ctx: inout RequestContext) throws(ServiceError) {
+        guard let spec = RouteTable.api[path] else { throw .notFound("404 page not found") }
         let fingerprint = ctx.clientFingerprint.lowercased()
         let (any, principal) = state.withLock { s in (!s.principals.isEmpty, s.principals[fingerprint]) }
         guard any else { return }  // the original model: every trusted client, every key
         ctx.restricted = true
-        guard let principal else {
-            // The root admin may work from any trusted certificate (registering the first principal
-            // must not lock out the one who did it); everything else needs a registered one.
-            if Access.rootRoutes.contains(path) || path == Route.extAudit { return }
-            throw .forbidden("Not permitted: this client certificate (\(ctx.clientSubject), SHA-256 \(fingerprint)) is trusted but not registered as a principal of this key service.")
+        let keyName = (ctx.auditFields ?? AuditNames.fields(in: body)).key
+        // The root admin may work from any trusted certificate (registering the first principal
+        // must not lock out the one who did it); everything else needs a registered one.
+        if let why = RouteTable.refusal(spec.access, role: principal?.role, sessionKey: keyName.hasPrefix("~")) {
+            let who = principal.map { "principal \($0.name)" } ?? "this client certificate (\(ctx.clientSubject), SHA-256 \(fingerprint))"
+            if let principal { ctx.principalName = principal.name }
+            throw .forbidden("Not permitted: \(who) \(why) (route access: \(spec.access.rawValue)).")
         }
+        guard let principal else { return }
         ctx.principal = principal
         ctx.principalName = principal.name
         guard let namespace = principal.namespace(requested: ctx.requestedNamespace) else {
             throw .forbidden("Not permitted: principal \(principal.name) has no namespace \"\(AuditNames.clean(ctx.requestedNamespace ?? ""))\".")
         }
         ctx.namespace = namespace
-        if principal.role == .auditor && !Access.auditorRoutes.contains(path) && !Access.rootRoutes.contains(path) {
-            throw .forbidden("Not permitted: principal \(principal.name) is an auditor; it reads the audit trail and uses no key.")
-        }
     }
 
     // MARK: - Credentials

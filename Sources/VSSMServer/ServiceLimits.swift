@@ -70,10 +70,7 @@ public struct ServiceLimits: Sendable, Equatable {
         case .internal: return authenticated ? maxStateBodyBytes : ServiceLimits.maxUnauthenticatedBodyBytes
         case .api:
             guard authenticated else { return ServiceLimits.maxUnauthenticatedBodyBytes }
-            switch path {
-            case Route.restoreBackup, Route.extRestoreBackup: return maxStateBodyBytes
-            default: return maxBodyBytes
-            }
+            return RouteTable.api[path]?.stateBody == true ? maxStateBodyBytes : maxBodyBytes
         }
     }
 
