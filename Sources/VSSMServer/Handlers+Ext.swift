@@ -27,13 +27,11 @@ extension KeyServiceNode {
         // destroyed with, the module instance that made them, and never persisted.
         Route.extGenerateKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.generateKeyRequest)
-            if !r.string("keyName").startsWithByte("~") { try n.checkPassword(r, c) }
             try n.createGeneratedKey(r, c)
             return n.ok(WireWriter())
         },
         Route.extInjectKey: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.injectKeyRequest)
-            if !r.string("keyName").startsWithByte("~") { try n.checkPassword(r, c) }
             try n.createInjectedKey(r, c)
             return n.ok(WireWriter())
         },
@@ -56,7 +54,7 @@ extension KeyServiceNode {
         Route.extUpdateObject: { n, b, c throws(ServiceError) in try n.extUpdateObject(b, c) },
         Route.extDeleteObject: { n, b, c throws(ServiceError) in try n.extDeleteObject(b, c) },
         Route.extGenerateBackup: { n, b, c throws(ServiceError) in
-            try n.checkRootPassword(try n.decode(b, Schemas.generateBackupRequest), c)
+            _ = try n.decode(b, Schemas.generateBackupRequest)
             n.audit.info("Generating a backup of the key database (with extension data)...")
             var w = WireWriter()
             w.object("backup", try n.makeBackup(version: 2))
@@ -64,7 +62,6 @@ extension KeyServiceNode {
         },
         Route.extRestoreBackup: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, Schemas.restoreBackupRequest)
-            try n.checkRootPassword(r, c)
             try n.restore(r.object("backup"), allowedVersions: [1, 2])
             return n.ok(WireWriter())
         },
@@ -356,7 +353,6 @@ extension KeyServiceNode {
             guard done else { throw .invalidKeyName(given) }
             return ok(WireWriter())
         }
-        try checkPassword(r, ctx)
         try mutate { (s: inout KeyState) throws(ServiceError) in
             guard s.updateAttributes(name, type: type, change) else { throw .invalidKeyName(given) }
         }
@@ -412,7 +408,6 @@ extension KeyServiceNode {
             guard ephemeral.delete(name, type: type) else { throw .invalidKeyName(given) }
             return ok(WireWriter())
         }
-        try checkPassword(r, ctx)
         audit.info("Deleting the \(type.rawValue) key named \(name)...")
         let now = try stampMillis()
         try mutate { (s: inout KeyState) throws(ServiceError) in
@@ -424,7 +419,6 @@ extension KeyServiceNode {
 
     func extCreateObject(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.createObjectRequest)
-        try checkPassword(r, ctx)
         let cls = r.string("class")
         guard cls == "CERTIFICATE" || cls == "DATA" else { throw .badRequest("Invalid object class: \(cls) (CERTIFICATE or DATA)") }
         let value = r.bytes("value") ?? []
@@ -447,7 +441,6 @@ extension KeyServiceNode {
 
     func extUpdateObject(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.updateObjectRequest)
-        try checkPassword(r, ctx)
         let uid = r.string("uid")
         try mutate { (s: inout KeyState) throws(ServiceError) in
             try checkObjectNamespace(s.objects[uid], uid: uid, ctx)
@@ -461,7 +454,6 @@ extension KeyServiceNode {
 
     func extDeleteObject(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deleteObjectRequest)
-        try checkPassword(r, ctx)
         let uid = r.string("uid")
         let now = try stampMillis()
         try mutate { (s: inout KeyState) throws(ServiceError) in

@@ -103,9 +103,12 @@ extension KeyServiceNode {
         guard let spec = RouteTable.api[path] else { throw .notFound("404 page not found") }
         let fingerprint = ctx.clientFingerprint.lowercased()
         let (any, principal) = state.withLock { s in (!s.principals.isEmpty, s.principals[fingerprint]) }
-        guard any else { return }  // the original model: every trusted client, every key
-        ctx.restricted = true
         let keyName = (ctx.auditFields ?? AuditNames.fields(in: body)).key
+        guard any else {
+            // The original model: every trusted client, every key; the admin password for management.
+            return try checkDeclaredCredential(spec, body: body, sessionKey: keyName.hasPrefix("~"), ctx)
+        }
+        ctx.restricted = true
         // The root admin may work from any trusted certificate (registering the first principal
         // must not lock out the one who did it); everything else needs a registered one.
         if let why = RouteTable.refusal(spec.access, role: principal?.role, sessionKey: keyName.hasPrefix("~")) {
@@ -113,20 +116,25 @@ extension KeyServiceNode {
             if let principal { ctx.principalName = principal.name }
             throw .forbidden("Not permitted: \(who) \(why) (route access: \(spec.access.rawValue)).")
         }
-        guard let principal else { return }
-        ctx.principal = principal
-        ctx.principalName = principal.name
-        guard let namespace = principal.namespace(requested: ctx.requestedNamespace) else {
-            throw .forbidden("Not permitted: principal \(principal.name) has no namespace \"\(AuditNames.clean(ctx.requestedNamespace ?? ""))\".")
+        if let principal {
+            ctx.principal = principal
+            ctx.principalName = principal.name
+            guard let namespace = principal.namespace(requested: ctx.requestedNamespace) else {
+                throw .forbidden("Not permitted: principal \(principal.name) has no namespace \"\(AuditNames.clean(ctx.requestedNamespace ?? ""))\".")
+            }
+            ctx.namespace = namespace
         }
-        ctx.namespace = namespace
+        try checkDeclaredCredential(spec, body: body, sessionKey: keyName.hasPrefix("~"), ctx)
     }
 
     // MARK: - Credentials
 
     /// The admin password alone (root admin calls; C_Login as CKU_SO).
     func checkRootPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
-        let given = r.string("adminPassword")
+        try checkRootPassword(given: r.string("adminPassword"), ctx)
+    }
+
+    func checkRootPassword(given: String, _ ctx: RequestContext) throws(ServiceError) {
         try passwordGuard.check(identity: KeyServiceNode.adminThrottleKey(ctx)) { () throws(ServiceError) -> Bool in
             try password.verify(given, cache: verifiedPasswords) { () throws(ServiceError) in try hashPermit(ctx) }
         }
@@ -154,8 +162,11 @@ extension KeyServiceNode {
     /// principal is registered. The PIN and the admin password are throttled each on its own; a
     /// credential that is neither counts against both.
     func checkCredential(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
-        guard let p = ctx.principal else { return try checkRootPassword(r, ctx) }
-        let given = r.string("adminPassword")
+        try checkCredential(given: r.string("adminPassword"), ctx)
+    }
+
+    func checkCredential(given: String, _ ctx: RequestContext) throws(ServiceError) {
+        guard let p = ctx.principal else { return try checkRootPassword(given: given, ctx) }
         let adminKey = KeyServiceNode.adminThrottleKey(ctx)
         let pinKey = KeyServiceNode.pinThrottleKey(ctx, p)
         let pinWait = p.pinHash == nil ? Int.max : passwordGuard.throttledFor(pinKey)
@@ -187,13 +198,43 @@ extension KeyServiceNode {
     /// delete): an officer of the namespace with its credential; the admin password while no
     /// principal is registered.
     func checkPassword(_ r: WireObject, _ ctx: RequestContext) throws(ServiceError) {
+        try checkPassword(given: r.string("adminPassword"), ctx)
+    }
+
+    func checkPassword(given: String, _ ctx: RequestContext) throws(ServiceError) {
         if ctx.restricted {
             guard let p = ctx.principal else { throw .forbidden("Not permitted: key management needs a registered principal.") }
             guard p.role == .officer else {
                 throw .forbidden("Not permitted: principal \(p.name) has role \(p.role.rawValue); managing keys needs role officer.")
             }
         }
-        try checkCredential(r, ctx)
+        try checkCredential(given: given, ctx)
+    }
+
+    /// The credential a route's declaration requires (`RouteTable`), checked by the router before
+    /// its handler runs: the admin password for root routes, an officer's credential for officer
+    /// routes on a token key (a `~` session key needs none). Audit and login routes decide in their
+    /// handlers (an auditor's PIN or the admin password; C_Login as SO or user).
+    func checkDeclaredCredential(_ spec: RouteSpec, body: [UInt8], sessionKey: Bool, _ ctx: RequestContext) throws(ServiceError) {
+        switch spec.access {
+        case .root: try checkRootPassword(given: try KeyServiceNode.credential(in: body), ctx)
+        case .officer where !sessionKey: try checkPassword(given: try KeyServiceNode.credential(in: body), ctx)
+        default: return
+        }
+    }
+
+    /// The request's `adminPassword` (or `admin_password`), read as the handler's decoding reads it
+    /// (given twice, or under both names: refused).
+    static func credential(in body: [UInt8]) throws(ServiceError) -> String {
+        guard !body.isEmpty else { return "" }
+        let value: JSONValue
+        do { value = try JSONParser.parse(body) } catch { throw .json(error) }
+        guard case .object(let members) = value else { return "" }
+        let given = members.filter { $0.0 == "adminPassword" || $0.0 == "admin_password" }
+        guard given.count <= 1 else { throw .badRequest("field \"adminPassword\" is given more than once") }
+        guard let first = given.first else { return "" }
+        guard case .string(let s) = first.1 else { throw .badRequest("adminPassword must be a string") }
+        return s
     }
 
     /// One verified-PIN memory per principal and PIN hash (a changed PIN starts a new one).
@@ -283,14 +324,12 @@ extension KeyServiceNode {
         Route.extPrincipalAdd: { n, b, c throws(ServiceError) in try n.principalAdd(b, c) },
         Route.extPrincipalList: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.principalListRequest)
-            try n.checkRootPassword(r, c)
             var w = WireWriter()
             w.array("principals", n.snapshot.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: false) })
             return n.ok(w)
         },
         Route.extPrincipalRemove: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.principalRemoveRequest)
-            try n.checkRootPassword(r, c)
             let name = r.string("name")
             n.audit.info("Removing principal \(AuditNames.clean(name))...")
             try n.mutate { (s: inout KeyState) throws(ServiceError) in
@@ -302,7 +341,6 @@ extension KeyServiceNode {
         },
         Route.extPrincipalSetPIN: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.principalSetPINRequest)
-            try n.checkRootPassword(r, c)
             let name = r.string("name")
             let hash = try KeyServiceNode.pinHash(r.string("pin"))
             try n.mutate { (s: inout KeyState) throws(ServiceError) in
@@ -336,7 +374,6 @@ extension KeyServiceNode {
 
     func principalAdd(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.principalAddRequest)
-        try checkRootPassword(r, ctx)
         let name = r.string("name")
         guard !name.isEmpty, name.utf8.count <= 128, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "\"" || $0 == "\\" }) else {
             throw .badRequest("A principal name is 1 to 128 characters, without control characters, quotes or backslashes.")

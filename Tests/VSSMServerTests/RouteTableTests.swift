@@ -62,5 +62,15 @@ import VSSMTestSupport
             }
         }
         #expect(checked == RouteTable.api.count * 2 * callers.count)
+        // The declared credential is the router's too: a wrong one stops a root or officer route
+        // (token key) before its handler reads anything else (403, or 429 once throttled).
+        for (path, spec) in RouteTable.api.sorted(by: { $0.key < $1.key }) where spec.access == .root || spec.access == .officer {
+            for (client, name) in [(callers[2].client, "officer"), (openClient, "no principals")] {
+                let node = name == "officer" ? n : open
+                let (status, text) = try node.post(client, path, #"{"adminPassword":"wrong","keyName":"k"}"#)
+                #expect((status == 403 && text.contains("Incorrect administrator password")) || status == 429,
+                        "\(name) → \(path) with a wrong credential: \(status) \(text.prefix(160))")
+            }
+        }
     }
 }
