@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 // Layers (dependencies point one way), see ../shared/DESIGN.md:
@@ -87,3 +87,9 @@ let package = Package(
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),
     ]
 )
+
+// Warnings are errors in the product's own Swift code (issue 21): a deprecation or an unsafe
+// capture is fixed when it appears, not collected. Tests and C shims are not included.
+for target in package.targets where target.type != .test && !target.name.hasPrefix("C") {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+}

@@ -198,3 +198,26 @@ int copenssl_pem_cert_validity(const unsigned char *pem, int len, long long *sec
     ERR_clear_error();
     return ok;
 }
+
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
+EVP_PKEY *copenssl_dsa_generate(const unsigned char *p, size_t plen, const unsigned char *q, size_t qlen,
+                            const unsigned char *g, size_t glen) {
+    if (plen == 0 || plen > 512 || qlen == 0 || qlen > 512 || glen == 0 || glen > 512) return NULL;
+    BIGNUM *bp = BN_bin2bn(p, (int)plen, NULL), *bq = BN_bin2bn(q, (int)qlen, NULL), *bg = BN_bin2bn(g, (int)glen, NULL);
+    DSA *dsa = DSA_new();
+    if (!bp || !bq || !bg || !dsa || DSA_set0_pqg(dsa, bp, bq, bg) != 1) {
+        BN_free(bp); BN_free(bq); BN_free(bg); DSA_free(dsa);
+        return NULL;
+    }
+    /* bp, bq, bg now belong to dsa. */
+    EVP_PKEY *key = NULL;
+    if (BN_num_bits(bq) >= 160 && BN_num_bits(bp) >= 1024 && DSA_generate_key(dsa) == 1 && (key = EVP_PKEY_new()) != NULL
+        && EVP_PKEY_set1_DSA(key, dsa) != 1) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+    DSA_free(dsa);
+    return key;
+}
+#pragma clang diagnostic pop

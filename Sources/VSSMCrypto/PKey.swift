@@ -334,25 +334,10 @@ public final class PrivateKey: PKey, @unchecked Sendable {
     /// A DSA key on the given domain parameters. (The low-level DSA calls: OpenSSL 3.0's
     /// provider key generation from imported domain parameters fails without an error.)
     public static func generateDSA(p: [UInt8], q: [UInt8], g: [UInt8]) throws(CryptoError) -> PrivateKey {
-        func bn(_ v: [UInt8]) throws(CryptoError) -> OpaquePointer {
-            guard !v.isEmpty, v.count <= 512, let b = bytesPointer(v, { ptr, n in BN_bin2bn(ptr, Int32(n), nil) }) else {
-                throw CryptoError("invalid DSA domain parameter")
-            }
-            return b
-        }
-        guard let dsa = DSA_new() else { throw CryptoError("out of memory") }
-        defer { DSA_free(dsa) }
-        let bp = try bn(p), bq = try bn(q), bg = try bn(g)
-        guard DSA_set0_pqg(dsa, bp, bq, bg) == 1 else {
-            BN_free(bp); BN_free(bq); BN_free(bg)
-            throw CryptoError("invalid DSA domain parameters")
-        }
-        guard BN_num_bits(bq) >= 160, BN_num_bits(bp) >= 1024, DSA_generate_key(dsa) == 1 else { throw CryptoError.openssl("DSA key generation") }
-        guard let key = EVP_PKEY_new() else { throw CryptoError("out of memory") }
-        guard EVP_PKEY_set1_DSA(key, dsa) == 1 else {
-            EVP_PKEY_free(key)
-            throw CryptoError.openssl("DSA key")
-        }
+        guard [p, q, g].allSatisfy({ !$0.isEmpty && $0.count <= 512 }) else { throw CryptoError("invalid DSA domain parameter") }
+        guard let key = p.withUnsafeBufferPointer({ pp in q.withUnsafeBufferPointer { qp in g.withUnsafeBufferPointer { gp in
+            copenssl_dsa_generate(pp.baseAddress, pp.count, qp.baseAddress, qp.count, gp.baseAddress, gp.count)
+        } } }) else { throw CryptoError.openssl("DSA key generation (domain parameters of at least 1024/160 bits)") }
         return PrivateKey(owning: key)
     }
 

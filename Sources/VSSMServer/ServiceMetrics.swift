@@ -46,19 +46,17 @@ public final class ServiceMetrics: Sendable {
         let counterKey = listener + " " + route + " " + String(status)
         let counter = counters.withLock { all -> Counter in
             if let c = all[counterKey] { return c }
-            let c = registry.makeCounter(name: "vssm_requests_total",
-                                         labels: [("listener", listener), ("route", route), ("status", String(status))],
-                                         help: ServiceMetrics.help["vssm_requests_total"] ?? "")
+            let c = registry.makeCounter(descriptor: ServiceMetrics.descriptor("vssm_requests_total"),
+                                         labels: [("listener", listener), ("route", route), ("status", String(status))])
             all[counterKey] = c
             return c
         }
         let histogramKey = listener + " " + route
         let histogram = histograms.withLock { all -> DurationHistogram in
             if let h = all[histogramKey] { return h }
-            let h = registry.makeDurationHistogram(name: "vssm_request_duration_seconds",
+            let h = registry.makeDurationHistogram(descriptor: ServiceMetrics.descriptor("vssm_request_duration_seconds"),
                                                    labels: [("listener", listener), ("route", route)],
-                                                   buckets: ServiceMetrics.buckets,
-                                                   help: ServiceMetrics.help["vssm_request_duration_seconds"] ?? "")
+                                                   buckets: ServiceMetrics.buckets)
             all[histogramKey] = h
             return h
         }
@@ -70,14 +68,19 @@ public final class ServiceMetrics: Sendable {
         let key = name + labels.map { " " + $0.0 + "=" + $0.1 }.joined()
         return counters.withLock { all -> Counter in
             if let c = all[key] { return c }
-            let c = registry.makeCounter(name: name, labels: labels, help: help ?? ServiceMetrics.help[name] ?? "")
+            let c = registry.makeCounter(descriptor: ServiceMetrics.descriptor(name, help: help), labels: labels)
             all[key] = c
             return c
         }
     }
 
     public func gauge(_ name: String, _ labels: [(String, String)] = []) -> Gauge {
-        registry.makeGauge(name: name, labels: labels, help: ServiceMetrics.help[name] ?? "")
+        registry.makeGauge(descriptor: ServiceMetrics.descriptor(name), labels: labels)
+    }
+
+    /// A series' full name and `# HELP` (the whole name as the metric name: no unit suffix split off).
+    static func descriptor(_ name: String, help: String? = nil) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help ?? ServiceMetrics.help[name] ?? "")
     }
 
     /// `# HELP` of every series the service exports (docs/metrics.md lists the same).

@@ -75,4 +75,11 @@ EVP_MAC_CTX *copenssl_hmac_prepare(const char *digest, const unsigned char *key,
 int copenssl_hmac_compute(EVP_MAC_CTX *prepared, const unsigned char *data, size_t len, unsigned char *out, size_t outsize, size_t *outlen);
 /// Passphrase callback data for PEM_read_bio_PrivateKey.
 EVP_PKEY *copenssl_read_private_key_pem(const unsigned char *pem, int len, const char *pass);
+
+/// A DSA key on domain parameters p, q, g (big-endian), or NULL. OpenSSL 3.0's provider key
+/// generation from imported domain parameters fails without an error, so this uses the DSA_*
+/// calls OpenSSL 3 deprecates (kept here, in C, where their deprecation is acknowledged once).
+EVP_PKEY *copenssl_dsa_generate(const unsigned char *p, size_t plen, const unsigned char *q, size_t qlen,
+                            const unsigned char *g, size_t glen);
+
 #endif
