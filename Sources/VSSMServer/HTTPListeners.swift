@@ -334,7 +334,10 @@ final class RequestRates: Sendable {
     private let buckets = Locked<(all: [String: Bucket], sweptAt: Int64)>(([:], 0))
 
     /// nil: take one and go on; else the refusal. `burst`: the bucket's size (default: a second's worth).
-    func take(_ client: String, perSecond: Int, burst: Int? = nil, nowMs: Int64 = Monotonic.ms()) -> Refusal? {
+    /// `jitterMs` is added to a held refusal: a client's connections, refused together, do not
+    /// come back together (their refusals would otherwise land in one burst every second).
+    func take(_ client: String, perSecond: Int, burst: Int? = nil, nowMs: Int64 = Monotonic.ms(),
+              jitterMs: Int64 = Int64.random(in: 0..<250)) -> Refusal? {
         let now = nowMs
         let rate = Double(perSecond)
         let size = Double(burst ?? perSecond)
@@ -352,7 +355,7 @@ final class RequestRates: Sendable {
                 return nil
             }
             if bucket.toldUntilMs > now {
-                let delay = min(bucket.toldUntilMs - now, RequestRates.maxDelayMs)
+                let delay = min(bucket.toldUntilMs - now + jitterMs, RequestRates.maxDelayMs)
                 return Refusal(wait: max(1, Int((Double(bucket.toldUntilMs - now - delay) / 1000).rounded(.up))), delayMs: delay)
             }
             let wait = max(1, Int(((1 - bucket.tokens) / rate).rounded(.up)))

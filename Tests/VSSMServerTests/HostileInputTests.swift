@@ -270,7 +270,8 @@ import VSSMTestSupport
         #expect(rates.take("c", perSecond: 2, nowMs: 0) == nil)
         #expect(rates.take("c", perSecond: 2, nowMs: 0) == nil)
         #expect(rates.take("c", perSecond: 2, nowMs: 0) == .init(wait: 1, delayMs: 0))
-        #expect(rates.take("c", perSecond: 2, nowMs: 100) == .init(wait: 1, delayMs: 900))
+        #expect(rates.take("c", perSecond: 2, nowMs: 100, jitterMs: 0) == .init(wait: 1, delayMs: 900))
+        #expect(rates.take("c", perSecond: 2, nowMs: 200, jitterMs: 100) == .init(wait: 1, delayMs: 900), "held a little longer, at random")
         #expect(rates.take("d", perSecond: 2, nowMs: 100) == nil, "another client has its own bucket")
         #expect(rates.take("c", perSecond: 2, nowMs: 1000) == nil, "after the wait it is served")
 

