@@ -73,7 +73,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "VSSMWireTests", dependencies: ["VSSMWire"]),
-        .testTarget(name: "VSSMCryptoTests", dependencies: ["VSSMCrypto"]),
+        .testTarget(name: "VSSMCryptoTests", dependencies: ["VSSMCrypto", "VSSMWire"]),
         // A real node in-process over real mTLS, shared by the server and module tests.
         .target(name: "VSSMTestSupport", dependencies: [
             "VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto",

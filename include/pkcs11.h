@@ -566,6 +566,10 @@ typedef unsigned long ck_mechanism_type_t;
 #define CKM_DSA_SHA256			(0x14UL)
 #define CKM_DSA_SHA384			(0x15UL)
 #define CKM_DSA_SHA512			(0x16UL)
+#define CKM_DSA_SHA3_224		(0x18UL)
+#define CKM_DSA_SHA3_256		(0x19UL)
+#define CKM_DSA_SHA3_384		(0x1aUL)
+#define CKM_DSA_SHA3_512		(0x1bUL)
 #define CKM_DH_PKCS_KEY_PAIR_GEN	(0x20UL)
 #define CKM_DH_PKCS_DERIVE		(0x21UL)
 #define	CKM_X9_42_DH_KEY_PAIR_GEN	(0x30UL)
@@ -647,6 +651,18 @@ typedef unsigned long ck_mechanism_type_t;
 #define CKM_SHA512			(0x270UL)
 #define CKM_SHA512_HMAC			(0x271UL)
 #define CKM_SHA512_HMAC_GENERAL		(0x272UL)
+#define CKM_SHA3_256			(0x2b0UL)
+#define CKM_SHA3_256_HMAC		(0x2b1UL)
+#define CKM_SHA3_256_HMAC_GENERAL	(0x2b2UL)
+#define CKM_SHA3_224			(0x2b5UL)
+#define CKM_SHA3_224_HMAC		(0x2b6UL)
+#define CKM_SHA3_224_HMAC_GENERAL	(0x2b7UL)
+#define CKM_SHA3_384			(0x2c0UL)
+#define CKM_SHA3_384_HMAC		(0x2c1UL)
+#define CKM_SHA3_384_HMAC_GENERAL	(0x2c2UL)
+#define CKM_SHA3_512			(0x2d0UL)
+#define CKM_SHA3_512_HMAC		(0x2d1UL)
+#define CKM_SHA3_512_HMAC_GENERAL	(0x2d2UL)
 #define CKM_SECURID_KEY_GEN             (0x280UL)
 #define CKM_SECURID                     (0x282UL)
 #define CKM_HOTP_KEY_GEN                (0x290UL)
@@ -795,6 +811,10 @@ typedef unsigned long ck_mechanism_type_t;
 #define CKM_ECDSA_SHA256		(0x1044UL)
 #define CKM_ECDSA_SHA384		(0x1045UL)
 #define CKM_ECDSA_SHA512		(0x1046UL)
+#define CKM_ECDSA_SHA3_224		(0x1047UL)
+#define CKM_ECDSA_SHA3_256		(0x1048UL)
+#define CKM_ECDSA_SHA3_384		(0x1049UL)
+#define CKM_ECDSA_SHA3_512		(0x104aUL)
 #define CKM_ECDH1_DERIVE		(0x1050UL)
 #define CKM_ECDH1_COFACTOR_DERIVE	(0x1051UL)
 #define CKM_ECMQV_DERIVE		(0x1052UL)
@@ -865,6 +885,14 @@ typedef unsigned long ck_mechanism_type_t;
 #define CKM_SHA224_HMAC_GENERAL		(0x257UL)
 #define CKM_SHA224_RSA_PKCS		(0x46UL)
 #define CKM_SHA224_RSA_PKCS_PSS		(0x47UL)
+#define CKM_SHA3_256_RSA_PKCS		(0x60UL)
+#define CKM_SHA3_384_RSA_PKCS		(0x61UL)
+#define CKM_SHA3_512_RSA_PKCS		(0x62UL)
+#define CKM_SHA3_256_RSA_PKCS_PSS	(0x63UL)
+#define CKM_SHA3_384_RSA_PKCS_PSS	(0x64UL)
+#define CKM_SHA3_512_RSA_PKCS_PSS	(0x65UL)
+#define CKM_SHA3_224_RSA_PKCS		(0x66UL)
+#define CKM_SHA3_224_RSA_PKCS_PSS	(0x67UL)
 #define CKM_SHA224_KEY_DERIVATION	(0x396UL)
 
 #define CKM_CAMELLIA_KEY_GEN		(0x550UL)
@@ -951,6 +979,10 @@ typedef struct ck_otp_signature_info
 
 #define CKG_MGF1_SHA1 0x00000001UL
 #define CKG_MGF1_SHA224 0x00000005UL
+#define CKG_MGF1_SHA3_224 0x00000006UL
+#define CKG_MGF1_SHA3_256 0x00000007UL
+#define CKG_MGF1_SHA3_384 0x00000008UL
+#define CKG_MGF1_SHA3_512 0x00000009UL
 #define CKG_MGF1_SHA256 0x00000002UL
 #define CKG_MGF1_SHA384 0x00000003UL
 #define CKG_MGF1_SHA512 0x00000004UL
@@ -1000,6 +1032,10 @@ struct ck_gcm_params {
 #define CKD_SHA256_KDF			(0x06UL)
 #define CKD_SHA384_KDF			(0x07UL)
 #define CKD_SHA512_KDF			(0x08UL)
+#define CKD_SHA3_224_KDF		(0x0aUL)
+#define CKD_SHA3_256_KDF		(0x0bUL)
+#define CKD_SHA3_384_KDF		(0x0cUL)
+#define CKD_SHA3_512_KDF		(0x0dUL)
 #define CKD_CPDIVERSIFY_KDF		(0x09UL)
 
 typedef unsigned long ck_ec_kdf_t;

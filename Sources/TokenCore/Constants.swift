@@ -1,3 +1,4 @@
+import VSSMWire
 import VSSMCrypto
 
 /// PKCS#11 constants as small typed values (no C types in the core). Raw values are those of the
@@ -131,6 +132,30 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let sha384HMAC = MechanismType(0x261)
     public static let sha512 = MechanismType(0x270)
     public static let sha512HMAC = MechanismType(0x271)
+    public static let sha3_256 = MechanismType(0x2B0)
+    public static let sha3_256HMAC = MechanismType(0x2B1)
+    public static let sha3_224 = MechanismType(0x2B5)
+    public static let sha3_224HMAC = MechanismType(0x2B6)
+    public static let sha3_384 = MechanismType(0x2C0)
+    public static let sha3_384HMAC = MechanismType(0x2C1)
+    public static let sha3_512 = MechanismType(0x2D0)
+    public static let sha3_512HMAC = MechanismType(0x2D1)
+    public static let sha3_256RSAPKCS = MechanismType(0x60)
+    public static let sha3_384RSAPKCS = MechanismType(0x61)
+    public static let sha3_512RSAPKCS = MechanismType(0x62)
+    public static let sha3_256RSAPKCSPSS = MechanismType(0x63)
+    public static let sha3_384RSAPKCSPSS = MechanismType(0x64)
+    public static let sha3_512RSAPKCSPSS = MechanismType(0x65)
+    public static let sha3_224RSAPKCS = MechanismType(0x66)
+    public static let sha3_224RSAPKCSPSS = MechanismType(0x67)
+    public static let ecdsaSHA3_224 = MechanismType(0x1047)
+    public static let ecdsaSHA3_256 = MechanismType(0x1048)
+    public static let ecdsaSHA3_384 = MechanismType(0x1049)
+    public static let ecdsaSHA3_512 = MechanismType(0x104A)
+    public static let dsaSHA3_224 = MechanismType(0x18)
+    public static let dsaSHA3_256 = MechanismType(0x19)
+    public static let dsaSHA3_384 = MechanismType(0x1A)
+    public static let dsaSHA3_512 = MechanismType(0x1B)
     public static let genericSecretKeyGen = MechanismType(0x350)
     public static let ecKeyPairGen = MechanismType(0x1040)
     public static let ecdsa = MechanismType(0x1041)
@@ -174,53 +199,74 @@ public struct UserType: RawRepresentable, Hashable, Sendable {
     public static let contextSpecific = UserType(rawValue: 2)
 }
 
-/// Hash algorithms: VSSMCrypto's, with their PKCS#11 mechanism and MGF1 identifiers.
+/// Hash algorithms: VSSMCrypto's rows (wire name, OpenSSL name, size, DigestInfo), with their
+/// PKCS#11 row here (`mechanisms`).
 public typealias HashAlgorithm = DigestAlgorithm
 
 extension DigestAlgorithm {
-    /// CKM_SHA_1 ... CKM_SHA512 (also the `hashAlg` of PSS/OAEP parameters).
-    public init?(mechanism: MechanismType) {
-        switch mechanism {
-        case .sha1: self = .sha1
-        case .sha224: self = .sha224
-        case .sha256: self = .sha256
-        case .sha384: self = .sha384
-        case .sha512: self = .sha512
-        default: return nil
-        }
+    /// Everything PKCS#11 numbers about one hash. The mechanism registry makes its digest, HMAC
+    /// and hash-and-sign entries from these rows; the parameter decoders look hashes up in them.
+    public struct Mechanisms: Sendable {
+        /// CKM_SHA256 …: the digest, and the `hashAlg` of PSS and OAEP parameters.
+        public let digest: MechanismType
+        public let hmac: MechanismType
+        public let rsaPKCS: MechanismType
+        public let rsaPSS: MechanismType
+        public let ecdsa: MechanismType
+        public let dsa: MechanismType
+        /// CKG_MGF1_*.
+        public let mgf: UInt
+        /// CKD_*_KDF (ECDH1 derivation).
+        public let kdf: UInt
     }
 
-    /// CKG_MGF1_SHA1 (1) ... CKG_MGF1_SHA224 (5).
-    public init?(mgf: UInt) {
-        switch mgf {
-        case 1: self = .sha1
-        case 2: self = .sha256
-        case 3: self = .sha384
-        case 4: self = .sha512
-        case 5: self = .sha224
-        default: return nil
-        }
-    }
-
-    /// DER DigestInfo prefix (RFC 8017 §9.2 note 1); the digest follows.
-    public var digestInfoPrefix: [UInt8] {
+    public var mechanisms: Mechanisms {
         switch self {
-        case .sha1: [0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A, 0x05, 0x00, 0x04, 0x14]
-        case .sha224: [0x30, 0x2D, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1C]
-        case .sha256: [0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20]
-        case .sha384: [0x30, 0x41, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30]
-        case .sha512: [0x30, 0x51, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40]
+        case .sha1: Mechanisms(digest: .sha1, hmac: .sha1HMAC, rsaPKCS: .sha1RSAPKCS, rsaPSS: .sha1RSAPKCSPSS, ecdsa: .ecdsaSHA1,
+                               dsa: .dsaSHA1, mgf: 1, kdf: 2)
+        case .sha224: Mechanisms(digest: .sha224, hmac: .sha224HMAC, rsaPKCS: .sha224RSAPKCS, rsaPSS: .sha224RSAPKCSPSS,
+                                 ecdsa: .ecdsaSHA224, dsa: .dsaSHA224, mgf: 5, kdf: 5)
+        case .sha256: Mechanisms(digest: .sha256, hmac: .sha256HMAC, rsaPKCS: .sha256RSAPKCS, rsaPSS: .sha256RSAPKCSPSS,
+                                 ecdsa: .ecdsaSHA256, dsa: .dsaSHA256, mgf: 2, kdf: 6)
+        case .sha384: Mechanisms(digest: .sha384, hmac: .sha384HMAC, rsaPKCS: .sha384RSAPKCS, rsaPSS: .sha384RSAPKCSPSS,
+                                 ecdsa: .ecdsaSHA384, dsa: .dsaSHA384, mgf: 3, kdf: 7)
+        case .sha512: Mechanisms(digest: .sha512, hmac: .sha512HMAC, rsaPKCS: .sha512RSAPKCS, rsaPSS: .sha512RSAPKCSPSS,
+                                 ecdsa: .ecdsaSHA512, dsa: .dsaSHA512, mgf: 4, kdf: 8)
+        case .sha3_224: Mechanisms(digest: .sha3_224, hmac: .sha3_224HMAC, rsaPKCS: .sha3_224RSAPKCS, rsaPSS: .sha3_224RSAPKCSPSS,
+                                   ecdsa: .ecdsaSHA3_224, dsa: .dsaSHA3_224, mgf: 6, kdf: 0xA)
+        case .sha3_256: Mechanisms(digest: .sha3_256, hmac: .sha3_256HMAC, rsaPKCS: .sha3_256RSAPKCS, rsaPSS: .sha3_256RSAPKCSPSS,
+                                   ecdsa: .ecdsaSHA3_256, dsa: .dsaSHA3_256, mgf: 7, kdf: 0xB)
+        case .sha3_384: Mechanisms(digest: .sha3_384, hmac: .sha3_384HMAC, rsaPKCS: .sha3_384RSAPKCS, rsaPSS: .sha3_384RSAPKCSPSS,
+                                   ecdsa: .ecdsaSHA3_384, dsa: .dsaSHA3_384, mgf: 8, kdf: 0xC)
+        case .sha3_512: Mechanisms(digest: .sha3_512, hmac: .sha3_512HMAC, rsaPKCS: .sha3_512RSAPKCS, rsaPSS: .sha3_512RSAPKCSPSS,
+                                   ecdsa: .ecdsaSHA3_512, dsa: .dsaSHA3_512, mgf: 9, kdf: 0xD)
         }
     }
 
-    /// Splits a DigestInfo into hash and digest, when it is one of ours.
-    public static func parseDigestInfo(_ data: [UInt8]) -> (HashAlgorithm, [UInt8])? {
-        for h in HashAlgorithm.allCases {
-            let p = h.digestInfoPrefix
-            if data.count == p.count + h.size && Array(data.prefix(p.count)) == p {
-                return (h, Array(data.dropFirst(p.count)))
-            }
-        }
-        return nil
+    /// The service feature a hash needs beyond the original API, for the hash-and-sign, HMAC, OAEP
+    /// and KDF uses that name it to the service (nil: the original API has it). `sign`, `sign-pss`
+    /// and `hmac-any-hash` cover SHA-224, `sha3` the SHA-3 family.
+    public func feature(for use: Feature) -> Feature? {
+        if isSHA3 { return .sha3 }
+        if inOriginalAPI { return use == .signPSS || use == .decryptOAEP ? use : nil }
+        return use
+    }
+
+    /// CKM_SHA_1 … CKM_SHA3_512 (also the `hashAlg` of PSS/OAEP parameters).
+    public init?(mechanism: MechanismType) {
+        guard let h = DigestAlgorithm.allCases.first(where: { $0.mechanisms.digest == mechanism }) else { return nil }
+        self = h
+    }
+
+    /// CKG_MGF1_SHA1 (1) … CKG_MGF1_SHA3_512 (9).
+    public init?(mgf: UInt) {
+        guard let h = DigestAlgorithm.allCases.first(where: { $0.mechanisms.mgf == mgf }) else { return nil }
+        self = h
+    }
+
+    /// CKD_SHA1_KDF … CKD_SHA3_512_KDF.
+    public init?(kdf: UInt) {
+        guard let h = DigestAlgorithm.allCases.first(where: { $0.mechanisms.kdf == kdf }) else { return nil }
+        self = h
     }
 }

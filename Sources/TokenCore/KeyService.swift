@@ -1,21 +1,23 @@
+import VSSMWire
 /// What the token core needs from a key service. `VSSMClient.VSSMKeyService` implements it over
 /// the VSSM REST API; unit tests may use a fake. Every method blocks; none is called under a lock.
 public protocol KeyService: Sendable {
     /// True when the service offers our `/REST/v1/ext/` extensions (else only the original API).
     func hasExtensions() throws(TokenError) -> Bool
     /// The extension features the service lists (`ext/capabilities`); nil for the original API.
-    func features() throws(TokenError) -> Set<String>?
+    func features() throws(TokenError) -> Set<Feature>?
     /// Keys and stored objects, plus the session keys of `owner` (renewing their lease). Without
     /// extensions the original `listkeys` needs the admin password; with no password the listing
     /// is then empty.
     func list(adminPassword: String?, owner: String?) throws(TokenError) -> ServiceListing
-    /// Signs `data` (a digest, or raw bytes for NONE algorithms) with a VSSM algorithm string.
-    func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8]
-    func decrypt(key: String, algorithm: String, input: [UInt8], oaepHash: HashAlgorithm?, mgf1: HashAlgorithm?, label: [UInt8]?) throws(TokenError) -> [UInt8]
+    /// The private-key half of a signature: `data` is the digest (schemes with a hash), the bytes
+    /// to sign as given (PKCS#1 without a hash, raw RSA, DSA, ECDSA without a hash) or the message
+    /// (EdDSA). The adapter alone decides the route and the names the service gets.
+    func sign(key: String, _ scheme: SignScheme, _ data: [UInt8]) throws(TokenError) -> [UInt8]
+    func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8]
     func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8]
-    func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8]
-    /// AES-CMAC or AES-MAC (CBC-MAC) in the service, `length` bytes.
-    func blockMAC(key: String, cmac: Bool, input: [UInt8], length: Int) throws(TokenError) -> [UInt8]
+    /// A MAC computed in the service (C_Sign, and C_Verify, which compares it here).
+    func mac(key: String, _ scheme: MACScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8]
     /// C_Login's check: `asSO` needs the admin password; otherwise a registered principal's PIN
     /// is accepted too.
     func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError)
@@ -44,6 +46,63 @@ public protocol KeyService: Sendable {
     func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String
     func updateObject(adminPassword: String, uid: String, label: String?, id: [UInt8]?) throws(TokenError)
     func deleteObject(adminPassword: String, uid: String) throws(TokenError)
+}
+
+/// A signature the service makes, by scheme: the one typed description the token core hands to
+/// the adapter (which maps it to the original API or our extensions, and to wire names).
+public enum SignScheme: Sendable, Equatable {
+    /// PKCS#1 v1.5 over a digest of `hash`; nil: over the caller's bytes as given (a DigestInfo
+    /// or raw data, padded but not hashed).
+    case rsaPKCS1(HashAlgorithm?)
+    case rsaPSS(hash: HashAlgorithm, mgf1: HashAlgorithm, saltLength: Int)
+    /// CKM_RSA_X_509: the private-key operation on a modulus-sized input, judged by CKA_SIGN.
+    case rsaRaw
+    /// Over a digest of `hash` (nil: a digest the caller made, of unknown hash).
+    case ecdsa(HashAlgorithm?)
+    /// Over a digest the caller or the token made.
+    case dsa
+    /// PureEdDSA over the whole message.
+    case eddsa
+}
+
+/// An RSA decryption the service makes.
+public enum DecryptScheme: Sendable, Equatable {
+    case rsaPKCS1
+    /// CKM_RSA_X_509: the private-key operation alone.
+    case rsaRaw
+    case rsaOAEP(hash: HashAlgorithm, mgf1: HashAlgorithm, label: [UInt8])
+}
+
+extension DecryptScheme {
+    /// The original API decrypts PKCS#1 v1.5, and OAEP with MGF1 of the same hash (one it has) and
+    /// no label; everything else needs our extensions.
+    public var inOriginalAPI: Bool {
+        switch self {
+        case .rsaPKCS1: true
+        case .rsaRaw: false
+        case .rsaOAEP(let hash, let mgf1, let label): mgf1 == hash && label.isEmpty && hash.inOriginalAPI
+        }
+    }
+
+    /// Whether a service with these features (nil: the original API) can decrypt this way.
+    public func isOffered(by features: Set<Feature>?) -> Bool {
+        if inOriginalAPI { return true }
+        guard let features else { return false }
+        switch self {
+        case .rsaPKCS1: return true
+        case .rsaRaw: return features.contains(.rsaRaw)
+        case .rsaOAEP(let hash, let mgf1, _):
+            return features.contains(.decryptOAEP) && (!hash.isSHA3 && !mgf1.isSHA3 || features.contains(.sha3))
+        }
+    }
+}
+
+/// A MAC the service computes.
+public enum MACScheme: Sendable, Equatable {
+    case hmac(HashAlgorithm)
+    /// AES-CMAC (16 bytes) or AES-MAC (CBC-MAC, 8 bytes), truncated to `length` bytes.
+    case aesCMAC(length: Int)
+    case aesMAC(length: Int)
 }
 
 /// A key as listed by the service.

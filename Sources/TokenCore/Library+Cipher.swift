@@ -61,8 +61,9 @@ extension Library {
             if m.type == .rsaPKCSOAEP, case .oaep(let hash, let mgf, let label) = m.parameters {
                 // Decided here (C_DecryptInit), as applications expect: the original API decrypts
                 // OAEP only with MGF1 of the same hash and no label.
-                if !encrypt && !(mgf == hash && label.isEmpty && hash != .sha224), !(try t.hasExtensions()) {
-                    throw .mechanismParamInvalid("OAEP with this MGF1 hash or a label needs the service's extensions")
+                let scheme = DecryptScheme.rsaOAEP(hash: hash, mgf1: mgf, label: label)
+                if !encrypt, !scheme.isOffered(by: try t.features()) {
+                    throw .mechanismParamInvalid("the key service cannot decrypt OAEP with these hashes or a label (it needs newer extensions)")
                 }
             } else if m.type == .rsaPKCSOAEP {
                 throw .mechanismParamInvalid("CKM_RSA_PKCS_OAEP needs CK_RSA_PKCS_OAEP_PARAMS")
@@ -256,20 +257,17 @@ extension Library {
         case (.rsaX509, _):
             guard input.count == op.modulusBytes else { throw .encryptedDataLenRange }
             return try mapDecrypt { () throws(TokenError) in
-                try t.service().decrypt(key: op.key.name, algorithm: "RSA-RAW", input: input, oaepHash: nil, mgf1: nil, label: nil)
+                try t.service().decrypt(key: op.key.name, .rsaRaw, input)
             }
         case (.rsaPKCS, _):
             guard input.count == op.modulusBytes else { throw .encryptedDataLenRange }
             return try mapDecrypt { () throws(TokenError) in
-                try t.service().decrypt(key: op.key.name, algorithm: "RSA", input: input, oaepHash: nil, mgf1: nil, label: nil)
+                try t.service().decrypt(key: op.key.name, .rsaPKCS1, input)
             }
         case (.rsaPKCSOAEP, .oaep(let hash, let mgf, let label)):
             guard input.count == op.modulusBytes else { throw .encryptedDataLenRange }
-            let base = mgf == hash && label.isEmpty && hash != .sha224
-            if !base { guard try t.hasExtensions() else { throw .mechanismParamInvalid("OAEP with this MGF1 hash or a label needs the service's extensions") } }
             return try mapDecrypt { () throws(TokenError) in
-                try t.service().decrypt(key: op.key.name, algorithm: base ? "RSA-OAEP/\(hash.rawValue)" : "RSA-OAEP", input: input,
-                                        oaepHash: hash, mgf1: mgf, label: label)
+                try t.service().decrypt(key: op.key.name, .rsaOAEP(hash: hash, mgf1: mgf, label: label), input)
             }
         default:
             return try runSymmetric(t, op)

@@ -1,3 +1,4 @@
+import VSSMWire
 import VSSMCrypto
 
 /// Keys made from keys (PKCS#11 2.40 §5.14 C_DeriveKey, C_WrapKey, C_UnwrapKey) and C_DigestKey.
@@ -66,14 +67,13 @@ extension Library {
         case (.ecdh1Derive, .ecdh(let kdfType, let shared, let pub)):
             guard baseKey.kind == .ec, o.objectClass == .privateKey else { throw .keyTypeInconsistent }
             let kdf: HashAlgorithm?
-            switch kdfType {
-            case 1: kdf = nil  // CKD_NULL
-            case 2: kdf = .sha1
-            case 5: kdf = .sha224
-            case 6: kdf = .sha256
-            case 7: kdf = .sha384
-            case 8: kdf = .sha512
-            default: throw .mechanismParamInvalid("KDF \(kdfType) (CKD_NULL or CKD_SHA*_KDF)")
+            let sha3 = try t.features()?.contains(.sha3) ?? false
+            if kdfType == 1 {
+                kdf = nil  // CKD_NULL
+            } else if let h = HashAlgorithm(kdf: kdfType), !h.isSHA3 || sha3 {
+                kdf = h
+            } else {
+                throw .mechanismParamInvalid("KDF \(kdfType) (CKD_NULL or a CKD_SHA*_KDF the key service has)")
             }
             if kdf == nil && !shared.isEmpty { throw .mechanismParamInvalid("CKD_NULL takes no shared data") }
             if kdf != nil && length == 0 { throw .templateIncomplete("CKA_VALUE_LEN (a KDF output length)") }

@@ -1,3 +1,4 @@
+import VSSMWire
 import VSSMCrypto
 
 /// Object and key management (PKCS#11 2.40 §5.7, §5.14): needs the admin password (SO login, or a
@@ -206,7 +207,7 @@ extension Library {
             // and kept as K1 K2 K1.
             twoKey = mechanism.type == .des2KeyGen
             length = twoKey ? 16 : 24
-            guard try t.features()?.contains("generatekey") ?? false else { throw .mechanismInvalid(mechanism.type) }
+            guard try t.features()?.contains(.generateKey) ?? false else { throw .mechanismInvalid(mechanism.type) }
             (type, cipher, prefix) = ("SYMMETRIC", "3DES", "sym")
         case .aesKeyGen:
             guard let asked else { throw .templateIncomplete("CKA_VALUE_LEN") }
@@ -236,7 +237,7 @@ extension Library {
     /// kept as a session object of this process (CKO_DOMAIN_PARAMETERS).
     func generateDSAParameters(_ h: UInt, template: Template) throws(TokenError) -> ObjectHandle {
         let (_, t) = try session(h)
-        guard try t.features()?.contains("dsa") ?? false else { throw .mechanismInvalid(.dsaParameterGen) }
+        guard try t.features()?.contains(.dsa) ?? false else { throw .mechanismInvalid(.dsaParameterGen) }
         guard let bits = try template.ulong(.primeBits) else { throw .templateIncomplete("CKA_PRIME_BITS") }
         let d: (p: [UInt8], q: [UInt8], g: [UInt8])
         do { d = try PrivateKey.generateDSAParameters(bits: Int(clamping: bits)) } catch { throw .attributeValueInvalid(.primeBits) }

@@ -133,11 +133,10 @@ extension Library {
     /// Maps the mechanism onto a VSSM call (DESIGN.md mechanism table) and converts the answer.
     /// The private-key (or MAC) half of a signature, in the service, by the mechanism's family.
     func remoteSign(_ h: UInt, _ op: SignOperation, _ digest: [UInt8]) throws(TokenError) -> [UInt8] {
-        let t = try session(h).1
-        let service = try t.service()
+        let service = try session(h).1.service()
         let name = op.key.name
-        func rawSignature(_ algorithm: String) throws(TokenError) -> [UInt8] {
-            let der = try service.sign(key: name, algorithm: algorithm, hashed: digest, saltLength: nil, mgf1: nil)
+        func rawSignature(_ scheme: SignScheme) throws(TokenError) -> [UInt8] {
+            let der = try service.sign(key: name, scheme, digest)
             guard let raw = ECDSASignature.derToRaw(der, fieldSize: op.signatureLength / 2) else {
                 throw .functionFailed("the service returned a malformed signature")
             }
@@ -145,39 +144,31 @@ extension Library {
         }
         switch MechanismRegistry.family(op.mechanism.type) {
         case .hmac(let hash)?:
-            return try service.hmac(key: name, algorithm: hash.rawValue, input: digest)
+            return try service.mac(key: name, .hmac(hash), digest)
         case .blockMAC(let length, let cmac)?:
-            return try service.blockMAC(key: name, cmac: cmac, input: digest, length: length)
+            return try service.mac(key: name, cmac ? .aesCMAC(length: length) : .aesMAC(length: length), digest)
         case .eddsa?:
-            return try service.sign(key: name, algorithm: "EdDSA", hashed: digest, saltLength: nil, mgf1: nil)
+            return try service.sign(key: name, .eddsa, digest)
         case .dsa?:
-            return try rawSignature("NONEwithDSA")
+            return try rawSignature(.dsa)
         case .ecdsa(let hash)?:
-            // With the extensions the hash is named (the service checks the digest's size and its
-            // audit record says which); the original API ignores the name when `hashed` is given,
-            // so a Go node gets its one ECDSA name for every hash.
-            guard try t.hasExtensions() else { return try rawSignature("SHA256withECDSA") }
-            return try rawSignature(hash.map { "\($0.rawValue)withECDSA" } ?? "NONEwithECDSA")
+            return try rawSignature(.ecdsa(hash))
         case .rsaPSS?:
             guard case .pss(let hash, let mgf1, let salt) = op.mechanism.parameters else { throw .mechanismParamInvalid("PSS") }
             guard digest.count == hash.size else { throw .dataLenRange }
-            return try service.sign(key: name, algorithm: "\(hash.rawValue)withRSA/PSS", hashed: digest, saltLength: salt, mgf1: mgf1)
+            return try service.sign(key: name, .rsaPSS(hash: hash, mgf1: mgf1, saltLength: salt), digest)
         case .rsaRaw?:
             // Raw RSA: the input, left-padded with zeros to the modulus size, through the private
             // key, as a signature (the service judges it by CKA_SIGN, as the module did).
             guard digest.count <= op.signatureLength else { throw .dataLenRange }
-            guard try t.hasExtensions() else { throw .mechanismInvalid(op.mechanism.type) }
-            return try service.sign(key: name, algorithm: "RSA-RAW", hashed: Library.leftPadded(digest, op.signatureLength),
-                                    saltLength: nil, mgf1: nil)
+            return try service.sign(key: name, .rsaRaw, Library.leftPadded(digest, op.signatureLength))
         case .rsaPKCS1(nil)?:
             guard digest.count <= op.signatureLength - 11 else { throw .dataLenRange }
-            if let (hash, d) = HashAlgorithm.parseDigestInfo(digest), hash != .sha224 {
-                return try service.sign(key: name, algorithm: "\(hash.rawValue)withRSA", hashed: d, saltLength: nil, mgf1: nil)
-            }
-            guard try t.hasExtensions() else { throw .dataInvalid }
-            return try service.sign(key: name, algorithm: "NONEwithRSA", hashed: digest, saltLength: nil, mgf1: nil)
+            // A DigestInfo of a known hash is signed as that hash (the audit record names it).
+            if let (hash, d) = HashAlgorithm.parseDigestInfo(digest) { return try service.sign(key: name, .rsaPKCS1(hash), d) }
+            return try service.sign(key: name, .rsaPKCS1(nil), digest)
         case .rsaPKCS1(let hash?)?:
-            return try service.sign(key: name, algorithm: "\(hash.rawValue)withRSA", hashed: digest, saltLength: nil, mgf1: nil)
+            return try service.sign(key: name, .rsaPKCS1(hash), digest)
         default:
             throw .mechanismInvalid(op.mechanism.type)
         }

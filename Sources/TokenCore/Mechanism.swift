@@ -1,3 +1,4 @@
+import VSSMWire
 /// A mechanism with its decoded parameters (Marshal decodes CK_MECHANISM into this).
 public struct Mechanism: Sendable, Equatable {
     public enum Parameters: Sendable, Equatable {
@@ -36,9 +37,14 @@ public struct MechanismInfo: Sendable {
     public static let ecFp: UInt = 0x100000, ecNamedCurve: UInt = 0x800000, ecUncompress: UInt = 0x1000000
 }
 
+extension MechanismType {
+    /// RSA-PSS mechanisms, whose parameter is a CK_RSA_PKCS_PSS_PARAMS (the decoder asks).
+    public var takesPSSParameters: Bool { MechanismTable.isPSS(self) }
+}
+
 /// Questions the operations ask about a mechanism, answered from `MechanismRegistry`.
 enum MechanismTable {
-    static func offered(features: Set<String>?) -> [MechanismType: MechanismInfo] { MechanismRegistry.offered(features: features) }
+    static func offered(features: Set<Feature>?) -> [MechanismType: MechanismInfo] { MechanismRegistry.offered(features: features) }
 
     /// Hash of a hashed signature mechanism (nil: the caller supplies the digest or raw data).
     static func hash(of m: MechanismType) -> HashAlgorithm? {

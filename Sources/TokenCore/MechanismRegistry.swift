@@ -1,3 +1,4 @@
+import VSSMWire
 /// What a mechanism does: the operation code switches on this, never on mechanism numbers.
 enum MechanismFamily: Sendable, Equatable {
     /// CKM_RSA_PKCS (hash nil: the caller's DigestInfo or raw data) and CKM_SHA*_RSA_PKCS.
@@ -34,7 +35,7 @@ struct MechanismEntry: Sendable {
     let featureFlags: UInt?
     /// The service capability (`ext/capabilities` features) this mechanism needs beyond the
     /// original API.
-    let feature: String?
+    let feature: Feature?
     /// Keys whose CKA_ALLOWED_MECHANISMS list it (nil class: every object of that kind).
     let keys: [(ServiceKey.Kind, ObjectClass?)]
     /// For secret keys: the block cipher the key must be ("AES", "3DES"); nil: any.
@@ -51,7 +52,7 @@ enum MechanismRegistry {
     static let aesKeys: [(ServiceKey.Kind, ObjectClass?)] = [(.symmetric, nil)]
     static let secretKeys: [(ServiceKey.Kind, ObjectClass?)] = [(.symmetric, nil), (.mac, nil)]
 
-    static func rsa(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: String? = nil, ext: UInt? = nil) -> MechanismEntry {
+    static func rsa(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: Feature? = nil, ext: UInt? = nil) -> MechanismEntry {
         MechanismEntry(type: t, family: f, minKeySize: 2048, maxKeySize: 8192, baseFlags: base, featureFlags: ext, feature: feature, keys: rsaKeys)
     }
 
@@ -59,12 +60,12 @@ enum MechanismRegistry {
         MechanismEntry(type: t, family: .ecdsa(hash), minKeySize: 192, maxKeySize: 521, baseFlags: signVerify | ecFlags, featureFlags: nil, feature: nil, keys: ecKeys)
     }
 
-    static func aes(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: String?, ext: UInt? = nil) -> MechanismEntry {
+    static func aes(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: Feature?, ext: UInt? = nil) -> MechanismEntry {
         MechanismEntry(type: t, family: f, minKeySize: 16, maxKeySize: 32, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys,
                        cipher: "AES")
     }
 
-    static func des3(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: String?, ext: UInt? = nil) -> MechanismEntry {
+    static func des3(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: Feature?, ext: UInt? = nil) -> MechanismEntry {
         MechanismEntry(type: t, family: f, minKeySize: 16, maxKeySize: 24, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys,
                        cipher: "3DES")
     }
@@ -72,7 +73,7 @@ enum MechanismRegistry {
     static func derive(_ t: MechanismType, keys: [(ServiceKey.Kind, ObjectClass?)], min: UInt = 1, max: UInt = 1024, extra: UInt = 0,
                        cipher: String? = nil) -> MechanismEntry {
         MechanismEntry(type: t, family: .derive, minKeySize: min, maxKeySize: max, baseFlags: nil, featureFlags: MechanismInfo.derive | extra,
-                       feature: "derive", keys: keys, cipher: cipher)
+                       feature: .derive, keys: keys, cipher: cipher)
     }
 
     static func local(_ t: MechanismType, _ f: MechanismFamily, min: UInt, max: UInt, flags: UInt) -> MechanismEntry {
@@ -80,43 +81,30 @@ enum MechanismRegistry {
     }
 
     static func dsa(_ t: MechanismType, _ hash: HashAlgorithm?) -> MechanismEntry {
-        MechanismEntry(type: t, family: .dsa(hash), minKeySize: 1024, maxKeySize: 3072, baseFlags: nil, featureFlags: signVerify, feature: "dsa",
+        MechanismEntry(type: t, family: .dsa(hash), minKeySize: 1024, maxKeySize: 3072, baseFlags: nil, featureFlags: signVerify, feature: .dsa,
                        keys: [(.dsa, nil)])
     }
 
-    static let all: [MechanismEntry] = [
-        dsa(.dsa, nil), dsa(.dsaSHA1, .sha1), dsa(.dsaSHA224, .sha224), dsa(.dsaSHA256, .sha256), dsa(.dsaSHA384, .sha384), dsa(.dsaSHA512, .sha512),
-        rsa(.rsaX509, .rsaRaw, base: nil, feature: "rsa-raw", ext: signVerify | encDec),
-        rsa(.rsaPKCS, .rsaPKCS1(nil), base: signVerify | encDec, feature: "wrap", ext: signVerify | encDec | wrapping),
-        rsa(.sha1RSAPKCS, .rsaPKCS1(.sha1), base: signVerify),
-        rsa(.sha224RSAPKCS, .rsaPKCS1(.sha224), base: nil, feature: "sign", ext: signVerify),
-        rsa(.sha256RSAPKCS, .rsaPKCS1(.sha256), base: signVerify),
-        rsa(.sha384RSAPKCS, .rsaPKCS1(.sha384), base: signVerify),
-        rsa(.sha512RSAPKCS, .rsaPKCS1(.sha512), base: signVerify),
-        rsa(.rsaPKCSPSS, .rsaPSS(nil), base: nil, feature: "sign-pss", ext: signVerify),
-        rsa(.sha1RSAPKCSPSS, .rsaPSS(.sha1), base: nil, feature: "sign-pss", ext: signVerify),
-        rsa(.sha224RSAPKCSPSS, .rsaPSS(.sha224), base: nil, feature: "sign-pss", ext: signVerify),
-        rsa(.sha256RSAPKCSPSS, .rsaPSS(.sha256), base: nil, feature: "sign-pss", ext: signVerify),
-        rsa(.sha384RSAPKCSPSS, .rsaPSS(.sha384), base: nil, feature: "sign-pss", ext: signVerify),
-        rsa(.sha512RSAPKCSPSS, .rsaPSS(.sha512), base: nil, feature: "sign-pss", ext: signVerify),
-        rsa(.rsaPKCSOAEP, .rsaOAEP, base: encDec, feature: "wrap", ext: encDec | wrapping),
-        ec(.ecdsa, nil), ec(.ecdsaSHA1, .sha1), ec(.ecdsaSHA224, .sha224), ec(.ecdsaSHA256, .sha256),
-        ec(.ecdsaSHA384, .sha384), ec(.ecdsaSHA512, .sha512),
+    static let all: [MechanismEntry] = fixed + HashAlgorithm.allCases.flatMap(hashed)
+
+    /// The mechanisms that are not one per hash.
+    static let fixed: [MechanismEntry] = [
+        dsa(.dsa, nil),
+        rsa(.rsaX509, .rsaRaw, base: nil, feature: .rsaRaw, ext: signVerify | encDec),
+        rsa(.rsaPKCS, .rsaPKCS1(nil), base: signVerify | encDec, feature: .wrap, ext: signVerify | encDec | wrapping),
+        rsa(.rsaPKCSPSS, .rsaPSS(nil), base: nil, feature: .signPSS, ext: signVerify),
+        rsa(.rsaPKCSOAEP, .rsaOAEP, base: encDec, feature: .wrap, ext: encDec | wrapping),
+        ec(.ecdsa, nil),
         derive(.ecdh1Derive, keys: [(.ec, .privateKey)], min: 192, max: 521, extra: ecFlags),
         MechanismEntry(type: .dsaKeyPairGen, family: .keyGeneration, minKeySize: 1024, maxKeySize: 3072, baseFlags: nil,
-                       featureFlags: MechanismInfo.generateKeyPair, feature: "dsa", keys: []),
+                       featureFlags: MechanismInfo.generateKeyPair, feature: .dsa, keys: []),
         // Domain parameters are public: generated in this process (no key material involved).
         MechanismEntry(type: .dsaParameterGen, family: .keyGeneration, minKeySize: 1024, maxKeySize: 3072, baseFlags: nil,
-                       featureFlags: MechanismInfo.generate, feature: "dsa", keys: []),
+                       featureFlags: MechanismInfo.generate, feature: .dsa, keys: []),
         MechanismEntry(type: .eddsa, family: .eddsa, minKeySize: 255, maxKeySize: 448, baseFlags: nil, featureFlags: signVerify,
-                       feature: "eddsa", keys: [(.eddsa, nil)]),
+                       feature: .eddsa, keys: [(.eddsa, nil)]),
         MechanismEntry(type: .ecEdwardsKeyPairGen, family: .keyGeneration, minKeySize: 255, maxKeySize: 448, baseFlags: nil,
-                       featureFlags: MechanismInfo.generateKeyPair, feature: "eddsa", keys: []),
-        local(.sha1, .digest(.sha1), min: 0, max: 0, flags: MechanismInfo.digest),
-        local(.sha224, .digest(.sha224), min: 0, max: 0, flags: MechanismInfo.digest),
-        local(.sha256, .digest(.sha256), min: 0, max: 0, flags: MechanismInfo.digest),
-        local(.sha384, .digest(.sha384), min: 0, max: 0, flags: MechanismInfo.digest),
-        local(.sha512, .digest(.sha512), min: 0, max: 0, flags: MechanismInfo.digest),
+                       featureFlags: MechanismInfo.generateKeyPair, feature: .eddsa, keys: []),
         MechanismEntry(type: .rsaPKCSKeyPairGen, family: .keyGeneration, minKeySize: 2048, maxKeySize: 8192,
                        baseFlags: MechanismInfo.generateKeyPair, featureFlags: nil, feature: nil, keys: []),
         MechanismEntry(type: .ecKeyPairGen, family: .keyGeneration, minKeySize: 192, maxKeySize: 521,
@@ -126,20 +114,20 @@ enum MechanismRegistry {
                        baseFlags: MechanismInfo.generate, featureFlags: nil, feature: nil, keys: []),
         aes(.aesECB, .blockCipher, base: encDec, feature: nil),
         // A caller-chosen IV for encryption needs the extensions; the original decrypts with the IV prefixed.
-        aes(.aesCBC, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        aes(.aesCBCPad, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        aes(.aesCTR, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        aes(.aesGCM, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        aes(.aesMAC, .blockMAC(length: 8, cmac: false), base: nil, feature: "mac", ext: signVerify),
-        aes(.aesCMAC, .blockMAC(length: 16, cmac: true), base: nil, feature: "mac", ext: signVerify),
+        aes(.aesCBC, .blockCipher, base: MechanismInfo.decrypt, feature: .symmetricIV, ext: encDec),
+        aes(.aesCBCPad, .blockCipher, base: MechanismInfo.decrypt, feature: .symmetricIV, ext: encDec),
+        aes(.aesCTR, .blockCipher, base: MechanismInfo.decrypt, feature: .symmetricIV, ext: encDec),
+        aes(.aesGCM, .blockCipher, base: MechanismInfo.decrypt, feature: .symmetricIV, ext: encDec),
+        aes(.aesMAC, .blockMAC(length: 8, cmac: false), base: nil, feature: .mac, ext: signVerify),
+        aes(.aesCMAC, .blockMAC(length: 16, cmac: true), base: nil, feature: .mac, ext: signVerify),
         // Triple-DES (two-key keys are stored as K1 K2 K1); keys are made with the extensions.
-        des3(.des2KeyGen, .keyGeneration, base: nil, feature: "generatekey", ext: MechanismInfo.generate),
-        des3(.des3KeyGen, .keyGeneration, base: nil, feature: "generatekey", ext: MechanismInfo.generate),
+        des3(.des2KeyGen, .keyGeneration, base: nil, feature: .generateKey, ext: MechanismInfo.generate),
+        des3(.des3KeyGen, .keyGeneration, base: nil, feature: .generateKey, ext: MechanismInfo.generate),
         des3(.des3ECB, .blockCipher, base: encDec, feature: nil),
-        des3(.des3CBC, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        des3(.des3CBCPad, .blockCipher, base: MechanismInfo.decrypt, feature: "symmetric-iv", ext: encDec),
-        aes(.aesKeyWrap, .wrap, base: nil, feature: "wrap", ext: wrapping),
-        aes(.aesKeyWrapPad, .wrap, base: nil, feature: "wrap", ext: wrapping),
+        des3(.des3CBC, .blockCipher, base: MechanismInfo.decrypt, feature: .symmetricIV, ext: encDec),
+        des3(.des3CBCPad, .blockCipher, base: MechanismInfo.decrypt, feature: .symmetricIV, ext: encDec),
+        aes(.aesKeyWrap, .wrap, base: nil, feature: .wrap, ext: wrapping),
+        aes(.aesKeyWrapPad, .wrap, base: nil, feature: .wrap, ext: wrapping),
         derive(.aesECBEncryptData, keys: aesKeys, min: 16, max: 32, cipher: "AES"),
         derive(.aesCBCEncryptData, keys: aesKeys, min: 16, max: 32, cipher: "AES"),
         derive(.concatenateBaseAndKey, keys: secretKeys),
@@ -147,15 +135,31 @@ enum MechanismRegistry {
         derive(.concatenateDataAndBase, keys: secretKeys),
         derive(.xorBaseAndData, keys: secretKeys),
         derive(.extractKeyFromKey, keys: secretKeys),
-    ] + [(MechanismType.sha1HMAC, HashAlgorithm.sha1), (.sha256HMAC, .sha256), (.sha384HMAC, .sha384), (.sha512HMAC, .sha512)].map { t, h in
-        MechanismEntry(type: t, family: .hmac(h), minKeySize: 16, maxKeySize: 1024, baseFlags: signVerify, featureFlags: nil, feature: nil, keys: [(.mac, nil)])
+    ]
+
+    /// The mechanisms one hash row makes: its digest (here), HMAC, and hash-and-sign with RSA
+    /// PKCS#1 v1.5, RSA-PSS, ECDSA and DSA. The service feature each needs comes from the row:
+    /// ECDSA and DSA send the digest, so every hash works wherever the family does.
+    static func hashed(_ h: HashAlgorithm) -> [MechanismEntry] {
+        let m = h.mechanisms
+        let pkcs1 = h.feature(for: .sign)
+        let hmac = h.feature(for: .hmacAnyHash)
+        return [
+            local(m.digest, .digest(h), min: 0, max: 0, flags: MechanismInfo.digest),
+            rsa(m.rsaPKCS, .rsaPKCS1(h), base: pkcs1 == nil ? signVerify : nil, feature: pkcs1, ext: signVerify),
+            rsa(m.rsaPSS, .rsaPSS(h), base: nil, feature: h.feature(for: .signPSS), ext: signVerify),
+            ec(m.ecdsa, h),
+            dsa(m.dsa, h),
+            MechanismEntry(type: m.hmac, family: .hmac(h), minKeySize: 16, maxKeySize: 1024, baseFlags: hmac == nil ? signVerify : nil,
+                           featureFlags: signVerify, feature: hmac, keys: [(.mac, nil)]),
+        ]
     }
 
     static let byType: [MechanismType: MechanismEntry] = Dictionary(all.map { ($0.type, $0) }, uniquingKeysWith: { a, _ in a })
 
     /// What a token offers given the service's features (nil: the original API, no extensions).
     /// CKF_HW: performed by the device, here the key service (all but the digests, which run here).
-    static func offered(features: Set<String>?) -> [MechanismType: MechanismInfo] {
+    static func offered(features: Set<Feature>?) -> [MechanismType: MechanismInfo] {
         var t: [MechanismType: MechanismInfo] = [:]
         for e in all {
             let has = e.feature.map { features?.contains($0) ?? false } ?? false

@@ -1,3 +1,4 @@
+import VSSMWire
 import Glibc
 import VSSMCrypto
 import VSSMSync
@@ -42,7 +43,7 @@ public final class Token: Sendable {
 
     struct State {
         var service: (any KeyService)?
-        var features: Set<String>??
+        var features: Set<Feature>??
         var offered: [MechanismType: MechanismInfo]?
         var objects: [ObjectHandle: TokenObject] = [:]
         var handles: [String: ObjectHandle] = [:]
@@ -85,7 +86,7 @@ public final class Token: Sendable {
     func hasExtensions() throws(TokenError) -> Bool { try features() != nil }
 
     /// The service's extension features (nil: the original API), asked once per service.
-    func features() throws(TokenError) -> Set<String>? {
+    func features() throws(TokenError) -> Set<Feature>? {
         if let f = state.withLock({ $0.features }) { return f }
         let f = try service().features()
         state.withLock { $0.features = .some(f) }

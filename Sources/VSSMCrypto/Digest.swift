@@ -2,31 +2,73 @@ import VSSMSync
 import VSSMWire
 import COpenSSL
 
-/// Hash algorithms used by the API (names as in the original's algorithm strings).
+/// Hash algorithms, one row each (`row`): the wire name (`rawValue`, as in the original's
+/// algorithm strings: `SHA256withRSA`, `RSA-OAEP/SHA256`), OpenSSL's name, the size, the
+/// DigestInfo OID and whether the original API offers it. Adding a hash is a case and its row here
+/// plus its PKCS#11 row in TokenCore (`HashAlgorithm.mechanisms`).
 public enum DigestAlgorithm: String, Sendable, CaseIterable {
     case sha1 = "SHA1", sha224 = "SHA224", sha256 = "SHA256", sha384 = "SHA384", sha512 = "SHA512"
+    case sha3_224 = "SHA3-224", sha3_256 = "SHA3-256", sha3_384 = "SHA3-384", sha3_512 = "SHA3-512"
+
+    public struct Row: Sendable {
+        /// The name OpenSSL 3 fetches it by.
+        public let openSSLName: String
+        public let size: Int
+        /// The last arc of the OID under 2.16.840.1.101.3.4.2 (NIST hash algorithms); SHA-1 is
+        /// 1.3.14.3.2.26 and has 0 here.
+        let nistArc: UInt8
+        /// Offered by the original VSSM's API (its sign, HMAC and OAEP algorithm names); the
+        /// others only through our extensions.
+        public let inOriginalAPI: Bool
+    }
+
+    public var row: Row {
+        switch self {
+        case .sha1: Row(openSSLName: "SHA1", size: 20, nistArc: 0, inOriginalAPI: true)
+        case .sha224: Row(openSSLName: "SHA2-224", size: 28, nistArc: 4, inOriginalAPI: false)
+        case .sha256: Row(openSSLName: "SHA2-256", size: 32, nistArc: 1, inOriginalAPI: true)
+        case .sha384: Row(openSSLName: "SHA2-384", size: 48, nistArc: 2, inOriginalAPI: true)
+        case .sha512: Row(openSSLName: "SHA2-512", size: 64, nistArc: 3, inOriginalAPI: true)
+        case .sha3_224: Row(openSSLName: "SHA3-224", size: 28, nistArc: 7, inOriginalAPI: false)
+        case .sha3_256: Row(openSSLName: "SHA3-256", size: 32, nistArc: 8, inOriginalAPI: false)
+        case .sha3_384: Row(openSSLName: "SHA3-384", size: 48, nistArc: 9, inOriginalAPI: false)
+        case .sha3_512: Row(openSSLName: "SHA3-512", size: 64, nistArc: 10, inOriginalAPI: false)
+        }
+    }
+
+    public var size: Int { row.size }
+    public var inOriginalAPI: Bool { row.inOriginalAPI }
+    public var isSHA3: Bool { row.openSSLName.hasPrefix("SHA3-") }
+
+    /// The DER OID of the hash.
+    public var oidDER: [UInt8] {
+        let r = row
+        if r.nistArc == 0 { return [0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A] }
+        return [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, r.nistArc]
+    }
+
+    /// DER DigestInfo prefix (RFC 8017 §9.2 note 1: SEQUENCE { AlgorithmIdentifier { oid, NULL },
+    /// OCTET STRING digest }); the digest follows.
+    public var digestInfoPrefix: [UInt8] {
+        let algorithmID = [0x30, UInt8(oidDER.count + 2)] + oidDER + [0x05, 0x00]
+        let body = algorithmID.count + 2 + size
+        return [0x30, UInt8(body)] + algorithmID + [0x04, UInt8(size)]
+    }
+
+    /// Splits a DigestInfo into hash and digest, when it is one of these hashes.
+    public static func parseDigestInfo(_ data: [UInt8]) -> (DigestAlgorithm, [UInt8])? {
+        for h in allCases {
+            let p = h.digestInfoPrefix
+            if data.count == p.count + h.size && Array(data.prefix(p.count)) == p {
+                return (h, Array(data.dropFirst(p.count)))
+            }
+        }
+        return nil
+    }
 
     /// The EVP_MD, fetched once per process: OpenSSL 3 resolves the legacy `EVP_sha256()` objects by
     /// name on every init, which dominated the module's CPU per signature (measured with perf).
-    var md: OpaquePointer? {
-        switch self {
-        case .sha1: FetchedDigests.shared.sha1
-        case .sha224: FetchedDigests.shared.sha224
-        case .sha256: FetchedDigests.shared.sha256
-        case .sha384: FetchedDigests.shared.sha384
-        case .sha512: FetchedDigests.shared.sha512
-        }
-    }
-
-    public var size: Int {
-        switch self {
-        case .sha1: 20
-        case .sha224: 28
-        case .sha256: 32
-        case .sha384: 48
-        case .sha512: 64
-        }
-    }
+    var md: OpaquePointer? { FetchedDigests.shared.md[self] ?? nil }
 
     public func hash(_ data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
@@ -48,15 +90,14 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
 
 /// Explicitly fetched digests, kept for the life of the process (never freed: `-z nodelete`).
 final class FetchedDigests: @unchecked Sendable {
-    // EVP_MD objects are immutable and safe to share between threads once fetched.
+    // EVP_MD objects are immutable and safe to share between threads once fetched; the table is
+    // written once, in init.
     static let shared = FetchedDigests()
-    let sha1, sha224, sha256, sha384, sha512: OpaquePointer?
+    let md: [DigestAlgorithm: OpaquePointer?]
     private init() {
-        sha1 = EVP_MD_fetch(nil, "SHA1", nil) ?? EVP_sha1()
-        sha224 = EVP_MD_fetch(nil, "SHA2-224", nil) ?? EVP_sha224()
-        sha256 = EVP_MD_fetch(nil, "SHA2-256", nil) ?? EVP_sha256()
-        sha384 = EVP_MD_fetch(nil, "SHA2-384", nil) ?? EVP_sha384()
-        sha512 = EVP_MD_fetch(nil, "SHA2-512", nil) ?? EVP_sha512()
+        var t: [DigestAlgorithm: OpaquePointer?] = [:]
+        for d in DigestAlgorithm.allCases { t[d] = EVP_MD_fetch(nil, d.row.openSSLName, nil) }
+        md = t
     }
 }
 

@@ -140,7 +140,7 @@ extension KeyServiceNode {
         if text == "RSA" { return .pkcs1 }
         if text.hasPrefix("RSA-OAEP/") {
             let h = String(text.dropFirst(9))
-            guard let d = DigestAlgorithm(rawValue: h), d != .sha224 else {
+            guard let d = DigestAlgorithm(rawValue: h), d.inOriginalAPI else {
                 if h.contains("/") { throw .invalidAlgorithm(text) }
                 throw .badRequest("Invalid hash algorithm: \(h)")
             }
@@ -217,7 +217,7 @@ extension KeyServiceNode {
     }
 
     static func hmacDigest(_ name: String) throws(ServiceError) -> DigestAlgorithm {
-        guard let d = DigestAlgorithm(rawValue: name), d != .sha224 else { throw .invalidAlgorithm(name) }
+        guard let d = DigestAlgorithm(rawValue: name), d.inOriginalAPI else { throw .invalidAlgorithm(name) }
         return d
     }
 

@@ -3,12 +3,8 @@ import VSSMWire
 
 /// `/REST/v1/ext/` handlers: what PKCS#11 needs beyond the original API. Off with `compatOnly`.
 extension KeyServiceNode {
-    static let extFeatures = [
-        "listkeys", "sign", "sign-pss", "sign-raw", "ecdsa-any-hash", "decrypt-oaep", "symmetric-iv",
-        "generatekey", "injectkey", "attributes", "deletekey", "objects", "verifypassword", "backup-v2",
-        "session-keys", "copykey", "derive", "wrap", "keyvalue", "mac", "rsa-raw", "eddsa", "dsa",
-        "audit", "bootstrap-shares", "principals",
-    ]
+    /// Everything this build offers (the features are cumulative: a node lists them all).
+    static let extFeatures = Feature.allCases.map(\.rawValue)
 
     static let extRoutes: [String: Handler] = [
         Route.extCapabilities: { n, b, _ throws(ServiceError) in
@@ -303,9 +299,20 @@ extension KeyServiceNode {
         return ok(w)
     }
 
-    /// CMAC and CBC-MAC with an AES key (PKCS#11 CKM_AES_CMAC, CKM_AES_MAC).
+    /// CMAC and CBC-MAC with an AES key (PKCS#11 CKM_AES_CMAC, CKM_AES_MAC), and `HMAC/<hash>`
+    /// with a MAC key for any hash this node knows (the original's `hmac/create` has four).
     func extMAC(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.macRequest)
+        let algorithm = r.string("algorithm")
+        if algorithm.hasPrefix("HMAC/") {
+            let key = try macKey(r.string("keyName"), ctx, for: .mac)
+            let hash = try KeyServiceNode.hash(String(algorithm.dropFirst(5)))
+            let input = r.bytes("input") ?? []
+            guard input.count <= config.limits.maxCryptoInputBytes else { throw .tooLarge("Input is larger than the crypto input limit.") }
+            var w = WireWriter()
+            w.bytes("output", hash.hmac(key: key.key, data: input))
+            return ok(w)
+        }
         let key = try symmetricKey(r.string("keyName"), ctx, for: .mac)
         guard (key.attributes.cipher ?? "AES") == "AES", [16, 24, 32].contains(key.key.count) else { throw .badRequest("AES MACs need an AES key") }
         let input = r.bytes("input") ?? []

@@ -8,7 +8,7 @@ import VSSMWire
 public final class VSSMKeyService: KeyService {
     let api: VSSMAPIClient
     /// nil: not asked yet; .some(nil): the original API; .some(set): our extensions' features.
-    private let ext = Locked<Set<String>??>(nil)
+    private let ext = Locked<Set<Feature>??>(nil)
 
     public init(_ configuration: TLSClientConfiguration) throws(TokenError) {
         do { api = try VSSMAPIClient(configuration) } catch {
@@ -60,12 +60,12 @@ public final class VSSMKeyService: KeyService {
     public func hasExtensions() throws(TokenError) -> Bool { try features() != nil }
 
     /// Asked once per instance: `ext/capabilities` answers with the feature list, the original a 404.
-    public func features() throws(TokenError) -> Set<String>? {
+    public func features() throws(TokenError) -> Set<Feature>? {
         if let f = ext.withLock({ $0 }) { return f }
-        let f: Set<String>?
+        let f: Set<Feature>?
         do {
             let r = try api.call(Route.extCapabilities, WireWriter(), response: ExtSchemas.capabilitiesResponse, idempotent: true)
-            f = Set(r.strings("features"))
+            f = Feature.set(r.strings("features"))
         } catch .http(status: 404, message: _) {
             f = nil
         } catch {
@@ -93,7 +93,7 @@ public final class VSSMKeyService: KeyService {
                 throw VSSMKeyService.map(error)
             }
             if known == nil {
-                if r.has("features") { ext.withLock { $0 = .some(Set(r.strings("features"))) } } else { _ = try features() }
+                if r.has("features") { ext.withLock { $0 = .some(Feature.set(r.strings("features"))) } } else { _ = try features() }
             }
             var listing = ServiceListing()
             for k in r.objects("keys") {
@@ -149,31 +149,76 @@ public final class VSSMKeyService: KeyService {
         return n
     }
 
-    public func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8] {
-        let base = ["SHA1withRSA", "SHA256withRSA", "SHA384withRSA", "SHA512withRSA", "SHA1withECDSA", "SHA256withECDSA"].contains(algorithm)
+    /// The only place a signature scheme becomes a route and an algorithm name: the original API
+    /// for what it has, our extensions for the rest (the names the service's audit records carry).
+    public func sign(key: String, _ scheme: SignScheme, _ data: [UInt8]) throws(TokenError) -> [UInt8] {
+        let features = try features()
+        func has(_ f: Feature) -> Bool { features?.contains(f) ?? false }
+        /// A hash the service can be told about (else the digest goes unnamed).
+        func named(_ h: HashAlgorithm) -> Bool { h.inOriginalAPI || (h.isSHA3 ? has(.sha3) : features != nil) }
         var w = WireWriter()
-        // EdDSA signs the message itself (`input`); everything else a digest (`hashed`).
-        w.bytes(algorithm == "EdDSA" ? "input" : "hashed", hashed)
+        let algorithm: String
+        var original = false
+        switch scheme {
+        case .rsaPKCS1(let hash?) where named(hash):
+            algorithm = "\(hash.rawValue)withRSA"
+            original = hash.inOriginalAPI
+        case .rsaPKCS1(let hash):
+            // Unnamed: the DigestInfo is made here and signed as given (the original API has no
+            // such call: PKCS#1 over arbitrary bytes is not data it can sign).
+            guard features != nil else { throw .dataInvalid }
+            algorithm = "NONEwithRSA"
+            if let hash { return try sign(key: key, .rsaPKCS1(nil), hash.digestInfoPrefix + data) }
+        case .rsaPSS(let hash, let mgf1, let salt):
+            guard named(hash), named(mgf1) else { throw .mechanismParamInvalid("the key service does not know this PSS hash") }
+            algorithm = "\(hash.rawValue)withRSA/PSS"
+            w.object("saltLength", .string(String(salt)))
+            w.string("mgf1Hash", mgf1.rawValue)
+        case .rsaRaw:
+            guard features != nil else { throw .mechanismInvalid(MechanismType.rsaX509) }
+            algorithm = "RSA-RAW"
+        case .ecdsa(let hash):
+            // The original API ignores the name when `hashed` is given: a Go node gets its one
+            // ECDSA name for every hash; ours is told the hash (its audit record says which).
+            if features == nil {
+                algorithm = "SHA256withECDSA"
+            } else if let hash, named(hash) {
+                algorithm = "\(hash.rawValue)withECDSA"
+            } else {
+                algorithm = "NONEwithECDSA"
+            }
+            original = algorithm == "SHA256withECDSA" || algorithm == "SHA1withECDSA"
+        case .dsa:
+            algorithm = "NONEwithDSA"
+        case .eddsa:
+            algorithm = "EdDSA"
+        }
+        // EdDSA signs the message itself (`input`); everything else a digest or prepared bytes (`hashed`).
+        w.bytes(scheme == .eddsa ? "input" : "hashed", data)
         w.string("keyName", key)
         w.string("algorithm", algorithm)
-        if let saltLength { w.object("saltLength", .string(String(saltLength))) }
-        if let mgf1 { w.string("mgf1Hash", mgf1.rawValue) }
-        let path = base ? Route.asymmetricSign : Route.extSign
-        return try call(path, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+        return try call(original ? Route.asymmetricSign : Route.extSign, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
-    public func decrypt(key: String, algorithm: String, input: [UInt8], oaepHash: HashAlgorithm?, mgf1: HashAlgorithm?, label: [UInt8]?) throws(TokenError) -> [UInt8] {
+    public func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
         var w = WireWriter()
         w.bytes("input", input)
         w.string("keyName", key)
-        w.string("algorithm", algorithm)
-        let isBase = algorithm == "RSA" || algorithm.hasPrefix("RSA-OAEP/")
-        if !isBase {
-            w.string("hash", oaepHash?.rawValue ?? "")
-            w.string("mgf1Hash", mgf1?.rawValue ?? "")
-            w.bytes("label", label)
+        let original = scheme.inOriginalAPI
+        switch scheme {
+        case .rsaPKCS1: w.string("algorithm", "RSA")
+        case .rsaRaw: w.string("algorithm", "RSA-RAW")
+        case .rsaOAEP(let hash, let mgf1, let label):
+            if original {
+                w.string("algorithm", "RSA-OAEP/\(hash.rawValue)")
+            } else {
+                w.string("algorithm", "RSA-OAEP")
+                w.string("hash", hash.rawValue)
+                w.string("mgf1Hash", mgf1.rawValue)
+                w.bytes("label", label)
+            }
         }
-        return try call(isBase ? Route.asymmetricDecrypt : Route.extDecrypt, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+        return try call(original ? Route.asymmetricDecrypt : Route.extDecrypt, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
     public func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8] {
@@ -191,22 +236,25 @@ public final class VSSMKeyService: KeyService {
         return try call(path, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
-    public func blockMAC(key: String, cmac: Bool, input: [UInt8], length: Int) throws(TokenError) -> [UInt8] {
-        guard try hasExtensions() else { throw .functionNotSupported }
+    /// HMAC with the original's four hashes on its `hmac/create`; other hashes and the AES MACs
+    /// on `ext/mac`.
+    public func mac(key: String, _ scheme: MACScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
         var w = WireWriter()
         w.string("keyName", key)
-        w.string("algorithm", cmac ? "AES-CMAC" : "AES-MAC")
         w.bytes("input", input)
-        w.uint64("length", UInt64(length))
+        switch scheme {
+        case .hmac(let hash) where hash.inOriginalAPI:
+            w.string("algorithm", hash.rawValue)
+            return try call(Route.hmacCreate, w, Schemas.hmacCreateResponse, idempotent: true).bytes("output") ?? []
+        case .hmac(let hash):
+            guard try features()?.contains(hash.isSHA3 ? .sha3 : .hmacAnyHash) ?? false else { throw .functionNotSupported }
+            w.string("algorithm", "HMAC/\(hash.rawValue)")
+        case .aesCMAC(let length), .aesMAC(let length):
+            guard try hasExtensions() else { throw .functionNotSupported }
+            if case .aesCMAC = scheme { w.string("algorithm", "AES-CMAC") } else { w.string("algorithm", "AES-MAC") }
+            w.uint64("length", UInt64(length))
+        }
         return try call(Route.extMAC, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
-    }
-
-    public func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8] {
-        var w = WireWriter()
-        w.bytes("input", input)
-        w.string("keyName", key)
-        w.string("algorithm", algorithm)
-        return try call(Route.hmacCreate, w, Schemas.hmacCreateResponse, idempotent: true).bytes("output") ?? []
     }
 
     public func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError) {
@@ -243,7 +291,7 @@ public final class VSSMKeyService: KeyService {
     }
 
     public func generateDSAKey(adminPassword: String, name: String, p: [UInt8], q: [UInt8], g: [UInt8], id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
-        guard try features()?.contains("dsa") ?? false else { throw .functionNotSupported }
+        guard try features()?.contains(.dsa) ?? false else { throw .functionNotSupported }
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)

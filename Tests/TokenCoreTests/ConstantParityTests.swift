@@ -43,7 +43,7 @@ import Testing
             guard let prefix = prefixes[s(2)] else { continue }
             let text = s(3).replacingOccurrences(of: "_", with: "")
             let value = text.hasPrefix("0x") ? UInt(text.dropFirst(2), radix: 16) : UInt(text)
-            let name = Self.aliases[s(1)] ?? s(1).lowercased()
+            let name = Self.aliases[s(1)] ?? s(1).replacingOccurrences(of: "_", with: "").lowercased()
             guard let expected = macros[prefix]?[name] ?? Self.newerThanHeader["\(s(2)).\(s(1))"] else {
                 problems.append("\(s(2)).\(s(1)): no \(prefix)_ macro of that name")
                 continue

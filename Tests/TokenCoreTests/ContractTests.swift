@@ -36,7 +36,7 @@ import VSSMWire
         #expect(ec.kind == .ec && ec.ephemeral && ec.id == [1, 2] && ec.label == "mine" && ec.generated == true, "\(who)")
         #expect(try !svc.list(adminPassword: password, owner: String(repeating: "00", count: 16)).keys.contains { $0.name == session }, "\(who): other owners do not see it")
         let digest = DigestAlgorithm.sha256.hash(Array("contract".utf8))
-        let sig = try svc.sign(key: session, algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil)
+        let sig = try svc.sign(key: session, .ecdsa(.sha256), digest)
         #expect(try PublicKey(spki: ec.publicKey).verify(signature: sig, digest: digest, scheme: .ecdsa), "\(who): ECDSA verifies")
         // Token keys: the admin password; a name is taken once.
         #expect(throws: TokenError.adminPasswordRejected, "\(who)") {
@@ -64,13 +64,39 @@ import VSSMWire
         try svc.injectKey(adminPassword: password, name: "t-rsa", type: "ASYMMETRIC", key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
         let pub = try #require(rsa.publicKey)
         let oaep = try pub.encrypt(Array("secret".utf8), padding: .oaep(.sha256, mgf1: .sha256, label: []))
-        #expect(try svc.decrypt(key: "t-rsa", algorithm: "RSA-OAEP/SHA256", input: oaep, oaepHash: .sha256, mgf1: .sha256, label: nil) == Array("secret".utf8), "\(who)")
+        #expect(try svc.decrypt(key: "t-rsa", .rsaOAEP(hash: .sha256, mgf1: .sha256, label: []), oaep) == Array("secret".utf8), "\(who)")
         let badDecrypt = status { () throws(TokenError) in
-            _ = try svc.decrypt(key: "t-rsa", algorithm: "RSA", input: [UInt8](repeating: 1, count: 256), oaepHash: nil, mgf1: nil, label: nil)
+            _ = try svc.decrypt(key: "t-rsa", .rsaPKCS1, [UInt8](repeating: 1, count: 256))
         }
         #expect(badDecrypt == 400, "\(who)")
+        // Every hash row, by typed scheme: PKCS#1 v1.5, PSS and ECDSA signatures verify here; OAEP
+        // with each hash (and a foreign MGF1 with a label) decrypts; HMAC equals the local one.
+        let ecPriv = try PrivateKey.generateEC(.p384)
+        try svc.injectKey(adminPassword: password, name: "t-ec", type: "ASYMMETRIC", key: ecPriv.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
+        let macKey = [UInt8](repeating: 0x6B, count: 32)
+        try svc.injectKey(adminPassword: password, name: "t-mac", type: "MAC", key: macKey, id: nil, cipher: nil, label: nil, attributes: nil)
+        for h in HashAlgorithm.allCases {
+            let d = h.hash(Array("rows".utf8))
+            let pkcs1 = try svc.sign(key: "t-rsa", .rsaPKCS1(h), d)
+            #expect(pub.verify(signature: pkcs1, digest: d, scheme: .pkcs1(h)), "\(who): \(h) PKCS#1")
+            let pss = try svc.sign(key: "t-rsa", .rsaPSS(hash: h, mgf1: h, saltLength: h.size), d)
+            #expect(pub.verify(signature: pss, digest: d, scheme: .pss(h, mgf1: h, saltLength: h.size)), "\(who): \(h) PSS")
+            let ecdsa = try svc.sign(key: "t-ec", .ecdsa(h), d)
+            #expect(try #require(ecPriv.publicKey).verify(signature: ecdsa, digest: d, scheme: .ecdsa), "\(who): \(h) ECDSA")
+            let secret = Array("oaep \(h)".utf8)
+            let sealed = try pub.encrypt(secret, padding: .oaep(h, mgf1: h, label: []))
+            #expect(try svc.decrypt(key: "t-rsa", .rsaOAEP(hash: h, mgf1: h, label: []), sealed) == secret, "\(who): \(h) OAEP")
+            #expect(try svc.mac(key: "t-mac", .hmac(h), d) == h.hmac(key: macKey, data: d), "\(who): HMAC-\(h)")
+        }
+        let mixed = try pub.encrypt([1, 2, 3], padding: .oaep(.sha3_384, mgf1: .sha1, label: [9]))
+        #expect(try svc.decrypt(key: "t-rsa", .rsaOAEP(hash: .sha3_384, mgf1: .sha1, label: [9]), mixed) == [1, 2, 3], "\(who)")
+        let aesKey = [UInt8](repeating: 0x11, count: 16)
+        try svc.injectKey(adminPassword: password, name: "t-aes2", type: "SYMMETRIC", key: aesKey, id: nil, cipher: "AES", label: nil, attributes: nil)
+        let cmac = try BlockCipher(kind: .aes, key: aesKey).cmac(data)
+        #expect(try svc.mac(key: "t-aes2", .aesCMAC(length: 16), data) == cmac, "\(who): AES-CMAC")
+        #expect(try svc.mac(key: "t-aes2", .aesMAC(length: 8), data) == Array(try BlockCipher(kind: .aes, key: aesKey).cbcMAC(data).prefix(8)), "\(who)")
         // Unknown keys are 404.
-        let unknown = status { () throws(TokenError) in _ = try svc.sign(key: "nope", algorithm: "SHA256withECDSA", hashed: digest, saltLength: nil, mgf1: nil) }
+        let unknown = status { () throws(TokenError) in _ = try svc.sign(key: "nope", .ecdsa(.sha256), digest) }
         #expect(unknown == 404, "\(who)")
         // Attributes change, copies, deletes; session keys go with their owner.
         try svc.setKeyID(adminPassword: password, name: "t-aes", type: "SYMMETRIC", id: [9], label: nil, attributes: nil)

@@ -1,10 +1,11 @@
 import Synchronization
 import TokenCore
 import VSSMCrypto
+import VSSMWire
 
 /// An in-memory KeyService for TokenCore unit tests: keys in a dictionary, crypto by VSSMCrypto.
 /// `ContractTests` run the same checks against it and against a real node, so it stays honest.
-/// It offers the base operations (no derive/wrap/unwrap/MAC: those features are not listed).
+/// It offers the base operations and MACs (no derive/wrap/unwrap: those features are not listed).
 final class FakeKeyService: KeyService, @unchecked Sendable {
     struct Entry {
         var kind: ServiceKey.Kind
@@ -22,7 +23,10 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
     init(password: String) { self.password = password }
 
     func hasExtensions() throws(TokenError) -> Bool { true }
-    func features() throws(TokenError) -> Set<String>? { ["listkeys", "sign", "sign-pss", "sign-raw", "decrypt-oaep", "symmetric-iv", "generatekey", "injectkey", "session-keys", "copykey", "objects"] }
+    func features() throws(TokenError) -> Set<Feature>? {
+        [.listKeys, .sign, .signPSS, .signRaw, .decryptOAEP, .symmetricIV, .generateKey, .injectKey, .sessionKeys, .copyKey, .objects, .mac,
+         .hmacAnyHash, .sha3]
+    }
 
     private func check(_ admin: String, for name: String) throws(TokenError) {
         if !name.hasPrefix("~") && admin != password { throw .adminPasswordRejected }
@@ -46,30 +50,29 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
         }
     }
 
-    func sign(key: String, algorithm: String, hashed: [UInt8], saltLength: Int?, mgf1: HashAlgorithm?) throws(TokenError) -> [UInt8] {
+    func sign(key: String, _ scheme: SignScheme, _ data: [UInt8]) throws(TokenError) -> [UInt8] {
         guard let k = try entry(key).key else { throw .device("Key \(key) is not asymmetric", status: 400) }
-        if algorithm == "RSA-RAW" {
-            do { return try k.decrypt(hashed, padding: .none) } catch { throw .device(error.message, status: 400) }
-        }
-        let parts = algorithm.split(separator: "with").map(String.init)
-        let hash = HashAlgorithm(rawValue: parts.first ?? "")
-        let scheme: SignatureScheme
-        switch (parts.last ?? "", hash) {
-        case ("ECDSA", _): scheme = .ecdsa
-        case ("RSA", nil): scheme = .pkcs1Raw
-        case ("RSA", let h?): scheme = .pkcs1(h)
-        case ("RSA/PSS", let h?): scheme = .pss(h, mgf1: mgf1 ?? h, saltLength: saltLength ?? h.size)
-        default: throw .device("Invalid algorithm: \(algorithm)", status: 400)
-        }
-        do { return try k.sign(digest: hashed, scheme: scheme) } catch { throw .device(error.message, status: 400) }
+        let s: SignatureScheme
+        do throws(CryptoError) {
+            switch scheme {
+            case .rsaRaw: return try k.decrypt(data, padding: .none)
+            case .eddsa: return try k.signEdDSA(message: data)
+            case .rsaPKCS1(let h?): s = .pkcs1(h)
+            case .rsaPKCS1(nil): s = .pkcs1Raw
+            case .rsaPSS(let h, let mgf1, let salt): s = .pss(h, mgf1: mgf1, saltLength: salt)
+            case .ecdsa: s = .ecdsa
+            case .dsa: s = .dsa
+            }
+            return try k.sign(digest: data, scheme: s)
+        } catch { throw .device(error.message, status: 400) }
     }
 
-    func decrypt(key: String, algorithm: String, input: [UInt8], oaepHash: HashAlgorithm?, mgf1: HashAlgorithm?, label: [UInt8]?) throws(TokenError) -> [UInt8] {
+    func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
         guard let k = try entry(key).key else { throw .device("Key \(key) is not asymmetric", status: 400) }
-        let padding: EncryptionPadding
-        if algorithm == "RSA" { padding = .pkcs1 } else if algorithm == "RSA-RAW" { padding = .none } else {
-            let h = oaepHash ?? HashAlgorithm(rawValue: String(algorithm.dropFirst("RSA-OAEP/".count))) ?? .sha1
-            padding = .oaep(h, mgf1: mgf1 ?? h, label: label ?? [])
+        let padding: EncryptionPadding = switch scheme {
+        case .rsaPKCS1: .pkcs1
+        case .rsaRaw: .none
+        case .rsaOAEP(let h, let mgf1, let label): .oaep(h, mgf1: mgf1, label: label)
         }
         do { return try k.decrypt(input, padding: padding) } catch { throw .device(error.message, status: 400) }
     }
@@ -95,13 +98,21 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
         } catch { throw .device(error.message, status: 400) }
     }
 
-    func hmac(key: String, algorithm: String, input: [UInt8]) throws(TokenError) -> [UInt8] {
+    func mac(key: String, _ scheme: MACScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
         let e = try entry(key)
-        guard e.kind == .mac, let h = HashAlgorithm(rawValue: algorithm) else { throw .device("Invalid algorithm: \(algorithm)", status: 400) }
-        return h.hmac(key: e.secret, data: input)
+        do throws(CryptoError) {
+            switch scheme {
+            case .hmac(let h):
+                guard e.kind == .mac else { throw CryptoError("HMAC needs a MAC key") }
+                return h.hmac(key: e.secret, data: input)
+            case .aesCMAC(let length), .aesMAC(let length):
+                guard e.kind == .symmetric, e.cipher == "AES" else { throw CryptoError("AES MACs need an AES key") }
+                let c = try BlockCipher(kind: .aes, key: e.secret)
+                let mac = if case .aesCMAC = scheme { try c.cmac(input) } else { try c.cbcMAC(input) }
+                return Array(mac.prefix(length))
+            }
+        } catch { throw .device(error.message, status: 400) }
     }
-
-    func blockMAC(key: String, cmac: Bool, input: [UInt8], length: Int) throws(TokenError) -> [UInt8] { throw .functionNotSupported }
 
     func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError) {
         if password != self.password { throw .adminPasswordRejected }

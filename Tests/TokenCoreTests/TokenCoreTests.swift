@@ -1,4 +1,5 @@
 import Testing
+import VSSMWire
 @testable import TokenCore
 import VSSMCrypto
 
@@ -58,5 +59,30 @@ import VSSMCrypto
         }
         #expect(MechanismTable.hash(of: .sha384RSAPKCSPSS) == .sha384 && MechanismTable.isPSS(.sha384RSAPKCSPSS))
         #expect(MechanismTable.hmacHash(of: .sha512HMAC) == .sha512 && MechanismTable.blockMACLength(of: .aesMAC) == 8)
+    }
+
+    /// Hash rows (issue 21): each hash makes its digest, HMAC and hash-and-sign entries, offered
+    /// as far as the service knows the hash. The original API: its four hashes (SHA-224 and SHA-3
+    /// ECDSA and digests still work: the digest is made here); a node without `sha3` offers no
+    /// SHA-3 mechanism that names the hash to it; parameter lookups come from the same rows.
+    @Test func hashRowsMakeTheMechanisms() {
+        let base = MechanismTable.offered(features: nil)
+        let noSHA3 = MechanismTable.offered(features: Set(Feature.allCases).subtracting([.sha3]))
+        let full = MechanismTable.offered(features: Set(Feature.allCases))
+        for h in HashAlgorithm.allCases {
+            let m = h.mechanisms
+            #expect(full[m.digest]?.flags == MechanismInfo.digest && base[m.digest] != nil, "\(h) digest is local")
+            #expect(full[m.rsaPKCS] != nil && full[m.rsaPSS] != nil && full[m.hmac] != nil && full[m.ecdsa] != nil && full[m.dsa] != nil, "\(h)")
+            #expect((base[m.rsaPKCS] != nil) == h.inOriginalAPI && (base[m.hmac] != nil) == h.inOriginalAPI, "\(h) on the original API")
+            #expect(base[m.ecdsa] != nil, "\(h): ECDSA sends the digest")
+            #expect((noSHA3[m.rsaPKCS] != nil) == !h.isSHA3 && (noSHA3[m.hmac] != nil) == !h.isSHA3, "\(h) without sha3")
+            #expect(MechanismTable.hash(of: m.rsaPSS) == h && MechanismTable.hmacHash(of: m.hmac) == h)
+            #expect(HashAlgorithm(mechanism: m.digest) == h && HashAlgorithm(mgf: m.mgf) == h && HashAlgorithm(kdf: m.kdf) == h)
+        }
+        #expect(HashAlgorithm(kdf: 1) == nil, "CKD_NULL is no hash")
+        #expect(DecryptScheme.rsaOAEP(hash: .sha256, mgf1: .sha256, label: []).inOriginalAPI)
+        #expect(!DecryptScheme.rsaOAEP(hash: .sha224, mgf1: .sha224, label: []).inOriginalAPI)
+        #expect(!DecryptScheme.rsaOAEP(hash: .sha3_256, mgf1: .sha3_256, label: []).isOffered(by: Set(Feature.allCases).subtracting([.sha3])))
+        #expect(DecryptScheme.rsaOAEP(hash: .sha3_256, mgf1: .sha1, label: [1]).isOffered(by: Set(Feature.allCases)))
     }
 }

@@ -185,13 +185,13 @@ import VSSMWire
         #expect(try svc.hasExtensions() == false)
         #expect(throws: TokenError.adminPasswordRejected) { try svc.verifyAdminPassword("wrong", asSO: false) }
         #expect(throws: TokenError.device("crypto/rsa: decryption error", status: 400)) {
-            _ = try svc.decrypt(key: "rsa", algorithm: "RSA", input: [UInt8](repeating: 7, count: 256), oaepHash: nil, mgf1: nil, label: nil)
+            _ = try svc.decrypt(key: "rsa", .rsaPKCS1, [UInt8](repeating: 7, count: 256))
         }
         #expect(throws: TokenError.device("cipher: message authentication failed", status: 400)) {
             _ = try svc.symmetric(encrypt: false, key: "aes", algorithm: "AES/GCM/NoPadding", input: [UInt8](repeating: 1, count: 40), iv: nil, aad: nil, tagLength: nil)
         }
         #expect(throws: TokenError.device("Invalid key name: nope", status: 404)) {
-            _ = try svc.sign(key: "nope", algorithm: "SHA256withECDSA", hashed: [UInt8](repeating: 0, count: 32), saltLength: nil, mgf1: nil)
+            _ = try svc.sign(key: "nope", .ecdsa(.sha256), [UInt8](repeating: 0, count: 32))
         }
     }
 }
@@ -208,7 +208,7 @@ import VSSMWire
         let svc = try VSSMKeyService(FaultTests().config([n.ports[.api] ?? 0], requestMs: 10_000))
         var limited: TokenError?
         for _ in 0..<20 {
-            do { _ = try svc.sign(key: "ec", algorithm: "SHA256withECDSA", hashed: [UInt8](repeating: 1, count: 32), saltLength: nil, mgf1: nil) } catch {
+            do { _ = try svc.sign(key: "ec", .ecdsa(.sha256), [UInt8](repeating: 1, count: 32)) } catch {
                 limited = error
                 break
             }
@@ -217,7 +217,7 @@ import VSSMWire
         #expect(message.contains("5 requests per second"))
         let sent = svc.requestCount
         #expect(throws: TokenError.self) {
-            _ = try svc.sign(key: "ec", algorithm: "SHA256withECDSA", hashed: [UInt8](repeating: 1, count: 32), saltLength: nil, mgf1: nil)
+            _ = try svc.sign(key: "ec", .ecdsa(.sha256), [UInt8](repeating: 1, count: 32))
         }
         #expect(svc.requestCount == sent, "held back locally: nothing sent while Retry-After runs")
         // Another client certificate is not limited by this one's rate.
@@ -227,6 +227,6 @@ import VSSMWire
         #expect(try n.post(c, Route.asymmetricSign, #"{"keyName":"ec","algorithm":"SHA256withECDSA","input":"AAAA"}"#).0 == 200)
         // After Retry-After the first client signs again.
         usleep(2_100_000)
-        _ = try svc.sign(key: "ec", algorithm: "SHA256withECDSA", hashed: [UInt8](repeating: 1, count: 32), saltLength: nil, mgf1: nil)
+        _ = try svc.sign(key: "ec", .ecdsa(.sha256), [UInt8](repeating: 1, count: 32))
     }
 }

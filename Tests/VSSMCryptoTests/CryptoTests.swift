@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import VSSMCrypto
+import VSSMWire
 
 func hex(_ s: String) -> [UInt8] {
     var out: [UInt8] = []
@@ -10,6 +11,32 @@ func hex(_ s: String) -> [UInt8] {
 }
 
 @Suite struct CryptoTests {
+    /// The hash rows: FIPS 180-4 / FIPS 202 answers for "abc" (first 8 bytes), and the DigestInfo
+    /// prefixes made from the rows' OIDs equal RFC 8017's listed bytes (SHA-2) and the NIST OIDs
+    /// 2.16.840.1.101.3.4.2.7-10 (SHA-3).
+    @Test func hashRowsKnownAnswersAndDigestInfo() {
+        let abc = Array("abc".utf8)
+        let starts: [DigestAlgorithm: String] = [
+            .sha1: "a9993e364706816a", .sha224: "23097d223405d822", .sha256: "ba7816bf8f01cfea", .sha384: "cb00753f45a35e8b",
+            .sha512: "ddaf35a193617aba", .sha3_224: "e642824c3f8cf24a", .sha3_256: "3a985da74fe225b2", .sha3_384: "ec01498288516fc9",
+            .sha3_512: "b751850b1a57168a",
+        ]
+        for h in DigestAlgorithm.allCases {
+            let d = h.hash(abc)
+            #expect(d.count == h.size && Hex.encode(Array(d.prefix(8))) == starts[h], "\(h)")
+            #expect(DigestAlgorithm.parseDigestInfo(h.digestInfoPrefix + d).map { $0.0 == h && $0.1 == d } == true, "\(h)")
+        }
+        #expect(Hex.encode(DigestAlgorithm.sha1.digestInfoPrefix) == "3021300906052b0e03021a05000414")
+        #expect(Hex.encode(DigestAlgorithm.sha256.digestInfoPrefix) == "3031300d060960864801650304020105000420")
+        #expect(Hex.encode(DigestAlgorithm.sha224.digestInfoPrefix) == "302d300d06096086480165030402040500041c")
+        #expect(Hex.encode(DigestAlgorithm.sha512.digestInfoPrefix) == "3051300d060960864801650304020305000440")
+        #expect(Hex.encode(DigestAlgorithm.sha3_256.digestInfoPrefix) == "3031300d060960864801650304020805000420")
+        #expect(Hex.encode(DigestAlgorithm.sha3_512.digestInfoPrefix) == "3051300d060960864801650304020a05000440")
+        #expect(DigestAlgorithm.allCases.filter(\.inOriginalAPI) == [.sha1, .sha256, .sha384, .sha512], "the original API's four")
+        let hm = DigestAlgorithm.sha3_256.hmac(key: [UInt8](repeating: 0x0b, count: 20), data: Array("Hi There".utf8))
+        #expect(Hex.encode(Array(hm.prefix(8))) == "ba85192310dffa96", "HMAC-SHA3-256 (as Python's hmac computes it)")
+    }
+
     @Test func hmacRFC4231Case2() {
         let mac = DigestAlgorithm.sha256.hmac(key: Array("Jefe".utf8), data: Array("what do ya want for nothing?".utf8))
         #expect(mac == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))

@@ -160,6 +160,18 @@ import VSSMTestSupport
             let (_, bad) = try n.post(c, Route.hmacVerify, #"{"keyName":"mac","algorithm":"\#(alg)","input":"\#(b64("data"))","hmac":"\#(b64(Array(mac.dropLast())))"}"#)
             #expect(bad == "{}")
         }
+        // The original routes keep the original's four hashes (the hash rows' `inOriginalAPI`):
+        // SHA-224 and SHA-3 are refused there as the Go node refuses them, and offered on ext/mac.
+        for alg in ["SHA224", "SHA3-256"] {
+            let (status, _) = try n.post(c, Route.hmacCreate, #"{"keyName":"mac","algorithm":"\#(alg)","input":"\#(b64("data"))"}"#)
+            #expect(status == 400, "\(alg) on hmac/create")
+            let (s2, body) = try n.post(c, Route.extMAC, #"{"keyName":"mac","algorithm":"HMAC/\#(alg)","input":"\#(b64("data"))"}"#)
+            #expect(s2 == 200 && unb64(field(body, "output")) == DigestAlgorithm(rawValue: alg)?.hmac(key: key, data: Array("data".utf8)), "\(alg)")
+        }
+        let (signStatus, _) = try n.post(c, Route.asymmetricSign, #"{"keyName":"rsa","algorithm":"SHA3-256withRSA","hashed":"\#(b64(String(repeating: "x", count: 32)))"}"#)
+        #expect(signStatus == 400, "SHA3 on the original sign route")
+        let (oaepStatus, oaepBody) = try n.post(c, Route.asymmetricDecrypt, #"{"keyName":"rsa","algorithm":"RSA-OAEP/SHA3-256","input":"AA=="}"#)
+        #expect(oaepStatus == 400 && oaepBody.contains("Invalid hash algorithm: SHA3-256"), "\(oaepBody)")
     }
 
     @Test func unknownClientCertificateFailsTheHandshake() throws {

@@ -5,7 +5,10 @@ Runs after python_pkcs11_check.py in the same token and uses what it left: the E
 OUTDIR/cbc.bin. Results are checked with `cryptography` where the key material allows it.
 Usage: python3 pykcs11_check.py MODULE TOKEN_LABEL PIN OUTDIR
 """
+import hashlib
+import hmac
 import os
+import subprocess
 import sys
 
 from checks import check, done
@@ -67,6 +70,44 @@ ct = bytes(s.encrypt(rsa_pub, b"oaep sha-256", oaep))
 pt = bytes(s.decrypt(rsa_priv, ct, oaep))
 check("RSA-OAEP (SHA-256): encrypt with the public object, decrypt with the private one", pt == b"oaep sha-256")
 
+# SHA-3 (the hash rows, issue 21): hash-and-sign, PSS, OAEP, ECDSA, the digest and HMAC, each
+# checked against cryptography / hashlib.
+check("mechanism list has the SHA-3 digests, HMACs and hash-and-sign mechanisms",
+      all(m in mechs for m in ("CKM_SHA3_256", "CKM_SHA3_512_HMAC", "CKM_SHA3_224_RSA_PKCS", "CKM_SHA3_384_RSA_PKCS_PSS",
+                               "CKM_ECDSA_SHA3_256")))
+sig = bytes(s.sign(rsa_priv, data, PyKCS11.Mechanism(PyKCS11.CKM_SHA3_256_RSA_PKCS)))
+try:
+    crsa.verify(sig, data, padding.PKCS1v15(), hashes.SHA3_256())
+    check("CKM_SHA3_256_RSA_PKCS verifies with cryptography", True)
+except InvalidSignature:
+    check("CKM_SHA3_256_RSA_PKCS verifies with cryptography", False)
+pss3 = PyKCS11.RSA_PSS_Mechanism(PyKCS11.CKM_SHA3_384_RSA_PKCS_PSS, PyKCS11.CKM_SHA3_384, PyKCS11.CKG_MGF1_SHA3_384, 48)
+sig = bytes(s.sign(rsa_priv, data, pss3))
+try:
+    crsa.verify(sig, data, padding.PSS(mgf=padding.MGF1(hashes.SHA3_384()), salt_length=48), hashes.SHA3_384())
+    check("CKM_SHA3_384_RSA_PKCS_PSS verifies with cryptography", True)
+except InvalidSignature:
+    check("CKM_SHA3_384_RSA_PKCS_PSS verifies with cryptography", False)
+# cryptography refuses OAEP with SHA-3; the openssl command line makes the ciphertext instead.
+pub_pem = os.path.join(outdir, "py-rsa.pub.pem")
+with open(pub_pem, "wb") as f:
+    f.write(crsa.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+ct = subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", pub_pem, "-pkeyopt", "rsa_padding_mode:oaep",
+                     "-pkeyopt", "rsa_oaep_md:sha3-256", "-pkeyopt", "rsa_mgf1_md:sha3-256"],
+                    input=b"oaep sha3", capture_output=True, check=True).stdout
+pt = bytes(s.decrypt(rsa_priv, ct, PyKCS11.RSAOAEPMechanism(PyKCS11.CKM_SHA3_256, PyKCS11.CKG_MGF1_SHA3_256)))
+check("RSA-OAEP (SHA3-256): the token decrypts what openssl pkeyutl encrypted", pt == b"oaep sha3")
+check("CKM_SHA3_512 digest equals hashlib's",
+      bytes(s.digest(data, PyKCS11.Mechanism(PyKCS11.CKM_SHA3_512))) == hashlib.sha3_512(data).digest())
+mac_value = os.urandom(32)
+mac_key = s.createObject([(PyKCS11.CKA_CLASS, PyKCS11.CKO_SECRET_KEY), (PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_GENERIC_SECRET),
+                          (PyKCS11.CKA_TOKEN, False), (PyKCS11.CKA_SIGN, True), (PyKCS11.CKA_VERIFY, True),
+                          (PyKCS11.CKA_VALUE, mac_value), (PyKCS11.CKA_LABEL, "py-sha3-mac")])
+mac = bytes(s.sign(mac_key, data, PyKCS11.Mechanism(PyKCS11.CKM_SHA3_256_HMAC)))
+check("CKM_SHA3_256_HMAC equals Python's hmac", mac == hmac.new(mac_value, data, "sha3_256").digest())
+check("the token verifies its SHA3-256 HMAC", s.verify(mac_key, data, mac, PyKCS11.Mechanism(PyKCS11.CKM_SHA3_256_HMAC)))
+s.destroyObject(mac_key)
+
 # The EC key python-pkcs11 generated; ECDSA over a digest computed here (as TLS stacks do).
 ec_priv = one([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_LABEL, "py-ec")])
 check("finds the EC key python-pkcs11 generated", ec_priv is not None)
@@ -81,6 +122,15 @@ try:
     check("CKM_ECDSA over a SHA-384 digest verifies with cryptography", True)
 except InvalidSignature:
     check("CKM_ECDSA over a SHA-384 digest verifies with cryptography", False)
+
+sig = bytes(s.sign(ec_priv, data, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA3_256)))
+half = len(sig) // 2
+der = utils.encode_dss_signature(int.from_bytes(sig[:half], "big"), int.from_bytes(sig[half:], "big"))
+try:
+    cec.verify(der, data, ec.ECDSA(hashes.SHA3_256()))
+    check("CKM_ECDSA_SHA3_256 verifies with cryptography", True)
+except InvalidSignature:
+    check("CKM_ECDSA_SHA3_256 verifies with cryptography", False)
 
 # The AES key python-pkcs11 generated: decrypt its CBC ciphertext (cross-library), then AES-GCM.
 aes = one([(PyKCS11.CKA_CLASS, PyKCS11.CKO_SECRET_KEY), (PyKCS11.CKA_LABEL, "py-aes")])

@@ -85,7 +85,7 @@ enum Marshal {
             return raw.loadUnaligned(as: T.self)
         }
         switch type {
-        case .rsaPKCSPSS, .sha1RSAPKCSPSS, .sha224RSAPKCSPSS, .sha256RSAPKCSPSS, .sha384RSAPKCSPSS, .sha512RSAPKCSPSS:
+        case let t where t.takesPSSParameters:
             guard let pss = try param(CK_RSA_PKCS_PSS_PARAMS.self),
                   let hash = HashAlgorithm(mechanism: MechanismType(rawValue: pss.hashAlg)),
                   let mgf = HashAlgorithm(mgf: pss.mgf), pss.sLen <= 1 << 16 else {
