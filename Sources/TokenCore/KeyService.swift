@@ -15,7 +15,9 @@ public protocol KeyService: Sendable {
     /// (EdDSA). The adapter alone decides the route and the names the service gets.
     func sign(key: String, _ scheme: SignScheme, _ data: [UInt8]) throws(TokenError) -> [UInt8]
     func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8]
-    func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8]
+    /// A block cipher in the service, by cipher and mode with its parameters (the adapter decides
+    /// how the service is told: IV fields with the extensions, IV before the data on the original).
+    func symmetric(encrypt: Bool, key: String, _ scheme: SymmetricScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8]
     /// A MAC computed in the service (C_Sign, and C_Verify, which compares it here).
     func mac(key: String, _ scheme: MACScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8]
     /// C_Login's check: `asSO` needs the admin password; otherwise a registered principal's PIN
@@ -24,15 +26,14 @@ public protocol KeyService: Sendable {
     /// Key creation and changes. A `name` of the form `~<owner>/<name>` is a session key (memory
     /// only in the service, no admin password needed: pass ""); `label` is its CKA_LABEL.
     /// `attributes`: the `StoredAttributes` blob kept with the key (nil: none).
-    func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
-    /// A DSA key pair on the given domain parameters (C_GenerateKeyPair with CKM_DSA_KEY_PAIR_GEN).
-    func generateDSAKey(adminPassword: String, name: String, p: [UInt8], q: [UInt8], g: [UInt8], id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
-    func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
-    func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError)
-    func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    func generateKey(adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    /// `key`: PKCS#8 for asymmetric keys, the value for secret keys; `cipher` for symmetric keys.
+    func injectKey(adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    func deleteKey(adminPassword: String, name: String, type: KeyType) throws(TokenError)
+    func setKeyID(adminPassword: String, name: String, type: KeyType, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
     /// Copies a key inside the service under `newName` (session or token name) with new CKA_ID,
     /// label (session keys) and stored attributes.
-    func copyKey(adminPassword: String, name: String, type: String, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    func copyKey(adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
     /// Drops every session key of `owner` (C_Finalize); best effort.
     func releaseSession(owner: String) throws(TokenError)
     /// Makes a new key from `base` inside the service (C_DeriveKey); the value never leaves it.
@@ -143,13 +144,52 @@ public struct ServiceKey: Sendable, Equatable {
 }
 
 extension ServiceKey {
-    /// The service's `keyType` for this key (the one place that spells it).
-    public var serviceType: String {
+    public var serviceType: KeyType {
         switch kind {
-        case .rsa, .ec, .eddsa, .dsa: "ASYMMETRIC"
-        case .symmetric: "SYMMETRIC"
-        case .mac: "MAC"
+        case .rsa, .ec, .eddsa, .dsa: .asymmetric
+        case .symmetric: .symmetric
+        case .mac: .mac
         }
+    }
+}
+
+/// A key the service generates.
+public enum KeyGenSpec: Sendable, Equatable {
+    case rsa(bits: Int)
+    /// An EC key on the named curve of this size (P-256 …).
+    case ec(bits: Int)
+    case ed25519, ed448
+    /// A DSA key pair on the given domain parameters (CKM_DSA_KEY_PAIR_GEN).
+    case dsa(p: [UInt8], q: [UInt8], g: [UInt8])
+    /// A symmetric key of `cipher` ("AES", "3DES"), `bytes` long.
+    case secret(cipher: String, bytes: Int)
+    /// A generic secret (HMAC) key.
+    case mac(bytes: Int)
+
+    public var type: KeyType {
+        switch self {
+        case .rsa, .ec, .ed25519, .ed448, .dsa: .asymmetric
+        case .secret: .symmetric
+        case .mac: .mac
+        }
+    }
+}
+
+/// A block cipher call: the cipher ("AES", "3DES", "DES"), the mode and its parameters.
+public struct SymmetricScheme: Sendable, Equatable {
+    public enum Mode: Sendable, Equatable {
+        case ecb
+        case cbc(iv: [UInt8], padded: Bool)
+        /// AES-CTR with a 16-byte counter block.
+        case ctr(counter: [UInt8])
+        /// AES-GCM; the ciphertext is followed by the `tagLength`-byte tag.
+        case gcm(iv: [UInt8], aad: [UInt8], tagLength: Int)
+    }
+    public var cipher: String
+    public var mode: Mode
+    public init(_ cipher: String, _ mode: Mode) {
+        self.cipher = cipher
+        self.mode = mode
     }
 }
 
@@ -202,15 +242,15 @@ public enum WrapMechanism: Sendable, Equatable {
 /// The key a derive or unwrap makes.
 public struct NewKeySpec: Sendable, Equatable {
     public var name: String
-    /// Service type: SYMMETRIC, MAC or (unwrap only) ASYMMETRIC.
-    public var type: String
+    /// Symmetric, MAC or (unwrap only) asymmetric.
+    public var type: KeyType
     public var cipher: String?
     /// Bytes (0: what the mechanism gives).
     public var length: Int
     public var id: [UInt8]?
     public var label: String?
     public var attributes: [UInt8]?
-    public init(name: String, type: String, cipher: String?, length: Int, id: [UInt8]?, label: String?, attributes: [UInt8]?) {
+    public init(name: String, type: KeyType, cipher: String?, length: Int, id: [UInt8]?, label: String?, attributes: [UInt8]?) {
         self.name = name
         self.type = type
         self.cipher = cipher

@@ -201,17 +201,17 @@ extension Library {
     /// Whole blocks through the service without padding, with the operation's current IV/counter.
     func runBlocks(_ t: Token, _ op: CipherOperation, _ chunk: [UInt8]) throws(TokenError) -> [UInt8] {
         let c = op.cipherName
-        let (alg, iv): (String, [UInt8]?) = switch (op.mode, op.mechanism.parameters) {
-        case (.ecb?, _): ("\(c)/ECB/NoPadding", nil)
-        case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)): ("\(c)/CBC/NoPadding", iv)
-        case (.ctr?, .iv(let iv)): ("AES/CTR/NoPadding", iv)
+        let scheme: SymmetricScheme = switch (op.mode, op.mechanism.parameters) {
+        case (.ecb?, _): SymmetricScheme(c, .ecb)
+        case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)): SymmetricScheme(c, .cbc(iv: iv, padded: false))
+        case (.ctr?, .iv(let iv)): SymmetricScheme(c, .ctr(counter: iv))
         case (.gcm?, .gcm(let iv, _, _)) where iv.count == 12:
             // GCM's keystream for the blocks after those already returned: IV || (2 + blocks).
-            ("AES/CTR/NoPadding", iv + Library.bigEndian32(UInt32(2 + op.gcmPlaintext.count / 16)))
+            SymmetricScheme(c, .ctr(counter: iv + Library.bigEndian32(UInt32(2 + op.gcmPlaintext.count / 16))))
         default: throw .mechanismInvalid(op.mechanism.type)
         }
         do {
-            return try t.service().symmetric(encrypt: op.encrypt, key: op.key.name, algorithm: alg, input: chunk, iv: iv, aad: nil, tagLength: nil)
+            return try t.service().symmetric(encrypt: op.encrypt, key: op.key.name, scheme, chunk)
         } catch .device(_, 400) {
             throw op.encrypt ? .dataLenRange : .encryptedDataInvalid
         }
@@ -280,15 +280,14 @@ extension Library {
 
     func runSymmetric(_ t: Token, _ op: CipherOperation) throws(TokenError) -> [UInt8] {
         let service = try t.service()
-        let ext = try t.hasExtensions()
         let input = op.buffer
         // The Final of a streamed ECB/CBC/CTR operation with nothing left: nothing to send.
         if op.multipart && input.isEmpty && [.ecb, .cbc, .ctr].contains(op.mode) { return [] }
         let c = op.cipherName, bs = op.blockSize
         let name = op.key.name
-        func call(_ alg: String, _ data: [UInt8], iv: [UInt8]? = nil, aad: [UInt8]? = nil, tag: Int? = nil) throws(TokenError) -> [UInt8] {
+        func call(_ mode: SymmetricScheme.Mode, _ data: [UInt8]) throws(TokenError) -> [UInt8] {
             do {
-                return try service.symmetric(encrypt: op.encrypt, key: name, algorithm: alg, input: data, iv: iv, aad: aad, tagLength: tag)
+                return try service.symmetric(encrypt: op.encrypt, key: name, SymmetricScheme(c, mode), data)
             } catch .device(_, 400) {
                 throw op.encrypt ? .dataLenRange : .encryptedDataInvalid
             }
@@ -296,30 +295,23 @@ extension Library {
         switch (op.mode, op.mechanism.parameters) {
         case (.ecb?, _):
             guard input.count % bs == 0 else { throw op.encrypt ? .dataLenRange : .encryptedDataLenRange }
-            return try call("\(c)/ECB/NoPadding", input)
+            return try call(.ecb, input)
         case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)):
             let padded = op.mode == .cbcPad
             if !padded || !op.encrypt { guard input.count % bs == 0 else { throw op.encrypt ? .dataLenRange : .encryptedDataLenRange } }
-            let alg = padded ? "\(c)/CBC/PKCS5Padding" : "\(c)/CBC/NoPadding"
-            // Decryption works on the original API with the IV prefixed; encryption with a caller IV needs the extension.
-            return ext ? try call(alg, input, iv: iv) : try call(alg, iv + input)
+            return try call(.cbc(iv: iv, padded: padded), input)
         case (.ctr?, .iv(let iv)):
-            return ext ? try call("AES/CTR/NoPadding", input, iv: iv) : try call("AES/CTR/NoPadding", iv + input)
+            return try call(.ctr(counter: iv), input)
         case (.gcm?, .gcm(let iv, let aad, let bits)):
             let tag = bits / 8
-            if !ext {
-                // The original decrypts nonce(12) || ct || tag(16) with no AAD.
-                guard !op.encrypt, iv.count == 12, aad.isEmpty, tag == 16 else { throw .mechanismParamInvalid("GCM with these parameters needs the service's extensions") }
-                return try call("AES/GCM/NoPadding", iv + input)
-            }
             if !op.encrypt { guard input.count >= tag else { throw .encryptedDataLenRange } }
             if op.encrypt && !op.gcmPlaintext.isEmpty {
                 // Streamed: the updates returned the ciphertext of gcmPlaintext already.
-                let all = try call("AES/GCM/NoPadding", op.gcmPlaintext + input, iv: iv, aad: aad, tag: tag)
+                let all = try call(.gcm(iv: iv, aad: aad, tagLength: tag), op.gcmPlaintext + input)
                 guard all.count >= op.gcmPlaintext.count else { throw .functionFailed("short GCM output from the service") }
                 return Array(all[op.gcmPlaintext.count...])
             }
-            return try call("AES/GCM/NoPadding", input, iv: iv, aad: aad, tag: tag)
+            return try call(.gcm(iv: iv, aad: aad, tagLength: tag), input)
         default:
             throw .mechanismInvalid(op.mechanism.type)
         }

@@ -6,10 +6,10 @@ import VSSMCrypto
 /// flags, parameter sizes) and the service enforces the same rules for every client.
 extension Library {
     /// The secret key a derive or unwrap template asks for: AES or generic secret.
-    private static func secretKind(_ template: Template, default d: KeyKind = .genericSecret) throws(TokenError) -> (type: String, cipher: String?, prefix: String) {
+    private static func secretKind(_ template: Template, default d: KeyKind = .genericSecret) throws(TokenError) -> (type: KeyType, cipher: String?, prefix: String) {
         switch try template.ulong(.keyType).map({ KeyKind(rawValue: $0) }) ?? d {
-        case .aes: return ("SYMMETRIC", "AES", "sym")
-        case .genericSecret: return ("MAC", nil, "mac")
+        case .aes: return (.symmetric, "AES", "sym")
+        case .genericSecret: return (.mac, nil, "mac")
         default: throw .templateInconsistent("derived and unwrapped secret keys are CKK_AES or CKK_GENERIC_SECRET")
         }
     }
@@ -94,7 +94,7 @@ extension Library {
         if let natural, length > natural {
             throw .mechanismParamInvalid("the mechanism gives \(natural) bytes; CKA_VALUE_LEN asks \(length)")
         }
-        if kind.type == "SYMMETRIC", ![16, 24, 32].contains(length > 0 ? length : natural ?? 16) {
+        if kind.type == .symmetric, ![16, 24, 32].contains(length > 0 ? length : natural ?? 16) {
             throw .templateInconsistent("an AES key is 16, 24 or 32 bytes (CKA_VALUE_LEN)")
         }
         let p = try placement(h, template, prefix: kind.prefix)
@@ -154,10 +154,10 @@ extension Library {
         guard let u = try? t.object(unwrapping), let unwrappingKey = u.key, u.objectClass != .publicKey else { throw .unwrappingKeyHandleInvalid }
         guard u.attributes[.unwrap] == AttributeValue.bool(true) else { throw .keyFunctionNotPermitted }
         let cls = try template.ulong(.class).map { ObjectClass(rawValue: $0) } ?? .secretKey
-        let kind: (type: String, cipher: String?, prefix: String)
+        let kind: (type: KeyType, cipher: String?, prefix: String)
         switch cls {
         case .secretKey: kind = try Library.secretKind(template)
-        case .privateKey: kind = ("ASYMMETRIC", nil, "priv")
+        case .privateKey: kind = (.asymmetric, nil, "priv")
         default: throw .templateInconsistent("C_UnwrapKey makes secret or private keys")
         }
         let length = cls == .secretKey ? try Library.length(template) : 0

@@ -57,7 +57,7 @@ extension Library {
     }
 
     /// After a session key was made: remember which session owns it.
-    func placed(_ p: Placement, _ h: UInt, name: String, type: String) {
+    func placed(_ p: Placement, _ h: UInt, name: String, type: KeyType) {
         if !p.onToken { p.token.recordSessionKey(name, type: type, session: h) }
     }
 
@@ -136,9 +136,7 @@ extension Library {
         default: .rsa
         }
         try Library.checkOriginalAPIKeeps(t, kind: kind, id: id, key: [privateTemplate], publicHalf: [publicTemplate])
-        let spec: String
-        let size: UInt64
-        var dsaDomain: (p: [UInt8], q: [UInt8], g: [UInt8])?
+        let spec: KeyGenSpec
         switch mechanism.type {
         case .rsaPKCSKeyPairGen:
             let pubBits = try publicTemplate.ulong(.modulusBits)
@@ -149,29 +147,25 @@ extension Library {
             if let e = publicTemplate[.publicExponent], Array(e.drop(while: { $0 == 0 })) != [1, 0, 1] {
                 throw .templateInconsistent("only public exponent 65537 is supported")
             }
-            spec = "RSA"
-            size = UInt64(bits)
+            guard let b = Int(exactly: bits) else { throw .attributeValueInvalid(.modulusBits) }
+            spec = .rsa(bits: b)
         case .ecKeyPairGen:
             guard let params = publicTemplate[.ecParams] ?? privateTemplate[.ecParams] else { throw .templateIncomplete("CKA_EC_PARAMS") }
             guard let curve = NamedCurve.allCases.first(where: { $0.oidDER == params }) else { throw .attributeValueInvalid(.ecParams) }
-            spec = "EC"
-            size = UInt64(curve.bits)
+            spec = .ec(bits: curve.bits)
         case .ecEdwardsKeyPairGen:
             guard let params = publicTemplate[.ecParams] ?? privateTemplate[.ecParams] else { throw .templateIncomplete("CKA_EC_PARAMS") }
             // RFC 8410 OIDs, or the PrintableString names PKCS#11 3.0 also allows.
             switch params {
-            case [0x06, 0x03, 0x2B, 0x65, 0x70], [0x13, 0x0C] + Array("edwards25519".utf8): spec = "ED25519"
-            case [0x06, 0x03, 0x2B, 0x65, 0x71], [0x13, 0x0A] + Array("edwards448".utf8): spec = "ED448"
+            case [0x06, 0x03, 0x2B, 0x65, 0x70], [0x13, 0x0C] + Array("edwards25519".utf8): spec = .ed25519
+            case [0x06, 0x03, 0x2B, 0x65, 0x71], [0x13, 0x0A] + Array("edwards448".utf8): spec = .ed448
             default: throw .attributeValueInvalid(.ecParams)
             }
-            size = 0
         case .dsaKeyPairGen:
             // The domain parameters come with the public template (PKCS#11 §2.2.4).
             guard let p = publicTemplate[.prime] ?? privateTemplate[.prime], let q = publicTemplate[.subprime] ?? privateTemplate[.subprime],
                   let g = publicTemplate[.base] ?? privateTemplate[.base] else { throw .templateIncomplete("CKA_PRIME, CKA_SUBPRIME and CKA_BASE") }
-            dsaDomain = (p, q, g)
-            spec = "DSA"
-            size = 0
+            spec = .dsa(p: p, q: q, g: g)
         default:
             throw .mechanismInvalid(mechanism.type)
         }
@@ -180,15 +174,10 @@ extension Library {
         let flags = StoredAttributes.encode(chosen)
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
-                if let d = dsaDomain {
-                    try service.generateDSAKey(adminPassword: admin, name: name, p: d.p, q: d.q, g: d.g, id: id, label: label, attributes: flags)
-                } else {
-                    try service.generateKey(adminPassword: admin, name: name, type: "ASYMMETRIC", spec: spec, size: size, id: id, cipher: nil, label: label,
-                                            attributes: flags)
-                }
+                try service.generateKey(adminPassword: admin, name: name, spec, id: id, label: label, attributes: flags)
             }
         }
-        placed(p, h, name: name, type: "ASYMMETRIC")
+        placed(p, h, name: name, type: .asymmetric)
         return (try handle(t, identity: "pub/\(name)"), try handle(t, identity: "priv/\(name)"))
     }
 
@@ -200,7 +189,7 @@ extension Library {
         let asked = try template.ulong(.valueLen)
         var length: UInt = 0
         var twoKey = false
-        let (type, cipher, prefix): (String, String?, String)
+        let (type, cipher, prefix): (KeyType, String?, String)
         switch mechanism.type {
         case .des2KeyGen, .des3KeyGen:
             // Fixed sizes (CKA_VALUE_LEN does not apply); a two-key key is generated as 16 bytes
@@ -208,16 +197,16 @@ extension Library {
             twoKey = mechanism.type == .des2KeyGen
             length = twoKey ? 16 : 24
             guard try t.features()?.contains(.generateKey) ?? false else { throw .mechanismInvalid(mechanism.type) }
-            (type, cipher, prefix) = ("SYMMETRIC", "3DES", "sym")
+            (type, cipher, prefix) = (.symmetric, "3DES", "sym")
         case .aesKeyGen:
             guard let asked else { throw .templateIncomplete("CKA_VALUE_LEN") }
             length = asked
             guard [16, 24, 32].contains(length) else { throw .attributeValueInvalid(.valueLen) }
-            (type, cipher, prefix) = ("SYMMETRIC", "AES", "sym")
+            (type, cipher, prefix) = (.symmetric, "AES", "sym")
         case .genericSecretKeyGen:
             guard let asked else { throw .templateIncomplete("CKA_VALUE_LEN") }
             length = asked
-            (type, cipher, prefix) = ("MAC", nil, "mac")
+            (type, cipher, prefix) = (.mac, nil, "mac")
         default:
             throw .mechanismInvalid(mechanism.type)
         }
@@ -225,8 +214,9 @@ extension Library {
         let flags = try StoredAttributes.secretKey(template, aes: cipher == "AES", extra: twoKey ? [StoredAttributes.twoKeyDES: true] : [:])
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
-                try service.generateKey(adminPassword: admin, name: name, type: type, spec: nil, size: UInt64(length), id: Library.id(template), cipher: cipher,
-                                        label: label, attributes: flags)
+                let bytes = Int(clamping: length)
+                try service.generateKey(adminPassword: admin, name: name, cipher.map { .secret(cipher: $0, bytes: bytes) } ?? .mac(bytes: bytes),
+                                        id: Library.id(template), label: label, attributes: flags)
             }
         }
         placed(p, h, name: name, type: type)
@@ -288,10 +278,10 @@ extension Library {
             let kind = try template.ulong(.keyType).map { KeyKind(rawValue: $0) } ?? .genericSecret
             let p = try placement(h, template, prefix: "secret")
             let (t, service, admin) = (p.token, p.service, p.admin)
-            let (type, cipher, prefix): (String, String?, String) = switch kind {
-            case .aes: ("SYMMETRIC", "AES", "sym")
-            case .des3: ("SYMMETRIC", "3DES", "sym")
-            case .genericSecret: ("MAC", nil, "mac")
+            let (type, cipher, prefix): (KeyType, String?, String) = switch kind {
+            case .aes: (.symmetric, "AES", "sym")
+            case .des3: (.symmetric, "3DES", "sym")
+            case .genericSecret: (.mac, nil, "mac")
             default: throw .templateInconsistent("unsupported secret key type")
             }
             try Library.checkOriginalAPIKeeps(t, kind: kind == .genericSecret ? .mac : .symmetric, id: id, key: [template])
@@ -314,11 +304,11 @@ extension Library {
             let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
             let name = try manage(h, t) { () throws(TokenError) in
                 try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
-                    try service.injectKey(adminPassword: admin, name: name, type: "ASYMMETRIC", key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil,
+                    try service.injectKey(adminPassword: admin, name: name, type: .asymmetric, key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil,
                                           label: label, attributes: flags)
                 }
             }
-            placed(p, h, name: name, type: "ASYMMETRIC")
+            placed(p, h, name: name, type: .asymmetric)
             return try handle(t, identity: "priv/\(name)")
         case .publicKey:
             throw .templateInconsistent("public keys exist only as the half of a key in the service")

@@ -54,7 +54,7 @@ public final class Token: Sendable {
         var adminPassword: String?
         /// Session keys this instance created, by service name: the session that owns each and
         /// its service key type (destroyed with the session, PKCS#11 §4.4.1).
-        var sessionKeys: [String: (session: UInt, type: String)] = [:]
+        var sessionKeys: [String: (session: UInt, type: KeyType)] = [:]
         /// Session objects without secret material (public keys, certificates, data objects with
         /// CKA_TOKEN=FALSE): kept in this process only, with the session that owns each.
         var localObjects: [ObjectHandle: (object: TokenObject, session: UInt)] = [:]
@@ -141,7 +141,7 @@ public final class Token: Sendable {
         "~\(owner)/s-" + SecureRandom.hex(8)
     }
 
-    func recordSessionKey(_ name: String, type: String, session: UInt) {
+    func recordSessionKey(_ name: String, type: KeyType, session: UInt) {
         state.withLock {
             $0.sessionKeys[name] = (session, type)
         }
@@ -152,7 +152,7 @@ public final class Token: Sendable {
     /// Destroys the session keys of one session (nil: of every session) in the service. Best
     /// effort: what fails here is reaped by the service when this instance's lease runs out.
     func destroySessionKeys(session: UInt?) {
-        let doomed = state.withLock { s -> [(String, String)] in
+        let doomed = state.withLock { s -> [(String, KeyType)] in
             let d = s.sessionKeys.filter { session == nil || $0.value.session == session }
             for k in d.keys { s.sessionKeys.removeValue(forKey: k) }
             // Gone from the index at once: their handles are invalid from here on.

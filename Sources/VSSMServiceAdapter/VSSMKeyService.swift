@@ -221,18 +221,47 @@ public final class VSSMKeyService: KeyService {
         return try call(original ? Route.asymmetricDecrypt : Route.extDecrypt, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
-    public func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8] {
+    /// With the extensions the IV, AAD and tag length are fields; the original API decrypts with
+    /// the IV (GCM: the 12-byte nonce, no AAD, a 16-byte tag) before the ciphertext and encrypts
+    /// with IVs of its own choosing only, so a caller's IV cannot be used there for encryption.
+    public func symmetric(encrypt: Bool, key: String, _ scheme: SymmetricScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
+        let ext = try hasExtensions()
+        let c = scheme.cipher
         var w = WireWriter()
-        w.bytes("input", input)
+        var data = input
+        var fields = false
+        let algorithm: String
+        func prefixed(_ iv: [UInt8]) throws(TokenError) {
+            guard !encrypt else { throw .mechanismParamInvalid("encryption with a caller's IV needs the service's extensions") }
+            data = iv + input
+        }
+        switch scheme.mode {
+        case .ecb:
+            algorithm = "\(c)/ECB/NoPadding"
+        case .cbc(let iv, let padded):
+            algorithm = padded ? "\(c)/CBC/PKCS5Padding" : "\(c)/CBC/NoPadding"
+            if ext { w.bytes("iv", iv); fields = true } else { try prefixed(iv) }
+        case .ctr(let counter):
+            algorithm = "\(c)/CTR/NoPadding"
+            if ext { w.bytes("iv", counter); fields = true } else { try prefixed(counter) }
+        case .gcm(let iv, let aad, let tagLength):
+            algorithm = "\(c)/GCM/NoPadding"
+            if ext {
+                w.bytes("iv", iv)
+                w.bytes("aad", aad)
+                w.object("tagLength", .string(String(tagLength)))
+                fields = true
+            } else {
+                guard iv.count == 12, aad.isEmpty, tagLength == 16 else {
+                    throw .mechanismParamInvalid("GCM with these parameters needs the service's extensions")
+                }
+                try prefixed(iv)
+            }
+        }
+        w.bytes("input", data)
         w.string("keyName", key)
         w.string("algorithm", algorithm)
-        let useExt = iv != nil || aad != nil || tagLength != nil
-        if useExt {
-            w.bytes("iv", iv)
-            w.bytes("aad", aad)
-            if let tagLength { w.object("tagLength", .string(String(tagLength))) }
-        }
-        let path = useExt ? (encrypt ? Route.extSymmetricEncrypt : Route.extSymmetricDecrypt) : (encrypt ? Route.symmetricEncrypt : Route.symmetricDecrypt)
+        let path = fields ? (encrypt ? Route.extSymmetricEncrypt : Route.extSymmetricDecrypt) : (encrypt ? Route.symmetricEncrypt : Route.symmetricDecrypt)
         return try call(path, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
@@ -268,15 +297,30 @@ public final class VSSMKeyService: KeyService {
         }
     }
 
-    public func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func generateKey(adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
-        w.string("keyType", type)
-        w.string("keySpec", spec ?? "")
-        w.uint64("keySize", size)
+        w.string("keyType", spec.type.rawValue)
+        var cipher: String?
+        var needsExtensions = false
+        switch spec {
+        case .rsa(let bits): w.string("keySpec", "RSA"); w.uint64("keySize", UInt64(clamping: bits))
+        case .ec(let bits): w.string("keySpec", "EC"); w.uint64("keySize", UInt64(clamping: bits))
+        case .ed25519: w.string("keySpec", "ED25519"); w.uint64("keySize", 0)
+        case .ed448: w.string("keySpec", "ED448"); w.uint64("keySize", 0)
+        case .dsa(let p, let q, let g):
+            guard try features()?.contains(.dsa) ?? false else { throw .functionNotSupported }
+            w.string("keySpec", "DSA")
+            w.bytes("dsaP", p)
+            w.bytes("dsaQ", q)
+            w.bytes("dsaG", g)
+            needsExtensions = true
+        case .secret(let c, let bytes): w.string("keySpec", ""); w.uint64("keySize", UInt64(clamping: bytes)); cipher = c
+        case .mac(let bytes): w.string("keySpec", ""); w.uint64("keySize", UInt64(clamping: bytes))
+        }
         let useExt = try writeExtensionFields(&w, id: id, cipher: cipher, label: label, attributes: attributes)
-        _ = try call(useExt ? Route.extGenerateKey : Route.generateKey, w, Schemas.empty, idempotent: false)
+        _ = try call(useExt || needsExtensions ? Route.extGenerateKey : Route.generateKey, w, Schemas.empty, idempotent: false)
     }
 
     /// The extension fields of a create request (CKA_ID, cipher, label, stored attributes), when
@@ -290,55 +334,41 @@ public final class VSSMKeyService: KeyService {
         return true
     }
 
-    public func generateDSAKey(adminPassword: String, name: String, p: [UInt8], q: [UInt8], g: [UInt8], id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
-        guard try features()?.contains(.dsa) ?? false else { throw .functionNotSupported }
+    public func injectKey(adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
-        w.string("keyType", "ASYMMETRIC")
-        w.string("keySpec", "DSA")
-        w.bytes("dsaP", p)
-        w.bytes("dsaQ", q)
-        w.bytes("dsaG", g)
-        _ = try writeExtensionFields(&w, id: id, cipher: nil, label: label, attributes: attributes)
-        _ = try call(Route.extGenerateKey, w, Schemas.empty, idempotent: false)
-    }
-
-    public func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
-        var w = WireWriter()
-        w.string("adminPassword", adminPassword)
-        w.string("keyName", name)
-        w.string("keyType", type)
+        w.string("keyType", type.rawValue)
         w.bytes("key", key)
         let useExt = try writeExtensionFields(&w, id: id, cipher: cipher, label: label, attributes: attributes)
         _ = try call(useExt ? Route.extInjectKey : Route.injectKey, w, Schemas.empty, idempotent: false)
     }
 
-    public func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError) {
+    public func deleteKey(adminPassword: String, name: String, type: KeyType) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
-        w.string("keyType", type)
+        w.string("keyType", type.rawValue)
         _ = try call(Route.extDeleteKey, w, Schemas.empty, idempotent: false)
     }
 
-    public func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func setKeyID(adminPassword: String, name: String, type: KeyType, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
-        w.string("keyType", type)
+        w.string("keyType", type.rawValue)
         w.bytes("id", id)
         if let label { w.object("label", .string(label)) }
         w.bytes("attributes", attributes)
         _ = try call(Route.extSetAttributes, w, Schemas.empty, idempotent: true)
     }
 
-    public func copyKey(adminPassword: String, name: String, type: String, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func copyKey(adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         guard try hasExtensions() else { throw .functionNotSupported }
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
-        w.string("keyType", type)
+        w.string("keyType", type.rawValue)
         w.string("newName", newName)
         w.bytes("id", id)
         if let label { w.object("label", .string(label)) }
@@ -348,7 +378,7 @@ public final class VSSMKeyService: KeyService {
 
     private static func write(_ new: NewKeySpec, labelField: String, _ w: inout WireWriter) {
         w.string("newName", new.name)
-        w.string("newType", new.type)
+        w.string("newType", new.type.rawValue)
         w.string("cipher", new.cipher ?? "")
         w.uint64("length", UInt64(new.length))
         w.bytes("id", new.id)
@@ -374,14 +404,14 @@ public final class VSSMKeyService: KeyService {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", base.name)
-        w.string("keyType", base.serviceType)
+        w.string("keyType", base.serviceType.rawValue)
         switch mechanism {
         case .aesECBEncryptData(let d): w.string("mechanism", "AES-ECB-ENCRYPT-DATA"); w.bytes("data", d)
         case .aesCBCEncryptData(let iv, let d): w.string("mechanism", "AES-CBC-ENCRYPT-DATA"); w.bytes("iv", iv); w.bytes("data", d)
         case .concatenateBaseAndKey(let other):
             w.string("mechanism", "CONCATENATE-BASE-AND-KEY")
             w.string("otherKeyName", other.name)
-            w.string("otherKeyType", other.serviceType)
+            w.string("otherKeyType", other.serviceType.rawValue)
         case .concatenateBaseAndData(let d): w.string("mechanism", "CONCATENATE-BASE-AND-DATA"); w.bytes("data", d)
         case .concatenateDataAndBase(let d): w.string("mechanism", "CONCATENATE-DATA-AND-BASE"); w.bytes("data", d)
         case .xorBaseAndData(let d): w.string("mechanism", "XOR-BASE-AND-DATA"); w.bytes("data", d)
@@ -400,10 +430,10 @@ public final class VSSMKeyService: KeyService {
         guard try hasExtensions() else { throw .functionNotSupported }
         var w = WireWriter()
         w.string("keyName", key.name)
-        w.string("keyType", key.serviceType)
+        w.string("keyType", key.serviceType.rawValue)
         VSSMKeyService.write(mechanism, &w)
         w.string("targetName", target.name)
-        w.string("targetType", target.serviceType)
+        w.string("targetType", target.serviceType.rawValue)
         return try call(Route.extWrap, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
@@ -412,7 +442,7 @@ public final class VSSMKeyService: KeyService {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", key.name)
-        w.string("keyType", key.serviceType)
+        w.string("keyType", key.serviceType.rawValue)
         VSSMKeyService.write(mechanism, &w)
         w.bytes("input", wrapped)
         VSSMKeyService.write(new, labelField: "newLabel", &w)
@@ -423,7 +453,7 @@ public final class VSSMKeyService: KeyService {
         guard try hasExtensions() else { throw .functionNotSupported }
         var w = WireWriter()
         w.string("keyName", key.name)
-        w.string("keyType", key.serviceType)
+        w.string("keyType", key.serviceType.rawValue)
         return try call(Route.extKeyValue, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 

@@ -30,7 +30,7 @@ import VSSMWire
     static func contract(_ svc: any KeyService, password: String, who: String) throws {
         let session = "~\(owner)/ec"
         // Session keys: no password, listed to their owner only; a signature verifies.
-        try svc.generateKey(adminPassword: "", name: session, type: "ASYMMETRIC", spec: "EC", size: 256, id: [1, 2], cipher: nil, label: "mine", attributes: nil)
+        try svc.generateKey(adminPassword: "", name: session, .ec(bits: 256), id: [1, 2], label: "mine", attributes: nil)
         let mine = try svc.list(adminPassword: password, owner: owner).keys
         let ec = try #require(mine.first { $0.name == session }, "\(who): session key listed")
         #expect(ec.kind == .ec && ec.ephemeral && ec.id == [1, 2] && ec.label == "mine" && ec.generated == true, "\(who)")
@@ -40,28 +40,28 @@ import VSSMWire
         #expect(try PublicKey(spki: ec.publicKey).verify(signature: sig, digest: digest, scheme: .ecdsa), "\(who): ECDSA verifies")
         // Token keys: the admin password; a name is taken once.
         #expect(throws: TokenError.adminPasswordRejected, "\(who)") {
-            try svc.generateKey(adminPassword: "wrong", name: "t-aes", type: "SYMMETRIC", spec: nil, size: 32, id: nil, cipher: "AES", label: nil, attributes: nil)
+            try svc.generateKey(adminPassword: "wrong", name: "t-aes", .secret(cipher: "AES", bytes: 32), id: nil, label: nil, attributes: nil)
         }
-        try svc.generateKey(adminPassword: password, name: "t-aes", type: "SYMMETRIC", spec: nil, size: 32, id: nil, cipher: "AES", label: nil, attributes: [7])
+        try svc.generateKey(adminPassword: password, name: "t-aes", .secret(cipher: "AES", bytes: 32), id: nil, label: nil, attributes: [7])
         #expect(throws: TokenError.device("Key with name t-aes already exists.", status: 409), "\(who)") {
-            try svc.generateKey(adminPassword: password, name: "t-aes", type: "SYMMETRIC", spec: nil, size: 16, id: nil, cipher: "AES", label: nil, attributes: nil)
+            try svc.generateKey(adminPassword: password, name: "t-aes", .secret(cipher: "AES", bytes: 16), id: nil, label: nil, attributes: nil)
         }
         let aes = try #require(try svc.list(adminPassword: password, owner: nil).keys.first { $0.name == "t-aes" }, "\(who)")
         #expect(aes.kind == .symmetric && aes.length == 32 && aes.cipher == "AES" && !aes.ephemeral && aes.attributes == [7], "\(who)")
         // AES with a caller IV round trips; a changed GCM tag is the caller's input (400).
         let iv = [UInt8](repeating: 3, count: 16)
         let data = [UInt8](repeating: 0x5A, count: 48)
-        let ct = try svc.symmetric(encrypt: true, key: "t-aes", algorithm: "AES/CBC/NoPadding", input: data, iv: iv, aad: nil, tagLength: nil)
+        let ct = try svc.symmetric(encrypt: true, key: "t-aes", SymmetricScheme("AES", .cbc(iv: iv, padded: false)), data)
         #expect(ct != data && ct.count == 48, "\(who)")
-        #expect(try svc.symmetric(encrypt: false, key: "t-aes", algorithm: "AES/CBC/NoPadding", input: ct, iv: iv, aad: nil, tagLength: nil) == data, "\(who)")
-        var sealed = try svc.symmetric(encrypt: true, key: "t-aes", algorithm: "AES/GCM/NoPadding", input: data, iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)
+        #expect(try svc.symmetric(encrypt: false, key: "t-aes", SymmetricScheme("AES", .cbc(iv: iv, padded: false)), ct) == data, "\(who)")
+        var sealed = try svc.symmetric(encrypt: true, key: "t-aes", SymmetricScheme("AES", .gcm(iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)), data)
         sealed[sealed.count - 1] ^= 1
         #expect(throws: TokenError.self, "\(who)") {
-            _ = try svc.symmetric(encrypt: false, key: "t-aes", algorithm: "AES/GCM/NoPadding", input: sealed, iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)
+            _ = try svc.symmetric(encrypt: false, key: "t-aes", SymmetricScheme("AES", .gcm(iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)), sealed)
         }
         // RSA: an injected key decrypts OAEP made elsewhere; garbage is the caller's input (400).
         let rsa = try PrivateKey.generateRSA(bits: 2048)
-        try svc.injectKey(adminPassword: password, name: "t-rsa", type: "ASYMMETRIC", key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
+        try svc.injectKey(adminPassword: password, name: "t-rsa", type: .asymmetric, key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
         let pub = try #require(rsa.publicKey)
         let oaep = try pub.encrypt(Array("secret".utf8), padding: .oaep(.sha256, mgf1: .sha256, label: []))
         #expect(try svc.decrypt(key: "t-rsa", .rsaOAEP(hash: .sha256, mgf1: .sha256, label: []), oaep) == Array("secret".utf8), "\(who)")
@@ -72,9 +72,9 @@ import VSSMWire
         // Every hash row, by typed scheme: PKCS#1 v1.5, PSS and ECDSA signatures verify here; OAEP
         // with each hash (and a foreign MGF1 with a label) decrypts; HMAC equals the local one.
         let ecPriv = try PrivateKey.generateEC(.p384)
-        try svc.injectKey(adminPassword: password, name: "t-ec", type: "ASYMMETRIC", key: ecPriv.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
+        try svc.injectKey(adminPassword: password, name: "t-ec", type: .asymmetric, key: ecPriv.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
         let macKey = [UInt8](repeating: 0x6B, count: 32)
-        try svc.injectKey(adminPassword: password, name: "t-mac", type: "MAC", key: macKey, id: nil, cipher: nil, label: nil, attributes: nil)
+        try svc.injectKey(adminPassword: password, name: "t-mac", type: .mac, key: macKey, id: nil, cipher: nil, label: nil, attributes: nil)
         for h in HashAlgorithm.allCases {
             let d = h.hash(Array("rows".utf8))
             let pkcs1 = try svc.sign(key: "t-rsa", .rsaPKCS1(h), d)
@@ -91,7 +91,7 @@ import VSSMWire
         let mixed = try pub.encrypt([1, 2, 3], padding: .oaep(.sha3_384, mgf1: .sha1, label: [9]))
         #expect(try svc.decrypt(key: "t-rsa", .rsaOAEP(hash: .sha3_384, mgf1: .sha1, label: [9]), mixed) == [1, 2, 3], "\(who)")
         let aesKey = [UInt8](repeating: 0x11, count: 16)
-        try svc.injectKey(adminPassword: password, name: "t-aes2", type: "SYMMETRIC", key: aesKey, id: nil, cipher: "AES", label: nil, attributes: nil)
+        try svc.injectKey(adminPassword: password, name: "t-aes2", type: .symmetric, key: aesKey, id: nil, cipher: "AES", label: nil, attributes: nil)
         let cmac = try BlockCipher(kind: .aes, key: aesKey).cmac(data)
         #expect(try svc.mac(key: "t-aes2", .aesCMAC(length: 16), data) == cmac, "\(who): AES-CMAC")
         #expect(try svc.mac(key: "t-aes2", .aesMAC(length: 8), data) == Array(try BlockCipher(kind: .aes, key: aesKey).cbcMAC(data).prefix(8)), "\(who)")
@@ -99,11 +99,11 @@ import VSSMWire
         let unknown = status { () throws(TokenError) in _ = try svc.sign(key: "nope", .ecdsa(.sha256), digest) }
         #expect(unknown == 404, "\(who)")
         // Attributes change, copies, deletes; session keys go with their owner.
-        try svc.setKeyID(adminPassword: password, name: "t-aes", type: "SYMMETRIC", id: [9], label: nil, attributes: nil)
+        try svc.setKeyID(adminPassword: password, name: "t-aes", type: .symmetric, id: [9], label: nil, attributes: nil)
         #expect(try svc.list(adminPassword: password, owner: nil).keys.first { $0.name == "t-aes" }?.id == [9], "\(who)")
-        try svc.copyKey(adminPassword: password, name: "t-aes", type: "SYMMETRIC", newName: "~\(owner)/copy", id: [4], label: "copy", attributes: nil)
+        try svc.copyKey(adminPassword: password, name: "t-aes", type: .symmetric, newName: "~\(owner)/copy", id: [4], label: "copy", attributes: nil)
         #expect(try svc.list(adminPassword: password, owner: owner).keys.contains { $0.name == "~\(owner)/copy" && $0.id == [4] }, "\(who)")
-        try svc.deleteKey(adminPassword: password, name: "t-aes", type: "SYMMETRIC")
+        try svc.deleteKey(adminPassword: password, name: "t-aes", type: .symmetric)
         #expect(try !svc.list(adminPassword: password, owner: nil).keys.contains { $0.name == "t-aes" }, "\(who)")
         try svc.releaseSession(owner: owner)
         #expect(try svc.list(adminPassword: password, owner: owner).keys.allSatisfy { !$0.ephemeral }, "\(who): released")

@@ -77,23 +77,26 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
         do { return try k.decrypt(input, padding: padding) } catch { throw .device(error.message, status: 400) }
     }
 
-    func symmetric(encrypt: Bool, key: String, algorithm: String, input: [UInt8], iv: [UInt8]?, aad: [UInt8]?, tagLength: Int?) throws(TokenError) -> [UInt8] {
+    func symmetric(encrypt: Bool, key: String, _ scheme: SymmetricScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
         let e = try entry(key)
-        guard e.kind == .symmetric, let iv else { throw .device("the fake needs an AES key and an explicit IV", status: 400) }
+        guard e.kind == .symmetric, scheme.cipher == e.cipher else { throw .device("Key \(key) is not a \(scheme.cipher) key", status: 400) }
         do throws(CryptoError) {
-            let c = try BlockCipher(kind: .aes, key: e.secret)
-            switch algorithm {
-            case "AES/CBC/NoPadding": return encrypt ? try c.cbcEncrypt(iv: iv, input) : try c.cbcDecrypt(iv: iv, input)
-            case "AES/CTR/NoPadding": return try c.ctr(iv: iv, input)
-            case "AES/GCM/NoPadding":
-                let tag = tagLength ?? 16
+            let kind = BlockCipherKind(rawValue: e.cipher) ?? .aes
+            let c = try BlockCipher(kind: kind, key: e.secret)
+            switch scheme.mode {
+            case .ecb: return encrypt ? try c.ecbEncrypt(input) : try c.ecbDecrypt(input)
+            case .cbc(let iv, let padded):
+                let bs = kind.blockSize
+                if padded { return encrypt ? try c.cbcEncrypt(iv: iv, PKCS7.pad(input, blockSize: bs)) : try PKCS7.unpad(c.cbcDecrypt(iv: iv, input), blockSize: bs) }
+                return encrypt ? try c.cbcEncrypt(iv: iv, input) : try c.cbcDecrypt(iv: iv, input)
+            case .ctr(let counter): return try c.ctr(iv: counter, input)
+            case .gcm(let iv, let aad, let tag):
                 if encrypt {
-                    let (ct, t) = try c.gcmSeal(nonce: iv, aad: aad ?? [], input, tagLength: tag)
+                    let (ct, t) = try c.gcmSeal(nonce: iv, aad: aad, input, tagLength: tag)
                     return ct + t
                 }
                 guard input.count >= tag else { throw CryptoError("short input") }
-                return try c.gcmOpen(nonce: iv, aad: aad ?? [], Array(input.dropLast(tag)), tag: Array(input.suffix(tag)))
-            default: throw CryptoError("Invalid algorithm: \(algorithm)")
+                return try c.gcmOpen(nonce: iv, aad: aad, Array(input.dropLast(tag)), tag: Array(input.suffix(tag)))
             }
         } catch { throw .device(error.message, status: 400) }
     }
@@ -127,54 +130,68 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
         if taken { throw .device("Key with name \(name) already exists.", status: 409) }
     }
 
-    func generateKey(adminPassword: String, name: String, type: String, spec: String?, size: UInt64, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    func generateKey(adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         try check(adminPassword, for: name)
         var e = Entry(kind: .mac, id: id, label: label, attributes: attributes, origin: "generated")
-        do {
-            switch (type, spec ?? "") {
-            case ("ASYMMETRIC", "EC"):
-                guard let curve = NamedCurve(bits: Int(size)) else { throw TokenError.device("Unsupported ECDSA key size: \(size)", status: 400) }
+        do throws(CryptoError) {
+            switch spec {
+            case .ec(let bits):
+                guard let curve = NamedCurve(bits: bits) else { throw CryptoError("Unsupported ECDSA key size: \(bits)") }
                 e.kind = .ec
                 e.key = try PrivateKey.generateEC(curve)
-            case ("ASYMMETRIC", "RSA"):
+            case .rsa(let bits):
                 e.kind = .rsa
-                e.key = try PrivateKey.generateRSA(bits: Int(size))
-            case ("SYMMETRIC", _):
-                guard [16, 24, 32].contains(size) else { throw TokenError.device("Unsupported symmetric key size: \(size)", status: 400) }
+                e.key = try PrivateKey.generateRSA(bits: bits)
+            case .ed25519, .ed448:
+                e.kind = .eddsa
+                e.key = try PrivateKey.generateEdwards(spec == .ed25519 ? .ed25519 : .ed448)
+            case .dsa(let p, let q, let g):
+                e.kind = .dsa
+                e.key = try PrivateKey.generateDSA(p: p, q: q, g: g)
+            case .secret(let cipher, let bytes):
+                guard cipher == "AES" ? [16, 24, 32].contains(bytes) : [16, 24].contains(bytes) else { throw CryptoError("Unsupported symmetric key size: \(bytes)") }
                 e.kind = .symmetric
-                e.cipher = "AES"
-                e.secret = SecureRandom.bytes(Int(size))
-            case ("MAC", _):
-                e.secret = SecureRandom.bytes(Int(size))
-            default:
-                throw TokenError.device("Invalid key type: \(type)", status: 400)
+                e.cipher = cipher
+                e.secret = SecureRandom.bytes(bytes)
+                if cipher == "3DES" && bytes == 16 { e.secret += e.secret.prefix(8) }
+            case .mac(let bytes):
+                e.secret = SecureRandom.bytes(bytes)
             }
-        } catch let error as TokenError { throw error } catch { throw .device("\(error)", status: 500) }
+        } catch { throw .device(error.message, status: 400) }
         try insert(name, e)
     }
 
-    func injectKey(adminPassword: String, name: String, type: String, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    func injectKey(adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         try check(adminPassword, for: name)
         var e = Entry(kind: .mac, secret: key, id: id, label: label, attributes: attributes, origin: "injected")
         switch type {
-        case "ASYMMETRIC":
+        case .asymmetric:
             do { e.key = try PrivateKey(pkcs8: key) } catch { throw .device("x509: failed to parse private key", status: 400) }
-            e.kind = e.key?.kind == .ec ? .ec : .rsa
+            e.kind = FakeKeyService.kind(of: e.key)
             e.secret = []
-        case "SYMMETRIC":
+        case .symmetric:
             e.kind = .symmetric
             e.cipher = cipher ?? "AES"
-        default: break
+        case .mac: break
         }
         try insert(name, e)
     }
 
-    func deleteKey(adminPassword: String, name: String, type: String) throws(TokenError) {
+    static func kind(of key: PrivateKey?) -> ServiceKey.Kind {
+        switch key?.kind {
+        case .ec?: .ec
+        case .dsa?: .dsa
+        case .ed25519?, .ed448?: .eddsa
+        default: .rsa
+        }
+    }
+
+    func deleteKey(adminPassword: String, name: String, type: KeyType) throws(TokenError) {
         try check(adminPassword, for: name)
         guard state.withLock({ $0.keys.removeValue(forKey: name) }) != nil else { throw .device("Invalid key name: \(name)", status: 404) }
     }
 
-    func setKeyID(adminPassword: String, name: String, type: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    func setKeyID(adminPassword: String, name: String, type: KeyType, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         try check(adminPassword, for: name)
         var e = try entry(name)
         e.id = id
@@ -183,7 +200,7 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
         state.withLock { $0.keys[name] = e }
     }
 
-    func copyKey(adminPassword: String, name: String, type: String, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    func copyKey(adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
         try check(adminPassword, for: name)
         try check(adminPassword, for: newName)
         var e = try entry(name)
@@ -193,9 +210,6 @@ final class FakeKeyService: KeyService, @unchecked Sendable {
         try insert(newName, e)
     }
 
-    func generateDSAKey(adminPassword: String, name: String, p: [UInt8], q: [UInt8], g: [UInt8], id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
-        throw .functionNotSupported
-    }
     func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError) { throw .functionNotSupported }
     func wrapKey(key: ServiceKey, mechanism: WrapMechanism, target: ServiceKey) throws(TokenError) -> [UInt8] { throw .functionNotSupported }
     func unwrapKey(adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec) throws(TokenError) { throw .functionNotSupported }

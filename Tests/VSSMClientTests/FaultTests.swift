@@ -188,7 +188,7 @@ import VSSMWire
             _ = try svc.decrypt(key: "rsa", .rsaPKCS1, [UInt8](repeating: 7, count: 256))
         }
         #expect(throws: TokenError.device("cipher: message authentication failed", status: 400)) {
-            _ = try svc.symmetric(encrypt: false, key: "aes", algorithm: "AES/GCM/NoPadding", input: [UInt8](repeating: 1, count: 40), iv: nil, aad: nil, tagLength: nil)
+            _ = try svc.symmetric(encrypt: false, key: "aes", SymmetricScheme("AES", .gcm(iv: [UInt8](repeating: 1, count: 12), aad: [], tagLength: 16)), [UInt8](repeating: 1, count: 28))
         }
         #expect(throws: TokenError.device("Invalid key name: nope", status: 404)) {
             _ = try svc.sign(key: "nope", .ecdsa(.sha256), [UInt8](repeating: 0, count: 32))
