@@ -83,7 +83,13 @@ let package = Package(
         ]),
         .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport", "VSSMSync"]),
         .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "VSSMServiceAdapter", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
-        .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "VSSMCrypto", "VSSMClient", "VSSMServiceAdapter", "VSSMTestSupport", "VSSMWire"]),
+        // An in-memory KeyService with the service's rules, for TokenCore's unit tests (no server,
+        // no network); ContractTests keep it honest against a real node.
+        .target(name: "FakeKeyService", dependencies: ["TokenCore", "VSSMCrypto", "VSSMWire"], path: "Tests/FakeKeyService"),
+        .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMWire"]),
+        .testTarget(name: "ContractTests", dependencies: [
+            "TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMClient", "VSSMServiceAdapter", "VSSMTestSupport", "VSSMWire",
+        ]),
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),
     ]
 )

@@ -2,6 +2,7 @@ import Testing
 import VSSMWire
 @testable import TokenCore
 import VSSMCrypto
+import FakeKeyService
 
 /// TokenCore without a network: a Library over FakeKeyService (kept honest by ContractTests).
 @Suite struct TokenCoreTests {

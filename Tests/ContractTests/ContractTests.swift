@@ -1,5 +1,6 @@
 import Testing
 import TokenCore
+import FakeKeyService
 import VSSMClient
 import VSSMCrypto
 import VSSMServiceAdapter
@@ -95,6 +96,62 @@ import VSSMWire
         let cmac = try BlockCipher(kind: .aes, key: aesKey).cmac(data)
         #expect(try svc.mac(key: "t-aes2", .aesCMAC(length: 16), data) == cmac, "\(who): AES-CMAC")
         #expect(try svc.mac(key: "t-aes2", .aesMAC(length: 8), data) == Array(try BlockCipher(kind: .aes, key: aesKey).cbcMAC(data).prefix(8)), "\(who)")
+        // Keys made from keys, in the service: derive, wrap and unwrap with the usage flags the
+        // service enforces; a readable (session) key reads back, a sensitive one never does, and
+        // what is derived from a sensitive key stays sensitive.
+        let open = KeyFlags([KeyFlags.sensitive: false, KeyFlags.extractable: true, KeyFlags.derive: true]).blob
+        let baseValue = [UInt8](repeating: 0x21, count: 16)
+        let base = ServiceKey(name: "~\(owner)/base", kind: .symmetric, length: 16, cipher: "AES")
+        try svc.injectKey(adminPassword: "", name: base.name, type: .symmetric, key: baseValue, id: nil, cipher: "AES", label: "base", attributes: open)
+        func made(_ n: String, _ t: KeyType = .mac, attributes: [UInt8]? = open, length: Int = 0) -> NewKeySpec {
+            NewKeySpec(name: "~\(owner)/\(n)", type: t, cipher: t == .symmetric ? "AES" : nil, length: length, id: nil, label: n, attributes: attributes)
+        }
+        func value(_ n: String, _ kind: ServiceKey.Kind = .mac) throws(TokenError) -> [UInt8] {
+            try svc.keyValue(ServiceKey(name: "~\(owner)/\(n)", kind: kind))
+        }
+        try svc.deriveKey(adminPassword: "", base: base, mechanism: .concatenateBaseAndData([1, 2, 3]), new: made("cat"))
+        #expect(try value("cat") == baseValue + [1, 2, 3], "\(who): CONCATENATE-BASE-AND-DATA")
+        try svc.deriveKey(adminPassword: "", base: base, mechanism: .xorBaseAndData([UInt8](repeating: 0x0F, count: 16)), new: made("xor"))
+        #expect(try value("xor") == [UInt8](repeating: 0x2E, count: 16), "\(who): XOR-BASE-AND-DATA")
+        let block = [UInt8](repeating: 0x44, count: 16)
+        try svc.deriveKey(adminPassword: "", base: base, mechanism: .aesECBEncryptData(block), new: made("ecb", .symmetric))
+        #expect(try value("ecb", .symmetric) == (try BlockCipher(kind: .aes, key: baseValue).ecbEncrypt(block)), "\(who): AES-ECB-ENCRYPT-DATA")
+        try svc.deriveKey(adminPassword: "", base: base, mechanism: .extractKeyFromKey(bitIndex: 4), new: made("bits", length: 2))
+        #expect(try value("bits") == [0x12, 0x12], "\(who): EXTRACT-KEY-FROM-KEY")
+        let sealedBase = ServiceKey(name: "~\(owner)/sealed", kind: .symmetric, length: 16, cipher: "AES")
+        try svc.injectKey(adminPassword: "", name: sealedBase.name, type: .symmetric, key: [UInt8](repeating: 0x22, count: 16), id: nil, cipher: "AES",
+                          label: nil, attributes: KeyFlags([KeyFlags.sensitive: true, KeyFlags.derive: true]).blob)
+        try svc.deriveKey(adminPassword: "", base: sealedBase, mechanism: .concatenateBaseAndData([9]), new: made("child"))
+        #expect(ContractTests.status { () throws(TokenError) in _ = try value("child") } == 403, "\(who): derived from a sensitive key, stays sensitive")
+        let noDerive = ServiceKey(name: "~\(owner)/plain", kind: .symmetric, length: 16, cipher: "AES")
+        try svc.injectKey(adminPassword: "", name: noDerive.name, type: .symmetric, key: [UInt8](repeating: 0x33, count: 16), id: nil, cipher: "AES",
+                          label: nil, attributes: nil)
+        #expect(ContractTests.status { () throws(TokenError) in
+            try svc.deriveKey(adminPassword: "", base: noDerive, mechanism: .concatenateBaseAndData([1]), new: made("no"))
+        } == 403, "\(who): CKA_DERIVE FALSE")
+        // Wrap the readable base with an AES key-encryption key and with RSA-OAEP; unwrap both.
+        let kekValue = [UInt8](repeating: 0x5C, count: 32)
+        let kek = ServiceKey(name: "t-kek", kind: .symmetric, length: 32, cipher: "AES")
+        let wrapFlags = KeyFlags([KeyFlags.wrap: true, KeyFlags.unwrap: true]).blob
+        try svc.injectKey(adminPassword: password, name: kek.name, type: .symmetric, key: kekValue, id: nil, cipher: "AES", label: nil, attributes: wrapFlags)
+        let wrapped = try svc.wrapKey(key: kek, mechanism: .aesKeyWrap, target: base)
+        #expect(wrapped == (try AESKeyWrap.wrap(key: kekValue, baseValue, padded: false)), "\(who): AES key wrap (RFC 3394)")
+        try svc.unwrapKey(adminPassword: "", key: kek, mechanism: .aesKeyWrap, wrapped: wrapped, new: made("unwrapped", .symmetric))
+        #expect(try value("unwrapped", .symmetric) == baseValue, "\(who): unwrapped")
+        // Unwrapped bytes that are the value of a sensitive key here come back sensitive.
+        let sealedWrapped = try AESKeyWrap.wrap(key: kekValue, [UInt8](repeating: 0x22, count: 16), padded: false)
+        try svc.unwrapKey(adminPassword: "", key: kek, mechanism: .aesKeyWrap, wrapped: sealedWrapped, new: made("laundered", .symmetric))
+        #expect(ContractTests.status { () throws(TokenError) in _ = try value("laundered", .symmetric) } == 403, "\(who): stays sensitive")
+        try svc.injectKey(adminPassword: password, name: "t-rsa-kek", type: .asymmetric, key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: wrapFlags)
+        let rsaKEK = ServiceKey(name: "t-rsa-kek", kind: .rsa)
+        let oaepWrapped = try svc.wrapKey(key: rsaKEK, mechanism: .rsaOAEP(hash: .sha3_256, mgf1: .sha256, label: []), target: base)
+        #expect(try rsa.decrypt(oaepWrapped, padding: .oaep(.sha3_256, mgf1: .sha256, label: [])) == baseValue, "\(who): RSA-OAEP wrap")
+        #expect(ContractTests.status { () throws(TokenError) in
+            _ = try svc.wrapKey(key: kek, mechanism: .aesKeyWrap, target: sealedBase)
+        } == 403, "\(who): not extractable")
+        #expect(ContractTests.status { () throws(TokenError) in
+            _ = try svc.wrapKey(key: ServiceKey(name: "t-aes2", kind: .symmetric, length: 16, cipher: "AES"), mechanism: .aesKeyWrap, target: base)
+        } == 403, "\(who): CKA_WRAP FALSE")
         // Unknown keys are 404.
         let unknown = status { () throws(TokenError) in _ = try svc.sign(key: "nope", .ecdsa(.sha256), digest) }
         #expect(unknown == 404, "\(who)")
