@@ -106,3 +106,10 @@ echo "  RSA-2048 8 threads throughput vs SoftHSM: $(ratio "${tput[rsa-2048 8t/vs
 echo "  cold path vs SoftHSM:                     $(ratio "$(val cold_p50_us "$cv")" "$(val cold_p50_us "$cs")")x  (target <= 1.5; a bare C TLS client's start alone: $(ratio "$(val cold_tls_p50_us "$cf")" "$(val cold_p50_us "$cs")")x)"
 echo "  cold path with C_Login vs SoftHSM:        $(ratio "$(val cold_p50_us "$cvl")" "$(val cold_p50_us "$csl")")x  (target <= 2.0)"
 echo "  8-thread p99 with 10,000 idle vs without: $(ratio "$(val p99_us "$busy")" "$p99_8t")x  (target <= 2.0)"
+echo
+echo "targets against the bare C floor (issue 21; the same run, the same machine):"
+server_1t=$(val server_cpu_us "$(P11BENCH_SERVER_PID="$VSSM_PID" $B "$MODULE" bench-ec ecdsa 1 "$secs")")
+echo "  ECDSA 1 thread p50 vs the floor's:              $(ratio "${p50[ecdsa-p256 1t/vssm]}" "$(val p50_us "$fl")")x  (target <= 1.3)"
+echo "  ECDSA 8 threads vs the floor's capacity:         $(ratio "${tput[ecdsa-p256 8t/vssm]}" "$floor_tput")x  (target >= 0.9; floor: $floor_tput/s on $(nproc) cores)"
+echo "  server CPU per signature vs the floor server's:  $(ratio "$server_1t" "$(val server_cpu_us "$fl")")x  (target <= 1.3; $server_1t vs $(val server_cpu_us "$fl") µs)"
+echo "  cold path vs the floor's TLS client start:      $(ratio "$(val cold_p50_us "$cv")" "$(val cold_tls_p50_us "$cf")")x  (target <= 1.2)"

@@ -687,6 +687,8 @@ enum AuditNames {
     }
 
     static func clean(_ text: String) -> String {
+        // The common case (printable ASCII, short): the text itself.
+        if text.utf8.count <= 128, text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x80 && $0 != 0x22 && $0 != 0x5C }) { return text }
         var out = ""
         for scalar in text.unicodeScalars.prefix(128) {
             out += scalar.value < 0x20 || scalar == "\"" || scalar == "\\" ? "?" : String(scalar)
