@@ -90,12 +90,12 @@ let package = Package(
         .testTarget(name: "ContractTests", dependencies: [
             "TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMClient", "VSSMServiceAdapter", "VSSMTestSupport", "VSSMWire",
         ]),
-        .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMCrypto", "VSSMWire"]),
+        .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMServer", "VSSMCrypto", "VSSMWire"]),
     ]
 )
 
 // Warnings are errors in the product's own Swift code (issue 21): a deprecation or an unsafe
 // capture is fixed when it appears, not collected. Tests and C shims are not included.
 for target in package.targets where target.type != .test && !target.name.hasPrefix("C") {
-    target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+    target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error), .enableUpcomingFeature("InternalImportsByDefault")]
 }

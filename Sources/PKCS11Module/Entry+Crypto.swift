@@ -1,4 +1,4 @@
-import CPKCS11
+public import CPKCS11
 import TokenCore
 
 // PKCS#11 2.40 §5.11 Digest, §5.12 Sign, §5.13 Verify, §5.15 Random.

@@ -1,5 +1,5 @@
 import Glibc
-import CPKCS11
+public import CPKCS11
 import TokenCore
 import VSSMWire
 

@@ -1,4 +1,4 @@
-import CPKCS11
+public import CPKCS11
 import TokenCore
 
 // PKCS#11 2.40 §5.14 (C_WrapKey, C_UnwrapKey, C_DeriveKey) and §5.11 C_DigestKey: executed in the

@@ -1,4 +1,4 @@
-import CPKCS11
+public import CPKCS11
 import TokenCore
 
 // PKCS#11 2.40 §5.7 object management and §5.14 key management: need the admin password

@@ -1,4 +1,4 @@
-import CPKCS11
+public import CPKCS11
 import TokenCore
 
 // PKCS#11 2.40 §5.6 Session management.

@@ -1,4 +1,4 @@
-import CPKCS11
+public import CPKCS11
 
 // Entry points this module does not (yet) offer: each answers CKR_FUNCTION_NOT_SUPPORTED
 // (GetFunctionStatus/CancelFunction: CKR_FUNCTION_NOT_PARALLEL, as the spec requires).

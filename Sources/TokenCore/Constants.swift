@@ -1,5 +1,5 @@
-import VSSMWire
-import VSSMCrypto
+public import VSSMWire
+public import VSSMCrypto
 
 /// PKCS#11 constants as small typed values (no C types in the core). Raw values are those of the
 /// OASIS specification; a bridge test in PKCS11ModuleTests checks each against the C header.

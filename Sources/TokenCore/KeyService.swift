@@ -1,4 +1,4 @@
-import VSSMWire
+public import VSSMWire
 /// What the token core needs from a key service. `VSSMClient.VSSMKeyService` implements it over
 /// the VSSM REST API; unit tests may use a fake. Every method blocks; none is called under a lock.
 public protocol KeyService: Sendable {

@@ -1,4 +1,4 @@
-import VSSMCrypto
+public import VSSMCrypto
 
 public struct ObjectHandle: RawRepresentable, Hashable, Sendable {
     public let rawValue: UInt

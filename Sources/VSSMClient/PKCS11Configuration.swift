@@ -1,5 +1,5 @@
 import Glibc
-import VSSMWire
+public import VSSMWire
 
 /// The PKCS#11 module's configuration file (`pkcs11.json`), parsed strictly (every member known,
 /// of the right type, in range; problems name the file, member, line and column). Shared by the

@@ -1,4 +1,4 @@
-import VSSMWire
+public import VSSMWire
 
 /// Typed access to a VSSM key service (original API and our `/REST/v1/ext/` extensions).
 public final class VSSMAPIClient: Sendable {

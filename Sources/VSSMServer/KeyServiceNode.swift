@@ -1,7 +1,7 @@
 import Glibc
 import Synchronization
 import VSSMSync
-import VSSMCrypto
+public import VSSMCrypto
 import VSSMWire
 
 /// Who is calling and on which listener; the subject goes into the audit log.

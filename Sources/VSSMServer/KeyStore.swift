@@ -1,5 +1,5 @@
-import VSSMCrypto
-import VSSMWire
+public import VSSMCrypto
+public import VSSMWire
 
 /// Extension attributes of a key (not part of the original's wire formats).
 public struct KeyAttributes: Sendable, Equatable {

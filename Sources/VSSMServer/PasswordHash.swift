@@ -1,4 +1,4 @@
-import VSSMCrypto
+public import VSSMCrypto
 import VSSMSync
 import VSSMWire
 

@@ -1,7 +1,7 @@
 import Glibc
-import VSSMCrypto
+public import VSSMCrypto
 import VSSMSync
-import VSSMWire
+public import VSSMWire
 
 /// One share of a k-of-n split of the RPC private key (`vssm admin split-rpc-key`), as a JSON file
 /// an operator keeps: which split it belongs to (`set`, random), its index and label, the threshold

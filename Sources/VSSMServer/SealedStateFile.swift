@@ -1,6 +1,6 @@
-import Glibc
+public import Glibc
 import Synchronization
-import VSSMCrypto
+public import VSSMCrypto
 
 /// The node's key store on disk: AES-256-GCM under a key derived (HKDF-SHA256) from the RPC
 /// private key, so the file is useless without the bootstrap secret. Written atomically

@@ -1,5 +1,5 @@
 import VSSMClient
-import VSSMCrypto
+public import VSSMCrypto
 import VSSMWire
 
 /// `config.json` in the original's format (`rpcCertificate`, `clientTrustStore`, `rootPassword`)

@@ -1,4 +1,4 @@
-import Prometheus
+public import Prometheus
 import VSSMSync
 import VSSMWire
 

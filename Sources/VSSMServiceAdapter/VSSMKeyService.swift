@@ -1,7 +1,7 @@
 import VSSMSync
-import TokenCore
-import VSSMClient
-import VSSMWire
+public import TokenCore
+public import VSSMClient
+public import VSSMWire
 
 /// `KeyService` over the VSSM REST API. Uses our `/REST/v1/ext/` calls where the service has them
 /// and the original API otherwise; transport trouble becomes `.device` (CKR_DEVICE_ERROR).

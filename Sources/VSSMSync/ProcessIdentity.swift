@@ -1,4 +1,4 @@
-import Glibc
+public import Glibc
 import Synchronization
 
 /// This process's ID without a system call: glibc no longer caches `getpid()`, and the request

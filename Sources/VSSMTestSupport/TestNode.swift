@@ -1,7 +1,7 @@
 import Glibc
-import VSSMClient
+public import VSSMClient
 import VSSMCrypto
-import VSSMServer
+public import VSSMServer
 import VSSMWire
 
 /// A real node in-process: NIO listeners on 127.0.0.1 port 0, real mTLS, optional sealed store.

@@ -1,7 +1,7 @@
 import Synchronization
-import TokenCore
+public import TokenCore
 import VSSMCrypto
-import VSSMWire
+public import VSSMWire
 
 /// An in-memory KeyService for TokenCore unit tests: keys in a dictionary, crypto by VSSMCrypto.
 /// `ContractTests` run the same checks against it and against a real node, so it stays honest.
