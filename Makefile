@@ -4,7 +4,7 @@
 SWIFT ?= swift
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: demo check build test conformance tsan clean module-release vssm-release release bench install uninstall deb
+.PHONY: demo check lint format build test conformance tsan clean module-release vssm-release release bench install uninstall deb
 
 # Install locations (`make install PREFIX=/usr DESTDIR=/tmp/stage`). The module config is looked up
 # in /etc/vssm whatever the prefix, hence SYSCONFDIR=/etc. p11-kit reads the modules of the
@@ -32,6 +32,7 @@ build:
 
 check:
 	bash scripts/install-deps.sh
+	$(MAKE) lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product vssm-pkcs11
 	$(SWIFT) test --skip-build
@@ -39,6 +40,16 @@ check:
 
 test:
 	$(SWIFT) test
+
+# Style and build hygiene (part of `make check`): every import declared by its target, and the
+# sources as swift-format (the toolchain's, configured by .swift-format) writes them.
+lint:
+	python3 scripts/check-imports.py
+	swift-format lint --strict --parallel --recursive Sources Tests Package.swift
+
+# Rewrites the sources as `make lint` expects them.
+format:
+	swift-format format --in-place --parallel --recursive Sources Tests Package.swift
 
 conformance: build
 	bash conformance/run-all.sh

@@ -39,11 +39,13 @@ let package = Package(
             name: "PKCS11Module",
             dependencies: ["CPKCS11", "CPKCS11Table", "TokenCore", "VSSMClient", "VSSMServiceAdapter", "VSSMWire", "VSSMSync"],
             exclude: ["exports.map"],
-            linkerSettings: [.unsafeFlags([
-                "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/PKCS11Module/exports.map",
-                "-Xlinker", "-z", "-Xlinker", "nodelete",
-                "-Xlinker", "-z", "-Xlinker", "defs",
-            ])]
+            linkerSettings: [
+                .unsafeFlags([
+                    "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/PKCS11Module/exports.map",
+                    "-Xlinker", "-z", "-Xlinker", "nodelete",
+                    "-Xlinker", "-z", "-Xlinker", "defs",
+                ])
+            ]
         ),
         .target(name: "VSSMCrypto", dependencies: ["COpenSSL", "VSSMSync", "VSSMWire"]),
         .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire", "VSSMSync"]),
@@ -75,21 +77,28 @@ let package = Package(
         .testTarget(name: "VSSMWireTests", dependencies: ["VSSMWire"]),
         .testTarget(name: "VSSMCryptoTests", dependencies: ["VSSMCrypto", "VSSMWire"]),
         // A real node in-process over real mTLS, shared by the server and module tests.
-        .target(name: "VSSMTestSupport", dependencies: [
-            "VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOSSL", package: "swift-nio-ssl"),
-        ]),
-        .testTarget(name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport", "VSSMSync"]),
-        .testTarget(name: "VSSMClientTests", dependencies: ["VSSMClient", "VSSMServiceAdapter", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
+        .target(
+            name: "VSSMTestSupport",
+            dependencies: [
+                "VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]),
+        .testTarget(
+            name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport", "VSSMSync"]),
+        .testTarget(
+            name: "VSSMClientTests",
+            dependencies: ["VSSMClient", "VSSMServiceAdapter", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
         // An in-memory KeyService with the service's rules, for TokenCore's unit tests (no server,
         // no network); ContractTests keep it honest against a real node.
         .target(name: "FakeKeyService", dependencies: ["TokenCore", "VSSMCrypto", "VSSMWire"], path: "Tests/FakeKeyService"),
         .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMWire"]),
-        .testTarget(name: "ContractTests", dependencies: [
-            "TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMClient", "VSSMServiceAdapter", "VSSMTestSupport", "VSSMWire",
-        ]),
+        .testTarget(
+            name: "ContractTests",
+            dependencies: [
+                "TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMClient", "VSSMServiceAdapter", "VSSMTestSupport", "VSSMWire",
+            ]),
         .testTarget(name: "PKCS11ModuleTests", dependencies: ["CPKCS11", "VSSMTestSupport", "VSSMServer", "VSSMCrypto", "VSSMWire"]),
     ]
 )
@@ -97,5 +106,6 @@ let package = Package(
 // Warnings are errors in the product's own Swift code (issue 21): a deprecation or an unsafe
 // capture is fixed when it appears, not collected. Tests and C shims are not included.
 for target in package.targets where target.type != .test && !target.name.hasPrefix("C") {
-    target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error), .enableUpcomingFeature("InternalImportsByDefault")]
+    target.swiftSettings =
+        (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error), .enableUpcomingFeature("InternalImportsByDefault")]
 }

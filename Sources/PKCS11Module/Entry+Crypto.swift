@@ -5,8 +5,10 @@ import TokenCore
 
 /// Two-call outputs: on CKR_BUFFER_TOO_SMALL the required length is reported too.
 @inline(__always)
-func sized(_ name: StaticString, _ out: UnsafeMutablePointer<CK_BYTE>?, _ len: UnsafeMutablePointer<CK_ULONG>?,
-           _ body: (Int?) throws(TokenError) -> SizedOutput) -> CK_RV {
+func sized(
+    _ name: StaticString, _ out: UnsafeMutablePointer<CK_BYTE>?, _ len: UnsafeMutablePointer<CK_ULONG>?,
+    _ body: (Int?) throws(TokenError) -> SizedOutput
+) -> CK_RV {
     entry(name) { () throws(TokenError) in
         do throws(TokenError) {
             return Marshal.write(try body(try Marshal.capacity(out, len)), out, len)
@@ -40,11 +42,16 @@ func callerData(_ h: CK_SESSION_HANDLE, _ p: UnsafeRawPointer?, _ n: CK_ULONG) t
 /// PKCS#11 2.40 §5.11 C_DigestInit (local).
 @implementation @c
 public func C_DigestInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?) -> CK_RV {
-    entry("C_DigestInit") { () throws(TokenError) in try library.digestInit(hSession, mechanism: try Marshal.mechanism(pMechanism)); return ok }
+    entry("C_DigestInit") { () throws(TokenError) in
+        try library.digestInit(hSession, mechanism: try Marshal.mechanism(pMechanism)); return ok
+    }
 }
 
 @implementation @c
-public func C_Digest(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pDigest: UnsafeMutablePointer<CK_BYTE>?, _ pulDigestLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+public func C_Digest(
+    _ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG,
+    _ pDigest: UnsafeMutablePointer<CK_BYTE>?, _ pulDigestLen: UnsafeMutablePointer<CK_ULONG>?
+) -> CK_RV {
     sized("C_Digest", pDigest, pulDigestLen) { (cap: Int?) throws(TokenError) in
         try library.digest(hSession, input: try callerData(hSession, pData, ulDataLen), capacity: cap)
     }
@@ -52,17 +59,22 @@ public func C_Digest(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointe
 
 @implementation @c
 public func C_DigestUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_DigestUpdate") { () throws(TokenError) in try library.digestUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok }
+    entry("C_DigestUpdate") { () throws(TokenError) in
+        try library.digestUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok
+    }
 }
 
 @implementation @c
-public func C_DigestFinal(_ hSession: CK_SESSION_HANDLE, _ pDigest: UnsafeMutablePointer<CK_BYTE>?, _ pulDigestLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+public func C_DigestFinal(
+    _ hSession: CK_SESSION_HANDLE, _ pDigest: UnsafeMutablePointer<CK_BYTE>?, _ pulDigestLen: UnsafeMutablePointer<CK_ULONG>?
+) -> CK_RV {
     sized("C_DigestFinal", pDigest, pulDigestLen) { (cap: Int?) throws(TokenError) in try library.digestFinal(hSession, capacity: cap) }
 }
 
 /// PKCS#11 2.40 §5.12 C_SignInit.
 @implementation @c
-public func C_SignInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV {
+public func C_SignInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV
+{
     entry("C_SignInit") { () throws(TokenError) in
         try library.signInit(hSession, mechanism: try Marshal.mechanism(pMechanism), key: ObjectHandle(rawValue: hKey))
         return ok
@@ -71,7 +83,10 @@ public func C_SignInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutabl
 
 /// PKCS#11 2.40 §5.12 C_Sign. A size query is answered locally and keeps the operation active.
 @implementation @c
-public func C_Sign(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ pulSignatureLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+public func C_Sign(
+    _ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG,
+    _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ pulSignatureLen: UnsafeMutablePointer<CK_ULONG>?
+) -> CK_RV {
     sized("C_Sign", pSignature, pulSignatureLen) { (cap: Int?) throws(TokenError) in
         try library.sign(hSession, input: try callerData(hSession, pData, ulDataLen), capacity: cap)
     }
@@ -79,17 +94,23 @@ public func C_Sign(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<
 
 @implementation @c
 public func C_SignUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_SignUpdate") { () throws(TokenError) in try library.signUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok }
+    entry("C_SignUpdate") { () throws(TokenError) in
+        try library.signUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok
+    }
 }
 
 @implementation @c
-public func C_SignFinal(_ hSession: CK_SESSION_HANDLE, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ pulSignatureLen: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+public func C_SignFinal(
+    _ hSession: CK_SESSION_HANDLE, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ pulSignatureLen: UnsafeMutablePointer<CK_ULONG>?
+) -> CK_RV {
     sized("C_SignFinal", pSignature, pulSignatureLen) { (cap: Int?) throws(TokenError) in try library.signFinal(hSession, capacity: cap) }
 }
 
 /// PKCS#11 2.40 §5.13 C_VerifyInit: verification runs locally with the public key.
 @implementation @c
-public func C_VerifyInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE) -> CK_RV {
+public func C_VerifyInit(
+    _ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE
+) -> CK_RV {
     entry("C_VerifyInit") { () throws(TokenError) in
         try library.verifyInit(hSession, mechanism: try Marshal.mechanism(pMechanism), key: ObjectHandle(rawValue: hKey))
         return ok
@@ -97,20 +118,28 @@ public func C_VerifyInit(_ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMuta
 }
 
 @implementation @c
-public func C_Verify(_ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ ulSignatureLen: CK_ULONG) -> CK_RV {
+public func C_Verify(
+    _ hSession: CK_SESSION_HANDLE, _ pData: UnsafeMutablePointer<CK_BYTE>?, _ ulDataLen: CK_ULONG,
+    _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ ulSignatureLen: CK_ULONG
+) -> CK_RV {
     entry("C_Verify") { () throws(TokenError) in
-        try library.verify(hSession, input: try callerData(hSession, pData, ulDataLen), signature: try operationInput(hSession, pSignature, ulSignatureLen))
+        try library.verify(
+            hSession, input: try callerData(hSession, pData, ulDataLen), signature: try operationInput(hSession, pSignature, ulSignatureLen)
+        )
         return ok
     }
 }
 
 @implementation @c
 public func C_VerifyUpdate(_ hSession: CK_SESSION_HANDLE, _ pPart: UnsafeMutablePointer<CK_BYTE>?, _ ulPartLen: CK_ULONG) -> CK_RV {
-    entry("C_VerifyUpdate") { () throws(TokenError) in try library.verifyUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok }
+    entry("C_VerifyUpdate") { () throws(TokenError) in
+        try library.verifyUpdate(hSession, input: try callerData(hSession, pPart, ulPartLen)); return ok
+    }
 }
 
 @implementation @c
-public func C_VerifyFinal(_ hSession: CK_SESSION_HANDLE, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ ulSignatureLen: CK_ULONG) -> CK_RV {
+public func C_VerifyFinal(_ hSession: CK_SESSION_HANDLE, _ pSignature: UnsafeMutablePointer<CK_BYTE>?, _ ulSignatureLen: CK_ULONG) -> CK_RV
+{
     entry("C_VerifyFinal") { () throws(TokenError) in
         try library.verifyFinal(hSession, signature: try operationInput(hSession, pSignature, ulSignatureLen))
         return ok
@@ -119,7 +148,8 @@ public func C_VerifyFinal(_ hSession: CK_SESSION_HANDLE, _ pSignature: UnsafeMut
 
 /// PKCS#11 2.40 §5.15 C_GenerateRandom (local CSPRNG).
 @implementation @c
-public func C_GenerateRandom(_ hSession: CK_SESSION_HANDLE, _ pRandomData: UnsafeMutablePointer<CK_BYTE>?, _ ulRandomLen: CK_ULONG) -> CK_RV {
+public func C_GenerateRandom(_ hSession: CK_SESSION_HANDLE, _ pRandomData: UnsafeMutablePointer<CK_BYTE>?, _ ulRandomLen: CK_ULONG) -> CK_RV
+{
     entry("C_GenerateRandom") { () throws(TokenError) in
         let n = try Marshal.count(ulRandomLen, limit: 1 << 20)
         guard let pRandomData else { throw .argumentsBad("NULL buffer") }

@@ -63,7 +63,9 @@ public func C_GetInfo(_ pInfo: UnsafeMutablePointer<CK_INFO>?) -> CK_RV {
 
 /// PKCS#11 2.40 §5.5 C_GetSlotList: one slot per configured key service, token always present.
 @implementation @c
-public func C_GetSlotList(_ tokenPresent: CK_BBOOL, _ pSlotList: UnsafeMutablePointer<CK_SLOT_ID>?, _ pulCount: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+public func C_GetSlotList(
+    _ tokenPresent: CK_BBOOL, _ pSlotList: UnsafeMutablePointer<CK_SLOT_ID>?, _ pulCount: UnsafeMutablePointer<CK_ULONG>?
+) -> CK_RV {
     entry("C_GetSlotList") { () throws(TokenError) in
         guard let pulCount else { throw .argumentsBad("NULL pulCount") }
         let slots = try library.tokens().map(\.slotID)
@@ -128,7 +130,9 @@ public func C_GetTokenInfo(_ slotID: CK_SLOT_ID, _ pInfo: UnsafeMutablePointer<C
 
 /// PKCS#11 2.40 §5.5 C_GetMechanismList.
 @implementation @c
-public func C_GetMechanismList(_ slotID: CK_SLOT_ID, _ pMechanismList: UnsafeMutablePointer<CK_MECHANISM_TYPE>?, _ pulCount: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+public func C_GetMechanismList(
+    _ slotID: CK_SLOT_ID, _ pMechanismList: UnsafeMutablePointer<CK_MECHANISM_TYPE>?, _ pulCount: UnsafeMutablePointer<CK_ULONG>?
+) -> CK_RV {
     entry("C_GetMechanismList") { () throws(TokenError) in
         guard let pulCount else { throw .argumentsBad("NULL pulCount") }
         let list = try library.mechanisms(slot: slotID).keys.map(\.rawValue).sorted()
@@ -144,10 +148,13 @@ public func C_GetMechanismList(_ slotID: CK_SLOT_ID, _ pMechanismList: UnsafeMut
 
 /// PKCS#11 2.40 §5.5 C_GetMechanismInfo.
 @implementation @c
-public func C_GetMechanismInfo(_ slotID: CK_SLOT_ID, _ type: CK_MECHANISM_TYPE, _ pInfo: UnsafeMutablePointer<CK_MECHANISM_INFO>?) -> CK_RV {
+public func C_GetMechanismInfo(_ slotID: CK_SLOT_ID, _ type: CK_MECHANISM_TYPE, _ pInfo: UnsafeMutablePointer<CK_MECHANISM_INFO>?) -> CK_RV
+{
     entry("C_GetMechanismInfo") { () throws(TokenError) in
         guard let pInfo else { throw .argumentsBad("NULL pInfo") }
-        guard let m = try library.mechanisms(slot: slotID)[MechanismType(rawValue: type)] else { throw .mechanismInvalid(MechanismType(rawValue: type)) }
+        guard let m = try library.mechanisms(slot: slotID)[MechanismType(rawValue: type)] else {
+            throw .mechanismInvalid(MechanismType(rawValue: type))
+        }
         pInfo.pointee = CK_MECHANISM_INFO(ulMinKeySize: m.minKeySize, ulMaxKeySize: m.maxKeySize, flags: m.flags)
         return ok
     }
@@ -155,7 +162,9 @@ public func C_GetMechanismInfo(_ slotID: CK_SLOT_ID, _ type: CK_MECHANISM_TYPE, 
 
 /// PKCS#11 2.40 §5.5 C_WaitForSlotEvent: slots never change.
 @implementation @c
-public func C_WaitForSlotEvent(_ flags: CK_FLAGS, _ pSlot: UnsafeMutablePointer<CK_SLOT_ID>?, _ pReserved: UnsafeMutableRawPointer?) -> CK_RV {
+public func C_WaitForSlotEvent(
+    _ flags: CK_FLAGS, _ pSlot: UnsafeMutablePointer<CK_SLOT_ID>?, _ pReserved: UnsafeMutableRawPointer?
+) -> CK_RV {
     entry("C_WaitForSlotEvent") { () throws(TokenError) in
         return CK_RV(CKR_FUNCTION_NOT_SUPPORTED)
     }
@@ -166,8 +175,14 @@ public func C_WaitForSlotEvent(_ flags: CK_FLAGS, _ pSlot: UnsafeMutablePointer<
 enum ForkHandlers {
     static let installed: Void = {
         _ = pthread_atfork(
-            { ModuleConfig.prepareFork(); Library.shared.prepareFork() },
-            { Library.shared.afterFork(); ModuleConfig.afterFork() },
-            { Library.shared.afterFork(); ModuleConfig.afterFork() })
+            {
+                ModuleConfig.prepareFork(); Library.shared.prepareFork()
+            },
+            {
+                Library.shared.afterFork(); ModuleConfig.afterFork()
+            },
+            {
+                Library.shared.afterFork(); ModuleConfig.afterFork()
+            })
     }()
 }

@@ -5,7 +5,8 @@ import TokenCore
 
 /// PKCS#11 2.40 §5.7 C_FindObjectsInit.
 @implementation @c
-public func C_FindObjectsInit(_ hSession: CK_SESSION_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG) -> CK_RV {
+public func C_FindObjectsInit(_ hSession: CK_SESSION_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG) -> CK_RV
+{
     entry("C_FindObjectsInit") { () throws(TokenError) in
         try library.findInit(hSession, template: try Marshal.template(pTemplate, ulCount))
         return ok
@@ -14,7 +15,10 @@ public func C_FindObjectsInit(_ hSession: CK_SESSION_HANDLE, _ pTemplate: Unsafe
 
 /// PKCS#11 2.40 §5.7 C_FindObjects.
 @implementation @c
-public func C_FindObjects(_ hSession: CK_SESSION_HANDLE, _ phObject: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ ulMaxObjectCount: CK_ULONG, _ pulObjectCount: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+public func C_FindObjects(
+    _ hSession: CK_SESSION_HANDLE, _ phObject: UnsafeMutablePointer<CK_OBJECT_HANDLE>?, _ ulMaxObjectCount: CK_ULONG,
+    _ pulObjectCount: UnsafeMutablePointer<CK_ULONG>?
+) -> CK_RV {
     entry("C_FindObjects") { () throws(TokenError) in
         guard let phObject, let pulObjectCount else { throw .argumentsBad("NULL output") }
         let found = try library.find(hSession, max: Int(clamping: ulMaxObjectCount))
@@ -26,12 +30,16 @@ public func C_FindObjects(_ hSession: CK_SESSION_HANDLE, _ phObject: UnsafeMutab
 /// PKCS#11 2.40 §5.7 C_FindObjectsFinal.
 @implementation @c
 public func C_FindObjectsFinal(_ hSession: CK_SESSION_HANDLE) -> CK_RV {
-    entry("C_FindObjectsFinal") { () throws(TokenError) in try library.findFinal(hSession); return ok }
+    entry("C_FindObjectsFinal") { () throws(TokenError) in
+        try library.findFinal(hSession); return ok
+    }
 }
 
 /// PKCS#11 2.40 §5.7 C_GetAttributeValue.
 @implementation @c
-public func C_GetAttributeValue(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG) -> CK_RV {
+public func C_GetAttributeValue(
+    _ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pTemplate: UnsafeMutablePointer<CK_ATTRIBUTE>?, _ ulCount: CK_ULONG
+) -> CK_RV {
     entry("C_GetAttributeValue") { () throws(TokenError) in
         let n = try Marshal.count(ulCount, limit: Marshal.maxAttributes)
         guard let pTemplate, n > 0 else { throw .argumentsBad("empty template") }
@@ -43,7 +51,8 @@ public func C_GetAttributeValue(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJ
 
 /// PKCS#11 2.40 §5.7 C_GetObjectSize: not meaningful for remote objects.
 @implementation @c
-public func C_GetObjectSize(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pulSize: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV {
+public func C_GetObjectSize(_ hSession: CK_SESSION_HANDLE, _ hObject: CK_OBJECT_HANDLE, _ pulSize: UnsafeMutablePointer<CK_ULONG>?) -> CK_RV
+{
     entry("C_GetObjectSize") { () throws(TokenError) in
         guard let pulSize else { throw .argumentsBad("NULL pulSize") }
         _ = try library.attributes(hSession, object: ObjectHandle(rawValue: hObject), types: [])

@@ -35,19 +35,28 @@ enum Log {
         var file = configFile
         var problems: [String] = []
         if let configLevel {
-            if let l = parseLevel(configLevel) { wanted = l } else { problems.append("\(source): log.level \"\(configLevel)\" is not error, warn, info or debug; using error") }
+            if let l = parseLevel(configLevel) {
+                wanted = l
+            } else {
+                problems.append("\(source): log.level \"\(configLevel)\" is not error, warn, info or debug; using error")
+            }
         }
         if let v = getenv("VSSM_PKCS11_LOG") {
             let parts = String(cString: v).split(separator: ":", maxSplits: 1).map(String.init)
-            if let first = parts.first, let l = parseLevel(first) { wanted = l } else {
-                problems.append("VSSM_PKCS11_LOG=\(String(cString: v)): \"\(parts.first ?? "")\" is not error, warn, info or debug; using error")
+            if let first = parts.first, let l = parseLevel(first) {
+                wanted = l
+            } else {
+                problems.append(
+                    "VSSM_PKCS11_LOG=\(String(cString: v)): \"\(parts.first ?? "")\" is not error, warn, info or debug; using error")
             }
             if parts.count == 2 { file = parts[1] }
         }
         var target: Int32 = 2
         if let file, !file.isEmpty {
             let f = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-            if f >= 0 { target = f } else {
+            if f >= 0 {
+                target = f
+            } else {
                 problems.append("cannot open the log file \(file): \(String(cString: strerror(errno))); logging to standard error")
             }
         }

@@ -50,7 +50,9 @@ struct ModuleConfig {
         if let explicit { return [explicit] }
         if let e = env("VSSM_PKCS11_CONFIG") { return [e] }
         var paths: [String] = []
-        if let x = env("XDG_CONFIG_HOME") { paths.append(x + "/vssm/pkcs11.json") } else if let h = env("HOME") {
+        if let x = env("XDG_CONFIG_HOME") {
+            paths.append(x + "/vssm/pkcs11.json")
+        } else if let h = env("HOME") {
             paths.append(h + "/.config/vssm/pkcs11.json")
         }
         paths.append("/etc/vssm/pkcs11.json")
@@ -153,15 +155,19 @@ struct ModuleConfig {
         for (i, slot) in expandedSlots().enumerated() {
             let encrypted = String(decoding: slot.keyPEM, as: UTF8.self).contains("ENCRYPTED")
             let serial = String(format16: UInt(clamping: i) &+ 1, seed: (slot.endpoints.first?.description ?? "") + (slot.namespace ?? ""))
-            let cfg = SlotConfiguration(label: slot.label, serial: serial, loginRequired: encrypted,
-                                        userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds)
+            let cfg = SlotConfiguration(
+                label: slot.label, serial: serial, loginRequired: encrypted,
+                userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds)
             let s = slot
-            tokens.append(Token(slotID: UInt(clamping: i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in
-                do throws(TokenError) { return try VSSMKeyService(s.tls(passphrase: pin)) } catch {
-                    if encrypted, case .functionFailed(let m) = error, m.contains("wrong passphrase") || m.contains("decrypt") { throw .pinIncorrect }
-                    throw error
-                }
-            })
+            tokens.append(
+                Token(slotID: UInt(clamping: i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in
+                    do throws(TokenError) { return try VSSMKeyService(s.tls(passphrase: pin)) } catch {
+                        if encrypted, case .functionFailed(let m) = error, m.contains("wrong passphrase") || m.contains("decrypt") {
+                            throw .pinIncorrect
+                        }
+                        throw error
+                    }
+                })
         }
         return tokens
     }

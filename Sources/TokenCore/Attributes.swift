@@ -65,17 +65,18 @@ public enum DER {
     /// The subjectPublicKey BIT STRING contents (without the unused-bits byte) of an SPKI.
     public static func subjectPublicKeyBits(spki: [UInt8]) -> [UInt8]? {
         guard let seq = element(spki, at: 0), seq.tag == 0x30,
-              let alg = element(spki, at: seq.content.lowerBound), alg.tag == 0x30,
-              let bits = element(spki, at: alg.end), bits.tag == 0x03, bits.content.count >= 1 else { return nil }
+            let alg = element(spki, at: seq.content.lowerBound), alg.tag == 0x30,
+            let bits = element(spki, at: alg.end), bits.tag == 0x03, bits.content.count >= 1
+        else { return nil }
         return Array(spki[(bits.content.lowerBound + 1)..<bits.content.upperBound])
     }
 
     /// The named-curve parameters (full OID TLV, the CKA_EC_PARAMS form) of an EC SPKI.
     public static func ecCurveParameters(spki: [UInt8]) -> [UInt8]? {
         guard let seq = element(spki, at: 0), seq.tag == 0x30,
-              let alg = element(spki, at: seq.content.lowerBound), alg.tag == 0x30,
-              let algOID = element(spki, at: alg.content.lowerBound), algOID.tag == 0x06,
-              let params = element(spki, at: algOID.end), params.tag == 0x06, params.end <= alg.content.upperBound
+            let alg = element(spki, at: seq.content.lowerBound), alg.tag == 0x30,
+            let algOID = element(spki, at: alg.content.lowerBound), algOID.tag == 0x06,
+            let params = element(spki, at: algOID.end), params.tag == 0x06, params.end <= alg.content.upperBound
         else { return nil }
         return Array(spki[algOID.end..<params.end])
     }
@@ -83,16 +84,20 @@ public enum DER {
     /// Subject, issuer, serial number (full TLVs) and SPKI of a DER certificate.
     public static func certificateFields(_ cert: [UInt8]) -> (serial: [UInt8], issuer: [UInt8], subject: [UInt8], spki: [UInt8])? {
         guard let c = element(cert, at: 0), c.tag == 0x30,
-              let tbs = element(cert, at: c.content.lowerBound), tbs.tag == 0x30 else { return nil }
+            let tbs = element(cert, at: c.content.lowerBound), tbs.tag == 0x30
+        else { return nil }
         var p = tbs.content.lowerBound
         guard var e = element(cert, at: p) else { return nil }
         if e.tag == 0xA0 { p = e.end; guard let n = element(cert, at: p) else { return nil }; e = n }  // version
         let serial = Array(cert[p..<e.end])
         guard let sigAlg = element(cert, at: e.end), let issuer = element(cert, at: sigAlg.end),
-              let validity = element(cert, at: issuer.end), let subject = element(cert, at: validity.end),
-              let spki = element(cert, at: subject.end) else { return nil }
-        return (serial, Array(cert[sigAlg.end..<issuer.end]), Array(cert[validity.end..<subject.end]),
-                Array(cert[subject.end..<spki.end]))
+            let validity = element(cert, at: issuer.end), let subject = element(cert, at: validity.end),
+            let spki = element(cert, at: subject.end)
+        else { return nil }
+        return (
+            serial, Array(cert[sigAlg.end..<issuer.end]), Array(cert[validity.end..<subject.end]),
+            Array(cert[subject.end..<spki.end])
+        )
     }
 
     /// DER OCTET STRING wrapping `bytes` (CKA_EC_POINT form).

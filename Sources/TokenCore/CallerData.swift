@@ -24,7 +24,9 @@ extension Library {
 
     public func sign(_ h: UInt, input: CallerData, capacity: Int?) throws(TokenError) -> SizedOutput {
         let op = try currentSign(h)
-        guard let d = op.digest, !op.multipart else { return try ending(h) { () throws(TokenError) in try sign(h, data: try input.bytes(), capacity: capacity) } }
+        guard let d = op.digest, !op.multipart else {
+            return try ending(h) { () throws(TokenError) in try sign(h, data: try input.bytes(), capacity: capacity) }
+        }
         // A size query or a short buffer leaves the data alone; the real call hashes it in place.
         if let capacity, capacity >= op.signatureLength { d.context.update(input.buffer) }
         return try sign(h, data: [], capacity: capacity)
@@ -40,7 +42,9 @@ extension Library {
 
     public func verify(_ h: UInt, input: CallerData, signature: [UInt8]) throws(TokenError) {
         let op = try currentVerify(h)
-        guard let d = op.digest else { return try ending(h) { () throws(TokenError) in try verify(h, data: try input.bytes(), signature: signature) } }
+        guard let d = op.digest else {
+            return try ending(h) { () throws(TokenError) in try verify(h, data: try input.bytes(), signature: signature) }
+        }
         d.context.update(input.buffer)
         try verify(h, data: [], signature: signature)
     }

@@ -222,24 +222,42 @@ extension DigestAlgorithm {
 
     public var mechanisms: Mechanisms {
         switch self {
-        case .sha1: Mechanisms(digest: .sha1, hmac: .sha1HMAC, rsaPKCS: .sha1RSAPKCS, rsaPSS: .sha1RSAPKCSPSS, ecdsa: .ecdsaSHA1,
-                               dsa: .dsaSHA1, mgf: 1, kdf: 2)
-        case .sha224: Mechanisms(digest: .sha224, hmac: .sha224HMAC, rsaPKCS: .sha224RSAPKCS, rsaPSS: .sha224RSAPKCSPSS,
-                                 ecdsa: .ecdsaSHA224, dsa: .dsaSHA224, mgf: 5, kdf: 5)
-        case .sha256: Mechanisms(digest: .sha256, hmac: .sha256HMAC, rsaPKCS: .sha256RSAPKCS, rsaPSS: .sha256RSAPKCSPSS,
-                                 ecdsa: .ecdsaSHA256, dsa: .dsaSHA256, mgf: 2, kdf: 6)
-        case .sha384: Mechanisms(digest: .sha384, hmac: .sha384HMAC, rsaPKCS: .sha384RSAPKCS, rsaPSS: .sha384RSAPKCSPSS,
-                                 ecdsa: .ecdsaSHA384, dsa: .dsaSHA384, mgf: 3, kdf: 7)
-        case .sha512: Mechanisms(digest: .sha512, hmac: .sha512HMAC, rsaPKCS: .sha512RSAPKCS, rsaPSS: .sha512RSAPKCSPSS,
-                                 ecdsa: .ecdsaSHA512, dsa: .dsaSHA512, mgf: 4, kdf: 8)
-        case .sha3_224: Mechanisms(digest: .sha3_224, hmac: .sha3_224HMAC, rsaPKCS: .sha3_224RSAPKCS, rsaPSS: .sha3_224RSAPKCSPSS,
-                                   ecdsa: .ecdsaSHA3_224, dsa: .dsaSHA3_224, mgf: 6, kdf: 0xA)
-        case .sha3_256: Mechanisms(digest: .sha3_256, hmac: .sha3_256HMAC, rsaPKCS: .sha3_256RSAPKCS, rsaPSS: .sha3_256RSAPKCSPSS,
-                                   ecdsa: .ecdsaSHA3_256, dsa: .dsaSHA3_256, mgf: 7, kdf: 0xB)
-        case .sha3_384: Mechanisms(digest: .sha3_384, hmac: .sha3_384HMAC, rsaPKCS: .sha3_384RSAPKCS, rsaPSS: .sha3_384RSAPKCSPSS,
-                                   ecdsa: .ecdsaSHA3_384, dsa: .dsaSHA3_384, mgf: 8, kdf: 0xC)
-        case .sha3_512: Mechanisms(digest: .sha3_512, hmac: .sha3_512HMAC, rsaPKCS: .sha3_512RSAPKCS, rsaPSS: .sha3_512RSAPKCSPSS,
-                                   ecdsa: .ecdsaSHA3_512, dsa: .dsaSHA3_512, mgf: 9, kdf: 0xD)
+        case .sha1:
+            Mechanisms(
+                digest: .sha1, hmac: .sha1HMAC, rsaPKCS: .sha1RSAPKCS, rsaPSS: .sha1RSAPKCSPSS, ecdsa: .ecdsaSHA1,
+                dsa: .dsaSHA1, mgf: 1, kdf: 2)
+        case .sha224:
+            Mechanisms(
+                digest: .sha224, hmac: .sha224HMAC, rsaPKCS: .sha224RSAPKCS, rsaPSS: .sha224RSAPKCSPSS,
+                ecdsa: .ecdsaSHA224, dsa: .dsaSHA224, mgf: 5, kdf: 5)
+        case .sha256:
+            Mechanisms(
+                digest: .sha256, hmac: .sha256HMAC, rsaPKCS: .sha256RSAPKCS, rsaPSS: .sha256RSAPKCSPSS,
+                ecdsa: .ecdsaSHA256, dsa: .dsaSHA256, mgf: 2, kdf: 6)
+        case .sha384:
+            Mechanisms(
+                digest: .sha384, hmac: .sha384HMAC, rsaPKCS: .sha384RSAPKCS, rsaPSS: .sha384RSAPKCSPSS,
+                ecdsa: .ecdsaSHA384, dsa: .dsaSHA384, mgf: 3, kdf: 7)
+        case .sha512:
+            Mechanisms(
+                digest: .sha512, hmac: .sha512HMAC, rsaPKCS: .sha512RSAPKCS, rsaPSS: .sha512RSAPKCSPSS,
+                ecdsa: .ecdsaSHA512, dsa: .dsaSHA512, mgf: 4, kdf: 8)
+        case .sha3_224:
+            Mechanisms(
+                digest: .sha3_224, hmac: .sha3_224HMAC, rsaPKCS: .sha3_224RSAPKCS, rsaPSS: .sha3_224RSAPKCSPSS,
+                ecdsa: .ecdsaSHA3_224, dsa: .dsaSHA3_224, mgf: 6, kdf: 0xA)
+        case .sha3_256:
+            Mechanisms(
+                digest: .sha3_256, hmac: .sha3_256HMAC, rsaPKCS: .sha3_256RSAPKCS, rsaPSS: .sha3_256RSAPKCSPSS,
+                ecdsa: .ecdsaSHA3_256, dsa: .dsaSHA3_256, mgf: 7, kdf: 0xB)
+        case .sha3_384:
+            Mechanisms(
+                digest: .sha3_384, hmac: .sha3_384HMAC, rsaPKCS: .sha3_384RSAPKCS, rsaPSS: .sha3_384RSAPKCSPSS,
+                ecdsa: .ecdsaSHA3_384, dsa: .dsaSHA3_384, mgf: 8, kdf: 0xC)
+        case .sha3_512:
+            Mechanisms(
+                digest: .sha3_512, hmac: .sha3_512HMAC, rsaPKCS: .sha3_512RSAPKCS, rsaPSS: .sha3_512RSAPKCSPSS,
+                ecdsa: .ecdsaSHA3_512, dsa: .dsaSHA3_512, mgf: 9, kdf: 0xD)
         }
     }
 

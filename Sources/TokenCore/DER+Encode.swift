@@ -17,8 +17,11 @@ extension DER {
     static let ecPublicKey: [UInt8] = [0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]
 
     /// PKCS#8 PrivateKeyInfo of an RSA key from its CRT components (RFC 8017 A.1.2).
-    public static func rsaPKCS8(n: [UInt8], e: [UInt8], d: [UInt8], p: [UInt8], q: [UInt8], dp: [UInt8], dq: [UInt8], qinv: [UInt8]) -> [UInt8] {
-        let pkcs1 = sequence(integer([0]), integer(n), integer(e), integer(d), integer(p), integer(q), integer(dp), integer(dq), integer(qinv))
+    public static func rsaPKCS8(
+        n: [UInt8], e: [UInt8], d: [UInt8], p: [UInt8], q: [UInt8], dp: [UInt8], dq: [UInt8], qinv: [UInt8]
+    ) -> [UInt8] {
+        let pkcs1 = sequence(
+            integer([0]), integer(n), integer(e), integer(d), integer(p), integer(q), integer(dp), integer(dq), integer(qinv))
         return sequence(integer([0]), sequence(rsaEncryption, [0x05, 0x00]), tlv(0x04, pkcs1))
     }
 

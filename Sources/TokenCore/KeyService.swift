@@ -26,14 +26,19 @@ public protocol KeyService: Sendable {
     /// Key creation and changes. A `name` of the form `~<owner>/<name>` is a session key (memory
     /// only in the service, no admin password needed: pass ""); `label` is its CKA_LABEL.
     /// `attributes`: the `StoredAttributes` blob kept with the key (nil: none).
-    func generateKey(adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    func generateKey(
+        adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
     /// `key`: PKCS#8 for asymmetric keys, the value for secret keys; `cipher` for symmetric keys.
-    func injectKey(adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    func injectKey(
+        adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?,
+        attributes: [UInt8]?) throws(TokenError)
     func deleteKey(adminPassword: String, name: String, type: KeyType) throws(TokenError)
     func setKeyID(adminPassword: String, name: String, type: KeyType, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
     /// Copies a key inside the service under `newName` (session or token name) with new CKA_ID,
     /// label (session keys) and stored attributes.
-    func copyKey(adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError)
+    func copyKey(
+        adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?)
+        throws(TokenError)
     /// Drops every session key of `owner` (C_Finalize); best effort.
     func releaseSession(owner: String) throws(TokenError)
     /// Makes a new key from `base` inside the service (C_DeriveKey); the value never leaves it.
@@ -44,7 +49,9 @@ public protocol KeyService: Sendable {
     func unwrapKey(adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec) throws(TokenError)
     /// The value of a key its creator made readable (CKA_SENSITIVE=FALSE, CKA_EXTRACTABLE=TRUE).
     func keyValue(_ key: ServiceKey) throws(TokenError) -> [UInt8]
-    func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String
+    func createObject(
+        adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String
+    ) throws(TokenError) -> String
     func updateObject(adminPassword: String, uid: String, label: String?, id: [UInt8]?) throws(TokenError)
     func deleteObject(adminPassword: String, uid: String) throws(TokenError)
 }
@@ -128,8 +135,10 @@ public struct ServiceKey: Sendable, Equatable {
     /// The `StoredAttributes` blob kept with the key.
     public var attributes: [UInt8]?
 
-    public init(name: String, kind: Kind, publicKey: [UInt8] = [], length: Int = 0, cipher: String = "", id: [UInt8]? = nil,
-                ephemeral: Bool = false, label: String? = nil, generated: Bool? = nil, attributes: [UInt8]? = nil) {
+    public init(
+        name: String, kind: Kind, publicKey: [UInt8] = [], length: Int = 0, cipher: String = "", id: [UInt8]? = nil,
+        ephemeral: Bool = false, label: String? = nil, generated: Bool? = nil, attributes: [UInt8]? = nil
+    ) {
         self.name = name
         self.kind = kind
         self.publicKey = publicKey

@@ -50,7 +50,8 @@ extension Library {
         if case .cipher(let op)? = s.operation, op.encrypt == encrypt { throw .operationActive }
         guard let object = try? t.object(handle), let key = object.key else { throw .keyHandleInvalid }
         guard let info = try mechanisms(slot: s.slot)[m.type],
-              info.flags & (encrypt ? MechanismInfo.encrypt : MechanismInfo.decrypt) != 0 else { throw .mechanismInvalid(m.type) }
+            info.flags & (encrypt ? MechanismInfo.encrypt : MechanismInfo.decrypt) != 0
+        else { throw .mechanismInvalid(m.type) }
         let usage: AttributeType = encrypt ? .encrypt : .decrypt
         guard object.attributes[usage] == AttributeValue.bool(true) else { throw .keyFunctionNotPermitted }
         var modulus = 0
@@ -63,7 +64,8 @@ extension Library {
                 // OAEP only with MGF1 of the same hash and no label.
                 let scheme = DecryptScheme.rsaOAEP(hash: hash, mgf1: mgf, label: label)
                 if !encrypt, !scheme.isOffered(by: try t.features()) {
-                    throw .mechanismParamInvalid("the key service cannot decrypt OAEP with these hashes or a label (it needs newer extensions)")
+                    throw .mechanismParamInvalid(
+                        "the key service cannot decrypt OAEP with these hashes or a label (it needs newer extensions)")
                 }
             } else if m.type == .rsaPKCSOAEP {
                 throw .mechanismParamInvalid("CKM_RSA_PKCS_OAEP needs CK_RSA_PKCS_OAEP_PARAMS")
@@ -85,7 +87,8 @@ extension Library {
         default:
             throw .mechanismInvalid(m.type)
         }
-        try setOperation(h, .cipher(CipherOperation(key: key, publicKey: object.publicKey, mechanism: m, encrypt: encrypt, modulusBytes: modulus)))
+        try setOperation(
+            h, .cipher(CipherOperation(key: key, publicKey: object.publicKey, mechanism: m, encrypt: encrypt, modulusBytes: modulus)))
     }
 
     func currentCipher(_ h: UInt, encrypt: Bool) throws(TokenError) -> CipherOperation {
@@ -178,7 +181,9 @@ extension Library {
                 try? setOperation(h, nil)
                 throw error
             }
-            if op.mechanism.type == .aesGCM { op.gcmPlaintext += chunk } else {
+            if op.mechanism.type == .aesGCM {
+                op.gcmPlaintext += chunk
+            } else {
                 op.mechanism = Library.advanced(op.mechanism, encrypt: encrypt, input: chunk, output: out)
             }
         }
@@ -201,15 +206,16 @@ extension Library {
     /// Whole blocks through the service without padding, with the operation's current IV/counter.
     func runBlocks(_ t: Token, _ op: CipherOperation, _ chunk: [UInt8]) throws(TokenError) -> [UInt8] {
         let c = op.cipherName
-        let scheme: SymmetricScheme = switch (op.mode, op.mechanism.parameters) {
-        case (.ecb?, _): SymmetricScheme(c, .ecb)
-        case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)): SymmetricScheme(c, .cbc(iv: iv, padded: false))
-        case (.ctr?, .iv(let iv)): SymmetricScheme(c, .ctr(counter: iv))
-        case (.gcm?, .gcm(let iv, _, _)) where iv.count == 12:
-            // GCM's keystream for the blocks after those already returned: IV || (2 + blocks).
-            SymmetricScheme(c, .ctr(counter: iv + Library.bigEndian32(UInt32(2 + op.gcmPlaintext.count / 16))))
-        default: throw .mechanismInvalid(op.mechanism.type)
-        }
+        let scheme: SymmetricScheme =
+            switch (op.mode, op.mechanism.parameters) {
+            case (.ecb?, _): SymmetricScheme(c, .ecb)
+            case (.cbc?, .raw(let iv)), (.cbcPad?, .raw(let iv)): SymmetricScheme(c, .cbc(iv: iv, padded: false))
+            case (.ctr?, .iv(let iv)): SymmetricScheme(c, .ctr(counter: iv))
+            case (.gcm?, .gcm(let iv, _, _)) where iv.count == 12:
+                // GCM's keystream for the blocks after those already returned: IV || (2 + blocks).
+                SymmetricScheme(c, .ctr(counter: iv + Library.bigEndian32(UInt32(2 + op.gcmPlaintext.count / 16))))
+            default: throw .mechanismInvalid(op.mechanism.type)
+            }
         do {
             return try t.service().symmetric(encrypt: op.encrypt, key: op.key.name, scheme, chunk)
         } catch .device(_, 400) {

@@ -6,7 +6,9 @@ import VSSMCrypto
 /// flags, parameter sizes) and the service enforces the same rules for every client.
 extension Library {
     /// The secret key a derive or unwrap template asks for: AES or generic secret.
-    private static func secretKind(_ template: Template, default d: KeyKind = .genericSecret) throws(TokenError) -> (type: KeyType, cipher: String?, prefix: String) {
+    private static func secretKind(
+        _ template: Template, default d: KeyKind = .genericSecret
+    ) throws(TokenError) -> (type: KeyType, cipher: String?, prefix: String) {
         switch try template.ulong(.keyType).map({ KeyKind(rawValue: $0) }) ?? d {
         case .aes: return (.symmetric, "AES", "sym")
         case .genericSecret: return (.mac, nil, "mac")
@@ -25,7 +27,9 @@ extension Library {
         let (_, t) = try session(h)
         guard let o = try? t.object(base), let baseKey = o.key, o.objectClass != .publicKey else { throw .keyHandleInvalid }
         guard o.attributes[.derive] == AttributeValue.bool(true) else { throw .keyFunctionNotPermitted }
-        if let cls = try template.ulong(.class), cls != ObjectClass.secretKey.rawValue { throw .templateInconsistent("C_DeriveKey makes secret keys") }
+        if let cls = try template.ulong(.class), cls != ObjectClass.secretKey.rawValue {
+            throw .templateInconsistent("C_DeriveKey makes secret keys")
+        }
         let kind = try Library.secretKind(template)
         let length = try Library.length(template)
         let secretLength = baseKey.kind == .symmetric || baseKey.kind == .mac ? baseKey.length : 0
@@ -42,11 +46,15 @@ extension Library {
             (derive, natural) = (.aesECBEncryptData(d), d.count)
         case (.aesCBCEncryptData, .ivData(let iv, let d)):
             guard baseKey.kind == .symmetric else { throw .keyTypeInconsistent }
-            guard !d.isEmpty, d.count % 16 == 0, iv.count == 16 else { throw .mechanismParamInvalid("a 16-byte IV and a non-empty multiple of 16 bytes of data") }
+            guard !d.isEmpty, d.count % 16 == 0, iv.count == 16 else {
+                throw .mechanismParamInvalid("a 16-byte IV and a non-empty multiple of 16 bytes of data")
+            }
             (derive, natural) = (.aesCBCEncryptData(iv: iv, data: d), d.count)
         case (.concatenateBaseAndKey, .key(let other)):
             try needSecret()
-            guard let oo = try? t.object(ObjectHandle(rawValue: other)), let otherKey = oo.key, otherKey.kind == .symmetric || otherKey.kind == .mac else {
+            guard let oo = try? t.object(ObjectHandle(rawValue: other)), let otherKey = oo.key,
+                otherKey.kind == .symmetric || otherKey.kind == .mac
+            else {
                 throw .mechanismParamInvalid("the second key must be a secret key of this token")
             }
             (derive, natural) = (.concatenateBaseAndKey(otherKey), secretLength + otherKey.length)
@@ -83,10 +91,12 @@ extension Library {
             // Taken as DER only when that parses exactly to a point of this curve's size.
             let pointSizes = [2 * size + 1, size + 1]
             let point = DER.unwrapOctetString(pub).flatMap { pointSizes.contains($0.count) ? $0 : nil } ?? pub
-            guard pointSizes.contains(point.count) else { throw .mechanismParamInvalid("the public data is not a point of this key's curve") }
+            guard pointSizes.contains(point.count) else {
+                throw .mechanismParamInvalid("the public data is not a point of this key's curve")
+            }
             (derive, natural) = (.ecdh(kdf: kdf, sharedData: shared, publicData: point), kdf == nil ? size : nil)
         case (.aesECBEncryptData, _), (.aesCBCEncryptData, _), (.concatenateBaseAndKey, _), (.concatenateBaseAndData, _),
-             (.concatenateDataAndBase, _), (.xorBaseAndData, _), (.extractKeyFromKey, _), (.ecdh1Derive, _):
+            (.concatenateDataAndBase, _), (.xorBaseAndData, _), (.extractKeyFromKey, _), (.ecdh1Derive, _):
             throw .mechanismParamInvalid("missing or malformed parameter")
         default:
             throw .mechanismInvalid(mechanism.type)
@@ -101,9 +111,11 @@ extension Library {
         let flags = try StoredAttributes.secretKey(template, aes: kind.cipher == "AES")
         let name = try manage(h, p.token) { () throws(TokenError) in
             try named(p, prefix: kind.prefix) { (name: String, label: String?) throws(TokenError) in
-                try p.service.deriveKey(adminPassword: p.admin, base: baseKey, mechanism: derive,
-                                        new: NewKeySpec(name: name, type: kind.type, cipher: kind.cipher, length: length, id: Library.id(template),
-                                                        label: label, attributes: flags))
+                try p.service.deriveKey(
+                    adminPassword: p.admin, base: baseKey, mechanism: derive,
+                    new: NewKeySpec(
+                        name: name, type: kind.type, cipher: kind.cipher, length: length, id: Library.id(template),
+                        label: label, attributes: flags))
             }
         }
         placed(p, h, name: name, type: kind.type)
@@ -114,7 +126,8 @@ extension Library {
         switch (m.type, m.parameters) {
         case (.aesKeyWrap, .none): return .aesKeyWrap
         case (.aesKeyWrapPad, .none): return .aesKeyWrapPad
-        case (.aesKeyWrap, _), (.aesKeyWrapPad, _): throw .mechanismParamInvalid("AES key wrap takes no IV here (the default IV of RFC 3394/5649)")
+        case (.aesKeyWrap, _), (.aesKeyWrapPad, _):
+            throw .mechanismParamInvalid("AES key wrap takes no IV here (the default IV of RFC 3394/5649)")
         case (.rsaPKCS, _): return .rsaPKCS
         case (.rsaPKCSOAEP, .oaep(let hash, let mgf1, let label)): return .rsaOAEP(hash: hash, mgf1: mgf1, label: label)
         default: throw .mechanismInvalid(m.type)
@@ -123,10 +136,14 @@ extension Library {
 
     /// C_WrapKey: the wrapped bytes (each call asks the service; wrapping is deterministic for
     /// AES key wrap, and a size query with RSA gets the modulus size).
-    public func wrapKey(_ h: UInt, mechanism: Mechanism, wrapping: ObjectHandle, key: ObjectHandle, capacity: Int?) throws(TokenError) -> SizedOutput {
+    public func wrapKey(
+        _ h: UInt, mechanism: Mechanism, wrapping: ObjectHandle, key: ObjectHandle, capacity: Int?
+    ) throws(TokenError) -> SizedOutput {
         let (_, t) = try session(h)
         let wm = try Library.wrapMechanism(mechanism)
-        guard let w = try? t.object(wrapping), let wrappingKey = w.key, w.objectClass != .privateKey else { throw .wrappingKeyHandleInvalid }
+        guard let w = try? t.object(wrapping), let wrappingKey = w.key, w.objectClass != .privateKey else {
+            throw .wrappingKeyHandleInvalid
+        }
         guard let o = try? t.object(key), let target = o.key, o.objectClass != .publicKey else { throw .keyHandleInvalid }
         guard w.attributes[.wrap] == AttributeValue.bool(true) else { throw .keyFunctionNotPermitted }
         guard o.attributes[.extractable] == AttributeValue.bool(true) else { throw .keyUnextractable }
@@ -138,7 +155,8 @@ extension Library {
             throw .keyNotWrappable
         }
         let out = try recordDevice(h) { () throws(TokenError) in
-            do throws(TokenError) { return try t.service().wrapKey(key: wrappingKey, mechanism: wm, target: target) } catch .device(_, 400) {
+            do throws(TokenError) { return try t.service().wrapKey(key: wrappingKey, mechanism: wm, target: target) } catch .device(_, 400)
+            {
                 throw .keyNotWrappable
             }
         }
@@ -148,10 +166,14 @@ extension Library {
     }
 
     /// C_UnwrapKey: a secret key (CKK_AES, CKK_GENERIC_SECRET) or a private key (PKCS#8).
-    public func unwrapKey(_ h: UInt, mechanism: Mechanism, unwrapping: ObjectHandle, wrapped: [UInt8], template: Template) throws(TokenError) -> ObjectHandle {
+    public func unwrapKey(
+        _ h: UInt, mechanism: Mechanism, unwrapping: ObjectHandle, wrapped: [UInt8], template: Template
+    ) throws(TokenError) -> ObjectHandle {
         let (_, t) = try session(h)
         let wm = try Library.wrapMechanism(mechanism)
-        guard let u = try? t.object(unwrapping), let unwrappingKey = u.key, u.objectClass != .publicKey else { throw .unwrappingKeyHandleInvalid }
+        guard let u = try? t.object(unwrapping), let unwrappingKey = u.key, u.objectClass != .publicKey else {
+            throw .unwrappingKeyHandleInvalid
+        }
         guard u.attributes[.unwrap] == AttributeValue.bool(true) else { throw .keyFunctionNotPermitted }
         let cls = try template.ulong(.class).map { ObjectClass(rawValue: $0) } ?? .secretKey
         let kind: (type: KeyType, cipher: String?, prefix: String)
@@ -166,9 +188,11 @@ extension Library {
         let name = try manage(h, p.token) { () throws(TokenError) in
             try named(p, prefix: kind.prefix) { (name: String, label: String?) throws(TokenError) in
                 do throws(TokenError) {
-                    try p.service.unwrapKey(adminPassword: p.admin, key: unwrappingKey, mechanism: wm, wrapped: wrapped,
-                                            new: NewKeySpec(name: name, type: kind.type, cipher: kind.cipher, length: length, id: Library.id(template),
-                                                            label: label, attributes: flags))
+                    try p.service.unwrapKey(
+                        adminPassword: p.admin, key: unwrappingKey, mechanism: wm, wrapped: wrapped,
+                        new: NewKeySpec(
+                            name: name, type: kind.type, cipher: kind.cipher, length: length, id: Library.id(template),
+                            label: label, attributes: flags))
                 } catch .device(_, 400) {
                     throw .wrappedKeyInvalid
                 }

@@ -46,8 +46,9 @@ extension Library {
         let label = Library.label(templates)
         if onToken {
             let (t, service, admin) = try managementContext(h)
-            return Placement(token: t, service: service, admin: admin, name: label ?? Library.generatedName(prefix), label: nil, onToken: true,
-                             labelIsName: label != nil)
+            return Placement(
+                token: t, service: service, admin: admin, name: label ?? Library.generatedName(prefix), label: nil, onToken: true,
+                labelIsName: label != nil)
         }
         let (_, t) = try session(h)
         guard try t.hasExtensions() else {
@@ -83,20 +84,28 @@ extension Library {
     /// what such a key shows would be lost, so the call fails instead (a template attribute is
     /// honoured or the call fails). CKA_LABEL becomes the key's name; CKA_PRIVATE holds, as the
     /// original lists keys only to the admin password.
-    static func checkOriginalAPIKeeps(_ t: Token, kind: ServiceKey.Kind, id: [UInt8]?, key: [Template], publicHalf: [Template] = []) throws(TokenError) {
+    static func checkOriginalAPIKeeps(
+        _ t: Token, kind: ServiceKey.Kind, id: [UInt8]?, key: [Template], publicHalf: [Template] = []
+    ) throws(TokenError) {
         guard !(try t.hasExtensions()) else { return }
         if let id, !id.isEmpty {
-            throw .templateInconsistent("this key service (the original VSSM API) cannot keep a CKA_ID; leave it out (the key's CKA_ID is then the SHA-1 of its public key)")
+            throw .templateInconsistent(
+                "this key service (the original VSSM API) cannot keep a CKA_ID; leave it out (the key's CKA_ID is then the SHA-1 of its public key)"
+            )
         }
         let defaults = TokenObject.defaultFlags(kind)
         for (templates, shown) in [(key, defaults.key), (publicHalf, defaults.publicHalf)] {
             for template in templates {
                 for (type, value) in template.attributes {
                     guard let d = shown[type], let asked = AttributeValue.decodeBool(value), asked != d else { continue }
-                    let names: [AttributeType: String] = [.sign: "CKA_SIGN", .decrypt: "CKA_DECRYPT", .derive: "CKA_DERIVE", .unwrap: "CKA_UNWRAP",
-                                                          .wrap: "CKA_WRAP", .encrypt: "CKA_ENCRYPT", .verify: "CKA_VERIFY", .sensitive: "CKA_SENSITIVE",
-                                                          .extractable: "CKA_EXTRACTABLE"]
-                    throw .templateInconsistent("this key service (the original VSSM API) keeps no attributes: \(names[type] ?? type.description)=\(asked ? "TRUE" : "FALSE") cannot be honoured")
+                    let names: [AttributeType: String] = [
+                        .sign: "CKA_SIGN", .decrypt: "CKA_DECRYPT", .derive: "CKA_DERIVE", .unwrap: "CKA_UNWRAP",
+                        .wrap: "CKA_WRAP", .encrypt: "CKA_ENCRYPT", .verify: "CKA_VERIFY", .sensitive: "CKA_SENSITIVE",
+                        .extractable: "CKA_EXTRACTABLE",
+                    ]
+                    throw .templateInconsistent(
+                        "this key service (the original VSSM API) keeps no attributes: \(names[type] ?? type.description)=\(asked ? "TRUE" : "FALSE") cannot be honoured"
+                    )
                 }
             }
         }
@@ -125,16 +134,19 @@ extension Library {
     }
 
     /// C_GenerateKeyPair: CKM_RSA_PKCS_KEY_PAIR_GEN (CKA_MODULUS_BITS) or CKM_EC_KEY_PAIR_GEN (CKA_EC_PARAMS).
-    public func generateKeyPair(_ h: UInt, mechanism: Mechanism, publicTemplate: Template, privateTemplate: Template) throws(TokenError) -> (public: ObjectHandle, private: ObjectHandle) {
+    public func generateKeyPair(
+        _ h: UInt, mechanism: Mechanism, publicTemplate: Template, privateTemplate: Template
+    ) throws(TokenError) -> (public: ObjectHandle, private: ObjectHandle) {
         let p = try placement(h, privateTemplate, publicTemplate, prefix: "key")
         let (t, service, admin) = (p.token, p.service, p.admin)
         let id = Library.id(privateTemplate, publicTemplate)
-        let kind: ServiceKey.Kind = switch mechanism.type {
-        case .ecKeyPairGen: .ec
-        case .ecEdwardsKeyPairGen: .eddsa
-        case .dsaKeyPairGen: .dsa
-        default: .rsa
-        }
+        let kind: ServiceKey.Kind =
+            switch mechanism.type {
+            case .ecKeyPairGen: .ec
+            case .ecEdwardsKeyPairGen: .eddsa
+            case .dsaKeyPairGen: .dsa
+            default: .rsa
+            }
         try Library.checkOriginalAPIKeeps(t, kind: kind, id: id, key: [privateTemplate], publicHalf: [publicTemplate])
         let spec: KeyGenSpec
         switch mechanism.type {
@@ -163,8 +175,10 @@ extension Library {
             }
         case .dsaKeyPairGen:
             // The domain parameters come with the public template (PKCS#11 §2.2.4).
-            guard let p = publicTemplate[.prime] ?? privateTemplate[.prime], let q = publicTemplate[.subprime] ?? privateTemplate[.subprime],
-                  let g = publicTemplate[.base] ?? privateTemplate[.base] else { throw .templateIncomplete("CKA_PRIME, CKA_SUBPRIME and CKA_BASE") }
+            guard let p = publicTemplate[.prime] ?? privateTemplate[.prime],
+                let q = publicTemplate[.subprime] ?? privateTemplate[.subprime],
+                let g = publicTemplate[.base] ?? privateTemplate[.base]
+            else { throw .templateIncomplete("CKA_PRIME, CKA_SUBPRIME and CKA_BASE") }
             spec = .dsa(p: p, q: q, g: g)
         default:
             throw .mechanismInvalid(mechanism.type)
@@ -215,8 +229,9 @@ extension Library {
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
                 let bytes = Int(clamping: length)
-                try service.generateKey(adminPassword: admin, name: name, cipher.map { .secret(cipher: $0, bytes: bytes) } ?? .mac(bytes: bytes),
-                                        id: Library.id(template), label: label, attributes: flags)
+                try service.generateKey(
+                    adminPassword: admin, name: name, cipher.map { .secret(cipher: $0, bytes: bytes) } ?? .mac(bytes: bytes),
+                    id: Library.id(template), label: label, attributes: flags)
             }
         }
         placed(p, h, name: name, type: type)
@@ -234,12 +249,14 @@ extension Library {
         let B = AttributeValue.bool, U = AttributeValue.ulong
         var a: [AttributeType: [UInt8]] = [
             .class: U(ObjectClass.domainParameters.rawValue), .keyType: U(KeyKind.dsa.rawValue), .token: B(false), .private: B(false),
-            .modifiable: B(true), .copyable: B(true), .destroyable: B(true), .local: B(true), .label: Array((template.string(.label) ?? "").utf8),
+            .modifiable: B(true), .copyable: B(true), .destroyable: B(true), .local: B(true),
+            .label: Array((template.string(.label) ?? "").utf8),
             .prime: d.p, .subprime: d.q, .base: d.g, .primeBits: U(bits),
         ]
         for (type, value) in template.attributes where a[type] == nil { a[type] = value }
-        let o = TokenObject(identity: "local/\(UInt.random(in: 1...UInt.max))", objectClass: .domainParameters, key: nil, uid: nil, publicKey: nil,
-                            attributes: a, sensitive: [])
+        let o = TokenObject(
+            identity: "local/\(UInt.random(in: 1...UInt.max))", objectClass: .domainParameters, key: nil, uid: nil, publicKey: nil,
+            attributes: a, sensitive: [])
         return t.addLocal(o, session: h)
     }
 
@@ -255,8 +272,12 @@ extension Library {
             // defaults to FALSE), destroyed with its session.
             let (_, t) = try session(h)
             let serial = UInt.random(in: 1...UInt.max)
-            if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 { throw .templateInconsistent("only X.509 certificates") }
-            let o = cls == .publicKey ? try TokenObject.localPublicKey(template, serial: serial)
+            if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 {
+                throw .templateInconsistent("only X.509 certificates")
+            }
+            let o =
+                cls == .publicKey
+                ? try TokenObject.localPublicKey(template, serial: serial)
                 : try TokenObject.localStored(template, certificate: cls == .certificate, serial: serial)
             return t.addLocal(o, session: h)
         }
@@ -264,13 +285,18 @@ extension Library {
         case .certificate, .data:
             let (t, service, admin) = try managementContext(h)
             guard try t.hasExtensions() else {
-                throw .templateInconsistent("this key service (the original VSSM API) stores no certificates or data objects; with CKA_TOKEN=FALSE this process keeps one")
+                throw .templateInconsistent(
+                    "this key service (the original VSSM API) stores no certificates or data objects; with CKA_TOKEN=FALSE this process keeps one"
+                )
             }
             guard let value = template[.value] else { throw .templateIncomplete("CKA_VALUE") }
-            if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 { throw .templateInconsistent("only X.509 certificates") }
+            if cls == .certificate, let ct = try template.ulong(.certificateType), ct != 0 {
+                throw .templateInconsistent("only X.509 certificates")
+            }
             let uid = try manage(h, t) { () throws(TokenError) in
-                try service.createObject(adminPassword: admin, objectClass: cls == .certificate ? "CERTIFICATE" : "DATA",
-                                         label: label ?? "", id: id, value: value, application: template.string(.application) ?? "")
+                try service.createObject(
+                    adminPassword: admin, objectClass: cls == .certificate ? "CERTIFICATE" : "DATA",
+                    label: label ?? "", id: id, value: value, application: template.string(.application) ?? "")
             }
             return try handle(t, identity: "obj/\(uid)")
         case .secretKey:
@@ -278,18 +304,20 @@ extension Library {
             let kind = try template.ulong(.keyType).map { KeyKind(rawValue: $0) } ?? .genericSecret
             let p = try placement(h, template, prefix: "secret")
             let (t, service, admin) = (p.token, p.service, p.admin)
-            let (type, cipher, prefix): (KeyType, String?, String) = switch kind {
-            case .aes: (.symmetric, "AES", "sym")
-            case .des3: (.symmetric, "3DES", "sym")
-            case .genericSecret: (.mac, nil, "mac")
-            default: throw .templateInconsistent("unsupported secret key type")
-            }
+            let (type, cipher, prefix): (KeyType, String?, String) =
+                switch kind {
+                case .aes: (.symmetric, "AES", "sym")
+                case .des3: (.symmetric, "3DES", "sym")
+                case .genericSecret: (.mac, nil, "mac")
+                default: throw .templateInconsistent("unsupported secret key type")
+                }
             try Library.checkOriginalAPIKeeps(t, kind: kind == .genericSecret ? .mac : .symmetric, id: id, key: [template])
             let flags = try StoredAttributes.secretKey(template, aes: kind == .aes)
             let name = try manage(h, t) { () throws(TokenError) in
                 try named(p, prefix: "secret") { (name: String, label: String?) throws(TokenError) in
-                    try service.injectKey(adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher,
-                                          label: label, attributes: flags)
+                    try service.injectKey(
+                        adminPassword: admin, name: name, type: type, key: value, id: id.isEmpty ? nil : id, cipher: cipher,
+                        label: label, attributes: flags)
                 }
             }
             placed(p, h, name: name, type: type)
@@ -300,12 +328,14 @@ extension Library {
             var pkcs8 = try Library.pkcs8(from: template)
             defer { zeroize(&pkcs8) }
             let keyKind = try template.ulong(.keyType).map { KeyKind(rawValue: $0) }
-            try Library.checkOriginalAPIKeeps(t, kind: keyKind == .ec ? .ec : keyKind == .ecEdwards ? .eddsa : .rsa, id: id, key: [template])
+            try Library.checkOriginalAPIKeeps(
+                t, kind: keyKind == .ec ? .ec : keyKind == .ecEdwards ? .eddsa : .rsa, id: id, key: [template])
             let flags = StoredAttributes.encode(try StoredAttributes.collect(template))
             let name = try manage(h, t) { () throws(TokenError) in
                 try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
-                    try service.injectKey(adminPassword: admin, name: name, type: .asymmetric, key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil,
-                                          label: label, attributes: flags)
+                    try service.injectKey(
+                        adminPassword: admin, name: name, type: .asymmetric, key: pkcs8, id: id.isEmpty ? nil : id, cipher: nil,
+                        label: label, attributes: flags)
                 }
             }
             placed(p, h, name: name, type: .asymmetric)
@@ -340,7 +370,9 @@ extension Library {
         guard let key = o.key, !t.isLocal(object) else {
             // Re-create a local object from all its attributes (the template's win).
             var all = merged
-            for (type, v) in o.attributes where full[type] == nil && type != .publicKeyInfo && type != .allowedMechanisms { all.append((type, v)) }
+            for (type, v) in o.attributes where full[type] == nil && type != .publicKeyInfo && type != .allowedMechanisms {
+                all.append((type, v))
+            }
             return try createObject(h, template: Template(all))
         }
         let p = try placement(h, full, prefix: "key")
@@ -349,16 +381,18 @@ extension Library {
         let type = key.serviceType
         let newName = try manage(h, p.token) { () throws(TokenError) in
             try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
-                try p.service.copyKey(adminPassword: p.admin, name: key.name, type: type, newName: name, id: full[.id],
-                                      label: label, attributes: StoredAttributes.encode(flags))
+                try p.service.copyKey(
+                    adminPassword: p.admin, name: key.name, type: type, newName: name, id: full[.id],
+                    label: label, attributes: StoredAttributes.encode(flags))
             }
         }
         placed(p, h, name: newName, type: type)
-        let prefix = switch o.objectClass {
-        case .privateKey: "priv"
-        case .publicKey: "pub"
-        default: key.kind == .mac ? "mac" : "sym"
-        }
+        let prefix =
+            switch o.objectClass {
+            case .privateKey: "priv"
+            case .publicKey: "pub"
+            default: key.kind == .mac ? "mac" : "sym"
+            }
         return try handle(p.token, identity: "\(prefix)/\(newName)")
     }
 
@@ -369,9 +403,10 @@ extension Library {
                 guard let v = t[a], !v.isEmpty else { throw .templateIncomplete("RSA private key needs all CRT components") }
                 return v
             }
-            return DER.rsaPKCS8(n: try need(.modulus), e: try need(.publicExponent), d: try need(.privateExponent),
-                                p: try need(.prime1), q: try need(.prime2), dp: try need(.exponent1), dq: try need(.exponent2),
-                                qinv: try need(.coefficient))
+            return DER.rsaPKCS8(
+                n: try need(.modulus), e: try need(.publicExponent), d: try need(.privateExponent),
+                p: try need(.prime1), q: try need(.prime2), dp: try need(.exponent1), dq: try need(.exponent2),
+                qinv: try need(.coefficient))
         case .ec?:
             guard let params = t[.ecParams], let curve = NamedCurve.allCases.first(where: { $0.oidDER == params }) else {
                 throw .templateIncomplete("CKA_EC_PARAMS (a named curve)")
@@ -406,8 +441,9 @@ extension Library {
             flags[StoredAttributes.publicHalfDestroyed] = true
             let (_, service, admin) = try keyContext(h, owning, key)
             try manage(h, owning) { () throws(TokenError) in
-                try service.setKeyID(adminPassword: admin, name: key.name, type: key.serviceType, id: key.id, label: nil,
-                                     attributes: StoredAttributes.encode(flags))
+                try service.setKeyID(
+                    adminPassword: admin, name: key.name, type: key.serviceType, id: key.id, label: nil,
+                    attributes: StoredAttributes.encode(flags))
             }
             try owning.refreshIfNeeded(force: true)
             return
@@ -447,8 +483,11 @@ extension Library {
                     throw a[type] == nil ? .attributeTypeInvalid(type) : .attributeReadOnly(type)
                 }
             }
-            owning.replaceLocal(object, TokenObject(identity: o.identity, objectClass: o.objectClass, key: o.key, uid: o.uid,
-                                                    publicKey: o.publicKey, attributes: a, sensitive: o.sensitive))
+            owning.replaceLocal(
+                object,
+                TokenObject(
+                    identity: o.identity, objectClass: o.objectClass, key: o.key, uid: o.uid,
+                    publicKey: o.publicKey, attributes: a, sensitive: o.sensitive))
             return
         }
         let (t, service, admin) = if let key = o.key { try keyContext(h, owning, key) } else { try managementContext(h) }
@@ -464,7 +503,9 @@ extension Library {
                 guard let b = AttributeValue.decodeBool(value) else { throw .attributeValueInvalid(f) }
                 // PKCS#11 §4.9: CKA_SENSITIVE only turns TRUE, CKA_EXTRACTABLE only FALSE; CKA_PRIVATE stays.
                 let current = o.attributes[f].flatMap(AttributeValue.decodeBool)
-                if (f == .sensitive && current == true && !b) || (f == .extractable && current == false && b) || (f == .private && current != b) {
+                if (f == .sensitive && current == true && !b) || (f == .extractable && current == false && b)
+                    || (f == .private && current != b)
+                {
                     throw .attributeReadOnly(f)
                 }
                 flags[f] = b
@@ -479,9 +520,10 @@ extension Library {
             if let uid = o.uid {
                 try service.updateObject(adminPassword: admin, uid: uid, label: template.string(.label), id: template[.id])
             } else if let key = o.key, template[.id] != nil || template[.label] != nil || flagsChanged {
-                try service.setKeyID(adminPassword: admin, name: key.name, type: key.serviceType, id: template[.id] ?? key.id,
-                                     label: template.string(.label),
-                                     attributes: flagsChanged ? StoredAttributes.encode(flags) ?? [] : nil)
+                try service.setKeyID(
+                    adminPassword: admin, name: key.name, type: key.serviceType, id: template[.id] ?? key.id,
+                    label: template.string(.label),
+                    attributes: flagsChanged ? StoredAttributes.encode(flags) ?? [] : nil)
             }
         }
         // Reads right after a change see it (the index is rebuilt from the service).

@@ -61,7 +61,9 @@ extension Library {
         }
         let hash = MechanismTable.hash(of: m.type)
         if MechanismTable.isPSS(m.type) {
-            guard case .pss(let ph, _, let salt) = m.parameters, salt >= 0 else { throw .mechanismParamInvalid("PSS needs CK_RSA_PKCS_PSS_PARAMS") }
+            guard case .pss(let ph, _, let salt) = m.parameters, salt >= 0 else {
+                throw .mechanismParamInvalid("PSS needs CK_RSA_PKCS_PSS_PARAMS")
+            }
             if let hash, hash != ph { throw .mechanismParamInvalid("PSS hashAlg does not match the mechanism") }
         }
         guard let pub = object.publicKey else { throw .functionFailed("cannot parse the public key of \(key.name)") }
@@ -108,7 +110,9 @@ extension Library {
     public func signUpdate(_ h: UInt, part: [UInt8]) throws(TokenError) {
         var op = try currentSign(h)
         op.multipart = true
-        if let d = op.digest { d.context.update(part) } else {
+        if let d = op.digest {
+            d.context.update(part)
+        } else {
             guard op.buffer.count + part.count <= 1 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
             op.buffer += part
         }
@@ -187,7 +191,10 @@ extension Library {
     public func verify(_ h: UInt, data: [UInt8], signature: [UInt8]) throws(TokenError) {
         let op = try currentVerify(h)
         defer { try? setOperation(h, nil) }
-        let digest = op.digest.map { $0.context.update(data); return $0.context.finish() } ?? data
+        let digest =
+            op.digest.map {
+                $0.context.update(data); return $0.context.finish()
+            } ?? data
         try localVerify(h, op, digest, signature)
     }
 

@@ -140,11 +140,12 @@ public final class Library: Sendable {
     /// slot, state (CKS_*), read-write, last device error (HTTP status of the service).
     public func sessionInfo(_ h: UInt) throws(TokenError) -> (slot: UInt, state: UInt, readWrite: Bool, deviceError: UInt) {
         let (s, t) = try session(h)
-        let st: UInt = switch t.loggedInUser {
-        case .so?: 4  // CKS_RW_SO_FUNCTIONS
-        case .user?: s.readWrite ? 3 : 1
-        default: s.readWrite ? 2 : 0
-        }
+        let st: UInt =
+            switch t.loggedInUser {
+            case .so?: 4  // CKS_RW_SO_FUNCTIONS
+            case .user?: s.readWrite ? 3 : 1
+            default: s.readWrite ? 2 : 0
+            }
         return (s.slot, st, s.readWrite, s.deviceError)
     }
 

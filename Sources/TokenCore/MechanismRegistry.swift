@@ -53,27 +53,35 @@ enum MechanismRegistry {
     static let secretKeys: [(ServiceKey.Kind, ObjectClass?)] = [(.symmetric, nil), (.mac, nil)]
 
     static func rsa(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: Feature? = nil, ext: UInt? = nil) -> MechanismEntry {
-        MechanismEntry(type: t, family: f, minKeySize: 2048, maxKeySize: 8192, baseFlags: base, featureFlags: ext, feature: feature, keys: rsaKeys)
+        MechanismEntry(
+            type: t, family: f, minKeySize: 2048, maxKeySize: 8192, baseFlags: base, featureFlags: ext, feature: feature, keys: rsaKeys)
     }
 
     static func ec(_ t: MechanismType, _ hash: HashAlgorithm?) -> MechanismEntry {
-        MechanismEntry(type: t, family: .ecdsa(hash), minKeySize: 192, maxKeySize: 521, baseFlags: signVerify | ecFlags, featureFlags: nil, feature: nil, keys: ecKeys)
+        MechanismEntry(
+            type: t, family: .ecdsa(hash), minKeySize: 192, maxKeySize: 521, baseFlags: signVerify | ecFlags, featureFlags: nil,
+            feature: nil, keys: ecKeys)
     }
 
     static func aes(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: Feature?, ext: UInt? = nil) -> MechanismEntry {
-        MechanismEntry(type: t, family: f, minKeySize: 16, maxKeySize: 32, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys,
-                       cipher: "AES")
+        MechanismEntry(
+            type: t, family: f, minKeySize: 16, maxKeySize: 32, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys,
+            cipher: "AES")
     }
 
     static func des3(_ t: MechanismType, _ f: MechanismFamily, base: UInt?, feature: Feature?, ext: UInt? = nil) -> MechanismEntry {
-        MechanismEntry(type: t, family: f, minKeySize: 16, maxKeySize: 24, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys,
-                       cipher: "3DES")
+        MechanismEntry(
+            type: t, family: f, minKeySize: 16, maxKeySize: 24, baseFlags: base, featureFlags: ext, feature: feature, keys: aesKeys,
+            cipher: "3DES")
     }
 
-    static func derive(_ t: MechanismType, keys: [(ServiceKey.Kind, ObjectClass?)], min: UInt = 1, max: UInt = 1024, extra: UInt = 0,
-                       cipher: String? = nil) -> MechanismEntry {
-        MechanismEntry(type: t, family: .derive, minKeySize: min, maxKeySize: max, baseFlags: nil, featureFlags: MechanismInfo.derive | extra,
-                       feature: .derive, keys: keys, cipher: cipher)
+    static func derive(
+        _ t: MechanismType, keys: [(ServiceKey.Kind, ObjectClass?)], min: UInt = 1, max: UInt = 1024, extra: UInt = 0,
+        cipher: String? = nil
+    ) -> MechanismEntry {
+        MechanismEntry(
+            type: t, family: .derive, minKeySize: min, maxKeySize: max, baseFlags: nil, featureFlags: MechanismInfo.derive | extra,
+            feature: .derive, keys: keys, cipher: cipher)
     }
 
     static func local(_ t: MechanismType, _ f: MechanismFamily, min: UInt, max: UInt, flags: UInt) -> MechanismEntry {
@@ -81,8 +89,9 @@ enum MechanismRegistry {
     }
 
     static func dsa(_ t: MechanismType, _ hash: HashAlgorithm?) -> MechanismEntry {
-        MechanismEntry(type: t, family: .dsa(hash), minKeySize: 1024, maxKeySize: 3072, baseFlags: nil, featureFlags: signVerify, feature: .dsa,
-                       keys: [(.dsa, nil)])
+        MechanismEntry(
+            type: t, family: .dsa(hash), minKeySize: 1024, maxKeySize: 3072, baseFlags: nil, featureFlags: signVerify, feature: .dsa,
+            keys: [(.dsa, nil)])
     }
 
     static let all: [MechanismEntry] = fixed + HashAlgorithm.allCases.flatMap(hashed)
@@ -96,22 +105,29 @@ enum MechanismRegistry {
         rsa(.rsaPKCSOAEP, .rsaOAEP, base: encDec, feature: .wrap, ext: encDec | wrapping),
         ec(.ecdsa, nil),
         derive(.ecdh1Derive, keys: [(.ec, .privateKey)], min: 192, max: 521, extra: ecFlags),
-        MechanismEntry(type: .dsaKeyPairGen, family: .keyGeneration, minKeySize: 1024, maxKeySize: 3072, baseFlags: nil,
-                       featureFlags: MechanismInfo.generateKeyPair, feature: .dsa, keys: []),
+        MechanismEntry(
+            type: .dsaKeyPairGen, family: .keyGeneration, minKeySize: 1024, maxKeySize: 3072, baseFlags: nil,
+            featureFlags: MechanismInfo.generateKeyPair, feature: .dsa, keys: []),
         // Domain parameters are public: generated in this process (no key material involved).
-        MechanismEntry(type: .dsaParameterGen, family: .keyGeneration, minKeySize: 1024, maxKeySize: 3072, baseFlags: nil,
-                       featureFlags: MechanismInfo.generate, feature: .dsa, keys: []),
-        MechanismEntry(type: .eddsa, family: .eddsa, minKeySize: 255, maxKeySize: 448, baseFlags: nil, featureFlags: signVerify,
-                       feature: .eddsa, keys: [(.eddsa, nil)]),
-        MechanismEntry(type: .ecEdwardsKeyPairGen, family: .keyGeneration, minKeySize: 255, maxKeySize: 448, baseFlags: nil,
-                       featureFlags: MechanismInfo.generateKeyPair, feature: .eddsa, keys: []),
-        MechanismEntry(type: .rsaPKCSKeyPairGen, family: .keyGeneration, minKeySize: 2048, maxKeySize: 8192,
-                       baseFlags: MechanismInfo.generateKeyPair, featureFlags: nil, feature: nil, keys: []),
-        MechanismEntry(type: .ecKeyPairGen, family: .keyGeneration, minKeySize: 192, maxKeySize: 521,
-                       baseFlags: MechanismInfo.generateKeyPair | ecFlags, featureFlags: nil, feature: nil, keys: []),
+        MechanismEntry(
+            type: .dsaParameterGen, family: .keyGeneration, minKeySize: 1024, maxKeySize: 3072, baseFlags: nil,
+            featureFlags: MechanismInfo.generate, feature: .dsa, keys: []),
+        MechanismEntry(
+            type: .eddsa, family: .eddsa, minKeySize: 255, maxKeySize: 448, baseFlags: nil, featureFlags: signVerify,
+            feature: .eddsa, keys: [(.eddsa, nil)]),
+        MechanismEntry(
+            type: .ecEdwardsKeyPairGen, family: .keyGeneration, minKeySize: 255, maxKeySize: 448, baseFlags: nil,
+            featureFlags: MechanismInfo.generateKeyPair, feature: .eddsa, keys: []),
+        MechanismEntry(
+            type: .rsaPKCSKeyPairGen, family: .keyGeneration, minKeySize: 2048, maxKeySize: 8192,
+            baseFlags: MechanismInfo.generateKeyPair, featureFlags: nil, feature: nil, keys: []),
+        MechanismEntry(
+            type: .ecKeyPairGen, family: .keyGeneration, minKeySize: 192, maxKeySize: 521,
+            baseFlags: MechanismInfo.generateKeyPair | ecFlags, featureFlags: nil, feature: nil, keys: []),
         aes(.aesKeyGen, .keyGeneration, base: MechanismInfo.generate, feature: nil),
-        MechanismEntry(type: .genericSecretKeyGen, family: .keyGeneration, minKeySize: 16, maxKeySize: 1024,
-                       baseFlags: MechanismInfo.generate, featureFlags: nil, feature: nil, keys: []),
+        MechanismEntry(
+            type: .genericSecretKeyGen, family: .keyGeneration, minKeySize: 16, maxKeySize: 1024,
+            baseFlags: MechanismInfo.generate, featureFlags: nil, feature: nil, keys: []),
         aes(.aesECB, .blockCipher, base: encDec, feature: nil),
         // A caller-chosen IV for encryption needs the extensions; the original decrypts with the IV prefixed.
         aes(.aesCBC, .blockCipher, base: MechanismInfo.decrypt, feature: .symmetricIV, ext: encDec),
@@ -150,8 +166,9 @@ enum MechanismRegistry {
             rsa(m.rsaPSS, .rsaPSS(h), base: nil, feature: h.feature(for: .signPSS), ext: signVerify),
             ec(m.ecdsa, h),
             dsa(m.dsa, h),
-            MechanismEntry(type: m.hmac, family: .hmac(h), minKeySize: 16, maxKeySize: 1024, baseFlags: hmac == nil ? signVerify : nil,
-                           featureFlags: signVerify, feature: hmac, keys: [(.mac, nil)]),
+            MechanismEntry(
+                type: m.hmac, family: .hmac(h), minKeySize: 16, maxKeySize: 1024, baseFlags: hmac == nil ? signVerify : nil,
+                featureFlags: signVerify, feature: hmac, keys: [(.mac, nil)]),
         ]
     }
 

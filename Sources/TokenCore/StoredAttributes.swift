@@ -6,8 +6,10 @@ import VSSMWire
 /// little-endian attribute type and a 1-byte boolean), so every process sees the same object.
 public enum StoredAttributes {
     /// Flags of the private half or a secret key.
-    static let privateFlags: [AttributeType] = [.decrypt, .sign, .unwrap, .signRecover, .derive, .alwaysAuthenticate, .wrapWithTrusted, .private,
-                                                  .sensitive, .extractable]
+    static let privateFlags: [AttributeType] = [
+        .decrypt, .sign, .unwrap, .signRecover, .derive, .alwaysAuthenticate, .wrapWithTrusted, .private,
+        .sensitive, .extractable,
+    ]
     /// Flags of the public half (stored under their own types; they never clash with private ones).
     static let publicFlags: [AttributeType] = [.encrypt, .verify, .wrap, .verifyRecover, .trusted]
     /// Object flags, shared by both halves.

@@ -18,7 +18,9 @@ public struct SlotConfiguration: Sendable {
     public var hasUserPIN: Bool { loginRequired || userPinIsAdminPassword }
     /// Seconds between background refreshes of the key index (0: only after local changes).
     public var refreshSeconds: Double
-    public init(label: String, serial: String, loginRequired: Bool = false, userPinIsAdminPassword: Bool = false, refreshSeconds: Double = 60) {
+    public init(
+        label: String, serial: String, loginRequired: Bool = false, userPinIsAdminPassword: Bool = false, refreshSeconds: Double = 60
+    ) {
         self.label = label
         self.serial = serial
         self.loginRequired = loginRequired
@@ -120,7 +122,9 @@ public final class Token: Sendable {
             s.objects.removeAll(keepingCapacity: true)
             for o in built {
                 let h: ObjectHandle
-                if let existing = s.handles[o.identity] { h = existing } else {
+                if let existing = s.handles[o.identity] {
+                    h = existing
+                } else {
                     h = ObjectHandle(rawValue: s.nextHandle)
                     s.nextHandle = max(1, s.nextHandle &+ 1)  // never traps; 0 stays invalid
                     s.handles[o.identity] = h
@@ -181,7 +185,8 @@ public final class Token: Sendable {
     }
 
     public func object(_ h: ObjectHandle) throws(TokenError) -> TokenObject {
-        guard let o = state.withLock({ s in (s.objects[h] ?? s.localObjects[h]?.object).flatMap { Token.visible($0, s.user) ? $0 : nil } }) else {
+        guard let o = state.withLock({ s in (s.objects[h] ?? s.localObjects[h]?.object).flatMap { Token.visible($0, s.user) ? $0 : nil } })
+        else {
             throw .objectHandleInvalid
         }
         return o
@@ -217,7 +222,9 @@ public final class Token: Sendable {
         try refreshIfNeeded()
         return state.withLock { s in
             (s.objects.filter { Token.visible($0.value, s.user) && $0.value.matches(template) }.map(\.key)
-                + s.localObjects.filter { Token.visible($0.value.object, s.user) && $0.value.object.matches(template) }.map(\.key)).sorted { $0.rawValue < $1.rawValue }
+                + s.localObjects.filter { Token.visible($0.value.object, s.user) && $0.value.object.matches(template) }.map(\.key)).sorted {
+                    $0.rawValue < $1.rawValue
+                }
         }
     }
 
@@ -233,7 +240,9 @@ public final class Token: Sendable {
         case .user:
             if configuration.loginRequired {
                 let s = try factory(pin)
-                state.withLock { $0.service = s; $0.dirty = true }
+                state.withLock {
+                    $0.service = s; $0.dirty = true
+                }
             }
             if configuration.userPinIsAdminPassword {
                 try verifyAdmin(pin)
@@ -242,7 +251,9 @@ public final class Token: Sendable {
         case .so:
             if configuration.loginRequired && state.withLock({ $0.service == nil }) { throw .userNotLoggedIn }
             try verifyAdmin(pin, asSO: true)
-            state.withLock { $0.adminPassword = pin; $0.dirty = true }
+            state.withLock {
+                $0.adminPassword = pin; $0.dirty = true
+            }
         default:
             throw .userTypeInvalid
         }

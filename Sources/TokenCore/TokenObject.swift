@@ -35,14 +35,22 @@ public struct TokenObject: Sendable {
     /// `vssm admin`): for the private half or the secret key, and for the public half.
     static func defaultFlags(_ kind: ServiceKey.Kind) -> (key: [AttributeType: Bool], publicHalf: [AttributeType: Bool]) {
         let isRSA = kind == .rsa, isMAC = kind == .mac
-        let common: [AttributeType: Bool] = [.sensitive: true, .extractable: false, .derive: false, .unwrap: false, .alwaysAuthenticate: false,
-                                              .wrapWithTrusted: false]
+        let common: [AttributeType: Bool] = [
+            .sensitive: true, .extractable: false, .derive: false, .unwrap: false, .alwaysAuthenticate: false,
+            .wrapWithTrusted: false,
+        ]
         switch kind {
         case .rsa, .ec, .eddsa, .dsa:
-            return (common.merging([.sign: true, .signRecover: false, .decrypt: isRSA]) { a, _ in a },
-                    [.verify: true, .verifyRecover: false, .encrypt: isRSA, .wrap: false, .trusted: false])
+            return (
+                common.merging([.sign: true, .signRecover: false, .decrypt: isRSA]) { a, _ in a },
+                [.verify: true, .verifyRecover: false, .encrypt: isRSA, .wrap: false, .trusted: false]
+            )
         case .symmetric, .mac:
-            return (common.merging([.encrypt: !isMAC, .decrypt: !isMAC, .sign: isMAC, .verify: isMAC, .wrap: false, .trusted: false]) { a, _ in a }, [:])
+            return (
+                common.merging([.encrypt: !isMAC, .decrypt: !isMAC, .sign: isMAC, .verify: isMAC, .wrap: false, .trusted: false]) { a, _ in
+                    a
+                }, [:]
+            )
         }
     }
 
@@ -50,7 +58,9 @@ public struct TokenObject: Sendable {
     /// `loginRequired` sets CKA_PRIVATE on private objects. `offered`: the token's mechanisms
     /// (CKA_ALLOWED_MECHANISMS lists only those); `manageable`: the service can change and delete
     /// keys (our extensions; the original API cannot: CKA_MODIFIABLE/DESTROYABLE/COPYABLE FALSE).
-    static func objects(for key: ServiceKey, loginRequired: Bool, offered: Set<MechanismType>? = nil, manageable: Bool = true) -> [TokenObject] {
+    static func objects(
+        for key: ServiceKey, loginRequired: Bool, offered: Set<MechanismType>? = nil, manageable: Bool = true
+    ) -> [TokenObject] {
         func allowed(_ kind: ServiceKey.Kind, _ cls: ObjectClass) -> [MechanismType] {
             let all = MechanismRegistry.allowed(kind, cls, cipher: kind == .symmetric ? key.cipher : nil)
             guard let offered else { return all }
@@ -63,14 +73,15 @@ public struct TokenObject: Sendable {
         // CKA_NEVER_EXTRACTABLE (PKCS#11 §4.7). Unknown origin (older stores, Go peers): not
         // claimed as local, and sensitive/never-extractable as before this was recorded.
         let generated = key.generated ?? true
-        let genMechanism: UInt = switch key.kind {
-        case .rsa: MechanismType.rsaPKCSKeyPairGen.rawValue
-        case .ec: MechanismType.ecKeyPairGen.rawValue
-        case .eddsa: MechanismType.ecEdwardsKeyPairGen.rawValue
-        case .dsa: MechanismType.dsaKeyPairGen.rawValue
-        case .symmetric: MechanismType.aesKeyGen.rawValue
-        case .mac: MechanismType.genericSecretKeyGen.rawValue
-        }
+        let genMechanism: UInt =
+            switch key.kind {
+            case .rsa: MechanismType.rsaPKCSKeyPairGen.rawValue
+            case .ec: MechanismType.ecKeyPairGen.rawValue
+            case .eddsa: MechanismType.ecEdwardsKeyPairGen.rawValue
+            case .dsa: MechanismType.dsaKeyPairGen.rawValue
+            case .symmetric: MechanismType.aesKeyGen.rawValue
+            case .mac: MechanismType.genericSecretKeyGen.rawValue
+            }
         var common: [AttributeType: [UInt8]] = [
             .token: B(!key.ephemeral), .label: Array((key.label ?? key.name).utf8), .modifiable: B(manageable), .copyable: B(manageable),
             .destroyable: B(manageable), .local: B(key.generated == true),
@@ -92,7 +103,8 @@ public struct TokenObject: Sendable {
                 kindAttrs[.publicExponent] = rsa.exponent
                 kindAttrs[.modulusBits] = U(UInt(pub.bits))
             } else if key.kind == .ec, let params = DER.ecCurveParameters(spki: key.publicKey) ?? pub.curve?.oidDER,
-                      let point = bits.first == 0x04 ? bits : pub.ecPoint {
+                let point = bits.first == 0x04 ? bits : pub.ecPoint
+            {
                 // Taken from the SPKI bytes, not from OpenSSL's key object: in a host that set an
                 // engine as default (openssl -engine, nginx ssl_engine) OpenSSL builds legacy keys
                 // whose group name and point encoding (compressed) differ.
@@ -134,12 +146,20 @@ public struct TokenObject: Sendable {
             if loginRequired { priv[.private] = B(true) }
             priv[.alwaysSensitive] = B(generated && priv[.sensitive] == B(true))
             priv[.neverExtractable] = B(generated && priv[.extractable] == B(false))
-            let secretParts: Set<AttributeType> = isRSA
+            let secretParts: Set<AttributeType> =
+                isRSA
                 ? [.privateExponent, .prime1, .prime2, .exponent1, .exponent2, .coefficient]
                 : [.value]
-            let privObject = TokenObject(identity: "priv/\(key.name)", objectClass: .privateKey, key: key, uid: nil, publicKey: pub, attributes: priv, sensitive: secretParts)
+            let privObject = TokenObject(
+                identity: "priv/\(key.name)", objectClass: .privateKey, key: key, uid: nil, publicKey: pub, attributes: priv,
+                sensitive: secretParts)
             if chosen[StoredAttributes.publicHalfDestroyed] == true { return [privObject] }
-            return [privObject, TokenObject(identity: "pub/\(key.name)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub, attributes: pubAttrs, sensitive: [])]
+            return [
+                privObject,
+                TokenObject(
+                    identity: "pub/\(key.name)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub, attributes: pubAttrs,
+                    sensitive: []),
+            ]
         case .symmetric, .mac:
             var a = common
             a[.class] = U(ObjectClass.secretKey.rawValue)
@@ -162,8 +182,11 @@ public struct TokenObject: Sendable {
             // A key its creator made readable: CKA_VALUE comes from the service on request.
             let readable = a[.sensitive] == B(false) && a[.extractable] == B(true)
             let prefix = isMAC ? "mac" : "sym"
-            return [TokenObject(identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a,
-                                sensitive: readable ? [] : [.value])]
+            return [
+                TokenObject(
+                    identity: "\(prefix)/\(key.name)", objectClass: .secretKey, key: key, uid: nil, publicKey: nil, attributes: a,
+                    sensitive: readable ? [] : [.value])
+            ]
         }
     }
 
@@ -189,7 +212,9 @@ public struct TokenObject: Sendable {
             spki = DER.ecSPKI(curveOID: params, point: point)
             kind = .ec
         case .dsa?:
-            guard let p = t[.prime], let q = t[.subprime], let g = t[.base], let y = t[.value], !p.isEmpty, !q.isEmpty, !g.isEmpty, !y.isEmpty else {
+            guard let p = t[.prime], let q = t[.subprime], let g = t[.base], let y = t[.value], !p.isEmpty, !q.isEmpty, !g.isEmpty,
+                !y.isEmpty
+            else {
                 throw .templateIncomplete("CKA_PRIME, CKA_SUBPRIME, CKA_BASE and CKA_VALUE")
             }
             spki = DER.dsaSPKI(p: p, q: q, g: g, y: y)
@@ -198,13 +223,16 @@ public struct TokenObject: Sendable {
             throw .templateIncomplete("CKA_KEY_TYPE (CKK_RSA, CKK_EC or CKK_DSA)")
         }
         guard (try? PublicKey(spki: spki)) != nil else { throw .attributeValueInvalid(kind == .rsa ? .modulus : .ecPoint) }
-        let key = ServiceKey(name: "local/\(serial)", kind: kind, publicKey: spki, id: t[.id] ?? [], ephemeral: true, label: t.string(.label) ?? "")
+        let key = ServiceKey(
+            name: "local/\(serial)", kind: kind, publicKey: spki, id: t[.id] ?? [], ephemeral: true, label: t.string(.label) ?? "")
         guard var pub = objects(for: key, loginRequired: false).first(where: { $0.objectClass == .publicKey }) else {
             throw .attributeValueInvalid(.keyType)
         }
         var a = pub.attributes
         for flag in [AttributeType.verify, .encrypt, .wrap, .verifyRecover, .derive, .private] { if let v = t[flag] { a[flag] = v } }
-        pub = TokenObject(identity: "local/\(serial)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub.publicKey, attributes: a, sensitive: [])
+        pub = TokenObject(
+            identity: "local/\(serial)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub.publicKey, attributes: a, sensitive: []
+        )
         return pub
     }
 
@@ -212,16 +240,19 @@ public struct TokenObject: Sendable {
     static func localStored(_ t: Template, certificate: Bool, serial: UInt) throws(TokenError) -> TokenObject {
         // A data object's CKA_VALUE defaults to empty (PKCS#11 §4.5); a certificate needs one.
         guard let value = t[.value] ?? (certificate ? nil : []) else { throw .templateIncomplete("CKA_VALUE") }
-        let o = ServiceObject(uid: "local-\(serial)", isCertificate: certificate, label: t.string(.label) ?? "", id: t[.id] ?? [],
-                              value: value, application: t.string(.application) ?? "")
+        let o = ServiceObject(
+            uid: "local-\(serial)", isCertificate: certificate, label: t.string(.label) ?? "", id: t[.id] ?? [],
+            value: value, application: t.string(.application) ?? "")
         let base = object(for: o)
         var a = base.attributes
         a[.token] = AttributeValue.bool(false)
         // What the application set that we do not derive (CKA_TRUSTED, CKA_CERTIFICATE_CATEGORY, hashes, CKA_OBJECT_ID…) is kept as given.
-        for (type, v) in t.attributes where a[type] == nil || [.trusted, .certificateCategory, .objectID, .subject, .issuer, .serialNumber, .private].contains(type) {
+        for (type, v) in t.attributes
+        where a[type] == nil || [.trusted, .certificateCategory, .objectID, .subject, .issuer, .serialNumber, .private].contains(type) {
             a[type] = v
         }
-        return TokenObject(identity: "local/\(serial)", objectClass: base.objectClass, key: nil, uid: nil, publicKey: nil, attributes: a, sensitive: [])
+        return TokenObject(
+            identity: "local/\(serial)", objectClass: base.objectClass, key: nil, uid: nil, publicKey: nil, attributes: a, sensitive: [])
     }
 
     static func object(for o: ServiceObject) -> TokenObject {
@@ -246,7 +277,8 @@ public struct TokenObject: Sendable {
             }
             a[.startDate] = []
             a[.endDate] = []
-            return TokenObject(identity: "obj/\(o.uid)", objectClass: .certificate, key: nil, uid: o.uid, publicKey: nil, attributes: a, sensitive: [])
+            return TokenObject(
+                identity: "obj/\(o.uid)", objectClass: .certificate, key: nil, uid: o.uid, publicKey: nil, attributes: a, sensitive: [])
         }
         a[.class] = U(ObjectClass.data.rawValue)
         a[.application] = Array(o.application.utf8)

@@ -159,7 +159,9 @@ public final class HTTPSClient: @unchecked Sendable {
         }
         guard let key else {
             ERR_clear_error()
-            throw .configuration(pass == nil ? "cannot read the client key (encrypted keys need a passphrase)" : "cannot decrypt the client key: wrong passphrase")
+            throw .configuration(
+                pass == nil
+                    ? "cannot read the client key (encrypted keys need a passphrase)" : "cannot decrypt the client key: wrong passphrase")
         }
         defer { EVP_PKEY_free(key) }
         guard SSL_CTX_use_PrivateKey(ctx, key) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
@@ -194,7 +196,6 @@ public final class HTTPSClient: @unchecked Sendable {
 
     // MARK: - Endpoint health
 
-
     /// Marks an endpoint bad (skipped until the retry time, then tried again inline: the module
     /// starts no threads) and drops its pooled connections, which are as hung as the endpoint.
     private func markBad(_ index: Int) {
@@ -214,7 +215,8 @@ public final class HTTPSClient: @unchecked Sendable {
     func attemptOrder() -> [Int] {
         let n = configuration.endpoints.count
         // The turn counter wraps; masking the sign bit keeps the index non-negative.
-        let start = configuration.order == .roundRobin
+        let start =
+            configuration.order == .roundRobin
             ? (turn.wrappingAdd(1, ordering: .relaxed).oldValue & Int.max) % n
             : preferred.load(ordering: .relaxed) % n
         // Every call comes here (C_Sign too): with one endpoint, or none marked bad, no clock read
@@ -245,11 +247,15 @@ public final class HTTPSClient: @unchecked Sendable {
         // whole pool, every thread) waits out its Retry-After without sending anything.
         let until = rateLimitedUntil.load(ordering: .relaxed)
         if until != 0, case let held = until - Monotonic.ms(), held > 0 {
-            throw .http(status: 429, message: RateLimit.messagePrefix + "this client is over the service's request rate limit; held back here for \((held + 999) / 1000) s more")
+            throw .http(
+                status: 429,
+                message: RateLimit.messagePrefix
+                    + "this client is over the service's request rate limit; held back here for \((held + 999) / 1000) s more")
         }
         let r = try send(path, body: body, idempotent: idempotent)
         if r.status == 429, let seconds = r.retryAfterSeconds, seconds > 0,
-           r.text.contains(RateLimit.messagePrefix) {
+            r.text.contains(RateLimit.messagePrefix)
+        {
             rateLimitedUntil.store(Monotonic.ms() + Int64(clamping: min(seconds, 3600)) * 1000, ordering: .relaxed)
         }
         return r
@@ -301,12 +307,13 @@ public final class HTTPSClient: @unchecked Sendable {
         }
         let fresh: TLSConnection
         do {
-            fresh = try TLSConnection.open(endpoint, context: context, serverName: configuration.serverName,
-                                           verifyName: configuration.trustPEM != nil,
-                                           pinnedSHA256: configuration.pinnedCertificateSHA256,
-                                           trustDescription: configuration.trustDescription,
-                                           connectTimeoutMs: configuration.connectTimeoutMs,
-                                           ioTimeoutMs: configuration.requestTimeoutMs)
+            fresh = try TLSConnection.open(
+                endpoint, context: context, serverName: configuration.serverName,
+                verifyName: configuration.trustPEM != nil,
+                pinnedSHA256: configuration.pinnedCertificateSHA256,
+                trustDescription: configuration.trustDescription,
+                connectTimeoutMs: configuration.connectTimeoutMs,
+                ioTimeoutMs: configuration.requestTimeoutMs)
         } catch {
             markBad(endpointIndex)
             throw AttemptFailure(error: error, sent: false)
@@ -365,8 +372,9 @@ enum HTTPResponseParser {
         let statusLine = lines.removeFirst()
         // "HTTP/1.x SSS ..."
         guard statusLine.count >= 12, statusLine.starts(with: Array("HTTP/1.".utf8)), statusLine[statusLine.startIndex + 8] == 32,
-              let status = decimal(statusLine[(statusLine.startIndex + 9)..<(statusLine.startIndex + 12)]),
-              statusLine.count == 12 || statusLine[statusLine.startIndex + 12] == 32 else {
+            let status = decimal(statusLine[(statusLine.startIndex + 9)..<(statusLine.startIndex + 12)]),
+            statusLine.count == 12 || statusLine[statusLine.startIndex + 12] == 32
+        else {
             throw .protocolError("bad status line")
         }
         var contentLength: Int? = nil

@@ -44,22 +44,31 @@ public struct PKCS11Configuration: Sendable {
     }
 
     public static let topMembers = ["slots", "log"]
-    public static let slotMembers = ["label", "endpoints", "endpointOrder", "serverName", "ca", "clientCert", "clientKey",
-                              "userPinIsAdminPassword", "namespace", "namespaces", "refreshSeconds", "connectTimeoutMs",
-                              "requestTimeoutMs"]
+    public static let slotMembers = [
+        "label", "endpoints", "endpointOrder", "serverName", "ca", "clientCert", "clientKey",
+        "userPinIsAdminPassword", "namespace", "namespaces", "refreshSeconds", "connectTimeoutMs",
+        "requestTimeoutMs",
+    ]
 
     /// Every member checked (known, right type, in range); the PEM files read.
-    public static func parse(_ file: ConfigFile, readFile: (String) throws(ConfigFile.Problem) -> [UInt8]) throws(ConfigFile.Problem) -> PKCS11Configuration {
+    public static func parse(
+        _ file: ConfigFile, readFile: (String) throws(ConfigFile.Problem) -> [UInt8]
+    ) throws(ConfigFile.Problem) -> PKCS11Configuration {
         let path = file.path
         try file.onlyKnown(file.root, at: "", topMembers)
         var logSettings: LogSettings?
         if let log = try file.object(file.root, "log", at: "") {
             try file.onlyKnown(log, at: "log", ["level", "file", "syslog"])
-            logSettings = LogSettings(level: try file.string(log, "level", at: "log"), file: try file.string(log, "file", at: "log"),
-                                      syslog: try file.bool(log, "syslog", at: "log"))
+            logSettings = LogSettings(
+                level: try file.string(log, "level", at: "log"), file: try file.string(log, "file", at: "log"),
+                syslog: try file.bool(log, "syslog", at: "log"))
         }
-        guard let slotsValue = file.root["slots"] else { throw ConfigFile.Problem("\(path): no \"slots\" member (see docs/config-module.md)") }
-        guard case .array(let items) = slotsValue, !items.isEmpty else { throw file.problem("slots", "must be a non-empty array of slot objects") }
+        guard let slotsValue = file.root["slots"] else {
+            throw ConfigFile.Problem("\(path): no \"slots\" member (see docs/config-module.md)")
+        }
+        guard case .array(let items) = slotsValue, !items.isEmpty else {
+            throw file.problem("slots", "must be a non-empty array of slot objects")
+        }
         // The directory of the file (plain slicing: a generic `joined` here was the process's first
         // protocol-conformance lookup, a scan of the whole image's records: 0.5 ms of C_Initialize).
         let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
@@ -93,12 +102,13 @@ public struct PKCS11Configuration: Sendable {
             let admin = try file.bool(item, "userPinIsAdminPassword", at: at) ?? false
             let serverName = try file.string(item, "serverName", at: at).flatMap { $0.isEmpty ? nil : $0 } ?? "VSSM"
             let label = try file.string(item, "label", at: at).flatMap { $0.isEmpty ? nil : $0 } ?? "vssm"
-            var slot = Slot(label: label, endpoints: endpoints, serverName: serverName, ca: resolve(try required("ca")),
-                            clientCert: resolve(try required("clientCert")), clientKey: resolve(try required("clientKey")),
-                            userPinIsAdminPassword: admin,
-                            refreshSeconds: try file.number(item, "refreshSeconds", at: at, 0...86_400, integer: false) ?? 60,
-                            connectTimeoutMs: try ms("connectTimeoutMs", 3000, 1...600_000),
-                            requestTimeoutMs: try ms("requestTimeoutMs", 30000, 1...3_600_000))
+            var slot = Slot(
+                label: label, endpoints: endpoints, serverName: serverName, ca: resolve(try required("ca")),
+                clientCert: resolve(try required("clientCert")), clientKey: resolve(try required("clientKey")),
+                userPinIsAdminPassword: admin,
+                refreshSeconds: try file.number(item, "refreshSeconds", at: at, 0...86_400, integer: false) ?? 60,
+                connectTimeoutMs: try ms("connectTimeoutMs", 3000, 1...600_000),
+                requestTimeoutMs: try ms("requestTimeoutMs", 30000, 1...3_600_000))
             if let text = try file.string(item, "endpointOrder", at: at) {
                 guard let order = EndpointOrder(rawValue: text) else {
                     throw file.problem("\(at).endpointOrder", "must be \"ordered\" or \"round-robin\", not \"\(text)\"")
@@ -120,7 +130,9 @@ public struct PKCS11Configuration: Sendable {
             }
             // "namespaces": one slot per namespace of the principal, each labelled with its name.
             if case .string(let text)? = item["namespaces"] {
-                guard text == "auto" else { throw file.problem("\(at).namespaces", "must be \"auto\" or an array of names, not \"\(text)\"") }
+                guard text == "auto" else {
+                    throw file.problem("\(at).namespaces", "must be \"auto\" or an array of names, not \"\(text)\"")
+                }
                 slot.autoNamespaces = true
                 slots.append(slot)
                 continue

@@ -25,7 +25,8 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
             return
         }
         guard let colon = t.lastIndex(of: ":"), let port = Int(t[t.index(after: colon)...]),
-              (0...65535).contains(port), colon != t.startIndex else { return nil }
+            (0...65535).contains(port), colon != t.startIndex
+        else { return nil }
         self.init(host: String(t[..<colon]), port: port)
     }
 
@@ -91,8 +92,10 @@ final class TLSConnection: @unchecked Sendable {
     static func errno_text() -> String { String(cString: strerror(errno)) }
 
     /// TCP connect with a deadline, then a TLS handshake; socket timeouts bound every later read/write.
-    static func open(_ endpoint: Endpoint, context: OpaquePointer, serverName: String, verifyName: Bool,
-                     pinnedSHA256: [UInt8]? = nil, trustDescription: String = "the configured CA", connectTimeoutMs: Int, ioTimeoutMs: Int) throws(ClientError) -> TLSConnection {
+    static func open(
+        _ endpoint: Endpoint, context: OpaquePointer, serverName: String, verifyName: Bool,
+        pinnedSHA256: [UInt8]? = nil, trustDescription: String = "the configured CA", connectTimeoutMs: Int, ioTimeoutMs: Int
+    ) throws(ClientError) -> TLSConnection {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -106,7 +109,8 @@ final class TLSConnection: @unchecked Sendable {
         var ai: UnsafeMutablePointer<addrinfo>? = first
         while let a = ai {
             ai = a.pointee.ai_next
-            let fd = socket(a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            let fd = socket(
+                a.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             if fd < 0 { lastError = errno_text(); continue }
             var r = connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen)
             if r != 0 && errno == EINPROGRESS {
@@ -134,16 +138,18 @@ final class TLSConnection: @unchecked Sendable {
             // The handshake gets the connect timeout (a hung server accepts TCP in the kernel but
             // never answers the ClientHello); requests then get the I/O timeout.
             setTimeouts(fd, ms: connectTimeoutMs)
-            let c = try handshake(fd: fd, endpoint: endpoint, context: context, serverName: serverName, verifyName: verifyName,
-                                  trustDescription: trustDescription)
+            let c = try handshake(
+                fd: fd, endpoint: endpoint, context: context, serverName: serverName, verifyName: verifyName,
+                trustDescription: trustDescription)
             if let pinnedSHA256 {
                 var seen = [UInt8](repeating: 0, count: 32)
                 let got = copenssl_peer_cert_sha256(c.ssl, &seen) == 1
                 guard got, seen == pinnedSHA256 else {
-                    throw .tls("\(endpoint): the server's certificate has fingerprint "
-                        + (got ? Endpoint.fingerprintText(seen) : "(none)")
-                        + ", not the pinned " + Endpoint.fingerprintText(pinnedSHA256)
-                        + " (is this the node you started? its log prints its fingerprint)")
+                    throw .tls(
+                        "\(endpoint): the server's certificate has fingerprint "
+                            + (got ? Endpoint.fingerprintText(seen) : "(none)")
+                            + ", not the pinned " + Endpoint.fingerprintText(pinnedSHA256)
+                            + " (is this the node you started? its log prints its fingerprint)")
                 }
             }
             setTimeouts(fd, ms: ioTimeoutMs)
@@ -159,8 +165,10 @@ final class TLSConnection: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    private static func handshake(fd: Int32, endpoint: Endpoint, context: OpaquePointer, serverName: String,
-                                  verifyName: Bool, trustDescription: String) throws(ClientError) -> TLSConnection {
+    private static func handshake(
+        fd: Int32, endpoint: Endpoint, context: OpaquePointer, serverName: String,
+        verifyName: Bool, trustDescription: String
+    ) throws(ClientError) -> TLSConnection {
         guard let ssl = SSL_new(context) else { close(fd); throw .tls("SSL_new failed") }
         guard let bio = copenssl_bio_new_nosignal(fd) else { SSL_free(ssl); close(fd); throw .tls("BIO allocation failed") }
         SSL_set_bio(ssl, bio, bio)
@@ -202,15 +210,19 @@ final class TLSConnection: @unchecked Sendable {
         let alert = reason.split(separator: " ").drop(while: { $0 != "alert" }).dropFirst().joined(separator: " ")
         switch alert {
         case "certificate expired":
-            return "the service refused this client's certificate: it has expired (TLS alert \"certificate expired\"); issue a new one (vssm issue-client) and point clientCert/clientKey at it"
+            return
+                "the service refused this client's certificate: it has expired (TLS alert \"certificate expired\"); issue a new one (vssm issue-client) and point clientCert/clientKey at it"
         case "unknown ca", "bad certificate", "certificate unknown", "unsupported certificate", "decrypt error":
-            return "the service refused this client's certificate (TLS alert \"\(alert)\"): it is not issued by a CA in the service's clientTrustStore (another deployment's?), or its key does not match"
+            return
+                "the service refused this client's certificate (TLS alert \"\(alert)\"): it is not issued by a CA in the service's clientTrustStore (another deployment's?), or its key does not match"
         case "certificate required":
-            return "the service requires a client certificate and got none (TLS alert \"certificate required\"): set clientCert and clientKey"
+            return
+                "the service requires a client certificate and got none (TLS alert \"certificate required\"): set clientCert and clientKey"
         case "certificate revoked":
             return "the service refused this client's certificate: it is revoked (TLS alert \"certificate revoked\")"
         case "handshake failure", "protocol version", "insufficient security":
-            return "the service and this client share no TLS version or cipher suite (TLS alert \"\(alert)\"): both need TLS 1.2 or 1.3 with ECDHE"
+            return
+                "the service and this client share no TLS version or cipher suite (TLS alert \"\(alert)\"): both need TLS 1.2 or 1.3 with ECDHE"
         default:
             return "the service ended the connection with TLS alert \"\(alert)\""
         }
@@ -220,16 +232,20 @@ final class TLSConnection: @unchecked Sendable {
     /// the names it carries), or a CA that does not verify it (naming the CA file).
     private static func serverCertificateProblem(_ ssl: OpaquePointer, verify: Int, serverName: String, trust: String) -> String {
         var buf = [CChar](repeating: 0, count: 1024)
-        let summary = copenssl_peer_summary(ssl, &buf, buf.count) == 1
+        let summary =
+            copenssl_peer_summary(ssl, &buf, buf.count) == 1
             ? String(cBuffer: buf) : "no certificate"
         let reason = String(cString: X509_verify_cert_error_string(verify))
         if summary.contains("OU=\(BootstrapPhase.organizationalUnit)") {
-            return "the node is waiting for `vssm bootstrap` (it presents its throwaway bootstrap-phase certificate, not the RPC certificate); bootstrap it, then retry"
+            return
+                "the node is waiting for `vssm bootstrap` (it presents its throwaway bootstrap-phase certificate, not the RPC certificate); bootstrap it, then retry"
         }
         if verify == Int(X509_V_ERR_HOSTNAME_MISMATCH) {
-            return "the server certificate does not carry the name \"\(serverName)\" (serverName) but \(summary); set serverName to one of its names"
+            return
+                "the server certificate does not carry the name \"\(serverName)\" (serverName) but \(summary); set serverName to one of its names"
         }
-        return "the server certificate (\(summary)) does not verify against \(trust): \(reason); is that the deployment's CA (ca.pem, the RPC certificate)?"
+        return
+            "the server certificate (\(summary)) does not verify against \(trust): \(reason); is that the deployment's CA (ca.pem, the RPC certificate)?"
     }
 
     func write(_ bytes: [UInt8]) throws(ClientError) {
@@ -298,10 +314,12 @@ public struct CertificateValidity: Sendable {
     public func warning(file: String, days: Int64 = 30) -> String? {
         if notYetValid { return "the client certificate \(file) (\(subject)) is not valid yet: check this machine's clock" }
         if secondsLeft < 0 {
-            return "the client certificate \(file) (\(subject)) expired \(-secondsLeft / 86400) day(s) ago: the service will refuse it; issue a new one (vssm issue-client) and point clientCert/clientKey at it"
+            return
+                "the client certificate \(file) (\(subject)) expired \(-secondsLeft / 86400) day(s) ago: the service will refuse it; issue a new one (vssm issue-client) and point clientCert/clientKey at it"
         }
         if secondsLeft < days * 86400 {
-            return "the client certificate \(file) (\(subject)) expires in \(secondsLeft / 86400) day(s): issue a new one before then (vssm issue-client)"
+            return
+                "the client certificate \(file) (\(subject)) expires in \(secondsLeft / 86400) day(s): issue a new one before then (vssm issue-client)"
         }
         return nil
     }

@@ -11,14 +11,18 @@ public final class VSSMAPIClient: Sendable {
     public init(http: HTTPSClient) { self.http = http }
 
     /// POSTs a message and decodes the answer. Non-200 answers become `.http(status, error text)`.
-    public func call(_ path: String, _ request: WireWriter, response schema: MessageSchema,
-                     idempotent: Bool) throws(ClientError) -> WireObject {
+    public func call(
+        _ path: String, _ request: WireWriter, response schema: MessageSchema,
+        idempotent: Bool
+    ) throws(ClientError) -> WireObject {
         try call(path, body: request.bytes, response: schema, idempotent: idempotent)
     }
 
     /// The same with a request body given as bytes (e.g. a file sent as is).
-    public func call(_ path: String, body: [UInt8], response schema: MessageSchema,
-                     idempotent: Bool) throws(ClientError) -> WireObject {
+    public func call(
+        _ path: String, body: [UInt8], response schema: MessageSchema,
+        idempotent: Bool
+    ) throws(ClientError) -> WireObject {
         let r = try http.post(path, body: body, idempotent: idempotent)
         guard r.status == 200 else { throw VSSMAPIClient.error(from: r) }
         do {
@@ -92,8 +96,10 @@ public final class VSSMAPIClient: Sendable {
     }
 
     /// The audit trail (`ext/audit`), filtered, and its chain verified when asked.
-    public func audit(password: String, principal: String = "", key: String = "", since: String = "",
-                      verify: Bool = false, limit: UInt64 = 0, head: String = "") throws(ClientError) -> WireObject {
+    public func audit(
+        password: String, principal: String = "", key: String = "", since: String = "",
+        verify: Bool = false, limit: UInt64 = 0, head: String = ""
+    ) throws(ClientError) -> WireObject {
         var w = WireWriter()
         w.string("adminPassword", password)
         w.string("principal", principal)
@@ -108,7 +114,9 @@ public final class VSSMAPIClient: Sendable {
     // MARK: - Principals (root admin)
 
     /// Registers a client certificate (DER) as a principal; returns its SHA-256 fingerprint.
-    public func addPrincipal(password: String, name: String, certificate: [UInt8], role: String, namespaces: [String], pin: String?) throws(ClientError) -> String {
+    public func addPrincipal(
+        password: String, name: String, certificate: [UInt8], role: String, namespaces: [String], pin: String?
+    ) throws(ClientError) -> String {
         var w = WireWriter()
         w.string("adminPassword", password)
         w.string("name", name)

@@ -111,7 +111,9 @@ public struct BlockCipher: Sendable {
     }
 
     /// AES-GCM seal: returns ciphertext and tag separately.
-    public func gcmSeal(nonce: [UInt8], aad: [UInt8], _ input: [UInt8], tagLength: Int = 16) throws(CryptoError) -> (ciphertext: [UInt8], tag: [UInt8]) {
+    public func gcmSeal(
+        nonce: [UInt8], aad: [UInt8], _ input: [UInt8], tagLength: Int = 16
+    ) throws(CryptoError) -> (ciphertext: [UInt8], tag: [UInt8]) {
         try gcm(encrypt: true, nonce: nonce, aad: aad, input: input, tag: [], tagLength: tagLength)
     }
 
@@ -120,7 +122,9 @@ public struct BlockCipher: Sendable {
         try gcm(encrypt: false, nonce: nonce, aad: aad, input: input, tag: tag, tagLength: tag.count).ciphertext
     }
 
-    private func gcm(encrypt: Bool, nonce: [UInt8], aad: [UInt8], input: [UInt8], tag: [UInt8], tagLength: Int) throws(CryptoError) -> (ciphertext: [UInt8], tag: [UInt8]) {
+    private func gcm(
+        encrypt: Bool, nonce: [UInt8], aad: [UInt8], input: [UInt8], tag: [UInt8], tagLength: Int
+    ) throws(CryptoError) -> (ciphertext: [UInt8], tag: [UInt8]) {
         guard kind == .aes else { throw CryptoError("cipher: NewGCM requires 128-bit block cipher") }
         guard !nonce.isEmpty, nonce.count <= 128 else { throw CryptoError("invalid GCM nonce length") }
         guard (4...16).contains(tagLength) else { throw CryptoError("invalid GCM tag length") }
@@ -128,7 +132,7 @@ public struct BlockCipher: Sendable {
         guard let ctx = EVP_CIPHER_CTX_new() else { throw CryptoError("out of memory") }
         defer { EVP_CIPHER_CTX_free(ctx) }
         guard EVP_CipherInit_ex(ctx, cipher, nil, nil, nil, encrypt ? 1 : 0) == 1,
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, Int32(nonce.count), nil) == 1
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, Int32(nonce.count), nil) == 1
         else { throw CryptoError.openssl("gcm init") }
         let ok = bytesPointer(key) { kp, _ in bytesPointer(nonce) { np, _ in EVP_CipherInit_ex(ctx, nil, nil, kp, np, -1) } }
         guard ok == 1 else { throw CryptoError.openssl("gcm key") }

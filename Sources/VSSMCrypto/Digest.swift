@@ -170,7 +170,8 @@ public enum SecureRandom {
 
 public enum KDF {
     /// scrypt (RFC 7914) as the original's `$s0$` admin password hashes use it.
-    public static func scrypt(password: [UInt8], salt: [UInt8], n: UInt64, r: UInt64, p: UInt64, length: Int) throws(CryptoError) -> [UInt8] {
+    public static func scrypt(password: [UInt8], salt: [UInt8], n: UInt64, r: UInt64, p: UInt64, length: Int) throws(CryptoError) -> [UInt8]
+    {
         var out = [UInt8](repeating: 0, count: length)
         let maxMem: UInt64 = 1 << 30
         let ok = bytesPointer(password) { pp, pn in

@@ -42,7 +42,11 @@ extension KDF {
 /// AES key wrap (RFC 3394, PKCS#11 CKM_AES_KEY_WRAP) and with padding (RFC 5649, CKM_AES_KEY_WRAP_PAD).
 public enum AESKeyWrap {
     public static func wrap(key: [UInt8], _ input: [UInt8], padded: Bool) throws(CryptoError) -> [UInt8] {
-        if !padded { guard input.count >= 16, input.count % 8 == 0 else { throw CryptoError("AES key wrap needs a multiple of 8 bytes, at least 16") } }
+        if !padded {
+            guard input.count >= 16, input.count % 8 == 0 else {
+                throw CryptoError("AES key wrap needs a multiple of 8 bytes, at least 16")
+            }
+        }
         guard !input.isEmpty else { throw CryptoError("nothing to wrap") }
         return try run(key: key, input, padded: padded, encrypt: true)
     }

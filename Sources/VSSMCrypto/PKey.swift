@@ -114,7 +114,9 @@ public class PKey: @unchecked Sendable {
     /// DSA domain parameters and public value (big-endian, no leading zeros).
     public var dsaComponents: (p: [UInt8], q: [UInt8], g: [UInt8], y: [UInt8])? {
         guard kind == .dsa else { return nil }
-        return (bnParam(OSSL_PKEY_PARAM_FFC_P), bnParam(OSSL_PKEY_PARAM_FFC_Q), bnParam(OSSL_PKEY_PARAM_FFC_G), bnParam(OSSL_PKEY_PARAM_PUB_KEY))
+        return (
+            bnParam(OSSL_PKEY_PARAM_FFC_P), bnParam(OSSL_PKEY_PARAM_FFC_Q), bnParam(OSSL_PKEY_PARAM_FFC_G), bnParam(OSSL_PKEY_PARAM_PUB_KEY)
+        )
     }
 
     /// The raw public key of an Edwards key (32 or 57 bytes).
@@ -195,16 +197,18 @@ public class PKey: @unchecked Sendable {
         case .pkcs1(let md):
             guard kind == .rsa else { throw CryptoError("key is not an RSA key") }
             guard EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1,
-                  EVP_PKEY_CTX_set_signature_md(ctx, md.md) == 1 else { throw CryptoError.openssl("rsa pkcs1 params") }
+                EVP_PKEY_CTX_set_signature_md(ctx, md.md) == 1
+            else { throw CryptoError.openssl("rsa pkcs1 params") }
         case .pkcs1Raw:
             guard kind == .rsa else { throw CryptoError("key is not an RSA key") }
             guard EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 else { throw CryptoError.openssl("rsa pkcs1 params") }
         case .pss(let md, let mgf1, let salt):
             guard kind == .rsa else { throw CryptoError("key is not an RSA key") }
             guard EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1,
-                  EVP_PKEY_CTX_set_signature_md(ctx, md.md) == 1,
-                  EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf1.md) == 1,
-                  EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, Int32(salt)) == 1 else { throw CryptoError.openssl("rsa pss params") }
+                EVP_PKEY_CTX_set_signature_md(ctx, md.md) == 1,
+                EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf1.md) == 1,
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, Int32(salt)) == 1
+            else { throw CryptoError.openssl("rsa pss params") }
         case .ecdsa:
             guard kind == .ec else { throw CryptoError("key is not an EC key") }
         case .dsa:
@@ -221,8 +225,9 @@ public class PKey: @unchecked Sendable {
             guard EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 else { throw CryptoError.openssl("rsa padding") }
         case .oaep(let md, let mgf1, let label):
             guard EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1,
-                  EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md.md) == 1,
-                  EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf1.md) == 1 else { throw CryptoError.openssl("rsa oaep params") }
+                EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md.md) == 1,
+                EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf1.md) == 1
+            else { throw CryptoError.openssl("rsa oaep params") }
             if !label.isEmpty {
                 // set0 takes ownership of an OPENSSL_malloc'd copy.
                 guard let copy = CRYPTO_malloc(label.count, nil, 0) else { throw CryptoError("out of memory") }
@@ -296,11 +301,12 @@ public final class PrivateKey: PKey, @unchecked Sendable {
     /// Parses a PEM private key (PKCS#8, traditional RSA/EC, or encrypted PKCS#8 with `passphrase`).
     public init(pem: [UInt8], passphrase: String? = nil) throws(CryptoError) {
         let key = try withBytes(pem) { (p, n) throws(CryptoError) -> OpaquePointer in
-            let k: OpaquePointer? = if let passphrase {
-                passphrase.withCString { copenssl_read_private_key_pem(p, Int32(n), $0) }
-            } else {
-                copenssl_read_private_key_pem(p, Int32(n), nil)
-            }
+            let k: OpaquePointer? =
+                if let passphrase {
+                    passphrase.withCString { copenssl_read_private_key_pem(p, Int32(n), $0) }
+                } else {
+                    copenssl_read_private_key_pem(p, Int32(n), nil)
+                }
             guard let k else { throw CryptoError.openssl("cannot read private key") }
             return k
         }
@@ -314,19 +320,23 @@ public final class PrivateKey: PKey, @unchecked Sendable {
         defer { EVP_PKEY_CTX_free(ctx) }
         var key: OpaquePointer? = nil
         guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, Int32(bits)) == 1,
-              EVP_PKEY_keygen(ctx, &key) == 1, let key else { throw CryptoError.openssl("RSA key generation") }
+            EVP_PKEY_keygen(ctx, &key) == 1, let key
+        else { throw CryptoError.openssl("RSA key generation") }
         return PrivateKey(owning: key)
     }
 
     /// DSA domain parameters of `bits` (FIPS 186-4 generation): p, q, g.
     public static func generateDSAParameters(bits: Int) throws(CryptoError) -> (p: [UInt8], q: [UInt8], g: [UInt8]) {
-        guard [1024, 2048, 3072].contains(bits), let ctx = EVP_PKEY_CTX_new_from_name(nil, "DSA", nil) else { throw CryptoError("DSA parameters are 1024, 2048 or 3072 bits") }
+        guard [1024, 2048, 3072].contains(bits), let ctx = EVP_PKEY_CTX_new_from_name(nil, "DSA", nil) else {
+            throw CryptoError("DSA parameters are 1024, 2048 or 3072 bits")
+        }
         defer { EVP_PKEY_CTX_free(ctx) }
         var params: OpaquePointer? = nil
         // FIPS 186-4 (L, N): (1024, 160), (2048, 256), (3072, 256).
         guard EVP_PKEY_paramgen_init(ctx) == 1, EVP_PKEY_CTX_set_dsa_paramgen_bits(ctx, Int32(bits)) == 1,
-              EVP_PKEY_CTX_set_dsa_paramgen_q_bits(ctx, bits == 1024 ? 160 : 256) == 1,
-              EVP_PKEY_paramgen(ctx, &params) == 1, let params else { throw CryptoError.openssl("DSA parameter generation") }
+            EVP_PKEY_CTX_set_dsa_paramgen_q_bits(ctx, bits == 1024 ? 160 : 256) == 1,
+            EVP_PKEY_paramgen(ctx, &params) == 1, let params
+        else { throw CryptoError.openssl("DSA parameter generation") }
         let k = PrivateKey(owning: params)
         return (k.bnParam(OSSL_PKEY_PARAM_FFC_P), k.bnParam(OSSL_PKEY_PARAM_FFC_Q), k.bnParam(OSSL_PKEY_PARAM_FFC_G))
     }
@@ -335,9 +345,15 @@ public final class PrivateKey: PKey, @unchecked Sendable {
     /// provider key generation from imported domain parameters fails without an error.)
     public static func generateDSA(p: [UInt8], q: [UInt8], g: [UInt8]) throws(CryptoError) -> PrivateKey {
         guard [p, q, g].allSatisfy({ !$0.isEmpty && $0.count <= 512 }) else { throw CryptoError("invalid DSA domain parameter") }
-        guard let key = p.withUnsafeBufferPointer({ pp in q.withUnsafeBufferPointer { qp in g.withUnsafeBufferPointer { gp in
-            copenssl_dsa_generate(pp.baseAddress, pp.count, qp.baseAddress, qp.count, gp.baseAddress, gp.count)
-        } } }) else { throw CryptoError.openssl("DSA key generation (domain parameters of at least 1024/160 bits)") }
+        guard
+            let key = p.withUnsafeBufferPointer({ pp in
+                q.withUnsafeBufferPointer { qp in
+                    g.withUnsafeBufferPointer { gp in
+                        copenssl_dsa_generate(pp.baseAddress, pp.count, qp.baseAddress, qp.count, gp.baseAddress, gp.count)
+                    }
+                }
+            })
+        else { throw CryptoError.openssl("DSA key generation (domain parameters of at least 1024/160 bits)") }
         return PrivateKey(owning: key)
     }
 
@@ -348,7 +364,9 @@ public final class PrivateKey: PKey, @unchecked Sendable {
         }
         defer { EVP_PKEY_CTX_free(ctx) }
         var key: OpaquePointer? = nil
-        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_keygen(ctx, &key) == 1, let key else { throw CryptoError.openssl("EdDSA key generation") }
+        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_keygen(ctx, &key) == 1, let key else {
+            throw CryptoError.openssl("EdDSA key generation")
+        }
         return PrivateKey(owning: key)
     }
 
@@ -358,7 +376,9 @@ public final class PrivateKey: PKey, @unchecked Sendable {
         defer { EVP_MD_CTX_free(ctx) }
         guard EVP_DigestSignInit(ctx, nil, nil, nil, pkey) == 1 else { throw CryptoError.openssl("eddsa init") }
         var len = 0
-        guard bytesPointer(message, { p, n in EVP_DigestSign(ctx, nil, &len, p, n) }) == 1, len > 0, len <= 128 else { throw CryptoError.openssl("eddsa size") }
+        guard bytesPointer(message, { p, n in EVP_DigestSign(ctx, nil, &len, p, n) }) == 1, len > 0, len <= 128 else {
+            throw CryptoError.openssl("eddsa size")
+        }
         var out = [UInt8](repeating: 0, count: len)
         guard bytesPointer(message, { p, n in EVP_DigestSign(ctx, &out, &len, p, n) }) == 1 else { throw CryptoError.openssl("eddsa sign") }
         return Array(out.prefix(len))
@@ -369,7 +389,8 @@ public final class PrivateKey: PKey, @unchecked Sendable {
         defer { EVP_PKEY_CTX_free(ctx) }
         var key: OpaquePointer? = nil
         guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx, curve.nid) == 1,
-              EVP_PKEY_keygen(ctx, &key) == 1, let key else { throw CryptoError.openssl("EC key generation") }
+            EVP_PKEY_keygen(ctx, &key) == 1, let key
+        else { throw CryptoError.openssl("EC key generation") }
         return PrivateKey(owning: key)
     }
 

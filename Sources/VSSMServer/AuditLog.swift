@@ -43,7 +43,9 @@ public final class AuditLog: Sendable {
         let n = strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%S%z", &tm)
         var s = String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // RFC 3339: +0000 -> Z, +0100 -> +01:00
-        if s.hasSuffix("+0000") { s = String(s.dropLast(5)) + "Z" } else if s.count > 5 {
+        if s.hasSuffix("+0000") {
+            s = String(s.dropLast(5)) + "Z"
+        } else if s.count > 5 {
             let tz = s.suffix(5)
             s = String(s.dropLast(5)) + tz.prefix(3) + ":" + tz.suffix(2)
         }
@@ -52,10 +54,13 @@ public final class AuditLog: Sendable {
 
     /// `toOutput: false` keeps a line out of standard output (the ring still has it): a request's
     /// line when the audit trail already holds its record.
-    public func log(_ level: Level, _ message: String, toOutput: Bool = true, fields: [(String, String)] = [],
-                    file: String = #fileID, line: Int = #line) {
+    public func log(
+        _ level: Level, _ message: String, toOutput: Bool = true, fields: [(String, String)] = [],
+        file: String = #fileID, line: Int = #line
+    ) {
         // `#fileID` is already `Module/File.swift`; anything longer keeps its last two parts.
-        let location = file.utf8.count(where: { $0 == UInt8(ascii: "/") }) <= 1
+        let location =
+            file.utf8.count(where: { $0 == UInt8(ascii: "/") }) <= 1
             ? file : file.split(separator: "/").suffix(2).joined(separator: "/")
         let text = "[\(AuditLog.timestamp())] \(location):\(line), \(level.rawValue): \(AuditLog.escaped(message))"
         if echo && toOutput {
@@ -80,12 +85,18 @@ public final class AuditLog: Sendable {
     /// `{"time":…,"level":"info","source":"File.swift:12","message":…, fields…}` (JSON escaping:
     /// no control character or line break survives).
     static func jsonLine(_ level: Level, _ message: String, _ location: String, _ line: Int, _ fields: [(String, String)]) -> String {
-        var members: [(String, JSONValue)] = [("time", .string(timestamp())), ("level", .string(level.rawValue.lowercased())),
-                                              ("source", .string("\(location):\(line)")), ("message", .string(message))]
+        var members: [(String, JSONValue)] = [
+            ("time", .string(timestamp())), ("level", .string(level.rawValue.lowercased())),
+            ("source", .string("\(location):\(line)")), ("message", .string(message)),
+        ]
         for (k, v) in fields {
-            if k == "status", Int(v) != nil { members.append((k, .number(v))) } else if k == "duration_ms", Double(v) != nil {
+            if k == "status", Int(v) != nil {
                 members.append((k, .number(v)))
-            } else { members.append((k, .string(v))) }
+            } else if k == "duration_ms", Double(v) != nil {
+                members.append((k, .number(v)))
+            } else {
+                members.append((k, .string(v)))
+            }
         }
         return JSONWriter.string(.object(members))
     }

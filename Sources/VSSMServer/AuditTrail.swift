@@ -77,9 +77,10 @@ final class AuditTrail: Sendable {
     static func readAnchor(_ path: String, key: HMACKey) -> Result<Anchor, ServiceError>? {
         guard access(path, F_OK) == 0 else { return nil }
         guard let bytes = try? FileUtil.readFile(path, limit: 4096), let v = try? JSONParser.parse(bytes),
-              case .number(let f)? = v["first"], let first = UInt64(f), case .number(let s)? = v["seq"], let seq = UInt64(s),
-              case .string(let mac)? = v["mac"], case .string(let check)? = v["check"],
-              Hex.encode(key.mac(Array("anchor \(first) \(seq) \(mac)".utf8))) == check else {
+            case .number(let f)? = v["first"], let first = UInt64(f), case .number(let s)? = v["seq"], let seq = UInt64(s),
+            case .string(let mac)? = v["mac"], case .string(let check)? = v["check"],
+            Hex.encode(key.mac(Array("anchor \(first) \(seq) \(mac)".utf8))) == check
+        else {
             return .failure(ServiceError(500, "the audit anchor \(path) was changed or is damaged"))
         }
         return .success(Anchor(first: first, seq: seq, mac: mac))
@@ -126,7 +127,8 @@ final class AuditTrail: Sendable {
             if a.seq > last.seq {
                 // Records were cut off (or the file emptied) while the node was stopped: the chain
                 // goes on from the anchor, so the gap stays a break that verification reports.
-                problem = "the audit trail ends at seq \(last.seq) but its anchor says seq \(a.seq) was written: records \(last.seq + 1) to \(a.seq) were removed while the node was stopped"
+                problem =
+                    "the audit trail ends at seq \(last.seq) but its anchor says seq \(a.seq) was written: records \(last.seq + 1) to \(a.seq) were removed while the node was stopped"
                 (last.seq, last.mac) = (a.seq, a.mac)
             } else if a.seq == last.seq && a.mac != last.mac {
                 problem = "the newest audit record (seq \(a.seq)) is not the one the anchor names: it was replaced"
@@ -138,7 +140,9 @@ final class AuditTrail: Sendable {
         case .failure(let e)?:
             problem = e.message
         case nil:
-            if last.seq > 0 { problem = "the audit anchor \(anchorPath) is missing (deleted?); a new one is written from the trail as it is" }
+            if last.seq > 0 {
+                problem = "the audit anchor \(anchorPath) is missing (deleted?); a new one is written from the trail as it is"
+            }
         }
         startupProblem = problem
         let anchorFD = open(anchorPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
@@ -146,7 +150,11 @@ final class AuditTrail: Sendable {
         if problem == nil || last.seq == 0 { tail.withLock { t in writeAnchor(t) } }
     }
 
-    deinit { tail.withLock { close($0.fd); if $0.anchorFD >= 0 { close($0.anchorFD) } } }
+    deinit {
+        tail.withLock {
+            close($0.fd); if $0.anchorFD >= 0 { close($0.anchorFD) }
+        }
+    }
 
     private func writeAnchor(_ t: Tail) {
         guard t.anchorFD >= 0 else { return }
@@ -179,7 +187,8 @@ final class AuditTrail: Sendable {
             while start > 0 && bytes[start - 1] != 10 { start -= 1 }
             let line = Array(bytes[start..<end]).filter { $0 != 10 }
             if let v = try? JSONParser.parse(line), case .string(let mac)? = v["mac"],
-               case .number(let s)? = v["seq"], let seq = UInt64(s) {
+                case .number(let s)? = v["seq"], let seq = UInt64(s)
+            {
                 return (seq, mac, size, cutShort)
             }
             end = start
@@ -193,8 +202,10 @@ final class AuditTrail: Sendable {
         var line: [UInt8] = []
         line.reserveCapacity(256 + r.principal.utf8.count + r.key.utf8.count)
         line += Array("{\"seq\":\(seq),\"status\":\(r.status)".utf8)
-        for (name, value) in [("time", r.time), ("principal", r.principal), ("fingerprint", r.fingerprint), ("route", r.route),
-                              ("key", r.key), ("mechanism", r.mechanism), ("namespace", r.namespace), ("request", r.requestID), ("prev", prev)] where !value.isEmpty {
+        for (name, value) in [
+            ("time", r.time), ("principal", r.principal), ("fingerprint", r.fingerprint), ("route", r.route),
+            ("key", r.key), ("mechanism", r.mechanism), ("namespace", r.namespace), ("request", r.requestID), ("prev", prev),
+        ] where !value.isEmpty {
             line.append(UInt8(ascii: ","))
             JSONWriter.writeString(name, into: &line)
             line.append(UInt8(ascii: ":"))
@@ -283,7 +294,9 @@ final class AuditTrail: Sendable {
     /// The files of the trail, oldest first.
     var files: [String] {
         var out: [String] = []
-        for i in stride(from: AuditTrail.keptFiles, through: 1, by: -1) where access(path + ".\(i)", F_OK) == 0 { out.append(path + ".\(i)") }
+        for i in stride(from: AuditTrail.keptFiles, through: 1, by: -1) where access(path + ".\(i)", F_OK) == 0 {
+            out.append(path + ".\(i)")
+        }
         if access(path, F_OK) == 0 { out.append(path) }
         return out
     }
@@ -311,8 +324,9 @@ final class AuditTrail: Sendable {
                 let line = Array(raw)
                 let at = "\(file.split(separator: "/").last.map(String.init) ?? file) line \(lineNumber)"
                 guard let value = try? JSONParser.parse(line), case .string(let mac)? = value["mac"],
-                      case .number(let s)? = value["seq"], let seq = UInt64(s),
-                      let cut = AuditTrail.withoutMac(line) else {
+                    case .number(let s)? = value["seq"], let seq = UInt64(s),
+                    let cut = AuditTrail.withoutMac(line)
+                else {
                     v.problem = v.problem ?? "\(at): not an audit record"
                     continue
                 }
@@ -346,11 +360,13 @@ final class AuditTrail: Sendable {
         // The newest records cut off: this process knows what it wrote last.
         let written = tail.withLock { ($0.seq, $0.mac) }
         if v.problem == nil, written.0 > 0, prevMac != written.1 {
-            v.problem = "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), the node wrote up to seq \(written.0)"
+            v.problem =
+                "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), the node wrote up to seq \(written.0)"
         }
         if let e = expect, !expectedSeen, v.problem == nil {
             if e.seq > (prevSeq ?? 0) {
-                v.problem = "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), but seq \(e.seq) was seen outside the trail (syslog or etcd)"
+                v.problem =
+                    "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), but seq \(e.seq) was seen outside the trail (syslog or etcd)"
             } else if let first = v.firstSeq, e.seq >= first || e.seq == 0 {
                 v.problem = "seq \(e.seq), seen outside the trail, is not in it"
             }
@@ -360,9 +376,11 @@ final class AuditTrail: Sendable {
             switch AuditTrail.readAnchor(anchorPath, key: key) {
             case .success(let a)?:
                 if let first = v.firstSeq, first > a.first {
-                    v.problem = "records are missing at the start: the oldest in the files is seq \(first), the anchor says the trail starts at seq \(a.first)"
+                    v.problem =
+                        "records are missing at the start: the oldest in the files is seq \(first), the anchor says the trail starts at seq \(a.first)"
                 } else if (prevSeq ?? 0) < a.seq {
-                    v.problem = "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), the anchor says seq \(a.seq) was written"
+                    v.problem =
+                        "records are missing at the end: the newest in the files is seq \(prevSeq ?? 0), the anchor says seq \(a.seq) was written"
                 } else if prevSeq == a.seq && prevMac != a.mac {
                     v.problem = "the newest record (seq \(a.seq)) is not the one the anchor names: it was replaced"
                 }
@@ -390,7 +408,8 @@ extension AuditTrail {
     /// syslog (a collector elsewhere, ideally) a witness of the trail's head: `vssm admin logs
     /// --verify --head SEQ:MAC` with the newest such line finds a trail cut or replaced since.
     static func syslog(_ r: Record, seq: UInt64, mac: String) {
-        let line = "AUDIT seq=\(seq) mac=\(mac) principal=\"\(r.principal)\" fingerprint=\(r.fingerprint) route=\(r.route) key=\"\(r.key)\" mechanism=\"\(r.mechanism)\" namespace=\"\(r.namespace)\" status=\(r.status) request=\(r.requestID)"
+        let line =
+            "AUDIT seq=\(seq) mac=\(mac) principal=\"\(r.principal)\" fingerprint=\(r.fingerprint) route=\(r.route) key=\"\(r.key)\" mechanism=\"\(r.mechanism)\" namespace=\"\(r.namespace)\" status=\(r.status) request=\(r.requestID)"
         line.withCString { text in
             withVaList([text]) { vsyslog(LOG_AUTHPRIV | LOG_INFO, "%s", $0) }
         }

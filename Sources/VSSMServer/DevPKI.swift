@@ -65,7 +65,9 @@ public struct DevPKI: Sendable {
         return try issueClient(name: name, caCertificate: ca, caKey: caKey, now: Date())
     }
 
-    static func issueClient(name: String, caCertificate ca: Certificate, caKey: P256.Signing.PrivateKey, now: Date) throws -> (der: [UInt8], keyPEM: String) {
+    static func issueClient(
+        name: String, caCertificate ca: Certificate, caKey: P256.Signing.PrivateKey, now: Date
+    ) throws -> (der: [UInt8], keyPEM: String) {
         let key = P256.Signing.PrivateKey()
         let subject = try DistinguishedName { CommonName(name) }
         let cert = try Certificate(

@@ -26,7 +26,6 @@ final class EphemeralStore: Sendable {
     /// can fill the node's `maxKeys` for the others.
     static let maxKeysPerClient = 1_000
 
-
     /// The owner of a session-object name, or nil when the name is not one.
     static func owner(of name: String) -> String? {
         guard name.startsWithByte("~"), let owner = name.splitAtFirstSlash(droppingFirst: 1)?.before else { return nil }
@@ -64,10 +63,11 @@ final class EphemeralStore: Sendable {
     }
 
     func insert(_ entry: NewEntry, type: KeyType, client: String = "-") throws(ServiceError) {
-        let name = switch entry {
-        case .secret(let e): e.name
-        case .asymmetric(let e): e.name
-        }
+        let name =
+            switch entry {
+            case .secret(let e): e.name
+            case .asymmetric(let e): e.name
+            }
         guard let owner = EphemeralStore.owner(of: name) else { throw .badRequest("not a session key name") }
         let (total, mine) = owners.withLock { s in
             s.all.values.reduce((0, 0)) { ($0.0 + $1.keys.keyCount, $0.1 + ($1.client == client ? $1.keys.keyCount : 0)) }

@@ -76,9 +76,11 @@ final class EtcdStore: Sendable {
     /// Called with each answer's `Date` (seconds) and this node's clock when asking and when answered (ms).
     private let onClock: (@Sendable (_ dateSeconds: Int64, _ sentMs: Int64, _ receivedMs: Int64) -> Void)?
 
-    init(settings: EtcdSettings, rpcKey: PrivateKey, stateDirectory: String? = nil,
-         onClock: (@Sendable (Int64, Int64, Int64) -> Void)? = nil,
-         onStale: (@Sendable (String) -> Void)? = nil) throws(ServiceError) {
+    init(
+        settings: EtcdSettings, rpcKey: PrivateKey, stateDirectory: String? = nil,
+        onClock: (@Sendable (Int64, Int64, Int64) -> Void)? = nil,
+        onStale: (@Sendable (String) -> Void)? = nil
+    ) throws(ServiceError) {
         self.onStale = onStale
         self.onClock = onClock
         self.settings = settings
@@ -111,10 +113,14 @@ final class EtcdStore: Sendable {
     /// a node with no history accepts what it reads first).
     private func loadFreshness() throws(ServiceError) {
         guard let path = freshnessFile, let sealed = try FileUtil.readIfPresent(path) else { return }
-        guard sealed.count >= 28, let plain = try? BlockCipher(kind: .aes, key: freshnessKey).gcmOpen(
-            nonce: Array(sealed.prefix(12)), aad: Array("etcd freshness".utf8), Array(sealed.dropFirst(12).dropLast(16)),
-            tag: Array(sealed.suffix(16))), let doc = try? JSONParser.parse(plain) else {
-            throw .internalError("\(path) does not unseal under this RPC key (damaged, or another deployment's): move it aside to start this node without its freshness history")
+        guard sealed.count >= 28,
+            let plain = try? BlockCipher(kind: .aes, key: freshnessKey).gcmOpen(
+                nonce: Array(sealed.prefix(12)), aad: Array("etcd freshness".utf8), Array(sealed.dropFirst(12).dropLast(16)),
+                tag: Array(sealed.suffix(16))), let doc = try? JSONParser.parse(plain)
+        else {
+            throw .internalError(
+                "\(path) does not unseal under this RPC key (damaged, or another deployment's): move it aside to start this node without its freshness history"
+            )
         }
         var f = Freshness()
         if case .object(let members)? = doc["floors"] {
@@ -146,8 +152,9 @@ final class EtcdStore: Sendable {
         w.strings("deleted", f.deleted.sorted())
         let nonce = SecureRandom.bytes(12)
         do {
-            let (ct, tag) = try BlockCipher(kind: .aes, key: freshnessKey).gcmSeal(nonce: nonce, aad: Array("etcd freshness".utf8),
-                                                                                  JSONWriter.serialize(w.value))
+            let (ct, tag) = try BlockCipher(kind: .aes, key: freshnessKey).gcmSeal(
+                nonce: nonce, aad: Array("etcd freshness".utf8),
+                JSONWriter.serialize(w.value))
             try FileUtil.writeAtomically(path: path, bytes: nonce + ct + tag, mode: 0o600)
         } catch let e as ServiceError { throw e } catch { throw .internalError("cannot seal \(path): \(error)") }
     }
@@ -167,7 +174,9 @@ final class EtcdStore: Sendable {
         if seq > floor { return true }
         if seq == floor && !deleted { return true }
         let why = seq == floor ? "a record this node saw deleted came back" : "it is older than the last one this node saw"
-        onStale?("etcd record \(AuditNames.clean(name)) has sequence \(seq), this node has seen \(floor): refused (\(why)); keeping this node's version and writing it back")
+        onStale?(
+            "etcd record \(AuditNames.clean(name)) has sequence \(seq), this node has seen \(floor): refused (\(why)); keeping this node's version and writing it back"
+        )
         needsHeal.store(true, ordering: .relaxed)
         return false
     }
@@ -189,7 +198,6 @@ final class EtcdStore: Sendable {
         }
     }
 
-
     // MARK: - Records
 
     var prefixBytes: [UInt8] { Array(settings.prefix.utf8) }
@@ -209,7 +217,9 @@ final class EtcdStore: Sendable {
         for o in s.objects.values { out["o/" + o.uid] = one { $0.objects[o.uid] = o } }
         for (id, at) in s.tombstones { out["t/" + id] = one { $0.tombstones[id] = at } }
         if !s.principals.isEmpty || s.principalsVersion != 0 {
-            out["p"] = one { $0.principals = s.principals; $0.nodes = s.nodes; $0.principalsVersion = s.principalsVersion }
+            out["p"] = one {
+                $0.principals = s.principals; $0.nodes = s.nodes; $0.principalsVersion = s.principalsVersion
+            }
         }
         return out
     }
@@ -220,10 +230,13 @@ final class EtcdStore: Sendable {
     func seal(_ plain: [UInt8], name: String, seq: Int64) throws(ServiceError) -> [UInt8] {
         let nonce = SecureRandom.bytes(12)
         var body: [UInt8] = []
-        for shift in stride(from: 56, through: 0, by: -8) { body.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: seq) >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            body.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: seq) >> UInt64(shift)))
+        }
         body += plain
         do {
-            let (ct, tag) = try BlockCipher(kind: .aes, key: sealKey).gcmSeal(nonce: nonce, aad: prefixBytes + Array(name.utf8) + [0] + Array("v2".utf8), body)
+            let (ct, tag) = try BlockCipher(kind: .aes, key: sealKey).gcmSeal(
+                nonce: nonce, aad: prefixBytes + Array(name.utf8) + [0] + Array("v2".utf8), body)
             return nonce + ct + tag
         } catch { throw .internalError("cannot seal a record: \(error.message)") }
     }
@@ -233,7 +246,9 @@ final class EtcdStore: Sendable {
         guard sealed.count >= 28 else { return nil }
         let aes = try? BlockCipher(kind: .aes, key: sealKey)
         let nonce = Array(sealed.prefix(12)), ct = Array(sealed.dropFirst(12).dropLast(16)), tag = Array(sealed.suffix(16))
-        if let body = try? aes?.gcmOpen(nonce: nonce, aad: prefixBytes + Array(name.utf8) + [0] + Array("v2".utf8), ct, tag: tag), body.count >= 8 {
+        if let body = try? aes?.gcmOpen(nonce: nonce, aad: prefixBytes + Array(name.utf8) + [0] + Array("v2".utf8), ct, tag: tag),
+            body.count >= 8
+        {
             let seq = body.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             return (Array(body.dropFirst(8)), Int64(bitPattern: seq))
         }
@@ -248,8 +263,11 @@ final class EtcdStore: Sendable {
         let sent = KeyServiceNode.nowMillis()
         do { r = try http.post(path, body: JSONWriter.serialize(body), idempotent: idempotent) } catch {
             // A change etcd received but did not answer may still be applied when it recovers.
-            throw .unavailable(idempotent ? "The key store (etcd) cannot be reached: \(error)"
-                : "The key store (etcd) did not confirm the change (\(error)); it was not applied here, but etcd may still apply it when it recovers: list the keys before trying again.")
+            throw .unavailable(
+                idempotent
+                    ? "The key store (etcd) cannot be reached: \(error)"
+                    : "The key store (etcd) did not confirm the change (\(error)); it was not applied here, but etcd may still apply it when it recovers: list the keys before trying again."
+            )
         }
         if let date = r.serverDate { onClock?(date, sent, KeyServiceNode.nowMillis()) }
         guard r.status == 200 else {
@@ -273,8 +291,12 @@ final class EtcdStore: Sendable {
 
     /// The store's current revision (one small request).
     func currentRevision() throws(ServiceError) -> Int64 {
-        let r = try call("/v3/kv/range", .object([("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
-                                                  ("count_only", .bool(true))]), idempotent: true)
+        let r = try call(
+            "/v3/kv/range",
+            .object([
+                ("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
+                ("count_only", .bool(true)),
+            ]), idempotent: true)
         return EtcdStore.int64(r["header"]?["revision"])
     }
 
@@ -323,12 +345,18 @@ final class EtcdStore: Sendable {
     /// of the records changed since, read at that same revision. nil: nothing changed.
     func refresh(_ state: KeyState, audit: AuditLog) throws(ServiceError) -> KeyState? {
         let last = viewRevision
-        let names = try call("/v3/kv/range", .object([("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
-                                                      ("keys_only", .bool(true))]), idempotent: true)
+        let names = try call(
+            "/v3/kv/range",
+            .object([
+                ("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
+                ("keys_only", .bool(true)),
+            ]), idempotent: true)
         let revision = EtcdStore.int64(names["header"]?["revision"])
         guard revision != last else { return nil }
         func recordName(_ kv: JSONValue) -> String? {
-            guard case .string(let k64)? = kv["key"], let keyBytes = try? Base64.decode(k64), keyBytes.starts(with: prefixBytes) else { return nil }
+            guard case .string(let k64)? = kv["key"], let keyBytes = try? Base64.decode(k64), keyBytes.starts(with: prefixBytes) else {
+                return nil
+            }
             return String(decoding: keyBytes.dropFirst(prefixBytes.count), as: UTF8.self)
         }
         var present: [String: Int64] = [:]
@@ -352,16 +380,19 @@ final class EtcdStore: Sendable {
         }
 
         if present.contains(where: { $0.value > last }) {
-            let changed = try call("/v3/kv/range", .object([
-                ("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
-                ("min_mod_revision", .string(String(last + 1))), ("revision", .string(String(revision))),
-            ]), idempotent: true)
+            let changed = try call(
+                "/v3/kv/range",
+                .object([
+                    ("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
+                    ("min_mod_revision", .string(String(last + 1))), ("revision", .string(String(revision))),
+                ]), idempotent: true)
             if case .array(let kvs)? = changed["kvs"] {
                 for kv in kvs {
                     guard let name = recordName(kv), !name.hasPrefix(EtcdStore.auditHeadPrefix) else { continue }
                     let value: [UInt8] = if case .string(let s)? = kv["value"] { (try? Base64.decode(s)) ?? [] } else { [] }
                     let modRevision = EtcdStore.int64(kv["mod_revision"])
-                    guard let (plain, seq) = unseal(value, name: name), let decoded = try? StateCodec.decode(plain, allowExtensions: true) else {
+                    guard let (plain, seq) = unseal(value, name: name), let decoded = try? StateCodec.decode(plain, allowExtensions: true)
+                    else {
                         EtcdStore.remove(record: name, from: &next)
                         v.records.removeValue(forKey: name)
                         audit.error("etcd record \(AuditNames.clean(name)) does not unseal under this RPC key; skipped.")
@@ -378,7 +409,11 @@ final class EtcdStore: Sendable {
                     EtcdStore.add(decoded.state, record: name, to: &next)
                     v.records[name] = (plain, modRevision, seq)
                     raise(name, to: seq)
-                    if name == "p" { freshness.withLock { $0.principalTable = plain; $0.dirty = true } }
+                    if name == "p" {
+                        freshness.withLock {
+                            $0.principalTable = plain; $0.dirty = true
+                        }
+                    }
                     if seq == 0 { needsHeal.store(true, ordering: .relaxed) }  // written without a sequence: rewrite it
                 }
             }
@@ -386,9 +421,11 @@ final class EtcdStore: Sendable {
         // No principal table accepted from etcd (missing, or older than seen) but this node has seen
         // one, and its state holds an older one or none (a restart): the last one it saw (fail closed).
         if v.records["p"].map({ $0.plain.isEmpty }) ?? true, let table = freshness.withLock({ $0.principalTable }),
-           let decoded = try? StateCodec.decode(table, allowExtensions: true),
-           next.principals.isEmpty || next.principalsVersion < decoded.state.principalsVersion {
-            onStale?("the principal table in etcd is missing or older than this node has seen: using the last one it saw and writing it back")
+            let decoded = try? StateCodec.decode(table, allowExtensions: true),
+            next.principals.isEmpty || next.principalsVersion < decoded.state.principalsVersion
+        {
+            onStale?(
+                "the principal table in etcd is missing or older than this node has seen: using the last one it saw and writing it back")
             EtcdStore.add(decoded.state, record: "p", to: &next)
             v.records["p"] = (plain: [], modRevision: v.records["p"]?.modRevision ?? 0, seq: freshness.withLock { $0.floors["p"] } ?? 0)
             needsHeal.store(true, ordering: .relaxed)
@@ -410,8 +447,12 @@ final class EtcdStore: Sendable {
     func putAuditHead(id: String, seq: UInt64, mac: String) throws(ServiceError) {
         let name = EtcdStore.auditHeadPrefix + id
         let sealed = try seal(Array(mac.utf8), name: name, seq: Int64(clamping: seq))
-        _ = try call("/v3/kv/put", .object([("key", .string(Base64.encode(prefixBytes + Array(name.utf8)))),
-                                            ("value", .string(Base64.encode(sealed)))]), idempotent: true)
+        _ = try call(
+            "/v3/kv/put",
+            .object([
+                ("key", .string(Base64.encode(prefixBytes + Array(name.utf8)))),
+                ("value", .string(Base64.encode(sealed))),
+            ]), idempotent: true)
         raise(name, to: Int64(clamping: seq))
         saveFreshnessReporting()
     }
@@ -423,7 +464,8 @@ final class EtcdStore: Sendable {
         let r = try call("/v3/kv/range", .object([("key", .string(Base64.encode(prefixBytes + Array(name.utf8))))]), idempotent: true)
         let floor = freshness.withLock { $0.floors[name] } ?? 0
         if case .array(let kvs)? = r["kvs"], let kv = kvs.first, case .string(let s)? = kv["value"],
-           let value = try? Base64.decode(s), let (plain, seq) = unseal(value, name: name), seq >= floor {
+            let value = try? Base64.decode(s), let (plain, seq) = unseal(value, name: name), seq >= floor
+        {
             return (UInt64(clamping: seq), String(decoding: plain, as: UTF8.self))
         }
         return floor > 0 ? (UInt64(clamping: floor), nil) : nil
@@ -459,11 +501,17 @@ final class EtcdStore: Sendable {
             for op in chunk {
                 let key = Base64.encode(prefixBytes + Array(op.name.utf8))
                 if op.modRevision == 0 {
-                    compare.append(.object([("key", .string(key)), ("result", .string("EQUAL")), ("target", .string("CREATE")),
-                                            ("create_revision", .string("0"))]))
+                    compare.append(
+                        .object([
+                            ("key", .string(key)), ("result", .string("EQUAL")), ("target", .string("CREATE")),
+                            ("create_revision", .string("0")),
+                        ]))
                 } else {
-                    compare.append(.object([("key", .string(key)), ("result", .string("EQUAL")), ("target", .string("MOD")),
-                                            ("mod_revision", .string(String(op.modRevision)))]))
+                    compare.append(
+                        .object([
+                            ("key", .string(key)), ("result", .string("EQUAL")), ("target", .string("MOD")),
+                            ("mod_revision", .string(String(op.modRevision))),
+                        ]))
                 }
                 if let plain = op.plain {
                     let value = Base64.encode(try seal(plain, name: op.name, seq: op.seq))
@@ -478,12 +526,20 @@ final class EtcdStore: Sendable {
             for op in chunk {
                 if op.plain == nil { buried(op.name); continue }
                 raise(op.name, to: op.seq)
-                if op.name == "p", let plain = op.plain { freshness.withLock { $0.principalTable = plain; $0.dirty = true } }
+                if op.name == "p", let plain = op.plain {
+                    freshness.withLock {
+                        $0.principalTable = plain; $0.dirty = true
+                    }
+                }
             }
             saveFreshnessReporting()
             view.withLock { v in
                 for op in chunk {
-                    if let plain = op.plain { v.records[op.name] = (plain, revision, op.seq) } else { v.records.removeValue(forKey: op.name) }
+                    if let plain = op.plain {
+                        v.records[op.name] = (plain, revision, op.seq)
+                    } else {
+                        v.records.removeValue(forKey: op.name)
+                    }
                 }
                 // Only this node's writes happened between: the view is current at `revision`
                 // when it was current before (otherwise the next poll reloads).

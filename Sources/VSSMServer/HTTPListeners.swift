@@ -59,7 +59,8 @@ public final class HTTPListeners: Sendable {
     }
 
     /// TLS 1.2 suites with forward secrecy (ECDHE) and AEAD only; TLS 1.3 suites all have both.
-    static let cipherSuites = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    static let cipherSuites =
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
         + "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
     static func hardened(_ cfg: TLSConfiguration) -> TLSConfiguration {
@@ -87,12 +88,15 @@ public final class HTTPListeners: Sendable {
         let headroom = min(256, usable / 4)
         let scale = usable - headroom < wanted ? Double(max(usable - headroom, all.count)) / Double(wanted) : 1
         if scale < 1 {
-            node.audit.error("The open-file limit (\(usable)) is below the connection limits (\(wanted)) plus headroom; connection caps scaled by \((scale * 100).rounded() / 100).")
+            node.audit.error(
+                "The open-file limit (\(usable)) is below the connection limits (\(wanted)) plus headroom; connection caps scaled by \((scale * 100).rounded() / 100)."
+            )
         }
         var t: [RequestContext.Listener: ConnectionTracker] = [:]
         for l in all {
-            t[l] = ConnectionTracker(limit: Int(Double(limits.maxConnections(l)) * scale),
-                                     gauge: node.metrics.gauge("vssm_open_connections", [("listener", l.rawValue)]))
+            t[l] = ConnectionTracker(
+                limit: Int(Double(limits.maxConnections(l)) * scale),
+                gauge: node.metrics.gauge("vssm_open_connections", [("listener", l.rawValue)]))
         }
         trackers = t
         let identity = try DevPKI.bootstrapIdentity()
@@ -112,7 +116,8 @@ public final class HTTPListeners: Sendable {
         defer { zeroize(&der) }
         let rpcCert = try NIOSSLCertificate(bytes: node.config.rpcCertificate, format: .der)
         let rpcKey = try NIOSSLPrivateKey(bytes: der, format: .der)
-        var api = HTTPListeners.hardened(TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(rpcCert)], privateKey: .privateKey(rpcKey)))
+        var api = HTTPListeners.hardened(
+            TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(rpcCert)], privateKey: .privateKey(rpcKey)))
         // A verified client certificate is required (BoringSSL: SSL_VERIFY_FAIL_IF_NO_PEER_CERT).
         api.certificateVerification = .noHostnameVerification
         api.trustRoots = .certificates(try node.config.clientTrustStore.map { try NIOSSLCertificate(bytes: $0, format: .der) })
@@ -120,8 +125,9 @@ public final class HTTPListeners: Sendable {
         internalCfg.trustRoots = .certificates([rpcCert])
         var slave = api
         slave.certificateVerification = .none
-        let t = TLSContexts(api: try NIOSSLContext(configuration: api), internal: try NIOSSLContext(configuration: internalCfg),
-                            slave: try NIOSSLContext(configuration: slave))
+        let t = TLSContexts(
+            api: try NIOSSLContext(configuration: api), internal: try NIOSSLContext(configuration: internalCfg),
+            slave: try NIOSSLContext(configuration: slave))
         tls.withLock { $0 = t }
         return t
     }
@@ -131,8 +137,12 @@ public final class HTTPListeners: Sendable {
     public func start() throws -> [RequestContext.Listener: Int] {
         let l = node.config.listen
         var ports: [RequestContext.Listener: Int] = [:]
-        for (listener, address) in [(RequestContext.Listener.api, l.api), (.health, l.health), (.internal, l.internal), (.bootstrapSlave, l.bootstrapSlave)] {
-            guard let ep = Endpoint(address) else { throw ServiceError.badRequest("invalid listen address for \(listener.rawValue): \(address)") }
+        for (listener, address) in [
+            (RequestContext.Listener.api, l.api), (.health, l.health), (.internal, l.internal), (.bootstrapSlave, l.bootstrapSlave),
+        ] {
+            guard let ep = Endpoint(address) else {
+                throw ServiceError.badRequest("invalid listen address for \(listener.rawValue): \(address)")
+            }
             let channel: Channel
             do { channel = try bind(listener, ep) } catch {
                 throw ServiceError.internalError(HTTPListeners.bindProblem(listener, address, error))
@@ -145,13 +155,20 @@ public final class HTTPListeners: Sendable {
 
     /// "cannot listen on ADDRESS (api listener): address already in use: ..." with what to change.
     static func bindProblem(_ listener: RequestContext.Listener, _ address: String, _ error: Error) -> String {
-        let option = ["api": "api", "health": "health", "internal": "internal", "bootstrapSlave": "bootstrap-slave"][listener.rawValue] ?? listener.rawValue
+        let option =
+            ["api": "api", "health": "health", "internal": "internal", "bootstrapSlave": "bootstrap-slave"][listener.rawValue]
+            ?? listener.rawValue
         let fix = "change listen.\(listener.rawValue) in the configuration or pass --\(option) HOST:PORT"
         if let e = error as? IOError {
             switch e.errnoCode {
-            case EADDRINUSE: return "cannot listen on \(address) (\(listener.rawValue) listener): the address is in use (another vssm, or another program, has this port); \(fix)"
-            case EACCES: return "cannot listen on \(address) (\(listener.rawValue) listener): permission denied (ports below 1024 need CAP_NET_BIND_SERVICE); \(fix)"
-            case EADDRNOTAVAIL: return "cannot listen on \(address) (\(listener.rawValue) listener): no interface of this machine has that address; \(fix)"
+            case EADDRINUSE:
+                return
+                    "cannot listen on \(address) (\(listener.rawValue) listener): the address is in use (another vssm, or another program, has this port); \(fix)"
+            case EACCES:
+                return
+                    "cannot listen on \(address) (\(listener.rawValue) listener): permission denied (ports below 1024 need CAP_NET_BIND_SERVICE); \(fix)"
+            case EADDRNOTAVAIL:
+                return "cannot listen on \(address) (\(listener.rawValue) listener): no interface of this machine has that address; \(fix)"
             default: return "cannot listen on \(address) (\(listener.rawValue) listener): \(String(cString: strerror(e.errnoCode))); \(fix)"
             }
         }
@@ -203,8 +220,10 @@ public final class HTTPListeners: Sendable {
                         try ops.addHandler(NIOSSLServerHandler(context: ssl))
                     }
                     try ops.configureHTTPServerPipeline(withErrorHandling: true)
-                    try ops.addHandler(RequestHandler(listeners: self, listener: listener, limits: limits,
-                                                      verifiedTLS: verifying, tracker: tracker))
+                    try ops.addHandler(
+                        RequestHandler(
+                            listeners: self, listener: listener, limits: limits,
+                            verifiedTLS: verifying, tracker: tracker))
                 }
             }
             .bind(host: ep.host, port: ep.port).wait()
@@ -223,8 +242,10 @@ public final class HTTPListeners: Sendable {
 
     /// A refused handshake: counted by reason, and logged at most once per listener every 10 s.
     func handshakeFailed(_ listener: RequestContext.Listener, peer: String, _ failure: (label: String, text: String)) {
-        node.metrics.counter("vssm_tls_handshake_failures_total", [("listener", listener.rawValue), ("reason", failure.label)],
-                             help: "TLS handshakes that failed, by listener and reason").increment()
+        node.metrics.counter(
+            "vssm_tls_handshake_failures_total", [("listener", listener.rawValue), ("reason", failure.label)],
+            help: "TLS handshakes that failed, by listener and reason"
+        ).increment()
         handshakeLogs[listener]?.maybe { more in
             node.audit.error("\(listener.rawValue) listener: TLS handshake with \(peer) refused: \(failure.text)\(more)")
         }
@@ -299,7 +320,9 @@ final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         limiter.maybe { more in
-            log.error("\(listener.rawValue) listener \(address): a connection was closed while it was set up: \(AcceptErrorLogger.describe(error))\(more)")
+            log.error(
+                "\(listener.rawValue) listener \(address): a connection was closed while it was set up: \(AcceptErrorLogger.describe(error))\(more)"
+            )
         }
         context.fireErrorCaught(error)
     }
@@ -336,8 +359,10 @@ final class RequestRates: Sendable {
     /// nil: take one and go on; else the refusal. `burst`: the bucket's size (default: a second's worth).
     /// `jitterMs` is added to a held refusal: a client's connections, refused together, do not
     /// come back together (their refusals would otherwise land in one burst every second).
-    func take(_ client: String, perSecond: Int, burst: Int? = nil, nowMs: Int64 = Monotonic.ms(),
-              jitterMs: Int64 = Int64.random(in: 0..<250)) -> Refusal? {
+    func take(
+        _ client: String, perSecond: Int, burst: Int? = nil, nowMs: Int64 = Monotonic.ms(),
+        jitterMs: Int64 = Int64.random(in: 0..<250)
+    ) -> Refusal? {
         let now = nowMs
         let rate = Double(perSecond)
         let size = Double(burst ?? perSecond)
@@ -419,12 +444,16 @@ enum HandshakeFailure {
     static func classify(_ error: Error) -> (label: String, text: String)? {
         guard let e = error as? NIOSSLError, case .handshakeFailed = e else { return nil }
         let raw = String(describing: e)
-        let code = raw.firstRange(of: "OPENSSL_internal:").map { r in
-            String(raw[r.upperBound...].prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" }))
-        } ?? "UNKNOWN"
+        let code =
+            raw.firstRange(of: "OPENSSL_internal:").map { r in
+                String(raw[r.upperBound...].prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" }))
+            } ?? "UNKNOWN"
         switch code {
         case "CERTIFICATE_VERIFY_FAILED":
-            return ("client_certificate_rejected", "the client's certificate did not verify against clientTrustStore (expired, not yet valid, or issued by another CA)")
+            return (
+                "client_certificate_rejected",
+                "the client's certificate did not verify against clientTrustStore (expired, not yet valid, or issued by another CA)"
+            )
         case "PEER_DID_NOT_RETURN_A_CERTIFICATE":
             return ("no_client_certificate", "the client sent no certificate (mutual TLS: configure its certificate and key)")
         case "NO_SHARED_CIPHER", "UNSUPPORTED_PROTOCOL", "NO_SUPPORTED_VERSIONS_ENABLED", "NO_COMMON_SIGNATURE_ALGORITHMS":
@@ -433,7 +462,10 @@ enum HandshakeFailure {
             return ("not_tls", "the client did not speak TLS (plain HTTP to a TLS port?)")
         case let c where c.hasPrefix("TLSV1_ALERT_") || c.hasPrefix("SSLV3_ALERT_"):
             let alert = c.split(separator: "_").dropFirst(2).joined(separator: " ").lowercased()
-            return ("client_refused_server", "the client refused this node's certificate (its alert: \(alert); wrong CA file or serverName on the client?)")
+            return (
+                "client_refused_server",
+                "the client refused this node's certificate (its alert: \(alert); wrong CA file or serverName on the client?)"
+            )
         default:
             return ("other", "TLS handshake failed (\(code))")
         }
@@ -517,7 +549,8 @@ final class ConnectionTracker: Sendable {
             if (s.inProgress[client] ?? 0) >= perClient {
                 let stalled = s.entries.compactMap { entry -> (ObjectIdentifier, Int64)? in
                     guard entry.value.client == client, case .receiving(let since) = entry.value.phase,
-                          now - since >= ConnectionTracker.stalledMs else { return nil }
+                        now - since >= ConnectionTracker.stalledMs
+                    else { return nil }
                     return (entry.key, since)
                 }.min(by: { $0.1 < $1.1 })
                 guard let stalled, let old = s.entries.removeValue(forKey: stalled.0) else { return (false, nil) }
@@ -549,7 +582,8 @@ final class ConnectionTracker: Sendable {
             s.clock += 1
             let id = ObjectIdentifier(channel)
             guard let e = s.entries[id] else { return }
-            if case .idle = e.phase {} else if let client = e.client {
+            if case .idle = e.phase {
+            } else if let client = e.client {
                 s.inProgress[client] = max(0, (s.inProgress[client] ?? 1) - 1)
                 if s.inProgress[client] == 0 { s.inProgress.removeValue(forKey: client) }
             }
@@ -561,7 +595,8 @@ final class ConnectionTracker: Sendable {
     func remove(_ channel: Channel) {
         state.withLock { s in
             guard let e = s.entries.removeValue(forKey: ObjectIdentifier(channel)) else { return }
-            if case .idle = e.phase {} else if let client = e.client {
+            if case .idle = e.phase {
+            } else if let client = e.client {
                 s.inProgress[client] = max(0, (s.inProgress[client] ?? 1) - 1)
                 if s.inProgress[client] == 0 { s.inProgress.removeValue(forKey: client) }
             }
@@ -602,7 +637,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Whom this connection's requests count for (`RequestContext.clientKey`), decided once.
     private var clientKey: String?
 
-    init(listeners: HTTPListeners, listener: RequestContext.Listener, limits: ServiceLimits, verifiedTLS: Bool, tracker: ConnectionTracker) {
+    init(listeners: HTTPListeners, listener: RequestContext.Listener, limits: ServiceLimits, verifiedTLS: Bool, tracker: ConnectionTracker)
+    {
         self.listeners = listeners
         self.node = listeners.node
         self.listener = listener
@@ -706,7 +742,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         var fingerprint = "-"
         var hasCert = false
         if let ssl = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
-           let cert = ssl.peerCertificate, let der = try? cert.toDERBytes() {
+            let cert = ssl.peerCertificate, let der = try? cert.toDERBytes()
+        {
             s = DevPKI.subject(ofDER: der)
             fingerprint = Hex.encode(DigestAlgorithm.sha256.hash(der))
             hasCert = true
@@ -727,9 +764,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         var keepAlive = head.isKeepAlive
         let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
         let id = clientIdentity(context)
-        var ctx = RequestContext(listener: listener, clientSubject: id.subject,
-                                 peer: peerText(context),
-                                 authenticated: id.authenticated)
+        var ctx = RequestContext(
+            listener: listener, clientSubject: id.subject,
+            peer: peerText(context),
+            authenticated: id.authenticated)
         // The operator's per-client rate: decided here, on the event loop, before any work.
         let rate = node.config.requestsPerSecondPerClient
         if rate > 0, listener == .api, id.authenticated, let refusal = listeners.rates.take(id.fingerprint, perSecond: rate) {
@@ -751,8 +789,11 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         ctx.requestID = node.nextRequestID()
         ctx.receivedNs = Monotonic.ns()
         requestID = ctx.requestID
-        if listener == .health || node.isCheap(path: path, body: body, keyName: ctx.auditFields?.key ?? "",
-                                                                   fingerprint: ctx.clientFingerprint, namespace: ctx.requestedNamespace) {
+        if listener == .health
+            || node.isCheap(
+                path: path, body: body, keyName: ctx.auditFields?.key ?? "",
+                fingerprint: ctx.clientFingerprint, namespace: ctx.requestedNamespace)
+        {
             // Tens of microseconds of work: a hop to the pool and back would cost more than it saves.
             var here = ctx
             here.noHashing = true
@@ -801,7 +842,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if !started {
             listeners.adminQueued.wrappingSubtract(1, ordering: .relaxed)
-            var r = ServiceResponse(status: 429, body: ServiceError(429, "Too many admin calls waiting from this client; wait for their answers.").body)
+            var r = ServiceResponse(
+                status: 429, body: ServiceError(429, "Too many admin calls waiting from this client; wait for their answers.").body)
             r.retryAfterSeconds = 1
             write(context: context, r, keepAlive: keepAlive)
         }
@@ -810,8 +852,13 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// 429 for a client beyond its rate, at once or, for one that did not wait as told, when its
     /// wait is over (the connection reads nothing meanwhile).
     private func refuseRate(context: ChannelHandlerContext, rate: Int, _ refusal: RequestRates.Refusal, keepAlive: Bool) {
-        var r = ServiceResponse(status: 429, body: ServiceError(429, RateLimit.messagePrefix
-            + "\(rate) requests per second for this client certificate; retry after \(refusal.wait) s.").body)
+        var r = ServiceResponse(
+            status: 429,
+            body: ServiceError(
+                429,
+                RateLimit.messagePrefix
+                    + "\(rate) requests per second for this client certificate; retry after \(refusal.wait) s."
+            ).body)
         r.retryAfterSeconds = refusal.wait
         guard refusal.delayMs > 0 else { return write(context: context, r, keepAlive: keepAlive) }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -824,8 +871,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Runs the request's handler on `pool` and writes its answer; `release` runs once, when the
     /// handler is done or when the pool would not take it (shutting down).
-    private func run(on pool: NIOThreadPool, context: ChannelHandlerContext, path: String, body: [UInt8], ctx: RequestContext,
-                     keepAlive: Bool, release: @escaping @Sendable () -> Void) {
+    private func run(
+        on pool: NIOThreadPool, context: ChannelHandlerContext, path: String, body: [UInt8], ctx: RequestContext,
+        keepAlive: Bool, release: @escaping @Sendable () -> Void
+    ) {
         let node = self.node
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         pool.runIfActive(eventLoop: context.eventLoop) {
@@ -854,7 +903,11 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return true
         }
         guard admitted else {
-            var r = ServiceResponse(status: 429, body: ServiceError(429, "Too many key generations in progress for this client (or on this node); try again when they finish.").body)
+            var r = ServiceResponse(
+                status: 429,
+                body: ServiceError(
+                    429, "Too many key generations in progress for this client (or on this node); try again when they finish."
+                ).body)
             r.retryAfterSeconds = 1
             write(context: context, r, keepAlive: keepAlive)
             return

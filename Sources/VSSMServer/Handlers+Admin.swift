@@ -63,14 +63,20 @@ enum KeyPolicy {
         switch key.kind {
         case .rsa:
             let range = rsaRange(session: session, minStored: minStored)
-            guard range.contains(UInt64(key.bits)) else { throw .badRequest("Unsupported RSA key size: \(key.bits) (\(range.lowerBound) to 8192 bits)") }
+            guard range.contains(UInt64(key.bits)) else {
+                throw .badRequest("Unsupported RSA key size: \(key.bits) (\(range.lowerBound) to 8192 bits)")
+            }
         case .ed25519, .ed448:
             break
         case .dsa:
             // Legacy: 1024-bit domains for session keys only (as RSA-1024).
-            guard key.bits >= (session ? 1024 : 2048) else { throw .badRequest("Unsupported DSA key size: \(key.bits) (2048 or 3072 bits; 1024 for session keys)") }
+            guard key.bits >= (session ? 1024 : 2048) else {
+                throw .badRequest("Unsupported DSA key size: \(key.bits) (2048 or 3072 bits; 1024 for session keys)")
+            }
         case .ec:
-            guard let curve = key.curve, curve.storable || session else { throw .badRequest("Unsupported EC curve (P-224, P-256, P-384 or P-521; P-192 for session keys)") }
+            guard let curve = key.curve, curve.storable || session else {
+                throw .badRequest("Unsupported EC curve (P-224, P-256, P-384 or P-521; P-192 for session keys)")
+            }
         }
     }
 }
@@ -85,7 +91,9 @@ extension KeyServiceNode {
     }
 
     /// Generates key material outside any lock (RSA-8192 takes many seconds).
-    func generateMaterial(type: KeyType, spec: String, size: UInt64, cipher requested: String?, session: Bool = false) throws(ServiceError) -> (secret: [UInt8]?, asym: PrivateKey?, cipher: String?) {
+    func generateMaterial(
+        type: KeyType, spec: String, size: UInt64, cipher requested: String?, session: Bool = false
+    ) throws(ServiceError) -> (secret: [UInt8]?, asym: PrivateKey?, cipher: String?) {
         switch type {
         case .symmetric where requested == "3DES" && size == 16:
             // Two-key Triple-DES (PKCS#11 CKK_DES2): K1 K2 K1, a 24-byte 3DES key.
@@ -104,14 +112,20 @@ extension KeyServiceNode {
             switch spec {
             case "RSA":
                 let range = KeyPolicy.rsaRange(session: session, minStored: config.limits.minStoredRSABits)
-                guard range.contains(size) else { throw .badRequest("Unsupported RSA key size: \(size) (\(range.lowerBound) to 8192 bits)") }
+                guard range.contains(size) else {
+                    throw .badRequest("Unsupported RSA key size: \(size) (\(range.lowerBound) to 8192 bits)")
+                }
                 do { return (nil, try PrivateKey.generateRSA(bits: Int(size)), nil) } catch { throw .internalError(error.message) }
             case "EC":
-                guard let curve = NamedCurve(bits: Int(size)), curve.storable || session else { throw .badRequest("Unsupported ECDSA key size: \(size)") }
+                guard let curve = NamedCurve(bits: Int(size)), curve.storable || session else {
+                    throw .badRequest("Unsupported ECDSA key size: \(size)")
+                }
                 do { return (nil, try PrivateKey.generateEC(curve), nil) } catch { throw .internalError(error.message) }
             case "ED25519" where !config.compatOnly, "ED448" where !config.compatOnly:
                 // Edwards keys are an extension (the original knows none: its peers cannot sync them).
-                do { return (nil, try PrivateKey.generateEdwards(spec == "ED25519" ? .ed25519 : .ed448), nil) } catch { throw .internalError(error.message) }
+                do { return (nil, try PrivateKey.generateEdwards(spec == "ED25519" ? .ed25519 : .ed448), nil) } catch {
+                    throw .internalError(error.message)
+                }
             default:
                 throw .badRequest("Unsupported key spec: \(spec)")
             }
@@ -125,8 +139,10 @@ extension KeyServiceNode {
         let now = EphemeralStore.owner(of: new.name) != nil ? KeyServiceNode.nowMillis() : try stampMillis()
         let entry: NewEntry
         if let asym {
-            entry = .asymmetric(AsymmetricKeyEntry(name: new.name, createdAt: now, keyType: asym.kind.rawValue, pkcs8: pkcs8 ?? asym.pkcs8DER,
-                                                   key: asym, spki: asym.spkiDER, attributes: new.attributes))
+            entry = .asymmetric(
+                AsymmetricKeyEntry(
+                    name: new.name, createdAt: now, keyType: asym.kind.rawValue, pkcs8: pkcs8 ?? asym.pkcs8DER,
+                    key: asym, spki: asym.spkiDER, attributes: new.attributes))
         } else {
             guard new.type != .asymmetric else { throw .internalError("no key material") }
             entry = .secret(SecretKeyEntry(name: new.name, createdAt: now, key: secret ?? [], attributes: new.attributes))
@@ -157,11 +173,14 @@ extension KeyServiceNode {
         if type == .asymmetric && r.string("keySpec") == "DSA" && r.has("dsaP") && !config.compatOnly {
             // DSA keys on the caller's domain parameters (PKCS#11 CKA_PRIME/SUBPRIME/BASE).
             let key: PrivateKey
-            do { key = try PrivateKey.generateDSA(p: r.bytes("dsaP") ?? [], q: r.bytes("dsaQ") ?? [], g: r.bytes("dsaG") ?? []) } catch { throw .input(error) }
+            do { key = try PrivateKey.generateDSA(p: r.bytes("dsaP") ?? [], q: r.bytes("dsaQ") ?? [], g: r.bytes("dsaG") ?? []) } catch {
+                throw .input(error)
+            }
             try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"), minStored: config.limits.minStoredRSABits)
             m.asym = key
         } else {
-            m = try generateMaterial(type: type, spec: r.string("keySpec"), size: r.uint64("keySize"), cipher: r.string("cipher"), session: name.hasPrefix("~"))
+            m = try generateMaterial(
+                type: type, spec: r.string("keySpec"), size: r.uint64("keySize"), cipher: r.string("cipher"), session: name.hasPrefix("~"))
         }
         var attributes = KeyServiceNode.requestedAttributes(r, origin: "generated")
         attributes.cipher = m.cipher
@@ -197,7 +216,9 @@ extension KeyServiceNode {
             let key: PrivateKey
             do { key = try PrivateKey(pkcs8: material) } catch { throw .badRequest("x509: failed to parse private key: \(error.message)") }
             try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"), minStored: config.limits.minStoredRSABits)
-            try store(NewKey(type: type, name: name, attributes: attributes, client: ctx.clientFingerprint), secret: nil, asym: key, pkcs8: material)
+            try store(
+                NewKey(type: type, name: name, attributes: attributes, client: ctx.clientFingerprint), secret: nil, asym: key,
+                pkcs8: material)
         }
     }
 
@@ -304,12 +325,14 @@ extension KeyServiceNode {
         do { dataKey = try rpc.decrypt(blob.bytes("encryptionKey") ?? [], padding: .oaep(.sha256, mgf1: .sha256, label: [])) } catch {
             let mine = Endpoint.fingerprintText(DigestAlgorithm.sha256.hash(config.rpcCertificate))
             if let theirs = blob.bytes("rpcCertificateSha256"), theirs.count == 32 {
-                throw .badRequest("""
+                throw .badRequest(
+                    """
                     This backup is encrypted to another deployment's RPC key (RPC certificate \(Endpoint.fingerprintText(theirs)); \
                     this node's is \(mine)): restore it into that deployment, or into a node bootstrapped with that deployment's RPC key.
                     """)
             }
-            throw .badRequest("""
+            throw .badRequest(
+                """
                 This backup cannot be opened with this node's RPC key (RPC certificate \(mine)): it was made by another \
                 deployment, or it is damaged. Restore it into the deployment that made it.
                 """)
@@ -320,11 +343,14 @@ extension KeyServiceNode {
         var plain: [UInt8]
         do {
             let aes = try BlockCipher(kind: .aes, key: dataKey)
-            plain = try aes.gcmOpen(nonce: Array(sealed.prefix(12)), aad: [], Array(sealed.dropFirst(12).dropLast(16)), tag: Array(sealed.suffix(16)))
+            plain = try aes.gcmOpen(
+                nonce: Array(sealed.prefix(12)), aad: [], Array(sealed.dropFirst(12).dropLast(16)), tag: Array(sealed.suffix(16)))
         } catch { throw .badRequest(error.message) }
         defer { zeroize(&plain) }
         let decoded: StateCodec.Decoded
-        do { decoded = try StateCodec.decode(plain, allowExtensions: version == 2) } catch { throw .badRequest("Unable to decrypt backup.") }
+        do { decoded = try StateCodec.decode(plain, allowExtensions: version == 2) } catch {
+            throw .badRequest("Unable to decrypt backup.")
+        }
         for name in decoded.skipped { audit.error("Backup entry \(name) is not a usable private key; skipped.") }
         let (admissible, refused) = KeyPolicy.admissible(decoded.state, nowMs: try stampMillis())
         for why in refused { audit.error("Backup entry refused: \(why)") }
@@ -362,7 +388,8 @@ extension KeyServiceNode {
             var next = s
             let taken = merge(admissible, into: &next)
             guard next.estimatedBytes <= cap else { return ([], true, false) }
-            let other = next.principalsVersion != s.principalsVersion || next.objects.count != s.objects.count
+            let other =
+                next.principalsVersion != s.principalsVersion || next.objects.count != s.objects.count
                 || next.tombstones != s.tombstones || next.keyCount < s.keyCount
             s = next
             return (taken, false, other)

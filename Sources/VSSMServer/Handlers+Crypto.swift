@@ -34,17 +34,23 @@ extension KeyServiceNode {
     /// Encrypts with the original's layouts: padding first (any mode), then
     /// ECB: ct | CBC, CTR: IV || ct | GCM: nonce(12) || ct || tag(16). A caller IV (extension)
     /// replaces the random one and is then not prefixed.
-    func symmetricEncrypt(_ alg: SymmetricAlgorithm, cipher: BlockCipher, input: [UInt8], iv callerIV: [UInt8]? = nil,
-                          aad: [UInt8] = [], tagLength: Int = 16) throws(ServiceError) -> [UInt8] {
+    func symmetricEncrypt(
+        _ alg: SymmetricAlgorithm, cipher: BlockCipher, input: [UInt8], iv callerIV: [UInt8]? = nil,
+        aad: [UInt8] = [], tagLength: Int = 16
+    ) throws(ServiceError) -> [UInt8] {
         let data = alg.padded ? PKCS7.pad(input, blockSize: alg.cipher.blockSize) : input
         let bs = alg.cipher.blockSize
         do {
             switch alg.mode {
             case .ecb:
-                guard data.count % bs == 0 else { throw ServiceError.badRequest("input is not a multiple of the block size (\(bs) bytes); use a padding mode") }
+                guard data.count % bs == 0 else {
+                    throw ServiceError.badRequest("input is not a multiple of the block size (\(bs) bytes); use a padding mode")
+                }
                 return try cipher.ecbEncrypt(data)
             case .cbc:
-                guard data.count % bs == 0 else { throw ServiceError.badRequest("input is not a multiple of the block size (\(bs) bytes); use a padding mode") }
+                guard data.count % bs == 0 else {
+                    throw ServiceError.badRequest("input is not a multiple of the block size (\(bs) bytes); use a padding mode")
+                }
                 let iv = callerIV ?? SecureRandom.bytes(bs)
                 let ct = try cipher.cbcEncrypt(iv: iv, data)
                 return callerIV == nil ? iv + ct : ct
@@ -68,8 +74,10 @@ extension KeyServiceNode {
 
     /// Inverse of `symmetricEncrypt`; short or partial inputs are 400s (the original panicked).
     /// Returns nil for an empty GCM plaintext, which the original emitted as `{}`.
-    func symmetricDecrypt(_ alg: SymmetricAlgorithm, cipher: BlockCipher, input: [UInt8], iv callerIV: [UInt8]? = nil,
-                          aad: [UInt8] = [], tagLength: Int = 16) throws(ServiceError) -> [UInt8]? {
+    func symmetricDecrypt(
+        _ alg: SymmetricAlgorithm, cipher: BlockCipher, input: [UInt8], iv callerIV: [UInt8]? = nil,
+        aad: [UInt8] = [], tagLength: Int = 16
+    ) throws(ServiceError) -> [UInt8]? {
         let bs = alg.cipher.blockSize
         func need(_ n: Int, _ what: String) throws(ServiceError) {
             guard input.count >= n else { throw .badRequest("input too short: \(what) needs at least \(n) bytes, got \(input.count)") }
@@ -78,26 +86,36 @@ extension KeyServiceNode {
         do {
             switch alg.mode {
             case .ecb:
-                guard input.count % bs == 0 else { throw ServiceError.badRequest("input is not a multiple of the block size (\(bs) bytes)") }
+                guard input.count % bs == 0 else {
+                    throw ServiceError.badRequest("input is not a multiple of the block size (\(bs) bytes)")
+                }
                 plain = try cipher.ecbDecrypt(input)
             case .cbc:
                 let iv: [UInt8]
                 let body: [UInt8]
-                if let callerIV { iv = callerIV; body = input } else {
+                if let callerIV {
+                    iv = callerIV; body = input
+                } else {
                     try need(bs, "CBC (IV)")
                     iv = Array(input.prefix(bs)); body = Array(input.dropFirst(bs))
                 }
-                guard body.count % bs == 0 else { throw ServiceError.badRequest("ciphertext is not a multiple of the block size (\(bs) bytes)") }
+                guard body.count % bs == 0 else {
+                    throw ServiceError.badRequest("ciphertext is not a multiple of the block size (\(bs) bytes)")
+                }
                 plain = try cipher.cbcDecrypt(iv: iv, body)
             case .ctr:
-                if let callerIV { plain = try cipher.ctr(iv: callerIV, input) } else {
+                if let callerIV {
+                    plain = try cipher.ctr(iv: callerIV, input)
+                } else {
                     try need(bs, "CTR (IV)")
                     plain = try cipher.ctr(iv: Array(input.prefix(bs)), Array(input.dropFirst(bs)))
                 }
             case .gcm:
                 let nonce: [UInt8]
                 let body: [UInt8]
-                if let callerIV { nonce = callerIV; body = input } else {
+                if let callerIV {
+                    nonce = callerIV; body = input
+                } else {
                     try need(12 + tagLength, "GCM (nonce and tag)")
                     nonce = Array(input.prefix(12)); body = Array(input.dropFirst(12))
                 }
@@ -185,7 +203,9 @@ extension KeyServiceNode {
         return r.bytes("hashed") ?? []
     }
 
-    func signatureScheme(kind: AsymmetricKind, hash: DigestAlgorithm, key: AsymmetricKeyEntry, algorithm: String) throws(ServiceError) -> SignatureScheme {
+    func signatureScheme(
+        kind: AsymmetricKind, hash: DigestAlgorithm, key: AsymmetricKeyEntry, algorithm: String
+    ) throws(ServiceError) -> SignatureScheme {
         guard key.key.kind == kind else {
             throw .badRequest("Algorithm \(algorithm) does not fit key \(key.name), an \(key.keyType) key")
         }

@@ -100,7 +100,8 @@ extension KeyServiceNode {
         if !head.isEmpty {
             let parts = head.split(separator: ":", maxSplits: 1).map(String.init)
             guard let seq = UInt64(parts[0]), parts.count == 1 || Hex.decode(parts[1]) != nil else {
-                throw .badRequest("head: expected SEQ or SEQ:MAC (the seq= and mac= of an AUDIT line in syslog), not \"\(AuditNames.clean(head))\"")
+                throw .badRequest(
+                    "head: expected SEQ or SEQ:MAC (the seq= and mac= of an AUDIT line in syslog), not \"\(AuditNames.clean(head))\"")
             }
             expect = (seq, parts.count == 2 ? parts[1] : nil)
         } else if r.bool("verify"), let anchored = auditHeadInStore() {
@@ -108,7 +109,9 @@ extension KeyServiceNode {
         }
         let v = trail.verify(limit: limit, expect: expect) { o in
             if let namespaces, !namespaces.contains(text(o, "namespace")) { return false }
-            if !principal.isEmpty && !text(o, "principal").contains(principal) && text(o, "fingerprint") != principal.lowercased() { return false }
+            if !principal.isEmpty && !text(o, "principal").contains(principal) && text(o, "fingerprint") != principal.lowercased() {
+                return false
+            }
             if !key.isEmpty && text(o, "key") != key { return false }
             if !since.isEmpty && text(o, "time") < since { return false }
             return true
@@ -240,10 +243,13 @@ extension KeyServiceNode {
                 let salt = r.has("saltLength") ? Int(min(r.uint64("saltLength"), 1 << 16)) : hash.size
                 scheme = .pss(hash, mgf1: try KeyServiceNode.hash(r.string("mgf1Hash"), default: hash), saltLength: salt)
             case "ECDSA":
-                guard key.key.kind == .ec else { throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key") }
+                guard key.key.kind == .ec else {
+                    throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key")
+                }
                 // The hash is named (the audit record says which): a digest of another size is not it.
                 if (r.bytes("input") ?? []).isEmpty, digest.count != hash.size {
-                    throw .badRequest("\(name): the hashed input must be a \(hash.rawValue) digest (\(hash.size) bytes), not \(digest.count) bytes")
+                    throw .badRequest(
+                        "\(name): the hashed input must be a \(hash.rawValue) digest (\(hash.size) bytes), not \(digest.count) bytes")
                 }
                 scheme = .ecdsa
             default:
@@ -285,7 +291,11 @@ extension KeyServiceNode {
         if let iv {
             let expected = alg.mode == .gcm ? 1...128 : alg.cipher.blockSize...alg.cipher.blockSize
             guard alg.mode != .ecb else { throw .badRequest("ECB takes no IV") }
-            guard expected.contains(iv.count) else { throw .badRequest("IV must be \(expected.lowerBound == expected.upperBound ? "\(expected.lowerBound)" : "1 to 128") bytes for \(alg.mode.rawValue)") }
+            guard expected.contains(iv.count) else {
+                throw .badRequest(
+                    "IV must be \(expected.lowerBound == expected.upperBound ? "\(expected.lowerBound)" : "1 to 128") bytes for \(alg.mode.rawValue)"
+                )
+            }
         }
         let cipher = try blockCipher(key, alg)
         let input = r.bytes("input") ?? []
@@ -314,7 +324,9 @@ extension KeyServiceNode {
             return ok(w)
         }
         let key = try symmetricKey(r.string("keyName"), ctx, for: .mac)
-        guard (key.attributes.cipher ?? "AES") == "AES", [16, 24, 32].contains(key.key.count) else { throw .badRequest("AES MACs need an AES key") }
+        guard (key.attributes.cipher ?? "AES") == "AES", [16, 24, 32].contains(key.key.count) else {
+            throw .badRequest("AES MACs need an AES key")
+        }
         let input = r.bytes("input") ?? []
         guard input.count <= config.limits.maxCryptoInputBytes else { throw .tooLarge("Input is larger than the crypto input limit.") }
         var mac: [UInt8]
@@ -401,7 +413,9 @@ extension KeyServiceNode {
             attributes.pkcs11 = a
         }
         audit.info("Copying the \(type.rawValue) key \(from) to \(to)...")
-        try store(NewKey(type: type, name: to, attributes: attributes, client: ctx.clientFingerprint), secret: secret, asym: asym?.key, pkcs8: asym?.pkcs8)
+        try store(
+            NewKey(type: type, name: to, attributes: attributes, client: ctx.clientFingerprint), secret: secret, asym: asym?.key,
+            pkcs8: asym?.pkcs8)
         return ok(WireWriter())
     }
 
@@ -436,9 +450,10 @@ extension KeyServiceNode {
             }
         }
         let uid = SecureRandom.hex(16)
-        let obj = StoredObject(uid: uid, objectClass: cls, label: r.string("label"), id: r.bytes("id") ?? [], value: value,
-                               application: r.string("application"), createdAt: try stampMillis(),
-                               namespace: ctx.restricted && ctx.namespace != Namespace.defaultName ? ctx.namespace : nil)
+        let obj = StoredObject(
+            uid: uid, objectClass: cls, label: r.string("label"), id: r.bytes("id") ?? [], value: value,
+            application: r.string("application"), createdAt: try stampMillis(),
+            namespace: ctx.restricted && ctx.namespace != Namespace.defaultName ? ctx.namespace : nil)
         audit.info("Storing a \(cls) object labelled \(obj.label)...")
         try mutate { (s: inout KeyState) throws(ServiceError) in s.objects[uid] = obj }
         var w = WireWriter()

@@ -50,9 +50,11 @@ extension KeyServiceNode {
         let f = KeyFlags(blob: blob)
         guard !f.isSensitive && f.isExtractable else { return }
         guard config.limits.readableKeys >= (session ? 1 : 2) else {
-            throw .badRequest(session
-                ? "This key service makes no key readable (limits.readableKeys is 0): CKA_SENSITIVE=FALSE with CKA_EXTRACTABLE=TRUE is refused."
-                : "Stored keys are never readable here (limits.readableKeys allows readable session keys only): CKA_SENSITIVE=FALSE with CKA_EXTRACTABLE=TRUE is refused.")
+            throw .badRequest(
+                session
+                    ? "This key service makes no key readable (limits.readableKeys is 0): CKA_SENSITIVE=FALSE with CKA_EXTRACTABLE=TRUE is refused."
+                    : "Stored keys are never readable here (limits.readableKeys allows readable session keys only): CKA_SENSITIVE=FALSE with CKA_EXTRACTABLE=TRUE is refused."
+            )
         }
     }
 
@@ -72,8 +74,10 @@ extension KeyServiceNode {
     }
 
     /// Stores a derived or unwrapped secret as a SYMMETRIC or MAC key.
-    private func storeSecret(_ value: [UInt8], name: String, type: KeyType, session: Bool, cipher: String, attributes: KeyAttributes,
-                             client: String) throws(ServiceError) {
+    private func storeSecret(
+        _ value: [UInt8], name: String, type: KeyType, session: Bool, cipher: String, attributes: KeyAttributes,
+        client: String
+    ) throws(ServiceError) {
         var a = attributes
         switch type {
         case .symmetric: a.cipher = try KeyPolicy.cipher(forLength: value.count, requested: cipher)
@@ -98,7 +102,9 @@ extension KeyServiceNode {
         var value: [UInt8]
         switch mechanism {
         case "AES-ECB-ENCRYPT-DATA", "AES-CBC-ENCRYPT-DATA":
-            guard base.type == .symmetric, (base.attributes.cipher ?? "AES") == "AES" else { throw .badRequest("\(mechanism) needs an AES key") }
+            guard base.type == .symmetric, (base.attributes.cipher ?? "AES") == "AES" else {
+                throw .badRequest("\(mechanism) needs an AES key")
+            }
             guard !data.isEmpty, data.count % 16 == 0 else { throw .badRequest("data must be a non-empty multiple of 16 bytes") }
             do {
                 let cipher = try BlockCipher(kind: .aes, key: try secret(base))
@@ -163,9 +169,12 @@ extension KeyServiceNode {
             if !s.flags.isExtractable { flags[KeyFlags.extractable] = false }
         }
         audit.info("Deriving \(target.type.rawValue) key \(target.name) from \(base.name) with \(mechanism)...")
-        var attributes = KeyAttributes(id: r.bytes("id"), label: r.has("label") ? r.string("label") : nil, origin: "derived", pkcs11: flags.blob)
+        var attributes = KeyAttributes(
+            id: r.bytes("id"), label: r.has("label") ? r.string("label") : nil, origin: "derived", pkcs11: flags.blob)
         attributes.cipher = nil
-        try storeSecret(value, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes, client: ctx.clientFingerprint)
+        try storeSecret(
+            value, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes,
+            client: ctx.clientFingerprint)
         return ok(WireWriter())
     }
 
@@ -187,7 +196,8 @@ extension KeyServiceNode {
         // A key that wraps and can also decrypt or unwrap hands out what it wraps (wrap, then decrypt
         // the blob or unwrap it as a readable key): only an officer says so, by making it a token key.
         if wrapping.name.startsWithByte("~") && (wrapping.flags.canDecrypt || wrapping.flags.canUnwrap) {
-            throw .forbidden("""
+            throw .forbidden(
+                """
                 Session key \(wrapping.name) may not wrap: it can also decrypt or unwrap (set CKA_DECRYPT and CKA_UNWRAP \
                 to FALSE on a wrapping session key; an officer can make a token key that does both).
                 """)
@@ -202,7 +212,9 @@ extension KeyServiceNode {
         do {
             switch r.string("mechanism") {
             case "AES-KEY-WRAP", "AES-KEY-WRAP-PAD":
-                guard wrapping.type == .symmetric, let k = wrapping.secret else { throw ServiceError.badRequest("AES key wrap needs an AES key") }
+                guard wrapping.type == .symmetric, let k = wrapping.secret else {
+                    throw ServiceError.badRequest("AES key wrap needs an AES key")
+                }
                 w.bytes("output", try AESKeyWrap.wrap(key: k, plain, padded: r.string("mechanism").hasSuffix("PAD")))
             default:
                 guard let padding = try KeyServiceNode.rsaPadding(r) else { throw ServiceError.invalidAlgorithm(r.string("mechanism")) }
@@ -217,14 +229,18 @@ extension KeyServiceNode {
     func extUnwrap(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.unwrapRequest)
         let unwrapping = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
-        guard unwrapping.flags.canUnwrap else { throw .forbidden("Key \(unwrapping.name) does not allow unwrapping (CKA_UNWRAP is FALSE).") }
+        guard unwrapping.flags.canUnwrap else {
+            throw .forbidden("Key \(unwrapping.name) does not allow unwrapping (CKA_UNWRAP is FALSE).")
+        }
         let target = try newKeyTarget(r, ctx)
         let input = r.bytes("input") ?? []
         let plain: [UInt8]
         do {
             switch r.string("mechanism") {
             case "AES-KEY-WRAP", "AES-KEY-WRAP-PAD":
-                guard unwrapping.type == .symmetric, let k = unwrapping.secret else { throw ServiceError.badRequest("AES key unwrap needs an AES key") }
+                guard unwrapping.type == .symmetric, let k = unwrapping.secret else {
+                    throw ServiceError.badRequest("AES key unwrap needs an AES key")
+                }
                 plain = try AESKeyWrap.unwrap(key: k, input, padded: r.string("mechanism").hasSuffix("PAD"))
             default:
                 guard let padding = try KeyServiceNode.rsaPadding(r) else { throw ServiceError.invalidAlgorithm(r.string("mechanism")) }
@@ -245,14 +261,19 @@ extension KeyServiceNode {
             f.values[KeyFlags.sensitive] = true
             flags = f.blob
         }
-        let attributes = KeyAttributes(id: r.bytes("id"), label: r.has("newLabel") ? r.string("newLabel") : nil, origin: "unwrapped", pkcs11: flags)
+        let attributes = KeyAttributes(
+            id: r.bytes("id"), label: r.has("newLabel") ? r.string("newLabel") : nil, origin: "unwrapped", pkcs11: flags)
         if target.type == .asymmetric {
             let key: PrivateKey
             do { key = try PrivateKey(pkcs8: plain) } catch { throw .badRequest("the unwrapped bytes are not a PKCS#8 private key") }
             try KeyPolicy.checkAsymmetric(key, session: target.session, minStored: config.limits.minStoredRSABits)
-            try store(NewKey(type: .asymmetric, name: target.name, attributes: attributes, client: ctx.clientFingerprint), secret: nil, asym: key, pkcs8: plain)
+            try store(
+                NewKey(type: .asymmetric, name: target.name, attributes: attributes, client: ctx.clientFingerprint), secret: nil, asym: key,
+                pkcs8: plain)
         } else {
-            try storeSecret(plain, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes, client: ctx.clientFingerprint)
+            try storeSecret(
+                plain, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes,
+                client: ctx.clientFingerprint)
         }
         return ok(WireWriter())
     }
@@ -263,7 +284,9 @@ extension KeyServiceNode {
         let states = [state.withLock { $0 }] + ephemeral.allKeys
         if asymmetric {
             guard let spki = (try? PrivateKey(pkcs8: material))?.spkiDER else { return false }
-            return states.contains { s in s.asymmetric.values.contains { $0.spki == spki && KeyFlags(blob: $0.attributes.pkcs11).isSensitive } }
+            return states.contains { s in
+                s.asymmetric.values.contains { $0.spki == spki && KeyFlags(blob: $0.attributes.pkcs11).isSensitive }
+            }
         }
         return states.contains { s in
             (Array(s.symmetric.values) + Array(s.mac.values)).contains {

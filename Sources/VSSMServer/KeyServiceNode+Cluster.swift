@@ -72,7 +72,8 @@ extension KeyServiceNode {
     func refreshView(_ store: EtcdStore) throws(ServiceError) -> Bool {
         try persistLock.withLock { (_: inout UInt64) throws(ServiceError) -> Bool in
             guard try store.currentRevision() != store.viewRevision,
-                  let next = try store.refresh(state.withLock { $0 }, audit: audit) else { return false }
+                let next = try store.refresh(state.withLock { $0 }, audit: audit)
+            else { return false }
             state.withLock { $0 = next }
             return true
         }

@@ -155,7 +155,9 @@ public final class KeyServiceNode: Sendable {
     /// (503) while this node's clock is out of step with etcd's or its peers' (`ClockCheck`).
     func stampMillis() throws(ServiceError) -> Int64 {
         if let why = clock.outOfStep() {
-            throw .unavailable("This node's clock is out of step: \(why). Keys and objects are not created, deleted or restored on this node until its clock is corrected (NTP): the times they carry decide which copy wins across the cluster.")
+            throw .unavailable(
+                "This node's clock is out of step: \(why). Keys and objects are not created, deleted or restored on this node until its clock is corrected (NTP): the times they carry decide which copy wins across the cluster."
+            )
         }
         return KeyServiceNode.nowMillis()
     }
@@ -167,7 +169,8 @@ public final class KeyServiceNode: Sendable {
         guard let verdict = clock.changedVerdict() else { return }
         metrics.gauge("vssm_clock_out_of_step").set(Int64(verdict == nil ? 0 : 1))
         if let why = verdict {
-            audit.error("This node's clock is out of step: \(why). It refuses to create, delete or restore keys until the clocks agree (NTP).")
+            audit.error(
+                "This node's clock is out of step: \(why). It refuses to create, delete or restore keys until the clocks agree (NTP).")
         } else {
             audit.info("This node's clock agrees with etcd's or its peers' again: key changes are accepted.")
         }
@@ -195,7 +198,9 @@ public final class KeyServiceNode: Sendable {
         guard let trail = auditTrail.withLock({ $0 }) else { return }
         let id = auditAnchorID
         if let anchored = try? store.auditHead(id: id), anchored.seq > trail.head.seq {
-            audit.error("Audit trail: records \(trail.head.seq + 1) to \(anchored.seq) are missing at the end: etcd's anchor for this node says seq \(anchored.seq) was written.")
+            audit.error(
+                "Audit trail: records \(trail.head.seq + 1) to \(anchored.seq) are missing at the end: etcd's anchor for this node says seq \(anchored.seq) was written."
+            )
         }
         BackgroundThread.start { [self] in
             var written: UInt64 = 0
@@ -229,7 +234,9 @@ public final class KeyServiceNode: Sendable {
             guard let k = try? PrivateKey(pkcs8: key) else { return false }
             return (try? config.isRPCKey(k)) ?? false
         }
-        audit.info("Received RPC key share \(share.index) (\(AuditLog.escaped(share.label))) of split \(share.set): \(r.received) of \(r.threshold)")
+        audit.info(
+            "Received RPC key share \(share.index) (\(AuditLog.escaped(share.label))) of split \(share.set): \(r.received) of \(r.threshold)"
+        )
         var w = WireWriter()
         w.int64("received", Int64(r.received))
         w.int64("threshold", Int64(r.threshold))
@@ -262,9 +269,12 @@ public final class KeyServiceNode: Sendable {
             // The cluster's state is etcd's; the state directory keeps this node's audit trail.
             if isRunning { return }
             if let dir = config.stateDirectory { try FileUtil.makeDirectory(dir) }
-            let s = try EtcdStore(settings: settings, rpcKey: key, stateDirectory: config.stateDirectory, onClock: { [weak self] date, sent, received in
-                self?.clockObserved(source: ClockCheck.etcdSource, dateSeconds: date, sentMs: sent, receivedMs: received)
-            }) { [audit, metrics] problem in
+            let s = try EtcdStore(
+                settings: settings, rpcKey: key, stateDirectory: config.stateDirectory,
+                onClock: { [weak self] date, sent, received in
+                    self?.clockObserved(source: ClockCheck.etcdSource, dateSeconds: date, sentMs: sent, receivedMs: received)
+                }
+            ) { [audit, metrics] problem in
                 metrics.counter("vssm_store_refused_records_total").increment()
                 audit.error(problem)
             }
@@ -278,7 +288,9 @@ public final class KeyServiceNode: Sendable {
             try FileUtil.makeDirectory(dir)
             if let file = try sealed?.load() {
                 if let why = file.fromPrevious {
-                    audit.error("The newest sealed key store could not be used (\(why)); loaded the previous generation \(sealed?.previousPath ?? ""). Changes acknowledged after it was written are missing.")
+                    audit.error(
+                        "The newest sealed key store could not be used (\(why)); loaded the previous generation \(sealed?.previousPath ?? ""). Changes acknowledged after it was written are missing."
+                    )
                 }
                 do { loaded = try StateCodec.decode(file.plaintext, allowExtensions: true) } catch {
                     throw .internalError("sealed key store does not parse: \(error.message)")
@@ -294,7 +306,9 @@ public final class KeyServiceNode: Sendable {
         etcd.withLock { $0 = store }
         if let loaded {
             state.withLock { $0 = loaded.state }
-            audit.info("Loaded \(loaded.state.keyCount) keys and \(loaded.state.objects.count) objects from \(store.map { "etcd (\($0.settings.endpoints.joined(separator: ",")))" } ?? sealed?.path ?? "")")
+            audit.info(
+                "Loaded \(loaded.state.keyCount) keys and \(loaded.state.objects.count) objects from \(store.map { "etcd (\($0.settings.endpoints.joined(separator: ",")))" } ?? sealed?.path ?? "")"
+            )
             for name in loaded.skipped { audit.error("Skipped unparseable asymmetric key from the sealed store: \(name)") }
         }
         if let dir = config.stateDirectory {
@@ -330,7 +344,9 @@ public final class KeyServiceNode: Sendable {
             let snapshot = state.withLock { $0 }
             let plain = StateCodec.encode(snapshot, extensions: true)
             let file: [UInt8]
-            do throws(CryptoError) { file = try sealed.seal(plain) } catch { throw ServiceError.internalError("cannot seal the key store: \(error.message)") }
+            do throws(CryptoError) { file = try sealed.seal(plain) } catch {
+                throw ServiceError.internalError("cannot seal the key store: \(error.message)")
+            }
             try sealed.write(file)
             generation += 1
         }
@@ -357,7 +373,9 @@ public final class KeyServiceNode: Sendable {
                 // This node's view may be behind another node's change (a key made or changed
                 // there a moment ago): once caught up (here or by the follower meanwhile), the
                 // change is tried once more.
-                guard error.status == 404 || error == EtcdStore.concurrentChange, catchUp() || store.viewRevision != seen else { throw error }
+                guard error.status == 404 || error == EtcdStore.concurrentChange, catchUp() || store.viewRevision != seen else {
+                    throw error
+                }
                 r = try attempt()
             }
             peerSync.pushSoon(node: self)
@@ -432,7 +450,9 @@ public final class KeyServiceNode: Sendable {
             response.retryAfterSeconds = error.retryAfterSeconds
             // A fault of the service (not of the request) is logged with its cause, on stderr.
             if error.status >= 500 && error.status != 503 {
-                audit.error("\(path) answered \(error.status) to \(context.principalName ?? context.clientSubject) (request \(context.requestID)): \(error.message)")
+                audit.error(
+                    "\(path) answered \(error.status) to \(context.principalName ?? context.clientSubject) (request \(context.requestID)): \(error.message)"
+                )
             }
         }
         if context.listener != .health { record(path: path, body: body, context: context, status: response.status) }
@@ -457,17 +477,22 @@ public final class KeyServiceNode: Sendable {
         var fields: [(String, String)] = []
         if audit.format == .json {
             let ms = context.receivedNs == 0 ? 0 : Double(Monotonic.ns() &- context.receivedNs) / 1e6
-            fields = [("listener", context.listener.rawValue), ("peer", context.peer), ("principal", principal),
-                      ("route", path), ("status", String(status)), ("duration_ms", String((ms * 1000).rounded() / 1000)),
-                      ("key", key), ("request", context.requestID)]
+            fields = [
+                ("listener", context.listener.rawValue), ("peer", context.peer), ("principal", principal),
+                ("route", path), ("status", String(status)), ("duration_ms", String((ms * 1000).rounded() / 1000)),
+                ("key", key), ("request", context.requestID),
+            ]
             if !namespace.isEmpty { fields.append(("namespace", namespace)) }
         }
-        audit.log(.info, "AUDIT client=\"\(principal)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\"\(namespace.isEmpty ? "" : " namespace=" + namespace) status=\(status) request=\(context.requestID)",
-                  toOutput: trail == nil, fields: fields)
+        audit.log(
+            .info,
+            "AUDIT client=\"\(principal)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\"\(namespace.isEmpty ? "" : " namespace=" + namespace) status=\(status) request=\(context.requestID)",
+            toOutput: trail == nil, fields: fields)
         guard let trail else { return }
-        let r = AuditTrail.Record(time: AuditLog.timestamp(), principal: principal, fingerprint: context.clientFingerprint,
-                                  route: path, key: key, mechanism: mechanism,
-                                  status: status, requestID: context.requestID, namespace: namespace)
+        let r = AuditTrail.Record(
+            time: AuditLog.timestamp(), principal: principal, fingerprint: context.clientFingerprint,
+            route: path, key: key, mechanism: mechanism,
+            status: status, requestID: context.requestID, namespace: namespace)
         do {
             let written = try trail.append(r)
             if config.auditSyslog { AuditTrail.syslog(r, seq: written.seq, mac: written.mac) }
@@ -541,7 +566,9 @@ public final class KeyServiceNode: Sendable {
     /// sign's server time on 2 cores). RSA private-key operations, admin calls (scrypt), key
     /// generation, backups, listings (their size grows with the store) and large inputs go to a
     /// worker pool so no loop ever stalls.
-    public func isCheap(path: String, body: [UInt8], keyName: @autoclosure () -> String, fingerprint: String = "-", namespace: String? = nil) -> Bool {
+    public func isCheap(
+        path: String, body: [UInt8], keyName: @autoclosure () -> String, fingerprint: String = "-", namespace: String? = nil
+    ) -> Bool {
         guard body.count <= 64 << 10, isRunning else { return false }
         /// The stored key the request names, when this node has it (resolved in the caller's
         /// namespace once principals exist, as `authorize` and `storedName` decide; anything they
@@ -550,7 +577,9 @@ public final class KeyServiceNode: Sendable {
             let name = keyName()
             var stored = name
             if !s.principals.isEmpty {
-                guard let ns = s.principals[fingerprint]?.namespace(requested: namespace), !name.startsWithByte("@"), !name.startsWithByte("~") else { return false }
+                guard let ns = s.principals[fingerprint]?.namespace(requested: namespace), !name.startsWithByte("@"),
+                    !name.startsWithByte("~")
+                else { return false }
                 stored = Namespace.qualify(name, in: ns)
             }
             return has(s, stored)
@@ -602,7 +631,9 @@ public final class KeyServiceNode: Sendable {
         if decodedSize("id") > ServiceLimits.maxIdBytes + 2 || (r.bytes("id")?.count ?? 0) > ServiceLimits.maxIdBytes {
             throw .tooLarge("id (CKA_ID) is longer than \(ServiceLimits.maxIdBytes) bytes.")
         }
-        if decodedSize("attributes") > ServiceLimits.maxKeyAttributeBytes + 2 || (r.bytes("attributes")?.count ?? 0) > ServiceLimits.maxKeyAttributeBytes {
+        if decodedSize("attributes") > ServiceLimits.maxKeyAttributeBytes + 2
+            || (r.bytes("attributes")?.count ?? 0) > ServiceLimits.maxKeyAttributeBytes
+        {
             throw .tooLarge("attributes are longer than \(ServiceLimits.maxKeyAttributeBytes) bytes.")
         }
         for field in ["label", "application"] where r.string(field).utf8.count > ServiceLimits.maxLabelBytes {
@@ -617,8 +648,10 @@ public final class KeyServiceNode: Sendable {
     /// Once principals exist the name resolves in the caller's namespace (`storedName`). In a
     /// cluster a key another node made a moment ago may not be in this node's view yet: a miss asks
     /// etcd whether the view is behind before it is an answer (`catchUp`).
-    private func key<Entry>(_ name: String, _ ctx: RequestContext, session: (String) -> Entry?,
-                            stored: (KeyState, String) -> Entry?) throws(ServiceError) -> Entry {
+    private func key<Entry>(
+        _ name: String, _ ctx: RequestContext, session: (String) -> Entry?,
+        stored: (KeyState, String) -> Entry?
+    ) throws(ServiceError) -> Entry {
         let storedName = try storedName(name, ctx)
         if storedName.startsWithByte("~"), let k = session(storedName) { return k }
         if let k = state.withLock({ stored($0, storedName) }) { return k }
@@ -662,14 +695,15 @@ enum KeyUse {
 
     func check(_ attributes: KeyAttributes, name: String) throws(ServiceError) {
         let f = KeyFlags(blob: attributes.pkcs11)
-        let (allowed, what): (Bool, String) = switch self {
-        case .sign: (f.canSign, "signing (CKA_SIGN is FALSE)")
-        case .verify: (f.canVerify, "verification (CKA_VERIFY is FALSE)")
-        case .encrypt: (f.canEncrypt, "encryption (CKA_ENCRYPT is FALSE)")
-        case .decrypt: (f.canDecrypt, "decryption (CKA_DECRYPT is FALSE)")
-        case .mac: (f.canSign || f.canVerify, "MACs (CKA_SIGN and CKA_VERIFY are FALSE)")
-        case .management: (true, "")
-        }
+        let (allowed, what): (Bool, String) =
+            switch self {
+            case .sign: (f.canSign, "signing (CKA_SIGN is FALSE)")
+            case .verify: (f.canVerify, "verification (CKA_VERIFY is FALSE)")
+            case .encrypt: (f.canEncrypt, "encryption (CKA_ENCRYPT is FALSE)")
+            case .decrypt: (f.canDecrypt, "decryption (CKA_DECRYPT is FALSE)")
+            case .mac: (f.canSign || f.canVerify, "MACs (CKA_SIGN and CKA_VERIFY are FALSE)")
+            case .management: (true, "")
+            }
         guard allowed else { throw .forbidden("Key function not permitted: key \(name) does not allow \(what).") }
     }
 }

@@ -105,14 +105,16 @@ enum StateCodec {
         // original VSSM knows: a Go peer refuses a whole state holding an Ed25519 or DSA key.
         // Those stay in the sealed store and version-2 backups.
         let asymmetric = s.asymmetric.values.filter { extensions || $0.key.kind == .rsa || $0.key.kind == .ec }
-        w.array("asymmetricKey", asymmetric.sorted { $0.name < $1.name }.map { e in
-            var a = WireWriter()
-            a.string("name", e.name)
-            a.int64("createdAt", e.createdAt)
-            a.string("keyType", e.keyType)
-            a.bytes("key", e.pkcs8)
-            return a.value
-        })
+        w.array(
+            "asymmetricKey",
+            asymmetric.sorted { $0.name < $1.name }.map { e in
+                var a = WireWriter()
+                a.string("name", e.name)
+                a.int64("createdAt", e.createdAt)
+                a.string("keyType", e.keyType)
+                a.bytes("key", e.pkcs8)
+                return a.value
+            })
         w.array("macKey", s.mac.values.sorted { $0.name < $1.name }.map(secret))
         if extensions {
             var attrs: [JSONValue] = []
@@ -135,22 +137,26 @@ enum StateCodec {
             ext.array("attributes", attrs)
             ext.array("objects", s.objects.values.sorted { $0.uid < $1.uid }.map { ObjectCodec.encode($0, stored: true) })
             if !s.tombstones.isEmpty {
-                ext.array("tombstones", s.tombstones.sorted { $0.key < $1.key }.map { id, at in
-                    var t = WireWriter()
-                    t.string("id", id)
-                    t.int64("deletedAt", at)
-                    return t.value
-                })
+                ext.array(
+                    "tombstones",
+                    s.tombstones.sorted { $0.key < $1.key }.map { id, at in
+                        var t = WireWriter()
+                        t.string("id", id)
+                        t.int64("deletedAt", at)
+                        return t.value
+                    })
             }
             if !s.principals.isEmpty || s.principalsVersion != 0 {
                 ext.array("principals", s.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: true) })
-                ext.array("nodes", s.nodes.values.sorted { $0.name < $1.name }.map { n in
-                    var x = WireWriter()
-                    x.string("name", n.name)
-                    x.string("secretHash", n.secretHash)
-                    x.int64("createdAt", n.createdAt)
-                    return x.value
-                })
+                ext.array(
+                    "nodes",
+                    s.nodes.values.sorted { $0.name < $1.name }.map { n in
+                        var x = WireWriter()
+                        x.string("name", n.name)
+                        x.string("secretHash", n.secretHash)
+                        x.int64("createdAt", n.createdAt)
+                        return x.value
+                    })
                 ext.int64("principalsVersion", s.principalsVersion)
             }
             w.object("ext", ext.value)
@@ -184,7 +190,10 @@ enum StateCodec {
                     if case .string(let o)? = a["origin"], o == "generated" || o == "injected" { attributes.origin = o }
                     if case .string(let l)? = a["label"], !l.isEmpty, l.utf8.count <= ServiceLimits.maxLabelBytes { attributes.label = l }
                     if case .string(let b)? = a["pkcs11"], let bytes = try? Base64.decode(b),
-                       bytes.count <= ServiceLimits.maxKeyAttributeBytes { attributes.pkcs11 = bytes }
+                        bytes.count <= ServiceLimits.maxKeyAttributeBytes
+                    {
+                        attributes.pkcs11 = bytes
+                    }
                     switch KeyType(rawValue: type) {
                     case .symmetric?: d.state.symmetric[name]?.attributes = attributes
                     case .asymmetric?: d.state.asymmetric[name]?.attributes = attributes
@@ -203,7 +212,8 @@ enum StateCodec {
             if case .array(let items)? = extValue["nodes"] {
                 for n in items {
                     guard case .string(let name)? = n["name"], case .string(let hash)? = n["secretHash"], hash.utf8.count == 64,
-                          !name.isEmpty, name.utf8.count <= 128 else { continue }
+                        !name.isEmpty, name.utf8.count <= 128
+                    else { continue }
                     let created: Int64 = if case .string(let c)? = n["createdAt"] { Int64(c) ?? 0 } else { 0 }
                     d.state.nodes[name] = JoinCredential(name: name, secretHash: hash, createdAt: created)
                 }
@@ -211,7 +221,8 @@ enum StateCodec {
             if case .array(let items)? = extValue["tombstones"] {
                 for t in items.prefix(Tombstone.maxCount) {
                     guard case .string(let id)? = t["id"], case .string(let at)? = t["deletedAt"], let ms = Int64(at),
-                          id.utf8.count <= 512 else { continue }
+                        id.utf8.count <= 512
+                    else { continue }
                     d.state.tombstones[id] = max(ms, d.state.tombstones[id] ?? .min)
                 }
             }
@@ -224,10 +235,12 @@ enum StateCodec {
     static func decodeKeys(_ o: WireObject) -> Decoded {
         var d = Decoded()
         for k in o.objects("symmetricKey") where !k.string("name").isEmpty {
-            d.state.symmetric[k.string("name")] = SecretKeyEntry(name: k.string("name"), createdAt: k.int64("createdAt"), key: k.bytes("key") ?? [])
+            d.state.symmetric[k.string("name")] = SecretKeyEntry(
+                name: k.string("name"), createdAt: k.int64("createdAt"), key: k.bytes("key") ?? [])
         }
         for k in o.objects("macKey") where !k.string("name").isEmpty {
-            d.state.mac[k.string("name")] = SecretKeyEntry(name: k.string("name"), createdAt: k.int64("createdAt"), key: k.bytes("key") ?? [])
+            d.state.mac[k.string("name")] = SecretKeyEntry(
+                name: k.string("name"), createdAt: k.int64("createdAt"), key: k.bytes("key") ?? [])
         }
         for k in o.objects("asymmetricKey") where !k.string("name").isEmpty {
             let der = k.bytes("key") ?? []
@@ -265,9 +278,10 @@ enum ObjectCodec {
         func bytes(_ k: String) -> [UInt8] { (try? Base64.decode(str(k))) ?? [] }
         let created: Int64 = if case .string(let s)? = v["createdAt"] { Int64(s) ?? 0 } else { 0 }
         let ns = str("namespace")
-        return StoredObject(uid: uid, objectClass: cls, label: str("label"), id: bytes("id"), value: bytes("value"),
-                            application: str("application"), createdAt: created,
-                            namespace: ns.isEmpty || ns == Namespace.defaultName || (try? Namespace.check(ns)) == nil ? nil : ns)
+        return StoredObject(
+            uid: uid, objectClass: cls, label: str("label"), id: bytes("id"), value: bytes("value"),
+            application: str("application"), createdAt: created,
+            namespace: ns.isEmpty || ns == Namespace.defaultName || (try? Namespace.check(ns)) == nil ? nil : ns)
     }
 }
 
@@ -280,22 +294,28 @@ func merge(_ incoming: KeyState, into state: inout KeyState) -> [String] {
         state.bury(id, at: at)
         state.removeEntry(id, createdAtMost: at)
     }
-    for (name, e) in incoming.symmetric where (state.symmetric[name]?.createdAt ?? Int64.min) < e.createdAt
-        && !state.isBuried(Tombstone.id(.symmetric, name), createdAt: e.createdAt) {
+    for (name, e) in incoming.symmetric
+    where (state.symmetric[name]?.createdAt ?? Int64.min) < e.createdAt
+        && !state.isBuried(Tombstone.id(.symmetric, name), createdAt: e.createdAt)
+    {
         var e = e
         if e.attributes.isEmpty, let old = state.symmetric[name] { e.attributes = old.attributes }
         state.symmetric[name] = e
         taken.append(name)
     }
-    for (name, e) in incoming.asymmetric where (state.asymmetric[name]?.createdAt ?? Int64.min) < e.createdAt
-        && !state.isBuried(Tombstone.id(.asymmetric, name), createdAt: e.createdAt) {
+    for (name, e) in incoming.asymmetric
+    where (state.asymmetric[name]?.createdAt ?? Int64.min) < e.createdAt
+        && !state.isBuried(Tombstone.id(.asymmetric, name), createdAt: e.createdAt)
+    {
         var e = e
         if e.attributes.isEmpty, let old = state.asymmetric[name] { e.attributes = old.attributes }
         state.asymmetric[name] = e
         taken.append(name)
     }
-    for (name, e) in incoming.mac where (state.mac[name]?.createdAt ?? Int64.min) < e.createdAt
-        && !state.isBuried(Tombstone.id(.mac, name), createdAt: e.createdAt) {
+    for (name, e) in incoming.mac
+    where (state.mac[name]?.createdAt ?? Int64.min) < e.createdAt
+        && !state.isBuried(Tombstone.id(.mac, name), createdAt: e.createdAt)
+    {
         var e = e
         if e.attributes.isEmpty, let old = state.mac[name] { e.attributes = old.attributes }
         state.mac[name] = e
@@ -377,7 +397,9 @@ extension KeyState {
             n += 400 + 2 * (p.name.utf8.count + p.subject.utf8.count) + p.namespaces.reduce(0) { $0 + 8 + $1.utf8.count }
         }
         for o in objects.values {
-            n += 220 + 2 * (o.namespace?.utf8.count ?? 0) + o.uid.utf8.count + 2 * (o.label.utf8.count + o.application.utf8.count) + b64(o.id.count) + b64(o.value.count)
+            n +=
+                220 + 2 * (o.namespace?.utf8.count ?? 0) + o.uid.utf8.count + 2 * (o.label.utf8.count + o.application.utf8.count)
+                + b64(o.id.count) + b64(o.value.count)
         }
         return n
     }
@@ -400,7 +422,9 @@ extension KeyPolicy {
         }
         for (name, e) in incoming.symmetric {
             if let why = common(name, e.createdAt, e.attributes.id) { refused.append("\(name): \(why)"); continue }
-            do { _ = try cipher(forLength: e.key.count, requested: e.attributes.cipher) } catch { refused.append("\(name): \(error.message)"); continue }
+            do { _ = try cipher(forLength: e.key.count, requested: e.attributes.cipher) } catch {
+                refused.append("\(name): \(error.message)"); continue
+            }
             out.symmetric[name] = e
         }
         for (name, e) in incoming.mac {
@@ -415,8 +439,9 @@ extension KeyPolicy {
         }
         for (uid, o) in incoming.objects {
             guard o.value.count <= ServiceLimits.maxObjectBytes, o.id.count <= ServiceLimits.maxIdBytes,
-                  o.label.utf8.count <= ServiceLimits.maxLabelBytes, o.application.utf8.count <= ServiceLimits.maxLabelBytes,
-                  o.createdAt <= latest else {
+                o.label.utf8.count <= ServiceLimits.maxLabelBytes, o.application.utf8.count <= ServiceLimits.maxLabelBytes,
+                o.createdAt <= latest
+            else {
                 refused.append("object \(uid): over a size limit or created in the future")
                 continue
             }
@@ -427,8 +452,10 @@ extension KeyPolicy {
             out.tombstones[id] = at
         }
         // The principal table is one unit: taken whole or not at all.
-        if incoming.principals.values.allSatisfy({ $0.name.utf8.count <= 128 && $0.namespaces.count <= 64 && $0.subject.utf8.count <= 4096 }),
-           incoming.principalsVersion <= latest {
+        if incoming.principals.values.allSatisfy({ $0.name.utf8.count <= 128 && $0.namespaces.count <= 64 && $0.subject.utf8.count <= 4096 }
+        ),
+            incoming.principalsVersion <= latest
+        {
             out.principals = incoming.principals
             out.nodes = incoming.nodes
             out.principalsVersion = incoming.principalsVersion

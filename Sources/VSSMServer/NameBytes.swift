@@ -16,6 +16,7 @@ extension String {
     /// separator in front of it into one grapheme when displayed or compared as text).
     var startsWithCombiningMark: Bool {
         guard let first = unicodeScalars.first else { return false }
-        return first.properties.isGraphemeExtend || [.nonspacingMark, .spacingMark, .enclosingMark].contains(first.properties.generalCategory)
+        return first.properties.isGraphemeExtend
+            || [.nonspacingMark, .spacingMark, .enclosingMark].contains(first.properties.generalCategory)
     }
 }

@@ -23,11 +23,14 @@ extension KeyServiceNode {
         Route.extNodeAdd: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.nodeRequest)
             let name = r.string("name")
-            guard !name.isEmpty, name.utf8.count <= 128, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "\"" || $0 == "\\" }) else {
+            guard !name.isEmpty, name.utf8.count <= 128,
+                !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "\"" || $0 == "\\" })
+            else {
                 throw .badRequest("A node name is 1 to 128 characters, without control characters, quotes or backslashes.")
             }
             let secret = SecureRandom.bytes(32)
-            let credential = JoinCredential(name: name, secretHash: Hex.encode(DigestAlgorithm.sha256.hash(secret)), createdAt: KeyServiceNode.nowMillis())
+            let credential = JoinCredential(
+                name: name, secretHash: Hex.encode(DigestAlgorithm.sha256.hash(secret)), createdAt: KeyServiceNode.nowMillis())
             try n.mutate { (s: inout KeyState) throws(ServiceError) in
                 guard s.nodes[name] == nil else { throw .conflict("A node named \(name) may already join.") }
                 s.nodes[name] = credential
@@ -79,7 +82,8 @@ extension KeyServiceNode {
             }
         }
         guard let credential = state.withLock({ $0.nodes[name] }),
-              constantTimeEqual(Array(given.utf8), Array(credential.secretHash.utf8)) else {
+            constantTimeEqual(Array(given.utf8), Array(credential.secretHash.utf8))
+        else {
             joinGuard.failed(address)
             ctx.aggregateRefusal = true
             throw .forbidden("This join credential is unknown, was used already, or was revoked.")
@@ -148,7 +152,9 @@ final class RefusalAggregate: Sendable {
         peers.withLock { if $0.count < 16, !$0.contains(host) { $0.append(host) } }
         var summary: String?
         limiter.due { suppressed in
-            let from = peers.withLock { p in defer { p = [] }; return p }
+            let from = peers.withLock { p in
+                defer { p = [] }; return p
+            }
             summary = "\(suppressed + 1) refused join attempt(s) from \(from.joined(separator: " "))"
         }
         return summary

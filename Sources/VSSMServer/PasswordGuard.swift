@@ -32,7 +32,6 @@ final class PasswordGuard: Sendable {
         failureCounter = metrics?.counter("vssm_login_failures_total")
     }
 
-
     /// Backoff after `failures` consecutive wrong passwords.
     static func backoffMs(failures: Int) -> Int {
         let extra = failures - ServiceLimits.freePasswordFailures

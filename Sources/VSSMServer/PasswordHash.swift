@@ -20,8 +20,9 @@ public struct PasswordHash: Sendable {
         r = (params >> 8) & 0xFF
         p = params & 0xFF
         guard (1...24).contains(log2N), r > 0, p > 0,
-              let salt = try? Base64.decode(String(parts[3])), let key = try? Base64.decode(String(parts[4])),
-              !salt.isEmpty, !key.isEmpty else {
+            let salt = try? Base64.decode(String(parts[3])), let key = try? Base64.decode(String(parts[4])),
+            !salt.isEmpty, !key.isEmpty
+        else {
             throw ServiceError.internalError("rootPassword is not a valid $s0$ scrypt hash")
         }
         self.salt = salt
@@ -44,8 +45,11 @@ public struct PasswordHash: Sendable {
     }
 
     private func derive(_ password: String) -> Bool {
-        guard let derived = try? KDF.scrypt(password: Array(password.utf8), salt: salt, n: 1 << UInt64(log2N),
-                                            r: UInt64(r), p: UInt64(p), length: key.count) else { return false }
+        guard
+            let derived = try? KDF.scrypt(
+                password: Array(password.utf8), salt: salt, n: 1 << UInt64(log2N),
+                r: UInt64(r), p: UInt64(p), length: key.count)
+        else { return false }
         return constantTimeEqual(derived, key)
     }
 }
@@ -80,8 +84,10 @@ extension PasswordHash {
     /// `verify`, answered from `cache` when scrypt confirmed the same password recently; else
     /// `permit` decides whether scrypt may run (it throws when not: on an event loop, or over the
     /// client's budget).
-    func verify(_ password: String, cache: VerifiedPasswordCache,
-                permit: () throws(ServiceError) -> Void = {}) throws(ServiceError) -> Bool {
+    func verify(
+        _ password: String, cache: VerifiedPasswordCache,
+        permit: () throws(ServiceError) -> Void = {}
+    ) throws(ServiceError) -> Bool {
         let now = Monotonic.ms()
         if cache.contains(password, nowMs: now) { return true }
         try permit()

@@ -58,26 +58,31 @@ final class PeerSync: Sendable {
                         continue
                     }
                     guard r.status == 404 else {
-                        node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
+                        node.metrics.counter("vssm_peer_sync_failures_total").increment();
+                        node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
                         continue
                     }
                     originalOnly.withLock { _ = $0.insert(peer) }
                 }
                 let r = try timed(c, peer, node, Route.synchronizeState, Array("{}".utf8))
                 guard r.status == 200 else {
-                    node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
+                    node.metrics.counter("vssm_peer_sync_failures_total").increment();
+                    node.audit.error("Error during synchronization with \(peer): HTTP \(r.status) \(r.text)")
                     continue
                 }
                 let o = try WireObject.decode(r.body, as: Schemas.synchronizeStateResponse)
                 try node.absorb(StateCodec.decodeKeys(o), from: peer.description)
             } catch {
-                node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Error during synchronization with \(peer): \(error)")
+                node.metrics.counter("vssm_peer_sync_failures_total").increment();
+                node.audit.error("Error during synchronization with \(peer): \(error)")
             }
         }
     }
 
     /// One exchange with a peer; its `Date` goes to the node's clock check (Go nodes send one too).
-    private func timed(_ c: HTTPSClient, _ peer: Endpoint, _ node: KeyServiceNode, _ route: String, _ body: [UInt8]) throws(ClientError) -> HTTPResponse {
+    private func timed(
+        _ c: HTTPSClient, _ peer: Endpoint, _ node: KeyServiceNode, _ route: String, _ body: [UInt8]
+    ) throws(ClientError) -> HTTPResponse {
         let sent = KeyServiceNode.nowMillis()
         let r = try c.post(route, body: body, idempotent: true)
         if let date = r.serverDate {
@@ -102,13 +107,17 @@ final class PeerSync: Sendable {
                         let r = try timed(c, peer, node, Route.extSynchronizeStatePush, full)
                         if r.status == 200 { continue }
                         if r.status != 404 {
-                            node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)")
+                            node.metrics.counter("vssm_peer_sync_failures_total").increment();
+                            node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)")
                             continue
                         }
                         originalOnly.withLock { _ = $0.insert(peer) }
                     }
                     let r = try timed(c, peer, node, Route.synchronizeStatePush, message.bytes)
-                    if r.status != 200 { node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)") }
+                    if r.status != 200 {
+                        node.metrics.counter("vssm_peer_sync_failures_total").increment();
+                        node.audit.error("Push to \(peer) failed: HTTP \(r.status) \(r.text)")
+                    }
                 } catch {
                     node.metrics.counter("vssm_peer_sync_failures_total").increment(); node.audit.error("Push to \(peer) failed: \(error)")
                 }

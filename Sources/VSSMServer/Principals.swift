@@ -49,7 +49,9 @@ public enum Namespace {
     /// 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit (`NamespaceName`).
     static func check(_ ns: String) throws(ServiceError) {
         guard NamespaceName.isValid(ns) else {
-            throw .badRequest("Invalid namespace \"\(AuditNames.clean(ns))\": 1 to \(maxBytes) of a-z, 0-9, '.', '_', '-', starting with a letter or digit.")
+            throw .badRequest(
+                "Invalid namespace \"\(AuditNames.clean(ns))\": 1 to \(maxBytes) of a-z, 0-9, '.', '_', '-', starting with a letter or digit."
+            )
         }
     }
 
@@ -80,7 +82,8 @@ enum PrincipalCodec {
     static func decode(_ v: JSONValue) -> Principal? {
         func str(_ k: String) -> String { if case .string(let s)? = v[k] { s } else { "" } }
         guard let role = PrincipalRole(rawValue: str("role")), !str("name").isEmpty,
-              str("fingerprint").utf8.count == 64, case .array(let items)? = v["namespaces"] else { return nil }
+            str("fingerprint").utf8.count == 64, case .array(let items)? = v["namespaces"]
+        else { return nil }
         var namespaces: [String] = []
         for i in items {
             guard case .string(let ns) = i, (try? Namespace.check(ns)) != nil else { return nil }
@@ -90,8 +93,9 @@ enum PrincipalCodec {
         let pin = str("pinHash")
         if !pin.isEmpty && (try? PasswordHash(parsing: pin)) == nil { return nil }
         let created: Int64 = if case .string(let s)? = v["createdAt"] { Int64(s) ?? 0 } else { 0 }
-        return Principal(name: str("name"), fingerprint: str("fingerprint").lowercased(), subject: str("subject"), role: role,
-                         namespaces: namespaces, pinHash: pin.isEmpty ? nil : pin, createdAt: created)
+        return Principal(
+            name: str("name"), fingerprint: str("fingerprint").lowercased(), subject: str("subject"), role: role,
+            namespaces: namespaces, pinHash: pin.isEmpty ? nil : pin, createdAt: created)
     }
 }
 
@@ -120,7 +124,8 @@ extension KeyServiceNode {
             ctx.principal = principal
             ctx.principalName = principal.name
             guard let namespace = principal.namespace(requested: ctx.requestedNamespace) else {
-                throw .forbidden("Not permitted: principal \(principal.name) has no namespace \"\(AuditNames.clean(ctx.requestedNamespace ?? ""))\".")
+                throw .forbidden(
+                    "Not permitted: principal \(principal.name) has no namespace \"\(AuditNames.clean(ctx.requestedNamespace ?? ""))\".")
             }
             ctx.namespace = namespace
         }
@@ -176,11 +181,14 @@ extension KeyServiceNode {
             throw .throttled(min(pinWait, adminWait))
         }
         if pinWait == nil, let hash = p.pinHash, let parsed = try? PasswordHash(parsing: hash), let cache = pinCache(for: p),
-           try parsed.verify(given, cache: cache, permit: { () throws(ServiceError) in try hashPermit(ctx) }) {
+            try parsed.verify(given, cache: cache, permit: { () throws(ServiceError) in try hashPermit(ctx) })
+        {
             passwordGuard.clear(pinKey)
             return
         }
-        if adminWait == nil, try password.verify(given, cache: verifiedPasswords, permit: { () throws(ServiceError) in try hashPermit(ctx) }) {
+        if adminWait == nil,
+            try password.verify(given, cache: verifiedPasswords, permit: { () throws(ServiceError) in try hashPermit(ctx) })
+        {
             passwordGuard.clear(adminKey)
             return
         }
@@ -294,15 +302,20 @@ extension KeyServiceNode {
         guard ctx.restricted else { return s }
         var out = KeyState()
         for e in s.symmetric.values {
-            if let n = visibleName(e.name, ctx, owner: owner) { out.symmetric[n] = SecretKeyEntry(name: n, createdAt: e.createdAt, key: e.key, attributes: e.attributes) }
+            if let n = visibleName(e.name, ctx, owner: owner) {
+                out.symmetric[n] = SecretKeyEntry(name: n, createdAt: e.createdAt, key: e.key, attributes: e.attributes)
+            }
         }
         for e in s.mac.values {
-            if let n = visibleName(e.name, ctx, owner: owner) { out.mac[n] = SecretKeyEntry(name: n, createdAt: e.createdAt, key: e.key, attributes: e.attributes) }
+            if let n = visibleName(e.name, ctx, owner: owner) {
+                out.mac[n] = SecretKeyEntry(name: n, createdAt: e.createdAt, key: e.key, attributes: e.attributes)
+            }
         }
         for e in s.asymmetric.values {
             if let n = visibleName(e.name, ctx, owner: owner) {
-                out.asymmetric[n] = AsymmetricKeyEntry(name: n, createdAt: e.createdAt, keyType: e.keyType, pkcs8: e.pkcs8, key: e.key,
-                                                       spki: e.spki, attributes: e.attributes)
+                out.asymmetric[n] = AsymmetricKeyEntry(
+                    name: n, createdAt: e.createdAt, keyType: e.keyType, pkcs8: e.pkcs8, key: e.key,
+                    spki: e.spki, attributes: e.attributes)
             }
         }
         for o in s.objects.values where !ctx.restricted || (o.namespace ?? Namespace.defaultName) == ctx.namespace {
@@ -325,7 +338,8 @@ extension KeyServiceNode {
         Route.extPrincipalList: { n, b, c throws(ServiceError) in
             let r = try n.decode(b, ExtSchemas.principalListRequest)
             var w = WireWriter()
-            w.array("principals", n.snapshot.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: false) })
+            w.array(
+                "principals", n.snapshot.principals.values.sorted { $0.name < $1.name }.map { PrincipalCodec.encode($0, withPIN: false) })
             return n.ok(w)
         },
         Route.extPrincipalRemove: { n, b, c throws(ServiceError) in
@@ -333,7 +347,9 @@ extension KeyServiceNode {
             let name = r.string("name")
             n.audit.info("Removing principal \(AuditNames.clean(name))...")
             try n.mutate { (s: inout KeyState) throws(ServiceError) in
-                guard let fp = s.principals.first(where: { $0.value.name == name })?.key else { throw .notFound("No principal named \(name).") }
+                guard let fp = s.principals.first(where: { $0.value.name == name })?.key else {
+                    throw .notFound("No principal named \(name).")
+                }
                 s.principals.removeValue(forKey: fp)
                 s.principalsChanged()
             }
@@ -344,7 +360,9 @@ extension KeyServiceNode {
             let name = r.string("name")
             let hash = try KeyServiceNode.pinHash(r.string("pin"))
             try n.mutate { (s: inout KeyState) throws(ServiceError) in
-                guard let fp = s.principals.first(where: { $0.value.name == name })?.key else { throw .notFound("No principal named \(name).") }
+                guard let fp = s.principals.first(where: { $0.value.name == name })?.key else {
+                    throw .notFound("No principal named \(name).")
+                }
                 s.principals[fp]?.pinHash = hash
                 s.principalsChanged()
             }
@@ -375,7 +393,8 @@ extension KeyServiceNode {
     func principalAdd(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.principalAddRequest)
         let name = r.string("name")
-        guard !name.isEmpty, name.utf8.count <= 128, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "\"" || $0 == "\\" }) else {
+        guard !name.isEmpty, name.utf8.count <= 128, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == "\"" || $0 == "\\" })
+        else {
             throw .badRequest("A principal name is 1 to 128 characters, without control characters, quotes or backslashes.")
         }
         guard let role = PrincipalRole(rawValue: r.string("role")) else {
@@ -388,12 +407,17 @@ extension KeyServiceNode {
         do { _ = try X509Info.subjectPublicKeyInfo(certificateDER: der) } catch {
             throw .badRequest("certificate is not a DER X.509 certificate")
         }
-        let principal = Principal(name: name, fingerprint: Hex.encode(DigestAlgorithm.sha256.hash(der)), subject: DevPKI.subject(ofDER: der),
-                                  role: role, namespaces: uniqued(namespaces), pinHash: try KeyServiceNode.pinHash(r.string("pin")),
-                                  createdAt: KeyServiceNode.nowMillis())
-        audit.info("Registering principal \(name) (\(role.rawValue), namespaces \(principal.namespaces.joined(separator: ",")), SHA-256 \(principal.fingerprint))...")
+        let principal = Principal(
+            name: name, fingerprint: Hex.encode(DigestAlgorithm.sha256.hash(der)), subject: DevPKI.subject(ofDER: der),
+            role: role, namespaces: uniqued(namespaces), pinHash: try KeyServiceNode.pinHash(r.string("pin")),
+            createdAt: KeyServiceNode.nowMillis())
+        audit.info(
+            "Registering principal \(name) (\(role.rawValue), namespaces \(principal.namespaces.joined(separator: ",")), SHA-256 \(principal.fingerprint))..."
+        )
         try mutate { (s: inout KeyState) throws(ServiceError) in
-            if s.principals[principal.fingerprint] != nil { throw .conflict("This certificate is already registered (as \(s.principals[principal.fingerprint]?.name ?? "")).") }
+            if s.principals[principal.fingerprint] != nil {
+                throw .conflict("This certificate is already registered (as \(s.principals[principal.fingerprint]?.name ?? "")).")
+            }
             if s.principals.values.contains(where: { $0.name == name }) { throw .conflict("A principal named \(name) exists.") }
             s.principals[principal.fingerprint] = principal
             s.principalsChanged()

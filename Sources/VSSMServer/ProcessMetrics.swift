@@ -18,7 +18,8 @@ enum ProcessMetrics {
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 { metrics.gauge("process_max_fds").set(Int64(clamping: rl.rlim_cur)) }
         var usage = rusage()
         if getrusage(RUSAGE_SELF.rawValue, &usage) == 0 {
-            let seconds = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            let seconds =
+                Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
                 + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1_000_000
             metrics.gauge("process_cpu_seconds_total").set(seconds)
         }

@@ -16,11 +16,13 @@ public struct RPCKeyShare: Sendable, Equatable {
     public var certificateSHA256: String
     public var data: [UInt8]
 
-    public static let schema = MessageSchema("RPCKeyShare", [
-        .init("vssmRpcKeyShare", .int64), .init("set", .string), .init("label", .string), .init("index", .int64),
-        .init("threshold", .int64), .init("shares", .int64), .init("rpcCertificateSHA256", .string),
-        .init("data", .bytes), .init("check", .string),
-    ])
+    public static let schema = MessageSchema(
+        "RPCKeyShare",
+        [
+            .init("vssmRpcKeyShare", .int64), .init("set", .string), .init("label", .string), .init("index", .int64),
+            .init("threshold", .int64), .init("shares", .int64), .init("rpcCertificateSHA256", .string),
+            .init("data", .bytes), .init("check", .string),
+        ])
 
     /// Hex SHA-256 over every field but `check`, first 16 hex digits.
     public var check: String {
@@ -65,14 +67,17 @@ public struct RPCKeyShare: Sendable, Equatable {
         certificateSHA256 = r.string("rpcCertificateSHA256")
         data = r.bytes("data") ?? []
         guard !set.isEmpty, set.utf8.count <= 64, label.utf8.count <= 256, (2...255).contains(threshold), (threshold...255).contains(count),
-              (1...count).contains(index), !data.isEmpty, data.count <= 16 << 10 else {
+            (1...count).contains(index), !data.isEmpty, data.count <= 16 << 10
+        else {
             throw .badRequest("share fields out of range")
         }
         guard r.string("check") == check else { throw .badRequest("share \(index) (\(label)) is damaged: its checksum does not match") }
     }
 
     /// Splits `rpcKey` (PKCS#8 DER) for the certificate `certificateDER`.
-    public static func split(rpcKey: [UInt8], certificateDER: [UInt8], threshold: Int, count: Int, labels: [String]) throws(CryptoError) -> [RPCKeyShare] {
+    public static func split(
+        rpcKey: [UInt8], certificateDER: [UInt8], threshold: Int, count: Int, labels: [String]
+    ) throws(CryptoError) -> [RPCKeyShare] {
         let shares = try Shamir.split(rpcKey, threshold: threshold, count: count)
         let set = SecureRandom.hex(8)
         let cert = Hex.encode(DigestAlgorithm.sha256.hash(certificateDER))
@@ -104,8 +109,10 @@ final class ShareCollector: Sendable {
 
     /// Adds a share; returns the key when a combination gives one `accept` takes (the caller
     /// bootstraps with it), else how many indices of how many this share's split has.
-    func add(_ share: RPCKeyShare, certificateSHA256: String,
-             accept: ([UInt8]) -> Bool) throws(ServiceError) -> (received: Int, threshold: Int, key: [UInt8]?) {
+    func add(
+        _ share: RPCKeyShare, certificateSHA256: String,
+        accept: ([UInt8]) -> Bool
+    ) throws(ServiceError) -> (received: Int, threshold: Int, key: [UInt8]?) {
         guard share.certificateSHA256 == certificateSHA256 else {
             throw .badRequest("share \(share.index) (\(share.label)) is for another RPC certificate")
         }
@@ -117,9 +124,12 @@ final class ShareCollector: Sendable {
             }
             var held = all[share.set] ?? []
             if held.isEmpty && all.count >= ShareCollector.maxSplits {
-                throw .unavailable("shares of \(all.count) splits are waiting already; try again in \(ShareCollector.maxAgeMs / 60_000) minutes")
+                throw .unavailable(
+                    "shares of \(all.count) splits are waiting already; try again in \(ShareCollector.maxAgeMs / 60_000) minutes")
             }
-            if held.contains(where: { $0.share == share }) { throw .badRequest("share \(share.index) (\(share.label)) was already received") }
+            if held.contains(where: { $0.share == share }) {
+                throw .badRequest("share \(share.index) (\(share.label)) was already received")
+            }
             guard held.filter({ $0.share.index == share.index }).count < ShareCollector.maxPerIndex else {
                 throw .badRequest("\(ShareCollector.maxPerIndex) different shares with index \(share.index) were received already")
             }
@@ -151,7 +161,8 @@ final class ShareCollector: Sendable {
                 all = [:]
                 return (indices.count, share.threshold, found)
             }
-            throw .badRequest("""
+            throw .badRequest(
+                """
                 the \(indices.count) shares of split \(share.set) received do not give the RPC key (a wrong or made-up share \
                 may be among them); they are kept: send the other shares
                 """)

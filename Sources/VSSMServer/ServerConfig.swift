@@ -58,9 +58,11 @@ public struct ServerConfig: Sendable {
     }
 
     /// The members of `config.json` (the Go VSSM's three first); any other member is refused.
-    static let members = ["rpcCertificate", "clientTrustStore", "rootPassword", "listen", "stateDir", "peers", "compatOnly",
-                          "auditSyslog", "goStyleErrors", "limits", "etcd", "requestsPerSecondPerClient",
-                          "maxClockSkewSeconds"]
+    static let members = [
+        "rpcCertificate", "clientTrustStore", "rootPassword", "listen", "stateDir", "peers", "compatOnly",
+        "auditSyslog", "goStyleErrors", "limits", "etcd", "requestsPerSecondPerClient",
+        "maxClockSkewSeconds",
+    ]
     static let listenMembers = ["api", "health", "internal", "bootstrapSlave"]
     static let etcdMembers = ["endpoints", "ca", "cert", "key", "serverName", "prefix"]
 
@@ -83,7 +85,9 @@ public struct ServerConfig: Sendable {
             do { return try Base64.decode(s) } catch { throw file.problem(field, "not base64 (\(error.message))") }
         }
         rpcCertificate = try b64("rpcCertificate", v["rpcCertificate"])
-        guard let trust = v["clientTrustStore"] else { throw ConfigFile.Problem("\(file.path): clientTrustStore is missing (vssm init writes it)") }
+        guard let trust = v["clientTrustStore"] else {
+            throw ConfigFile.Problem("\(file.path): clientTrustStore is missing (vssm init writes it)")
+        }
         guard case .array(let items) = trust else { throw file.typeProblem("", "clientTrustStore", "an array of base64 strings", trust) }
         clientTrustStore = []
         for (i, t) in items.enumerated() { clientTrustStore.append(try b64("clientTrustStore[\(i)]", t)) }
@@ -94,7 +98,9 @@ public struct ServerConfig: Sendable {
         do { _ = try PasswordHash(parsing: root) } catch { throw file.problem("rootPassword", "not a $s0$ scrypt hash (\(error.message))") }
         if let l = try file.object(v, "listen", at: "") {
             try file.onlyKnown(l, at: "listen", ServerConfig.listenMembers)
-            for (name, key) in [("api", \Listeners.api), ("health", \.health), ("internal", \.internal), ("bootstrapSlave", \.bootstrapSlave)] {
+            for (name, key) in [
+                ("api", \Listeners.api), ("health", \.health), ("internal", \.internal), ("bootstrapSlave", \.bootstrapSlave),
+            ] {
                 guard let text = try file.string(l, name, at: "listen") else { continue }
                 guard Endpoint(text) != nil else { throw file.problem("listen.\(name)", "\"\(text)\" is not host:port") }
                 listen[keyPath: key] = text

@@ -89,7 +89,8 @@ public struct ServiceLimits: Sendable, Equatable {
             default: n = nil
             }
             guard let n, range.contains(n) else {
-                throw file.problem("limits.\(name)", "must be an integer from \(range.lowerBound) to \(range.upperBound), not \(ConfigFile.kind(field))")
+                throw file.problem(
+                    "limits.\(name)", "must be an integer from \(range.lowerBound) to \(range.upperBound), not \(ConfigFile.kind(field))")
             }
             self[keyPath: key] = n
         }

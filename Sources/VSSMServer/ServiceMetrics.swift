@@ -23,8 +23,10 @@ public final class ServiceMetrics: Sendable {
     ]
 
     init(knownRoutes: Set<String>) {
-        self.knownRoutes = knownRoutes.union([Route.healthcheck, Route.bootstrap, Route.synchronizeState,
-                                              Route.synchronizeStatePush, Route.bootstrapSlave, ServiceMetrics.route])
+        self.knownRoutes = knownRoutes.union([
+            Route.healthcheck, Route.bootstrap, Route.synchronizeState,
+            Route.synchronizeStatePush, Route.bootstrapSlave, ServiceMetrics.route,
+        ])
     }
 
     func routeLabel(_ path: String) -> String { knownRoutes.contains(path) ? path : "other" }
@@ -46,17 +48,19 @@ public final class ServiceMetrics: Sendable {
         let counterKey = listener + " " + route + " " + String(status)
         let counter = counters.withLock { all -> Counter in
             if let c = all[counterKey] { return c }
-            let c = registry.makeCounter(descriptor: ServiceMetrics.descriptor("vssm_requests_total"),
-                                         labels: [("listener", listener), ("route", route), ("status", String(status))])
+            let c = registry.makeCounter(
+                descriptor: ServiceMetrics.descriptor("vssm_requests_total"),
+                labels: [("listener", listener), ("route", route), ("status", String(status))])
             all[counterKey] = c
             return c
         }
         let histogramKey = listener + " " + route
         let histogram = histograms.withLock { all -> DurationHistogram in
             if let h = all[histogramKey] { return h }
-            let h = registry.makeDurationHistogram(descriptor: ServiceMetrics.descriptor("vssm_request_duration_seconds"),
-                                                   labels: [("listener", listener), ("route", route)],
-                                                   buckets: ServiceMetrics.buckets)
+            let h = registry.makeDurationHistogram(
+                descriptor: ServiceMetrics.descriptor("vssm_request_duration_seconds"),
+                labels: [("listener", listener), ("route", route)],
+                buckets: ServiceMetrics.buckets)
             all[histogramKey] = h
             return h
         }
@@ -98,12 +102,15 @@ public final class ServiceMetrics: Sendable {
         "vssm_login_failures_total": "Wrong admin passwords and PINs",
         "vssm_audit_write_errors_total": "Audit records that could not be written to the trail",
         "vssm_store_reachable": "1 when the store answered its last read (etcd; always 1 for the state file)",
-        "vssm_clock_offset_seconds": "Largest offset of etcd's or a peer's clock from this node's, in seconds (from their Date headers; positive: theirs is ahead)",
-        "vssm_clock_out_of_step": "1 while this node's clock is beyond maxClockSkewSeconds from etcd's (or most peers'): it refuses key creation, deletion and restore",
+        "vssm_clock_offset_seconds":
+            "Largest offset of etcd's or a peer's clock from this node's, in seconds (from their Date headers; positive: theirs is ahead)",
+        "vssm_clock_out_of_step":
+            "1 while this node's clock is beyond maxClockSkewSeconds from etcd's (or most peers'): it refuses key creation, deletion and restore",
         "vssm_store_revision_lag": "How many etcd revisions this node's view is behind the store's latest",
         "vssm_store_last_success_timestamp_seconds": "Unix time of the last successful read of the store (etcd poll)",
         "vssm_peer_sync_failures_total": "Peer synchronisations (pull or push) that failed",
-        "vssm_store_refused_records_total": "Records from the store refused as older than this node has seen, and vanished principal tables",
+        "vssm_store_refused_records_total":
+            "Records from the store refused as older than this node has seen, and vanished principal tables",
         "process_resident_memory_bytes": "Resident memory of the vssm process",
         "process_open_fds": "Open file descriptors of the vssm process",
         "process_max_fds": "The open-file limit of the vssm process",

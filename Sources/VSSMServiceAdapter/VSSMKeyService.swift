@@ -108,17 +108,21 @@ public final class VSSMKeyService: KeyService {
                 default: continue
                 }
                 guard let length = VSSMKeyService.keyLength(k) else { continue }
-                listing.keys.append(ServiceKey(name: k.string("name"), kind: kind, publicKey: k.bytes("publicKey") ?? [],
-                                               length: length, cipher: k.string("cipher"), id: k.bytes("id"),
-                                               ephemeral: k.bool("ephemeral"),
-                                               label: k.bool("ephemeral") || k.has("label") ? k.string("label") : nil,
-                                               generated: k.string("origin") == "generated" ? true : k.string("origin").isEmpty ? nil : false,
-                                               attributes: k.bytes("attributes")))
+                listing.keys.append(
+                    ServiceKey(
+                        name: k.string("name"), kind: kind, publicKey: k.bytes("publicKey") ?? [],
+                        length: length, cipher: k.string("cipher"), id: k.bytes("id"),
+                        ephemeral: k.bool("ephemeral"),
+                        label: k.bool("ephemeral") || k.has("label") ? k.string("label") : nil,
+                        generated: k.string("origin") == "generated" ? true : k.string("origin").isEmpty ? nil : false,
+                        attributes: k.bytes("attributes")))
             }
             for o in r.objects("objects") {
-                listing.objects.append(ServiceObject(uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",
-                                                     label: o.string("label"), id: o.bytes("id") ?? [], value: o.bytes("value") ?? [],
-                                                     application: o.string("application")))
+                listing.objects.append(
+                    ServiceObject(
+                        uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",
+                        label: o.string("label"), id: o.bytes("id") ?? [], value: o.bytes("value") ?? [],
+                        application: o.string("application")))
             }
             return listing
         }
@@ -129,7 +133,8 @@ public final class VSSMKeyService: KeyService {
         let r = try call(Route.listKeys, w, Schemas.listKeysResponse, idempotent: true)
         var listing = ServiceListing()
         for k in r.objects("asymmetricKey") {
-            listing.keys.append(ServiceKey(name: k.string("name"), kind: k.string("keySpec") == "EC" ? .ec : .rsa, publicKey: k.bytes("publicKey") ?? []))
+            listing.keys.append(
+                ServiceKey(name: k.string("name"), kind: k.string("keySpec") == "EC" ? .ec : .rsa, publicKey: k.bytes("publicKey") ?? []))
         }
         for k in r.objects("symmetricKey") {
             guard let n = VSSMKeyService.keyLength(k) else { continue }
@@ -197,7 +202,8 @@ public final class VSSMKeyService: KeyService {
         w.bytes(scheme == .eddsa ? "input" : "hashed", data)
         w.string("keyName", key)
         w.string("algorithm", algorithm)
-        return try call(original ? Route.asymmetricSign : Route.extSign, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+        return try call(original ? Route.asymmetricSign : Route.extSign, w, ExtSchemas.outputResponse, idempotent: true).bytes("output")
+            ?? []
     }
 
     public func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
@@ -218,7 +224,8 @@ public final class VSSMKeyService: KeyService {
                 w.bytes("label", label)
             }
         }
-        return try call(original ? Route.asymmetricDecrypt : Route.extDecrypt, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
+        return try call(original ? Route.asymmetricDecrypt : Route.extDecrypt, w, ExtSchemas.outputResponse, idempotent: true).bytes(
+            "output") ?? []
     }
 
     /// With the extensions the IV, AAD and tag length are fields; the original API decrypts with
@@ -261,7 +268,10 @@ public final class VSSMKeyService: KeyService {
         w.bytes("input", data)
         w.string("keyName", key)
         w.string("algorithm", algorithm)
-        let path = fields ? (encrypt ? Route.extSymmetricEncrypt : Route.extSymmetricDecrypt) : (encrypt ? Route.symmetricEncrypt : Route.symmetricDecrypt)
+        let path =
+            fields
+            ? (encrypt ? Route.extSymmetricEncrypt : Route.extSymmetricDecrypt)
+            : (encrypt ? Route.symmetricEncrypt : Route.symmetricDecrypt)
         return try call(path, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
@@ -297,7 +307,9 @@ public final class VSSMKeyService: KeyService {
         }
     }
 
-    public func generateKey(adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func generateKey(
+        adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?
+    ) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
@@ -325,7 +337,9 @@ public final class VSSMKeyService: KeyService {
 
     /// The extension fields of a create request (CKA_ID, cipher, label, stored attributes), when
     /// the service has the extensions; false: the original API, which takes none of them.
-    private func writeExtensionFields(_ w: inout WireWriter, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) -> Bool {
+    private func writeExtensionFields(
+        _ w: inout WireWriter, id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?
+    ) throws(TokenError) -> Bool {
         guard try hasExtensions() else { return false }
         w.bytes("id", id)
         w.string("cipher", cipher ?? "")
@@ -334,7 +348,10 @@ public final class VSSMKeyService: KeyService {
         return true
     }
 
-    public func injectKey(adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func injectKey(
+        adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?,
+        attributes: [UInt8]?
+    ) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
@@ -352,7 +369,9 @@ public final class VSSMKeyService: KeyService {
         _ = try call(Route.extDeleteKey, w, Schemas.empty, idempotent: false)
     }
 
-    public func setKeyID(adminPassword: String, name: String, type: KeyType, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func setKeyID(
+        adminPassword: String, name: String, type: KeyType, id: [UInt8]?, label: String?, attributes: [UInt8]?
+    ) throws(TokenError) {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("keyName", name)
@@ -363,7 +382,9 @@ public final class VSSMKeyService: KeyService {
         _ = try call(Route.extSetAttributes, w, Schemas.empty, idempotent: true)
     }
 
-    public func copyKey(adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func copyKey(
+        adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?
+    ) throws(TokenError) {
         guard try hasExtensions() else { throw .functionNotSupported }
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
@@ -437,7 +458,9 @@ public final class VSSMKeyService: KeyService {
         return try call(Route.extWrap, w, ExtSchemas.outputResponse, idempotent: true).bytes("output") ?? []
     }
 
-    public func unwrapKey(adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec) throws(TokenError) {
+    public func unwrapKey(
+        adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec
+    ) throws(TokenError) {
         guard try hasExtensions() else { throw .functionNotSupported }
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
@@ -464,7 +487,9 @@ public final class VSSMKeyService: KeyService {
         _ = try call(Route.extReleaseSession, w, ExtSchemas.releaseSessionResponse, idempotent: true)
     }
 
-    public func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String {
+    public func createObject(
+        adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String
+    ) throws(TokenError) -> String {
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
         w.string("class", objectClass)
@@ -500,11 +525,13 @@ enum GoErrors {
         if message == "Incorrect administrator password." { return 403 }
         if message.hasPrefix("Invalid key name: ") || message == "No key by that name exists." { return 404 }
         if message.hasPrefix("Key with name ") && message.hasSuffix(" already exists.") { return 409 }
-        let input = ["crypto/rsa: decryption error", "cipher: message authentication failed", "invalid padding on input",
-                     "crypto/cipher: input not full blocks", "crypto/rsa: input must be hashed message", "crypto/rsa: message too long",
-                     "Invalid algorithm", "Invalid hash algorithm", "Invalid cipher", "Unsupported ", "Key name cannot be blank.",
-                     "Invalid key type", "illegal base64", "unknown field", "invalid character", "unexpected EOF", "x509: failed to parse",
-                     "asn1: ", "slice bounds out of range"]
+        let input = [
+            "crypto/rsa: decryption error", "cipher: message authentication failed", "invalid padding on input",
+            "crypto/cipher: input not full blocks", "crypto/rsa: input must be hashed message", "crypto/rsa: message too long",
+            "Invalid algorithm", "Invalid hash algorithm", "Invalid cipher", "Unsupported ", "Key name cannot be blank.",
+            "Invalid key type", "illegal base64", "unknown field", "invalid character", "unexpected EOF", "x509: failed to parse",
+            "asn1: ", "slice bounds out of range",
+        ]
         return input.contains { message.hasPrefix($0) } ? 400 : 500
     }
 }

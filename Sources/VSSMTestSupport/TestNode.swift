@@ -22,11 +22,14 @@ public final class TestNode: @unchecked Sendable {
     public let ports: [RequestContext.Listener: Int]
     public let stateDir: String?
 
-    public init(stateDir: String? = nil, compatOnly: Bool = false, goStyleErrors: Bool = false, bootstrap: Bool = true, peers: [String] = [],
-                limits: ServiceLimits = ServiceLimits(), etcd: EtcdSettings? = nil, requestsPerSecondPerClient: Int = 0) throws {
-        var cfg = ServerConfig(rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
-                               clientTrustStore: [TestNode.shared.pki.clientCACertificateDER],
-                               rootPassword: TestNode.shared.hash)
+    public init(
+        stateDir: String? = nil, compatOnly: Bool = false, goStyleErrors: Bool = false, bootstrap: Bool = true, peers: [String] = [],
+        limits: ServiceLimits = ServiceLimits(), etcd: EtcdSettings? = nil, requestsPerSecondPerClient: Int = 0
+    ) throws {
+        var cfg = ServerConfig(
+            rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
+            clientTrustStore: [TestNode.shared.pki.clientCACertificateDER],
+            rootPassword: TestNode.shared.hash)
         cfg.listen.api = "127.0.0.1:0"
         cfg.listen.health = "127.0.0.1:0"
         cfg.listen.internal = "127.0.0.1:0"

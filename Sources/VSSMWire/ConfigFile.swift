@@ -43,7 +43,8 @@ public struct ConfigFile: Sendable {
             var hint = ""
             if let guess = ConfigFile.closest(name, allowed) { hint = " (did you mean \"\(guess)\"?)" }
             let known = allowed.map { "\"\($0)\"" }.joined(separator: ", ")
-            throw Problem("\(location(member)): unknown member \"\(name)\"\(path.isEmpty ? "" : " in \(path)")\(hint); known members: \(known)")
+            throw Problem(
+                "\(location(member)): unknown member \"\(name)\"\(path.isEmpty ? "" : " in \(path)")\(hint); known members: \(known)")
         }
     }
 
@@ -79,8 +80,10 @@ public struct ConfigFile: Sendable {
     }
 
     /// A number within `range` (finite; a whole number when `integer`).
-    public func number(_ object: JSONValue, _ name: String, at path: String, _ range: ClosedRange<Double>,
-                       integer: Bool) throws(Problem) -> Double? {
+    public func number(
+        _ object: JSONValue, _ name: String, at path: String, _ range: ClosedRange<Double>,
+        integer: Bool
+    ) throws(Problem) -> Double? {
         guard let v = object[name] else { return nil }
         let kind = integer ? "an integer" : "a number"
         let bounds = "from \(ConfigFile.plain(range.lowerBound)) to \(ConfigFile.plain(range.upperBound))"

@@ -19,12 +19,14 @@ public enum HTTPDate {
     public static func parse(_ text: some StringProtocol) -> Int64? {
         let parts = text.split(separator: " ")
         guard parts.count == 6, parts[5] == "GMT", parts[0].count == 4,
-              let d = Int64(parts[1]), (1...31).contains(d),
-              let m = months.firstIndex(of: String(parts[2])),
-              parts[3].count == 4, let y = Int64(parts[3]), y >= 1970 else { return nil }
+            let d = Int64(parts[1]), (1...31).contains(d),
+            let m = months.firstIndex(of: String(parts[2])),
+            parts[3].count == 4, let y = Int64(parts[3]), y >= 1970
+        else { return nil }
         let hms = parts[4].split(separator: ":")
         guard hms.count == 3, let h = Int64(hms[0]), let mi = Int64(hms[1]), let s = Int64(hms[2]),
-              (0...23).contains(h), (0...59).contains(mi), (0...60).contains(s) else { return nil }
+            (0...23).contains(h), (0...59).contains(mi), (0...60).contains(s)
+        else { return nil }
         return days(fromCivil: y, Int64(m + 1), d) * 86_400 + h * 3600 + mi * 60 + s
     }
 

@@ -263,8 +263,12 @@ public struct JSONParser {
                         let low = try hex4()
                         if low >= 0xDC00 && low < 0xE000 {
                             scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                        } else { pos = save; scalar = 0xFFFD }
-                    } else { scalar = 0xFFFD }
+                        } else {
+                            pos = save; scalar = 0xFFFD
+                        }
+                    } else {
+                        scalar = 0xFFFD
+                    }
                 } else if scalar >= 0xDC00 && scalar < 0xE000 {
                     scalar = 0xFFFD
                 }

@@ -15,58 +15,82 @@ public enum Schemas {
     public static let asymmetricEncryptResponse = MessageSchema("AsymmetricEncryptResponse", output)
     public static let asymmetricDecryptRequest = crypto("AsymmetricDecryptRequest")
     public static let asymmetricDecryptResponse = MessageSchema("AsymmetricDecryptResponse", output)
-    public static let asymmetricSignRequest = MessageSchema("AsymmetricSignRequest", [
-        .init("input", .bytes), .init("hashed", .bytes), .init("keyName", .string), .init("algorithm", .string),
-    ])
+    public static let asymmetricSignRequest = MessageSchema(
+        "AsymmetricSignRequest",
+        [
+            .init("input", .bytes), .init("hashed", .bytes), .init("keyName", .string), .init("algorithm", .string),
+        ])
     public static let asymmetricSignResponse = MessageSchema("AsymmetricSignResponse", output)
-    public static let asymmetricVerifyRequest = MessageSchema("AsymmetricVerifyRequest", [
-        .init("input", .bytes), .init("hashed", .bytes), .init("signature", .bytes),
-        .init("keyName", .string), .init("algorithm", .string),
-    ])
+    public static let asymmetricVerifyRequest = MessageSchema(
+        "AsymmetricVerifyRequest",
+        [
+            .init("input", .bytes), .init("hashed", .bytes), .init("signature", .bytes),
+            .init("keyName", .string), .init("algorithm", .string),
+        ])
     public static let verifyResponse = MessageSchema("AsymmetricVerifyResponse", [.init("valid", .bool)])
     public static let hmacCreateRequest = crypto("HmacCreateRequest")
     public static let hmacCreateResponse = MessageSchema("HmacCreateResponse", output)
-    public static let hmacVerifyRequest = MessageSchema("HmacVerifyRequest", [
-        .init("input", .bytes), .init("hmac", .bytes), .init("keyName", .string), .init("algorithm", .string),
-    ])
+    public static let hmacVerifyRequest = MessageSchema(
+        "HmacVerifyRequest",
+        [
+            .init("input", .bytes), .init("hmac", .bytes), .init("keyName", .string), .init("algorithm", .string),
+        ])
     public static let hmacVerifyResponse = MessageSchema("HmacVerifyResponse", [.init("valid", .bool)])
 
     // MARK: - Admin service (8080, mTLS + admin password)
-    public static let generateKeyRequest = MessageSchema("GenerateKeyRequest", [
-        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
-        .init("keySpec", .string), .init("keySize", .uint64),
-    ])
-    public static let injectKeyRequest = MessageSchema("InjectKeyRequest", [
-        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string), .init("key", .bytes),
-    ])
-    public static let backupBlob = MessageSchema("BackupBlob", [
-        .init("encryptionKey", .bytes), .init("version", .int64), .init("timestamp", .int64),
-        .init("encryptedState", .bytes),
-        // Extension, version 2 only: SHA-256 of the RPC certificate the backup is encrypted to.
-        .init("rpcCertificateSha256", .bytes),
-    ])
+    public static let generateKeyRequest = MessageSchema(
+        "GenerateKeyRequest",
+        [
+            .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
+            .init("keySpec", .string), .init("keySize", .uint64),
+        ])
+    public static let injectKeyRequest = MessageSchema(
+        "InjectKeyRequest",
+        [
+            .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string), .init("key", .bytes),
+        ])
+    public static let backupBlob = MessageSchema(
+        "BackupBlob",
+        [
+            .init("encryptionKey", .bytes), .init("version", .int64), .init("timestamp", .int64),
+            .init("encryptedState", .bytes),
+            // Extension, version 2 only: SHA-256 of the RPC certificate the backup is encrypted to.
+            .init("rpcCertificateSha256", .bytes),
+        ])
     public static let generateBackupRequest = MessageSchema("GenerateBackupRequest", [.init("adminPassword", .string)])
     public static let generateBackupResponse = MessageSchema("GenerateBackupResponse", [.init("backup", .message(backupBlob))])
-    public static let restoreBackupRequest = MessageSchema("RestoreBackupRequest", [
-        .init("adminPassword", .string), .init("backup", .message(backupBlob)),
-    ])
-    public static let listKeysRequest = MessageSchema("ListKeysRequest", [
-        .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
-    ])
-    public static let listKeysSymmetricKey = MessageSchema("ListKeysSymmetricKey", [
-        .init("name", .string), .init("createdAt", .int64), .init("keyLength", .uint64),
-    ])
-    public static let listKeysAsymmetricKey = MessageSchema("ListKeysAsymmetricKey", [
-        .init("name", .string), .init("createdAt", .int64), .init("keySpec", .string), .init("publicKey", .bytes),
-    ])
-    public static let listKeysMacKey = MessageSchema("ListKeysMacKey", [
-        .init("name", .string), .init("createdAt", .int64), .init("keyLength", .uint64),
-    ])
-    public static let listKeysResponse = MessageSchema("ListKeysResponse", [
-        .init("symmetricKey", .repeatedMessage(listKeysSymmetricKey)),
-        .init("asymmetricKey", .repeatedMessage(listKeysAsymmetricKey)),
-        .init("macKey", .repeatedMessage(listKeysMacKey)),
-    ])
+    public static let restoreBackupRequest = MessageSchema(
+        "RestoreBackupRequest",
+        [
+            .init("adminPassword", .string), .init("backup", .message(backupBlob)),
+        ])
+    public static let listKeysRequest = MessageSchema(
+        "ListKeysRequest",
+        [
+            .init("adminPassword", .string), .init("keyName", .string), .init("keyType", .string),
+        ])
+    public static let listKeysSymmetricKey = MessageSchema(
+        "ListKeysSymmetricKey",
+        [
+            .init("name", .string), .init("createdAt", .int64), .init("keyLength", .uint64),
+        ])
+    public static let listKeysAsymmetricKey = MessageSchema(
+        "ListKeysAsymmetricKey",
+        [
+            .init("name", .string), .init("createdAt", .int64), .init("keySpec", .string), .init("publicKey", .bytes),
+        ])
+    public static let listKeysMacKey = MessageSchema(
+        "ListKeysMacKey",
+        [
+            .init("name", .string), .init("createdAt", .int64), .init("keyLength", .uint64),
+        ])
+    public static let listKeysResponse = MessageSchema(
+        "ListKeysResponse",
+        [
+            .init("symmetricKey", .repeatedMessage(listKeysSymmetricKey)),
+            .init("asymmetricKey", .repeatedMessage(listKeysAsymmetricKey)),
+            .init("macKey", .repeatedMessage(listKeysMacKey)),
+        ])
     public static let getLogsRequest = MessageSchema("GetLogsRequest", [.init("adminPassword", .string)])
     public static let getLogsResponse = MessageSchema("GetLogsResponse", [.init("log", .repeatedString)])
     public static let bootstrapRequest = MessageSchema("BootstrapRequest", [.init("rpcPrivateKey", .bytes)])
@@ -74,25 +98,35 @@ public enum Schemas {
     public static let errorResponse = MessageSchema("ErrorResponse", [.init("error", .string)])
 
     // MARK: - Internal service (8082 mTLS with the RPC certificate, 8083 TLS)
-    public static let symmetricKey = MessageSchema("SymmetricKey", [
-        .init("name", .string), .init("createdAt", .int64), .init("key", .bytes),
-    ])
-    public static let asymmetricKey = MessageSchema("AsymmetricKey", [
-        .init("name", .string), .init("createdAt", .int64), .init("keyType", .string), .init("key", .bytes),
-    ])
-    public static let macKey = MessageSchema("MacKey", [
-        .init("name", .string), .init("createdAt", .int64), .init("key", .bytes),
-    ])
+    public static let symmetricKey = MessageSchema(
+        "SymmetricKey",
+        [
+            .init("name", .string), .init("createdAt", .int64), .init("key", .bytes),
+        ])
+    public static let asymmetricKey = MessageSchema(
+        "AsymmetricKey",
+        [
+            .init("name", .string), .init("createdAt", .int64), .init("keyType", .string), .init("key", .bytes),
+        ])
+    public static let macKey = MessageSchema(
+        "MacKey",
+        [
+            .init("name", .string), .init("createdAt", .int64), .init("key", .bytes),
+        ])
     public static let synchronizeStateRequest = MessageSchema("SynchronizeStateRequest", [.init("clientIp", .string)])
-    public static let synchronizeStateResponse = MessageSchema("SynchronizeStateResponse", [
-        .init("knownClients", .repeatedString),
-        .init("symmetricKey", .repeatedMessage(symmetricKey)),
-        .init("asymmetricKey", .repeatedMessage(asymmetricKey)),
-        .init("macKey", .repeatedMessage(macKey)),
-    ])
-    public static let synchronizeStatePushRequest = MessageSchema("SynchronizeStatePushRequest", [
-        .init("synchronizeStateMessage", .message(synchronizeStateResponse)),
-    ])
+    public static let synchronizeStateResponse = MessageSchema(
+        "SynchronizeStateResponse",
+        [
+            .init("knownClients", .repeatedString),
+            .init("symmetricKey", .repeatedMessage(symmetricKey)),
+            .init("asymmetricKey", .repeatedMessage(asymmetricKey)),
+            .init("macKey", .repeatedMessage(macKey)),
+        ])
+    public static let synchronizeStatePushRequest = MessageSchema(
+        "SynchronizeStatePushRequest",
+        [
+            .init("synchronizeStateMessage", .message(synchronizeStateResponse))
+        ])
     public static let bootstrapSlaveRequest = MessageSchema("BootstrapSlaveRequest", [.init("attestation", .bytes)])
     public static let bootstrapSlaveResponse = MessageSchema("BootstrapSlaveResponse", [.init("rpcPrivateKey", .bytes)])
 }

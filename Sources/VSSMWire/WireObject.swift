@@ -125,7 +125,9 @@ public struct WireObject: Sendable {
             guard case .array = v else { throw mismatch("[]json.RawMessage") }
         case .repeatedString:
             guard case .array(let items) = v else { throw mismatch("[]string") }
-            for item in items { guard case .string = item else { throw JSONError("json: cannot unmarshal \(typeName(item)) into Go value of type string") } }
+            for item in items {
+                guard case .string = item else { throw JSONError("json: cannot unmarshal \(typeName(item)) into Go value of type string") }
+            }
         }
     }
 

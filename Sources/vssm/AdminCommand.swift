@@ -9,8 +9,10 @@ import VSSMWire
 /// variables `conformance/dev-env.sh` exports.
 struct ConnectionOptions: ParsableArguments {
     @Option(help: "Directory made by `vssm init` (ca.pem, client-cert.pem, client-key.pem).") var dir: String?
-    @Option(help: ArgumentHelp("API URL (env VSSM_URL: one URL or several, comma-separated); repeatable.",
-                               discussion: "With several, each call goes to the first node that answers."))
+    @Option(
+        help: ArgumentHelp(
+            "API URL (env VSSM_URL: one URL or several, comma-separated); repeatable.",
+            discussion: "With several, each call goes to the first node that answers."))
     var url: [String] = []
     @Option(help: "PEM CA that verifies the server (env VSSM_CA).") var ca: String?
     @Option(help: "Client certificate PEM (env VSSM_CLIENT_CERT).") var cert: String?
@@ -62,7 +64,8 @@ struct ConnectionOptions: ParsableArguments {
     func adminPassword() throws -> String {
         if let password { return password }
         if let passwordFile {
-            return String(decoding: try readFile(passwordFile), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? ""
+            return String(decoding: try readFile(passwordFile), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first
+                .map(String.init) ?? ""
         }
         if let e = environment("VSSM_ADMIN_PASSWORD") { return e }
         throw CLIError("no admin password: pass --password, --password-file or set VSSM_ADMIN_PASSWORD")
@@ -77,8 +80,10 @@ struct AdminCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin",
         abstract: "Manage keys of a running node (needs the admin password).",
-        subcommands: [GenerateKey.self, InjectKey.self, ListKeys.self, DeleteKey.self, Backup.self, Restore.self, Logs.self,
-                      SplitRPCKey.self, PrincipalCommand.self, WhoAmI.self, NodeCommand.self])
+        subcommands: [
+            GenerateKey.self, InjectKey.self, ListKeys.self, DeleteKey.self, Backup.self, Restore.self, Logs.self,
+            SplitRPCKey.self, PrincipalCommand.self, WhoAmI.self, NodeCommand.self,
+        ])
 
     struct GenerateKey: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "generate-key", abstract: "Generate a key inside the service.")
@@ -86,7 +91,8 @@ struct AdminCommand: ParsableCommand {
         @Argument(help: "Key name.") var name: String
         @Option(help: "SYMMETRIC, ASYMMETRIC or MAC.") var type: String
         @Option(help: "RSA or EC (ASYMMETRIC only).") var spec: String?
-        @Option(help: "Bytes for SYMMETRIC/MAC (AES 16/24/32, DES 8), bits for ASYMMETRIC (RSA 2048-8192, EC 224/256/384/521).") var size: UInt64
+        @Option(help: "Bytes for SYMMETRIC/MAC (AES 16/24/32, DES 8), bits for ASYMMETRIC (RSA 2048-8192, EC 224/256/384/521).") var size:
+            UInt64
 
         func run() throws {
             guard let t = KeyType(rawValue: type.uppercased()) else { throw CLIError("--type must be SYMMETRIC, ASYMMETRIC or MAC") }
@@ -101,7 +107,8 @@ struct AdminCommand: ParsableCommand {
     }
 
     struct InjectKey: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "inject-key", abstract: "Import a key (ASYMMETRIC: PEM or PKCS#8 DER private key; SYMMETRIC/MAC: raw key bytes).")
+        static let configuration = CommandConfiguration(
+            commandName: "inject-key", abstract: "Import a key (ASYMMETRIC: PEM or PKCS#8 DER private key; SYMMETRIC/MAC: raw key bytes).")
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "Key name.") var name: String
         @Option(help: "SYMMETRIC, ASYMMETRIC or MAC.") var type: String
@@ -119,7 +126,8 @@ struct AdminCommand: ParsableCommand {
     }
 
     struct ListKeys: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list-keys", abstract: "List keys (one line each, or --json for the service's answer).")
+        static let configuration = CommandConfiguration(
+            commandName: "list-keys", abstract: "List keys (one line each, or --json for the service's answer).")
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "Only this key (needs --type).") var name: String?
         @Option(help: "Type of the named key.") var type: String?
@@ -133,15 +141,17 @@ struct AdminCommand: ParsableCommand {
             if json {
                 var w = WireWriter()
                 for (field, _) in [("symmetricKey", 0), ("asymmetricKey", 1), ("macKey", 2)] where r.has(field) {
-                    w.array(field, r.objects(field).map { o in
-                        var x = WireWriter()
-                        x.string("name", o.string("name"))
-                        x.int64("createdAt", o.int64("createdAt"))
-                        x.uint64("keyLength", o.uint64("keyLength"))
-                        x.string("keySpec", o.string("keySpec"))
-                        x.bytes("publicKey", o.bytes("publicKey"))
-                        return x.value
-                    })
+                    w.array(
+                        field,
+                        r.objects(field).map { o in
+                            var x = WireWriter()
+                            x.string("name", o.string("name"))
+                            x.int64("createdAt", o.int64("createdAt"))
+                            x.uint64("keyLength", o.uint64("keyLength"))
+                            x.string("keySpec", o.string("keySpec"))
+                            x.bytes("publicKey", o.bytes("publicKey"))
+                            return x.value
+                        })
                 }
                 print(JSONWriter.string(w.value))
                 return
@@ -180,7 +190,9 @@ struct AdminCommand: ParsableCommand {
     struct Backup: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "backup",
-            abstract: "Write an encrypted backup to a file: `backup` (the original BackupBlob, restorable on any VSSM node) and, where the node has the extensions, `extBackup` (also keeps CKA_IDs and certificate/data objects).")
+            abstract:
+                "Write an encrypted backup to a file: `backup` (the original BackupBlob, restorable on any VSSM node) and, where the node has the extensions, `extBackup` (also keeps CKA_IDs and certificate/data objects)."
+        )
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "Output file (repeat for copies, e.g. two removable media).") var out: [String]
 
@@ -189,7 +201,9 @@ struct AdminCommand: ParsableCommand {
             let c = try connection.client()
             var w = WireWriter()
             w.string("adminPassword", try connection.adminPassword())
-            let base = try vssm.run { () throws(ClientError) in try c.call(Route.generateBackup, w, response: Schemas.generateBackupResponse, idempotent: true) }
+            let base = try vssm.run { () throws(ClientError) in
+                try c.call(Route.generateBackup, w, response: Schemas.generateBackupResponse, idempotent: true)
+            }
             var file = WireWriter()
             file.object("backup", try backupJSON(base))
             var withExt = false
@@ -201,7 +215,9 @@ struct AdminCommand: ParsableCommand {
                 // A node without our extensions (original VSSM or --compat-only).
             } catch { throw CLIError(error.description) }
             for path in out { try writeFile(path, JSONWriter.serialize(file.value) + [10]) }
-            print("backup written to \(out.joined(separator: ", "))\(withExt ? " (with extension data)" : "") — encrypted to the RPC key; restoring needs a node bootstrapped with it")
+            print(
+                "backup written to \(out.joined(separator: ", "))\(withExt ? " (with extension data)" : "") — encrypted to the RPC key; restoring needs a node bootstrapped with it"
+            )
         }
 
         func backupJSON(_ r: WireObject) throws -> JSONValue {
@@ -217,7 +233,8 @@ struct AdminCommand: ParsableCommand {
     }
 
     struct Restore: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "restore", abstract: "Restore keys from a backup file (newer keys win; nothing is deleted).")
+        static let configuration = CommandConfiguration(
+            commandName: "restore", abstract: "Restore keys from a backup file (newer keys win; nothing is deleted).")
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "File written by `vssm admin backup`, a generatebackup answer, or a bare BackupBlob.") var file: String
 
@@ -251,10 +268,10 @@ struct AdminCommand: ParsableCommand {
             commandName: "split-rpc-key",
             abstract: "Write N shares of the RPC private key, any K of which bootstrap a node (`vssm bootstrap --share`).",
             discussion: """
-            Shamir's secret sharing over GF(256); each share file is labelled, checksummed and tied to the RPC \
-            certificate. Give each share to a different person; then destroy the key file if the shares are to \
-            be the only way to bootstrap. Runs locally: no node is contacted.
-            """)
+                Shamir's secret sharing over GF(256); each share file is labelled, checksummed and tied to the RPC \
+                certificate. Give each share to a different person; then destroy the key file if the shares are to \
+                be the only way to bootstrap. Runs locally: no node is contacted.
+                """)
         @Option(name: .customLong("rpc-key"), help: "The RPC private key (PEM or PKCS#8 DER).") var rpcKey = "rpc-key.pem"
         @Option(help: "The node's config.json (its rpcCertificate).") var config = "config.json"
         @Option(help: "Shares needed to bootstrap (K).") var threshold: Int
@@ -265,13 +282,16 @@ struct AdminCommand: ParsableCommand {
         func run() throws {
             let key = try loadPKCS8(rpcKey)
             let cfg: ServerConfig
-            do { cfg = try ServerConfig(json: try readFile(config), path: config) } catch let e as ServiceError { throw CLIError(e.message) }
+            do { cfg = try ServerConfig(json: try readFile(config), path: config) } catch let e as ServiceError {
+                throw CLIError(e.message)
+            }
             let matches: Bool
             do { matches = try cfg.isRPCKey(try PrivateKey(pkcs8: key)) } catch { throw CLIError("\(config): \(error)") }
             guard matches else { throw CLIError("\(rpcKey) is not the key of the RPC certificate in \(config)") }
             let parts: [RPCKeyShare]
             do {
-                parts = try RPCKeyShare.split(rpcKey: key, certificateDER: cfg.rpcCertificate, threshold: threshold, count: shares, labels: label)
+                parts = try RPCKeyShare.split(
+                    rpcKey: key, certificateDER: cfg.rpcCertificate, threshold: threshold, count: shares, labels: label)
             } catch { throw CLIError(error.message) }
             for p in parts {
                 let path = out + "/rpc-key-share-\(p.index)-of-\(p.count).json"
@@ -286,17 +306,18 @@ struct AdminCommand: ParsableCommand {
             commandName: "logs",
             abstract: "Print the node's log ring (oldest first), or its audit trail with --audit, a filter or --verify.",
             discussion: """
-            The audit trail holds one record a request (time, principal, fingerprint, route, key, mechanism, \
-            status, request ID), each chained to the one before by an HMAC under a key derived from the RPC \
-            key. --verify checks the whole chain and exits 1 naming the first record that was changed, \
-            removed or inserted. The trail's head is also kept outside it: in audit.anchor (MACed), in etcd \
-            for a cluster node, and in syslog with auditSyslog (each AUDIT line carries seq= and mac=); \
-            --head SEQ:MAC (the newest AUDIT line's) finds a trail cut or replaced together with its anchor.
-            """)
+                The audit trail holds one record a request (time, principal, fingerprint, route, key, mechanism, \
+                status, request ID), each chained to the one before by an HMAC under a key derived from the RPC \
+                key. --verify checks the whole chain and exits 1 naming the first record that was changed, \
+                removed or inserted. The trail's head is also kept outside it: in audit.anchor (MACed), in etcd \
+                for a cluster node, and in syslog with auditSyslog (each AUDIT line carries seq= and mac=); \
+                --head SEQ:MAC (the newest AUDIT line's) finds a trail cut or replaced together with its anchor.
+                """)
         @OptionGroup var connection: ConnectionOptions
         @Flag(help: "Print the audit trail instead of the log ring.") var audit = false
         @Flag(help: "Check the audit trail's chain (exit 1 if broken).") var verify = false
-        @Option(help: "Only records of this principal (part of the certificate subject, or its SHA-256 fingerprint).") var principal: String?
+        @Option(help: "Only records of this principal (part of the certificate subject, or its SHA-256 fingerprint).") var principal:
+            String?
         @Option(name: .customLong("key-name"), help: "Only records of this key name (--key is the client key file).") var keyName: String?
         @Option(help: "Only records at or after this time (RFC 3339, e.g. 2026-11-29T08:00:00Z).") var since: String?
         @Option(help: "At most this many records, the newest (default 1000).") var limit: UInt64 = 0
@@ -311,16 +332,20 @@ struct AdminCommand: ParsableCommand {
                 return
             }
             let r = try vssm.run { () throws(ClientError) in
-                try c.audit(password: pw, principal: principal ?? "", key: keyName ?? "", since: since ?? "", verify: verify, limit: limit, head: head ?? "")
+                try c.audit(
+                    password: pw, principal: principal ?? "", key: keyName ?? "", since: since ?? "", verify: verify, limit: limit,
+                    head: head ?? "")
             }
             guard r.bool("enabled") else {
                 throw CLIError("this node keeps no audit trail (it has no state directory); see `vssm admin logs`")
             }
             for rec in r.objects("records") {
-                let fields = [rec.string("time"), "seq=\(rec.uint64("seq"))", "principal=\"\(rec.string("principal"))\"",
-                              "route=\(rec.string("route"))", "key=\"\(rec.string("key"))\"", "mechanism=\(rec.string("mechanism"))",
-                              rec.string("namespace").isEmpty ? "" : "namespace=\(rec.string("namespace"))",
-                              "status=\(rec.int64("status"))", "request=\(rec.string("request"))"]
+                let fields = [
+                    rec.string("time"), "seq=\(rec.uint64("seq"))", "principal=\"\(rec.string("principal"))\"",
+                    "route=\(rec.string("route"))", "key=\"\(rec.string("key"))\"", "mechanism=\(rec.string("mechanism"))",
+                    rec.string("namespace").isEmpty ? "" : "namespace=\(rec.string("namespace"))",
+                    "status=\(rec.int64("status"))", "request=\(rec.string("request"))",
+                ]
                 print(fields.filter { !$0.isEmpty }.joined(separator: " "))
             }
             if verify {
@@ -342,12 +367,12 @@ struct PrincipalCommand: ParsableCommand {
         commandName: "principal",
         abstract: "Register client certificates as principals with a role and namespaces (tenants).",
         discussion: """
-        While no principal is registered every client with a certificate from the trusted CA uses \
-        every key (the original VSSM's model). Once one is, only registered certificates are served: \
-        a user uses the keys of its namespaces, an officer also creates, imports and deletes them, \
-        an auditor reads their audit records. The admin password stays the root credential \
-        (principals, backups, restore, the whole audit trail) from any trusted certificate.
-        """,
+            While no principal is registered every client with a certificate from the trusted CA uses \
+            every key (the original VSSM's model). Once one is, only registered certificates are served: \
+            a user uses the keys of its namespaces, an officer also creates, imports and deletes them, \
+            an auditor reads their audit records. The admin password stays the root credential \
+            (principals, backups, restore, the whole audit trail) from any trusted certificate.
+            """,
         subcommands: [Add.self, List.self, Remove.self, SetPIN.self])
 
     struct Add: ParsableCommand {
@@ -357,14 +382,23 @@ struct PrincipalCommand: ParsableCommand {
         @Option(help: "The principal's client certificate (PEM or DER; --cert is the connection's own).") var certificate: String
         @Option(help: "user, officer or auditor.") var role: String
         @Option(help: "Namespace (repeatable; the first is its default). Default: default.") var namespace: [String] = []
-        @Option(help: "File holding the principal's PIN (its C_Login PIN; default: none, the admin password is its credential).") var pinFile: String?
+        @Option(help: "File holding the principal's PIN (its C_Login PIN; default: none, the admin password is its credential).")
+        var pinFile: String?
         @Option(help: "The principal's PIN (prefer --pin-file).") var pin: String?
 
         func run() throws {
             let der = try loadCertificateDER(certificate)
-            let pinText = try pinFile.map { String(decoding: try readFile($0), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? "" } ?? pin
-            let fp = try connection.admin { try $0.addPrincipal(password: $1, name: name, certificate: der, role: role, namespaces: namespace, pin: pinText) }
-            print("registered principal \(name) (\(role), namespaces \(namespace.isEmpty ? "default" : namespace.joined(separator: ","))), certificate SHA-256 \(fp)")
+            let pinText =
+                try pinFile.map {
+                    String(decoding: try readFile($0), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(
+                        String.init) ?? ""
+                } ?? pin
+            let fp = try connection.admin {
+                try $0.addPrincipal(password: $1, name: name, certificate: der, role: role, namespaces: namespace, pin: pinText)
+            }
+            print(
+                "registered principal \(name) (\(role), namespaces \(namespace.isEmpty ? "default" : namespace.joined(separator: ","))), certificate SHA-256 \(fp)"
+            )
         }
     }
 
@@ -377,15 +411,18 @@ struct PrincipalCommand: ParsableCommand {
             print("NAME".padding(16) + "ROLE".padding(9) + "PIN".padding(4) + "NAMESPACES".padding(24) + "SUBJECT / SHA-256")
             for p in all {
                 let pin: String = p.bool("hasPin") ? "yes" : "no"
-                let columns: [String] = [p.string("name").padding(16), p.string("role").padding(9), pin.padding(4),
-                                         p.strings("namespaces").joined(separator: ",").padding(24), p.string("subject") + " " + p.string("fingerprint")]
+                let columns: [String] = [
+                    p.string("name").padding(16), p.string("role").padding(9), pin.padding(4),
+                    p.strings("namespaces").joined(separator: ",").padding(24), p.string("subject") + " " + p.string("fingerprint"),
+                ]
                 print(columns.joined())
             }
         }
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a principal (its certificate is refused from then on).")
+        static let configuration = CommandConfiguration(
+            commandName: "remove", abstract: "Remove a principal (its certificate is refused from then on).")
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "Principal name.") var name: String
 
@@ -404,7 +441,11 @@ struct PrincipalCommand: ParsableCommand {
         @Flag(help: "Remove the PIN (the admin password is then its credential).") var clear = false
 
         func run() throws {
-            let pinText = try pinFile.map { String(decoding: try readFile($0), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init) ?? "" } ?? pin ?? ""
+            let pinText =
+                try pinFile.map {
+                    String(decoding: try readFile($0), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(
+                        String.init) ?? ""
+                } ?? pin ?? ""
             guard clear || !pinText.isEmpty else { throw CLIError("give --pin-file, --pin or --clear") }
             try connection.admin { try $0.setPrincipalPIN(password: $1, name: name, pin: clear ? "" : pinText) }
             print(clear ? "removed the PIN of \(name)" : "set the PIN of \(name)")
@@ -416,7 +457,8 @@ struct PrincipalCommand: ParsableCommand {
 struct NodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node",
-        abstract: "Join credentials: a new node started with `vssm serve --join URL --join-credential FILE` obtains the RPC key from a running node.",
+        abstract:
+            "Join credentials: a new node started with `vssm serve --join URL --join-credential FILE` obtains the RPC key from a running node.",
         subcommands: [Add.self, Remove.self, List.self])
 
     struct Add: ParsableCommand {
@@ -436,7 +478,8 @@ struct NodeCommand: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Revoke a node's join credential (it can no longer join).")
+        static let configuration = CommandConfiguration(
+            commandName: "remove", abstract: "Revoke a node's join credential (it can no longer join).")
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "Node name.") var name: String
 
@@ -467,7 +510,9 @@ struct WhoAmI: ParsableCommand {
         if !r.bool("restricted") {
             print("no principals are registered: this certificate (SHA-256 \(r.string("fingerprint"))) uses every key")
         } else {
-            print("principal \(r.string("principal")), role \(r.string("role")), namespaces \(r.strings("namespaces").joined(separator: ",")) (this request: \(r.string("namespace")))")
+            print(
+                "principal \(r.string("principal")), role \(r.string("role")), namespaces \(r.strings("namespaces").joined(separator: ",")) (this request: \(r.string("namespace")))"
+            )
         }
     }
 }

@@ -59,10 +59,10 @@ struct PKCS11ConfigCommand: ParsableCommand {
         commandName: "pkcs11-config",
         abstract: "Print a PKCS#11 module configuration (pkcs11.json) for a client certificate of this deployment.",
         discussion: """
-        Files default to those of a `vssm init` directory (--dir): ca.pem, client-cert.pem, client-key.pem, \
-        and the API address of its config.json. The module reads the file named by VSSM_PKCS11_CONFIG, \
-        else ~/.config/vssm/pkcs11.json, else /etc/vssm/pkcs11.json.
-        """)
+            Files default to those of a `vssm init` directory (--dir): ca.pem, client-cert.pem, client-key.pem, \
+            and the API address of its config.json. The module reads the file named by VSSM_PKCS11_CONFIG, \
+            else ~/.config/vssm/pkcs11.json, else /etc/vssm/pkcs11.json.
+            """)
 
     @Option(help: "Directory made by `vssm init`.") var dir: String?
     @Option(help: "API URL of a node (https://host:port); repeatable, in the order the module tries them.") var url: [String] = []
@@ -71,7 +71,10 @@ struct PKCS11ConfigCommand: ParsableCommand {
     @Option(help: "Client key PEM (default: DIR/client-key.pem).") var key: String?
     @Option(help: "Token label.") var label = "vssm"
     @Option(help: "Name the service certificate carries.") var serverName = "VSSM"
-    @Option(help: "admin-password: the user PIN is the admin password or the principal's PIN (log in, manage keys); headless: no PIN, keys with CKA_PRIVATE=FALSE only.")
+    @Option(
+        help:
+            "admin-password: the user PIN is the admin password or the principal's PIN (log in, manage keys); headless: no PIN, keys with CKA_PRIVATE=FALSE only."
+    )
     var login: ModuleConfigFile.Login = .adminPassword
     @Option(help: "Tenants: the namespace this token shows.") var namespace: String?
     @Option(help: "Write the file here (mode 0644) instead of printing it.") var out: String?
@@ -95,9 +98,10 @@ struct PKCS11ConfigCommand: ParsableCommand {
         guard !urls.isEmpty else { throw CLIError("no endpoint: pass --url https://host:port (or --dir)") }
         _ = try ConnectionOptions.endpoints(urls)  // each one an https://host:port URL
         if let namespace, !NamespaceName.isValid(namespace) { throw CLIError("\(namespace) is not a namespace (a-z, 0-9, '.', '_', '-')") }
-        let cfg = ModuleConfigFile(label: label, endpoints: urls, serverName: serverName, ca: try file(ca, "ca.pem", "ca"),
-                                   clientCert: try file(cert, "client-cert.pem", "cert"), clientKey: try file(key, "client-key.pem", "key"),
-                                   login: login, namespace: namespace)
+        let cfg = ModuleConfigFile(
+            label: label, endpoints: urls, serverName: serverName, ca: try file(ca, "ca.pem", "ca"),
+            clientCert: try file(cert, "client-cert.pem", "cert"), clientKey: try file(key, "client-key.pem", "key"),
+            login: login, namespace: namespace)
         for p in [cfg.ca, cfg.clientCert, cfg.clientKey] where access(p, F_OK) != 0 { throw CLIError("\(p) does not exist") }
         if let out {
             try writeFile(out, Array(cfg.text.utf8), mode: 0o644)

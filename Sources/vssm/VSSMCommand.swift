@@ -12,8 +12,10 @@ struct VSSMCommand: ParsableCommand {
         commandName: "vssm",
         abstract: "VSSM key service: a virtual software security module speaking the VSSM REST API over mutual TLS.",
         version: VSSMVersion.string,
-        subcommands: [InitCommand.self, IssueClientCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self,
-                      AdminCommand.self, PKCS11ConfigCommand.self, DoctorCommand.self])
+        subcommands: [
+            InitCommand.self, IssueClientCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self,
+            AdminCommand.self, PKCS11ConfigCommand.self, DoctorCommand.self,
+        ])
 }
 
 /// Errors shown to the operator as one line, exit status 1.
@@ -55,13 +57,18 @@ struct InitCommand: ParsableCommand {
     @Option(name: .customLong("internal"), help: "Internal (sync) listener address.") var internalAddress = "127.0.0.1:8082"
     @Option(help: "Bootstrap-slave listener address.") var bootstrapSlave = "127.0.0.1:8083"
     @Option(help: "Directory of the sealed key store (default: DIR/state).") var stateDir: String?
-    @Flag(help: ArgumentHelp(
-        "Start a new deployment in a directory that has one: move its files aside first (into DIR/replaced-TIME/).",
-        discussion: "Without it, vssm init refuses to touch an existing RPC key, configuration or key store: a new RPC key next to an old store would make the store unreadable."))
+    @Flag(
+        help: ArgumentHelp(
+            "Start a new deployment in a directory that has one: move its files aside first (into DIR/replaced-TIME/).",
+            discussion:
+                "Without it, vssm init refuses to touch an existing RPC key, configuration or key store: a new RPC key next to an old store would make the store unreadable."
+        ))
     var newPki = false
 
-    static let files = ["config.json", "pkcs11.json", "rpc-cert.pem", "ca.pem", "rpc-key.pem", "client-ca.pem", "client-ca-key.pem",
-                        "client-cert.pem", "client-key.pem"]
+    static let files = [
+        "config.json", "pkcs11.json", "rpc-cert.pem", "ca.pem", "rpc-key.pem", "client-ca.pem", "client-ca-key.pem",
+        "client-cert.pem", "client-key.pem",
+    ]
 
     func run() throws {
         try FileUtil.makeDirectory(dir)
@@ -71,7 +78,8 @@ struct InitCommand: ParsableCommand {
         if let entries = FileUtil.listDirectory(state), !entries.isEmpty { existing.append(state) }
         if !existing.isEmpty {
             guard newPki else {
-                throw CLIError("""
+                throw CLIError(
+                    """
                     \(dir) already holds a deployment (\(existing.joined(separator: ", "))); vssm init does not replace \
                     an RPC key or a key store: use another directory, or --new-pki to move these aside and start anew
                     """)
@@ -88,15 +96,17 @@ struct InitCommand: ParsableCommand {
         }
         var password = adminPassword
         if let f = adminPasswordFile {
-            password = String(decoding: try readFile(f), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(String.init)
+            password = String(decoding: try readFile(f), as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }).first.map(
+                String.init)
         }
         let generated = password == nil
         let pw = password ?? Base64.encode(SecureRandom.bytes(18)).replacingSlashes()
         guard !pw.isEmpty else { throw CLIError("the admin password must not be empty") }
         printErr("Creating RPC certificate (RSA-2048), client CA and client certificate...")
         let pki = try DevPKI.create(clientName: clientName)
-        var config = ServerConfig(rpcCertificate: pki.rpcCertificateDER, clientTrustStore: [pki.clientCACertificateDER],
-                                  rootPassword: try PasswordHash.create(password: pw))
+        var config = ServerConfig(
+            rpcCertificate: pki.rpcCertificateDER, clientTrustStore: [pki.clientCACertificateDER],
+            rootPassword: try PasswordHash.create(password: pw))
         config.listen.api = api
         config.listen.health = health
         config.listen.internal = internalAddress
@@ -111,9 +121,10 @@ struct InitCommand: ParsableCommand {
         try writeFile(dir + "/client-ca-key.pem", Array(pki.clientCAKeyPEM.utf8))
         try writeFile(dir + "/client-cert.pem", Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8), mode: 0o644)
         try writeFile(dir + "/client-key.pem", Array(pki.clientKeyPEM.utf8))
-        let module = ModuleConfigFile(endpoints: [ModuleConfigFile.url(forListener: api) ?? "https://127.0.0.1:8080"],
-                                      ca: absolute + "/ca.pem", clientCert: absolute + "/client-cert.pem",
-                                      clientKey: absolute + "/client-key.pem")
+        let module = ModuleConfigFile(
+            endpoints: [ModuleConfigFile.url(forListener: api) ?? "https://127.0.0.1:8080"],
+            ca: absolute + "/ca.pem", clientCert: absolute + "/client-cert.pem",
+            clientKey: absolute + "/client-key.pem")
         try writeFile(dir + "/pkcs11.json", Array(module.text.utf8), mode: 0o644)
         print("Created \(configPath)")
         print("  RPC certificate (server CA for clients, name VSSM): \(dir)/ca.pem")
@@ -185,17 +196,29 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Bootstrap at start from this RPC private key file (PEM or PKCS#8 DER).") var bootstrapKey: String?
     @Option(help: "Write the bound ports as JSON to this file once listening.") var portsFile: String?
     @Flag(help: "Serve exactly the original VSSM API (no /REST/v1/ext/ extensions).") var compatOnly = false
-    @Flag(help: "Answer every error with HTTP 500 and the message, as the original Go VSSM does (with --compat-only: test clients against Go's behaviour).") var goErrors = false
+    @Flag(
+        help:
+            "Answer every error with HTTP 500 and the message, as the original Go VSSM does (with --compat-only: test clients against Go's behaviour)."
+    ) var goErrors = false
     @Option(help: "Worker threads for request handling.") var workers = 8
-    @Option(help: "Keep the state in etcd: etcd:https://host:2379[,https://host:2379...] (TLS files from config.json's \"etcd\" or --etcd-ca/--etcd-cert/--etcd-key).") var store: String?
+    @Option(
+        help:
+            "Keep the state in etcd: etcd:https://host:2379[,https://host:2379...] (TLS files from config.json's \"etcd\" or --etcd-ca/--etcd-cert/--etcd-key)."
+    ) var store: String?
     @Option(help: "PEM CA of the etcd members' certificates.") var etcdCa: String?
     @Option(help: "PEM client certificate for etcd.") var etcdCert: String?
     @Option(help: "PEM client key for etcd.") var etcdKey: String?
     @Option(help: "Join a cluster: a running node's bootstrap-slave URL (https://host:port); repeatable.") var join: [String] = []
     @Option(help: "The join credential file from `vssm admin node add`.") var joinCredential: String?
-    @Option(help: "Standard output and error: text (the original's lines) or json (one object per line: time, level, source, message; requests add listener, peer, principal, route, status, duration_ms, key, request).")
+    @Option(
+        help:
+            "Standard output and error: text (the original's lines) or json (one object per line: time, level, source, message; requests add listener, peer, principal, route, status, duration_ms, key, request)."
+    )
     var logFormat: AuditLog.Format = .text
-    @Flag(help: "Keep keys in memory only, as the original VSSM does: a restart loses every key made since the last restore (without it, a configuration with no stateDir is refused).")
+    @Flag(
+        help:
+            "Keep keys in memory only, as the original VSSM does: a restart loses every key made since the last restore (without it, a configuration with no stateDir is refused)."
+    )
     var memoryOnly = false
 
     func run() throws {
@@ -223,7 +246,8 @@ struct ServeCommand: ParsableCommand {
             cfg.etcd = settings
         }
         if cfg.stateDirectory == nil && cfg.etcd == nil && !memoryOnly {
-            throw CLIError("""
+            throw CLIError(
+                """
                 \(path) has no "stateDir": keys made on this node would be lost at its next restart. Set "stateDir" \
                 (a directory the service user can write; vssm init writes one) or pass --state-dir DIR; --memory-only \
                 runs without one, as the original VSSM does
@@ -232,7 +256,8 @@ struct ServeCommand: ParsableCommand {
         if let dir = cfg.stateDirectory {
             try? FileUtil.makeDirectory(dir)
             guard access(dir, W_OK | X_OK) == 0 else {
-                throw CLIError("""
+                throw CLIError(
+                    """
                     the state directory \(dir) is not writable by this process (uid \(getuid())): \
                     \(String(cString: strerror(errno))); give it to the service user (chown -R vssm: \(dir))
                     """)
@@ -244,9 +269,13 @@ struct ServeCommand: ParsableCommand {
         }
         let listeners = try HTTPListeners(node: node, workerThreads: workers)
         let ports = try listeners.start()
-        node.audit.info("Listening: api \(ports[.api] ?? 0), health \(ports[.health] ?? 0), internal \(ports[.internal] ?? 0), bootstrap-slave \(ports[.bootstrapSlave] ?? 0)\(cfg.compatOnly ? " (compat-only: no extensions)" : "")")
-        node.audit.info("Bootstrap-phase certificate SHA-256 fingerprint: \(listeners.bootstrapFingerprint) "
-            + "(from another host: vssm bootstrap --url https://THIS-NODE:\(ports[.api] ?? 0) --fingerprint \(listeners.bootstrapFingerprint) ...)")
+        node.audit.info(
+            "Listening: api \(ports[.api] ?? 0), health \(ports[.health] ?? 0), internal \(ports[.internal] ?? 0), bootstrap-slave \(ports[.bootstrapSlave] ?? 0)\(cfg.compatOnly ? " (compat-only: no extensions)" : "")"
+        )
+        node.audit.info(
+            "Bootstrap-phase certificate SHA-256 fingerprint: \(listeners.bootstrapFingerprint) "
+                + "(from another host: vssm bootstrap --url https://THIS-NODE:\(ports[.api] ?? 0) --fingerprint \(listeners.bootstrapFingerprint) ...)"
+        )
         if let portsFile {
             var w = WireWriter()
             w.int64("api", Int64(ports[.api] ?? 0))
@@ -257,12 +286,15 @@ struct ServeCommand: ParsableCommand {
         }
         if let bootstrapKey {
             let der = try loadPKCS8(bootstrapKey)
-            do { try node.bootstrap(rpcPrivateKeyPKCS8: der) } catch { throw CLIError("bootstrap from \(bootstrapKey) failed: \(error.message)") }
+            do { try node.bootstrap(rpcPrivateKeyPKCS8: der) } catch {
+                throw CLIError("bootstrap from \(bootstrapKey) failed: \(error.message)")
+            }
         } else if !join.isEmpty {
             guard let joinCredential else { throw CLIError("--join needs --join-credential FILE (from `vssm admin node add`)") }
             let text = try readFile(joinCredential)
             guard let v = try? JSONParser.parse(text), case .string(let name)? = v["name"], case .string(let s64)? = v["secret"],
-                  let secret = try? Base64.decode(s64) else { throw CLIError("\(joinCredential) is not a join credential") }
+                let secret = try? Base64.decode(s64)
+            else { throw CLIError("\(joinCredential) is not a join credential") }
             node.audit.info("Joining the cluster as node \(name) through \(join.joined(separator: ", "))...")
             do { try node.joinCluster(urls: join, name: name, secret: secret) } catch { throw CLIError("join failed: \(error.message)") }
         } else {
@@ -285,17 +317,18 @@ struct BootstrapCommand: ParsableCommand {
         commandName: "bootstrap",
         abstract: "Send the RPC private key, or one share of it, to a node in the bootstrapping phase.",
         discussion: """
-        With --share, each operator sends the share file `vssm admin split-rpc-key` gave them, one call each; \
-        the node bootstraps when the threshold of shares of one split is in (shares are kept in memory for \
-        15 minutes, and a share that is damaged, repeated or from another split is refused).
-        """)
+            With --share, each operator sends the share file `vssm admin split-rpc-key` gave them, one call each; \
+            the node bootstraps when the threshold of shares of one split is in (shares are kept in memory for \
+            15 minutes, and a share that is damaged, repeated or from another split is refused).
+            """)
 
     @Option(help: "API URL of the node.") var url = environment("VSSM_URL") ?? "https://127.0.0.1:8080"
     @Option(help: "RPC private key file (PEM or PKCS#8 DER).") var key: String?
     @Option(help: "One RPC key share file (from `vssm admin split-rpc-key`).") var share: String?
-    @Option(help: ArgumentHelp(
-        "The node's bootstrap-phase certificate fingerprint, SHA256:AB:CD:... (`vssm serve` logs it at start).",
-        discussion: "Required for a node that is not on this machine (a URL other than localhost, 127.0.0.0/8, ::1)."))
+    @Option(
+        help: ArgumentHelp(
+            "The node's bootstrap-phase certificate fingerprint, SHA256:AB:CD:... (`vssm serve` logs it at start).",
+            discussion: "Required for a node that is not on this machine (a URL other than localhost, 127.0.0.0/8, ::1)."))
     var fingerprint: String?
     @Flag(help: "Send the secret to a non-loopback node without checking its certificate (anyone on the path can take it).")
     var insecureUnverified = false
@@ -313,7 +346,8 @@ struct BootstrapCommand: ParsableCommand {
             }
             tls.pinnedCertificateSHA256 = pin
         } else if !ep.isLoopback && !insecureUnverified {
-            throw CLIError("""
+            throw CLIError(
+                """
                 refusing to send the \(key != nil ? "RPC private key" : "share") to \(ep) without verifying it: \
                 pass --fingerprint SHA256:... from the node's log ("Bootstrap-phase certificate SHA-256 fingerprint"), \
                 or run this on the node (https://127.0.0.1:PORT), or accept the risk with --insecure-unverified
@@ -329,9 +363,13 @@ struct BootstrapCommand: ParsableCommand {
                 r = try client.call(Route.extBootstrapShare, body: bytes, response: ExtSchemas.bootstrapShareResponse, idempotent: false)
             } catch { throw CLIError("share \(parsed.index) (\(parsed.label)) refused: \(error)") }
             if r.bool("running") {
-                print("share \(parsed.index) (\(parsed.label)) accepted: \(r.int64("received")) of \(r.int64("threshold")); bootstrapped \(ep)")
+                print(
+                    "share \(parsed.index) (\(parsed.label)) accepted: \(r.int64("received")) of \(r.int64("threshold")); bootstrapped \(ep)"
+                )
             } else {
-                print("share \(parsed.index) (\(parsed.label)) accepted: \(r.int64("received")) of \(r.int64("threshold")) received; waiting for more")
+                print(
+                    "share \(parsed.index) (\(parsed.label)) accepted: \(r.int64("received")) of \(r.int64("threshold")) received; waiting for more"
+                )
             }
             return
         }
@@ -378,7 +416,9 @@ func plainHTTPGet(_ ep: Endpoint, path: String) throws -> (Int, String) {
     let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw CLIError("socket failed") }
     defer { close(fd) }
-    guard connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else { throw CLIError("cannot connect to \(ep): \(String(cString: strerror(errno)))") }
+    guard connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
+        throw CLIError("cannot connect to \(ep): \(String(cString: strerror(errno)))")
+    }
     let req = "GET \(path) HTTP/1.1\r\nHost: \(ep.host)\r\nConnection: close\r\n\r\n"
     _ = req.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
     var out: [UInt8] = []

@@ -35,17 +35,21 @@ import VSSMWire
         let mine = try svc.list(adminPassword: password, owner: owner).keys
         let ec = try #require(mine.first { $0.name == session }, "\(who): session key listed")
         #expect(ec.kind == .ec && ec.ephemeral && ec.id == [1, 2] && ec.label == "mine" && ec.generated == true, "\(who)")
-        #expect(try !svc.list(adminPassword: password, owner: String(repeating: "00", count: 16)).keys.contains { $0.name == session }, "\(who): other owners do not see it")
+        #expect(
+            try !svc.list(adminPassword: password, owner: String(repeating: "00", count: 16)).keys.contains { $0.name == session },
+            "\(who): other owners do not see it")
         let digest = DigestAlgorithm.sha256.hash(Array("contract".utf8))
         let sig = try svc.sign(key: session, .ecdsa(.sha256), digest)
         #expect(try PublicKey(spki: ec.publicKey).verify(signature: sig, digest: digest, scheme: .ecdsa), "\(who): ECDSA verifies")
         // Token keys: the admin password; a name is taken once.
         #expect(throws: TokenError.adminPasswordRejected, "\(who)") {
-            try svc.generateKey(adminPassword: "wrong", name: "t-aes", .secret(cipher: "AES", bytes: 32), id: nil, label: nil, attributes: nil)
+            try svc.generateKey(
+                adminPassword: "wrong", name: "t-aes", .secret(cipher: "AES", bytes: 32), id: nil, label: nil, attributes: nil)
         }
         try svc.generateKey(adminPassword: password, name: "t-aes", .secret(cipher: "AES", bytes: 32), id: nil, label: nil, attributes: [7])
         #expect(throws: TokenError.device("Key with name t-aes already exists.", status: 409), "\(who)") {
-            try svc.generateKey(adminPassword: password, name: "t-aes", .secret(cipher: "AES", bytes: 16), id: nil, label: nil, attributes: nil)
+            try svc.generateKey(
+                adminPassword: password, name: "t-aes", .secret(cipher: "AES", bytes: 16), id: nil, label: nil, attributes: nil)
         }
         let aes = try #require(try svc.list(adminPassword: password, owner: nil).keys.first { $0.name == "t-aes" }, "\(who)")
         #expect(aes.kind == .symmetric && aes.length == 32 && aes.cipher == "AES" && !aes.ephemeral && aes.attributes == [7], "\(who)")
@@ -55,14 +59,17 @@ import VSSMWire
         let ct = try svc.symmetric(encrypt: true, key: "t-aes", SymmetricScheme("AES", .cbc(iv: iv, padded: false)), data)
         #expect(ct != data && ct.count == 48, "\(who)")
         #expect(try svc.symmetric(encrypt: false, key: "t-aes", SymmetricScheme("AES", .cbc(iv: iv, padded: false)), ct) == data, "\(who)")
-        var sealed = try svc.symmetric(encrypt: true, key: "t-aes", SymmetricScheme("AES", .gcm(iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)), data)
+        var sealed = try svc.symmetric(
+            encrypt: true, key: "t-aes", SymmetricScheme("AES", .gcm(iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)), data)
         sealed[sealed.count - 1] ^= 1
         #expect(throws: TokenError.self, "\(who)") {
-            _ = try svc.symmetric(encrypt: false, key: "t-aes", SymmetricScheme("AES", .gcm(iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)), sealed)
+            _ = try svc.symmetric(
+                encrypt: false, key: "t-aes", SymmetricScheme("AES", .gcm(iv: Array(iv.prefix(12)), aad: [1], tagLength: 16)), sealed)
         }
         // RSA: an injected key decrypts OAEP made elsewhere; garbage is the caller's input (400).
         let rsa = try PrivateKey.generateRSA(bits: 2048)
-        try svc.injectKey(adminPassword: password, name: "t-rsa", type: .asymmetric, key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
+        try svc.injectKey(
+            adminPassword: password, name: "t-rsa", type: .asymmetric, key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
         let pub = try #require(rsa.publicKey)
         let oaep = try pub.encrypt(Array("secret".utf8), padding: .oaep(.sha256, mgf1: .sha256, label: []))
         #expect(try svc.decrypt(key: "t-rsa", .rsaOAEP(hash: .sha256, mgf1: .sha256, label: []), oaep) == Array("secret".utf8), "\(who)")
@@ -73,9 +80,12 @@ import VSSMWire
         // Every hash row, by typed scheme: PKCS#1 v1.5, PSS and ECDSA signatures verify here; OAEP
         // with each hash (and a foreign MGF1 with a label) decrypts; HMAC equals the local one.
         let ecPriv = try PrivateKey.generateEC(.p384)
-        try svc.injectKey(adminPassword: password, name: "t-ec", type: .asymmetric, key: ecPriv.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: nil)
+        try svc.injectKey(
+            adminPassword: password, name: "t-ec", type: .asymmetric, key: ecPriv.pkcs8DER, id: nil, cipher: nil, label: nil,
+            attributes: nil)
         let macKey = [UInt8](repeating: 0x6B, count: 32)
-        try svc.injectKey(adminPassword: password, name: "t-mac", type: .mac, key: macKey, id: nil, cipher: nil, label: nil, attributes: nil)
+        try svc.injectKey(
+            adminPassword: password, name: "t-mac", type: .mac, key: macKey, id: nil, cipher: nil, label: nil, attributes: nil)
         for h in HashAlgorithm.allCases {
             let d = h.hash(Array("rows".utf8))
             let pkcs1 = try svc.sign(key: "t-rsa", .rsaPKCS1(h), d)
@@ -92,19 +102,25 @@ import VSSMWire
         let mixed = try pub.encrypt([1, 2, 3], padding: .oaep(.sha3_384, mgf1: .sha1, label: [9]))
         #expect(try svc.decrypt(key: "t-rsa", .rsaOAEP(hash: .sha3_384, mgf1: .sha1, label: [9]), mixed) == [1, 2, 3], "\(who)")
         let aesKey = [UInt8](repeating: 0x11, count: 16)
-        try svc.injectKey(adminPassword: password, name: "t-aes2", type: .symmetric, key: aesKey, id: nil, cipher: "AES", label: nil, attributes: nil)
+        try svc.injectKey(
+            adminPassword: password, name: "t-aes2", type: .symmetric, key: aesKey, id: nil, cipher: "AES", label: nil, attributes: nil)
         let cmac = try BlockCipher(kind: .aes, key: aesKey).cmac(data)
         #expect(try svc.mac(key: "t-aes2", .aesCMAC(length: 16), data) == cmac, "\(who): AES-CMAC")
-        #expect(try svc.mac(key: "t-aes2", .aesMAC(length: 8), data) == Array(try BlockCipher(kind: .aes, key: aesKey).cbcMAC(data).prefix(8)), "\(who)")
+        #expect(
+            try svc.mac(key: "t-aes2", .aesMAC(length: 8), data) == Array(try BlockCipher(kind: .aes, key: aesKey).cbcMAC(data).prefix(8)),
+            "\(who)")
         // Keys made from keys, in the service: derive, wrap and unwrap with the usage flags the
         // service enforces; a readable (session) key reads back, a sensitive one never does, and
         // what is derived from a sensitive key stays sensitive.
         let open = KeyFlags([KeyFlags.sensitive: false, KeyFlags.extractable: true, KeyFlags.derive: true]).blob
         let baseValue = [UInt8](repeating: 0x21, count: 16)
         let base = ServiceKey(name: "~\(owner)/base", kind: .symmetric, length: 16, cipher: "AES")
-        try svc.injectKey(adminPassword: "", name: base.name, type: .symmetric, key: baseValue, id: nil, cipher: "AES", label: "base", attributes: open)
+        try svc.injectKey(
+            adminPassword: "", name: base.name, type: .symmetric, key: baseValue, id: nil, cipher: "AES", label: "base", attributes: open)
         func made(_ n: String, _ t: KeyType = .mac, attributes: [UInt8]? = open, length: Int = 0) -> NewKeySpec {
-            NewKeySpec(name: "~\(owner)/\(n)", type: t, cipher: t == .symmetric ? "AES" : nil, length: length, id: nil, label: n, attributes: attributes)
+            NewKeySpec(
+                name: "~\(owner)/\(n)", type: t, cipher: t == .symmetric ? "AES" : nil, length: length, id: nil, label: n,
+                attributes: attributes)
         }
         func value(_ n: String, _ kind: ServiceKey.Kind = .mac) throws(TokenError) -> [UInt8] {
             try svc.keyValue(ServiceKey(name: "~\(owner)/\(n)", kind: kind))
@@ -115,25 +131,33 @@ import VSSMWire
         #expect(try value("xor") == [UInt8](repeating: 0x2E, count: 16), "\(who): XOR-BASE-AND-DATA")
         let block = [UInt8](repeating: 0x44, count: 16)
         try svc.deriveKey(adminPassword: "", base: base, mechanism: .aesECBEncryptData(block), new: made("ecb", .symmetric))
-        #expect(try value("ecb", .symmetric) == (try BlockCipher(kind: .aes, key: baseValue).ecbEncrypt(block)), "\(who): AES-ECB-ENCRYPT-DATA")
+        #expect(
+            try value("ecb", .symmetric) == (try BlockCipher(kind: .aes, key: baseValue).ecbEncrypt(block)), "\(who): AES-ECB-ENCRYPT-DATA")
         try svc.deriveKey(adminPassword: "", base: base, mechanism: .extractKeyFromKey(bitIndex: 4), new: made("bits", length: 2))
         #expect(try value("bits") == [0x12, 0x12], "\(who): EXTRACT-KEY-FROM-KEY")
         let sealedBase = ServiceKey(name: "~\(owner)/sealed", kind: .symmetric, length: 16, cipher: "AES")
-        try svc.injectKey(adminPassword: "", name: sealedBase.name, type: .symmetric, key: [UInt8](repeating: 0x22, count: 16), id: nil, cipher: "AES",
-                          label: nil, attributes: KeyFlags([KeyFlags.sensitive: true, KeyFlags.derive: true]).blob)
+        try svc.injectKey(
+            adminPassword: "", name: sealedBase.name, type: .symmetric, key: [UInt8](repeating: 0x22, count: 16), id: nil, cipher: "AES",
+            label: nil, attributes: KeyFlags([KeyFlags.sensitive: true, KeyFlags.derive: true]).blob)
         try svc.deriveKey(adminPassword: "", base: sealedBase, mechanism: .concatenateBaseAndData([9]), new: made("child"))
-        #expect(ContractTests.status { () throws(TokenError) in _ = try value("child") } == 403, "\(who): derived from a sensitive key, stays sensitive")
+        #expect(
+            ContractTests.status { () throws(TokenError) in _ = try value("child") } == 403,
+            "\(who): derived from a sensitive key, stays sensitive")
         let noDerive = ServiceKey(name: "~\(owner)/plain", kind: .symmetric, length: 16, cipher: "AES")
-        try svc.injectKey(adminPassword: "", name: noDerive.name, type: .symmetric, key: [UInt8](repeating: 0x33, count: 16), id: nil, cipher: "AES",
-                          label: nil, attributes: nil)
-        #expect(ContractTests.status { () throws(TokenError) in
-            try svc.deriveKey(adminPassword: "", base: noDerive, mechanism: .concatenateBaseAndData([1]), new: made("no"))
-        } == 403, "\(who): CKA_DERIVE FALSE")
+        try svc.injectKey(
+            adminPassword: "", name: noDerive.name, type: .symmetric, key: [UInt8](repeating: 0x33, count: 16), id: nil, cipher: "AES",
+            label: nil, attributes: nil)
+        #expect(
+            ContractTests.status { () throws(TokenError) in
+                try svc.deriveKey(adminPassword: "", base: noDerive, mechanism: .concatenateBaseAndData([1]), new: made("no"))
+            } == 403, "\(who): CKA_DERIVE FALSE")
         // Wrap the readable base with an AES key-encryption key and with RSA-OAEP; unwrap both.
         let kekValue = [UInt8](repeating: 0x5C, count: 32)
         let kek = ServiceKey(name: "t-kek", kind: .symmetric, length: 32, cipher: "AES")
         let wrapFlags = KeyFlags([KeyFlags.wrap: true, KeyFlags.unwrap: true]).blob
-        try svc.injectKey(adminPassword: password, name: kek.name, type: .symmetric, key: kekValue, id: nil, cipher: "AES", label: nil, attributes: wrapFlags)
+        try svc.injectKey(
+            adminPassword: password, name: kek.name, type: .symmetric, key: kekValue, id: nil, cipher: "AES", label: nil,
+            attributes: wrapFlags)
         let wrapped = try svc.wrapKey(key: kek, mechanism: .aesKeyWrap, target: base)
         #expect(wrapped == (try AESKeyWrap.wrap(key: kekValue, baseValue, padded: false)), "\(who): AES key wrap (RFC 3394)")
         try svc.unwrapKey(adminPassword: "", key: kek, mechanism: .aesKeyWrap, wrapped: wrapped, new: made("unwrapped", .symmetric))
@@ -142,32 +166,42 @@ import VSSMWire
         let sealedWrapped = try AESKeyWrap.wrap(key: kekValue, [UInt8](repeating: 0x22, count: 16), padded: false)
         try svc.unwrapKey(adminPassword: "", key: kek, mechanism: .aesKeyWrap, wrapped: sealedWrapped, new: made("laundered", .symmetric))
         #expect(ContractTests.status { () throws(TokenError) in _ = try value("laundered", .symmetric) } == 403, "\(who): stays sensitive")
-        try svc.injectKey(adminPassword: password, name: "t-rsa-kek", type: .asymmetric, key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil, attributes: wrapFlags)
+        try svc.injectKey(
+            adminPassword: password, name: "t-rsa-kek", type: .asymmetric, key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil,
+            attributes: wrapFlags)
         let rsaKEK = ServiceKey(name: "t-rsa-kek", kind: .rsa)
         let oaepWrapped = try svc.wrapKey(key: rsaKEK, mechanism: .rsaOAEP(hash: .sha3_256, mgf1: .sha256, label: []), target: base)
         #expect(try rsa.decrypt(oaepWrapped, padding: .oaep(.sha3_256, mgf1: .sha256, label: [])) == baseValue, "\(who): RSA-OAEP wrap")
-        #expect(ContractTests.status { () throws(TokenError) in
-            _ = try svc.wrapKey(key: kek, mechanism: .aesKeyWrap, target: sealedBase)
-        } == 403, "\(who): not extractable")
-        #expect(ContractTests.status { () throws(TokenError) in
-            _ = try svc.wrapKey(key: ServiceKey(name: "t-aes2", kind: .symmetric, length: 16, cipher: "AES"), mechanism: .aesKeyWrap, target: base)
-        } == 403, "\(who): CKA_WRAP FALSE")
+        #expect(
+            ContractTests.status { () throws(TokenError) in
+                _ = try svc.wrapKey(key: kek, mechanism: .aesKeyWrap, target: sealedBase)
+            } == 403, "\(who): not extractable")
+        #expect(
+            ContractTests.status { () throws(TokenError) in
+                _ = try svc.wrapKey(
+                    key: ServiceKey(name: "t-aes2", kind: .symmetric, length: 16, cipher: "AES"), mechanism: .aesKeyWrap, target: base)
+            } == 403, "\(who): CKA_WRAP FALSE")
         // Unknown keys are 404.
         let unknown = status { () throws(TokenError) in _ = try svc.sign(key: "nope", .ecdsa(.sha256), digest) }
         #expect(unknown == 404, "\(who)")
         // Attributes change, copies, deletes; session keys go with their owner.
         try svc.setKeyID(adminPassword: password, name: "t-aes", type: .symmetric, id: [9], label: nil, attributes: nil)
         #expect(try svc.list(adminPassword: password, owner: nil).keys.first { $0.name == "t-aes" }?.id == [9], "\(who)")
-        try svc.copyKey(adminPassword: password, name: "t-aes", type: .symmetric, newName: "~\(owner)/copy", id: [4], label: "copy", attributes: nil)
+        try svc.copyKey(
+            adminPassword: password, name: "t-aes", type: .symmetric, newName: "~\(owner)/copy", id: [4], label: "copy", attributes: nil)
         #expect(try svc.list(adminPassword: password, owner: owner).keys.contains { $0.name == "~\(owner)/copy" && $0.id == [4] }, "\(who)")
         try svc.deleteKey(adminPassword: password, name: "t-aes", type: .symmetric)
         #expect(try !svc.list(adminPassword: password, owner: nil).keys.contains { $0.name == "t-aes" }, "\(who)")
         try svc.releaseSession(owner: owner)
         #expect(try svc.list(adminPassword: password, owner: owner).keys.allSatisfy { !$0.ephemeral }, "\(who): released")
         // Stored objects.
-        let uid = try svc.createObject(adminPassword: password, objectClass: "DATA", label: "d", id: [1], value: [1, 2, 3], application: "app")
+        let uid = try svc.createObject(
+            adminPassword: password, objectClass: "DATA", label: "d", id: [1], value: [1, 2, 3], application: "app")
         try svc.updateObject(adminPassword: password, uid: uid, label: "d2", id: nil)
-        #expect(try svc.list(adminPassword: password, owner: nil).objects.contains { $0.uid == uid && $0.label == "d2" && $0.value == [1, 2, 3] }, "\(who)")
+        #expect(
+            try svc.list(adminPassword: password, owner: nil).objects.contains {
+                $0.uid == uid && $0.label == "d2" && $0.value == [1, 2, 3]
+            }, "\(who)")
         try svc.deleteObject(adminPassword: password, uid: uid)
         #expect(try !svc.list(adminPassword: password, owner: nil).objects.contains { $0.uid == uid }, "\(who)")
     }

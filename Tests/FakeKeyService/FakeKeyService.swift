@@ -35,8 +35,11 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
 
     public func hasExtensions() throws(TokenError) -> Bool { true }
     public func features() throws(TokenError) -> Set<Feature>? {
-        [.listKeys, .sign, .signPSS, .signRaw, .decryptOAEP, .symmetricIV, .generateKey, .injectKey, .sessionKeys, .copyKey, .objects, .mac,
-         .hmacAnyHash, .sha3, .derive, .wrap, .keyValue, .rsaRaw, .eddsa, .dsa, .attributes, .deleteKey]
+        [
+            .listKeys, .sign, .signPSS, .signRaw, .decryptOAEP, .symmetricIV, .generateKey, .injectKey, .sessionKeys, .copyKey, .objects,
+            .mac,
+            .hmacAnyHash, .sha3, .derive, .wrap, .keyValue, .rsaRaw, .eddsa, .dsa, .attributes, .deleteKey,
+        ]
     }
 
     private func check(_ admin: String, for name: String) throws(TokenError) {
@@ -54,8 +57,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             let keys = s.keys.filter { k in !k.key.hasPrefix("~") || (mine.map { k.key.hasPrefix($0) } ?? false) }
                 .sorted { $0.key < $1.key }
                 .map { name, e in
-                    ServiceKey(name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? [], length: e.secret.count, cipher: e.cipher, id: e.id,
-                               ephemeral: name.hasPrefix("~"), label: e.label, generated: e.origin == "generated", attributes: e.attributes)
+                    ServiceKey(
+                        name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? [], length: e.secret.count, cipher: e.cipher, id: e.id,
+                        ephemeral: name.hasPrefix("~"), label: e.label, generated: e.origin == "generated", attributes: e.attributes)
                 }
             return ServiceListing(keys: keys, objects: s.objects.values.sorted { $0.uid < $1.uid })
         }
@@ -83,18 +87,21 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     public func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
         count("decrypt")
         guard let k = try entry(key).key else { throw .device("Key \(key) is not asymmetric", status: 400) }
-        let padding: EncryptionPadding = switch scheme {
-        case .rsaPKCS1: .pkcs1
-        case .rsaRaw: .none
-        case .rsaOAEP(let h, let mgf1, let label): .oaep(h, mgf1: mgf1, label: label)
-        }
+        let padding: EncryptionPadding =
+            switch scheme {
+            case .rsaPKCS1: .pkcs1
+            case .rsaRaw: .none
+            case .rsaOAEP(let h, let mgf1, let label): .oaep(h, mgf1: mgf1, label: label)
+            }
         do { return try k.decrypt(input, padding: padding) } catch { throw .device(error.message, status: 400) }
     }
 
     public func symmetric(encrypt: Bool, key: String, _ scheme: SymmetricScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
         count("symmetric")
         let e = try entry(key)
-        guard e.kind == .symmetric, scheme.cipher == e.cipher else { throw .device("Key \(key) is not a \(scheme.cipher) key", status: 400) }
+        guard e.kind == .symmetric, scheme.cipher == e.cipher else {
+            throw .device("Key \(key) is not a \(scheme.cipher) key", status: 400)
+        }
         do throws(CryptoError) {
             let kind = BlockCipherKind(rawValue: e.cipher) ?? .aes
             let c = try BlockCipher(kind: kind, key: e.secret)
@@ -102,7 +109,11 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             case .ecb: return encrypt ? try c.ecbEncrypt(input) : try c.ecbDecrypt(input)
             case .cbc(let iv, let padded):
                 let bs = kind.blockSize
-                if padded { return encrypt ? try c.cbcEncrypt(iv: iv, PKCS7.pad(input, blockSize: bs)) : try PKCS7.unpad(c.cbcDecrypt(iv: iv, input), blockSize: bs) }
+                if padded {
+                    return encrypt
+                        ? try c.cbcEncrypt(iv: iv, PKCS7.pad(input, blockSize: bs))
+                        : try PKCS7.unpad(c.cbcDecrypt(iv: iv, input), blockSize: bs)
+                }
                 return encrypt ? try c.cbcEncrypt(iv: iv, input) : try c.cbcDecrypt(iv: iv, input)
             case .ctr(let counter): return try c.ctr(iv: counter, input)
             case .gcm(let iv, let aad, let tag):
@@ -146,7 +157,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         if taken { throw .device("Key with name \(name) already exists.", status: 409) }
     }
 
-    public func generateKey(adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func generateKey(
+        adminPassword: String, name: String, _ spec: KeyGenSpec, id: [UInt8]?, label: String?, attributes: [UInt8]?
+    ) throws(TokenError) {
         try check(adminPassword, for: name)
         var e = Entry(kind: .mac, id: id, label: label, attributes: attributes, origin: "generated")
         do throws(CryptoError) {
@@ -165,7 +178,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
                 e.kind = .dsa
                 e.key = try PrivateKey.generateDSA(p: p, q: q, g: g)
             case .secret(let cipher, let bytes):
-                guard cipher == "AES" ? [16, 24, 32].contains(bytes) : [16, 24].contains(bytes) else { throw CryptoError("Unsupported symmetric key size: \(bytes)") }
+                guard cipher == "AES" ? [16, 24, 32].contains(bytes) : [16, 24].contains(bytes) else {
+                    throw CryptoError("Unsupported symmetric key size: \(bytes)")
+                }
                 e.kind = .symmetric
                 e.cipher = cipher
                 e.secret = SecureRandom.bytes(bytes)
@@ -177,7 +192,10 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         try insert(name, e)
     }
 
-    public func injectKey(adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func injectKey(
+        adminPassword: String, name: String, type: KeyType, key: [UInt8], id: [UInt8]?, cipher: String?, label: String?,
+        attributes: [UInt8]?
+    ) throws(TokenError) {
         try check(adminPassword, for: name)
         var e = Entry(kind: .mac, secret: key, id: id, label: label, attributes: attributes, origin: "injected")
         switch type {
@@ -207,7 +225,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         guard state.withLock({ $0.keys.removeValue(forKey: name) }) != nil else { throw .device("Invalid key name: \(name)", status: 404) }
     }
 
-    public func setKeyID(adminPassword: String, name: String, type: KeyType, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func setKeyID(
+        adminPassword: String, name: String, type: KeyType, id: [UInt8]?, label: String?, attributes: [UInt8]?
+    ) throws(TokenError) {
         try check(adminPassword, for: name)
         var e = try entry(name)
         e.id = id
@@ -216,7 +236,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         state.withLock { $0.keys[name] = e }
     }
 
-    public func copyKey(adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?) throws(TokenError) {
+    public func copyKey(
+        adminPassword: String, name: String, type: KeyType, newName: String, id: [UInt8]?, label: String?, attributes: [UInt8]?
+    ) throws(TokenError) {
         try check(adminPassword, for: name)
         try check(adminPassword, for: newName)
         var e = try entry(name)
@@ -240,7 +262,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         try check(adminPassword, for: new.name)
         var value = value
         if new.length > 0 {
-            guard new.length <= value.count else { throw .device("the mechanism gives \(value.count) bytes; \(new.length) were asked", status: 400) }
+            guard new.length <= value.count else {
+                throw .device("the mechanism gives \(value.count) bytes; \(new.length) were asked", status: 400)
+            }
             value = Array(value.prefix(new.length))
         }
         guard !value.isEmpty else { throw .device("the derived key would be empty", status: 400) }
@@ -252,7 +276,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         var e = Entry(kind: .mac, id: new.id, label: new.label, attributes: f.blob, origin: origin)
         switch new.type {
         case .asymmetric:
-            do { e.key = try PrivateKey(pkcs8: value) } catch { throw .device("the unwrapped bytes are not a PKCS#8 private key", status: 400) }
+            do { e.key = try PrivateKey(pkcs8: value) } catch {
+                throw .device("the unwrapped bytes are not a PKCS#8 private key", status: 400)
+            }
             e.kind = FakeKeyService.kind(of: e.key)
         case .symmetric:
             guard BlockCipherKind(rawValue: new.cipher ?? "AES")?.validKeySize(value.count) ?? false else {
@@ -270,7 +296,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     public func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError) {
         count("derive")
         let b = try entry(base.name)
-        guard flags(b).canDerive else { throw FakeKeyService.forbidden("Key \(base.name) does not allow derivation (CKA_DERIVE is FALSE).") }
+        guard flags(b).canDerive else {
+            throw FakeKeyService.forbidden("Key \(base.name) does not allow derivation (CKA_DERIVE is FALSE).")
+        }
         var sources = [b]
         var other: Entry?
         if case .concatenateBaseAndKey(let o) = mechanism { other = try entry(o.name) }
@@ -325,7 +353,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         count("wrap")
         let w = try entry(key.name), t = try entry(target.name)
         guard flags(w).canWrap else { throw FakeKeyService.forbidden("Key \(key.name) does not allow wrapping (CKA_WRAP is FALSE).") }
-        guard flags(t).isExtractable else { throw FakeKeyService.forbidden("Key \(target.name) is not extractable (CKA_EXTRACTABLE is FALSE).") }
+        guard flags(t).isExtractable else {
+            throw FakeKeyService.forbidden("Key \(target.name) is not extractable (CKA_EXTRACTABLE is FALSE).")
+        }
         let plain = t.key?.pkcs8DER ?? t.secret
         do throws(CryptoError) {
             if let padding = FakeKeyService.padding(mechanism) {
@@ -336,7 +366,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         } catch { throw .device(error.message, status: 400) }
     }
 
-    public func unwrapKey(adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec) throws(TokenError) {
+    public func unwrapKey(
+        adminPassword: String, key: ServiceKey, mechanism: WrapMechanism, wrapped: [UInt8], new: NewKeySpec
+    ) throws(TokenError) {
         count("unwrap")
         let u = try entry(key.name)
         guard flags(u).canUnwrap else { throw FakeKeyService.forbidden("Key \(key.name) does not allow unwrapping (CKA_UNWRAP is FALSE).") }
@@ -350,7 +382,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             }
         } catch { throw .device(error.message, status: 400) }
         // What was the value of a sensitive key here stays sensitive.
-        let wasSensitive = state.withLock { s in s.keys.values.contains { flags($0).isSensitive && ($0.secret == plain || $0.key?.pkcs8DER == plain) } }
+        let wasSensitive = state.withLock { s in
+            s.keys.values.contains { flags($0).isSensitive && ($0.secret == plain || $0.key?.pkcs8DER == plain) }
+        }
         var spec = new
         if wasSensitive {
             var f = KeyFlags(blob: new.attributes)
@@ -372,10 +406,15 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         state.withLock { s in s.keys = s.keys.filter { !$0.key.hasPrefix("~\(owner)/") } }
     }
 
-    public func createObject(adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String) throws(TokenError) -> String {
+    public func createObject(
+        adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String
+    ) throws(TokenError) -> String {
         try check(adminPassword, for: "object")
         let uid = SecureRandom.hex(16)
-        state.withLock { $0.objects[uid] = ServiceObject(uid: uid, isCertificate: objectClass == "CERTIFICATE", label: label, id: id, value: value, application: application) }
+        state.withLock {
+            $0.objects[uid] = ServiceObject(
+                uid: uid, isCertificate: objectClass == "CERTIFICATE", label: label, id: id, value: value, application: application)
+        }
         return uid
     }
 
@@ -393,6 +432,8 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
 
     public func deleteObject(adminPassword: String, uid: String) throws(TokenError) {
         try check(adminPassword, for: "object")
-        guard state.withLock({ $0.objects.removeValue(forKey: uid) }) != nil else { throw .device("No object with uid \(uid).", status: 404) }
+        guard state.withLock({ $0.objects.removeValue(forKey: uid) }) != nil else {
+            throw .device("No object with uid \(uid).", status: 404)
+        }
     }
 }

@@ -39,12 +39,13 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
     let dir = TestNode.tempDir()
     let pki = TestNode.shared.pki
     try FileUtil.writeAtomically(path: dir + "/ca.pem", bytes: Array(X509Info.pem(certificates: [pki.rpcCertificateDER]).utf8), mode: 0o600)
-    try FileUtil.writeAtomically(path: dir + "/cert.pem", bytes: Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8), mode: 0o600)
+    try FileUtil.writeAtomically(
+        path: dir + "/cert.pem", bytes: Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8), mode: 0o600)
     try FileUtil.writeAtomically(path: dir + "/key.pem", bytes: Array(pki.clientKeyPEM.utf8), mode: 0o600)
     let json = """
-    {"slots": [{"label": "test-token", "endpoints": ["https://127.0.0.1:\(n.ports[.api] ?? 0)"], "ca": "ca.pem",
-                "clientCert": "cert.pem", "clientKey": "key.pem", "userPinIsAdminPassword": \(userPinIsAdmin)\(extra)}]}
-    """
+        {"slots": [{"label": "test-token", "endpoints": ["https://127.0.0.1:\(n.ports[.api] ?? 0)"], "ca": "ca.pem",
+                    "clientCert": "cert.pem", "clientKey": "key.pem", "userPinIsAdminPassword": \(userPinIsAdmin)\(extra)}]}
+        """
     try FileUtil.writeAtomically(path: dir + "/pkcs11.json", bytes: Array(json.utf8), mode: 0o600)
     return dir + "/pkcs11.json"
 }
@@ -68,7 +69,8 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         let fl30 = try #require(iface?.pointee.pFunctionList?.assumingMemoryBound(to: CK_FUNCTION_LIST_3_0.self))
         #expect(fl30.pointee.version.major == 3 && fl30.pointee.version.minor == 0)
         #expect(allSet(fl30, slots: 92))
-        #expect(String(cString: UnsafeRawPointer(try #require(iface?.pointee.pInterfaceName)).assumingMemoryBound(to: CChar.self)) == "PKCS 11")
+        #expect(
+            String(cString: UnsafeRawPointer(try #require(iface?.pointee.pInterfaceName)).assumingMemoryBound(to: CChar.self)) == "PKCS 11")
         var v240 = CK_VERSION(major: 2, minor: 40)
         #expect(getIface(nil, &v240, &iface, 0) == rv(CKR_OK))
         #expect(iface?.pointee.pFunctionList == UnsafeMutableRawPointer(list))
@@ -129,8 +131,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         let node = try TestNode()
         defer { node.stop() }
         let f = m.f
-        for (extra, expected) in [(#", "endpointOrder": "round-robin""#, CKR_OK), (#", "endpointOrder": "ordered""#, CKR_OK),
-                                  (#", "endpointOrder": "sideways""#, CKR_FUNCTION_FAILED), (#", "endpointOrder": 1"#, CKR_FUNCTION_FAILED)] {
+        for (extra, expected) in [
+            (#", "endpointOrder": "round-robin""#, CKR_OK), (#", "endpointOrder": "ordered""#, CKR_OK),
+            (#", "endpointOrder": "sideways""#, CKR_FUNCTION_FAILED), (#", "endpointOrder": 1"#, CKR_FUNCTION_FAILED),
+        ] {
             var args = CK_C_INITIALIZE_ARGS()
             let path = strdup(try writeConfig(for: node, extra: extra))
             defer { free(path) }
@@ -162,11 +166,15 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
             _ = f.C_GetSlotList!(1, nil, &count)
             var ids = [CK_SLOT_ID](repeating: 0, count: Int(count))
             _ = f.C_GetSlotList!(1, &ids, &count)
-            return (r, ids.map { id in
-                var info = CK_TOKEN_INFO()
-                _ = f.C_GetTokenInfo!(id, &info)
-                return withUnsafeBytes(of: info.label) { String(decoding: $0, as: UTF8.self) }.split(separator: " ").joined(separator: " ")
-            })
+            return (
+                r,
+                ids.map { id in
+                    var info = CK_TOKEN_INFO()
+                    _ = f.C_GetTokenInfo!(id, &info)
+                    return withUnsafeBytes(of: info.label) { String(decoding: $0, as: UTF8.self) }.split(separator: " ").joined(
+                        separator: " ")
+                }
+            )
         }
         #expect(try slots(#", "namespaces": ["a", "b-2"]"#) == (rv(CKR_OK), ["a", "b-2"]))
         #expect(try slots(#", "namespace": "a""#) == (rv(CKR_OK), ["test-token"]))
@@ -176,8 +184,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(try slots(#", "namespaces": []"#).0 == rv(CKR_FUNCTION_FAILED))
         // With principals: "auto" gives the principal's namespaces.
         let api = try node.client()
-        _ = try api.addPrincipal(password: TestNode.password, name: "test", certificate: TestNode.shared.pki.clientCertificateDER,
-                                 role: "officer", namespaces: ["one", "two"], pin: nil)
+        _ = try api.addPrincipal(
+            password: TestNode.password, name: "test", certificate: TestNode.shared.pki.clientCertificateDER,
+            role: "officer", namespaces: ["one", "two"], pin: nil)
         #expect(try slots(#", "namespaces": "auto""#) == (rv(CKR_OK), ["one", "two"]))
     }
 
@@ -219,7 +228,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s) == rv(CKR_OK))
         // Find the private keys.
         var cls = CK_OBJECT_CLASS(CKO_PRIVATE_KEY)
-        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size))]
+        var tmpl = [
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size))
+        ]
         #expect(f.C_FindObjectsInit!(s, &tmpl, 1) == rv(CKR_OK))
         #expect(f.C_FindObjectsInit!(s, &tmpl, 1) == rv(CKR_OPERATION_ACTIVE))
         var found = [CK_OBJECT_HANDLE](repeating: 0, count: 10)
@@ -236,7 +247,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
             var r = f.C_GetAttributeValue!(s, h, &a, 1)
             guard r == rv(CKR_OK) else { return (r, []) }
             var buf = [UInt8](repeating: 0, count: Int(a.ulValueLen))
-            buf.withUnsafeMutableBytes { a.pValue = $0.baseAddress; r = f.C_GetAttributeValue!(s, h, &a, 1) }
+            buf.withUnsafeMutableBytes {
+                a.pValue = $0.baseAddress; r = f.C_GetAttributeValue!(s, h, &a, 1)
+            }
             return (r, buf)
         }
         var ecKey: CK_OBJECT_HANDLE = 0
@@ -248,7 +261,8 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(ecKey != 0 && rsaKey != 0)
         let ecSPKI = try #require(node.node.snapshot.asymmetric["ec"]?.spki)
         let (_, id) = attr(ecKey, UInt(CKA_ID))
-        #expect(id == DigestAlgorithm.sha1.hash(try #require(DER.subjectPublicKeyBitsForTest(ecSPKI))), "CKA_ID = SHA-1 of the public key bits")
+        #expect(
+            id == DigestAlgorithm.sha1.hash(try #require(DER.subjectPublicKeyBitsForTest(ecSPKI))), "CKA_ID = SHA-1 of the public key bits")
         #expect(attr(ecKey, UInt(CKA_EC_PARAMS)).1 == NamedCurve.p256.oidDER)
         #expect(attr(ecKey, UInt(CKA_VALUE)).0 == rv(CKR_ATTRIBUTE_SENSITIVE))
         #expect(attr(ecKey, 0x7FFF_0000).0 == rv(CKR_ATTRIBUTE_TYPE_INVALID))
@@ -256,7 +270,8 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         var small = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: nil, ulValueLen: 1)
         var one: UInt8 = 0
         small.pValue = UnsafeMutableRawPointer(&one)
-        #expect(f.C_GetAttributeValue!(s, rsaKey, &small, 1) == rv(CKR_BUFFER_TOO_SMALL) && small.ulValueLen == cpkcs11_unavailable_information)
+        #expect(
+            f.C_GetAttributeValue!(s, rsaKey, &small, 1) == rv(CKR_BUFFER_TOO_SMALL) && small.ulValueLen == cpkcs11_unavailable_information)
 
         // ECDSA: size query keeps the operation active; short buffer reports the length; then sign.
         var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA_SHA256), pParameter: nil, ulParameterLen: 0)
@@ -270,7 +285,8 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         var sig = [UInt8](repeating: 0, count: 64)
         #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &sig, &sigLen) == rv(CKR_OK))
         let pub = try PublicKey(spki: ecSPKI)
-        #expect(pub.verify(signature: try #require(ECDSASignature.rawToDER(sig)), digest: DigestAlgorithm.sha256.hash(data), scheme: .ecdsa))
+        #expect(
+            pub.verify(signature: try #require(ECDSASignature.rawToDER(sig)), digest: DigestAlgorithm.sha256.hash(data), scheme: .ecdsa))
         #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &sig, &sigLen) == rv(CKR_OPERATION_NOT_INITIALIZED))
         // The module verifies locally.
         #expect(f.C_VerifyInit!(s, &mech, ecKey) == rv(CKR_OK))
@@ -291,11 +307,13 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(f.C_SignFinal!(s, &rsig, &rlen) == rv(CKR_OK) && rlen == 256)
         #expect(rsaPub.verify(signature: rsig, digest: DigestAlgorithm.sha256.hash(data), scheme: .pkcs1(.sha256)))
         var pss = CK_RSA_PKCS_PSS_PARAMS(hashAlg: CK_MECHANISM_TYPE(CKM_SHA256), mgf: CK_RSA_PKCS_MGF_TYPE(CKG_MGF1_SHA256), sLen: 32)
-        var pmech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS_PSS), pParameter: &pss,
-                                 ulParameterLen: CK_ULONG(MemoryLayout<CK_RSA_PKCS_PSS_PARAMS>.size))
+        var pmech = CK_MECHANISM(
+            mechanism: CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS_PSS), pParameter: &pss,
+            ulParameterLen: CK_ULONG(MemoryLayout<CK_RSA_PKCS_PSS_PARAMS>.size))
         #expect(f.C_SignInit!(s, &pmech, rsaKey) == rv(CKR_OK))
         #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &rsig, &rlen) == rv(CKR_OK))
-        #expect(rsaPub.verify(signature: rsig, digest: DigestAlgorithm.sha256.hash(data), scheme: .pss(.sha256, mgf1: .sha256, saltLength: 32)))
+        #expect(
+            rsaPub.verify(signature: rsig, digest: DigestAlgorithm.sha256.hash(data), scheme: .pss(.sha256, mgf1: .sha256, saltLength: 32)))
         #expect(f.C_SignInit!(s, &mech, rsaKey) == rv(CKR_KEY_TYPE_INCONSISTENT))
 
         // The service's answer to a failure reaches the caller: delete the key behind the module's
@@ -424,8 +442,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         // Token-object management without login, and on a read-only session.
         var cls = CK_OBJECT_CLASS(CKO_DATA)
         var onToken: CK_BBOOL = 1
-        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size)),
-                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &onToken, ulValueLen: 1)]
+        var tmpl = [
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size)),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &onToken, ulValueLen: 1),
+        ]
         var obj: CK_OBJECT_HANDLE = 0
         #expect(f.C_CreateObject!(s, &tmpl, 2, &obj) == rv(CKR_SESSION_READ_ONLY))
         var rw: CK_SESSION_HANDLE = 0
@@ -492,8 +512,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
     }
 
     /// Initializes the module for `node`, opens one session, runs `body`, finalizes.
-    func withSession(_ node: TestNode, readWrite: Bool = false, userPinIsAdmin: Bool = true,
-                     _ body: (CK_FUNCTION_LIST, CK_SESSION_HANDLE) throws -> Void) throws {
+    func withSession(
+        _ node: TestNode, readWrite: Bool = false, userPinIsAdmin: Bool = true,
+        _ body: (CK_FUNCTION_LIST, CK_SESSION_HANDLE) throws -> Void
+    ) throws {
         let f = m.f
         var args = CK_C_INITIALIZE_ARGS()
         let path = strdup(try writeConfig(for: node, userPinIsAdmin: userPinIsAdmin))
@@ -524,18 +546,24 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
             var params = NamedCurve.p256.oidDER
             var yes: CK_BBOOL = 1
             var label = Array("hidden-key".utf8)
-            var pubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: &params, ulValueLen: CK_ULONG(params.count)),
-                        CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1)]
-            var privT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_PRIVATE), pValue: &yes, ulValueLen: 1),
-                         CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
-                         CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count))]
+            var pubT = [
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: &params, ulValueLen: CK_ULONG(params.count)),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
+            ]
+            var privT = [
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_PRIVATE), pValue: &yes, ulValueLen: 1),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count)),
+            ]
             var pub: CK_OBJECT_HANDLE = 0
             var priv: CK_OBJECT_HANDLE = 0
             #expect(f.C_GenerateKeyPair!(s, &mech, &pubT, 2, &privT, 3, &pub, &priv) == rv(CKR_OK))
             func count(_ cls: CK_ULONG) -> Int {
                 var c = cls
-                var t = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &c, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
-                         CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count))]
+                var t = [
+                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &c, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
+                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count)),
+                ]
                 _ = f.C_FindObjectsInit!(s, &t, 2)
                 var found = [CK_OBJECT_HANDLE](repeating: 0, count: 8)
                 var n: CK_ULONG = 0
@@ -597,17 +625,22 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
 
             var rsaMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_PKCS_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
             var bits = CK_ULONG(2048)
-            var rsaPubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_MODULUS_BITS), pValue: &bits, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))]
-            var rsaPrivT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1),
-                            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_DECRYPT), pValue: &no, ulValueLen: 1)]
+            var rsaPubT = [
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_MODULUS_BITS), pValue: &bits, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))
+            ]
+            var rsaPrivT = [
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_DECRYPT), pValue: &no, ulValueLen: 1),
+            ]
             var rsaPub: CK_OBJECT_HANDLE = 0, rsaPriv: CK_OBJECT_HANDLE = 0
             #expect(f.C_GenerateKeyPair!(s, &rsaMech, &rsaPubT, 1, &rsaPrivT, 2, &rsaPub, &rsaPriv) == rv(CKR_OK))
             var raw = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_X_509), pParameter: nil, ulParameterLen: 0)
             var rsig = [UInt8](repeating: 0, count: 256)
             var rlen = CK_ULONG(256)
             #expect(f.C_SignInit!(s, &raw, rsaPriv) == rv(CKR_OK))
-            #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &rsig, &rlen) == rv(CKR_OK) && rlen == 256,
-                    "a raw RSA signature with CKA_SIGN=TRUE, CKA_DECRYPT=FALSE")
+            #expect(
+                f.C_Sign!(s, &data, CK_ULONG(data.count), &rsig, &rlen) == rv(CKR_OK) && rlen == 256,
+                "a raw RSA signature with CKA_SIGN=TRUE, CKA_DECRYPT=FALSE")
             #expect(f.C_VerifyInit!(s, &raw, rsaPub) == rv(CKR_OK))
             #expect(f.C_Verify!(s, &data, CK_ULONG(data.count), &rsig, rlen) == rv(CKR_OK))
             // ... and decrypting with it is still refused.
@@ -636,9 +669,11 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         // Copy to the token: needs the admin password (user PIN here), CKA_SIGN set TRUE on the copy.
         var yes: CK_BBOOL = 1
         var label = Array("copied".utf8)
-        var copyT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
-                     CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count)),
-                     CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1)]
+        var copyT = [
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count)),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1),
+        ]
         var copy: CK_OBJECT_HANDLE = 0
         #expect(f.C_CopyObject!(s, priv, &copyT, 3, &copy) == rv(CKR_USER_NOT_LOGGED_IN))
         var pin = Array(TestNode.password.utf8)
@@ -683,8 +718,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         // CKA_COPYABLE=FALSE forbids copies; the flag survives in the service.
         var aesMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
         var len = CK_ULONG(16)
-        var aesT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
-                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_COPYABLE), pValue: &no, ulValueLen: 1)]
+        var aesT = [
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_COPYABLE), pValue: &no, ulValueLen: 1),
+        ]
         var aes: CK_OBJECT_HANDLE = 0
         #expect(f.C_GenerateKey!(s, &aesMech, &aesT, 2, &aes) == rv(CKR_OK))
         #expect(f.C_CopyObject!(s, aes, nil, 0, &copy) == rv(CKR_ACTION_PROHIBITED))
@@ -714,8 +751,11 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
                     ctrParams.ulCounterBits = 128
                     withUnsafeMutableBytes(of: &ctrParams.cb) { $0.copyBytes(from: UnsafeRawBufferPointer(ivp)) }
                     withUnsafeMutablePointer(to: &ctrParams) { cp in
-                        var mech = type == CKM_AES_CTR
-                            ? CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(type), pParameter: UnsafeMutableRawPointer(cp), ulParameterLen: CK_ULONG(MemoryLayout<CK_AES_CTR_PARAMS>.size))
+                        var mech =
+                            type == CKM_AES_CTR
+                            ? CK_MECHANISM(
+                                mechanism: CK_MECHANISM_TYPE(type), pParameter: UnsafeMutableRawPointer(cp),
+                                ulParameterLen: CK_ULONG(MemoryLayout<CK_AES_CTR_PARAMS>.size))
                             : CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(type), pParameter: ivp.baseAddress, ulParameterLen: 16)
                         _ = encrypt ? f.C_EncryptInit!(s, &mech, key) : f.C_DecryptInit!(s, &mech, key)
                         var rest = input[...]
@@ -724,8 +764,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
                             rest = rest.dropFirst(n)
                             var buf = [UInt8](repeating: 0, count: 256)
                             var outLen = CK_ULONG(256)
-                            let r = encrypt ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
-                                            : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
+                            let r =
+                                encrypt
+                                ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
+                                : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
                             #expect(r == rv(CKR_OK))
                             out += buf.prefix(Int(outLen))
                         }
@@ -761,8 +803,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
                     params.ulAADLen = CK_ULONG(ap.count)
                     params.ulTagBits = 128
                     withUnsafeMutablePointer(to: &params) { pp in
-                        var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_GCM), pParameter: UnsafeMutableRawPointer(pp),
-                                                ulParameterLen: CK_ULONG(MemoryLayout<CK_GCM_PARAMS>.size))
+                        var mech = CK_MECHANISM(
+                            mechanism: CK_MECHANISM_TYPE(CKM_AES_GCM), pParameter: UnsafeMutableRawPointer(pp),
+                            ulParameterLen: CK_ULONG(MemoryLayout<CK_GCM_PARAMS>.size))
                         #expect((encrypt ? f.C_EncryptInit!(s, &mech, key) : f.C_DecryptInit!(s, &mech, key)) == rv(CKR_OK))
                         var rest = input[...]
                         for n in parts {
@@ -771,13 +814,17 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
                             var outLen = CK_ULONG(0)
                             if sizeQueryFirst {
                                 // PyKCS11's pattern: a size query, then the same part again.
-                                _ = encrypt ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), nil, &outLen)
-                                            : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), nil, &outLen)
+                                _ =
+                                    encrypt
+                                    ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), nil, &outLen)
+                                    : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), nil, &outLen)
                             }
                             var buf = [UInt8](repeating: 0, count: 256)
                             outLen = 256
-                            let r = encrypt ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
-                                            : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
+                            let r =
+                                encrypt
+                                ? f.C_EncryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
+                                : f.C_DecryptUpdate!(s, &part, CK_ULONG(part.count), &buf, &outLen)
                             #expect(r == rv(CKR_OK))
                             if !encrypt { #expect(outLen == 0, "nothing before the tag is checked") }
                             out += buf.prefix(Int(outLen))
@@ -812,10 +859,10 @@ extension DER {
             for _ in 0..<(l & 0x7F) { v = v << 8 | Int(spki[at]); at += 1 }
             return v
         }
-        p = 1; _ = len(&p)            // outer SEQUENCE
+        p = 1; _ = len(&p)  // outer SEQUENCE
         p += 1; let algLen = len(&p)  // AlgorithmIdentifier
         p += algLen
-        p += 1; let bitsLen = len(&p) // BIT STRING
+        p += 1; let bitsLen = len(&p)  // BIT STRING
         return Array(spki[(p + 1)..<(p + bitsLen)])
     }
 

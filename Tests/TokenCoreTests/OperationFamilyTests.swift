@@ -33,10 +33,14 @@ import FakeKeyService
     }
 
     func secretKey(_ value: [UInt8], aes: Bool, extra: [(AttributeType, [UInt8])] = []) throws -> ObjectHandle {
-        try lib.createObject(h, template: Template([
-            (.class, Self.U(ObjectClass.secretKey.rawValue)), (.keyType, Self.U((aes ? KeyKind.aes : KeyKind.genericSecret).rawValue)),
-            (.value, value), (.sign, Self.B(true)), (.verify, Self.B(true)), (.encrypt, Self.B(true)), (.decrypt, Self.B(true)),
-        ] + extra))
+        try lib.createObject(
+            h,
+            template: Template(
+                [
+                    (.class, Self.U(ObjectClass.secretKey.rawValue)),
+                    (.keyType, Self.U((aes ? KeyKind.aes : KeyKind.genericSecret).rawValue)),
+                    (.value, value), (.sign, Self.B(true)), (.verify, Self.B(true)), (.encrypt, Self.B(true)), (.decrypt, Self.B(true)),
+                ] + extra))
     }
 
     /// Hash-and-sign for every hash row: the service is asked for the scheme with the hash named
@@ -44,16 +48,20 @@ import FakeKeyService
     /// signature verifies with the public key independently. CKM_RSA_X_509 goes as a raw
     /// signature (judged by CKA_SIGN), never as a decryption.
     @Test func signaturesNameTheirSchemeAndVerifyLocally() throws {
-        let rsa = try lib.generateKeyPair(h, mechanism: Mechanism(.rsaPKCSKeyPairGen),
-                                          publicTemplate: Template([(.modulusBits, Self.U(2048))]), privateTemplate: Template())
-        let ec = try lib.generateKeyPair(h, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, NamedCurve.p384.oidDER)]),
-                                         privateTemplate: Template())
+        let rsa = try lib.generateKeyPair(
+            h, mechanism: Mechanism(.rsaPKCSKeyPairGen),
+            publicTemplate: Template([(.modulusBits, Self.U(2048))]), privateTemplate: Template())
+        let ec = try lib.generateKeyPair(
+            h, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, NamedCurve.p384.oidDER)]),
+            privateTemplate: Template())
         let rsaPub = try PublicKey(spki: try value(rsa.public, .publicKeyInfo))
         let data = Array("families".utf8)
         for hash in HashAlgorithm.allCases {
             let m = hash.mechanisms
             let sig = try sign(Mechanism(m.rsaPKCS), rsa.private, data)
-            #expect(svc.signSchemes.last == .rsaPKCS1(hash) && rsaPub.verify(signature: sig, digest: hash.hash(data), scheme: .pkcs1(hash)), "\(hash)")
+            #expect(
+                svc.signSchemes.last == .rsaPKCS1(hash) && rsaPub.verify(signature: sig, digest: hash.hash(data), scheme: .pkcs1(hash)),
+                "\(hash)")
             let before = svc.calls["sign"]
             try lib.verifyInit(h, mechanism: Mechanism(m.rsaPKCS), key: rsa.public)
             try lib.verify(h, data: data, signature: sig)
@@ -61,7 +69,9 @@ import FakeKeyService
             let pss = Mechanism(m.rsaPSS, .pss(hash: hash, mgf1: hash, saltLength: hash.size))
             let pssSig = try sign(pss, rsa.private, data)
             #expect(svc.signSchemes.last == .rsaPSS(hash: hash, mgf1: hash, saltLength: hash.size))
-            #expect(rsaPub.verify(signature: pssSig, digest: hash.hash(data), scheme: .pss(hash, mgf1: hash, saltLength: hash.size)), "\(hash) PSS")
+            #expect(
+                rsaPub.verify(signature: pssSig, digest: hash.hash(data), scheme: .pss(hash, mgf1: hash, saltLength: hash.size)),
+                "\(hash) PSS")
             let ecSig = try sign(Mechanism(m.ecdsa), ec.private, data)
             #expect(svc.signSchemes.last == .ecdsa(hash) && ecSig.count == 96, "\(hash): the ECDSA hash is named")
             try lib.verifyInit(h, mechanism: Mechanism(m.ecdsa), key: ec.public)
@@ -137,15 +147,21 @@ import FakeKeyService
         let (ct, tag) = try local.gcmSeal(nonce: Array(iv.prefix(12)), aad: [1, 2], plain, tagLength: 16)
         #expect(sealed == ct + tag)
         try lib.cipherInit(h, mechanism: gcm, key: aes, encrypt: false)
-        #expect(throws: TokenError.encryptedDataInvalid) { _ = try lib.cipher(h, encrypt: false, data: sealed.map { $0 ^ 0x80 }, capacity: 4096) }
-        let rsa = try lib.generateKeyPair(h, mechanism: Mechanism(.rsaPKCSKeyPairGen),
-                                          publicTemplate: Template([(.modulusBits, Self.U(2048)), (.encrypt, Self.B(true))]),
-                                          privateTemplate: Template([(.decrypt, Self.B(true))]))
+        #expect(throws: TokenError.encryptedDataInvalid) {
+            _ = try lib.cipher(h, encrypt: false, data: sealed.map { $0 ^ 0x80 }, capacity: 4096)
+        }
+        let rsa = try lib.generateKeyPair(
+            h, mechanism: Mechanism(.rsaPKCSKeyPairGen),
+            publicTemplate: Template([(.modulusBits, Self.U(2048)), (.encrypt, Self.B(true))]),
+            privateTemplate: Template([(.decrypt, Self.B(true))]))
         let rsaPub = try PublicKey(spki: try value(rsa.public, .publicKeyInfo))
-        for (hash, mgf1, label) in [(HashAlgorithm.sha256, HashAlgorithm.sha256, [UInt8]()), (.sha3_256, .sha3_256, []), (.sha3_512, .sha1, [7])] {
+        for (hash, mgf1, label) in [
+            (HashAlgorithm.sha256, HashAlgorithm.sha256, [UInt8]()), (.sha3_256, .sha3_256, []), (.sha3_512, .sha1, [7]),
+        ] {
             let secret = Array("oaep \(hash)".utf8)
             let sealed = try rsaPub.encrypt(secret, padding: .oaep(hash, mgf1: mgf1, label: label))
-            try lib.cipherInit(h, mechanism: Mechanism(.rsaPKCSOAEP, .oaep(hash: hash, mgf1: mgf1, label: label)), key: rsa.private, encrypt: false)
+            try lib.cipherInit(
+                h, mechanism: Mechanism(.rsaPKCSOAEP, .oaep(hash: hash, mgf1: mgf1, label: label)), key: rsa.private, encrypt: false)
             #expect(bytes(try lib.cipher(h, encrypt: false, data: sealed, capacity: 4096)) == secret, "OAEP \(hash)")
         }
     }
@@ -156,10 +172,12 @@ import FakeKeyService
         let baseValue = [UInt8](repeating: 0x13, count: 16)
         let readable: [(AttributeType, [UInt8])] = [(.sensitive, Self.B(false)), (.extractable, Self.B(true))]
         let base = try secretKey(baseValue, aes: true, extra: [(.derive, Self.B(true))] + readable)
-        let macTemplate = Template([(.class, Self.U(ObjectClass.secretKey.rawValue)), (.keyType, Self.U(KeyKind.genericSecret.rawValue))] + readable)
+        let macTemplate = Template(
+            [(.class, Self.U(ObjectClass.secretKey.rawValue)), (.keyType, Self.U(KeyKind.genericSecret.rawValue))] + readable)
         let cat = try lib.deriveKey(h, mechanism: Mechanism(.concatenateBaseAndData, .data([4, 5])), base: base, template: macTemplate)
         #expect(try value(cat, .value) == baseValue + [4, 5])
-        let xor = try lib.deriveKey(h, mechanism: Mechanism(.xorBaseAndData, .data([UInt8](repeating: 0x01, count: 16))), base: base, template: macTemplate)
+        let xor = try lib.deriveKey(
+            h, mechanism: Mechanism(.xorBaseAndData, .data([UInt8](repeating: 0x01, count: 16))), base: base, template: macTemplate)
         #expect(try value(xor, .value) == [UInt8](repeating: 0x12, count: 16))
         let block = [UInt8](repeating: 0x55, count: 16)
         let enc = try lib.deriveKey(h, mechanism: Mechanism(.aesECBEncryptData, .data(block)), base: base, template: macTemplate)
@@ -168,18 +186,22 @@ import FakeKeyService
         let child = try lib.deriveKey(h, mechanism: Mechanism(.concatenateBaseAndData, .data([1])), base: sensitive, template: macTemplate)
         #expect(try lib.attributes(h, object: child, types: [.value, .sensitive]) == [.sensitive, .value(Self.B(true))])
         // ECDH1 with CKD_SHA3_256_KDF.
-        let mine = try lib.generateKeyPair(h, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, NamedCurve.p256.oidDER)]),
-                                           privateTemplate: Template([(.derive, Self.B(true))]))
+        let mine = try lib.generateKeyPair(
+            h, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, NamedCurve.p256.oidDER)]),
+            privateTemplate: Template([(.derive, Self.B(true))]))
         let peer = try PrivateKey.generateEC(.p256)
         let peerPoint = try #require(DER.subjectPublicKeyBits(spki: peer.spkiDER))
-        let ecdh = try lib.deriveKey(h, mechanism: Mechanism(.ecdh1Derive, .ecdh(kdf: HashAlgorithm.sha3_256.mechanisms.kdf, sharedData: [3], publicData: peerPoint)),
-                                     base: mine.private, template: Template(macTemplate.attributes + [(.valueLen, Self.U(24))]))
+        let ecdh = try lib.deriveKey(
+            h,
+            mechanism: Mechanism(.ecdh1Derive, .ecdh(kdf: HashAlgorithm.sha3_256.mechanisms.kdf, sharedData: [3], publicData: peerPoint)),
+            base: mine.private, template: Template(macTemplate.attributes + [(.valueLen, Self.U(24))]))
         let myPoint = try #require(DER.unwrapOctetString(try value(mine.public, .ecPoint)))
         let z = try peer.ecdhSharedSecret(peerPoint: myPoint)
         #expect(try value(ecdh, .value) == KDF.x963(.sha3_256, secret: z, sharedInfo: [3], length: 24))
         #expect(throws: TokenError.self) {
-            _ = try lib.deriveKey(h, mechanism: Mechanism(.ecdh1Derive, .ecdh(kdf: 0x99, sharedData: [], publicData: peerPoint)),
-                                  base: mine.private, template: macTemplate)
+            _ = try lib.deriveKey(
+                h, mechanism: Mechanism(.ecdh1Derive, .ecdh(kdf: 0x99, sharedData: [], publicData: peerPoint)),
+                base: mine.private, template: macTemplate)
         }
     }
 
@@ -192,13 +214,17 @@ import FakeKeyService
         let target = try secretKey(targetValue, aes: true, extra: [(.extractable, Self.B(true)), (.sensitive, Self.B(false))])
         let wrapped = bytes(try lib.wrapKey(h, mechanism: Mechanism(.aesKeyWrap), wrapping: kek, key: target, capacity: 4096))
         #expect(wrapped == (try AESKeyWrap.wrap(key: kekValue, targetValue, padded: false)))
-        let back = try lib.unwrapKey(h, mechanism: Mechanism(.aesKeyWrap), unwrapping: kek, wrapped: wrapped, template: Template([
-            (.class, Self.U(ObjectClass.secretKey.rawValue)), (.keyType, Self.U(KeyKind.aes.rawValue)),
-            (.sensitive, Self.B(false)), (.extractable, Self.B(true)),
-        ]))
+        let back = try lib.unwrapKey(
+            h, mechanism: Mechanism(.aesKeyWrap), unwrapping: kek, wrapped: wrapped,
+            template: Template([
+                (.class, Self.U(ObjectClass.secretKey.rawValue)), (.keyType, Self.U(KeyKind.aes.rawValue)),
+                (.sensitive, Self.B(false)), (.extractable, Self.B(true)),
+            ]))
         #expect(try value(back, .value) == targetValue)
         let sealed = try secretKey(targetValue, aes: true, extra: [(.extractable, Self.B(false))])
-        #expect(throws: TokenError.self) { _ = try lib.wrapKey(h, mechanism: Mechanism(.aesKeyWrap), wrapping: kek, key: sealed, capacity: 4096) }
+        #expect(throws: TokenError.self) {
+            _ = try lib.wrapKey(h, mechanism: Mechanism(.aesKeyWrap), wrapping: kek, key: sealed, capacity: 4096)
+        }
     }
 
     /// Digests run here for every hash row, in one part and in several.

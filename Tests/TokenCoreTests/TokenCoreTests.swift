@@ -8,8 +8,9 @@ import FakeKeyService
 @Suite struct TokenCoreTests {
     static func library(_ svc: FakeKeyService, userPinIsAdmin: Bool = true) throws -> Library {
         let lib = Library()
-        let token = Token(slotID: 0, configuration: SlotConfiguration(label: "fake", serial: "1", userPinIsAdminPassword: userPinIsAdmin),
-                          factory: { _ in svc })
+        let token = Token(
+            slotID: 0, configuration: SlotConfiguration(label: "fake", serial: "1", userPinIsAdminPassword: userPinIsAdmin),
+            factory: { _ in svc })
         try lib.initialize(tokens: [token])
         return lib
     }
@@ -22,8 +23,9 @@ import FakeKeyService
         let h = try lib.openSession(slot: 0, readWrite: true)
         let B = AttributeValue.bool
         let params = NamedCurve.p256.oidDER
-        let pair = try lib.generateKeyPair(h, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, params)]),
-                                           privateTemplate: Template([(.private, B(true)), (.label, Array("p".utf8))]))
+        let pair = try lib.generateKeyPair(
+            h, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, params)]),
+            privateTemplate: Template([(.private, B(true)), (.label, Array("p".utf8))]))
         func privateKeys() throws -> Int {
             try lib.findInit(h, template: Template([(.class, AttributeValue.ulong(ObjectClass.privateKey.rawValue))]))
             defer { try? lib.findFinal(h) }
@@ -32,7 +34,9 @@ import FakeKeyService
         #expect(try privateKeys() == 0, "made as a session key, private, before any login")
         #expect(throws: TokenError.objectHandleInvalid) { _ = try lib.attributes(h, object: pair.private, types: [.label]) }
         #expect(try lib.attributes(h, object: pair.public, types: [.private]) == [.value(B(false))])
-        #expect(throws: TokenError.userNotLoggedIn) { _ = try lib.copyObject(h, object: pair.public, template: Template([(.token, B(true))])) }
+        #expect(throws: TokenError.userNotLoggedIn) {
+            _ = try lib.copyObject(h, object: pair.public, template: Template([(.token, B(true))]))
+        }
         try lib.login(h, user: .user, pin: "pw")
         #expect(try privateKeys() == 1)
         #expect(try lib.attributes(h, object: pair.private, types: [.private, .local]) == [.value(B(true)), .value(B(true))])
@@ -73,7 +77,9 @@ import FakeKeyService
         for h in HashAlgorithm.allCases {
             let m = h.mechanisms
             #expect(full[m.digest]?.flags == MechanismInfo.digest && base[m.digest] != nil, "\(h) digest is local")
-            #expect(full[m.rsaPKCS] != nil && full[m.rsaPSS] != nil && full[m.hmac] != nil && full[m.ecdsa] != nil && full[m.dsa] != nil, "\(h)")
+            #expect(
+                full[m.rsaPKCS] != nil && full[m.rsaPSS] != nil && full[m.hmac] != nil && full[m.ecdsa] != nil && full[m.dsa] != nil, "\(h)"
+            )
             #expect((base[m.rsaPKCS] != nil) == h.inOriginalAPI && (base[m.hmac] != nil) == h.inOriginalAPI, "\(h) on the original API")
             #expect(base[m.ecdsa] != nil, "\(h): ECDSA sends the digest")
             #expect((noSHA3[m.rsaPKCS] != nil) == !h.isSHA3 && (noSHA3[m.hmac] != nil) == !h.isSHA3, "\(h) without sha3")
@@ -83,7 +89,8 @@ import FakeKeyService
         #expect(HashAlgorithm(kdf: 1) == nil, "CKD_NULL is no hash")
         #expect(DecryptScheme.rsaOAEP(hash: .sha256, mgf1: .sha256, label: []).inOriginalAPI)
         #expect(!DecryptScheme.rsaOAEP(hash: .sha224, mgf1: .sha224, label: []).inOriginalAPI)
-        #expect(!DecryptScheme.rsaOAEP(hash: .sha3_256, mgf1: .sha3_256, label: []).isOffered(by: Set(Feature.allCases).subtracting([.sha3])))
+        #expect(
+            !DecryptScheme.rsaOAEP(hash: .sha3_256, mgf1: .sha3_256, label: []).isOffered(by: Set(Feature.allCases).subtracting([.sha3])))
         #expect(DecryptScheme.rsaOAEP(hash: .sha3_256, mgf1: .sha1, label: [1]).isOffered(by: Set(Feature.allCases)))
     }
 }

@@ -30,11 +30,13 @@ import VSSMWire
 
     /// Regression: `Content-Length: -5` became a negative slice bound (SIGILL in the host).
     @Test func hostileLengthsAreProtocolErrors() throws {
-        for reply in ["HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc",
-                      "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-                      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n",
-                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\nabc\r\n0\r\n\r\n"] {
+        for reply in [
+            "HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\nabc\r\n0\r\n\r\n",
+        ] {
             let s = try HostileServer(.reply(Array(reply.utf8)))
             defer { s.stop() }
             let c = try HTTPSClient(config([s.port]))
@@ -58,8 +60,10 @@ import VSSMWire
             let r = try c.post("/x", body: [], idempotent: true)
             #expect(r.status == status && r.text == body, "\(reply)")
         }
-        for reply in ["HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n",
-                      "HTTP/1.1 2000\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc"] {
+        for reply in [
+            "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 2000\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc",
+        ] {
             let s = try HostileServer(.reply(Array(reply.utf8)))
             defer { s.stop() }
             let c = try HTTPSClient(config([s.port]))
@@ -148,10 +152,14 @@ import VSSMWire
     }
 
     @Test func hugeKeyLengthsAreLeftOut() throws {
-        let listing = #"{"keys":[{"name":"huge","keyType":"SYMMETRIC","keyLength":"18446744073709551615"},"#
+        let listing =
+            #"{"keys":[{"name":"huge","keyType":"SYMMETRIC","keyLength":"18446744073709551615"},"#
             + #"{"name":"big","keyType":"MAC","keyLength":"9223372036854775807"},{"name":"fine","keyType":"SYMMETRIC","keyLength":"16"}]}"#
-        let s = try HostileServer(.byPath([(Route.extCapabilities, HostileListingTests.http(#"{"version":"1","features":["listkeys"]}"#)),
-                                           (Route.extListKeys, HostileListingTests.http(listing))]))
+        let s = try HostileServer(
+            .byPath([
+                (Route.extCapabilities, HostileListingTests.http(#"{"version":"1","features":["listkeys"]}"#)),
+                (Route.extListKeys, HostileListingTests.http(listing)),
+            ]))
         defer { s.stop() }
         let svc = try VSSMKeyService(FaultTests().config([s.port]))
         let l = try svc.list(adminPassword: nil, owner: nil)
@@ -178,8 +186,15 @@ import VSSMWire
         defer { n.stop() }
         let c = try n.client()
         #expect(try n.post(c, Route.generateKey, #"{"adminPassword":"wrong","keyName":"x","keyType":"SYMMETRIC","keySize":16}"#).0 == 500)
-        #expect(try n.post(c, Route.generateKey, #"{"adminPassword":"\#(TestNode.password)","keyName":"rsa","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048}"#).0 == 200)
-        #expect(try n.post(c, Route.generateKey, #"{"adminPassword":"\#(TestNode.password)","keyName":"aes","keyType":"SYMMETRIC","keySize":16}"#).0 == 200)
+        #expect(
+            try n.post(
+                c, Route.generateKey,
+                #"{"adminPassword":"\#(TestNode.password)","keyName":"rsa","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048}"#
+            ).0 == 200)
+        #expect(
+            try n.post(
+                c, Route.generateKey, #"{"adminPassword":"\#(TestNode.password)","keyName":"aes","keyType":"SYMMETRIC","keySize":16}"#
+            ).0 == 200)
         #expect(try n.post(c, "/REST/v1/nothing", "{}").0 == 404, "only an unknown path is a 404")
         let svc = try VSSMKeyService(FaultTests().config([n.ports[.api] ?? 0], requestMs: 10_000))
         #expect(try svc.hasExtensions() == false)
@@ -188,7 +203,9 @@ import VSSMWire
             _ = try svc.decrypt(key: "rsa", .rsaPKCS1, [UInt8](repeating: 7, count: 256))
         }
         #expect(throws: TokenError.device("cipher: message authentication failed", status: 400)) {
-            _ = try svc.symmetric(encrypt: false, key: "aes", SymmetricScheme("AES", .gcm(iv: [UInt8](repeating: 1, count: 12), aad: [], tagLength: 16)), [UInt8](repeating: 1, count: 28))
+            _ = try svc.symmetric(
+                encrypt: false, key: "aes", SymmetricScheme("AES", .gcm(iv: [UInt8](repeating: 1, count: 12), aad: [], tagLength: 16)),
+                [UInt8](repeating: 1, count: 28))
         }
         #expect(throws: TokenError.device("Invalid key name: nope", status: 404)) {
             _ = try svc.sign(key: "nope", .ecdsa(.sha256), [UInt8](repeating: 0, count: 32))

@@ -46,25 +46,39 @@ func hex(_ s: String) -> [UInt8] {
     @Test func preparedHMACKeyMatchesRFC4231() throws {
         let key = try HMACKey(.sha256, key: Array("Jefe".utf8))
         for _ in 0..<3 {
-            #expect(key.mac(Array("what do ya want for nothing?".utf8)) == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))
+            #expect(
+                key.mac(Array("what do ya want for nothing?".utf8))
+                    == hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"))
         }
         let sha512 = try HMACKey(.sha512, key: Array("Jefe".utf8))
-        #expect(sha512.mac(Array("what do ya want for nothing?".utf8)) == DigestAlgorithm.sha512.hmac(key: Array("Jefe".utf8), data: Array("what do ya want for nothing?".utf8)))
+        #expect(
+            sha512.mac(Array("what do ya want for nothing?".utf8))
+                == DigestAlgorithm.sha512.hmac(key: Array("Jefe".utf8), data: Array("what do ya want for nothing?".utf8)))
     }
 
     @Test func scryptRFC7914Vector() throws {
         let out = try KDF.scrypt(password: Array("password".utf8), salt: Array("NaCl".utf8), n: 1024, r: 8, p: 16, length: 64)
-        #expect(out == hex("fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"))
+        #expect(
+            out
+                == hex(
+                    "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"
+                ))
     }
 
     @Test func aesGCMNISTVector() throws {
         // GCM spec test case 3 (AES-128, 96-bit IV, no AAD).
         let key = hex("feffe9928665731c6d6a8f9467308308")
         let iv = hex("cafebabefacedbaddecaf888")
-        let pt = hex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255")
+        let pt = hex(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255"
+        )
         let c = try BlockCipher(kind: .aes, key: key)
         let (ct, tag) = try c.gcmSeal(nonce: iv, aad: [], pt)
-        #expect(ct == hex("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985"))
+        #expect(
+            ct
+                == hex(
+                    "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985"
+                ))
         #expect(tag == hex("4d5c2af327cd64a62cf35abd2ba6fab4"))
         #expect(try c.gcmOpen(nonce: iv, aad: [], ct, tag: tag) == pt)
         var bad = tag
@@ -75,7 +89,8 @@ func hex(_ s: String) -> [UInt8] {
     @Test func ctrMatchesNISTSP80038A() throws {
         // F.5.1 CTR-AES128.Encrypt, first two blocks.
         let c = try BlockCipher(kind: .aes, key: hex("2b7e151628aed2a6abf7158809cf4f3c"))
-        let out = try c.ctr(iv: hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"), hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"))
+        let out = try c.ctr(
+            iv: hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"), hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"))
         #expect(out == hex("874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff"))
     }
 
@@ -92,10 +107,13 @@ func hex(_ s: String) -> [UInt8] {
         // FIPS 81 / classic DES vector: key 133457799BBCDFF1, pt 0123456789ABCDEF.
         let des = try BlockCipher(kind: .des, key: hex("133457799BBCDFF1"))
         #expect(try des.ecbEncrypt(hex("0123456789ABCDEF")) == hex("85E813540F0AB405"))
-        let tdes = try BlockCipher(kind: .tripleDES, key: [UInt8](repeating: 1, count: 8) + [UInt8](repeating: 2, count: 8) + [UInt8](repeating: 3, count: 8))
+        let tdes = try BlockCipher(
+            kind: .tripleDES, key: [UInt8](repeating: 1, count: 8) + [UInt8](repeating: 2, count: 8) + [UInt8](repeating: 3, count: 8))
         let ct = try tdes.cbcEncrypt(iv: [UInt8](repeating: 0, count: 8), [UInt8](repeating: 9, count: 16))
         #expect(try tdes.cbcDecrypt(iv: [UInt8](repeating: 0, count: 8), ct) == [UInt8](repeating: 9, count: 16))
-        #expect(throws: CryptoError("crypto/des: invalid key size 16")) { try BlockCipher(kind: .tripleDES, key: [UInt8](repeating: 0, count: 16)) }
+        #expect(throws: CryptoError("crypto/des: invalid key size 16")) {
+            try BlockCipher(kind: .tripleDES, key: [UInt8](repeating: 0, count: 16))
+        }
     }
 
     @Test func pkcs7() throws {
@@ -115,7 +133,9 @@ func hex(_ s: String) -> [UInt8] {
             #expect(pub.verify(signature: sig, digest: digest, scheme: scheme))
             #expect(!pub.verify(signature: sig, digest: DigestAlgorithm.sha256.hash([1]), scheme: scheme))
         }
-        #expect(throws: CryptoError("crypto/rsa: input must be hashed message")) { try key.sign(digest: [1, 2, 3], scheme: .pkcs1(.sha256)) }
+        #expect(throws: CryptoError("crypto/rsa: input must be hashed message")) {
+            try key.sign(digest: [1, 2, 3], scheme: .pkcs1(.sha256))
+        }
         for padding in [EncryptionPadding.pkcs1, .oaep(.sha256, mgf1: .sha1, label: Array("L".utf8))] {
             let ct = try pub.encrypt(Array("secret".utf8), padding: padding)
             #expect(try key.decrypt(ct, padding: padding) == Array("secret".utf8))
@@ -152,7 +172,9 @@ func hex(_ s: String) -> [UInt8] {
     /// RFC 4493 §4 test vectors (AES-128 CMAC): empty, one block, 40 bytes, four blocks.
     @Test func cmacRFC4493Vectors() throws {
         let c = try BlockCipher(kind: .aes, key: hex("2b7e151628aed2a6abf7158809cf4f3c"))
-        let m = hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710")
+        let m = hex(
+            "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710"
+        )
         #expect(try c.cmac([]) == hex("bb1d6929e95937287fa37d129b756746"))
         #expect(try c.cmac(Array(m.prefix(16))) == hex("070a16b46b4d4144f79bdd9dd04a287c"))
         #expect(try c.cmac(Array(m.prefix(40))) == hex("dfa66747de9ae63030ca32611497c827"))
@@ -223,11 +245,13 @@ enum DispatchQueueless {
         for i in 0..<iterations {
             var t = pthread_t()
             let box = Unmanaged.passRetained(Box(body, i)).toOpaque()
-            pthread_create(&t, nil, { arg in
-                let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-                b.body(b.index)
-                return nil
-            }, box)
+            pthread_create(
+                &t, nil,
+                { arg in
+                    let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+                    b.body(b.index)
+                    return nil
+                }, box)
             threads.append(t)
         }
         for t in threads { pthread_join(t, nil) }
@@ -241,9 +265,13 @@ enum DispatchQueueless {
         let shares = try Shamir.split(secret, threshold: 3, count: 5)
         #expect(shares.map(\.x) == [1, 2, 3, 4, 5])
         #expect(shares.allSatisfy { $0.y != secret })
-        for a in 0..<5 { for b in (a + 1)..<5 { for c in (b + 1)..<5 {
-            #expect(try Shamir.combine([shares[c], shares[a], shares[b]]) == secret)
-        } } }
+        for a in 0..<5 {
+            for b in (a + 1)..<5 {
+                for c in (b + 1)..<5 {
+                    #expect(try Shamir.combine([shares[c], shares[a], shares[b]]) == secret)
+                }
+            }
+        }
         #expect(try Shamir.combine(shares) == secret, "more than the threshold also works")
         #expect(try Shamir.combine([shares[0], shares[1]]) != secret, "below the threshold: another value")
         var damaged = shares[2]

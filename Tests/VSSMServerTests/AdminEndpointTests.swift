@@ -22,7 +22,9 @@ import VSSMTestSupport
         defer { n.stop() }
         let c = try n.client()
         // After three wrong passwords this identity is throttled (429, no scrypt): see HardeningTests.
-        for (i, path) in [Route.generateKey, Route.injectKey, Route.listKeys, Route.generateBackup, Route.restoreBackup, Route.getLogs].enumerated() {
+        for (i, path) in [Route.generateKey, Route.injectKey, Route.listKeys, Route.generateBackup, Route.restoreBackup, Route.getLogs]
+            .enumerated()
+        {
             let (s, body) = try n.post(c, path, #"{"adminPassword":"wrong"}"#)
             if i < 3 {
                 #expect(s == 403 && body == #"{"error":"Incorrect administrator password."}"#, "\(path)")
@@ -44,13 +46,21 @@ import VSSMTestSupport
         #expect(try gen(#""key_name":"a","key_type":"MAC","key_size":32"#).0 == 200, "namespaces are per type")
         #expect(try gen(#""keyName":"","keyType":"SYMMETRIC","keySize":16"#) == (400, #"{"error":"Key name cannot be blank."}"#))
         #expect(try gen(#""keyName":"b","keyType":"symmetric","keySize":16"#) == (400, #"{"error":"Invalid key type: symmetric"}"#))
-        #expect(try gen(#""keyName":"b","keyType":"ASYMMETRIC","keySpec":"DSA","keySize":2048"#) == (400, #"{"error":"Unsupported key spec: DSA"}"#))
-        #expect(try gen(#""keyName":"b","keyType":"ASYMMETRIC","keySpec":"EC","keySize":226"#) == (400, #"{"error":"Unsupported ECDSA key size: 226"}"#))
+        #expect(
+            try gen(#""keyName":"b","keyType":"ASYMMETRIC","keySpec":"DSA","keySize":2048"#) == (
+                400, #"{"error":"Unsupported key spec: DSA"}"#
+            ))
+        #expect(
+            try gen(#""keyName":"b","keyType":"ASYMMETRIC","keySpec":"EC","keySize":226"#) == (
+                400, #"{"error":"Unsupported ECDSA key size: 226"}"#
+            ))
         // Sizes the original accepted and broke on later, or crashed on.
-        for bad in [#""keyType":"SYMMETRIC""#, #""keyType":"SYMMETRIC","keySize":7"#, #""keyType":"SYMMETRIC","keySize":"1099511627776""#,
-                    #""keyType":"SYMMETRIC","keySize":"18446744073709551615""#, #""keyType":"MAC","keySize":8"#,
-                    #""keyType":"MAC","keySize":"9223372036854775807""#, #""keyType":"ASYMMETRIC","keySpec":"RSA","keySize":16"#,
-                    #""keyType":"ASYMMETRIC","keySpec":"RSA""#, #""keyType":"ASYMMETRIC","keySpec":"RSA","keySize":16384"#] {
+        for bad in [
+            #""keyType":"SYMMETRIC""#, #""keyType":"SYMMETRIC","keySize":7"#, #""keyType":"SYMMETRIC","keySize":"1099511627776""#,
+            #""keyType":"SYMMETRIC","keySize":"18446744073709551615""#, #""keyType":"MAC","keySize":8"#,
+            #""keyType":"MAC","keySize":"9223372036854775807""#, #""keyType":"ASYMMETRIC","keySpec":"RSA","keySize":16"#,
+            #""keyType":"ASYMMETRIC","keySpec":"RSA""#, #""keyType":"ASYMMETRIC","keySpec":"RSA","keySize":16384"#,
+        ] {
             let (s, body) = try gen(#""keyName":"bad",\#(bad)"#)
             #expect(s == 400, "\(bad) -> \(s) \(body)")
         }
@@ -62,8 +72,12 @@ import VSSMTestSupport
         #expect(list.objects("asymmetricKey").map { $0.string("name") } == ["ec224", "ec256", "ec384", "ec521"])
         let one = try n.post(c, Route.listKeys, #"{"adminPassword":"\#(pw)","keyName":"a","keyType":"MAC"}"#)
         #expect(one.0 == 200 && one.1.hasPrefix(#"{"macKey":[{"name":"a","createdAt":""#) && one.1.hasSuffix(#"","keyLength":"32"}]}"#))
-        #expect(try n.post(c, Route.listKeys, #"{"adminPassword":"\#(pw)","keyName":"zz","keyType":"MAC"}"#) == (404, #"{"error":"No key by that name exists."}"#))
-        #expect(try n.post(c, Route.listKeys, #"{"adminPassword":"\#(pw)","keyName":"a"}"#) == (400, #"{"error":"Unsupported key type: "}"#))
+        #expect(
+            try n.post(c, Route.listKeys, #"{"adminPassword":"\#(pw)","keyName":"zz","keyType":"MAC"}"#) == (
+                404, #"{"error":"No key by that name exists."}"#
+            ))
+        #expect(
+            try n.post(c, Route.listKeys, #"{"adminPassword":"\#(pw)","keyName":"a"}"#) == (400, #"{"error":"Unsupported key type: "}"#))
     }
 
     @Test func injectKeyAcceptsPKCS8AndValidates() throws {
@@ -101,8 +115,9 @@ import VSSMTestSupport
         let rpc = try PrivateKey(pkcs8: TestNode.rpcPKCS8)
         let dataKey = try rpc.decrypt(try #require(blob.bytes("encryptionKey")), padding: .oaep(.sha256, mgf1: .sha256, label: []))
         let sealed = try #require(blob.bytes("encryptedState"))
-        let plain = try BlockCipher(kind: .aes, key: dataKey).gcmOpen(nonce: Array(sealed.prefix(12)), aad: [],
-                                                                        Array(sealed.dropFirst(12).dropLast(16)), tag: Array(sealed.suffix(16)))
+        let plain = try BlockCipher(kind: .aes, key: dataKey).gcmOpen(
+            nonce: Array(sealed.prefix(12)), aad: [],
+            Array(sealed.dropFirst(12).dropLast(16)), tag: Array(sealed.suffix(16)))
         let state = try WireObject.decode(plain, as: Schemas.synchronizeStateResponse)
         #expect(state.objects("symmetricKey").map { $0.string("name") } == ["aes"])
 
@@ -131,7 +146,10 @@ import VSSMTestSupport
             (#"{"adminPassword":"\#(pw)","backup":{"version":2}}"#, 400, "Unsupported backup version."),
             (#"{"adminPassword":"\#(pw)","backup":{"version":"abc"}}"#, 400, "invalid character 'a' looking for beginning of value"),
             // The original said "crypto/rsa: decryption error"; ours says what it means (issue 19).
-            (#"{"adminPassword":"\#(pw)","backup":{"version":1,"encryptionKey":"AAAA"}}"#, 400, "This backup cannot be opened with this node's RPC key"),
+            (
+                #"{"adminPassword":"\#(pw)","backup":{"version":1,"encryptionKey":"AAAA"}}"#, 400,
+                "This backup cannot be opened with this node's RPC key"
+            ),
         ]
         for (json, status, message) in cases {
             let (s, body) = try n.post(c, Route.restoreBackup, json)
@@ -140,7 +158,9 @@ import VSSMTestSupport
         // A valid key wrapping but a too-short state (the original panicked).
         let pub = try #require(try PrivateKey(pkcs8: TestNode.rpcPKCS8).publicKey)
         let ek = try pub.encrypt([UInt8](repeating: 1, count: 32), padding: .oaep(.sha256, mgf1: .sha256, label: []))
-        let (s, body) = try n.post(c, Route.restoreBackup, #"{"adminPassword":"\#(pw)","backup":{"version":1,"encryptionKey":"\#(b64(ek))","encryptedState":"AAAA"}}"#)
+        let (s, body) = try n.post(
+            c, Route.restoreBackup,
+            #"{"adminPassword":"\#(pw)","backup":{"version":1,"encryptionKey":"\#(b64(ek))","encryptedState":"AAAA"}}"#)
         #expect(s == 400 && body.contains("too short"))
     }
 
@@ -212,7 +232,10 @@ import VSSMTestSupport
         try c.generateKey(password: pw, name: "logged", type: .mac, size: 16)
         let lines = try c.logs(password: pw)
         #expect(lines.contains { $0.contains("INFO: Generating a MAC key named logged...") })
-        #expect(lines.contains { $0.contains("client=\"CN=test-client\"") && $0.contains("endpoint=/REST/v1/admin/generatekey") && $0.contains("status=200") })
+        #expect(
+            lines.contains {
+                $0.contains("client=\"CN=test-client\"") && $0.contains("endpoint=/REST/v1/admin/generatekey") && $0.contains("status=200")
+            })
         #expect(lines.last?.contains("Retrieving logs...") == true)
         #expect(!lines.joined().contains(pw), "passwords never reach the log")
     }

@@ -29,7 +29,8 @@ import VSSMTestSupport
     /// Signs a few times with key `ec` and returns the node's verdict.
     func exercise(_ n: TestNode, _ c: VSSMAPIClient, signs: Int) throws {
         for _ in 0..<signs {
-            #expect(try n.post(c, Route.asymmetricSign, #"{"keyName":"ec","algorithm":"SHA256withECDSA","input":"\#(b64("data"))"}"#).0 == 200)
+            #expect(
+                try n.post(c, Route.asymmetricSign, #"{"keyName":"ec","algorithm":"SHA256withECDSA","input":"\#(b64("data"))"}"#).0 == 200)
         }
     }
 

@@ -22,8 +22,9 @@ import VSSMTestSupport
         defer { n.stop() }
         let c = try bootstrapClient(n)
         let cert = TestNode.shared.pki.rpcCertificateDER
-        let shares = try RPCKeyShare.split(rpcKey: TestNode.rpcPKCS8, certificateDER: cert, threshold: 3, count: 5,
-                                           labels: ["alice", "bob", "carol", "dave", "erin"])
+        let shares = try RPCKeyShare.split(
+            rpcKey: TestNode.rpcPKCS8, certificateDER: cert, threshold: 3, count: 5,
+            labels: ["alice", "bob", "carol", "dave", "erin"])
         #expect(shares.map(\.label) == ["alice", "bob", "carol", "dave", "erin"])
         // Parsed back from its file form, a share is equal to itself; a changed byte is refused.
         #expect(try RPCKeyShare(json: shares[0].json) == shares[0])
@@ -82,8 +83,9 @@ import VSSMTestSupport
         var forged = real[0]
         forged.data = SecureRandom.bytes(real[0].data.count)
         forged.label = "mallory"
-        let forgedSet = RPCKeyShare(set: "made-up", label: "x", index: 2, threshold: 3, count: 5,
-                                    certificateSHA256: real[0].certificateSHA256, data: SecureRandom.bytes(64))
+        let forgedSet = RPCKeyShare(
+            set: "made-up", label: "x", index: 2, threshold: 3, count: 5,
+            certificateSHA256: real[0].certificateSHA256, data: SecureRandom.bytes(64))
         #expect(try send(c, forged).0 == 200)
         #expect(try send(c, forgedSet).0 == 200)
         #expect(try send(c, real[0]).0 == 200, "the real share 1 is taken beside the forged one")

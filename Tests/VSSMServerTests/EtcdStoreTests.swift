@@ -12,7 +12,9 @@ final class EtcdFixture: @unchecked Sendable {
     let dir = TestNode.tempDir()
     let port: Int
     let process: Process
-    var settings: EtcdSettings { EtcdSettings(endpoints: ["https://127.0.0.1:\(port)"], ca: dir + "/ca.pem", cert: dir + "/client.pem", key: dir + "/client-key.pem") }
+    var settings: EtcdSettings {
+        EtcdSettings(endpoints: ["https://127.0.0.1:\(port)"], ca: dir + "/ca.pem", cert: dir + "/client.pem", key: dir + "/client-key.pem")
+    }
 
     static func run(_ args: [String], in dir: String) throws {
         let p = Process()
@@ -28,24 +30,33 @@ final class EtcdFixture: @unchecked Sendable {
 
     init() throws {
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-        try EtcdFixture.run(["openssl", "req", "-x509"] + ec + ["-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-etcd-ca"], in: dir)
-        try "subjectAltName=DNS:etcd,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n".write(toFile: dir + "/member.ext", atomically: true, encoding: .utf8)
+        try EtcdFixture.run(
+            ["openssl", "req", "-x509"] + ec + ["-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-etcd-ca"],
+            in: dir)
+        try "subjectAltName=DNS:etcd,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n".write(
+            toFile: dir + "/member.ext", atomically: true, encoding: .utf8)
         try "extendedKeyUsage=clientAuth\n".write(toFile: dir + "/client.ext", atomically: true, encoding: .utf8)
         for (name, ext) in [("member", "member.ext"), ("client", "client.ext")] {
-            try EtcdFixture.run(["openssl", "req"] + ec + ["-keyout", "\(name)-key.pem", "-out", "\(name).csr", "-subj", "/CN=\(name)"], in: dir)
-            try EtcdFixture.run(["openssl", "x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
-                                 "-days", "2", "-extfile", ext, "-out", "\(name).pem"], in: dir)
+            try EtcdFixture.run(
+                ["openssl", "req"] + ec + ["-keyout", "\(name)-key.pem", "-out", "\(name).csr", "-subj", "/CN=\(name)"], in: dir)
+            try EtcdFixture.run(
+                [
+                    "openssl", "x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                    "-days", "2", "-extfile", ext, "-out", "\(name).pem",
+                ], in: dir)
         }
         port = Int.random(in: 30000...50000)
         let peer = port + 1
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["etcd", "--name", "t", "--data-dir", dir + "/data",
-                             "--listen-client-urls", "https://127.0.0.1:\(port)", "--advertise-client-urls", "https://127.0.0.1:\(port)",
-                             "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
-                             "--initial-cluster", "t=http://127.0.0.1:\(peer)",
-                             "--cert-file", dir + "/member.pem", "--key-file", dir + "/member-key.pem",
-                             "--trusted-ca-file", dir + "/ca.pem", "--client-cert-auth"]
+        process.arguments = [
+            "etcd", "--name", "t", "--data-dir", dir + "/data",
+            "--listen-client-urls", "https://127.0.0.1:\(port)", "--advertise-client-urls", "https://127.0.0.1:\(port)",
+            "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
+            "--initial-cluster", "t=http://127.0.0.1:\(peer)",
+            "--cert-file", dir + "/member.pem", "--key-file", dir + "/member-key.pem",
+            "--trusted-ca-file", dir + "/ca.pem", "--client-cert-auth",
+        ]
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
@@ -89,7 +100,10 @@ final class EtcdFixture: @unchecked Sendable {
         }
         // Deletions and changes reach the other node's view too (it reads only what changed).
         #expect(try n2.post(c2, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"race-0","keyType":"SYMMETRIC"}"#).0 == 200)
-        #expect(try n2.post(c2, Route.extSetAttributes, #"{"adminPassword":"\#(pw)","keyName":"race-1","keyType":"SYMMETRIC","label":"relabelled"}"#).0 == 200)
+        #expect(
+            try n2.post(
+                c2, Route.extSetAttributes, #"{"adminPassword":"\#(pw)","keyName":"race-1","keyType":"SYMMETRIC","label":"relabelled"}"#
+            ).0 == 200)
         _ = n1.node.catchUp()
         #expect(n1.node.snapshot.symmetric["race-0"] == nil)
         #expect(n1.node.snapshot.tombstones[Tombstone.id(.symmetric, "race-0")] != nil)
@@ -113,7 +127,9 @@ final class EtcdFixture: @unchecked Sendable {
             usleep(400_000)
         }
         #expect(try rawRecords(etcd).keys.contains { $0.hasPrefix("/vssm/a/") }, "the heads are in etcd")
-        #expect(!n2.node.audit.lines.contains { $0.contains("does not unseal") || $0.contains("ERROR") }, "\(n2.node.audit.lines.filter { $0.contains("ERROR") })")
+        #expect(
+            !n2.node.audit.lines.contains { $0.contains("does not unseal") || $0.contains("ERROR") },
+            "\(n2.node.audit.lines.filter { $0.contains("ERROR") })")
     }
 
     @Test func recordsAreSealedAndBoundToTheirNames() throws {
@@ -150,7 +166,8 @@ final class EtcdFixture: @unchecked Sendable {
         kill(etcd.process.processIdentifier, SIGSTOP)
         defer { kill(etcd.process.processIdentifier, SIGCONT) }
         #expect(try n.post(c, Route.asymmetricSign, #"{"keyName":"ec","algorithm":"SHA256withECDSA","input":"\#(b64("x"))"}"#).0 == 200)
-        let (status, body) = try n.post(c, Route.generateKey, #"{"adminPassword":"\#(pw)","keyName":"later","keyType":"SYMMETRIC","keySize":16}"#)
+        let (status, body) = try n.post(
+            c, Route.generateKey, #"{"adminPassword":"\#(pw)","keyName":"later","keyType":"SYMMETRIC","keySize":16}"#)
         #expect(status == 503)
         #expect(body.contains("etcd"))
         #expect(n.node.snapshot.symmetric["later"] == nil)
@@ -284,7 +301,9 @@ final class EtcdFixture: @unchecked Sendable {
 
     /// The records as etcd holds them (its JSON gateway, our client certificate).
     func rawRecords(_ etcd: EtcdFixture) throws -> [String: [UInt8]] {
-        let r = try gateway(etcd, "/v3/kv/range", #"{"key":"\#(Base64.encode(Array("/vssm/".utf8)))","range_end":"\#(Base64.encode(Array("/vssm0".utf8)))"}"#)
+        let r = try gateway(
+            etcd, "/v3/kv/range",
+            #"{"key":"\#(Base64.encode(Array("/vssm/".utf8)))","range_end":"\#(Base64.encode(Array("/vssm0".utf8)))"}"#)
         var out: [String: [UInt8]] = [:]
         if case .array(let kvs)? = r["kvs"] {
             for kv in kvs {

@@ -15,12 +15,16 @@ import VSSMTestSupport
         let c = try a.client()
         let (_, caps) = try a.post(c, Route.extCapabilities, "{}")
         #expect(caps.contains(#""features":["#) && caps.contains("backup-v2"))
-        let (s1, _) = try a.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"ASYMMETRIC","keySpec":"EC","keySize":384,"id":"AQID"}"#)
+        let (s1, _) = try a.post(
+            c, Route.extGenerateKey,
+            #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"ASYMMETRIC","keySpec":"EC","keySize":384,"id":"AQID"}"#)
         #expect(s1 == 200)
-        let (s2, _) = try a.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"t","keyType":"SYMMETRIC","keySize":24,"cipher":"3DES"}"#)
+        let (s2, _) = try a.post(
+            c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"t","keyType":"SYMMETRIC","keySize":24,"cipher":"3DES"}"#)
         #expect(s2 == 200)
         let cert = try DevPKI.create().clientCertificateDER
-        let (s3, created) = try a.post(c, Route.extCreateObject, #"{"adminPassword":"\#(pw)","class":"CERTIFICATE","label":"k","id":"AQID","value":"\#(b64(cert))"}"#)
+        let (s3, created) = try a.post(
+            c, Route.extCreateObject, #"{"adminPassword":"\#(pw)","class":"CERTIFICATE","label":"k","id":"AQID","value":"\#(b64(cert))"}"#)
         #expect(s3 == 200)
         let uid = field(created, "uid")
         #expect(uid.count == 32)
@@ -37,27 +41,36 @@ import VSSMTestSupport
         // Version 2 keeps ids, ciphers and objects; the original route refuses it like a Go node would.
         var w = WireWriter()
         w.string("adminPassword", pw)
-        let v2 = try #require(try c.call(Route.extGenerateBackup, w, response: Schemas.generateBackupResponse, idempotent: true).object("backup"))
+        let v2 = try #require(
+            try c.call(Route.extGenerateBackup, w, response: Schemas.generateBackupResponse, idempotent: true).object("backup"))
         #expect(v2.int64("version") == 2)
         let b = try TestNode()
         defer { b.stop() }
         let cb = try b.client()
-        let blob = #"{"encryptionKey":"\#(b64(v2.bytes("encryptionKey") ?? []))","version":2,"timestamp":"1","encryptedState":"\#(b64(v2.bytes("encryptedState") ?? []))"}"#
-        #expect(try b.post(cb, Route.restoreBackup, #"{"adminPassword":"\#(pw)","backup":\#(blob)}"#) == (400, #"{"error":"Unsupported backup version."}"#))
+        let blob =
+            #"{"encryptionKey":"\#(b64(v2.bytes("encryptionKey") ?? []))","version":2,"timestamp":"1","encryptedState":"\#(b64(v2.bytes("encryptedState") ?? []))"}"#
+        #expect(
+            try b.post(cb, Route.restoreBackup, #"{"adminPassword":"\#(pw)","backup":\#(blob)}"#) == (
+                400, #"{"error":"Unsupported backup version."}"#
+            ))
         #expect(try b.post(cb, Route.extRestoreBackup, #"{"adminPassword":"\#(pw)","backup":\#(blob)}"#).0 == 200)
         #expect(b.node.snapshot.asymmetric["k"]?.attributes.id == [1, 2, 3])
         #expect(b.node.snapshot.symmetric["t"]?.attributes.cipher == "3DES")
         #expect(b.node.snapshot.objects[uid]?.value == cert)
 
         // Attributes, object updates and deletion.
-        #expect(try a.post(c, Route.extSetAttributes, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"ASYMMETRIC","id":"BAU="}"#).0 == 200)
+        #expect(
+            try a.post(c, Route.extSetAttributes, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"ASYMMETRIC","id":"BAU="}"#).0 == 200)
         #expect(a.node.snapshot.asymmetric["k"]?.attributes.id == [4, 5])
         #expect(try a.post(c, Route.extUpdateObject, #"{"adminPassword":"\#(pw)","uid":"\#(uid)","label":"renamed"}"#).0 == 200)
         #expect(a.node.snapshot.objects[uid]?.label == "renamed" && a.node.snapshot.objects[uid]?.id == [1, 2, 3])
         #expect(try a.post(c, Route.extDeleteObject, #"{"adminPassword":"\#(pw)","uid":"\#(uid)"}"#).0 == 200)
         #expect(try a.post(c, Route.extDeleteObject, #"{"adminPassword":"\#(pw)","uid":"\#(uid)"}"#).0 == 404)
         #expect(try a.post(c, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"ASYMMETRIC"}"#).0 == 200)
-        #expect(try a.post(c, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"ASYMMETRIC"}"#) == (404, #"{"error":"Invalid key name: k"}"#))
+        #expect(
+            try a.post(c, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"ASYMMETRIC"}"#) == (
+                404, #"{"error":"Invalid key name: k"}"#
+            ))
         #expect(try a.post(c, Route.extVerifyPassword, #"{"adminPassword":"nope"}"#).0 == 403)
         #expect(try a.post(c, Route.extVerifyPassword, #"{"adminPassword":"\#(pw)"}"#).0 == 200)
     }
@@ -96,4 +109,3 @@ import VSSMTestSupport
         #expect(n.node.snapshot.asymmetric["slow"]?.key.bits == 4096)
     }
 }
-

@@ -18,7 +18,9 @@ import VSSMTestSupport
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = UInt16(port).bigEndian
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         var tv = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         return fd
@@ -47,7 +49,7 @@ import VSSMTestSupport
         let n = try TestNode(bootstrap: false)
         defer { n.stop() }
         var cfg = n.clientConfig()
-        cfg.trustPEM = nil   // the bootstrap certificate is self-signed; the attacker does not care
+        cfg.trustPEM = nil  // the bootstrap certificate is self-signed; the attacker does not care
         cfg.clientCertificatePEM = nil
         cfg.clientKeyPEM = nil
         let early = try VSSMAPIClient(cfg)
@@ -112,11 +114,16 @@ import VSSMTestSupport
         let n = try TestNode()
         defer { n.stop() }
         let c = try n.client()
-        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"SYMMETRIC","keySize":16}"#).0 == 200)
+        #expect(
+            try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"SYMMETRIC","keySize":16}"#).0 == 200)
         let bigID = b64([UInt8](repeating: 7, count: 10_000))
-        #expect(try n.post(c, Route.extSetAttributes, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"SYMMETRIC","id":"\#(bigID)"}"#).0 == 413)
+        #expect(
+            try n.post(c, Route.extSetAttributes, #"{"adminPassword":"\#(pw)","keyName":"k","keyType":"SYMMETRIC","id":"\#(bigID)"}"#).0
+                == 413)
         let bigLabel = String(repeating: "x", count: 5_000_000)
-        #expect(try n.post(c, Route.extCreateObject, #"{"adminPassword":"\#(pw)","class":"DATA","label":"\#(bigLabel)","value":"AAAA"}"#).0 == 413)
+        #expect(
+            try n.post(c, Route.extCreateObject, #"{"adminPassword":"\#(pw)","class":"DATA","label":"\#(bigLabel)","value":"AAAA"}"#).0
+                == 413)
         #expect(n.node.snapshot.objects.isEmpty)
         #expect(n.node.snapshot.symmetric["k"]?.attributes.id == nil)
         let bigInput = b64([UInt8](repeating: 1, count: 9 << 20))
@@ -135,7 +142,8 @@ import VSSMTestSupport
             let c = try n.client()
             let value = b64([UInt8](repeating: 9, count: 20_000))
             for _ in 0..<40 {
-                let (s, _) = try n.post(c, Route.extCreateObject, #"{"adminPassword":"\#(pw)","class":"DATA","label":"d","value":"\#(value)"}"#)
+                let (s, _) = try n.post(
+                    c, Route.extCreateObject, #"{"adminPassword":"\#(pw)","class":"DATA","label":"d","value":"\#(value)"}"#)
                 if s == 200 { acknowledged += 1 } else { #expect(s == 413); break }
             }
             #expect(acknowledged > 5 && acknowledged < 40)
@@ -210,7 +218,9 @@ import VSSMTestSupport
         defer { n.stop() }
         let c = try n.client()
         let forged = #"x\n[2026-01-01T00:00:00Z] VSSMServer/KeyServiceNode.swift:1, INFO: AUDIT client=\"CN=admin\" forged"#
-        #expect(try n.post(c, Route.extCreateObject, #"{"adminPassword":"\#(pw)","class":"DATA","label":"\#(forged)","value":"AAAA"}"#).0 == 200)
+        #expect(
+            try n.post(c, Route.extCreateObject, #"{"adminPassword":"\#(pw)","class":"DATA","label":"\#(forged)","value":"AAAA"}"#).0 == 200
+        )
         let lines = n.node.audit.lines
         #expect(!lines.contains { $0.contains("\n") })
         #expect(lines.filter { $0.contains("forged") }.allSatisfy { $0.contains("object labelled x\\n[") })
@@ -232,8 +242,9 @@ import VSSMTestSupport
 
     /// The limits table reads and writes `config.json`; values out of range name the field.
     @Test func limitsRoundTripThroughConfig() throws {
-        var cfg = ServerConfig(rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
-                               clientTrustStore: [TestNode.shared.pki.clientCACertificateDER], rootPassword: TestNode.shared.hash)
+        var cfg = ServerConfig(
+            rpcCertificate: TestNode.shared.pki.rpcCertificateDER,
+            clientTrustStore: [TestNode.shared.pki.clientCACertificateDER], rootPassword: TestNode.shared.hash)
         cfg.limits.maxConnectionsAPI = 7
         cfg.limits.minStoredRSABits = 1024
         let parsed = try ServerConfig(json: cfg.json)
@@ -241,9 +252,12 @@ import VSSMTestSupport
         let text = String(decoding: cfg.json, as: UTF8.self)
         #expect(text.contains(#""minStoredRSABits": "1024""#))
         let bad = Array(text.replacing(#""minStoredRSABits": "1024""#, with: #""minStoredRSABits": "512""#).utf8)
-        let line = text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("minStoredRSABits") }.map { $0 + 1 } ?? 0
-        #expect(throws: ServiceError.badRequest(
-            "config.json:\(line):5: limits.minStoredRSABits: must be an integer from 1024 to 4096, not the string \"512\"")) {
+        let line =
+            text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("minStoredRSABits") }.map { $0 + 1 } ?? 0
+        #expect(
+            throws: ServiceError.badRequest(
+                "config.json:\(line):5: limits.minStoredRSABits: must be an integer from 1024 to 4096, not the string \"512\"")
+        ) {
             _ = try ServerConfig(json: bad)
         }
     }

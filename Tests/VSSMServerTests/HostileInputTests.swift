@@ -27,9 +27,12 @@ import VSSMTestSupport
         defer { n.stop() }
         let admin = try n.client()
         let a = try tenant(n, "team-a")
-        _ = try admin.addPrincipal(password: pw, name: "team-a", certificate: a.der, role: "officer", namespaces: ["default"], pin: "pin-of-a")
+        _ = try admin.addPrincipal(
+            password: pw, name: "team-a", certificate: a.der, role: "officer", namespaces: ["default"], pin: "pin-of-a")
         func generate(_ c: VSSMAPIClient, _ credential: String, _ name: String) throws -> Int {
-            try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(credential)","keyName":"\#(name)","keyType":"SYMMETRIC","keySize":16}"#).0
+            try n.post(
+                c, Route.extGenerateKey, #"{"adminPassword":"\#(credential)","keyName":"\#(name)","keyType":"SYMMETRIC","keySize":16}"#
+            ).0
         }
         // Guess, guess, own PIN, guess, guess: before the fix the PIN reset the count and no 429 came.
         var statuses: [Int] = []
@@ -43,12 +46,15 @@ import VSSMTestSupport
         // Another certificate with the same subject is a different client identity: its wrong
         // admin passwords (a root route) throttle it, not the certificate it imitates.
         let victim = try tenant(n, "victim")
-        _ = try admin.addPrincipal(password: pw, name: "victim", certificate: victim.der, role: "officer", namespaces: ["default"], pin: nil)
+        _ = try admin.addPrincipal(
+            password: pw, name: "victim", certificate: victim.der, role: "officer", namespaces: ["default"], pin: nil)
         let twin = try tenant(n, "victim")
         var twinStatuses: [Int] = []
         for i in 0..<6 { twinStatuses.append(try n.post(twin.client, Route.getLogs, #"{"adminPassword":"twin-\#(i)"}"#).0) }
         #expect(twinStatuses.last == 429, "the twin is throttled: \(twinStatuses)")
-        #expect(try n.post(victim.client, Route.getLogs, #"{"adminPassword":"\#(pw)"}"#).0 == 200, "the victim is not locked out by a twin subject")
+        #expect(
+            try n.post(victim.client, Route.getLogs, #"{"adminPassword":"\#(pw)"}"#).0 == 200,
+            "the victim is not locked out by a twin subject")
     }
 
     /// A combining mark after the namespace's `/` no longer moves a key into another namespace,
@@ -58,7 +64,9 @@ import VSSMTestSupport
         #expect(Namespace.split("@team-b/key") == ("team-b", "key"))
         #expect(Namespace.split("plain") == (Namespace.defaultName, "plain"))
         #expect(throws: ServiceError.badRequest("Key name starts with a combining mark.")) { try KeyPolicy.checkNewName("\u{301}key") }
-        #expect(throws: ServiceError.badRequest("Key names starting with @ are reserved for namespaces.")) { try KeyPolicy.checkNewName("@\u{301}ns/k") }
+        #expect(throws: ServiceError.badRequest("Key names starting with @ are reserved for namespaces.")) {
+            try KeyPolicy.checkNewName("@\u{301}ns/k")
+        }
         var s = KeyState()
         s.symmetric["\u{301}k"] = nil
         s.removeEntry("SYMMETRIC/\u{301}k")  // parses (was a Character split that found no "/")
@@ -67,7 +75,8 @@ import VSSMTestSupport
         let admin = try n.client()
         let b = try tenant(n, "team-b")
         _ = try admin.addPrincipal(password: pw, name: "team-b", certificate: b.der, role: "officer", namespaces: ["team-b"], pin: nil)
-        let (status, body) = try n.post(b.client, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"\u0301k","keyType":"SYMMETRIC","keySize":16}"#)
+        let (status, body) = try n.post(
+            b.client, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"\u0301k","keyType":"SYMMETRIC","keySize":16}"#)
         #expect(status == 400 && body.contains("combining mark"), "\(status) \(body)")
     }
 
@@ -93,11 +102,14 @@ import VSSMTestSupport
     /// C1 controls and bidirectional overrides are escaped in the audit trail and the log ring.
     @Test func controlAndBidiCharactersAreEscapedInTheTrail() throws {
         let name = "invoice\u{202E}fdp.exe\u{85}\u{9B}x\u{2066}"
-        let r = AuditTrail.Record(time: "t", principal: "p", fingerprint: "f", route: "/r", key: name, mechanism: "",
-                                  status: 200, requestID: "1")
+        let r = AuditTrail.Record(
+            time: "t", principal: "p", fingerprint: "f", route: "/r", key: name, mechanism: "",
+            status: 200, requestID: "1")
         let line = AuditTrail.body(r, seq: 1, prev: "")
         for bad: UInt32 in [0x202E, 0x85, 0x9B, 0x2066] {
-            #expect(!String(decoding: line, as: UTF8.self).unicodeScalars.contains { $0.value == bad }, "U+\(String(bad, radix: 16)) is not written raw")
+            #expect(
+                !String(decoding: line, as: UTF8.self).unicodeScalars.contains { $0.value == bad },
+                "U+\(String(bad, radix: 16)) is not written raw")
         }
         #expect(String(decoding: line, as: UTF8.self).contains(#"invoice\u202efdp.exe\u0085\u009bx\u2066"#))
         #expect(try JSONParser.parse(line)["key"] == .string(name), "the escapes decode to the same name")
@@ -168,8 +180,9 @@ import VSSMTestSupport
             if last != 200 { break }
         }
         #expect(last == 413, "the client's quota ends in 413")
-        #expect(try n.post(other, Route.extGenerateKey, #"{"keyName":"~\#(owner)/mine","keyType":"SYMMETRIC","keySize":16}"#).0 == 200,
-                "another client still makes session keys")
+        #expect(
+            try n.post(other, Route.extGenerateKey, #"{"keyName":"~\#(owner)/mine","keyType":"SYMMETRIC","keySize":16}"#).0 == 200,
+            "another client still makes session keys")
     }
 }
 
@@ -200,7 +213,9 @@ import VSSMTestSupport
         let group = DispatchGroup()
         for f in flooders {  // threads of their own: the global queue may run these one after another
             group.enter()
-            Thread { _ = try? n.post(f, Route.extVerifyPassword, #"{"adminPassword":"guess"}"#); group.leave() }.start()
+            Thread {
+                _ = try? n.post(f, Route.extVerifyPassword, #"{"adminPassword":"guess"}"#); group.leave()
+            }.start()
         }
         usleep(UInt32(clamping: scryptMs * 1000 / 3))
         var worst: Int64 = 0
@@ -221,7 +236,8 @@ import VSSMTestSupport
         defer { n.stop() }
         let pki = TestNode.shared.pki
         let issued = try DevPKI.issueClient(name: "team-b", caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
-        _ = try n.client().addPrincipal(password: pw, name: "team-b", certificate: issued.der, role: "officer", namespaces: ["b"], pin: "pin-of-b")
+        _ = try n.client().addPrincipal(
+            password: pw, name: "team-b", certificate: issued.der, role: "officer", namespaces: ["b"], pin: "pin-of-b")
         let b = try VSSMAPIClient(n.clientConfig(certDER: issued.der, keyPEM: issued.keyPEM))
         #expect(try n.post(b, Route.extVerifyPassword, #"{"adminPassword":"pin-of-b"}"#).0 == 200)
         var statuses: [Int: Int] = [:]
@@ -333,18 +349,21 @@ import VSSMTestSupport
         for peer in ["a", "b"] {
             n.node.clockObserved(source: peer, dateSeconds: now / 1000 + 600, sentMs: now, receivedMs: now + 10)
         }
-        let (status, text) = try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"after","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256}"#)
+        let (status, text) = try n.post(
+            c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"after","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256}"#)
         #expect(status == 503 && text.contains("clock is out of step") && text.contains(" s ahead of this node"), "\(status) \(text)")
         #expect(try n.post(c, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"before","keyType":"ASYMMETRIC"}"#).0 == 503)
-        #expect(try n.post(c, Route.asymmetricSign, #"{"keyName":"before","algorithm":"SHA256withECDSA","input":"AAAA"}"#).0 == 200,
-                "signing goes on")
+        #expect(
+            try n.post(c, Route.asymmetricSign, #"{"keyName":"before","algorithm":"SHA256withECDSA","input":"AAAA"}"#).0 == 200,
+            "signing goes on")
         let metrics = try n.post(c, ServiceMetrics.route, "").1
         #expect(metrics.contains("vssm_clock_out_of_step 1"), "metrics")
         for peer in ["a", "b"] {
             n.node.clockObserved(source: peer, dateSeconds: now / 1000, sentMs: now, receivedMs: now + 10)
         }
-        #expect(try n.post(c, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"before","keyType":"ASYMMETRIC"}"#).0 == 200,
-                "back in step: changes are accepted again")
+        #expect(
+            try n.post(c, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"before","keyType":"ASYMMETRIC"}"#).0 == 200,
+            "back in step: changes are accepted again")
     }
 }
 

@@ -12,11 +12,18 @@ import VSSMTestSupport
     var password: String { TestNode.password }
 
     static func flags(_ f: [UInt: Bool]) -> String { Base64.encode(KeyFlags(f).blob ?? []) }
-    static let readable = flags([KeyFlags.sensitive: false, KeyFlags.extractable: true, KeyFlags.derive: true, KeyFlags.wrap: true, KeyFlags.unwrap: true])
+    static let readable = flags([
+        KeyFlags.sensitive: false, KeyFlags.extractable: true, KeyFlags.derive: true, KeyFlags.wrap: true, KeyFlags.unwrap: true,
+    ])
 
-    func inject(_ n: TestNode, _ c: VSSMAPIClient, _ name: String, type: String = "SYMMETRIC", _ key: [UInt8], flags: String? = nil) throws -> Int {
+    func inject(
+        _ n: TestNode, _ c: VSSMAPIClient, _ name: String, type: String = "SYMMETRIC", _ key: [UInt8], flags: String? = nil
+    ) throws -> Int {
         let a = flags.map { #","attributes":"\#($0)""# } ?? ""
-        return try n.post(c, Route.extInjectKey, #"{"adminPassword":"\#(password)","keyName":"\#(name)","keyType":"\#(type)","key":"\#(Base64.encode(key))"\#(a)}"#).0
+        return try n.post(
+            c, Route.extInjectKey,
+            #"{"adminPassword":"\#(password)","keyName":"\#(name)","keyType":"\#(type)","key":"\#(Base64.encode(key))"\#(a)}"#
+        ).0
     }
 
     func value(_ n: TestNode, _ c: VSSMAPIClient, _ name: String, type: String = "SYMMETRIC") throws -> (Int, [UInt8]) {
@@ -24,9 +31,14 @@ import VSSMTestSupport
         return (s, (try? Base64.decode(field(body, "output"))) ?? [])
     }
 
-    func derive(_ n: TestNode, _ c: VSSMAPIClient, base: String, baseType: String = "SYMMETRIC", _ mechanism: String, _ extra: String,
-                new: String, newType: String = "MAC", length: Int = 0, flags: String = KeyOpsTests.readable) throws -> Int {
-        try n.post(c, Route.extDerive, #"{"keyName":"\#(base)","keyType":"\#(baseType)","mechanism":"\#(mechanism)",\#(extra)"newName":"\#(new)","newType":"\#(newType)","length":\#(length),"attributes":"\#(flags)"}"#).0
+    func derive(
+        _ n: TestNode, _ c: VSSMAPIClient, base: String, baseType: String = "SYMMETRIC", _ mechanism: String, _ extra: String,
+        new: String, newType: String = "MAC", length: Int = 0, flags: String = KeyOpsTests.readable
+    ) throws -> Int {
+        try n.post(
+            c, Route.extDerive,
+            #"{"keyName":"\#(base)","keyType":"\#(baseType)","mechanism":"\#(mechanism)",\#(extra)"newName":"\#(new)","newType":"\#(newType)","length":\#(length),"attributes":"\#(flags)"}"#
+        ).0
     }
 
     @Test func deriveComputesInTheServiceAndKeepsProtection() throws {
@@ -39,15 +51,23 @@ import VSSMTestSupport
         #expect(try value(n, c, base) == (200, k), "a readable session key's value is returned")
         // AES-ECB-ENCRYPT-DATA: AES_K(data).
         let data = (0..<32).map { UInt8(0xA0 + $0) }
-        #expect(try derive(n, c, base: base, "AES-ECB-ENCRYPT-DATA", #""data":"\#(Base64.encode(data))","#, new: "~\(owner)/ecb", newType: "SYMMETRIC") == 200)
+        #expect(
+            try derive(
+                n, c, base: base, "AES-ECB-ENCRYPT-DATA", #""data":"\#(Base64.encode(data))","#, new: "~\(owner)/ecb", newType: "SYMMETRIC")
+                == 200)
         #expect(try value(n, c, "~\(owner)/ecb").1 == (try BlockCipher(kind: .aes, key: k).ecbEncrypt(data)))
-        #expect(try derive(n, c, base: base, "AES-ECB-ENCRYPT-DATA", #""data":"\#(Base64.encode([1, 2, 3]))","#, new: "~\(owner)/bad") == 400)
+        #expect(
+            try derive(n, c, base: base, "AES-ECB-ENCRYPT-DATA", #""data":"\#(Base64.encode([1, 2, 3]))","#, new: "~\(owner)/bad") == 400)
         // The spec's CKM_EXTRACT_KEY_FROM_KEY example: 0x329F84A9, bit 21, 2 bytes -> 0x9526.
         let g = "~\(owner)/g"
         #expect(try inject(n, c, g, type: "MAC", [0x32, 0x9F, 0x84, 0xA9], flags: KeyOpsTests.readable) == 200)
-        #expect(try derive(n, c, base: g, baseType: "MAC", "EXTRACT-KEY-FROM-KEY", #""bitIndex":21,"#, new: "~\(owner)/x", length: 2) == 200)
+        #expect(
+            try derive(n, c, base: g, baseType: "MAC", "EXTRACT-KEY-FROM-KEY", #""bitIndex":21,"#, new: "~\(owner)/x", length: 2) == 200)
         #expect(try value(n, c, "~\(owner)/x", type: "MAC").1 == [0x95, 0x26])
-        #expect(try derive(n, c, base: g, baseType: "MAC", "XOR-BASE-AND-DATA", #""data":"\#(Base64.encode([0xFF, 0, 0xFF, 0]))","#, new: "~\(owner)/xor") == 200)
+        #expect(
+            try derive(
+                n, c, base: g, baseType: "MAC", "XOR-BASE-AND-DATA", #""data":"\#(Base64.encode([0xFF, 0, 0xFF, 0]))","#,
+                new: "~\(owner)/xor") == 200)
         #expect(try value(n, c, "~\(owner)/xor", type: "MAC").1 == [0xCD, 0x9F, 0x7B, 0xA9])
         // A stored key made through the original API says nothing: not derivable.
         #expect(try inject(n, c, "plain", k) == 200)
@@ -63,7 +83,9 @@ import VSSMTestSupport
         #expect(try inject(n, c, "stored-readable", k, flags: KeyOpsTests.readable) == 400)
         #expect(try value(n, c, "plain").0 == 403)
         // Sensitivity only goes one way (PKCS#11 §4.9).
-        #expect(try n.post(c, Route.extSetAttributes, #"{"keyName":"~\#(owner)/c2","keyType":"MAC","attributes":"\#(KeyOpsTests.readable)"}"#).0 == 400)
+        #expect(
+            try n.post(c, Route.extSetAttributes, #"{"keyName":"~\#(owner)/c2","keyType":"MAC","attributes":"\#(KeyOpsTests.readable)"}"#).0
+                == 400)
     }
 
     @Test func ecdhMatchesTheOtherSide() throws {
@@ -75,12 +97,20 @@ import VSSMTestSupport
         let name = "~\(owner)/ec"
         #expect(try inject(n, c, name, type: "ASYMMETRIC", mine.pkcs8DER, flags: KeyOpsTests.flags([KeyFlags.derive: true])) == 200)
         let point = try #require(peer.ecPoint)
-        #expect(try derive(n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"NULL","publicData":"\#(Base64.encode(point))","#, new: "~\(owner)/z") == 200)
+        #expect(
+            try derive(
+                n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"NULL","publicData":"\#(Base64.encode(point))","#,
+                new: "~\(owner)/z") == 200)
         let expected = try peer.ecdhSharedSecret(peerPoint: try #require(mine.ecPoint))
         #expect(try value(n, c, "~\(owner)/z", type: "MAC").1 == expected, "both sides agree")
-        #expect(try derive(n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"SHA256","publicData":"\#(Base64.encode(point))","#, new: "~\(owner)/z2", length: 40) == 200)
+        #expect(
+            try derive(
+                n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"SHA256","publicData":"\#(Base64.encode(point))","#,
+                new: "~\(owner)/z2", length: 40) == 200)
         #expect(try value(n, c, "~\(owner)/z2", type: "MAC").1 == KDF.x963(.sha256, secret: expected, sharedInfo: [], length: 40))
-        #expect(try derive(n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"NULL","publicData":"BAEC","#, new: "~\(owner)/z3") == 400)
+        #expect(
+            try derive(n, c, base: name, baseType: "ASYMMETRIC", "ECDH1", #""kdf":"NULL","publicData":"BAEC","#, new: "~\(owner)/z3") == 400
+        )
     }
 
     @Test func wrapOnlyExtractableKeysWithWrappingKeys() throws {
@@ -90,24 +120,37 @@ import VSSMTestSupport
         let kekBytes = (0..<32).map { UInt8($0) }
         // A wrapping session key that cannot decrypt or unwrap, and its twin that unwraps.
         let kek = "~\(owner)/kek", unwrapper = "~\(owner)/unwrapper"
-        #expect(try inject(n, c, kek, kekBytes, flags: KeyOpsTests.flags([KeyFlags.wrap: true, KeyFlags.decrypt: false, KeyFlags.unwrap: false])) == 200)
+        #expect(
+            try inject(
+                n, c, kek, kekBytes, flags: KeyOpsTests.flags([KeyFlags.wrap: true, KeyFlags.decrypt: false, KeyFlags.unwrap: false]))
+                == 200)
         #expect(try inject(n, c, unwrapper, kekBytes, flags: KeyOpsTests.flags([KeyFlags.unwrap: true, KeyFlags.wrap: false])) == 200)
         let secret = (0..<16).map { UInt8(0x40 + $0) }
         let readable = (0..<16).map { UInt8(0x60 + $0) }
         #expect(try inject(n, c, "~\(owner)/target", secret, flags: KeyOpsTests.flags([KeyFlags.extractable: true])) == 200)
-        #expect(try inject(n, c, "~\(owner)/plain", readable, flags: KeyOpsTests.flags([KeyFlags.extractable: true, KeyFlags.sensitive: false])) == 200)
+        #expect(
+            try inject(
+                n, c, "~\(owner)/plain", readable, flags: KeyOpsTests.flags([KeyFlags.extractable: true, KeyFlags.sensitive: false])) == 200
+        )
         #expect(try inject(n, c, "stored", secret) == 200)
         func wrap(_ target: String, with key: String = kek) throws -> (Int, [UInt8]) {
-            let (s, body) = try n.post(c, Route.extWrap, #"{"keyName":"\#(key)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","targetName":"\#(target)","targetType":"SYMMETRIC"}"#)
+            let (s, body) = try n.post(
+                c, Route.extWrap,
+                #"{"keyName":"\#(key)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","targetName":"\#(target)","targetType":"SYMMETRIC"}"#
+            )
             return (s, (try? Base64.decode(field(body, "output"))) ?? [])
         }
         func unwrap(_ wrapped: [UInt8], into name: String) throws -> Int {
-            try n.post(c, Route.extUnwrap, #"{"keyName":"\#(unwrapper)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","input":"\#(Base64.encode(wrapped))","newName":"\#(name)","newType":"SYMMETRIC","attributes":"\#(KeyOpsTests.readable)"}"#).0
+            try n.post(
+                c, Route.extUnwrap,
+                #"{"keyName":"\#(unwrapper)","keyType":"SYMMETRIC","mechanism":"AES-KEY-WRAP","input":"\#(Base64.encode(wrapped))","newName":"\#(name)","newType":"SYMMETRIC","attributes":"\#(KeyOpsTests.readable)"}"#
+            ).0
         }
         #expect(try wrap("stored").0 == 403, "a key from the original API is not extractable")
         #expect(try wrap("~\(owner)/target", with: "~\(owner)/target").0 == 403, "a key without CKA_WRAP wraps nothing")
         // Issue 20: a session key that wraps and can also unwrap (or decrypt) is refused.
-        #expect(try inject(n, c, "~\(owner)/both", kekBytes, flags: KeyOpsTests.flags([KeyFlags.wrap: true, KeyFlags.unwrap: true])) == 200)
+        #expect(
+            try inject(n, c, "~\(owner)/both", kekBytes, flags: KeyOpsTests.flags([KeyFlags.wrap: true, KeyFlags.unwrap: true])) == 200)
         #expect(try wrap("~\(owner)/target", with: "~\(owner)/both").0 == 403)
         let (s, wrapped) = try wrap("~\(owner)/target")
         #expect(s == 200 && wrapped.count == 24)
@@ -124,7 +167,11 @@ import VSSMTestSupport
         bad[3] ^= 1
         #expect(try unwrap(bad, into: "~\(owner)/bad") == 400)
         // Extractability only goes one way.
-        #expect(try n.post(c, Route.extSetAttributes, #"{"adminPassword":"\#(password)","keyName":"stored","keyType":"SYMMETRIC","attributes":"\#(KeyOpsTests.flags([KeyFlags.extractable: true]))"}"#).0 == 400)
+        #expect(
+            try n.post(
+                c, Route.extSetAttributes,
+                #"{"adminPassword":"\#(password)","keyName":"stored","keyType":"SYMMETRIC","attributes":"\#(KeyOpsTests.flags([KeyFlags.extractable: true]))"}"#
+            ).0 == 400)
     }
 
     /// Two-key Triple-DES (CKK_DES2) is generated as K1 K2 K1, a 3DES key.
@@ -133,7 +180,11 @@ import VSSMTestSupport
         defer { n.stop() }
         let c = try n.client()
         let name = "~\(owner)/des2"
-        #expect(try n.post(c, Route.extGenerateKey, #"{"keyName":"\#(name)","keyType":"SYMMETRIC","keySize":16,"cipher":"3DES","attributes":"\#(KeyOpsTests.readable)"}"#).0 == 200)
+        #expect(
+            try n.post(
+                c, Route.extGenerateKey,
+                #"{"keyName":"\#(name)","keyType":"SYMMETRIC","keySize":16,"cipher":"3DES","attributes":"\#(KeyOpsTests.readable)"}"#
+            ).0 == 200)
         let (s, k) = try value(n, c, name)
         #expect(s == 200 && k.count == 24 && Array(k[16...]) == Array(k[..<8]) && Array(k[..<8]) != Array(k[8..<16]))
     }
@@ -156,8 +207,13 @@ import VSSMTestSupport
         defer { n.stop() }
         let c = try n.client()
         let pw = TestNode.password
-        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"ed","keyType":"ASYMMETRIC","keySpec":"ED25519"}"#).0 == 200)
-        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"ec","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256}"#).0 == 200)
+        #expect(
+            try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"ed","keyType":"ASYMMETRIC","keySpec":"ED25519"}"#).0
+                == 200)
+        #expect(
+            try n.post(
+                c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"ec","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256}"#
+            ).0 == 200)
         let original = String(decoding: StateCodec.encode(n.node.snapshot, extensions: false), as: UTF8.self)
         let full = String(decoding: StateCodec.encode(n.node.snapshot, extensions: true), as: UTF8.self)
         #expect(original.contains(#""name":"ec""#) && !original.contains(#""name":"ed""#))
@@ -175,7 +231,11 @@ import VSSMTestSupport
         let c = try n.client()
         func flags(_ f: [UInt: Bool]) -> String { b64(KeyFlags(f).blob ?? []) }
         let noSign = flags([KeyFlags.sign: false, KeyFlags.decrypt: true])
-        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"nosign","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048,"attributes":"\#(noSign)"}"#).0 == 200)
+        #expect(
+            try n.post(
+                c, Route.extGenerateKey,
+                #"{"adminPassword":"\#(pw)","keyName":"nosign","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048,"attributes":"\#(noSign)"}"#
+            ).0 == 200)
         let (s, body) = try n.post(c, Route.asymmetricSign, #"{"keyName":"nosign","algorithm":"SHA256withRSA","input":"\#(b64("x"))"}"#)
         #expect(s == 403)
         #expect(body.contains("Key function not permitted"))
@@ -186,18 +246,28 @@ import VSSMTestSupport
         #expect(try n.post(c, Route.asymmetricDecrypt, #"{"keyName":"nosign","algorithm":"RSA","input":"\#(ctB64)"}"#).0 == 200)
 
         let encryptOnly = flags([KeyFlags.encrypt: true, KeyFlags.decrypt: false])
-        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"enc","keyType":"SYMMETRIC","keySize":16,"attributes":"\#(encryptOnly)"}"#).0 == 200)
-        let (es, ebody) = try n.post(c, Route.symmetricEncrypt, #"{"keyName":"enc","algorithm":"AES/GCM/NoPadding","input":"\#(b64("data"))"}"#)
+        #expect(
+            try n.post(
+                c, Route.extGenerateKey,
+                #"{"adminPassword":"\#(pw)","keyName":"enc","keyType":"SYMMETRIC","keySize":16,"attributes":"\#(encryptOnly)"}"#
+            ).0 == 200)
+        let (es, ebody) = try n.post(
+            c, Route.symmetricEncrypt, #"{"keyName":"enc","algorithm":"AES/GCM/NoPadding","input":"\#(b64("data"))"}"#)
         #expect(es == 200)
         let sealed = String(ebody.split(separator: "\"")[3])
         #expect(try n.post(c, Route.symmetricDecrypt, #"{"keyName":"enc","algorithm":"AES/GCM/NoPadding","input":"\#(sealed)"}"#).0 == 403)
-        #expect(try n.post(c, Route.extSymmetricDecrypt, #"{"keyName":"enc","algorithm":"AES/GCM/NoPadding","input":"\#(sealed)"}"#).0 == 403)
+        #expect(
+            try n.post(c, Route.extSymmetricDecrypt, #"{"keyName":"enc","algorithm":"AES/GCM/NoPadding","input":"\#(sealed)"}"#).0 == 403)
 
         // A MAC key that may only verify still computes MACs (the module compares them); one that may do neither does not.
         let verifyOnly = flags([KeyFlags.sign: false, KeyFlags.verify: true])
         let neither = flags([KeyFlags.sign: false, KeyFlags.verify: false])
         for (name, f) in [("v", verifyOnly), ("none", neither)] {
-            #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"MAC","keySize":32,"attributes":"\#(f)"}"#).0 == 200)
+            #expect(
+                try n.post(
+                    c, Route.extGenerateKey,
+                    #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"MAC","keySize":32,"attributes":"\#(f)"}"#
+                ).0 == 200)
         }
         #expect(try n.post(c, Route.hmacCreate, #"{"keyName":"v","algorithm":"SHA256","input":"\#(b64("m"))"}"#).0 == 200)
         #expect(try n.post(c, Route.hmacCreate, #"{"keyName":"none","algorithm":"SHA256","input":"\#(b64("m"))"}"#).0 == 403)
@@ -214,13 +284,17 @@ import VSSMTestSupport
         let c = try n.client()
         let pw = TestNode.password
         func make(_ name: String, _ type: String, _ spec: String, _ size: Int, _ f: [UInt: Bool]) throws -> Int {
-            try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"\#(type)","keySpec":"\#(spec)","keySize":\#(size),"attributes":"\#(KeyOpsTests.flags(f))"}"#).0
+            try n.post(
+                c, Route.extGenerateKey,
+                #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"\#(type)","keySpec":"\#(spec)","keySize":\#(size),"attributes":"\#(KeyOpsTests.flags(f))"}"#
+            ).0
         }
         #expect(try make("rsa-noenc", "ASYMMETRIC", "RSA", 2048, [KeyFlags.encrypt: false, KeyFlags.verify: false]) == 200)
         #expect(try make("mac-nover", "MAC", "", 32, [KeyFlags.verify: false]) == 200)
         let encrypt = try n.post(c, Route.asymmetricEncrypt, #"{"keyName":"rsa-noenc","algorithm":"RSA","input":"AAAA"}"#)
         #expect(encrypt.0 == 403 && encrypt.1.contains("CKA_ENCRYPT is FALSE"), "\(encrypt)")
-        let verify = try n.post(c, Route.asymmetricVerify, #"{"keyName":"rsa-noenc","algorithm":"SHA256withRSA","input":"AAAA","signature":"AAAA"}"#)
+        let verify = try n.post(
+            c, Route.asymmetricVerify, #"{"keyName":"rsa-noenc","algorithm":"SHA256withRSA","input":"AAAA","signature":"AAAA"}"#)
         #expect(verify.0 == 403 && verify.1.contains("CKA_VERIFY is FALSE"), "\(verify)")
         let hmac = try n.post(c, Route.hmacVerify, #"{"keyName":"mac-nover","algorithm":"SHA256","input":"AAAA","hmac":"AAAA"}"#)
         #expect(hmac.0 == 403 && hmac.1.contains("CKA_VERIFY is FALSE"), "\(hmac)")
@@ -236,7 +310,11 @@ import VSSMTestSupport
         defer { n.stop() }
         let c = try n.client()
         let pw = TestNode.password
-        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(pw)","keyName":"r","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048,"attributes":"\#(KeyOpsTests.flags([KeyFlags.decrypt: false]))"}"#).0 == 200)
+        #expect(
+            try n.post(
+                c, Route.extGenerateKey,
+                #"{"adminPassword":"\#(pw)","keyName":"r","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":2048,"attributes":"\#(KeyOpsTests.flags([KeyFlags.decrypt: false]))"}"#
+            ).0 == 200)
         let block = [UInt8](repeating: 0, count: 200) + [UInt8](repeating: 7, count: 56)
         let (status, body) = try n.post(c, Route.extSign, #"{"keyName":"r","algorithm":"RSA-RAW","hashed":"\#(Base64.encode(block))"}"#)
         #expect(status == 200, "\(body)")

@@ -71,9 +71,11 @@ import VSSMTestSupport
             }
         }
         #expect(sampled.subtracting(helped).isEmpty, "series without # HELP: \(sampled.subtracting(helped).sorted())")
-        for name in ["vssm_build_info", "vssm_ready", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds",
-                     "process_cpu_seconds_total", "vssm_login_failures_total", "vssm_login_throttled_total",
-                     "vssm_tls_handshake_failures_total", "vssm_audit_write_errors_total", "vssm_store_reachable"] {
+        for name in [
+            "vssm_build_info", "vssm_ready", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds",
+            "process_cpu_seconds_total", "vssm_login_failures_total", "vssm_login_throttled_total",
+            "vssm_tls_handshake_failures_total", "vssm_audit_write_errors_total", "vssm_store_reachable",
+        ] {
             #expect(sampled.contains(name), "\(name) is exported")
         }
         #expect(value(text, #"vssm_build_info{version="\#(VSSMVersion.string)"}"#) == 1)
@@ -86,7 +88,9 @@ import VSSMTestSupport
         let bytes = try FileUtil.readFile("/" + path + "/docs/grafana-dashboard.json")
         let dashboard = try JSONParser.parse(bytes)
         guard case .array(let panels)? = dashboard["panels"] else { Issue.record("no panels"); return }
-        let etcdOnly: Set<String> = ["vssm_store_revision_lag", "vssm_store_last_success_timestamp_seconds", "vssm_peer_sync_failures_total"]
+        let etcdOnly: Set<String> = [
+            "vssm_store_revision_lag", "vssm_store_last_success_timestamp_seconds", "vssm_peer_sync_failures_total",
+        ]
         var queried = 0
         for panel in panels {
             guard case .array(let targets)? = panel["targets"] else { continue }
@@ -94,8 +98,9 @@ import VSSMTestSupport
                 guard case .string(let expr)? = target["expr"] else { continue }
                 for name in MetricsTests.seriesNames(expr) {
                     queried += 1
-                    #expect(sampled.contains(name) || (etcdOnly.contains(name) && ServiceMetrics.help[name] != nil),
-                             "the dashboard queries \(name), which the service does not export")
+                    #expect(
+                        sampled.contains(name) || (etcdOnly.contains(name) && ServiceMetrics.help[name] != nil),
+                        "the dashboard queries \(name), which the service does not export")
                 }
             }
         }

@@ -28,11 +28,14 @@ import VSSMTestSupport
     func tenant(_ n: TestNode, _ name: String) throws -> Tenant {
         let pki = TestNode.shared.pki
         let issued = try DevPKI.issueClient(name: name, caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
-        return Tenant(der: issued.der, keyPEM: issued.keyPEM, client: try VSSMAPIClient(n.clientConfig(certDER: issued.der, keyPEM: issued.keyPEM)))
+        return Tenant(
+            der: issued.der, keyPEM: issued.keyPEM, client: try VSSMAPIClient(n.clientConfig(certDER: issued.der, keyPEM: issued.keyPEM)))
     }
 
     func generate(_ n: TestNode, _ c: VSSMAPIClient, _ name: String, password: String) throws -> (Int, String) {
-        try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(password)","keyName":"\#(name)","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256}"#)
+        try n.post(
+            c, Route.extGenerateKey,
+            #"{"adminPassword":"\#(password)","keyName":"\#(name)","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256}"#)
     }
 
     func sign(_ n: TestNode, _ c: VSSMAPIClient, _ name: String) throws -> Int {
@@ -40,7 +43,9 @@ import VSSMTestSupport
     }
 
     func listed(_ c: VSSMAPIClient) throws -> [String] {
-        try c.call(Route.extListKeys, WireWriter(), response: ExtSchemas.listKeysResponse, idempotent: true).objects("keys").map { $0.string("name") }
+        try c.call(Route.extListKeys, WireWriter(), response: ExtSchemas.listKeysResponse, idempotent: true).objects("keys").map {
+            $0.string("name")
+        }
     }
 
     @Test func withoutPrincipalsEveryClientUsesEveryKeyThenOnlyRegisteredOnes() throws {
@@ -56,7 +61,8 @@ import VSSMTestSupport
         _ = try admin.addPrincipal(password: pw, name: "team-a", certificate: a.der, role: "officer", namespaces: ["default"], pin: nil)
         #expect(try sign(n, a.client, "shared") == 200)
         // Trusted but unregistered: refused, with a message that says why.
-        let (status, body) = try n.post(stranger.client, Route.asymmetricSign, #"{"keyName":"shared","algorithm":"SHA256withECDSA","input":"\#(b64("x"))"}"#)
+        let (status, body) = try n.post(
+            stranger.client, Route.asymmetricSign, #"{"keyName":"shared","algorithm":"SHA256withECDSA","input":"\#(b64("x"))"}"#)
         #expect(status == 403)
         #expect(body.contains("not registered"))
         #expect(try n.post(stranger.client, Route.extListKeys, "{}").0 == 403)
@@ -93,12 +99,15 @@ import VSSMTestSupport
         // Deleting, objects: only within the namespace.
         #expect(try n.post(a.client, Route.extDeleteKey, #"{"adminPassword":"\#(pw)","keyName":"ca","keyType":"ASYMMETRIC"}"#).0 == 200)
         #expect(n.node.snapshot.asymmetric.keys.sorted() == ["@team-b/ca"])
-        let (_, created) = try n.post(b.client, Route.extCreateObject, #"{"adminPassword":"b-pin-1234","class":"DATA","label":"b-data","value":"\#(b64("v"))"}"#)
+        let (_, created) = try n.post(
+            b.client, Route.extCreateObject, #"{"adminPassword":"b-pin-1234","class":"DATA","label":"b-data","value":"\#(b64("v"))"}"#)
         let uid = String(created.split(separator: "\"")[3])
-        let aObjects = try a.client.call(Route.extListKeys, WireWriter(), response: ExtSchemas.listKeysResponse, idempotent: true).objects("objects")
+        let aObjects = try a.client.call(Route.extListKeys, WireWriter(), response: ExtSchemas.listKeysResponse, idempotent: true).objects(
+            "objects")
         #expect(aObjects.isEmpty)
         // The owner's listing decodes with the clients' schema (no namespace field leaks into it).
-        let bObjects = try b.client.call(Route.extListKeys, WireWriter(), response: ExtSchemas.listKeysResponse, idempotent: true).objects("objects")
+        let bObjects = try b.client.call(Route.extListKeys, WireWriter(), response: ExtSchemas.listKeysResponse, idempotent: true).objects(
+            "objects")
         #expect(bObjects.map { $0.string("label") } == ["b-data"])
         #expect(try n.post(a.client, Route.extDeleteObject, #"{"adminPassword":"\#(pw)","uid":"\#(uid)"}"#).0 == 404)
         #expect(try n.post(b.client, Route.extDeleteObject, #"{"adminPassword":"b-pin-1234","uid":"\#(uid)"}"#).0 == 200)
@@ -108,10 +117,13 @@ import VSSMTestSupport
         let n = try TestNode(stateDir: TestNode.tempDir())
         defer { n.stop() }
         let admin = try n.client()
-        let officer = try tenant(n, "officer"), user = try tenant(n, "user"), auditor = try tenant(n, "auditor"), other = try tenant(n, "other")
-        _ = try admin.addPrincipal(password: pw, name: "officer", certificate: officer.der, role: "officer", namespaces: ["ops"], pin: "officer-pin")
+        let officer = try tenant(n, "officer"), user = try tenant(n, "user"), auditor = try tenant(n, "auditor"),
+            other = try tenant(n, "other")
+        _ = try admin.addPrincipal(
+            password: pw, name: "officer", certificate: officer.der, role: "officer", namespaces: ["ops"], pin: "officer-pin")
         _ = try admin.addPrincipal(password: pw, name: "user", certificate: user.der, role: "user", namespaces: ["ops"], pin: "user-pin")
-        _ = try admin.addPrincipal(password: pw, name: "auditor", certificate: auditor.der, role: "auditor", namespaces: ["ops"], pin: "audit-pin")
+        _ = try admin.addPrincipal(
+            password: pw, name: "auditor", certificate: auditor.der, role: "auditor", namespaces: ["ops"], pin: "audit-pin")
         _ = try admin.addPrincipal(password: pw, name: "other", certificate: other.der, role: "officer", namespaces: ["else"], pin: nil)
         #expect(try generate(n, officer.client, "k", password: "officer-pin").0 == 200)
         #expect(try generate(n, other.client, "k2", password: pw).0 == 200)
@@ -122,7 +134,10 @@ import VSSMTestSupport
         #expect(gs == 403)
         #expect(gb.contains("Not permitted"))
         #expect(try n.post(user.client, Route.extDeleteKey, #"{"adminPassword":"user-pin","keyName":"k","keyType":"ASYMMETRIC"}"#).0 == 403)
-        #expect(try n.post(user.client, Route.extSetAttributes, #"{"adminPassword":"user-pin","keyName":"k","keyType":"ASYMMETRIC","label":"x"}"#).0 == 403)
+        #expect(
+            try n.post(
+                user.client, Route.extSetAttributes, #"{"adminPassword":"user-pin","keyName":"k","keyType":"ASYMMETRIC","label":"x"}"#
+            ).0 == 403)
         // The PIN is a credential of its own principal only; CKU_SO needs the admin password.
         #expect(try n.post(officer.client, Route.extVerifyPassword, #"{"adminPassword":"user-pin"}"#).0 == 403)
         #expect(try n.post(officer.client, Route.extVerifyPassword, #"{"adminPassword":"officer-pin","so":true}"#).0 == 403)
@@ -135,7 +150,8 @@ import VSSMTestSupport
         let records = try WireObject.decode(Array(body.utf8), as: ExtSchemas.auditResponse).objects("records")
         #expect(!records.isEmpty)
         #expect(records.allSatisfy { $0.string("namespace") == "ops" })
-        #expect(records.contains { $0.string("principal") == "user" && $0.string("route") == Route.asymmetricSign && $0.string("key") == "k" })
+        #expect(
+            records.contains { $0.string("principal") == "user" && $0.string("route") == Route.asymmetricSign && $0.string("key") == "k" })
         #expect(!records.contains { $0.string("principal") == "other" })
         #expect(try n.post(auditor.client, Route.extAudit, #"{"adminPassword":"wrong"}"#).0 == 403)
         // The root admin sees every namespace's records.
@@ -152,7 +168,8 @@ import VSSMTestSupport
         #expect(try generate(n, b.client, "ca", password: "b-pin-1234").0 == 200)
         var w = WireWriter()
         w.string("adminPassword", pw)
-        let v2 = try #require(try admin.call(Route.extGenerateBackup, w, response: Schemas.generateBackupResponse, idempotent: true).object("backup"))
+        let v2 = try #require(
+            try admin.call(Route.extGenerateBackup, w, response: Schemas.generateBackupResponse, idempotent: true).object("backup"))
         n.stop()
         n = try TestNode(stateDir: dir)
         let afterRestart = try b.client(n)
@@ -163,7 +180,8 @@ import VSSMTestSupport
         // A fresh node (no state) restores principals and the namespaced key from the backup.
         let fresh = try TestNode()
         defer { fresh.stop() }
-        let blob = #"{"encryptionKey":"\#(b64(v2.bytes("encryptionKey") ?? []))","version":2,"timestamp":"1","encryptedState":"\#(b64(v2.bytes("encryptedState") ?? []))"}"#
+        let blob =
+            #"{"encryptionKey":"\#(b64(v2.bytes("encryptionKey") ?? []))","version":2,"timestamp":"1","encryptedState":"\#(b64(v2.bytes("encryptedState") ?? []))"}"#
         #expect(try fresh.post(try fresh.client(), Route.extRestoreBackup, #"{"adminPassword":"\#(pw)","backup":\#(blob)}"#).0 == 200)
         #expect(fresh.node.snapshot.principals.values.map(\.name) == ["b"])
         let b3 = try b.client(fresh)
@@ -188,7 +206,9 @@ import VSSMTestSupport
         let list = { (c: VSSMAPIClient) throws -> [String] in
             var w = WireWriter()
             w.string("owner", owner)
-            return try c.call(Route.extListKeys, w, response: ExtSchemas.listKeysResponse, idempotent: true).objects("keys").map { $0.string("name") }
+            return try c.call(Route.extListKeys, w, response: ExtSchemas.listKeysResponse, idempotent: true).objects("keys").map {
+                $0.string("name")
+            }
         }
         #expect(try list(b.client) == ["~\(owner)/s1"])
         #expect(try list(a.client).isEmpty)
@@ -230,8 +250,11 @@ import VSSMTestSupport
         let b = try tenant(n1, "b")
         _ = try admin.addPrincipal(password: pw, name: "b", certificate: b.der, role: "officer", namespaces: ["team-b"], pin: "b-pin-1234")
         #expect(eventually { n2.node.snapshot.principals.values.map(\.name) == ["b"] })
-        #expect(try n1.post(b.client, Route.extGenerateKey,
-                            #"{"adminPassword":"b-pin-1234","keyName":"k","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256,"label":"B's key","id":"\#(b64([7]))"}"#).0 == 200)
+        #expect(
+            try n1.post(
+                b.client, Route.extGenerateKey,
+                #"{"adminPassword":"b-pin-1234","keyName":"k","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256,"label":"B's key","id":"\#(b64([7]))"}"#
+            ).0 == 200)
         #expect(eventually { n2.node.snapshot.asymmetric["@team-b/k"] != nil })
         // The extension sync carries attributes (the original format would lose the CKA_ID).
         #expect(n2.node.snapshot.asymmetric["@team-b/k"]?.attributes.id == [7])

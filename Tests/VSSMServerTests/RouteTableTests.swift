@@ -39,10 +39,13 @@ import VSSMTestSupport
         let root = try n.client()
         let pki = TestNode.shared.pki
         var callers: [(name: String, role: PrincipalRole?, client: VSSMAPIClient)] = [("unregistered", nil, root)]
-        for (name, role, namespace) in [("user", PrincipalRole.user, "default"), ("officer", .officer, "default"),
-                                        ("auditor", .auditor, "default"), ("other-officer", .officer, "other")] {
+        for (name, role, namespace) in [
+            ("user", PrincipalRole.user, "default"), ("officer", .officer, "default"),
+            ("auditor", .auditor, "default"), ("other-officer", .officer, "other"),
+        ] {
             let issued = try DevPKI.issueClient(name: name, caCertificateDER: pki.clientCACertificateDER, caKeyPEM: pki.clientCAKeyPEM)
-            _ = try root.addPrincipal(password: pw, name: name, certificate: issued.der, role: role.rawValue, namespaces: [namespace], pin: nil)
+            _ = try root.addPrincipal(
+                password: pw, name: name, certificate: issued.der, role: role.rawValue, namespaces: [namespace], pin: nil)
             callers.append((name, role, try VSSMAPIClient(n.clientConfig(certDER: issued.der, keyPEM: issued.keyPEM))))
         }
         let openClient = try open.client()
@@ -56,7 +59,9 @@ import VSSMTestSupport
                     let (status, text) = try n.post(caller.client, path, body)
                     let refused = status == 403 && text.contains("route access: \(spec.access.rawValue)")
                     let expected = RouteTable.refusal(spec.access, role: caller.role, sessionKey: session) != nil
-                    #expect(refused == expected, "\(caller.name) → \(path) (\(spec.access.rawValue), session \(session)): \(status) \(text.prefix(160))")
+                    #expect(
+                        refused == expected,
+                        "\(caller.name) → \(path) (\(spec.access.rawValue), session \(session)): \(status) \(text.prefix(160))")
                     checked += 1
                 }
             }
@@ -68,8 +73,9 @@ import VSSMTestSupport
             for (client, name) in [(callers[2].client, "officer"), (openClient, "no principals")] {
                 let node = name == "officer" ? n : open
                 let (status, text) = try node.post(client, path, #"{"adminPassword":"wrong","keyName":"k"}"#)
-                #expect((status == 403 && text.contains("Incorrect administrator password")) || status == 429,
-                        "\(name) → \(path) with a wrong credential: \(status) \(text.prefix(160))")
+                #expect(
+                    (status == 403 && text.contains("Incorrect administrator password")) || status == 429,
+                    "\(name) → \(path) with a wrong credential: \(status) \(text.prefix(160))")
             }
         }
     }

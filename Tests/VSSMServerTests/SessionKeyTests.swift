@@ -17,10 +17,21 @@ import VSSMTestSupport
         let c = try n.client()
         let name = "~\(owner)/k1"
         // No admin password needed; RSA-1024 is allowed for a session key only.
-        #expect(try n.post(c, Route.extGenerateKey, #"{"keyName":"\#(name)","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256,"label":"mine"}"#).0 == 200)
-        #expect(try n.post(c, Route.extGenerateKey, #"{"keyName":"~\#(owner)/rsa","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":1024}"#).0 == 200)
-        #expect(try n.post(c, Route.extGenerateKey, #"{"adminPassword":"\#(TestNode.password)","keyName":"rsa1024","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":1024}"#).0 == 400)
-        #expect(try n.post(c, Route.extGenerateKey, #"{"keyName":"plain","keyType":"SYMMETRIC","keySize":16}"#).0 == 403, "token keys still need the password")
+        #expect(
+            try n.post(
+                c, Route.extGenerateKey, #"{"keyName":"\#(name)","keyType":"ASYMMETRIC","keySpec":"EC","keySize":256,"label":"mine"}"#
+            ).0 == 200)
+        #expect(
+            try n.post(c, Route.extGenerateKey, #"{"keyName":"~\#(owner)/rsa","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":1024}"#).0
+                == 200)
+        #expect(
+            try n.post(
+                c, Route.extGenerateKey,
+                #"{"adminPassword":"\#(TestNode.password)","keyName":"rsa1024","keyType":"ASYMMETRIC","keySpec":"RSA","keySize":1024}"#
+            ).0 == 400)
+        #expect(
+            try n.post(c, Route.extGenerateKey, #"{"keyName":"plain","keyType":"SYMMETRIC","keySize":16}"#).0 == 403,
+            "token keys still need the password")
         #expect(try n.post(c, Route.extGenerateKey, #"{"keyName":"~nothex/x","keyType":"SYMMETRIC","keySize":16}"#).0 == 400)
         // Usable by the base sign route like any key.
         let (s, body) = try n.post(c, Route.asymmetricSign, #"{"keyName":"\#(name)","algorithm":"SHA256withECDSA","input":"aGVsbG8="}"#)
@@ -54,7 +65,8 @@ import VSSMTestSupport
         let n = try TestNode()
         defer { n.stop() }
         let c = try n.client()
-        let (s, body) = try n.post(c, Route.generateKey, #"{"adminPassword":"\#(TestNode.password)","keyName":"~x","keyType":"SYMMETRIC","keySize":16}"#)
+        let (s, body) = try n.post(
+            c, Route.generateKey, #"{"adminPassword":"\#(TestNode.password)","keyName":"~x","keyType":"SYMMETRIC","keySize":16}"#)
         #expect(s == 400 && body.contains("Session key names") || body.contains("reserved"))
     }
 }

@@ -33,7 +33,8 @@ import VSSMTestSupport
         #expect(eventually { n2.node.snapshot.asymmetric["doomed"] != nil })
         var w = WireWriter()
         w.string("adminPassword", pw)
-        let backup = try #require(try c1.call(Route.extGenerateBackup, w, response: Schemas.generateBackupResponse, idempotent: true).object("backup"))
+        let backup = try #require(
+            try c1.call(Route.extGenerateBackup, w, response: Schemas.generateBackupResponse, idempotent: true).object("backup"))
         let oldState = StateCodec.encode(n1.node.snapshot, extensions: false)
 
         // Deleted on node 2 (which has no peers of its own): node 1 still holds it and pushes its
@@ -47,7 +48,8 @@ import VSSMTestSupport
         try n2.node.absorb(decoded, from: "go-peer")
         #expect(n2.node.snapshot.asymmetric["doomed"] == nil)
         // Nor a backup made before the deletion.
-        let blob = #"{"encryptionKey":"\#(b64(backup.bytes("encryptionKey") ?? []))","version":2,"timestamp":"1","encryptedState":"\#(b64(backup.bytes("encryptedState") ?? []))"}"#
+        let blob =
+            #"{"encryptionKey":"\#(b64(backup.bytes("encryptionKey") ?? []))","version":2,"timestamp":"1","encryptedState":"\#(b64(backup.bytes("encryptedState") ?? []))"}"#
         #expect(try n2.post(c2, Route.extRestoreBackup, #"{"adminPassword":"\#(pw)","backup":\#(blob)}"#).0 == 200)
         #expect(n2.node.snapshot.asymmetric["doomed"] == nil)
         #expect(n2.node.snapshot.tombstones[Tombstone.id(.asymmetric, "doomed")] != nil)

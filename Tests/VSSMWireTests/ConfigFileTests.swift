@@ -16,8 +16,11 @@ struct ConfigFileTests {
     @Test func unknownMemberNamesItsLineColumnAndTheLikelyName() throws {
         let f = try ConfigFile(path: "p.json", bytes: Array(text.utf8))
         guard case .array(let slots)? = f.root["slots"] else { Issue.record("no slots"); return }
-        #expect(throws: ConfigFile.Problem(
-            "p.json:4:5: unknown member \"userPinIsAdminpassword\" in slots[0] (did you mean \"userPinIsAdminPassword\"?); known members: \"label\", \"userPinIsAdminPassword\"")) {
+        #expect(
+            throws: ConfigFile.Problem(
+                "p.json:4:5: unknown member \"userPinIsAdminpassword\" in slots[0] (did you mean \"userPinIsAdminPassword\"?); known members: \"label\", \"userPinIsAdminPassword\""
+            )
+        ) {
             try f.onlyKnown(slots[0], at: "slots[0]", ["label", "userPinIsAdminPassword"])
         }
         #expect(throws: ConfigFile.Problem("p.json:6:3: unknown member \"limits\"; known members: \"slots\"")) {
@@ -43,7 +46,10 @@ struct ConfigFileTests {
     }
 
     @Test func syntaxErrorsSayLineAndColumnAndDuplicatesAreRefused() {
-        #expect(throws: ConfigFile.Problem("x.json: not valid JSON: line 2, column 10: invalid character ',' looking for beginning of object key string")) {
+        #expect(
+            throws: ConfigFile.Problem(
+                "x.json: not valid JSON: line 2, column 10: invalid character ',' looking for beginning of object key string")
+        ) {
             _ = try ConfigFile(path: "x.json", bytes: Array("{\n  \"a\": 1,,\n}".utf8))
         }
         #expect(throws: ConfigFile.Problem("x.json: not valid JSON: line 1, column 21: limits.x appears twice")) {

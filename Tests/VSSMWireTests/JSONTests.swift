@@ -119,7 +119,7 @@ import Testing
         w.uint64("keyLength", 0)
         #expect(JSONWriter.string(w.value) == "{}")
         var x = WireWriter()
-        x.bytes("output", [])     // non-nil empty bytes are emitted (Go jsonpb quirk)
+        x.bytes("output", [])  // non-nil empty bytes are emitted (Go jsonpb quirk)
         x.int64("createdAt", 1795357245406)
         x.array("symmetricKey", [])
         #expect(JSONWriter.string(x.value) == #"{"output":"","createdAt":"1795357245406","symmetricKey":[]}"#)
@@ -140,8 +140,10 @@ import Testing
         for t: Int64 in [951_782_400, 1_709_210_096, 4_102_444_799, 1_796_629_418] {  // leap days, 2099, 2026
             #expect(HTTPDate.parse(HTTPDate.format(t)) == t, "\(HTTPDate.format(t))")
         }
-        for bad in ["", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC",
-                    "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT"] {
+        for bad in [
+            "", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT",
+        ] {
             #expect(HTTPDate.parse(bad) == nil, "\(bad)")
         }
     }

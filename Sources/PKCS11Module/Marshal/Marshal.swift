@@ -87,15 +87,17 @@ enum Marshal {
         switch type {
         case let t where t.takesPSSParameters:
             guard let pss = try param(CK_RSA_PKCS_PSS_PARAMS.self),
-                  let hash = HashAlgorithm(mechanism: MechanismType(rawValue: pss.hashAlg)),
-                  let mgf = HashAlgorithm(mgf: pss.mgf), pss.sLen <= 1 << 16 else {
+                let hash = HashAlgorithm(mechanism: MechanismType(rawValue: pss.hashAlg)),
+                let mgf = HashAlgorithm(mgf: pss.mgf), pss.sLen <= 1 << 16
+            else {
                 throw .mechanismParamInvalid("CK_RSA_PKCS_PSS_PARAMS")
             }
             return Mechanism(type, .pss(hash: hash, mgf1: mgf, saltLength: Int(pss.sLen)))
         case .rsaPKCSOAEP:
             guard let oaep = try param(CK_RSA_PKCS_OAEP_PARAMS.self),
-                  let hash = HashAlgorithm(mechanism: MechanismType(rawValue: oaep.hashAlg)),
-                  let mgf = HashAlgorithm(mgf: oaep.mgf) else { throw .mechanismParamInvalid("CK_RSA_PKCS_OAEP_PARAMS") }
+                let hash = HashAlgorithm(mechanism: MechanismType(rawValue: oaep.hashAlg)),
+                let mgf = HashAlgorithm(mgf: oaep.mgf)
+            else { throw .mechanismParamInvalid("CK_RSA_PKCS_OAEP_PARAMS") }
             let label = oaep.source == 0 ? [] : try bytes(oaep.pSourceData, oaep.ulSourceDataLen)
             return Mechanism(type, .oaep(hash: hash, mgf1: mgf, label: label))
         case .aesCTR:
@@ -105,12 +107,17 @@ enum Marshal {
             return Mechanism(type, .iv(withUnsafeBytes(of: c.cb) { Array($0) }))
         case .aesGCM:
             guard let g = try param(CK_GCM_PARAMS.self) else { throw .mechanismParamInvalid("CK_GCM_PARAMS") }
-            return Mechanism(type, .gcm(iv: try bytes(g.pIv, g.ulIvLen), aad: try bytes(g.pAAD, g.ulAADLen), tagBits: Int(clamping: g.ulTagBits)))
+            return Mechanism(
+                type, .gcm(iv: try bytes(g.pIv, g.ulIvLen), aad: try bytes(g.pAAD, g.ulAADLen), tagBits: Int(clamping: g.ulTagBits)))
         case .concatenateBaseAndData, .concatenateDataAndBase, .xorBaseAndData, .aesECBEncryptData:
-            guard let d = try param(CK_KEY_DERIVATION_STRING_DATA.self) else { throw .mechanismParamInvalid("CK_KEY_DERIVATION_STRING_DATA") }
+            guard let d = try param(CK_KEY_DERIVATION_STRING_DATA.self) else {
+                throw .mechanismParamInvalid("CK_KEY_DERIVATION_STRING_DATA")
+            }
             return Mechanism(type, .data(try bytes(d.pData, d.ulLen)))
         case .aesCBCEncryptData:
-            guard let c = try param(CK_AES_CBC_ENCRYPT_DATA_PARAMS.self) else { throw .mechanismParamInvalid("CK_AES_CBC_ENCRYPT_DATA_PARAMS") }
+            guard let c = try param(CK_AES_CBC_ENCRYPT_DATA_PARAMS.self) else {
+                throw .mechanismParamInvalid("CK_AES_CBC_ENCRYPT_DATA_PARAMS")
+            }
             return Mechanism(type, .ivData(iv: withUnsafeBytes(of: c.iv) { Array($0) }, data: try bytes(c.pData, c.length)))
         case .concatenateBaseAndKey:
             guard let k = try param(CK_OBJECT_HANDLE.self) else { throw .mechanismParamInvalid("CK_OBJECT_HANDLE") }
@@ -129,8 +136,11 @@ enum Marshal {
             return Mechanism(type, .eddsa(prehash: ph != 0, contextLength: contextLen))
         case .ecdh1Derive:
             guard let e = try param(CK_ECDH1_DERIVE_PARAMS.self) else { throw .mechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS") }
-            return Mechanism(type, .ecdh(kdf: UInt(e.kdf), sharedData: try bytes(e.pSharedData, e.ulSharedDataLen),
-                                         publicData: try bytes(e.pPublicData, e.ulPublicDataLen)))
+            return Mechanism(
+                type,
+                .ecdh(
+                    kdf: UInt(e.kdf), sharedData: try bytes(e.pSharedData, e.ulSharedDataLen),
+                    publicData: try bytes(e.pPublicData, e.ulPublicDataLen)))
         default:
             if m.ulParameterLen > 0 { return Mechanism(type, .raw(try bytes(m.pParameter, m.ulParameterLen))) }
             return Mechanism(type)
