@@ -93,7 +93,7 @@ let package = Package(
         // An in-memory KeyService with the service's rules, for TokenCore's unit tests (no server,
         // no network); ContractTests keep it honest against a real node.
         .target(name: "FakeKeyService", dependencies: ["TokenCore", "VSSMCrypto", "VSSMWire"], path: "Tests/FakeKeyService"),
-        .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMWire"]),
+        .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMWire", "VSSMSync"]),
         .testTarget(
             name: "ContractTests",
             dependencies: [

@@ -25,11 +25,37 @@ final class DigestState: @unchecked Sendable {
     init(_ c: DigestContext) { context = c }
 }
 
+/// A session as the operations see it: a snapshot of its entry.
 struct Session: Sendable {
     let slot: UInt
     let readWrite: Bool
     var operation: Operation?
     var deviceError: UInt = 0
+}
+
+/// A session's entry in the handle table: what never changes, and the rest behind its own lock.
+final class SessionEntry: Sendable {
+    let slot: UInt
+    let readWrite: Bool
+    let token: Token
+    /// The process that opened it: a forked child never uses its parent's sessions (§6.7.7).
+    let pid: pid_t
+    struct Mutable {
+        var operation: Operation?
+        var deviceError: UInt = 0
+    }
+    let state = Locked(Mutable())
+
+    init(slot: UInt, readWrite: Bool, token: Token) {
+        self.slot = slot
+        self.readWrite = readWrite
+        self.token = token
+        pid = ProcessIdentity.current
+    }
+
+    var snapshot: Session {
+        state.withLock { Session(slot: slot, readWrite: readWrite, operation: $0.operation, deviceError: $0.deviceError) }
+    }
 }
 
 /// The library state behind every entry point. One instance per process (`Library.shared`).
@@ -38,11 +64,11 @@ public final class Library: Sendable {
 
     struct State {
         var tokens: [Token]
-        var sessions: [UInt: Session] = [:]
-        var nextSession: UInt = 1
         let pid: pid_t
     }
     let state = Locked<State?>(nil)
+    /// Open sessions, each with its own lock; the library's lock is not taken on their path.
+    let sessions = HandleTable<SessionEntry>()
 
     public init() {}
 
@@ -52,6 +78,8 @@ public final class Library: Sendable {
         try state.withLock { (s: inout State?) throws(TokenError) in
             if let current = s, current.pid == ProcessIdentity.current { throw .alreadyInitialized }
             s = State(tokens: tokens, pid: ProcessIdentity.current)
+            // A forked child's inherited sessions go (its parent's handles mean nothing here).
+            _ = sessions.removeAll { _ in true }
         }
     }
 
@@ -59,6 +87,7 @@ public final class Library: Sendable {
         let tokens = try state.withLock { (s: inout State?) throws(TokenError) -> [Token] in
             guard let current = s else { throw .notInitialized }
             s = nil
+            _ = sessions.removeAll { _ in true }
             return current.pid == ProcessIdentity.current ? current.tokens : []
         }
         // Session keys die with the application's use of the module (outside the lock: network).
@@ -68,8 +97,7 @@ public final class Library: Sendable {
     /// The state of this process; a forked child must initialize again (PKCS#11 §6.7.7).
     func withState<R>(_ body: (inout State) throws(TokenError) -> R) throws(TokenError) -> R {
         try state.withLock { (s: inout State?) throws(TokenError) -> R in
-            // Move the state out so it is uniquely referenced: mutating a copy would copy every
-            // session on each call (O(sessions) on the C_Sign path).
+            // Move the state out so it is uniquely referenced (no copy of the token list per call).
             guard var current = s.take() else { throw .notInitialized }
             defer { s = current }
             guard current.pid == ProcessIdentity.current else { throw .notInitialized }
@@ -81,8 +109,14 @@ public final class Library: Sendable {
     /// fork by the forking thread (prepare) and released on both sides, so the child never inherits
     /// it locked (8 of 20 children hung before); the child then answers
     /// CKR_CRYPTOKI_NOT_INITIALIZED until it initializes (the state is the parent's by pid).
-    public func prepareFork() { state.lockForFork() }
-    public func afterFork() { state.unlockAfterFork() }
+    public func prepareFork() {
+        state.lockForFork()
+        sessions.lockForFork()
+    }
+    public func afterFork() {
+        sessions.unlockAfterFork()
+        state.unlockAfterFork()
+    }
 
     public var isInitialized: Bool { (try? withState { _ in true }) ?? false }
 
@@ -98,41 +132,40 @@ public final class Library: Sendable {
     // MARK: - Sessions (§5.6)
 
     public func openSession(slot: UInt, readWrite: Bool) throws(TokenError) -> UInt {
-        _ = try token(slot: slot)
-        return try withState { s in
-            let h = s.nextSession
-            s.nextSession = max(1, s.nextSession &+ 1)  // never traps; 0 stays invalid
-            s.sessions[h] = Session(slot: slot, readWrite: readWrite)
-            return h
-        }
+        let token = try token(slot: slot)
+        return sessions.add { _ in SessionEntry(slot: slot, readWrite: readWrite, token: token) }
     }
 
     public func closeSession(_ h: UInt) throws(TokenError) {
-        let remaining: (Token, Bool)? = try withState { (s: inout State) throws(TokenError) in
-            guard let session = s.sessions.removeValue(forKey: h) else { throw .sessionHandleInvalid }
-            let others = s.sessions.values.contains { $0.slot == session.slot }
-            return s.tokens.first { $0.slotID == session.slot }.map { ($0, others) }
-        }
+        _ = try entry(h)
+        guard let closed = sessions.remove(h) else { throw .sessionHandleInvalid }
+        let others = sessions.entries.contains { $0.slot == closed.slot }
         // Its session objects go with it; closing the last session of a token logs it out (§5.6 C_CloseSession).
-        if let (token, others) = remaining {
-            token.destroySessionKeys(session: h)
-            if !others { try? token.logout() }
-        }
+        closed.token.destroySessionKeys(session: h)
+        if !others { try? closed.token.logout() }
     }
 
     public func closeAllSessions(slot: UInt) throws(TokenError) {
         let t = try token(slot: slot)
-        try withState { s in s.sessions = s.sessions.filter { $0.value.slot != slot } }
+        _ = sessions.removeAll { $0.slot == slot }
         t.destroySessionKeys(session: nil)
         try? t.logout()
     }
 
-    func session(_ h: UInt) throws(TokenError) -> (Session, Token) {
-        try withState { (s: inout State) throws(TokenError) in
-            guard let session = s.sessions[h] else { throw .sessionHandleInvalid }
-            guard let t = s.tokens.first(where: { $0.slotID == session.slot }) else { throw .sessionHandleInvalid }
-            return (session, t)
+    /// The entry of an open session of this process (the library lock is not taken: this is the
+    /// path of every operation).
+    func entry(_ h: UInt) throws(TokenError) -> SessionEntry {
+        guard let e = sessions.entry(h) else {
+            if !isInitialized { throw .notInitialized }
+            throw .sessionHandleInvalid
         }
+        guard e.pid == ProcessIdentity.current else { throw .notInitialized }
+        return e
+    }
+
+    func session(_ h: UInt) throws(TokenError) -> (Session, Token) {
+        let e = try entry(h)
+        return (e.snapshot, e.token)
     }
 
     public func token(session h: UInt) throws(TokenError) -> Token { try session(h).1 }
@@ -150,10 +183,7 @@ public final class Library: Sendable {
     }
 
     func setOperation(_ h: UInt, _ op: Operation?) throws(TokenError) {
-        try withState { (s: inout State) throws(TokenError) in
-            guard s.sessions[h] != nil else { throw .sessionHandleInvalid }
-            s.sessions[h]?.operation = op
-        }
+        try entry(h).state.withLock { $0.operation = op }
     }
 
     /// Records a service failure in the session (ulDeviceError) and passes the error on.
@@ -162,7 +192,7 @@ public final class Library: Sendable {
             return try body()
         } catch {
             if case .device(_, let status) = error {
-                _ = try? withState { s in s.sessions[h]?.deviceError = UInt(max(status, 1)) }
+                (try? entry(h))?.state.withLock { $0.deviceError = UInt(max(status, 1)) }
             }
             throw error
         }
@@ -181,7 +211,7 @@ public final class Library: Sendable {
             return
         }
         if user == .so {
-            let readOnly = try withState { st in st.sessions.values.contains { $0.slot == s.slot && !$0.readWrite } }
+            let readOnly = sessions.entries.contains { $0.slot == s.slot && !$0.readWrite }
             if readOnly { throw .sessionReadOnlyExists }
         }
         try recordDevice(h) { () throws(TokenError) in try t.login(user, pin: pin) }
@@ -199,21 +229,19 @@ public final class Library: Sendable {
     }
 
     public func find(_ h: UInt, max: Int) throws(TokenError) -> [ObjectHandle] {
-        try withState { (s: inout State) throws(TokenError) in
-            guard let session = s.sessions[h] else { throw .sessionHandleInvalid }
-            guard case .find(let results, let position)? = session.operation else { throw .operationNotInitialized }
+        try entry(h).state.withLock { (s: inout SessionEntry.Mutable) throws(TokenError) in
+            guard case .find(let results, let position)? = s.operation else { throw .operationNotInitialized }
             // No addition on the caller's count: ULONG_MAX must not overflow (a trap would kill the host).
             let end = position + min(results.count - position, Swift.max(0, max))
-            s.sessions[h]?.operation = .find(results: results, position: end)
+            s.operation = .find(results: results, position: end)
             return Array(results[position..<end])
         }
     }
 
     public func findFinal(_ h: UInt) throws(TokenError) {
-        try withState { (s: inout State) throws(TokenError) in
-            guard let session = s.sessions[h] else { throw .sessionHandleInvalid }
-            guard case .find? = session.operation else { throw .operationNotInitialized }
-            s.sessions[h]?.operation = nil
+        try entry(h).state.withLock { (s: inout SessionEntry.Mutable) throws(TokenError) in
+            guard case .find? = s.operation else { throw .operationNotInitialized }
+            s.operation = nil
         }
     }
 
