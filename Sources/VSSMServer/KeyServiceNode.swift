@@ -110,16 +110,14 @@ public final class KeyServiceNode: Sendable {
     /// PKCS#11 session keys: memory only, per module instance (see `EphemeralStore`).
     let ephemeral = EphemeralStore()
     let phase = Locked<Phase>(.bootstrapping)
-    let state = Locked(KeyState())
-    /// Serialises writers of the sealed file so an older snapshot never overwrites a newer one.
-    let persistLock = Locked<UInt64>(0)
+    /// The key state and where it is kept (memory, the sealed file, etcd).
+    let store: NodeStore
+    var state: Locked<KeyState> { store.state }
     let peerSync: PeerSync
     /// This node's clock against etcd's and its peers' (`ClockCheck`).
     let clock: ClockCheck
     /// The cluster's shared store (`config.etcd`), once running; nil: the sealed file (or memory).
-    let etcd = Locked<EtcdStore?>(nil)
-    /// When the last catch-up check began (monotonic ns; `catchUp`).
-    let lastCatchUpNs = Locked<UInt64>(0)
+    var etcd: Locked<EtcdStore?> { store.etcd }
 
     public init(config: ServerConfig, audit: AuditLog = AuditLog()) throws(ServiceError) {
         self.config = config
@@ -128,6 +126,7 @@ public final class KeyServiceNode: Sendable {
         peerSync = PeerSync(peers: config.peers)
         clock = ClockCheck(boundSeconds: config.maxClockSkewSeconds)
         passwordGuard = PasswordGuard(metrics: metrics)
+        store = NodeStore(maxStateBytes: config.limits.maxStateBytes, audit: audit, metrics: metrics)
         _ = ProcessMetrics.startTime
         // Counters exported from the start (at 0), so dashboards and alerts see them before the first event.
         for name in ["vssm_audit_write_errors_total", "vssm_peer_sync_failures_total"] { _ = metrics.counter(name) }
@@ -146,7 +145,7 @@ public final class KeyServiceNode: Sendable {
         phase.withLock { if case .running(let k, _) = $0 { k } else { nil } }
     }
 
-    public var snapshot: KeyState { state.withLock { $0 } }
+    public var snapshot: KeyState { store.snapshot }
 
     /// Session keys held in memory for PKCS#11 module instances (tests, metrics).
     public var sessionKeyCount: Int { ephemeral.count }
@@ -279,7 +278,7 @@ public final class KeyServiceNode: Sendable {
                 audit.error(problem)
             }
             var decoded = StateCodec.Decoded()
-            decoded.state = try KeyServiceNode.retrying(seconds: 10) { () throws(ServiceError) in try s.load(audit: audit).state }
+            decoded.state = try NodeStore.retrying(seconds: 10) { () throws(ServiceError) in try s.load(audit: audit).state }
             loaded = decoded
             store = s
             if let dir = config.stateDirectory { try FileUtil.makeDirectory(dir) }
@@ -303,7 +302,9 @@ public final class KeyServiceNode: Sendable {
             return false
         }
         if alreadyRunning { return }
-        etcd.withLock { $0 = store }
+        self.store.sealed.withLock { $0 = sealed }
+        self.store.etcd.withLock { $0 = store }
+        self.store.onChange.withLock { $0 = { [weak self] in if let self { self.peerSync.pushSoon(node: self) } } }
         if let loaded {
             state.withLock { $0 = loaded.state }
             audit.info(
@@ -324,84 +325,21 @@ public final class KeyServiceNode: Sendable {
         audit.info("Entering normal application running state...")
         peerSync.start(node: self)
         if let store {
-            healIfNeeded(store)
-            follow(store)
+            self.store.healIfNeeded(store)
+            self.store.follow(store) { [weak self] in self?.isStopped ?? true }
             followAuditHead(store)
         }
     }
 
-    // MARK: - Persistence
+    // MARK: - Persistence (`NodeStore`)
 
-    /// Writes the current state to the sealed file (when configured). Called after every change,
-    /// before the change is acknowledged, so an acknowledged key survives kill -9.
-    func persist() throws(ServiceError) {
-        if let store = etcd.withLock({ $0 }) {
-            try persistLock.withLock { (_: inout UInt64) throws(ServiceError) in try store.commit(state.withLock { $0 }) }
-            return
-        }
-        guard case .running(_, let sealed?) = phase.withLock({ $0 }) else { return }
-        try persistLock.withLock { (generation: inout UInt64) throws(ServiceError) in
-            let snapshot = state.withLock { $0 }
-            let plain = StateCodec.encode(snapshot, extensions: true)
-            let file: [UInt8]
-            do throws(CryptoError) { file = try sealed.seal(plain) } catch {
-                throw ServiceError.internalError("cannot seal the key store: \(error.message)")
-            }
-            try sealed.write(file)
-            generation += 1
-        }
-    }
+    func persist() throws(ServiceError) { try store.persist() }
 
-    /// Applies a change under the state lock, persists, then tells peers. A change that would take
-    /// the state over `limits.maxStateBytes` is refused (413) and leaves the state as it was.
-    func mutate<R>(_ body: (inout KeyState) throws(ServiceError) -> R) throws(ServiceError) -> R {
-        if let store = etcd.withLock({ $0 }) {
-            // The change is etcd's first: applied here only once the transaction succeeded.
-            func attempt() throws(ServiceError) -> R {
-                try persistLock.withLock { (_: inout UInt64) throws(ServiceError) -> R in
-                    let (next, r) = try applying(body, to: state.withLock { $0 })
-                    try store.commit(next)
-                    state.withLock { $0 = next }
-                    return r
-                }
-            }
-            let r: R
-            let seen = store.viewRevision
-            do {
-                r = try attempt()
-            } catch {
-                // This node's view may be behind another node's change (a key made or changed
-                // there a moment ago): once caught up (here or by the follower meanwhile), the
-                // change is tried once more.
-                guard error.status == 404 || error == EtcdStore.concurrentChange, catchUp() || store.viewRevision != seen else {
-                    throw error
-                }
-                r = try attempt()
-            }
-            peerSync.pushSoon(node: self)
-            return r
-        }
-        let r = try state.withLock { (s: inout KeyState) throws(ServiceError) -> R in
-            let (next, r) = try applying(body, to: s)
-            s = next
-            return r
-        }
-        try persist()
-        peerSync.pushSoon(node: self)
-        return r
-    }
+    /// Applies a change, persists it, then tells peers (`NodeStore.mutate`).
+    func mutate<R>(_ body: (inout KeyState) throws(ServiceError) -> R) throws(ServiceError) -> R { try store.mutate(body) }
 
-    /// `body` applied to a copy of `s`; refused (413, nothing changed) when the result would pass
-    /// `limits.maxStateBytes`.
-    private func applying<R>(_ body: (inout KeyState) throws(ServiceError) -> R, to s: KeyState) throws(ServiceError) -> (KeyState, R) {
-        var next = s
-        let r = try body(&next)
-        let cap = config.limits.maxStateBytes, size = next.estimatedBytes
-        guard size <= cap else {
-            throw .tooLarge("The key store would grow to about \(size) bytes, above its limit of \(cap) bytes; nothing was changed.")
-        }
-        return (next, r)
-    }
+    /// In a cluster: brings this node's view up to etcd's (`NodeStore.catchUp`).
+    func catchUp() -> Bool { store.catchUp() }
 
     // MARK: - Dispatch
 

@@ -77,7 +77,7 @@ extension KeyServiceNode {
         }
         let given = Hex.encode(DigestAlgorithm.sha256.hash(r.bytes("secret") ?? []))
         if let store = etcd.withLock({ $0 }) {
-            do { _ = try refreshView(store) } catch {
+            do { _ = try self.store.refreshView(store) } catch {
                 throw .unavailable("Cannot confirm that this join credential is current: \(error.message)")
             }
         }
