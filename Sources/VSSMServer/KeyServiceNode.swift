@@ -88,8 +88,9 @@ public final class KeyServiceNode: Sendable {
     public let audit: AuditLog
     /// Prometheus metrics (`GET /metrics` on the API listener, authenticated like every API call).
     public let metrics = ServiceMetrics(knownRoutes: Set(KeyServiceNode.apiRoutes.keys))
-    /// The hash-chained audit records (`AuditTrail`); opened once running with a state directory.
-    let auditTrail = Locked<AuditTrail?>(nil)
+    /// The record of every answered request (`NodeAudit`: log ring, hash-chained trail, syslog).
+    let auditing: NodeAudit
+    var auditTrail: Locked<AuditTrail?> { auditing.trail }
     private let requestCounter = Atomic<UInt64>(0)
     private let nodeTag = SecureRandom.hex(4)
 
@@ -101,7 +102,6 @@ public final class KeyServiceNode: Sendable {
     let passwordGuard: PasswordGuard
     /// Join attempts per client address (`join`), and the refused ones' audit aggregate.
     let joinGuard = PasswordGuard()
-    let joinRefusals = RefusalAggregate()
     let verifiedPasswords = VerifiedPasswordCache()
     /// Verified principal PINs, per principal and PIN hash (`pinCache(for:)`).
     let verifiedPINs = Locked<[String: VerifiedPasswordCache]>([:])
@@ -127,6 +127,7 @@ public final class KeyServiceNode: Sendable {
         clock = ClockCheck(boundSeconds: config.maxClockSkewSeconds)
         passwordGuard = PasswordGuard(metrics: metrics)
         store = NodeStore(maxStateBytes: config.limits.maxStateBytes, audit: audit, metrics: metrics)
+        auditing = NodeAudit(audit: audit, metrics: metrics, syslog: config.auditSyslog, stateDirectory: config.stateDirectory)
         _ = ProcessMetrics.startTime
         // Counters exported from the start (at 0), so dashboards and alerts see them before the first event.
         for name in ["vssm_audit_write_errors_total", "vssm_peer_sync_failures_total"] { _ = metrics.counter(name) }
@@ -175,46 +176,8 @@ public final class KeyServiceNode: Sendable {
         }
     }
 
-    /// This node's audit head record in etcd: one per host and state directory.
-    var auditAnchorID: String {
-        var host = [CChar](repeating: 0, count: 256)
-        _ = gethostname(&host, host.count - 1)
-        let name = String(cBuffer: host) + "\0" + (config.stateDirectory ?? "")
-        return String(Hex.encode(DigestAlgorithm.sha256.hash(Array(name.utf8))).prefix(32))
-    }
-
-    /// The audit head etcd holds for this node (nil: no etcd, no trail, nothing written yet, or
-    /// etcd unreachable).
-    func auditHeadInStore() -> (seq: UInt64, mac: String?)? {
-        guard auditTrail.withLock({ $0 }) != nil, let store = etcd.withLock({ $0 }) else { return nil }
-        return try? store.auditHead(id: auditAnchorID)
-    }
-
-    /// In a cluster, the audit trail's head goes to etcd too, at most every 2 s while records are
-    /// written: cutting or replacing the trail together with its anchor file (one host's files) is
-    /// then found against etcd at the next start and by `--verify`. Checked once at start.
-    func followAuditHead(_ store: EtcdStore) {
-        guard let trail = auditTrail.withLock({ $0 }) else { return }
-        let id = auditAnchorID
-        if let anchored = try? store.auditHead(id: id), anchored.seq > trail.head.seq {
-            audit.error(
-                "Audit trail: records \(trail.head.seq + 1) to \(anchored.seq) are missing at the end: etcd's anchor for this node says seq \(anchored.seq) was written."
-            )
-        }
-        BackgroundThread.start { [self] in
-            var written: UInt64 = 0
-            while !isStopped {
-                let head = trail.head
-                if head.seq != written {
-                    do {
-                        try store.putAuditHead(id: id, seq: head.seq, mac: head.mac)
-                        written = head.seq
-                    } catch {}  // etcd away: the follower reports it; tried again next time
-                }
-                BackgroundThread.sleep(ms: 2000)
-            }
-        }
-    }
+    /// The audit head etcd holds for this node (`NodeAudit.headInStore`).
+    func auditHeadInStore() -> (seq: UInt64, mac: String?)? { auditing.headInStore(etcd.withLock { $0 }) }
 
     static func nowMillis() -> Int64 {
         var ts = timespec()
@@ -327,7 +290,7 @@ public final class KeyServiceNode: Sendable {
         if let store {
             self.store.healIfNeeded(store)
             self.store.follow(store) { [weak self] in self?.isStopped ?? true }
-            followAuditHead(store)
+            auditing.followHead(store) { [weak self] in self?.isStopped ?? true }
         }
     }
 
@@ -393,51 +356,8 @@ public final class KeyServiceNode: Sendable {
                 )
             }
         }
-        if context.listener != .health { record(path: path, body: body, context: context, status: response.status) }
+        if context.listener != .health { auditing.record(path: path, body: body, context: context, status: response.status) }
         return response
-    }
-
-    /// The audit record of an answered request: the log ring and standard output as before, and
-    /// the hash-chained trail (and syslog when configured).
-    func record(path: String, body: [UInt8], context: RequestContext, status: Int) {
-        var (key, mechanism) = context.auditFields ?? AuditNames.fields(in: body)
-        let trail = auditTrail.withLock { $0 }
-        var context = context
-        if context.aggregateRefusal {
-            guard let summary = joinRefusals.add(peer: context.peer) else { return }
-            (key, mechanism) = ("", summary)
-            context.principalName = "refused joins"
-        }
-        // With a trail the request's record is there (and in syslog when asked): standard output
-        // then carries the service's own events only (one write less per request).
-        let principal = context.principalName ?? context.clientSubject
-        let namespace = context.restricted && context.principal != nil ? context.namespace : ""
-        var fields: [(String, String)] = []
-        if audit.format == .json {
-            let ms = context.receivedNs == 0 ? 0 : Double(Monotonic.ns() &- context.receivedNs) / 1e6
-            fields = [
-                ("listener", context.listener.rawValue), ("peer", context.peer), ("principal", principal),
-                ("route", path), ("status", String(status)), ("duration_ms", String((ms * 1000).rounded() / 1000)),
-                ("key", key), ("request", context.requestID),
-            ]
-            if !namespace.isEmpty { fields.append(("namespace", namespace)) }
-        }
-        audit.log(
-            .info,
-            "AUDIT client=\"\(principal)\" peer=\(context.peer) endpoint=\(path) key=\"\(key)\"\(namespace.isEmpty ? "" : " namespace=" + namespace) status=\(status) request=\(context.requestID)",
-            toOutput: trail == nil, fields: fields)
-        guard let trail else { return }
-        let r = AuditTrail.Record(
-            time: AuditLog.timestamp(), principal: principal, fingerprint: context.clientFingerprint,
-            route: path, key: key, mechanism: mechanism,
-            status: status, requestID: context.requestID, namespace: namespace)
-        do {
-            let written = try trail.append(r)
-            if config.auditSyslog { AuditTrail.syslog(r, seq: written.seq, mac: written.mac) }
-        } catch {
-            metrics.counter("vssm_audit_write_errors_total").increment()
-            audit.error("audit trail: \(error.message)")
-        }
     }
 
     private func route(path: String, body: [UInt8], context: RequestContext) throws(ServiceError) -> ServiceResponse {
