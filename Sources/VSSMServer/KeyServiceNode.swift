@@ -102,9 +102,8 @@ public final class KeyServiceNode: Sendable {
     let passwordGuard: PasswordGuard
     /// Join attempts per client address (`join`), and the refused ones' audit aggregate.
     let joinGuard = PasswordGuard()
-    let verifiedPasswords = VerifiedPasswordCache()
-    /// Verified principal PINs, per principal and PIN hash (`pinCache(for:)`).
-    let verifiedPINs = Locked<[String: VerifiedPasswordCache]>([:])
+    /// Route access and credentials (`NodeAccess`).
+    let access: NodeAccess
     /// Shares of a split RPC key received while bootstrapping.
     let shares = ShareCollector()
     /// PKCS#11 session keys: memory only, per module instance (see `EphemeralStore`).
@@ -127,6 +126,7 @@ public final class KeyServiceNode: Sendable {
         clock = ClockCheck(boundSeconds: config.maxClockSkewSeconds)
         passwordGuard = PasswordGuard(metrics: metrics)
         store = NodeStore(maxStateBytes: config.limits.maxStateBytes, audit: audit, metrics: metrics)
+        access = NodeAccess(password: password, passwordGuard: passwordGuard, store: store)
         auditing = NodeAudit(audit: audit, metrics: metrics, syslog: config.auditSyslog, stateDirectory: config.stateDirectory)
         _ = ProcessMetrics.startTime
         // Counters exported from the start (at 0), so dashboards and alerts see them before the first event.
