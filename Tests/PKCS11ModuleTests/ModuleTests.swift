@@ -227,9 +227,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(f.C_OpenSession!(0, 0, nil, nil, &s) == rv(CKR_SESSION_PARALLEL_NOT_SUPPORTED))
         #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s) == rv(CKR_OK))
         // Find the private keys.
-        var cls = CK_OBJECT_CLASS(CKO_PRIVATE_KEY)
+        let cls = CK_OBJECT_CLASS(CKO_PRIVATE_KEY)
         var tmpl = [
-            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size))
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: pinned(cls), ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size))
         ]
         #expect(f.C_FindObjectsInit!(s, &tmpl, 1) == rv(CKR_OK))
         #expect(f.C_FindObjectsInit!(s, &tmpl, 1) == rv(CKR_OPERATION_ACTIVE))
@@ -268,8 +268,7 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(attr(ecKey, 0x7FFF_0000).0 == rv(CKR_ATTRIBUTE_TYPE_INVALID))
         #expect(attr(rsaKey, UInt(CKA_PUBLIC_EXPONENT)).1 == [1, 0, 1])
         var small = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: nil, ulValueLen: 1)
-        var one: UInt8 = 0
-        small.pValue = UnsafeMutableRawPointer(&one)
+        small.pValue = pinned(UInt8(0))
         #expect(
             f.C_GetAttributeValue!(s, rsaKey, &small, 1) == rv(CKR_BUFFER_TOO_SMALL) && small.ulValueLen == cpkcs11_unavailable_information)
 
@@ -306,9 +305,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         var rlen: CK_ULONG = 256
         #expect(f.C_SignFinal!(s, &rsig, &rlen) == rv(CKR_OK) && rlen == 256)
         #expect(rsaPub.verify(signature: rsig, digest: DigestAlgorithm.sha256.hash(data), scheme: .pkcs1(.sha256)))
-        var pss = CK_RSA_PKCS_PSS_PARAMS(hashAlg: CK_MECHANISM_TYPE(CKM_SHA256), mgf: CK_RSA_PKCS_MGF_TYPE(CKG_MGF1_SHA256), sLen: 32)
+        let pss = CK_RSA_PKCS_PSS_PARAMS(hashAlg: CK_MECHANISM_TYPE(CKM_SHA256), mgf: CK_RSA_PKCS_MGF_TYPE(CKG_MGF1_SHA256), sLen: 32)
         var pmech = CK_MECHANISM(
-            mechanism: CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS_PSS), pParameter: &pss,
+            mechanism: CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS_PSS), pParameter: pinned(pss),
             ulParameterLen: CK_ULONG(MemoryLayout<CK_RSA_PKCS_PSS_PARAMS>.size))
         #expect(f.C_SignInit!(s, &pmech, rsaKey) == rv(CKR_OK))
         #expect(f.C_Sign!(s, &data, CK_ULONG(data.count), &rsig, &rlen) == rv(CKR_OK))
@@ -435,16 +434,16 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         var lying = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: nil, ulValueLen: 4)
         #expect(f.C_FindObjectsInit!(s, &lying, 1) == rv(CKR_ARGUMENTS_BAD))
         // A parameter with the wrong length.
-        var pss = CK_RSA_PKCS_PSS_PARAMS()
-        var badMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_PKCS_PSS), pParameter: &pss, ulParameterLen: 3)
+        let pss = CK_RSA_PKCS_PSS_PARAMS()
+        var badMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_PKCS_PSS), pParameter: pinned(pss), ulParameterLen: 3)
         #expect(f.C_SignInit!(s, &badMech, 1) == rv(CKR_MECHANISM_PARAM_INVALID))
         #expect(f.C_GenerateRandom!(s, nil, 8) == rv(CKR_ARGUMENTS_BAD))
         // Token-object management without login, and on a read-only session.
-        var cls = CK_OBJECT_CLASS(CKO_DATA)
-        var onToken: CK_BBOOL = 1
+        let cls = CK_OBJECT_CLASS(CKO_DATA)
+        let onToken: CK_BBOOL = 1
         var tmpl = [
-            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &cls, ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size)),
-            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &onToken, ulValueLen: 1),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: pinned(cls), ulValueLen: CK_ULONG(MemoryLayout<CK_OBJECT_CLASS>.size)),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: pinned(onToken), ulValueLen: 1),
         ]
         var obj: CK_OBJECT_HANDLE = 0
         #expect(f.C_CreateObject!(s, &tmpl, 2, &obj) == rv(CKR_SESSION_READ_ONLY))
@@ -457,9 +456,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         // Without CKA_TOKEN (default FALSE) a data object is a session object: no R/W session or
         // login needed, and its CKA_VALUE defaults to empty.
         #expect(f.C_CreateObject!(s, &tmpl, 1, &obj) == rv(CKR_OK))
-        var isToken: CK_BBOOL = 1
-        var tokAttr = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &isToken, ulValueLen: 1)
-        #expect(f.C_GetAttributeValue!(s, obj, &tokAttr, 1) == rv(CKR_OK) && isToken == 0)
+        let isToken = pinned(CK_BBOOL(1))
+        var tokAttr = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: isToken, ulValueLen: 1)
+        #expect(f.C_GetAttributeValue!(s, obj, &tokAttr, 1) == rv(CKR_OK) && isToken.load(as: CK_BBOOL.self) == 0)
         #expect(f.C_DestroyObject!(s, obj) == rv(CKR_OK))
         #expect(f.C_Login!(rw, 7, &pin, CK_ULONG(pin.count)) == rv(CKR_USER_ANOTHER_ALREADY_LOGGED_IN))
         // Entries that are present but not offered.
@@ -487,17 +486,21 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s) == rv(CKR_OK))
         #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &other) == rv(CKR_OK))
         var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
-        var len = CK_ULONG(16)
-        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))]
+        let len = CK_ULONG(16)
+        var tmpl = [
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: pinned(len), ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))
+        ]
         var key: CK_OBJECT_HANDLE = 0
         #expect(f.C_GenerateKey!(s, &mech, &tmpl, 1, &key) == rv(CKR_OK))
         #expect(node.node.sessionKeyCount == 1 && node.node.snapshot.keyCount == 0)
-        var token: CK_BBOOL = 1
-        var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &token, ulValueLen: 1)
-        #expect(f.C_GetAttributeValue!(other, key, &a, 1) == rv(CKR_OK) && token == 0, "visible to the application's other sessions")
+        let token = pinned(CK_BBOOL(1))
+        var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: token, ulValueLen: 1)
+        #expect(
+            f.C_GetAttributeValue!(other, key, &a, 1) == rv(CKR_OK) && token.load(as: CK_BBOOL.self) == 0,
+            "visible to the application's other sessions")
         // A token key still needs a read-write session (and the admin password).
-        var yes: CK_BBOOL = 1
-        var tokTmpl = tmpl + [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1)]
+        let yes: CK_BBOOL = 1
+        var tokTmpl = tmpl + [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: pinned(yes), ulValueLen: 1)]
         var key2: CK_OBJECT_HANDLE = 0
         #expect(f.C_GenerateKey!(s, &mech, &tokTmpl, 2, &key2) == rv(CKR_SESSION_READ_ONLY))
         #expect(f.C_CloseSession!(s) == rv(CKR_OK))
@@ -543,26 +546,26 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
             var pin = Array(TestNode.password.utf8)
             #expect(f.C_Login!(s, CK_USER_TYPE(CKU_USER), &pin, CK_ULONG(pin.count)) == rv(CKR_OK))
             var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
-            var params = NamedCurve.p256.oidDER
-            var yes: CK_BBOOL = 1
-            var label = Array("hidden-key".utf8)
+            let params = NamedCurve.p256.oidDER
+            let yes: CK_BBOOL = 1
+            let label = Array("hidden-key".utf8)
             var pubT = [
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: &params, ulValueLen: CK_ULONG(params.count)),
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: pinned(params), ulValueLen: CK_ULONG(params.count)),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: pinned(yes), ulValueLen: 1),
             ]
             var privT = [
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_PRIVATE), pValue: &yes, ulValueLen: 1),
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count)),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_PRIVATE), pValue: pinned(yes), ulValueLen: 1),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: pinned(yes), ulValueLen: 1),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: pinned(label), ulValueLen: CK_ULONG(label.count)),
             ]
             var pub: CK_OBJECT_HANDLE = 0
             var priv: CK_OBJECT_HANDLE = 0
             #expect(f.C_GenerateKeyPair!(s, &mech, &pubT, 2, &privT, 3, &pub, &priv) == rv(CKR_OK))
             func count(_ cls: CK_ULONG) -> Int {
-                var c = cls
+                let c = cls
                 var t = [
-                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: &c, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
-                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count)),
+                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: pinned(c), ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
+                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: pinned(label), ulValueLen: CK_ULONG(label.count)),
                 ]
                 _ = f.C_FindObjectsInit!(s, &t, 2)
                 var found = [CK_OBJECT_HANDLE](repeating: 0, count: 8)
@@ -572,9 +575,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
                 return Int(n)
             }
             #expect(count(CK_ULONG(CKO_PRIVATE_KEY)) == 1)
-            var value: CK_BBOOL = 0
-            var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_PRIVATE), pValue: &value, ulValueLen: 1)
-            #expect(f.C_GetAttributeValue!(s, priv, &a, 1) == rv(CKR_OK) && value == 1)
+            let value = pinned(CK_BBOOL(0))
+            var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_PRIVATE), pValue: value, ulValueLen: 1)
+            #expect(f.C_GetAttributeValue!(s, priv, &a, 1) == rv(CKR_OK) && value.load(as: CK_BBOOL.self) == 1)
             #expect(f.C_Logout!(s) == rv(CKR_OK))
             #expect(count(CK_ULONG(CKO_PRIVATE_KEY)) == 0, "a private object is not found before C_Login")
             #expect(count(CK_ULONG(CKO_PUBLIC_KEY)) == 1, "its public half is")
@@ -604,11 +607,11 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         let node = try TestNode(stateDir: dir)
         defer { node.stop() }
         try withSession(node, readWrite: true) { f, s in
-            var yes: CK_BBOOL = 1, no: CK_BBOOL = 0
+            let yes: CK_BBOOL = 1, no: CK_BBOOL = 0
             var ecMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
-            var p384 = NamedCurve.p384.oidDER
-            var ecPubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: &p384, ulValueLen: CK_ULONG(p384.count))]
-            var ecPrivT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1)]
+            let p384 = NamedCurve.p384.oidDER
+            var ecPubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: pinned(p384), ulValueLen: CK_ULONG(p384.count))]
+            var ecPrivT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: pinned(yes), ulValueLen: 1)]
             var ecPub: CK_OBJECT_HANDLE = 0, ecPriv: CK_OBJECT_HANDLE = 0
             #expect(f.C_GenerateKeyPair!(s, &ecMech, &ecPubT, 1, &ecPrivT, 1, &ecPub, &ecPriv) == rv(CKR_OK))
             var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA_SHA384), pParameter: nil, ulParameterLen: 0)
@@ -624,13 +627,14 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
             #expect(signs.last?.contains("\"mechanism\":\"SHA384withECDSA\"") == true, "\(signs.last ?? "no sign record")")
 
             var rsaMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_RSA_PKCS_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
-            var bits = CK_ULONG(2048)
+            let bits = CK_ULONG(2048)
             var rsaPubT = [
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_MODULUS_BITS), pValue: &bits, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))
+                CK_ATTRIBUTE(
+                    type: CK_ATTRIBUTE_TYPE(CKA_MODULUS_BITS), pValue: pinned(bits), ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))
             ]
             var rsaPrivT = [
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1),
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_DECRYPT), pValue: &no, ulValueLen: 1),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: pinned(yes), ulValueLen: 1),
+                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_DECRYPT), pValue: pinned(no), ulValueLen: 1),
             ]
             var rsaPub: CK_OBJECT_HANDLE = 0, rsaPriv: CK_OBJECT_HANDLE = 0
             #expect(f.C_GenerateKeyPair!(s, &rsaMech, &rsaPubT, 1, &rsaPrivT, 2, &rsaPub, &rsaPriv) == rv(CKR_OK))
@@ -656,10 +660,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
 
     func copyObjectChecks(_ node: TestNode, _ f: CK_FUNCTION_LIST, _ s: CK_SESSION_HANDLE) throws {
         var mech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
-        var params = NamedCurve.p256.oidDER
-        var no: CK_BBOOL = 0
-        var pubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: &params, ulValueLen: CK_ULONG(params.count))]
-        var privT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &no, ulValueLen: 1)]
+        let params = NamedCurve.p256.oidDER
+        let no: CK_BBOOL = 0
+        var pubT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), pValue: pinned(params), ulValueLen: CK_ULONG(params.count))]
+        var privT = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: pinned(no), ulValueLen: 1)]
         var pub: CK_OBJECT_HANDLE = 0
         var priv: CK_OBJECT_HANDLE = 0
         #expect(f.C_GenerateKeyPair!(s, &mech, &pubT, 1, &privT, 1, &pub, &priv) == rv(CKR_OK))
@@ -667,12 +671,12 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         var ecdsa = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA), pParameter: nil, ulParameterLen: 0)
         #expect(f.C_SignInit!(s, &ecdsa, priv) == rv(CKR_KEY_FUNCTION_NOT_PERMITTED))
         // Copy to the token: needs the admin password (user PIN here), CKA_SIGN set TRUE on the copy.
-        var yes: CK_BBOOL = 1
-        var label = Array("copied".utf8)
+        let yes: CK_BBOOL = 1
+        let label = Array("copied".utf8)
         var copyT = [
-            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &yes, ulValueLen: 1),
-            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: &label, ulValueLen: CK_ULONG(label.count)),
-            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: &yes, ulValueLen: 1),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: pinned(yes), ulValueLen: 1),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: pinned(label), ulValueLen: CK_ULONG(label.count)),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SIGN), pValue: pinned(yes), ulValueLen: 1),
         ]
         var copy: CK_OBJECT_HANDLE = 0
         #expect(f.C_CopyObject!(s, priv, &copyT, 3, &copy) == rv(CKR_USER_NOT_LOGGED_IN))
@@ -682,9 +686,9 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(copy != priv && copy != 0)
         let stored = try #require(node.node.snapshot.asymmetric["copied"])
         #expect(node.node.sessionKeyCount == 1, "the session original stays")
-        var token: CK_BBOOL = 0
-        var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: &token, ulValueLen: 1)
-        #expect(f.C_GetAttributeValue!(s, copy, &a, 1) == rv(CKR_OK) && token == 1)
+        let token = pinned(CK_BBOOL(0))
+        var a = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: token, ulValueLen: 1)
+        #expect(f.C_GetAttributeValue!(s, copy, &a, 1) == rv(CKR_OK) && token.load(as: CK_BBOOL.self) == 1)
         #expect(f.C_SignInit!(s, &ecdsa, copy) == rv(CKR_OK))
         var digest = [UInt8](repeating: 7, count: 32)
         var sig = [UInt8](repeating: 0, count: 64)
@@ -717,10 +721,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(out == DigestAlgorithm.sha256.hash(big))
         // CKA_COPYABLE=FALSE forbids copies; the flag survives in the service.
         var aesMech = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
-        var len = CK_ULONG(16)
+        let len = CK_ULONG(16)
         var aesT = [
-            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
-            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_COPYABLE), pValue: &no, ulValueLen: 1),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: pinned(len), ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size)),
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_COPYABLE), pValue: pinned(no), ulValueLen: 1),
         ]
         var aes: CK_OBJECT_HANDLE = 0
         #expect(f.C_GenerateKey!(s, &aesMech, &aesT, 2, &aes) == rv(CKR_OK))
@@ -737,8 +741,10 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
 
     func multiPartChecks(_ f: CK_FUNCTION_LIST, _ s: CK_SESSION_HANDLE) throws {
         var gen = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_GEN), pParameter: nil, ulParameterLen: 0)
-        var len = CK_ULONG(32)
-        var tmpl = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: &len, ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))]
+        let len = CK_ULONG(32)
+        var tmpl = [
+            CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), pValue: pinned(len), ulValueLen: CK_ULONG(MemoryLayout<CK_ULONG>.size))
+        ]
         var key: CK_OBJECT_HANDLE = 0
         #expect(f.C_GenerateKey!(s, &gen, &tmpl, 1, &key) == rv(CKR_OK))
         let data = (0..<100).map { UInt8($0) }
@@ -869,3 +875,18 @@ extension DER {
 }
 
 enum DER {}
+
+/// Memory a C struct may point to for the rest of the test: `&value` handed to a struct's
+/// initializer is valid only during that call (the compiler's TemporaryPointers warning). A copy
+/// of the value (an array: its elements), never freed: a few bytes per template in a test process.
+func pinned<T>(_ value: T) -> UnsafeMutableRawPointer {
+    let p = UnsafeMutableRawPointer.allocate(byteCount: max(MemoryLayout<T>.size, 1), alignment: MemoryLayout<T>.alignment)
+    p.storeBytes(of: value, as: T.self)
+    return p
+}
+
+func pinned(_ bytes: [UInt8]) -> UnsafeMutableRawPointer {
+    let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
+    bytes.withUnsafeBytes { if let b = $0.baseAddress { p.copyMemory(from: b, byteCount: bytes.count) } }
+    return p
+}
