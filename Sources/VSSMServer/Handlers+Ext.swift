@@ -357,7 +357,7 @@ extension KeyServiceNode {
         let pkcs11 = r.bytes("attributes")
         let label = r.has("label") ? r.string("label") : nil
         if let pkcs11 {
-            let current = try keyMaterial(given, r.string("keyType"), ctx).attributes.pkcs11
+            let current = try keyMaterial(given, r.string("keyType"), ctx, for: .changeAttributes).attributes.pkcs11
             try KeyServiceNode.checkFlagChange(from: current, to: pkcs11)
         }
         func change(_ a: inout KeyAttributes) {
@@ -392,17 +392,17 @@ extension KeyServiceNode {
         var asym: AsymmetricKeyEntry? = nil
         switch type {
         case .asymmetric:
-            let e = try asymmetricKey(from, ctx, for: .management)
+            let e = try asymmetricKey(from, ctx, for: .copy)
             // A stored key meets the stored-key policy (a session RSA-1024 key stays a session key).
             if !to.startsWithByte("~") { try KeyPolicy.checkAsymmetric(e.key, minStored: config.limits.minStoredRSABits) }
             asym = e
             attributes = e.attributes
         case .symmetric:
-            let e = try symmetricKey(from, ctx, for: .management)
+            let e = try symmetricKey(from, ctx, for: .copy)
             secret = e.key
             attributes = e.attributes
         case .mac:
-            let e = try macKey(from, ctx, for: .management)
+            let e = try macKey(from, ctx, for: .copy)
             secret = e.key
             attributes = e.attributes
         }

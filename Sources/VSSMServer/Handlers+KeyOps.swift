@@ -29,17 +29,17 @@ extension KeyServiceNode {
         }
     }
 
-    func keyMaterial(_ name: String, _ typeName: String, _ ctx: RequestContext) throws(ServiceError) -> KeyMaterial {
+    func keyMaterial(_ name: String, _ typeName: String, _ ctx: RequestContext, for use: KeyUse) throws(ServiceError) -> KeyMaterial {
         let type = try KeyPolicy.keyType(typeName)
         switch type {
         case .symmetric:
-            let e = try symmetricKey(name, ctx, for: .management)
+            let e = try symmetricKey(name, ctx, for: use)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: e.key, asym: nil)
         case .mac:
-            let e = try macKey(name, ctx, for: .management)
+            let e = try macKey(name, ctx, for: use)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: e.key, asym: nil)
         case .asymmetric:
-            let e = try asymmetricKey(name, ctx, for: .management)
+            let e = try asymmetricKey(name, ctx, for: use)
             return KeyMaterial(name: name, type: type, attributes: e.attributes, secret: nil, asym: e)
         }
     }
@@ -63,6 +63,7 @@ extension KeyServiceNode {
         let before = KeyFlags(blob: old), after = KeyFlags(blob: new)
         if before.isSensitive && !after.isSensitive { throw .badRequest("CKA_SENSITIVE cannot be changed from TRUE to FALSE") }
         if !before.isExtractable && after.isExtractable { throw .badRequest("CKA_EXTRACTABLE cannot be changed from FALSE to TRUE") }
+        if !before.canCopy && after.canCopy { throw .badRequest("CKA_COPYABLE cannot be changed from FALSE to TRUE") }
     }
 
     /// The new key of a derive or unwrap request: session keys need no admin password.
@@ -89,8 +90,7 @@ extension KeyServiceNode {
 
     func extDerive(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deriveRequest)
-        let base = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
-        guard base.flags.canDerive else { throw .forbidden("Key \(base.name) does not allow derivation (CKA_DERIVE is FALSE).") }
+        let base = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx, for: .derive)
         let target = try newKeyTarget(r, ctx)
         let mechanism = r.string("mechanism")
         let data = r.bytes("data") ?? []
@@ -118,7 +118,7 @@ extension KeyServiceNode {
             } catch { throw KeyServiceNode.serviceError(error) }
             sources = []  // AES(K, data) does not expose K
         case "CONCATENATE-BASE-AND-KEY":
-            let other = try keyMaterial(r.string("otherKeyName"), r.string("otherKeyType"), ctx)
+            let other = try keyMaterial(r.string("otherKeyName"), r.string("otherKeyType"), ctx, for: .concatenate)
             value = try secret(base) + secret(other)
             sources.append(other)
         case "CONCATENATE-BASE-AND-DATA":
@@ -190,9 +190,8 @@ extension KeyServiceNode {
 
     func extWrap(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.wrapRequest)
-        let wrapping = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
-        let target = try keyMaterial(r.string("targetName"), r.string("targetType"), ctx)
-        guard wrapping.flags.canWrap else { throw .forbidden("Key \(wrapping.name) does not allow wrapping (CKA_WRAP is FALSE).") }
+        let wrapping = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx, for: .wrap)
+        let target = try keyMaterial(r.string("targetName"), r.string("targetType"), ctx, for: .wrapped)
         // A key that wraps and can also decrypt or unwrap hands out what it wraps (wrap, then decrypt
         // the blob or unwrap it as a readable key): only an officer says so, by making it a token key.
         if wrapping.name.startsWithByte("~") && (wrapping.flags.canDecrypt || wrapping.flags.canUnwrap) {
@@ -202,7 +201,6 @@ extension KeyServiceNode {
                 to FALSE on a wrapping session key; an officer can make a token key that does both).
                 """)
         }
-        guard target.flags.isExtractable else { throw .forbidden("Key \(target.name) is not extractable (CKA_EXTRACTABLE is FALSE).") }
         if target.flags.wrapsWithTrustedOnly && !wrapping.flags.isTrusted {
             throw .forbidden("Key \(target.name) may be wrapped only by a trusted key (CKA_WRAP_WITH_TRUSTED).")
         }
@@ -228,10 +226,7 @@ extension KeyServiceNode {
 
     func extUnwrap(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.unwrapRequest)
-        let unwrapping = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
-        guard unwrapping.flags.canUnwrap else {
-            throw .forbidden("Key \(unwrapping.name) does not allow unwrapping (CKA_UNWRAP is FALSE).")
-        }
+        let unwrapping = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx, for: .unwrap)
         let target = try newKeyTarget(r, ctx)
         let input = r.bytes("input") ?? []
         let plain: [UInt8]
@@ -297,10 +292,8 @@ extension KeyServiceNode {
 
     func extKeyValue(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.keyValueRequest)
-        let k = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx)
-        guard let secret = k.secret, !k.flags.isSensitive, k.flags.isExtractable else {
-            throw .forbidden("Key \(k.name) is sensitive or not extractable: its value never leaves the service.")
-        }
+        let k = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx, for: .readValue)
+        guard let secret = k.secret else { throw .badRequest("Key \(k.name) is not a secret key: its value never leaves the service.") }
         try checkReadable(k.attributes.pkcs11, session: k.name.startsWithByte("~"))
         var w = WireWriter()
         w.bytes("output", secret)

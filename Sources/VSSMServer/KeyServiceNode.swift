@@ -548,8 +548,22 @@ enum KeyUse {
     case sign, verify, encrypt, decrypt
     /// HMAC, CMAC and CBC-MAC: the module computes C_Verify's MAC with the same call.
     case mac
-    /// Management (copy, derive base, wrap, attributes): the handler checks what applies.
-    case management
+    /// C_CopyObject (CKA_COPYABLE, TRUE unless set).
+    case copy
+    /// The base key of C_DeriveKey (CKA_DERIVE).
+    case derive
+    /// The second key of CONCATENATE-BASE-AND-KEY: its value joins the new key, whose
+    /// sensitivity and extractability it passes on (the handler's job); no flag of its own.
+    case concatenate
+    /// The wrapping key of C_WrapKey (CKA_WRAP) and the unwrapping key of C_UnwrapKey (CKA_UNWRAP).
+    case wrap, unwrap
+    /// The key C_WrapKey wraps (CKA_EXTRACTABLE).
+    case wrapped
+    /// C_GetAttributeValue(CKA_VALUE): only a key with CKA_SENSITIVE FALSE and CKA_EXTRACTABLE TRUE.
+    case readValue
+    /// C_SetAttributeValue: no usage flag (the route asks an officer's credential; sensitivity and
+    /// extractability change one way only, `checkFlagChange`).
+    case changeAttributes
 
     func check(_ attributes: KeyAttributes, name: String) throws(ServiceError) {
         let f = KeyFlags(blob: attributes.pkcs11)
@@ -560,7 +574,13 @@ enum KeyUse {
             case .encrypt: (f.canEncrypt, "encryption (CKA_ENCRYPT is FALSE)")
             case .decrypt: (f.canDecrypt, "decryption (CKA_DECRYPT is FALSE)")
             case .mac: (f.canSign || f.canVerify, "MACs (CKA_SIGN and CKA_VERIFY are FALSE)")
-            case .management: (true, "")
+            case .copy: (f.canCopy, "copies (CKA_COPYABLE is FALSE)")
+            case .derive: (f.canDerive, "derivation (CKA_DERIVE is FALSE)")
+            case .wrap: (f.canWrap, "wrapping (CKA_WRAP is FALSE)")
+            case .unwrap: (f.canUnwrap, "unwrapping (CKA_UNWRAP is FALSE)")
+            case .wrapped: (f.isExtractable, "being wrapped (CKA_EXTRACTABLE is FALSE)")
+            case .readValue: (!f.isSensitive && f.isExtractable, "reading its value (it is sensitive or not extractable)")
+            case .concatenate, .changeAttributes: (true, "")
             }
         guard allowed else { throw .forbidden("Key function not permitted: key \(name) does not allow \(what).") }
     }

@@ -12,6 +12,7 @@ public struct KeyFlags: Sendable, Equatable {
     public static let unwrap: UInt = 0x107
     public static let trusted: UInt = 0x86
     public static let wrapWithTrusted: UInt = 0x210
+    public static let copyable: UInt = 0x171
     public static let encrypt: UInt = 0x104
     public static let decrypt: UInt = 0x105
     public static let sign: UInt = 0x108
@@ -55,6 +56,7 @@ public struct KeyFlags: Sendable, Equatable {
     public var canDerive: Bool { values[KeyFlags.derive] ?? false }
     public var canWrap: Bool { values[KeyFlags.wrap] ?? false }
     public var canUnwrap: Bool { values[KeyFlags.unwrap] ?? false }
+    public var canCopy: Bool { values[KeyFlags.copyable] ?? true }
     public var isTrusted: Bool { values[KeyFlags.trusted] ?? false }
     public var wrapsWithTrustedOnly: Bool { values[KeyFlags.wrapWithTrusted] ?? false }
     /// Usage set at creation (CKA_SIGN, CKA_DECRYPT, CKA_ENCRYPT, CKA_VERIFY): a key that says

@@ -27,6 +27,13 @@ import VSSMWire
         return nil
     }
 
+    /// True when a call was refused for the key's usage flags (the service's 403 "Key function not
+    /// permitted", CKR_KEY_FUNCTION_NOT_PERMITTED in the module).
+    static func refusedUse(_ body: () throws(TokenError) -> Void) -> Bool {
+        do { try body() } catch { return error == .keyFunctionNotPermitted }
+        return false
+    }
+
     /// Every check names what it expects; `who` says which implementation failed.
     static func contract(_ svc: any KeyService, password: String, who: String) throws {
         let session = "~\(owner)/ec"
@@ -141,16 +148,16 @@ import VSSMWire
             label: nil, attributes: KeyFlags([KeyFlags.sensitive: true, KeyFlags.derive: true]).blob)
         try svc.deriveKey(adminPassword: "", base: sealedBase, mechanism: .concatenateBaseAndData([9]), new: made("child"))
         #expect(
-            ContractTests.status { () throws(TokenError) in _ = try value("child") } == 403,
+            ContractTests.refusedUse { () throws(TokenError) in _ = try value("child") },
             "\(who): derived from a sensitive key, stays sensitive")
         let noDerive = ServiceKey(name: "~\(owner)/plain", kind: .symmetric, length: 16, cipher: "AES")
         try svc.injectKey(
             adminPassword: "", name: noDerive.name, type: .symmetric, key: [UInt8](repeating: 0x33, count: 16), id: nil, cipher: "AES",
             label: nil, attributes: nil)
         #expect(
-            ContractTests.status { () throws(TokenError) in
+            ContractTests.refusedUse { () throws(TokenError) in
                 try svc.deriveKey(adminPassword: "", base: noDerive, mechanism: .concatenateBaseAndData([1]), new: made("no"))
-            } == 403, "\(who): CKA_DERIVE FALSE")
+            }, "\(who): CKA_DERIVE FALSE")
         // Wrap the readable base with an AES key-encryption key and with RSA-OAEP; unwrap both.
         let kekValue = [UInt8](repeating: 0x5C, count: 32)
         let kek = ServiceKey(name: "t-kek", kind: .symmetric, length: 32, cipher: "AES")
@@ -165,7 +172,7 @@ import VSSMWire
         // Unwrapped bytes that are the value of a sensitive key here come back sensitive.
         let sealedWrapped = try AESKeyWrap.wrap(key: kekValue, [UInt8](repeating: 0x22, count: 16), padded: false)
         try svc.unwrapKey(adminPassword: "", key: kek, mechanism: .aesKeyWrap, wrapped: sealedWrapped, new: made("laundered", .symmetric))
-        #expect(ContractTests.status { () throws(TokenError) in _ = try value("laundered", .symmetric) } == 403, "\(who): stays sensitive")
+        #expect(ContractTests.refusedUse { () throws(TokenError) in _ = try value("laundered", .symmetric) }, "\(who): stays sensitive")
         try svc.injectKey(
             adminPassword: password, name: "t-rsa-kek", type: .asymmetric, key: rsa.pkcs8DER, id: nil, cipher: nil, label: nil,
             attributes: wrapFlags)
@@ -173,14 +180,31 @@ import VSSMWire
         let oaepWrapped = try svc.wrapKey(key: rsaKEK, mechanism: .rsaOAEP(hash: .sha3_256, mgf1: .sha256, label: []), target: base)
         #expect(try rsa.decrypt(oaepWrapped, padding: .oaep(.sha3_256, mgf1: .sha256, label: [])) == baseValue, "\(who): RSA-OAEP wrap")
         #expect(
-            ContractTests.status { () throws(TokenError) in
+            ContractTests.refusedUse { () throws(TokenError) in
                 _ = try svc.wrapKey(key: kek, mechanism: .aesKeyWrap, target: sealedBase)
-            } == 403, "\(who): not extractable")
+            }, "\(who): not extractable")
         #expect(
-            ContractTests.status { () throws(TokenError) in
+            ContractTests.refusedUse { () throws(TokenError) in
                 _ = try svc.wrapKey(
                     key: ServiceKey(name: "t-aes2", kind: .symmetric, length: 16, cipher: "AES"), mechanism: .aesKeyWrap, target: base)
-            } == 403, "\(who): CKA_WRAP FALSE")
+            }, "\(who): CKA_WRAP FALSE")
+        // CKA_COPYABLE FALSE: no copy, and the flag does not turn TRUE again.
+        let fixed = KeyFlags([KeyFlags.copyable: false, KeyFlags.sensitive: true]).blob
+        try svc.injectKey(
+            adminPassword: "", name: "~\(owner)/fixed", type: .mac, key: [UInt8](repeating: 0x44, count: 16), id: nil, cipher: nil,
+            label: nil, attributes: fixed)
+        #expect(
+            ContractTests.refusedUse { () throws(TokenError) in
+                try svc.copyKey(
+                    adminPassword: "", name: "~\(owner)/fixed", type: .mac, newName: "~\(owner)/copied", id: nil, label: nil,
+                    attributes: nil)
+            }, "\(who): CKA_COPYABLE FALSE")
+        #expect(
+            ContractTests.status { () throws(TokenError) in
+                try svc.setKeyID(
+                    adminPassword: "", name: "~\(owner)/fixed", type: .mac, id: nil, label: nil,
+                    attributes: KeyFlags([KeyFlags.copyable: true, KeyFlags.sensitive: true]).blob)
+            } == 400, "\(who): CKA_COPYABLE does not turn TRUE again")
         // Unknown keys are 404.
         let unknown = status { () throws(TokenError) in _ = try svc.sign(key: "nope", .ecdsa(.sha256), digest) }
         #expect(unknown == 404, "\(who)")

@@ -230,6 +230,14 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     ) throws(TokenError) {
         try check(adminPassword, for: name)
         var e = try entry(name)
+        if let attributes {
+            // PKCS#11 §4.9: CKA_SENSITIVE only turns TRUE, CKA_EXTRACTABLE and CKA_COPYABLE only FALSE.
+            let before = flags(e), after = KeyFlags(blob: attributes)
+            if before.isSensitive && !after.isSensitive || !before.isExtractable && after.isExtractable || !before.canCopy && after.canCopy
+            {
+                throw .device("a flag cannot be changed back", status: 400)
+            }
+        }
         e.id = id
         if let label { e.label = label }
         if let attributes { e.attributes = attributes }
@@ -242,6 +250,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         try check(adminPassword, for: name)
         try check(adminPassword, for: newName)
         var e = try entry(name)
+        guard flags(e).canCopy else {
+            throw FakeKeyService.forbidden("Key function not permitted: key \(name) does not allow copies (CKA_COPYABLE is FALSE).")
+        }
         e.id = id
         e.label = label
         if let attributes { e.attributes = attributes }
@@ -250,7 +261,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
 
     private func flags(_ e: Entry) -> KeyFlags { KeyFlags(blob: e.attributes) }
 
-    private static func forbidden(_ why: String) -> TokenError { .device(why, status: 403) }
+    /// A usage flag refuses the call: the service's 403 "Key function not permitted: …", as the
+    /// adapter maps it.
+    private static func forbidden(_ why: String) -> TokenError { .keyFunctionNotPermitted }
 
     private func secret(_ e: Entry, _ name: String) throws(CryptoError) -> [UInt8] {
         guard e.kind == .symmetric || e.kind == .mac else { throw CryptoError("\(name) is not a secret key") }
