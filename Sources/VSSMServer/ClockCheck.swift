@@ -67,13 +67,19 @@ final class ClockCheck: Sendable {
         return recent.map { Double($0.estimateMs) / 1000 }.max(by: { abs($0) < abs($1) }) ?? 0
     }
 
-    /// The verdict changed since it was last reported: the new one (nil inside: back in step).
-    func changedVerdict() -> String?? {
+    enum Verdict: Equatable {
+        case inStep
+        /// Why: which clock, by how much.
+        case outOfStep(String)
+    }
+
+    /// The verdict when it changed since it was last reported; nil: no change.
+    func changedVerdict() -> Verdict? {
         let now = outOfStep()
         return reported.withLock { r in
-            guard (r == nil) != (now == nil) else { return .none }
+            guard (r == nil) != (now == nil) else { return nil }
             r = now
-            return .some(now)
+            return now.map { .outOfStep($0) } ?? .inStep
         }
     }
 }

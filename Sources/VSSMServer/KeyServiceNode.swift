@@ -166,12 +166,14 @@ public final class KeyServiceNode: Sendable {
     func clockObserved(source: String, dateSeconds: Int64, sentMs: Int64, receivedMs: Int64) {
         clock.observe(source: source, dateSeconds: dateSeconds, sentMs: sentMs, receivedMs: receivedMs)
         metrics.gauge("vssm_clock_offset_seconds").set(clock.largestOffsetSeconds())
-        guard let verdict = clock.changedVerdict() else { return }
-        metrics.gauge("vssm_clock_out_of_step").set(Int64(verdict == nil ? 0 : 1))
-        if let why = verdict {
+        switch clock.changedVerdict() {
+        case nil: return
+        case .outOfStep(let why)?:
+            metrics.gauge("vssm_clock_out_of_step").set(Int64(1))
             audit.error(
                 "This node's clock is out of step: \(why). It refuses to create, delete or restore keys until the clocks agree (NTP).")
-        } else {
+        case .inStep?:
+            metrics.gauge("vssm_clock_out_of_step").set(Int64(0))
             audit.info("This node's clock agrees with etcd's or its peers' again: key changes are accepted.")
         }
     }
