@@ -453,8 +453,11 @@ final class EtcdStore: Sendable {
                 ("key", .string(Base64.encode(prefixBytes + Array(name.utf8)))),
                 ("value", .string(Base64.encode(sealed))),
             ]), idempotent: true)
+        // The floor is raised in memory (a replayed older head is found while the node runs) but
+        // the freshness file is not rewritten for it: this record exists to catch the trail and
+        // its anchor rolled back together on this host, and a floor kept in a file on the same
+        // host would be rolled back with them. (It was a whole-file rewrite every 2 s under load.)
         raise(name, to: Int64(clamping: seq))
-        saveFreshnessReporting()
     }
 
     /// A node's audit head as etcd holds it; an older one than this node has written (a replay)
