@@ -48,8 +48,6 @@ public struct RequestContext: Sendable {
 
     /// When the request's last byte arrived (monotonic ns; 0: unknown), for the log's duration.
     public var receivedNs: UInt64 = 0
-    /// A refused join: counted into one aggregated audit record instead of one record each.
-    var aggregateRefusal = false
     /// Handled on an event loop: a password check that would run scrypt throws `needsHashing`.
     var noHashing = false
     public init(listener: Listener, clientSubject: String = "-", peer: String = "-", authenticated: Bool = false) {

@@ -30,7 +30,7 @@ final class NodeAudit: Sendable {
         var (key, mechanism) = context.auditFields ?? AuditNames.fields(in: body)
         let trail = self.trail.withLock { $0 }
         var context = context
-        if context.aggregateRefusal {
+        if RouteTable.aggregatesRefusal(listener: context.listener, path: path, status: status) {
             guard let summary = joinRefusals.add(peer: context.peer) else { return }
             (key, mechanism) = ("", summary)
             context.principalName = "refused joins"

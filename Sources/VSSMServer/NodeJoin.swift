@@ -72,7 +72,6 @@ extension KeyServiceNode {
         ctx.principalName = "node:" + AuditNames.clean(name)
         let address = "join " + RequestContext.host(ofPeer: ctx.peer)
         if let ms = joinGuard.throttledFor(address) {
-            ctx.aggregateRefusal = true
             throw .throttled(ms)
         }
         let given = Hex.encode(DigestAlgorithm.sha256.hash(r.bytes("secret") ?? []))
@@ -85,7 +84,6 @@ extension KeyServiceNode {
             constantTimeEqual(Array(given.utf8), Array(credential.secretHash.utf8))
         else {
             joinGuard.failed(address)
-            ctx.aggregateRefusal = true
             throw .forbidden("This join credential is unknown, was used already, or was revoked.")
         }
         guard let key = rpcKey else { throw .unavailable("The key service is bootstrapping.") }

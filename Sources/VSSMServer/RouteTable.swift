@@ -101,6 +101,15 @@ enum RouteTable {
         Route.extNodeList: .init(.root, .admin),
     ]
 
+    /// Routes whose refusals (403, 429) are audited as one aggregate record per interval, with
+    /// their count and sources, instead of one record each: the bootstrap-slave listener's join
+    /// takes guesses from unauthenticated addresses, which must not flood the trail.
+    static let aggregatedRefusals: Set<String> = [Route.extJoin]
+
+    static func aggregatesRefusal(listener: RequestContext.Listener, path: String, status: Int) -> Bool {
+        listener == .bootstrapSlave && (status == 403 || status == 429) && aggregatedRefusals.contains(path)
+    }
+
     /// Whether a caller of `role` (nil: a trusted but unregistered certificate) may call a route of
     /// `access` at all, once principals exist; `sessionKey`: the request names a `~` session key.
     /// nil: yes; else why not.

@@ -27,9 +27,8 @@ import VSSMWire
         auditing.record(
             path: Route.asymmetricSign, body: Array(#"{"keyName":"ca-root","algorithm":"SHA3-256withRSA"}"#.utf8), context: ctx, status: 200
         )
-        var refused = RequestContext(listener: .api, clientSubject: "CN=stranger", peer: "10.0.0.9:4444")
-        refused.aggregateRefusal = true
-        for _ in 0..<30 { auditing.record(path: "/REST/v1/ext/join", body: [], context: refused, status: 403) }
+        let refused = RequestContext(listener: .bootstrapSlave, clientSubject: "CN=stranger", peer: "10.0.0.9:4444")
+        for _ in 0..<30 { auditing.record(path: Route.extJoin, body: [], context: refused, status: 403) }
         let v = trail.verify()
         #expect(v.problem == nil && v.checked == 2, "one request record and one aggregate: \(v.checked), \(v.problem ?? "")")
         let first = try #require(v.records.first)
