@@ -41,6 +41,8 @@ public struct WireObject: Sendable {
     private var values: [String: JSONValue] = [:]
     private var nested: [String: WireObject] = [:]
     private var nestedLists: [String: [WireObject]] = [:]
+    /// `bytes` fields, decoded once while the message is checked (no second base64 pass).
+    private var decoded: [String: [UInt8]] = [:]
 
     /// Parses a request body the way the original's `jsonpb.Unmarshal` does.
     public static func decode(_ body: [UInt8], as schema: MessageSchema) throws(JSONError) -> WireObject {
@@ -68,9 +70,11 @@ public struct WireObject: Sendable {
                     values[field.json] = nil
                     nested[field.json] = nil
                     nestedLists[field.json] = nil
+                    decoded[field.json] = nil
                     continue
                 }
                 try WireObject.check(v, field: field)
+                if case .bytes = field.kind, case .string(let s) = v { decoded[field.json] = try Base64.decode(s) }
                 switch field.kind {
                 case .message(let s): nested[field.json] = try WireObject(v, schema: s)
                 case .repeatedMessage(let s):
@@ -111,8 +115,7 @@ public struct WireObject: Sendable {
         case .string:
             guard case .string = v else { throw mismatch("string") }
         case .bytes:
-            guard case .string(let s) = v else { throw mismatch("[]uint8") }
-            try Base64.validate(s)
+            guard case .string = v else { throw mismatch("[]uint8") }
         case .bool:
             guard case .bool = v else { throw mismatch("bool") }
         case .uint64:
@@ -169,10 +172,7 @@ public struct WireObject: Sendable {
     }
 
     /// nil when the field is absent (proto3 cannot tell absent from empty; Go's jsonpb can for bytes).
-    public func bytes(_ field: String) -> [UInt8]? {
-        guard case .string(let s)? = values[field] else { return nil }
-        return (try? Base64.decode(s)) ?? []
-    }
+    public func bytes(_ field: String) -> [UInt8]? { decoded[field] }
 
     public func uint64(_ field: String) -> UInt64 {
         guard let v = values[field], let i = try? WireObject.parseInteger(v, signed: false) else { return 0 }
