@@ -41,6 +41,15 @@ s = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
 s.login(pin)
 
 
+def verifies(what, verify, *args):
+    """check() that cryptography's verify(*args) accepts the signature."""
+    try:
+        verify(*args)
+        check(what, True)
+    except InvalidSignature:
+        check(what, False)
+
+
 def one(template):
     objs = s.findObjects(template)
     return objs[0] if len(objs) == 1 else None
@@ -55,11 +64,7 @@ crsa = RSAPublicNumbers(int.from_bytes(bytes(e), "big"), int.from_bytes(bytes(n)
 data = b"PyKCS11 signs this"
 pss = PyKCS11.RSA_PSS_Mechanism(PyKCS11.CKM_SHA256_RSA_PKCS_PSS, PyKCS11.CKM_SHA256, PyKCS11.CKG_MGF1_SHA256, 32)
 sig = bytes(s.sign(rsa_priv, data, pss))
-try:
-    crsa.verify(sig, data, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
-    check("RSA-PSS (SHA-256) signature verifies with cryptography", True)
-except InvalidSignature:
-    check("RSA-PSS (SHA-256) signature verifies with cryptography", False)
+verifies("RSA-PSS (SHA-256) signature verifies with cryptography", crsa.verify, sig, data, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
 check("the token verifies the PSS signature", s.verify(rsa_pub, data, sig, pss))
 
 ct = crsa.encrypt(b"pkcs1 v1.5 secret", padding.PKCS1v15())
@@ -76,18 +81,10 @@ check("mechanism list has the SHA-3 digests, HMACs and hash-and-sign mechanisms"
       all(m in mechs for m in ("CKM_SHA3_256", "CKM_SHA3_512_HMAC", "CKM_SHA3_224_RSA_PKCS", "CKM_SHA3_384_RSA_PKCS_PSS",
                                "CKM_ECDSA_SHA3_256")))
 sig = bytes(s.sign(rsa_priv, data, PyKCS11.Mechanism(PyKCS11.CKM_SHA3_256_RSA_PKCS)))
-try:
-    crsa.verify(sig, data, padding.PKCS1v15(), hashes.SHA3_256())
-    check("CKM_SHA3_256_RSA_PKCS verifies with cryptography", True)
-except InvalidSignature:
-    check("CKM_SHA3_256_RSA_PKCS verifies with cryptography", False)
+verifies("CKM_SHA3_256_RSA_PKCS verifies with cryptography", crsa.verify, sig, data, padding.PKCS1v15(), hashes.SHA3_256())
 pss3 = PyKCS11.RSA_PSS_Mechanism(PyKCS11.CKM_SHA3_384_RSA_PKCS_PSS, PyKCS11.CKM_SHA3_384, PyKCS11.CKG_MGF1_SHA3_384, 48)
 sig = bytes(s.sign(rsa_priv, data, pss3))
-try:
-    crsa.verify(sig, data, padding.PSS(mgf=padding.MGF1(hashes.SHA3_384()), salt_length=48), hashes.SHA3_384())
-    check("CKM_SHA3_384_RSA_PKCS_PSS verifies with cryptography", True)
-except InvalidSignature:
-    check("CKM_SHA3_384_RSA_PKCS_PSS verifies with cryptography", False)
+verifies("CKM_SHA3_384_RSA_PKCS_PSS verifies with cryptography", crsa.verify, sig, data, padding.PSS(mgf=padding.MGF1(hashes.SHA3_384()), salt_length=48), hashes.SHA3_384())
 # cryptography refuses OAEP with SHA-3; the openssl command line makes the ciphertext instead.
 pub_pem = os.path.join(outdir, "py-rsa.pub.pem")
 with open(pub_pem, "wb") as f:
@@ -117,20 +114,12 @@ h.update(data)
 digest = h.finalize()
 sig = bytes(s.sign(ec_priv, digest, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA)))
 der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-try:
-    cec.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA384())))
-    check("CKM_ECDSA over a SHA-384 digest verifies with cryptography", True)
-except InvalidSignature:
-    check("CKM_ECDSA over a SHA-384 digest verifies with cryptography", False)
+verifies("CKM_ECDSA over a SHA-384 digest verifies with cryptography", cec.verify, der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA384())))
 
 sig = bytes(s.sign(ec_priv, data, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA3_256)))
 half = len(sig) // 2
 der = utils.encode_dss_signature(int.from_bytes(sig[:half], "big"), int.from_bytes(sig[half:], "big"))
-try:
-    cec.verify(der, data, ec.ECDSA(hashes.SHA3_256()))
-    check("CKM_ECDSA_SHA3_256 verifies with cryptography", True)
-except InvalidSignature:
-    check("CKM_ECDSA_SHA3_256 verifies with cryptography", False)
+verifies("CKM_ECDSA_SHA3_256 verifies with cryptography", cec.verify, der, data, ec.ECDSA(hashes.SHA3_256()))
 
 # The AES key python-pkcs11 generated: decrypt its CBC ciphertext (cross-library), then AES-GCM.
 aes = one([(PyKCS11.CKA_CLASS, PyKCS11.CKO_SECRET_KEY), (PyKCS11.CKA_LABEL, "py-aes")])
