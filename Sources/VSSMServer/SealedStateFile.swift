@@ -1,4 +1,4 @@
-public import Glibc
+import Glibc
 import Synchronization
 public import VSSMCrypto
 
@@ -104,7 +104,7 @@ extension PrivateKey {
 public enum FileUtil {
     static func errorText() -> String { String(cString: strerror(errno)) }
 
-    public static func makeDirectory(_ path: String, mode: mode_t = 0o700) throws(ServiceError) {
+    public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(ServiceError) {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             current += "/" + part
@@ -117,7 +117,7 @@ public enum FileUtil {
     /// Temporary names unique within the process (two threads may write one path's next version).
     static let tmpCounter = Atomic<Int>(0)
 
-    public static func writeAtomically(path: String, bytes: [UInt8], mode: mode_t) throws(ServiceError) {
+    public static func writeAtomically(path: String, bytes: [UInt8], mode: UInt32) throws(ServiceError) {
         let tmp = path + ".tmp.\(getpid()).\(FileUtil.tmpCounter.wrappingAdd(1, ordering: .relaxed).newValue)"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw .internalError("cannot create \(tmp): \(errorText())") }
