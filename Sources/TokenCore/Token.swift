@@ -246,7 +246,12 @@ public final class Token: Sendable {
             }
             if configuration.userPinIsAdminPassword {
                 try verifyAdmin(pin)
-                state.withLock { $0.adminPassword = pin }
+                // The listing depends on the password (the original API lists keys only with it):
+                // what the login makes visible is listed at the next search (issue 22: libp11
+                // lists before C_Login, logs in, lists again).
+                state.withLock {
+                    $0.adminPassword = pin; $0.dirty = true
+                }
             }
         case .so:
             if configuration.loginRequired && state.withLock({ $0.service == nil }) { throw .userNotLoggedIn }
@@ -278,6 +283,7 @@ public final class Token: Sendable {
         try state.withLock { (s: inout State) throws(TokenError) in
             guard s.user != nil else { throw .userNotLoggedIn }
             s.user = nil
+            if s.adminPassword != nil { s.dirty = true }
             s.adminPassword = nil
             if configuration.loginRequired { s.service = nil; s.objects = [:] }
         }

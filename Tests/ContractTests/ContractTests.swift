@@ -258,3 +258,31 @@ import VSSMWire
         try ContractTests.contract(try ContractTests.real(n), password: TestNode.password, who: "real node")
     }
 }
+
+/// Issue 22 (5): against the original API a node lists keys only with the admin password. libp11
+/// lists before C_Login, gets nothing, logs in and lists again: the second listing must show what
+/// the login made visible (it answered from the empty first one until `refreshSeconds` passed).
+@Suite struct LoginListingTests {
+    @Test func aLoginShowsWhatTheOriginalListsOnlyWithThePassword() throws {
+        let compat = try TestNode(compatOnly: true)
+        defer { compat.stop() }
+        let svc = try ContractTests.real(compat)
+        try svc.generateKey(adminPassword: TestNode.password, name: "gec", .ec(bits: 256), id: nil, label: nil, attributes: nil)
+        let lib = Library()
+        let token = Token(
+            slotID: 0, configuration: SlotConfiguration(label: "go", serial: "1", userPinIsAdminPassword: true, refreshSeconds: 3600),
+            factory: { _ in svc })
+        try lib.initialize(tokens: [token])
+        let h = try lib.openSession(slot: 0, readWrite: false)
+        func privateKeys() throws -> Int {
+            try lib.findInit(h, template: Template([(.class, AttributeValue.ulong(ObjectClass.privateKey.rawValue))]))
+            defer { try? lib.findFinal(h) }
+            return try lib.find(h, max: 10).count
+        }
+        #expect(try privateKeys() == 0, "the original lists nothing without the admin password")
+        try lib.login(h, user: .user, pin: TestNode.password)
+        #expect(try privateKeys() == 1, "after C_Login the key the password lists is there")
+        try lib.logout(h)
+        try lib.finalize()
+    }
+}

@@ -22,6 +22,12 @@ $P11 -r -y pubkey -a base-ec -o "$W/ec.der" --login --pin "$PIN" >/dev/null 2>&1
 openssl pkey -pubin -inform DER -in "$W/ec.der" -out "$W/ec.pem" 2>/dev/null
 $P11 -s -m ECDSA-SHA384 -a base-ec -i "$W/msg" -o "$W/sig" --signature-format openssl --login --pin "$PIN" >/dev/null 2>&1
 check "compat: ECDSA-SHA384 through the base API verifies" openssl dgst -sha384 -verify "$W/ec.pem" -signature "$W/sig" "$W/msg"
+# libp11 (the OpenSSL engine) lists before C_Login, gets nothing, logs in and lists again: the key
+# the login made visible must be found (issue 22: it was "object not found" until refreshSeconds).
+engine_conf "$W/openssl.cnf"
+check "compat: the libp11 engine finds and signs with a key listed only after login" env OPENSSL_CONF="$W/openssl.cnf" \
+    openssl pkeyutl -engine pkcs11 -keyform engine -inkey "pkcs11:object=base-ec;type=private;pin-value=$PIN" \
+    -sign -in "$W/msg" -out "$W/engine.sig"
 out=$($P11 --test --login --pin "$PIN" 2>&1)
 check "compat: pkcs11-tool --test --login: No errors" grep -q "No errors" <<< "$out"
 check "compat: ... its RSA signature tests ran" grep -q "all 4 signature functions seem to work" <<< "$out"
