@@ -206,6 +206,8 @@ public struct SymmetricScheme: Sendable, Equatable {
 public struct ServiceObject: Sendable, Equatable {
     public var uid: String
     public var isCertificate: Bool
+    /// A public key kept on its own (`value`: DER SubjectPublicKeyInfo).
+    public var isPublicKey = false
     public var label: String
     public var id: [UInt8]
     public var value: [UInt8]

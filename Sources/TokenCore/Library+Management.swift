@@ -434,7 +434,7 @@ extension Library {
             _ = owning.removeLocal(object)
             return
         }
-        if let key = o.key, o.objectClass == .publicKey, key.kind == .rsa || key.kind == .ec || key.kind == .eddsa {
+        if let key = o.key, o.uid == nil, o.objectClass == .publicKey, key.kind == .rsa || key.kind == .ec || key.kind == .eddsa {
             // The public half of a pair: only that object goes (the private key stays usable);
             // recorded with the key so every process sees the same.
             var flags = StoredAttributes.decode(key.attributes)
@@ -450,8 +450,18 @@ extension Library {
         }
         if let key = o.key, key.ephemeral {
             // A session key: any session of this application may destroy it; no admin password.
+            let publicHalf = o.objectClass == .privateKey ? keptPublicHalf(owning, key) : nil
             try manage(h, owning) { () throws(TokenError) in
                 try owning.service().deleteKey(adminPassword: "", name: key.name, type: key.serviceType)
+            }
+            if let (handle, pub) = publicHalf {
+                // Its public half stays, under the same handle, in this process (as session
+                // public keys do): the halves of a pair are objects of their own.
+                owning.keepLocal(
+                    handle,
+                    TokenObject(
+                        identity: "local/pub/\(key.name)", objectClass: .publicKey, key: key, uid: nil, publicKey: pub.publicKey,
+                        attributes: pub.attributes, sensitive: []), session: owning.session(ofKey: key.name) ?? h)
             }
             owning.forgetSessionKey(key.name)
             try owning.refreshIfNeeded(force: true)
@@ -462,10 +472,30 @@ extension Library {
             if let uid = o.uid {
                 try service.deleteObject(adminPassword: admin, uid: uid)
             } else if let key = o.key {
+                // A private key's public half stays, in the service, as a public key object of its
+                // own (CA software keeps a retired key's public key to verify what it signed).
+                if o.objectClass == .privateKey, let (handle, pub) = keptPublicHalf(t, key),
+                    try t.features()?.contains(.publicKeyObjects) ?? false
+                {
+                    let uid = try service.createObject(
+                        adminPassword: admin, objectClass: "PUBLIC_KEY",
+                        label: pub.attributes[.label].map { String(decoding: $0, as: UTF8.self) } ?? "",
+                        id: pub.attributes[.id] ?? [], value: key.publicKey, application: "")
+                    t.alias(identity: "obj/\(uid)", to: handle)
+                }
                 try service.deleteKey(adminPassword: admin, name: key.name, type: key.serviceType)
             }
         }
         try t.refreshIfNeeded(force: true)
+    }
+
+    /// The public half of an asymmetric key pair, when this process has it as an object (not
+    /// destroyed on its own before): its handle and object.
+    func keptPublicHalf(_ t: Token, _ key: ServiceKey) -> (ObjectHandle, TokenObject)? {
+        guard [.rsa, .ec, .eddsa, .dsa].contains(key.kind), let handle = t.existingHandle(identity: "pub/\(key.name)"),
+            let pub = t.state.withLock({ $0.objects[handle] })
+        else { return nil }
+        return (handle, pub)
     }
 
     /// C_SetAttributeValue: CKA_ID of keys; CKA_LABEL and CKA_ID of stored objects. Everything else is read-only.

@@ -210,6 +210,25 @@ public final class Token: Sendable {
 
     func isLocal(_ h: ObjectHandle) -> Bool { state.withLock { $0.localObjects[h] != nil } }
 
+    /// The handle this process gave an identity, if any.
+    func existingHandle(identity: String) -> ObjectHandle? { state.withLock { $0.handles[identity] } }
+
+    /// Keeps `o` as a process-local object under a handle it already has (a session key pair's
+    /// public half once its private key went).
+    func keepLocal(_ h: ObjectHandle, _ o: TokenObject, session: UInt) {
+        state.withLock { s in
+            s.localObjects[h] = (o, session)
+            s.objects[h] = nil
+        }
+    }
+
+    /// The next listing shows the object of `identity` under handle `h` (the same object, stored
+    /// anew under another name: a public half kept in the service).
+    func alias(identity: String, to h: ObjectHandle) { state.withLock { $0.handles[identity] = h } }
+
+    /// The session a session key of this instance belongs to.
+    func session(ofKey name: String) -> UInt? { state.withLock { $0.sessionKeys[name]?.session } }
+
     func replaceLocal(_ h: ObjectHandle, _ o: TokenObject) {
         state.withLock { s in
             if let session = s.localObjects[h]?.session { s.localObjects[h] = (o, session) }

@@ -236,6 +236,28 @@ public struct TokenObject: Sendable {
         return pub
     }
 
+    /// A key pair's public half kept in the service on its own (its private key was destroyed): the
+    /// public key object it was, now a stored object (its uid; destroying it deletes the object).
+    static func storedPublicKey(_ o: ServiceObject) -> TokenObject? {
+        guard let parsed = try? PublicKey(spki: o.value) else { return nil }
+        let kind: ServiceKey.Kind =
+            switch parsed.kind {
+            case .rsa: .rsa
+            case .ec: .ec
+            case .dsa: .dsa
+            case .ed25519, .ed448: .eddsa
+            }
+        let key = ServiceKey(name: "obj/\(o.uid)", kind: kind, publicKey: o.value, id: o.id, label: o.label)
+        guard let pub = objects(for: key, loginRequired: false).first(where: { $0.objectClass == .publicKey }) else { return nil }
+        var a = pub.attributes
+        a[.token] = AttributeValue.bool(true)
+        a[.label] = Array(o.label.utf8)
+        a[.id] = o.id
+        a[.local] = AttributeValue.bool(false)
+        return TokenObject(
+            identity: "obj/\(o.uid)", objectClass: .publicKey, key: key, uid: o.uid, publicKey: pub.publicKey, attributes: a, sensitive: [])
+    }
+
     /// A certificate or data object the application created as a session object (kept in this process).
     static func localStored(_ t: Template, certificate: Bool, serial: UInt) throws(TokenError) -> TokenObject {
         // A data object's CKA_VALUE defaults to empty (PKCS#11 §4.5); a certificate needs one.
@@ -256,6 +278,7 @@ public struct TokenObject: Sendable {
     }
 
     static func object(for o: ServiceObject) -> TokenObject {
+        if o.isPublicKey, let pub = storedPublicKey(o) { return pub }
         let B = AttributeValue.bool
         let U = AttributeValue.ulong
         var a: [AttributeType: [UInt8]] = [

@@ -441,13 +441,20 @@ extension KeyServiceNode {
     func extCreateObject(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.createObjectRequest)
         let cls = r.string("class")
-        guard cls == "CERTIFICATE" || cls == "DATA" else { throw .badRequest("Invalid object class: \(cls) (CERTIFICATE or DATA)") }
+        guard ["CERTIFICATE", "DATA", "PUBLIC_KEY"].contains(cls) else {
+            throw .badRequest("Invalid object class: \(cls) (CERTIFICATE, DATA or PUBLIC_KEY)")
+        }
         let value = r.bytes("value") ?? []
         guard value.count <= ServiceLimits.maxObjectBytes else { throw .tooLarge("Object value is larger than 1 MiB.") }
         if cls == "CERTIFICATE" {
             do { _ = try X509Info.subjectPublicKeyInfo(certificateDER: value) } catch {
                 throw .badRequest("CERTIFICATE value is not a DER X.509 certificate")
             }
+        }
+        // A key pair's public half kept after its private key went (PKCS#11: the halves are
+        // objects of their own): a DER SubjectPublicKeyInfo.
+        if cls == "PUBLIC_KEY" {
+            do { _ = try PublicKey(spki: value) } catch { throw .badRequest("PUBLIC_KEY value is not a DER SubjectPublicKeyInfo") }
         }
         let uid = SecureRandom.hex(16)
         let obj = StoredObject(

@@ -47,7 +47,7 @@ public struct AsymmetricKeyEntry: Sendable {
 /// A certificate or data object stored with the keys (extension; PKCS#11 CKO_CERTIFICATE/CKO_DATA).
 public struct StoredObject: Sendable, Equatable {
     public let uid: String
-    /// "CERTIFICATE" or "DATA".
+    /// "CERTIFICATE", "DATA" or "PUBLIC_KEY" (a SubjectPublicKeyInfo).
     public let objectClass: String
     public var label: String
     public var id: [UInt8]

@@ -118,11 +118,12 @@ public final class VSSMKeyService: KeyService {
                         attributes: k.bytes("attributes")))
             }
             for o in r.objects("objects") {
-                listing.objects.append(
-                    ServiceObject(
-                        uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",
-                        label: o.string("label"), id: o.bytes("id") ?? [], value: o.bytes("value") ?? [],
-                        application: o.string("application")))
+                var object = ServiceObject(
+                    uid: o.string("uid"), isCertificate: o.string("class") == "CERTIFICATE",
+                    label: o.string("label"), id: o.bytes("id") ?? [], value: o.bytes("value") ?? [],
+                    application: o.string("application"))
+                object.isPublicKey = o.string("class") == "PUBLIC_KEY"
+                listing.objects.append(object)
             }
             return listing
         }

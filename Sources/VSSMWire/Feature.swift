@@ -32,6 +32,8 @@ public enum Feature: String, Sendable, CaseIterable {
     case principals
     /// HMAC with any hash the node knows on `ext/mac` (`HMAC/<hash>`; SHA-224 included).
     case hmacAnyHash = "hmac-any-hash"
+    /// `ext/createobject` keeps a `PUBLIC_KEY` (a key pair's public half after its private key went).
+    case publicKeyObjects = "public-key-objects"
     /// The SHA-3 hashes (SHA3-224 … SHA3-512) wherever a hash is named: hash-and-sign, PSS, OAEP,
     /// MGF1, HMAC and the ECDH KDF.
     case sha3

@@ -227,6 +227,19 @@ import VSSMWire
                 $0.uid == uid && $0.label == "d2" && $0.value == [1, 2, 3]
             }, "\(who)")
         try svc.deleteObject(adminPassword: password, uid: uid)
+        // A key pair's public half kept on its own (issue 22): a SubjectPublicKeyInfo, nothing else.
+        let spki = try #require(ecPriv.publicKey).spkiDER
+        let pk = try svc.createObject(
+            adminPassword: password, objectClass: "PUBLIC_KEY", label: "retired", id: [5], value: spki, application: "")
+        #expect(
+            try svc.list(adminPassword: password, owner: nil).objects.contains { $0.uid == pk && $0.isPublicKey && $0.value == spki },
+            "\(who)")
+        #expect(
+            ContractTests.status { () throws(TokenError) in
+                _ = try svc.createObject(
+                    adminPassword: password, objectClass: "PUBLIC_KEY", label: "x", id: [], value: [1, 2, 3], application: "")
+            } == 400, "\(who): not an SPKI")
+        try svc.deleteObject(adminPassword: password, uid: pk)
         #expect(try !svc.list(adminPassword: password, owner: nil).objects.contains { $0.uid == uid }, "\(who)")
     }
 

@@ -38,7 +38,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         [
             .listKeys, .sign, .signPSS, .signRaw, .decryptOAEP, .symmetricIV, .generateKey, .injectKey, .sessionKeys, .copyKey, .objects,
             .mac,
-            .hmacAnyHash, .sha3, .derive, .wrap, .keyValue, .rsaRaw, .eddsa, .dsa, .attributes, .deleteKey,
+            .hmacAnyHash, .sha3, .derive, .wrap, .keyValue, .rsaRaw, .eddsa, .dsa, .attributes, .deleteKey, .publicKeyObjects,
         ]
     }
 
@@ -423,11 +423,17 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         adminPassword: String, objectClass: String, label: String, id: [UInt8], value: [UInt8], application: String
     ) throws(TokenError) -> String {
         try check(adminPassword, for: "object")
-        let uid = SecureRandom.hex(16)
-        state.withLock {
-            $0.objects[uid] = ServiceObject(
-                uid: uid, isCertificate: objectClass == "CERTIFICATE", label: label, id: id, value: value, application: application)
+        guard ["CERTIFICATE", "DATA", "PUBLIC_KEY"].contains(objectClass) else {
+            throw .device("Invalid object class: \(objectClass)", status: 400)
         }
+        if objectClass == "PUBLIC_KEY", (try? PublicKey(spki: value)) == nil {
+            throw .device("PUBLIC_KEY value is not a DER SubjectPublicKeyInfo", status: 400)
+        }
+        let uid = SecureRandom.hex(16)
+        var object = ServiceObject(
+            uid: uid, isCertificate: objectClass == "CERTIFICATE", label: label, id: id, value: value, application: application)
+        object.isPublicKey = objectClass == "PUBLIC_KEY"
+        state.withLock { $0.objects[uid] = object }
         return uid
     }
 
