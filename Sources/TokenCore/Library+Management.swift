@@ -260,8 +260,8 @@ extension Library {
         return t.addLocal(o, session: h)
     }
 
-    /// C_CreateObject: certificates and data objects are stored; private keys (RSA from CRT
-    /// components, EC from CKA_EC_PARAMS + CKA_VALUE) and secret keys are injected.
+    /// C_CreateObject: certificates, data objects and public keys are stored; private keys (RSA
+    /// from CRT components, EC from CKA_EC_PARAMS + CKA_VALUE) and secret keys are injected.
     public func createObject(_ h: UInt, template: Template) throws(TokenError) -> ObjectHandle {
         guard let cls = try template.ulong(.class).map({ ObjectClass(rawValue: $0) }) else { throw .templateIncomplete("CKA_CLASS") }
         let label = Library.label(template)
@@ -341,7 +341,20 @@ extension Library {
             placed(p, h, name: name, type: .asymmetric)
             return try handle(t, identity: "priv/\(name)")
         case .publicKey:
-            throw .templateInconsistent("public keys exist only as the half of a key in the service")
+            // A public key stored on its own (CKA_TOKEN=TRUE): a SubjectPublicKeyInfo object in the
+            // service, listed to every process (a key service of this version).
+            let (t, service, admin) = try managementContext(h)
+            guard try t.features()?.contains(.publicKeyObjects) ?? false else {
+                throw .templateInconsistent(
+                    "this key service keeps public keys only as the half of a key pair; with CKA_TOKEN=FALSE this process keeps one")
+            }
+            let local = try TokenObject.localPublicKey(template, serial: 0)
+            guard let spki = local.key?.publicKey else { throw .attributeValueInvalid(.keyType) }
+            let uid = try manage(h, t) { () throws(TokenError) in
+                try service.createObject(
+                    adminPassword: admin, objectClass: "PUBLIC_KEY", label: label ?? "", id: id, value: spki, application: "")
+            }
+            return try handle(t, identity: "obj/\(uid)")
         default:
             throw .attributeValueInvalid(.class)
         }
@@ -367,7 +380,7 @@ extension Library {
         keep(.label)
         keep(.id)
         let full = Template(merged)
-        guard let key = o.key, !t.isLocal(object) else {
+        guard let key = o.key, !t.isLocal(object), o.uid == nil else {
             // Re-create a local object from all its attributes (the template's win).
             var all = merged
             for (type, v) in o.attributes where full[type] == nil && type != .publicKeyInfo && type != .allowedMechanisms {

@@ -74,4 +74,30 @@ import VSSMWire
         try other.destroyObject(h2, object: found[0])
         #expect(try svc.list(adminPassword: "pw", owner: nil).objects.isEmpty)
     }
+
+    /// C_CreateObject of a token public key stores it in the service; C_CopyObject of it to a
+    /// session object keeps the copy in this process; both verify.
+    @Test func tokenPublicKeysAreStoredAndCopied() throws {
+        let svc = FakeKeyService(password: "pw")
+        let lib = try TokenCoreTests.library(svc)
+        let h = try lib.openSession(slot: 0, readWrite: true)
+        try lib.login(h, user: .user, pin: "pw")
+        let outside = try PrivateKey.generateEC(.p256)
+        let point = try #require(DER.subjectPublicKeyBits(spki: outside.spkiDER))
+        let created = try lib.createObject(
+            h,
+            template: Template([
+                (.class, KeyPairHalvesTests.U(ObjectClass.publicKey.rawValue)), (.keyType, KeyPairHalvesTests.U(KeyKind.ec.rawValue)),
+                (.token, KeyPairHalvesTests.B(true)), (.ecParams, NamedCurve.p256.oidDER), (.ecPoint, DER.octetString(point)),
+                (.label, Array("imported-pub".utf8)),
+            ]))
+        #expect(try svc.list(adminPassword: "pw", owner: nil).objects.first?.value == outside.spkiDER)
+        let digest = HashAlgorithm.sha256.hash(Array("retired".utf8))
+        let der = try outside.sign(digest: digest, scheme: .ecdsa)
+        let raw = try #require(ECDSASignature.derToRaw(der, fieldSize: 32))
+        #expect(verifies(lib, h, created, raw))
+        let copy = try lib.copyObject(h, object: created, template: Template([(.token, KeyPairHalvesTests.B(false))]))
+        #expect(copy != created && verifies(lib, h, copy, raw))
+        #expect(try svc.list(adminPassword: "pw", owner: nil).objects.count == 1, "the session copy stays in this process")
+    }
 }
