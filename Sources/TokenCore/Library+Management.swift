@@ -185,6 +185,7 @@ extension Library {
         }
         var chosen = try StoredAttributes.collect(publicTemplate, privateTemplate)
         chosen[.private] = try privateTemplate.bool(.private)  // the private half's; the public half is never private
+        chosen[StoredAttributes.generatedAsPair] = true
         let flags = StoredAttributes.encode(chosen)
         let name = try manage(h, t) { () throws(TokenError) in
             try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
@@ -391,6 +392,7 @@ extension Library {
         let p = try placement(h, full, prefix: "key")
         var flags = StoredAttributes.decode(key.attributes)
         for (type, value) in try StoredAttributes.collect(template) { flags[type] = value }
+        flags[StoredAttributes.generatedAsPair] = false  // a copy is the one object copied (written: nil keeps the source's)
         let type = key.serviceType
         let newName = try manage(h, p.token) { () throws(TokenError) in
             try named(p, prefix: "key") { (name: String, label: String?) throws(TokenError) in
@@ -502,10 +504,12 @@ extension Library {
         try t.refreshIfNeeded(force: true)
     }
 
-    /// The public half of an asymmetric key pair, when this process has it as an object (not
-    /// destroyed on its own before): its handle and object.
+    /// The public half of a key pair made by C_GenerateKeyPair (both halves objects), when this
+    /// process has it as an object (not destroyed on its own before): its handle and object.
     func keptPublicHalf(_ t: Token, _ key: ServiceKey) -> (ObjectHandle, TokenObject)? {
-        guard [.rsa, .ec, .eddsa, .dsa].contains(key.kind), let handle = t.existingHandle(identity: "pub/\(key.name)"),
+        guard [.rsa, .ec, .eddsa, .dsa].contains(key.kind),
+            StoredAttributes.decode(key.attributes)[StoredAttributes.generatedAsPair] == true,
+            let handle = t.existingHandle(identity: "pub/\(key.name)"),
             let pub = t.state.withLock({ $0.objects[handle] })
         else { return nil }
         return (handle, pub)

@@ -19,7 +19,13 @@ public enum StoredAttributes {
     public static let publicHalfDestroyed = AttributeType(rawValue: 0x8000_0000 | 0x5653_0001)
     /// Vendor-defined: a two-key Triple-DES key (CKK_DES2), stored as K1 K2 K1.
     public static let twoKeyDES = AttributeType(rawValue: 0x8000_0000 | 0x5653_0002)
-    static let all = privateFlags + publicFlags + objectFlags + [publicHalfDestroyed, twoKeyDES]
+    /// Vendor-defined: the pair was made by C_GenerateKeyPair, which creates both halves as objects;
+    /// a private key imported or copied is one object (its public half is shown, not kept once the
+    /// private key goes).
+    public static let generatedAsPair = AttributeType(rawValue: 0x8000_0000 | 0x5653_0003)
+    /// The vendor-defined records: bookkeeping, never attributes of an object.
+    static let vendor: Set<AttributeType> = [publicHalfDestroyed, twoKeyDES, generatedAsPair]
+    static let all = privateFlags + publicFlags + objectFlags + [publicHalfDestroyed, twoKeyDES, generatedAsPair]
 
     /// The flags a key's templates set (a key pair: both templates; a secret key: one).
     static func collect(_ templates: Template...) throws(TokenError) -> [AttributeType: Bool] {

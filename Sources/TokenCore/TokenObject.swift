@@ -138,7 +138,7 @@ public struct TokenObject: Sendable {
             // A DSA public key's CKA_VALUE is y (public); the private key's is secret.
             if key.kind == .dsa, let y = pub.dsaComponents?.y { pubAttrs[.value] = y }
             let chosen = StoredAttributes.decode(key.attributes)
-            for (type, value) in chosen where type != StoredAttributes.publicHalfDestroyed {
+            for (type, value) in chosen where !StoredAttributes.vendor.contains(type) {
                 if StoredAttributes.privateFlags.contains(type) { priv[type] = B(value) }
                 if StoredAttributes.publicFlags.contains(type) { pubAttrs[type] = B(value) }
                 if StoredAttributes.objectFlags.contains(type) { priv[type] = B(value); pubAttrs[type] = B(value) }
@@ -174,7 +174,7 @@ public struct TokenObject: Sendable {
             for (type, value) in defaults.key { a[type] = B(value) }
             a[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .secretKey).map(\.rawValue))
             for (type, value) in StoredAttributes.decode(key.attributes) where a[type] != nil || type == .derive {
-                if type != StoredAttributes.publicHalfDestroyed { a[type] = B(value) }
+                if !StoredAttributes.vendor.contains(type) { a[type] = B(value) }
             }
             if loginRequired { a[.private] = B(true) }
             a[.alwaysSensitive] = B(generated && a[.sensitive] == B(true))

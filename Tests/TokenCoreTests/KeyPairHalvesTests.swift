@@ -100,4 +100,26 @@ import VSSMWire
         #expect(copy != created && verifies(lib, h, copy, raw))
         #expect(try svc.list(adminPassword: "pw", owner: nil).objects.count == 1, "the session copy stays in this process")
     }
+
+    /// keytool's pattern (SunPKCS11): a session pair is generated, its private key copied to the
+    /// token (C_CopyObject makes one object), then that token key is destroyed: nothing with its
+    /// CKA_ID is left (the public half this module shows for a copied key is not an object the
+    /// application made, so it is not kept).
+    @Test func aCopiedPrivateKeyLeavesNothingBehind() throws {
+        let svc = FakeKeyService(password: "pw")
+        let lib = try TokenCoreTests.library(svc)
+        let h = try lib.openSession(slot: 0, readWrite: true)
+        try lib.login(h, user: .user, pin: "pw")
+        let pair = try lib.generateKeyPair(
+            h, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, NamedCurve.p256.oidDER)]),
+            privateTemplate: Template())
+        let stored = try lib.copyObject(
+            h, object: pair.private, template: Template([(.token, KeyPairHalvesTests.B(true)), (.id, Array("kt".utf8))]))
+        try lib.destroyObject(h, object: stored)
+        try lib.findInit(h, template: Template([(.id, Array("kt".utf8))]))
+        let left = try lib.find(h, max: 10)
+        try lib.findFinal(h)
+        #expect(left.isEmpty, "\(left.count) object(s) with the copied key's CKA_ID are left")
+        #expect(try svc.list(adminPassword: "pw", owner: nil).objects.isEmpty)
+    }
 }
