@@ -167,3 +167,28 @@ public func C_SeedRandom(_ hSession: CK_SESSION_HANDLE, _ pSeed: UnsafeMutablePo
         return ok
     }
 }
+
+/// PKCS#11 2.40 §5.6 C_GetOperationState: a digest's state (two-call convention).
+@implementation @c
+public func C_GetOperationState(
+    _ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?,
+    _ pulOperationStateLen: UnsafeMutablePointer<CK_ULONG>?
+) -> CK_RV {
+    sized("C_GetOperationState", pOperationState, pulOperationStateLen) { (cap: Int?) throws(TokenError) in
+        try library.operationState(hSession, capacity: cap)
+    }
+}
+
+/// PKCS#11 2.40 §5.6 C_SetOperationState: continues a saved digest in this session.
+@implementation @c
+public func C_SetOperationState(
+    _ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?, _ ulOperationStateLen: CK_ULONG,
+    _ hEncryptionKey: CK_OBJECT_HANDLE, _ hAuthenticationKey: CK_OBJECT_HANDLE
+) -> CK_RV {
+    entry("C_SetOperationState") { () throws(TokenError) in
+        try library.setOperationState(
+            hSession, try Marshal.bytes(pOperationState, ulOperationStateLen), encryptionKey: UInt(hEncryptionKey),
+            authenticationKey: UInt(hAuthenticationKey))
+        return ok
+    }
+}

@@ -20,18 +20,6 @@ public func C_SetPIN(
 ) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
 
 @implementation @c
-public func C_GetOperationState(
-    _ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?,
-    _ pulOperationStateLen: UnsafeMutablePointer<CK_ULONG>?
-) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
-public func C_SetOperationState(
-    _ hSession: CK_SESSION_HANDLE, _ pOperationState: UnsafeMutablePointer<CK_BYTE>?, _ ulOperationStateLen: CK_ULONG,
-    _ hEncryptionKey: CK_OBJECT_HANDLE, _ hAuthenticationKey: CK_OBJECT_HANDLE
-) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }
-
-@implementation @c
 public func C_SignRecoverInit(
     _ hSession: CK_SESSION_HANDLE, _ pMechanism: UnsafeMutablePointer<CK_MECHANISM>?, _ hKey: CK_OBJECT_HANDLE
 ) -> CK_RV { CK_RV(CKR_FUNCTION_NOT_SUPPORTED) }

@@ -66,6 +66,7 @@ extension Library {
     public func digestUpdate(_ h: UInt, input: CallerData) throws(TokenError) {
         let d = try currentDigest(h)
         d.multipart = true
+        d.remember(input.buffer)
         d.context.update(input.buffer)
     }
 }

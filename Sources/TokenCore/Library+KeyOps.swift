@@ -213,6 +213,7 @@ extension Library {
         }
         let value = try recordDevice(h) { () throws(TokenError) in try t.service().keyValue(k) }
         try digestUpdate(h, part: value)
+        try currentDigest(h).saved = nil  // a key's value is never part of a saved state
     }
 
     /// CKA_VALUE of a readable secret key, from the service.

@@ -22,7 +22,15 @@ final class DigestState: @unchecked Sendable {
     // Owned by one session; sessions are used by one thread at a time (PKCS#11 §6.7.6).
     let context: DigestContext
     var multipart = false
+    /// The data hashed so far, while it is at most `Library.savedStateLimit` bytes and holds no
+    /// key value (C_DigestKey): what C_GetOperationState hands out. nil: the state is unsaveable.
+    var saved: [UInt8]? = []
     init(_ c: DigestContext) { context = c }
+
+    func remember(_ part: UnsafeRawBufferPointer) {
+        guard let s = saved else { return }
+        saved = s.count + part.count <= Library.savedStateLimit ? s + part : nil
+    }
 }
 
 /// A session as the operations see it: a snapshot of its entry.
@@ -301,6 +309,7 @@ public final class Library: Sendable {
     public func digestUpdate(_ h: UInt, part: [UInt8]) throws(TokenError) {
         let d = try currentDigest(h)
         d.multipart = true
+        part.withUnsafeBytes { d.remember($0) }
         d.context.update(part)
     }
 

@@ -41,6 +41,12 @@ public enum TokenError: Error, Sendable, Equatable {
     case actionProhibited
     case keyUnextractable
     case keyIndigestible
+    /// C_GetOperationState: this operation's state cannot be handed out.
+    case stateUnsaveable
+    /// C_SetOperationState: not a state this module handed out.
+    case savedStateInvalid
+    /// C_SetOperationState: a key was given for an operation that needs none.
+    case keyNotNeeded
     case keyNotWrappable
     case wrappedKeyInvalid
     case wrappingKeyHandleInvalid
@@ -103,6 +109,9 @@ extension TokenError: CustomStringConvertible {
         case .actionProhibited: return "the action is prohibited"
         case .keyUnextractable: return "the key cannot be extracted"
         case .keyIndigestible: return "the key cannot be digested"
+        case .stateUnsaveable: return "the state of this operation cannot be saved (only digests up to 64 KiB without C_DigestKey)"
+        case .savedStateInvalid: return "not an operation state this module saved"
+        case .keyNotNeeded: return "this operation state needs no key"
         case .keyNotWrappable: return "the key cannot be wrapped"
         case .wrappedKeyInvalid: return "the wrapped key is invalid"
         case .wrappingKeyHandleInvalid: return "no such wrapping key"

@@ -338,6 +338,31 @@ func writeConfig(for n: TestNode, userPinIsAdmin: Bool = true, extra: String = "
         #expect(f.C_DigestUpdate!(s, &data, CK_ULONG(data.count)) == rv(CKR_OK))
         #expect(f.C_Digest!(s, &data, CK_ULONG(data.count), &digest, &dlen) == rv(CKR_OPERATION_ACTIVE))
         #expect(f.C_DigestFinal!(s, &digest, &dlen) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        // Operation state (issue 22, item 3): half a SHA-256 digest saved in this session and
+        // finished in another gives the single-pass digest; the first session goes on as well.
+        var sha256 = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_SHA256), pParameter: nil, ulParameterLen: 0)
+        #expect(f.C_DigestInit!(s, &sha256) == rv(CKR_OK))
+        var firstHalf = Array(data.prefix(5))
+        var secondHalf = Array(data.dropFirst(5))
+        #expect(f.C_DigestUpdate!(s, &firstHalf, CK_ULONG(firstHalf.count)) == rv(CKR_OK))
+        var stateLen: CK_ULONG = 0
+        #expect(f.C_GetOperationState!(s, nil, &stateLen) == rv(CKR_OK) && stateLen > 0)
+        var state = [UInt8](repeating: 0, count: Int(stateLen))
+        #expect(f.C_GetOperationState!(s, &state, &stateLen) == rv(CKR_OK))
+        var s2: CK_SESSION_HANDLE = 0
+        #expect(f.C_OpenSession!(0, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &s2) == rv(CKR_OK))
+        #expect(f.C_SetOperationState!(s2, &state, stateLen, 0, 0) == rv(CKR_OK))
+        #expect(f.C_DigestUpdate!(s2, &secondHalf, CK_ULONG(secondHalf.count)) == rv(CKR_OK))
+        var resumed = [UInt8](repeating: 0, count: 32)
+        var resumedLen: CK_ULONG = 32
+        #expect(f.C_DigestFinal!(s2, &resumed, &resumedLen) == rv(CKR_OK) && resumed == DigestAlgorithm.sha256.hash(data))
+        #expect(f.C_DigestUpdate!(s, &secondHalf, CK_ULONG(secondHalf.count)) == rv(CKR_OK))
+        #expect(f.C_DigestFinal!(s, &resumed, &resumedLen) == rv(CKR_OK) && resumed == DigestAlgorithm.sha256.hash(data))
+        #expect(f.C_GetOperationState!(s2, nil, &stateLen) == rv(CKR_OPERATION_NOT_INITIALIZED))
+        var junk: [UInt8] = [1, 2, 3]
+        #expect(f.C_SetOperationState!(s2, &junk, 3, 0, 0) == rv(CKR_SAVED_STATE_INVALID))
+        #expect(f.C_SetOperationState!(s2, &state, stateLen, 7, 0) == rv(CKR_KEY_NOT_NEEDED))
+        #expect(f.C_CloseSession!(s2) == rv(CKR_OK))
         var random = [UInt8](repeating: 0, count: 32)
         #expect(f.C_GenerateRandom!(s, &random, 32) == rv(CKR_OK) && random != [UInt8](repeating: 0, count: 32))
 

@@ -241,3 +241,36 @@ import FakeKeyService
         #expect(svc.calls.isEmpty, "digests need no service")
     }
 }
+
+/// C_GetOperationState / C_SetOperationState (issue 22, item 3): digests only; what cannot be
+/// handed out says so.
+@Suite struct OperationStateTests {
+    @Test func digestsSaveAndResumeOtherOperationsDoNot() throws {
+        let svc = FakeKeyService(password: "pw")
+        let lib = try TokenCoreTests.library(svc)
+        let a = try lib.openSession(slot: 0, readWrite: false)
+        let b = try lib.openSession(slot: 0, readWrite: false)
+        let data = [UInt8]((0..<200).map { UInt8($0) })
+        for hash in HashAlgorithm.allCases {
+            try lib.digestInit(a, mechanism: Mechanism(hash.mechanisms.digest))
+            try lib.digestUpdate(a, part: Array(data.prefix(77)))
+            guard case .bytes(let state) = try lib.operationState(a, capacity: 1 << 20) else { Issue.record("no state"); continue }
+            try lib.setOperationState(b, state, encryptionKey: 0, authenticationKey: 0)
+            try lib.digestUpdate(b, part: Array(data.dropFirst(77)))
+            #expect(try lib.digestFinal(b, capacity: 64) == .bytes(hash.hash(data)), "\(hash)")
+            lib.endOperation(a)
+        }
+        // Beyond 64 KiB the state is not kept; a signature's state is not handed out.
+        try lib.digestInit(a, mechanism: Mechanism(.sha256))
+        try lib.digestUpdate(a, part: [UInt8](repeating: 1, count: (64 << 10) + 1))
+        #expect(throws: TokenError.stateUnsaveable) { _ = try lib.operationState(a, capacity: nil) }
+        lib.endOperation(a)
+        #expect(throws: TokenError.operationNotInitialized) { _ = try lib.operationState(a, capacity: nil) }
+        #expect(throws: TokenError.savedStateInvalid) { try lib.setOperationState(b, [1, 2, 3], encryptionKey: 0, authenticationKey: 0) }
+        var forged = Array("VSSMOPS1".utf8) + [0x99, 0, 0, 0, 0, 0, 0, 0, 0]
+        #expect(throws: TokenError.savedStateInvalid) { try lib.setOperationState(b, forged, encryptionKey: 0, authenticationKey: 0) }
+        forged = Array("VSSMOPS1".utf8) + [0x50, 0x02, 0, 0, 0, 0, 0, 0, 0]
+        try lib.setOperationState(b, forged, encryptionKey: 0, authenticationKey: 0)
+        #expect(try lib.digestFinal(b, capacity: 32) == .bytes(HashAlgorithm.sha256.hash([])), "CKM_SHA256 with no data yet")
+    }
+}
