@@ -1,3 +1,4 @@
+public import VSSMCrypto
 public import VSSMWire
 /// What the token core needs from a key service. `VSSMClient.VSSMKeyService` implements it over
 /// the VSSM REST API; unit tests may use a fake. Every method blocks; none is called under a lock.
@@ -149,6 +150,18 @@ public struct ServiceKey: Sendable, Equatable {
         self.label = label
         self.generated = generated
         self.attributes = attributes
+    }
+}
+
+extension ServiceKey.Kind {
+    /// The kind of an asymmetric key of this algorithm (Ed25519 and Ed448 are both `eddsa`).
+    public init(_ algorithm: AsymmetricKind) {
+        switch algorithm {
+        case .rsa: self = .rsa
+        case .ec: self = .ec
+        case .dsa: self = .dsa
+        case .ed25519, .ed448: self = .eddsa
+        }
     }
 }
 

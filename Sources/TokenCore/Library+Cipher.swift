@@ -213,7 +213,7 @@ extension Library {
             case (.ctr?, .iv(let iv)): SymmetricScheme(c, .ctr(counter: iv))
             case (.gcm?, .gcm(let iv, _, _)) where iv.count == 12:
                 // GCM's keystream for the blocks after those already returned: IV || (2 + blocks).
-                SymmetricScheme(c, .ctr(counter: iv + Library.bigEndian32(UInt32(2 + op.gcmPlaintext.count / 16))))
+                SymmetricScheme(c, .ctr(counter: iv + Library.bigEndian32(UInt32(truncatingIfNeeded: 2 + op.gcmPlaintext.count / 16))))
             default: throw .mechanismInvalid(op.mechanism.type)
             }
         do {

@@ -509,8 +509,7 @@ extension Library {
     func keptPublicHalf(_ t: Token, _ key: ServiceKey) -> (ObjectHandle, TokenObject)? {
         guard [.rsa, .ec, .eddsa, .dsa].contains(key.kind),
             StoredAttributes.decode(key.attributes)[StoredAttributes.generatedAsPair] == true,
-            let handle = t.existingHandle(identity: "pub/\(key.name)"),
-            let pub = t.state.withLock({ $0.objects[handle] })
+            let handle = t.existingHandle(identity: "pub/\(key.name)"), let pub = try? t.object(handle)
         else { return nil }
         return (handle, pub)
     }

@@ -28,8 +28,8 @@ final class DigestState: @unchecked Sendable {
     init(_ c: DigestContext) { context = c }
 
     func remember(_ part: UnsafeRawBufferPointer) {
-        guard let s = saved else { return }
-        saved = s.count + part.count <= Library.savedStateLimit ? s + part : nil
+        guard let count = saved?.count else { return }
+        if count + part.count <= Library.savedStateLimit { saved?.append(contentsOf: part) } else { saved = nil }
     }
 }
 

@@ -240,14 +240,7 @@ public struct TokenObject: Sendable {
     /// public key object it was, now a stored object (its uid; destroying it deletes the object).
     static func storedPublicKey(_ o: ServiceObject) -> TokenObject? {
         guard let parsed = try? PublicKey(spki: o.value) else { return nil }
-        let kind: ServiceKey.Kind =
-            switch parsed.kind {
-            case .rsa: .rsa
-            case .ec: .ec
-            case .dsa: .dsa
-            case .ed25519, .ed448: .eddsa
-            }
-        let key = ServiceKey(name: "obj/\(o.uid)", kind: kind, publicKey: o.value, id: o.id, label: o.label)
+        let key = ServiceKey(name: "obj/\(o.uid)", kind: ServiceKey.Kind(parsed.kind), publicKey: o.value, id: o.id, label: o.label)
         guard let pub = objects(for: key, loginRequired: false).first(where: { $0.objectClass == .publicKey }) else { return nil }
         var a = pub.attributes
         a[.token] = AttributeValue.bool(true)

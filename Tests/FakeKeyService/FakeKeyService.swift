@@ -7,7 +7,8 @@ public import VSSMWire
 /// `ContractTests` run the same checks against it and against a real node, so it stays honest.
 /// It implements every call, with the service's usage rules (CKA_DERIVE, CKA_WRAP, CKA_UNWRAP,
 /// CKA_EXTRACTABLE, sensitivity carried to what is derived or unwrapped) from the same `KeyFlags`
-/// the service reads; it lists the features it implements. A target of its own, so TokenCore's
+/// the service reads (a usage flag's refusal is the 403 "Key function not permitted" as the adapter
+/// maps it: `.keyFunctionNotPermitted`); it lists the features it implements. A target of its own, so TokenCore's
 /// unit tests link neither the server nor the network.
 public final class FakeKeyService: KeyService, @unchecked Sendable {
     struct Entry {
@@ -201,7 +202,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         switch type {
         case .asymmetric:
             do { e.key = try PrivateKey(pkcs8: key) } catch { throw .device("x509: failed to parse private key", status: 400) }
-            e.kind = FakeKeyService.kind(of: e.key)
+            e.kind = e.key.map { ServiceKey.Kind($0.kind) } ?? .rsa
             e.secret = []
         case .symmetric:
             e.kind = .symmetric
@@ -209,15 +210,6 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         case .mac: break
         }
         try insert(name, e)
-    }
-
-    static func kind(of key: PrivateKey?) -> ServiceKey.Kind {
-        switch key?.kind {
-        case .ec?: .ec
-        case .dsa?: .dsa
-        case .ed25519?, .ed448?: .eddsa
-        default: .rsa
-        }
     }
 
     public func deleteKey(adminPassword: String, name: String, type: KeyType) throws(TokenError) {
@@ -251,7 +243,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         try check(adminPassword, for: newName)
         var e = try entry(name)
         guard flags(e).canCopy else {
-            throw FakeKeyService.forbidden("Key function not permitted: key \(name) does not allow copies (CKA_COPYABLE is FALSE).")
+            throw TokenError.keyFunctionNotPermitted
         }
         e.id = id
         e.label = label
@@ -260,10 +252,6 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     }
 
     private func flags(_ e: Entry) -> KeyFlags { KeyFlags(blob: e.attributes) }
-
-    /// A usage flag refuses the call: the service's 403 "Key function not permitted: …", as the
-    /// adapter maps it.
-    private static func forbidden(_ why: String) -> TokenError { .keyFunctionNotPermitted }
 
     private func secret(_ e: Entry, _ name: String) throws(CryptoError) -> [UInt8] {
         guard e.kind == .symmetric || e.kind == .mac else { throw CryptoError("\(name) is not a secret key") }
@@ -292,7 +280,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             do { e.key = try PrivateKey(pkcs8: value) } catch {
                 throw .device("the unwrapped bytes are not a PKCS#8 private key", status: 400)
             }
-            e.kind = FakeKeyService.kind(of: e.key)
+            e.kind = e.key.map { ServiceKey.Kind($0.kind) } ?? .rsa
         case .symmetric:
             guard BlockCipherKind(rawValue: new.cipher ?? "AES")?.validKeySize(value.count) ?? false else {
                 throw .device("\(value.count) bytes is no \(new.cipher ?? "AES") key", status: 400)
@@ -310,7 +298,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         count("derive")
         let b = try entry(base.name)
         guard flags(b).canDerive else {
-            throw FakeKeyService.forbidden("Key \(base.name) does not allow derivation (CKA_DERIVE is FALSE).")
+            throw TokenError.keyFunctionNotPermitted
         }
         var sources = [b]
         var other: Entry?
@@ -365,9 +353,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     public func wrapKey(key: ServiceKey, mechanism: WrapMechanism, target: ServiceKey) throws(TokenError) -> [UInt8] {
         count("wrap")
         let w = try entry(key.name), t = try entry(target.name)
-        guard flags(w).canWrap else { throw FakeKeyService.forbidden("Key \(key.name) does not allow wrapping (CKA_WRAP is FALSE).") }
+        guard flags(w).canWrap else { throw TokenError.keyFunctionNotPermitted }
         guard flags(t).isExtractable else {
-            throw FakeKeyService.forbidden("Key \(target.name) is not extractable (CKA_EXTRACTABLE is FALSE).")
+            throw TokenError.keyFunctionNotPermitted
         }
         let plain = t.key?.pkcs8DER ?? t.secret
         do throws(CryptoError) {
@@ -384,7 +372,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     ) throws(TokenError) {
         count("unwrap")
         let u = try entry(key.name)
-        guard flags(u).canUnwrap else { throw FakeKeyService.forbidden("Key \(key.name) does not allow unwrapping (CKA_UNWRAP is FALSE).") }
+        guard flags(u).canUnwrap else { throw TokenError.keyFunctionNotPermitted }
         let plain: [UInt8]
         do throws(CryptoError) {
             if let padding = FakeKeyService.padding(mechanism) {
@@ -410,7 +398,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     public func keyValue(_ key: ServiceKey) throws(TokenError) -> [UInt8] {
         let e = try entry(key.name)
         guard e.kind == .symmetric || e.kind == .mac, !flags(e).isSensitive, flags(e).isExtractable else {
-            throw FakeKeyService.forbidden("Key \(key.name) is sensitive or not extractable: its value never leaves the service.")
+            throw TokenError.keyFunctionNotPermitted
         }
         return e.secret
     }

@@ -13,6 +13,15 @@ import VSSMWire
     static let B = AttributeValue.bool
     static let U = AttributeValue.ulong
 
+    /// A library over a fresh fake, a read-write session, the user logged in.
+    static func loggedIn() throws -> (FakeKeyService, Library, UInt) {
+        let svc = FakeKeyService(password: "pw")
+        let lib = try TokenCoreTests.library(svc)
+        let h = try lib.openSession(slot: 0, readWrite: true)
+        try lib.login(h, user: .user, pin: "pw")
+        return (svc, lib, h)
+    }
+
     func bytes(_ o: SizedOutput) -> [UInt8] { if case .bytes(let b) = o { return b } else { return [] } }
 
     func signAndCheck(_ lib: Library, _ h: UInt, _ pair: (public: ObjectHandle, private: ObjectHandle)) throws -> [UInt8] {
@@ -46,10 +55,7 @@ import VSSMWire
     }
 
     @Test func aTokenPairsPublicHalfStaysInTheService() throws {
-        let svc = FakeKeyService(password: "pw")
-        let lib = try TokenCoreTests.library(svc)
-        let h = try lib.openSession(slot: 0, readWrite: true)
-        try lib.login(h, user: .user, pin: "pw")
+        let (svc, lib, h) = try KeyPairHalvesTests.loggedIn()
         let pair = try lib.generateKeyPair(
             h, mechanism: Mechanism(.ecKeyPairGen),
             publicTemplate: Template([(.ecParams, NamedCurve.p256.oidDER), (.token, KeyPairHalvesTests.B(true))]),
@@ -78,10 +84,7 @@ import VSSMWire
     /// C_CreateObject of a token public key stores it in the service; C_CopyObject of it to a
     /// session object keeps the copy in this process; both verify.
     @Test func tokenPublicKeysAreStoredAndCopied() throws {
-        let svc = FakeKeyService(password: "pw")
-        let lib = try TokenCoreTests.library(svc)
-        let h = try lib.openSession(slot: 0, readWrite: true)
-        try lib.login(h, user: .user, pin: "pw")
+        let (svc, lib, h) = try KeyPairHalvesTests.loggedIn()
         let outside = try PrivateKey.generateEC(.p256)
         let point = try #require(DER.subjectPublicKeyBits(spki: outside.spkiDER))
         let created = try lib.createObject(
@@ -106,10 +109,7 @@ import VSSMWire
     /// CKA_ID is left (the public half this module shows for a copied key is not an object the
     /// application made, so it is not kept).
     @Test func aCopiedPrivateKeyLeavesNothingBehind() throws {
-        let svc = FakeKeyService(password: "pw")
-        let lib = try TokenCoreTests.library(svc)
-        let h = try lib.openSession(slot: 0, readWrite: true)
-        try lib.login(h, user: .user, pin: "pw")
+        let (svc, lib, h) = try KeyPairHalvesTests.loggedIn()
         let pair = try lib.generateKeyPair(
             h, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, NamedCurve.p256.oidDER)]),
             privateTemplate: Template())
