@@ -21,6 +21,18 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The OpenSSL 3 provider (conformance/consumers/11-openssl-provider.sh): in Debian 12 only in
+# bookworm-backports, whose packages apt never prefers unless asked (priority 100).
+if [ "$what" != demo ] && ! dpkg -s pkcs11-provider >/dev/null 2>&1; then
+    if grep -q '^VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null \
+        && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "install-deps: adding bookworm-backports to apt's sources (for pkcs11-provider)"
+        echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+    fi
+    echo "install-deps: apt-get install pkcs11-provider"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pkcs11-provider >/dev/null
+fi
 if ! python3 -c 'import cryptography' 2>/dev/null; then
     echo "install-deps: pip install cryptography"
     python3 -m pip install -q cryptography 2>/dev/null || {

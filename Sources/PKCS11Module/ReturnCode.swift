@@ -32,6 +32,8 @@ extension TokenError {
         case .stateUnsaveable: CK_RV(CKR_STATE_UNSAVEABLE)
         case .savedStateInvalid: CK_RV(CKR_SAVED_STATE_INVALID)
         case .keyNotNeeded: CK_RV(CKR_KEY_NOT_NEEDED)
+        case .keyNeeded: CK_RV(CKR_KEY_NEEDED)
+        case .keyChanged: CK_RV(CKR_KEY_CHANGED)
         case .keyNotWrappable: CK_RV(CKR_KEY_NOT_WRAPPABLE)
         case .wrappedKeyInvalid: CK_RV(CKR_WRAPPED_KEY_INVALID)
         case .wrappingKeyHandleInvalid: CK_RV(CKR_WRAPPING_KEY_HANDLE_INVALID)

@@ -36,6 +36,7 @@ extension Library {
         var op = try currentSign(h)
         guard let d = op.digest else { return try ending(h) { () throws(TokenError) in try signUpdate(h, part: try input.bytes()) } }
         op.multipart = true
+        d.remember(input.buffer)
         d.context.update(input.buffer)
         try setOperation(h, .sign(op))
     }
@@ -53,6 +54,7 @@ extension Library {
         var op = try currentVerify(h)
         guard let d = op.digest else { return try ending(h) { () throws(TokenError) in try verifyUpdate(h, part: try input.bytes()) } }
         op.multipart = true
+        d.remember(input.buffer)
         d.context.update(input.buffer)
         try setOperation(h, .verify(op))
     }

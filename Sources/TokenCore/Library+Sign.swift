@@ -111,6 +111,7 @@ extension Library {
         var op = try currentSign(h)
         op.multipart = true
         if let d = op.digest {
+            part.withUnsafeBytes { d.remember($0) }
             d.context.update(part)
         } else {
             guard op.buffer.count + part.count <= 1 << 20 else { try? setOperation(h, nil); throw .dataLenRange }
@@ -201,7 +202,12 @@ extension Library {
     public func verifyUpdate(_ h: UInt, part: [UInt8]) throws(TokenError) {
         var op = try currentVerify(h)
         op.multipart = true
-        if let d = op.digest { d.context.update(part) } else { op.buffer += part }
+        if let d = op.digest {
+            part.withUnsafeBytes { d.remember($0) }
+            d.context.update(part)
+        } else {
+            op.buffer += part
+        }
         try setOperation(h, .verify(op))
     }
 

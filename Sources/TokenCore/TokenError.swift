@@ -47,6 +47,8 @@ public enum TokenError: Error, Sendable, Equatable {
     case savedStateInvalid
     /// C_SetOperationState: a key was given for an operation that needs none.
     case keyNotNeeded
+    case keyNeeded
+    case keyChanged
     case keyNotWrappable
     case wrappedKeyInvalid
     case wrappingKeyHandleInvalid
@@ -109,9 +111,13 @@ extension TokenError: CustomStringConvertible {
         case .actionProhibited: return "the action is prohibited"
         case .keyUnextractable: return "the key cannot be extracted"
         case .keyIndigestible: return "the key cannot be digested"
-        case .stateUnsaveable: return "the state of this operation cannot be saved (only digests up to 64 KiB without C_DigestKey)"
+        case .stateUnsaveable:
+            return
+                "the state of this operation cannot be saved (only digests, signatures and verifications with at most 64 KiB of data so far and no C_DigestKey)"
         case .savedStateInvalid: return "not an operation state this module saved"
         case .keyNotNeeded: return "this operation state needs no key"
+        case .keyNeeded: return "this operation state needs its key: pass the signing key as hAuthenticationKey"
+        case .keyChanged: return "this operation state was saved with another key"
         case .keyNotWrappable: return "the key cannot be wrapped"
         case .wrappedKeyInvalid: return "the wrapped key is invalid"
         case .wrappingKeyHandleInvalid: return "no such wrapping key"

@@ -242,10 +242,17 @@ import FakeKeyService
     }
 }
 
-/// C_GetOperationState / C_SetOperationState (issue 22, item 3): digests only; what cannot be
-/// handed out says so.
+/// C_GetOperationState / C_SetOperationState (issue 22, item 3): digests, signatures and
+/// verifications move between sessions; what cannot be handed out says so.
 @Suite struct OperationStateTests {
-    @Test func digestsSaveAndResumeOtherOperationsDoNot() throws {
+    static let forgedHead = Array("VSSMOPS2".utf8)
+
+    static func forged(kind: UInt8, mechanism: UInt, parameters: [UInt8] = [], data: [UInt8] = []) -> [UInt8] {
+        forgedHead + [kind] + (0..<8).map { UInt8(truncatingIfNeeded: mechanism >> (8 * $0)) } + [0]
+            + [UInt8](repeating: 0, count: 32) + [UInt8(parameters.count), 0] + parameters + data
+    }
+
+    @Test func digestsSaveAndResume() throws {
         let svc = FakeKeyService(password: "pw")
         let lib = try TokenCoreTests.library(svc)
         let a = try lib.openSession(slot: 0, readWrite: false)
@@ -260,17 +267,91 @@ import FakeKeyService
             #expect(try lib.digestFinal(b, capacity: 64) == .bytes(hash.hash(data)), "\(hash)")
             lib.endOperation(a)
         }
-        // Beyond 64 KiB the state is not kept; a signature's state is not handed out.
+        // Beyond 64 KiB the state is not kept.
         try lib.digestInit(a, mechanism: Mechanism(.sha256))
         try lib.digestUpdate(a, part: [UInt8](repeating: 1, count: (64 << 10) + 1))
         #expect(throws: TokenError.stateUnsaveable) { _ = try lib.operationState(a, capacity: nil) }
         lib.endOperation(a)
         #expect(throws: TokenError.operationNotInitialized) { _ = try lib.operationState(a, capacity: nil) }
         #expect(throws: TokenError.savedStateInvalid) { try lib.setOperationState(b, [1, 2, 3], encryptionKey: 0, authenticationKey: 0) }
-        var forged = Array("VSSMOPS1".utf8) + [0x99, 0, 0, 0, 0, 0, 0, 0, 0]
-        #expect(throws: TokenError.savedStateInvalid) { try lib.setOperationState(b, forged, encryptionKey: 0, authenticationKey: 0) }
-        forged = Array("VSSMOPS1".utf8) + [0x50, 0x02, 0, 0, 0, 0, 0, 0, 0]
-        try lib.setOperationState(b, forged, encryptionKey: 0, authenticationKey: 0)
+        #expect(throws: TokenError.savedStateInvalid) {
+            try lib.setOperationState(b, Self.forged(kind: 0, mechanism: 0x99), encryptionKey: 0, authenticationKey: 0)
+        }
+        #expect(throws: TokenError.savedStateInvalid) {
+            try lib.setOperationState(b, Self.forged(kind: 7, mechanism: 0x250), encryptionKey: 0, authenticationKey: 0)
+        }
+        #expect(throws: TokenError.keyNotNeeded) {
+            try lib.setOperationState(b, Self.forged(kind: 0, mechanism: 0x250), encryptionKey: 0, authenticationKey: 5)
+        }
+        try lib.setOperationState(b, Self.forged(kind: 0, mechanism: 0x250), encryptionKey: 0, authenticationKey: 0)
         #expect(try lib.digestFinal(b, capacity: 32) == .bytes(HashAlgorithm.sha256.hash([])), "CKM_SHA256 with no data yet")
+    }
+
+    /// A signature begun in one session ends in another with the same key (hashed, PSS with its
+    /// parameters, EdDSA's buffered data, an HMAC), and verifies with the public key here; a
+    /// verification moves too. The key is named again and must be the same one.
+    @Test func signaturesAndVerificationsSaveAndResume() throws {
+        let svc = FakeKeyService(password: "pw")
+        let lib = try TokenCoreTests.library(svc)
+        let a = try lib.openSession(slot: 0, readWrite: true)
+        let b = try lib.openSession(slot: 0, readWrite: true)
+        try lib.login(a, user: .user, pin: "pw")
+        let ec = try lib.generateKeyPair(
+            a, mechanism: Mechanism(.ecKeyPairGen), publicTemplate: Template([(.ecParams, NamedCurve.p256.oidDER)]),
+            privateTemplate: Template())
+        let rsa = try lib.generateKeyPair(
+            a, mechanism: Mechanism(.rsaPKCSKeyPairGen), publicTemplate: Template([(.modulusBits, AttributeValue.ulong(2048))]),
+            privateTemplate: Template())
+        let ed = try lib.generateKeyPair(
+            a, mechanism: Mechanism(.ecEdwardsKeyPairGen), publicTemplate: Template([(.ecParams, AsymmetricKind.ed25519.edwardsOID!)]),
+            privateTemplate: Template())
+        let data = Array("a message signed across two sessions".utf8)
+        let pss = Mechanism(.sha384RSAPKCSPSS, .pss(hash: .sha384, mgf1: .sha384, saltLength: 48))
+        for (m, pair) in [(Mechanism(.ecdsaSHA256), ec), (pss, rsa), (Mechanism(.eddsa), ed), (Mechanism(.sha3_256RSAPKCS), rsa)] {
+            try lib.signInit(a, mechanism: m, key: pair.private)
+            try lib.signUpdate(a, part: Array(data.prefix(10)))
+            guard case .bytes(let state) = try lib.operationState(a, capacity: 1 << 20) else { Issue.record("no state"); continue }
+            #expect(throws: TokenError.keyNeeded) { try lib.setOperationState(b, state, encryptionKey: 0, authenticationKey: 0) }
+            #expect(throws: TokenError.keyChanged) {
+                try lib.setOperationState(b, state, encryptionKey: 0, authenticationKey: pair.public.rawValue)
+            }
+            // pkcs11-provider passes the key as both handles.
+            try lib.setOperationState(b, state, encryptionKey: pair.private.rawValue, authenticationKey: pair.private.rawValue)
+            try lib.signUpdate(b, part: Array(data.dropFirst(10)))
+            guard case .bytes(let sig) = try lib.signFinal(b, capacity: 4096) else { Issue.record("no signature"); continue }
+            // The original session still holds its half: it finishes the same message too.
+            try lib.signUpdate(a, part: Array(data.dropFirst(10)))
+            guard case .bytes(let sig2) = try lib.signFinal(a, capacity: 4096) else { Issue.record("no signature"); continue }
+            for s in [sig, sig2] {
+                try lib.verifyInit(b, mechanism: m, key: pair.public)
+                try lib.verify(b, data: data, signature: s)
+            }
+            // A verification moves as well, and still refuses a wrong signature.
+            try lib.verifyInit(a, mechanism: m, key: pair.public)
+            try lib.verifyUpdate(a, part: Array(data.prefix(3)))
+            guard case .bytes(let vstate) = try lib.operationState(a, capacity: 1 << 20) else { Issue.record("no state"); continue }
+            try lib.setOperationState(b, vstate, encryptionKey: 0, authenticationKey: pair.public.rawValue)
+            try lib.verifyUpdate(b, part: Array(data.dropFirst(3)))
+            try lib.verifyFinal(b, signature: sig)
+            try lib.verifyUpdate(a, part: Array(data.dropFirst(3)) + [0])
+            #expect(throws: TokenError.signatureInvalid) { try lib.verifyFinal(a, signature: sig) }
+        }
+        let pub = try PublicKey(
+            spki: try {
+                guard case .value(let v)? = try lib.attributes(a, object: rsa.public, types: [.publicKeyInfo]).first else { return [] }
+                return v
+            }())
+        try lib.signInit(a, mechanism: pss, key: rsa.private)
+        try lib.signUpdate(a, part: data)
+        guard case .bytes(let state) = try lib.operationState(a, capacity: 1 << 20) else { return }
+        lib.endOperation(a)
+        try lib.setOperationState(b, state, encryptionKey: 0, authenticationKey: rsa.private.rawValue)
+        guard case .bytes(let sig) = try lib.signFinal(b, capacity: 4096) else { return }
+        #expect(svc.signSchemes.last == .rsaPSS(hash: .sha384, mgf1: .sha384, saltLength: 48), "PSS parameters kept")
+        #expect(pub.verify(signature: sig, digest: HashAlgorithm.sha384.hash(data), scheme: .pss(.sha384, mgf1: .sha384, saltLength: 48)))
+        // More than 64 KiB of unhashed data (EdDSA) is not handed out.
+        try lib.signInit(a, mechanism: Mechanism(.eddsa), key: ed.private)
+        try lib.signUpdate(a, part: [UInt8](repeating: 7, count: (64 << 10) + 1))
+        #expect(throws: TokenError.stateUnsaveable) { _ = try lib.operationState(a, capacity: nil) }
     }
 }
