@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "VSSMCrypto", dependencies: ["COpenSSL", "VSSMSync", "VSSMWire"]),
         .target(name: "VSSMClient", dependencies: ["COpenSSL", "VSSMWire", "VSSMSync"]),
         // TokenCore's KeyService over the VSSM REST API (the module's seam to the service).
-        .target(name: "VSSMServiceAdapter", dependencies: ["VSSMClient", "VSSMWire", "TokenCore", "VSSMSync"]),
+        .target(name: "VSSMServiceAdapter", dependencies: ["VSSMClient", "VSSMWire", "TokenCore", "VSSMSync", "VSSMCrypto"]),
         .target(name: "TokenCore", dependencies: ["VSSMCrypto", "VSSMWire", "VSSMSync"]),
         .target(
             name: "VSSMServer",
@@ -92,7 +92,10 @@ let package = Package(
             dependencies: ["VSSMClient", "VSSMServiceAdapter", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
         // An in-memory KeyService with the service's rules, for TokenCore's unit tests (no server,
         // no network); ContractTests keep it honest against a real node.
-        .target(name: "FakeKeyService", dependencies: ["TokenCore", "VSSMCrypto", "VSSMWire"], path: "Tests/FakeKeyService"),
+        .target(
+            name: "FakeKeyService",
+            dependencies: ["TokenCore", "VSSMCrypto", "VSSMWire", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Tests/FakeKeyService"),
         .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMWire", "VSSMSync"]),
         .testTarget(
             name: "ContractTests",

@@ -73,6 +73,32 @@ hdr += "".join(f"    CK_C_{n} C_{n};\n" for n, _ in V30)
 hdr += """} CK_FUNCTION_LIST_3_0;
 typedef CK_FUNCTION_LIST_3_0 *CK_FUNCTION_LIST_3_0_PTR;
 
+/* PKCS#11 3.2 (OASIS PKCS#11 Specification v3.2): ML-DSA and ML-KEM keys and mechanisms. */
+#define CKK_ML_KEM 0x00000049UL
+#define CKK_ML_DSA 0x0000004aUL
+#define CKA_PARAMETER_SET 0x0000061dUL
+#define CKA_ENCAPSULATE 0x00000633UL
+#define CKA_DECAPSULATE 0x00000634UL
+#define CKM_ML_KEM_KEY_PAIR_GEN 0x0000000fUL
+#define CKM_ML_KEM 0x00000017UL
+#define CKM_ML_DSA_KEY_PAIR_GEN 0x0000001cUL
+#define CKM_ML_DSA 0x0000001dUL
+#define CKP_ML_DSA_44 0x00000001UL
+#define CKP_ML_DSA_65 0x00000002UL
+#define CKP_ML_DSA_87 0x00000003UL
+#define CKP_ML_KEM_512 0x00000001UL
+#define CKP_ML_KEM_768 0x00000002UL
+#define CKP_ML_KEM_1024 0x00000003UL
+#define CKH_HEDGE_PREFERRED 0x00000000UL
+#define CKH_HEDGE_REQUIRED 0x00000001UL
+#define CKH_DETERMINISTIC_REQUIRED 0x00000002UL
+typedef CK_ULONG CK_HEDGE_TYPE;
+typedef struct CK_SIGN_ADDITIONAL_CONTEXT {
+    CK_HEDGE_TYPE hedgeVariant;
+    CK_BYTE_PTR pContext;
+    CK_ULONG ulContextLen;
+} CK_SIGN_ADDITIONAL_CONTEXT;
+
 /* Values whose macros contain casts (Swift does not import those). */
 static const CK_ULONG cpkcs11_unavailable_information = (CK_ULONG)-1;
 static const CK_ULONG cpkcs11_effectively_infinite = 0UL;

@@ -33,9 +33,10 @@ if [ "$what" != demo ] && ! dpkg -s pkcs11-provider >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pkcs11-provider >/dev/null
 fi
-if ! python3 -c 'import cryptography' 2>/dev/null; then
+# cryptography with ML-DSA (46 and later): the post-quantum checks verify with it.
+if ! python3 -c 'from cryptography.hazmat.primitives.asymmetric import mldsa' 2>/dev/null; then
     echo "install-deps: pip install cryptography"
-    python3 -m pip install -q cryptography 2>/dev/null || {
+    python3 -m pip install -q -U cryptography 2>/dev/null || {
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-cryptography >/dev/null; }
 fi
 # The conformance suite runs every `vssm serve` as this unprivileged system user (the Debian

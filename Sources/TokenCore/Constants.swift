@@ -52,6 +52,10 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let exponent2 = AttributeType(0x127)
     public static let coefficient = AttributeType(0x128)
     public static let publicKeyInfo = AttributeType(0x129)
+    /// PKCS#11 3.2: the ML-DSA / ML-KEM parameter set (CKP_…).
+    public static let parameterSet = AttributeType(0x61d)
+    public static let encapsulate = AttributeType(0x633)
+    public static let decapsulate = AttributeType(0x634)
     public static let valueLen = AttributeType(0x161)
     public static let extractable = AttributeType(0x162)
     public static let local = AttributeType(0x163)
@@ -86,6 +90,9 @@ public struct KeyKind: RawRepresentable, Hashable, Sendable {
     public static let dsa = KeyKind(rawValue: 1)
     public static let ec = KeyKind(rawValue: 3)
     public static let ecEdwards = KeyKind(rawValue: 0x40)
+    /// PKCS#11 3.2 post-quantum keys.
+    public static let mlKEM = KeyKind(rawValue: 0x49)
+    public static let mlDSA = KeyKind(rawValue: 0x4a)
     public static let genericSecret = KeyKind(rawValue: 0x10)
     public static let des = KeyKind(rawValue: 0x13)
     public static let des2 = KeyKind(rawValue: 0x14)
@@ -177,6 +184,11 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let aesGCM = MechanismType(0x1087)
     public static let ecEdwardsKeyPairGen = MechanismType(0x1055)
     public static let eddsa = MechanismType(0x1057)
+    /// PKCS#11 3.2: ML-DSA (FIPS 204) and ML-KEM (FIPS 203).
+    public static let mlKEMKeyPairGen = MechanismType(0xf)
+    public static let mlKEM = MechanismType(0x17)
+    public static let mlDSAKeyPairGen = MechanismType(0x1c)
+    public static let mlDSA = MechanismType(0x1d)
     public static let aesMAC = MechanismType(0x1083)
     public static let aesCMAC = MechanismType(0x108A)
     public static let concatenateBaseAndKey = MechanismType(0x360)

@@ -21,6 +21,9 @@ public protocol KeyService: Sendable {
     func symmetric(encrypt: Bool, key: String, _ scheme: SymmetricScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8]
     /// A MAC computed in the service (C_Sign, and C_Verify, which compares it here).
     func mac(key: String, _ scheme: MACScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8]
+    /// An ML-DSA signature checked with the key's public half in the service (this module has
+    /// no ML-DSA of its own): true when it verifies.
+    func verifyMLDSA(key: String, message: [UInt8], context: [UInt8], signature: [UInt8]) throws(TokenError) -> Bool
     /// C_Login's check: `asSO` needs the admin password; otherwise a registered principal's PIN
     /// is accepted too.
     func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError)
@@ -72,6 +75,8 @@ public enum SignScheme: Sendable, Equatable {
     case dsa
     /// PureEdDSA over the whole message.
     case eddsa
+    /// Pure ML-DSA (FIPS 204) over the whole message, with a context string (at most 255 bytes).
+    case mldsa(context: [UInt8])
 }
 
 /// An RSA decryption the service makes.
@@ -117,7 +122,7 @@ public enum MACScheme: Sendable, Equatable {
 /// A key as listed by the service.
 public struct ServiceKey: Sendable, Equatable {
     /// eddsa: Ed25519 or Ed448 (the SPKI says which).
-    public enum Kind: Sendable, Equatable { case rsa, ec, eddsa, dsa, symmetric, mac }
+    public enum Kind: Sendable, Equatable { case rsa, ec, eddsa, dsa, mldsa, symmetric, mac }
     public var name: String
     public var kind: Kind
     /// DER SubjectPublicKeyInfo (asymmetric keys).
@@ -161,6 +166,7 @@ extension ServiceKey.Kind {
         case .ec: self = .ec
         case .dsa: self = .dsa
         case .ed25519, .ed448: self = .eddsa
+        case .mldsa65, .mldsa87: self = .mldsa
         }
     }
 }
@@ -168,7 +174,7 @@ extension ServiceKey.Kind {
 extension ServiceKey {
     public var serviceType: KeyType {
         switch kind {
-        case .rsa, .ec, .eddsa, .dsa: .asymmetric
+        case .rsa, .ec, .eddsa, .dsa, .mldsa: .asymmetric
         case .symmetric: .symmetric
         case .mac: .mac
         }
@@ -183,6 +189,8 @@ public enum KeyGenSpec: Sendable, Equatable {
     case ed25519, ed448
     /// A DSA key pair on the given domain parameters (CKM_DSA_KEY_PAIR_GEN).
     case dsa(p: [UInt8], q: [UInt8], g: [UInt8])
+    /// An ML-DSA key pair of this parameter set (CKM_ML_DSA_KEY_PAIR_GEN).
+    case mldsa(MLDSAParameterSet)
     /// A symmetric key of `cipher` ("AES", "3DES"), `bytes` long.
     case secret(cipher: String, bytes: Int)
     /// A generic secret (HMAC) key.
@@ -190,7 +198,7 @@ public enum KeyGenSpec: Sendable, Equatable {
 
     public var type: KeyType {
         switch self {
-        case .rsa, .ec, .ed25519, .ed448, .dsa: .asymmetric
+        case .rsa, .ec, .ed25519, .ed448, .dsa, .mldsa: .asymmetric
         case .secret: .symmetric
         case .mac: .mac
         }

@@ -145,6 +145,7 @@ extension Library {
             case .ecKeyPairGen: .ec
             case .ecEdwardsKeyPairGen: .eddsa
             case .dsaKeyPairGen: .dsa
+            case .mlDSAKeyPairGen: .mldsa
             default: .rsa
             }
         try Library.checkOriginalAPIKeeps(t, kind: kind, id: id, key: [privateTemplate], publicHalf: [publicTemplate])
@@ -180,6 +181,15 @@ extension Library {
                 let g = publicTemplate[.base] ?? privateTemplate[.base]
             else { throw .templateIncomplete("CKA_PRIME, CKA_SUBPRIME and CKA_BASE") }
             spec = .dsa(p: p, q: q, g: g)
+        case .mlDSAKeyPairGen:
+            // PKCS#11 3.2: the parameter set in the public template (CKP_ML_DSA_65, CKP_ML_DSA_87).
+            let fromPublic = try publicTemplate.ulong(.parameterSet)
+            let fromPrivate = try privateTemplate.ulong(.parameterSet)
+            guard let set = fromPublic ?? fromPrivate else {
+                throw .templateIncomplete("CKA_PARAMETER_SET (CKP_ML_DSA_65 or CKP_ML_DSA_87)")
+            }
+            guard let offered = MLDSAParameterSet(pkcs11ParameterSet: set) else { throw .attributeValueInvalid(.parameterSet) }
+            spec = .mldsa(offered)
         default:
             throw .mechanismInvalid(mechanism.type)
         }

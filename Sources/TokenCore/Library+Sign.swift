@@ -43,6 +43,15 @@ extension Library {
         // Verification may also use the private key object's public half (common in tools).
         guard object.objectClass == wanted || (verify && object.objectClass == .privateKey) else { throw .keyTypeInconsistent }
         guard try mechanisms(slot: s.slot)[m.type] != nil else { throw .mechanismInvalid(m.type) }
+        if m.type == .mlDSA {
+            guard key.kind == .mldsa, let (set, _) = MLDSAParameterSet.parse(spki: key.publicKey) else { throw .keyTypeInconsistent }
+            // Signatures are hedged (randomised) in the service; a caller that requires
+            // deterministic ones is told so.
+            if case .signContext(let hedge, _) = m.parameters, hedge == 2 {
+                throw .mechanismParamInvalid("deterministic ML-DSA signatures are not offered (hedged only)")
+            }
+            return SignOperation(object: object, key: key, mechanism: m, hash: nil, signatureLength: set.signatureSize)
+        }
         let isEC = MechanismTable.isECDSA(m.type)
         if m.type == .eddsa {
             guard key.kind == .eddsa, let pub = object.publicKey else { throw .keyTypeInconsistent }
@@ -71,6 +80,11 @@ extension Library {
         var op = SignOperation(object: object, key: key, mechanism: m, hash: hash, signatureLength: length)
         if let hash { op.digest = DigestState(try digestContext(hash)) }
         return op
+    }
+
+    static func mldsaContext(_ m: Mechanism) -> [UInt8] {
+        if case .signContext(_, let context) = m.parameters { return context }
+        return []
     }
 
     static func leftPadded(_ data: [UInt8], _ size: Int) -> [UInt8] {
@@ -154,6 +168,8 @@ extension Library {
             return try service.mac(key: name, cmac ? .aesCMAC(length: length) : .aesMAC(length: length), digest)
         case .eddsa?:
             return try service.sign(key: name, .eddsa, digest)
+        case .mldsa?:
+            return try service.sign(key: name, .mldsa(context: Library.mldsaContext(op.mechanism)), digest)
         case .dsa?:
             return try rawSignature(.dsa)
         case .ecdsa(let hash)?:
@@ -226,6 +242,15 @@ extension Library {
         case .hmac?, .blockMAC?:
             let mac = try recordDevice(h) { () throws(TokenError) in try remoteSign(h, op, digest) }
             if !constantTimeEqual(mac, signature) { throw .signatureInvalid }
+            return
+        case .mldsa?:
+            // No ML-DSA here: the service checks it with the key's public half.
+            let service = try session(h).1.service()
+            let context = Library.mldsaContext(op.mechanism)
+            let valid = try recordDevice(h) { () throws(TokenError) in
+                try service.verifyMLDSA(key: op.key.name, message: digest, context: context, signature: signature)
+            }
+            if !valid { throw .signatureInvalid }
             return
         default: break
         }

@@ -16,6 +16,8 @@ public struct Mechanism: Sendable, Equatable {
         case bitIndex(UInt)
         case ecdh(kdf: UInt, sharedData: [UInt8], publicData: [UInt8])
         case eddsa(prehash: Bool, contextLength: UInt)
+        /// CK_SIGN_ADDITIONAL_CONTEXT (ML-DSA): CKH_ hedge variant and the context string.
+        case signContext(hedge: UInt, context: [UInt8])
     }
     public var type: MechanismType
     public var parameters: Parameters

@@ -11,6 +11,8 @@ enum MechanismFamily: Sendable, Equatable {
     case dsa(HashAlgorithm?)
     /// PureEdDSA over the whole message.
     case eddsa
+    /// Pure ML-DSA over the whole message (PKCS#11 3.2 CKM_ML_DSA).
+    case mldsa
     case hmac(HashAlgorithm)
     /// AES-MAC (8 bytes) and AES-CMAC (16 bytes).
     case blockMAC(length: Int, cmac: Bool)
@@ -118,6 +120,13 @@ enum MechanismRegistry {
         MechanismEntry(
             type: .ecEdwardsKeyPairGen, family: .keyGeneration, minKeySize: 255, maxKeySize: 448, baseFlags: nil,
             featureFlags: MechanismInfo.generateKeyPair, feature: .eddsa, keys: []),
+        // ML-DSA-65 and ML-DSA-87; the key sizes are the CKP_ parameter sets offered.
+        MechanismEntry(
+            type: .mlDSA, family: .mldsa, minKeySize: 2, maxKeySize: 3, baseFlags: nil, featureFlags: signVerify, feature: .mlDSA,
+            keys: [(.mldsa, nil)]),
+        MechanismEntry(
+            type: .mlDSAKeyPairGen, family: .keyGeneration, minKeySize: 2, maxKeySize: 3, baseFlags: nil,
+            featureFlags: MechanismInfo.generateKeyPair, feature: .mlDSA, keys: []),
         MechanismEntry(
             type: .rsaPKCSKeyPairGen, family: .keyGeneration, minKeySize: 2048, maxKeySize: 8192,
             baseFlags: MechanismInfo.generateKeyPair, featureFlags: nil, feature: nil, keys: []),

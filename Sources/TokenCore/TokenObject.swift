@@ -40,7 +40,7 @@ public struct TokenObject: Sendable {
             .wrapWithTrusted: false,
         ]
         switch kind {
-        case .rsa, .ec, .eddsa, .dsa:
+        case .rsa, .ec, .eddsa, .dsa, .mldsa:
             return (
                 common.merging([.sign: true, .signRecover: false, .decrypt: isRSA]) { a, _ in a },
                 [.verify: true, .verifyRecover: false, .encrypt: isRSA, .wrap: false, .trusted: false]
@@ -79,6 +79,7 @@ public struct TokenObject: Sendable {
             case .ec: MechanismType.ecKeyPairGen.rawValue
             case .eddsa: MechanismType.ecEdwardsKeyPairGen.rawValue
             case .dsa: MechanismType.dsaKeyPairGen.rawValue
+            case .mldsa: MechanismType.mlDSAKeyPairGen.rawValue
             case .symmetric: MechanismType.aesKeyGen.rawValue
             case .mac: MechanismType.genericSecretKeyGen.rawValue
             }
@@ -89,21 +90,24 @@ public struct TokenObject: Sendable {
             .keyGenMechanism: U(key.generated == true ? genMechanism : UInt.max),
         ]
         switch key.kind {
-        case .rsa, .ec, .eddsa, .dsa:
-            guard let pub = try? PublicKey(spki: key.publicKey) else { return [] }
+        case .rsa, .ec, .eddsa, .dsa, .mldsa:
+            // OpenSSL 3.0 reads every public key but ML-DSA's, which is read here (RFC 9881).
+            let pub = try? PublicKey(spki: key.publicKey)
+            let mldsa = key.kind == .mldsa ? MLDSAParameterSet.parse(spki: key.publicKey) : nil
+            guard pub != nil || mldsa != nil else { return [] }
             let bits = DER.subjectPublicKeyBits(spki: key.publicKey) ?? key.publicKey
             let id = key.id ?? DigestAlgorithm.sha1.hash(bits)
             common[.id] = id
             common[.subject] = []
             common[.publicKeyInfo] = key.publicKey
             var kindAttrs: [AttributeType: [UInt8]] = [:]
-            if key.kind == .rsa, let rsa = pub.rsaComponents {
+            if key.kind == .rsa, let pub, let rsa = pub.rsaComponents {
                 kindAttrs[.keyType] = U(KeyKind.rsa.rawValue)
                 kindAttrs[.modulus] = rsa.modulus
                 kindAttrs[.publicExponent] = rsa.exponent
                 kindAttrs[.modulusBits] = U(UInt(pub.bits))
-            } else if key.kind == .ec, let params = DER.ecCurveParameters(spki: key.publicKey) ?? pub.curve?.oidDER,
-                let point = bits.first == 0x04 ? bits : pub.ecPoint
+            } else if key.kind == .ec, let params = DER.ecCurveParameters(spki: key.publicKey) ?? pub?.curve?.oidDER,
+                let point = bits.first == 0x04 ? bits : pub?.ecPoint
             {
                 // Taken from the SPKI bytes, not from OpenSSL's key object: in a host that set an
                 // engine as default (openssl -engine, nginx ssl_engine) OpenSSL builds legacy keys
@@ -111,15 +115,18 @@ public struct TokenObject: Sendable {
                 kindAttrs[.keyType] = U(KeyKind.ec.rawValue)
                 kindAttrs[.ecParams] = params
                 kindAttrs[.ecPoint] = DER.octetString(point)
-            } else if key.kind == .dsa, let dsa = pub.dsaComponents {
+            } else if key.kind == .dsa, let dsa = pub?.dsaComponents {
                 kindAttrs[.keyType] = U(KeyKind.dsa.rawValue)
                 kindAttrs[.prime] = dsa.p
                 kindAttrs[.subprime] = dsa.q
                 kindAttrs[.base] = dsa.g
-            } else if key.kind == .eddsa, let params = pub.kind.edwardsOID, let point = pub.edwardsPublicKey {
+            } else if key.kind == .eddsa, let params = pub?.kind.edwardsOID, let point = pub?.edwardsPublicKey {
                 kindAttrs[.keyType] = U(KeyKind.ecEdwards.rawValue)
                 kindAttrs[.ecParams] = params
                 kindAttrs[.ecPoint] = DER.octetString(point)
+            } else if let (set, _) = mldsa {
+                kindAttrs[.keyType] = U(KeyKind.mlDSA.rawValue)
+                kindAttrs[.parameterSet] = U(set.pkcs11ParameterSet)
             } else {
                 return []
             }
@@ -136,7 +143,9 @@ public struct TokenObject: Sendable {
             for (type, value) in defaults.publicHalf { pubAttrs[type] = B(value) }
             pubAttrs[.allowedMechanisms] = AttributeValue.ulongs(allowed(key.kind, .publicKey).map(\.rawValue))
             // A DSA public key's CKA_VALUE is y (public); the private key's is secret.
-            if key.kind == .dsa, let y = pub.dsaComponents?.y { pubAttrs[.value] = y }
+            if key.kind == .dsa, let y = pub?.dsaComponents?.y { pubAttrs[.value] = y }
+            // An ML-DSA public key's CKA_VALUE is the raw public key (PKCS#11 3.2).
+            if let (_, raw) = mldsa { pubAttrs[.value] = raw }
             let chosen = StoredAttributes.decode(key.attributes)
             for (type, value) in chosen where !StoredAttributes.vendor.contains(type) {
                 if StoredAttributes.privateFlags.contains(type) { priv[type] = B(value) }

@@ -7,6 +7,17 @@ public enum AsymmetricKind: String, Sendable {
     case ed25519 = "ED25519", ed448 = "ED448"
     /// FIPS 186 DSA (PKCS#11 CKK_DSA): legacy, a service extension for applications that need it.
     case dsa = "DSA"
+    /// FIPS 204 ML-DSA (PKCS#11 3.2 CKK_ML_DSA): post-quantum signatures, a service extension
+    /// (held by the service with swift-crypto; `MLDSAParameterSet` has their encodings).
+    case mldsa65 = "ML-DSA-65", mldsa87 = "ML-DSA-87"
+
+    public var mldsa: MLDSAParameterSet? {
+        switch self {
+        case .mldsa65: .mldsa65
+        case .mldsa87: .mldsa87
+        default: nil
+        }
+    }
 
     public var isEdwards: Bool { self == .ed25519 || self == .ed448 }
 

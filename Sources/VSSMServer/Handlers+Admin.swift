@@ -59,14 +59,14 @@ enum KeyPolicy {
         guard range.contains(n) else { throw .badRequest("Unsupported MAC key size: \(n) bytes (\(range.lowerBound) to 1024)") }
     }
 
-    static func checkAsymmetric(_ key: PrivateKey, session: Bool = false, minStored: Int = 2048) throws(ServiceError) {
+    static func checkAsymmetric(_ key: AsymmetricKey, session: Bool = false, minStored: Int = 2048) throws(ServiceError) {
         switch key.kind {
         case .rsa:
             let range = rsaRange(session: session, minStored: minStored)
             guard range.contains(UInt64(key.bits)) else {
                 throw .badRequest("Unsupported RSA key size: \(key.bits) (\(range.lowerBound) to 8192 bits)")
             }
-        case .ed25519, .ed448:
+        case .ed25519, .ed448, .mldsa65, .mldsa87:
             break
         case .dsa:
             // Legacy: 1024-bit domains for session keys only (as RSA-1024).
@@ -93,7 +93,7 @@ extension KeyServiceNode {
     /// Generates key material outside any lock (RSA-8192 takes many seconds).
     func generateMaterial(
         type: KeyType, spec: String, size: UInt64, cipher requested: String?, session: Bool = false
-    ) throws(ServiceError) -> (secret: [UInt8]?, asym: PrivateKey?, cipher: String?) {
+    ) throws(ServiceError) -> (secret: [UInt8]?, asym: AsymmetricKey?, cipher: String?) {
         switch type {
         case .symmetric where requested == "3DES" && size == 16:
             // Two-key Triple-DES (PKCS#11 CKK_DES2): K1 K2 K1, a 24-byte 3DES key.
@@ -109,21 +109,27 @@ extension KeyServiceNode {
             try KeyPolicy.checkMacSize(size)
             return (SecureRandom.bytes(Int(size)), nil, nil)
         case .asymmetric:
+            if let set = MLDSAParameterSet(rawValue: spec), !config.compatOnly {
+                // Post-quantum signing keys (FIPS 204) are an extension, as Edwards keys are.
+                do { return (nil, .mldsa(try MLDSAKey.generate(set)), nil) } catch { throw .internalError(error.message) }
+            }
             switch spec {
             case "RSA":
                 let range = KeyPolicy.rsaRange(session: session, minStored: config.limits.minStoredRSABits)
                 guard range.contains(size) else {
                     throw .badRequest("Unsupported RSA key size: \(size) (\(range.lowerBound) to 8192 bits)")
                 }
-                do { return (nil, try PrivateKey.generateRSA(bits: Int(size)), nil) } catch { throw .internalError(error.message) }
+                do { return (nil, .classic(try PrivateKey.generateRSA(bits: Int(size))), nil) } catch {
+                    throw .internalError(error.message)
+                }
             case "EC":
                 guard let curve = NamedCurve(bits: Int(size)), curve.storable || session else {
                     throw .badRequest("Unsupported ECDSA key size: \(size)")
                 }
-                do { return (nil, try PrivateKey.generateEC(curve), nil) } catch { throw .internalError(error.message) }
+                do { return (nil, .classic(try PrivateKey.generateEC(curve)), nil) } catch { throw .internalError(error.message) }
             case "ED25519" where !config.compatOnly, "ED448" where !config.compatOnly:
                 // Edwards keys are an extension (the original knows none: its peers cannot sync them).
-                do { return (nil, try PrivateKey.generateEdwards(spec == "ED25519" ? .ed25519 : .ed448), nil) } catch {
+                do { return (nil, .classic(try PrivateKey.generateEdwards(spec == "ED25519" ? .ed25519 : .ed448)), nil) } catch {
                     throw .internalError(error.message)
                 }
             default:
@@ -133,7 +139,7 @@ extension KeyServiceNode {
     }
 
     /// Stores a new key; 409 when the name exists in that type's namespace.
-    func store(_ new: NewKey, secret: [UInt8]?, asym: PrivateKey?, pkcs8: [UInt8]? = nil) throws(ServiceError) {
+    func store(_ new: NewKey, secret: [UInt8]?, asym: AsymmetricKey?, pkcs8: [UInt8]? = nil) throws(ServiceError) {
         try checkReadable(new.attributes.pkcs11, session: EphemeralStore.owner(of: new.name) != nil)
         // A session key stays on this node (memory): its time orders nothing across the cluster.
         let now = EphemeralStore.owner(of: new.name) != nil ? KeyServiceNode.nowMillis() : try stampMillis()
@@ -169,11 +175,13 @@ extension KeyServiceNode {
         let type = try KeyPolicy.keyType(r.string("keyType"))
         if state.withLock({ $0.contains(name, type: type) }) { throw .conflict("Key with name \(r.string("keyName")) already exists.") }
         audit.info("Generating a \(type.rawValue) key named \(name)...")
-        var m = (secret: [UInt8]?.none, asym: PrivateKey?.none, cipher: String?.none)
+        var m = (secret: [UInt8]?.none, asym: AsymmetricKey?.none, cipher: String?.none)
         if type == .asymmetric && r.string("keySpec") == "DSA" && r.has("dsaP") && !config.compatOnly {
             // DSA keys on the caller's domain parameters (PKCS#11 CKA_PRIME/SUBPRIME/BASE).
-            let key: PrivateKey
-            do { key = try PrivateKey.generateDSA(p: r.bytes("dsaP") ?? [], q: r.bytes("dsaQ") ?? [], g: r.bytes("dsaG") ?? []) } catch {
+            let key: AsymmetricKey
+            do {
+                key = .classic(try PrivateKey.generateDSA(p: r.bytes("dsaP") ?? [], q: r.bytes("dsaQ") ?? [], g: r.bytes("dsaG") ?? []))
+            } catch {
                 throw .input(error)
             }
             try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"), minStored: config.limits.minStoredRSABits)
@@ -213,8 +221,10 @@ extension KeyServiceNode {
             try KeyPolicy.checkMacSize(UInt64(material.count), session: name.hasPrefix("~"))
             try store(NewKey(type: type, name: name, attributes: attributes, client: ctx.clientFingerprint), secret: material, asym: nil)
         case .asymmetric:
-            let key: PrivateKey
-            do { key = try PrivateKey(pkcs8: material) } catch { throw .badRequest("x509: failed to parse private key: \(error.message)") }
+            let key: AsymmetricKey
+            do { key = try AsymmetricKey(pkcs8: material) } catch {
+                throw .badRequest("x509: failed to parse private key: \(error.message)")
+            }
             try KeyPolicy.checkAsymmetric(key, session: name.hasPrefix("~"), minStored: config.limits.minStoredRSABits)
             try store(
                 NewKey(type: type, name: name, attributes: attributes, client: ctx.clientFingerprint), secret: nil, asym: key,

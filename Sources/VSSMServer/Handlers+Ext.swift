@@ -16,6 +16,7 @@ extension KeyServiceNode {
         },
         Route.extListKeys: { n, b, c throws(ServiceError) in try n.extListKeys(b, c) },
         Route.extSign: { n, b, c throws(ServiceError) in try n.extSign(b, c) },
+        Route.extVerify: { n, b, c throws(ServiceError) in try n.extVerify(b, c) },
         Route.extDecrypt: { n, b, c throws(ServiceError) in try n.extDecrypt(b, c) },
         Route.extSymmetricEncrypt: { n, b, c throws(ServiceError) in try n.extSymmetric(b, c, encrypt: true) },
         Route.extSymmetricDecrypt: { n, b, c throws(ServiceError) in try n.extSymmetric(b, c, encrypt: false) },
@@ -190,6 +191,23 @@ extension KeyServiceNode {
         }
     }
 
+    /// An ML-DSA signature checked with the key's public half (the module has no ML-DSA of its own).
+    func extVerify(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
+        let r = try decode(body, ExtSchemas.verifyRequest)
+        let key = try asymmetricKey(r.string("keyName"), ctx, for: .verify)
+        guard r.string("algorithm") == "ML-DSA" else { throw .invalidAlgorithm(r.string("algorithm")) }
+        guard case .mldsa(let k) = key.key else {
+            throw .badRequest("Algorithm ML-DSA does not fit key \(key.name), an \(key.keyType) key")
+        }
+        var w = WireWriter()
+        w.bool(
+            "valid",
+            MLDSAKey.verify(
+                k.parameterSet, publicKey: k.publicKey, signature: r.bytes("signature") ?? [], message: r.bytes("input") ?? [],
+                context: r.bytes("context") ?? []))
+        return ok(w)
+    }
+
     static func hash(_ name: String, default d: DigestAlgorithm? = nil) throws(ServiceError) -> DigestAlgorithm {
         if name.isEmpty, let d { return d }
         guard let h = DigestAlgorithm(rawValue: name) else { throw .badRequest("Invalid hash algorithm: \(name)") }
@@ -219,6 +237,14 @@ extension KeyServiceNode {
             guard key.key.kind.isEdwards else { throw .badRequest("Algorithm EdDSA does not fit key \(key.name), an \(key.keyType) key") }
             var w = WireWriter()
             do { w.bytes("output", try key.key.signEdDSA(message: r.bytes("input") ?? [])) } catch { throw .input(error) }
+            return ok(w)
+        case "ML-DSA":
+            // Pure ML-DSA (FIPS 204) over the message itself, with the caller's context string.
+            guard case .mldsa(let k) = key.key else {
+                throw .badRequest("Algorithm ML-DSA does not fit key \(key.name), an \(key.keyType) key")
+            }
+            var w = WireWriter()
+            do { w.bytes("output", try k.sign(r.bytes("input") ?? [], context: r.bytes("context") ?? [])) } catch { throw .input(error) }
             return ok(w)
         case "NONEwithDSA":
             guard key.key.kind == .dsa else { throw .badRequest("Algorithm \(name) does not fit key \(key.name), an \(key.keyType) key") }

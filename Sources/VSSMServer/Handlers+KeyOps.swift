@@ -259,8 +259,8 @@ extension KeyServiceNode {
         let attributes = KeyAttributes(
             id: r.bytes("id"), label: r.has("newLabel") ? r.string("newLabel") : nil, origin: "unwrapped", pkcs11: flags)
         if target.type == .asymmetric {
-            let key: PrivateKey
-            do { key = try PrivateKey(pkcs8: plain) } catch { throw .badRequest("the unwrapped bytes are not a PKCS#8 private key") }
+            let key: AsymmetricKey
+            do { key = try AsymmetricKey(pkcs8: plain) } catch { throw .badRequest("the unwrapped bytes are not a PKCS#8 private key") }
             try KeyPolicy.checkAsymmetric(key, session: target.session, minStored: config.limits.minStoredRSABits)
             try store(
                 NewKey(type: .asymmetric, name: target.name, attributes: attributes, client: ctx.clientFingerprint), secret: nil, asym: key,
@@ -278,7 +278,7 @@ extension KeyServiceNode {
     func isSensitiveMaterial(_ material: [UInt8], asymmetric: Bool) -> Bool {
         let states = [state.withLock { $0 }] + ephemeral.allKeys
         if asymmetric {
-            guard let spki = (try? PrivateKey(pkcs8: material))?.spkiDER else { return false }
+            guard let spki = (try? AsymmetricKey(pkcs8: material))?.spkiDER else { return false }
             return states.contains { s in
                 s.asymmetric.values.contains { $0.spki == spki && KeyFlags(blob: $0.attributes.pkcs11).isSensitive }
             }

@@ -1,4 +1,4 @@
-public import VSSMCrypto
+import VSSMCrypto
 public import VSSMWire
 
 /// Extension attributes of a key (not part of the original's wire formats).
@@ -35,11 +35,11 @@ public struct SecretKeyEntry: Sendable {
 public struct AsymmetricKeyEntry: Sendable {
     public let name: String
     public let createdAt: Int64
-    /// "RSA" or "EC".
+    /// "RSA", "EC", or an extension's kind ("ED25519", "DSA", "ML-DSA-65", …).
     public let keyType: String
     /// PKCS#8 DER as created or injected (echoed back byte-for-byte in sync and backup).
     public let pkcs8: [UInt8]
-    public let key: PrivateKey
+    public let key: AsymmetricKey
     public let spki: [UInt8]
     public var attributes = KeyAttributes()
 }
@@ -244,7 +244,7 @@ enum StateCodec {
         }
         for k in o.objects("asymmetricKey") where !k.string("name").isEmpty {
             let der = k.bytes("key") ?? []
-            guard let key = try? PrivateKey(pkcs8: der) else {
+            guard let key = try? AsymmetricKey(pkcs8: der) else {
                 d.skipped.append(k.string("name"))
                 continue
             }

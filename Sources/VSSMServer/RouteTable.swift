@@ -71,6 +71,7 @@ enum RouteTable {
         Route.extBootstrapShare: .init(.anyPrincipal),
         Route.extListKeys: .init(.keyUser),
         Route.extSign: .init(.keyUser),
+        Route.extVerify: .init(.keyUser),
         Route.extDecrypt: .init(.keyUser),
         Route.extSymmetricEncrypt: .init(.keyUser),
         Route.extSymmetricDecrypt: .init(.keyUser),

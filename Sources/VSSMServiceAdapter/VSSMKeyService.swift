@@ -1,3 +1,4 @@
+import VSSMCrypto
 import VSSMSync
 public import TokenCore
 public import VSSMClient
@@ -103,6 +104,7 @@ public final class VSSMKeyService: KeyService {
                 case ("ASYMMETRIC", "EC"): kind = .ec
                 case ("ASYMMETRIC", "ED25519"), ("ASYMMETRIC", "ED448"): kind = .eddsa
                 case ("ASYMMETRIC", "DSA"): kind = .dsa
+                case ("ASYMMETRIC", let spec) where MLDSAParameterSet(rawValue: spec) != nil: kind = .mldsa
                 case ("SYMMETRIC", _): kind = .symmetric
                 case ("MAC", _): kind = .mac
                 default: continue
@@ -198,13 +200,33 @@ public final class VSSMKeyService: KeyService {
             algorithm = "NONEwithDSA"
         case .eddsa:
             algorithm = "EdDSA"
+        case .mldsa(let context):
+            guard has(.mlDSA) else { throw .mechanismInvalid(MechanismType.mlDSA) }
+            algorithm = "ML-DSA"
+            if !context.isEmpty { w.bytes("context", context) }
         }
-        // EdDSA signs the message itself (`input`); everything else a digest or prepared bytes (`hashed`).
-        w.bytes(scheme == .eddsa ? "input" : "hashed", data)
+        // EdDSA and ML-DSA sign the message itself (`input`); everything else a digest or prepared bytes (`hashed`).
+        let wholeMessage: Bool
+        switch scheme {
+        case .eddsa, .mldsa: wholeMessage = true
+        default: wholeMessage = false
+        }
+        w.bytes(wholeMessage ? "input" : "hashed", data)
         w.string("keyName", key)
         w.string("algorithm", algorithm)
         return try call(original ? Route.asymmetricSign : Route.extSign, w, ExtSchemas.outputResponse, idempotent: true).bytes("output")
             ?? []
+    }
+
+    public func verifyMLDSA(key: String, message: [UInt8], context: [UInt8], signature: [UInt8]) throws(TokenError) -> Bool {
+        guard try features()?.contains(.mlDSA) ?? false else { throw .mechanismInvalid(MechanismType.mlDSA) }
+        var w = WireWriter()
+        w.string("keyName", key)
+        w.string("algorithm", "ML-DSA")
+        w.bytes("input", message)
+        w.bytes("signature", signature)
+        if !context.isEmpty { w.bytes("context", context) }
+        return try call(Route.extVerify, w, ExtSchemas.verifyResponse, idempotent: true).bool("valid")
     }
 
     public func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
@@ -322,6 +344,11 @@ public final class VSSMKeyService: KeyService {
         case .ec(let bits): w.string("keySpec", "EC"); w.uint64("keySize", UInt64(clamping: bits))
         case .ed25519: w.string("keySpec", "ED25519"); w.uint64("keySize", 0)
         case .ed448: w.string("keySpec", "ED448"); w.uint64("keySize", 0)
+        case .mldsa(let set):
+            guard try features()?.contains(.mlDSA) ?? false else { throw .mechanismInvalid(MechanismType.mlDSAKeyPairGen) }
+            w.string("keySpec", set.rawValue)
+            w.uint64("keySize", 0)
+            needsExtensions = true
         case .dsa(let p, let q, let g):
             guard try features()?.contains(.dsa) ?? false else { throw .functionNotSupported }
             w.string("keySpec", "DSA")

@@ -46,8 +46,17 @@ public enum ExtSchemas {
         "ExtSignRequest",
         [
             .init("input", .bytes), .init("hashed", .bytes), .init("keyName", .string), .init("algorithm", .string),
-            .init("saltLength", .uint64), .init("mgf1Hash", .string),
+            .init("saltLength", .uint64), .init("mgf1Hash", .string), .init("context", .bytes),
         ])
+    /// algorithm `ML-DSA`: a pure ML-DSA signature of `input` (the message) with an ML-DSA key,
+    /// checked here with its public key; `context` (at most 255 bytes) as signed.
+    public static let verifyRequest = MessageSchema(
+        "ExtVerifyRequest",
+        [
+            .init("keyName", .string), .init("algorithm", .string), .init("input", .bytes), .init("signature", .bytes),
+            .init("context", .bytes),
+        ])
+    public static let verifyResponse = MessageSchema("ExtVerifyResponse", [.init("valid", .bool)])
     public static let outputResponse = MessageSchema("ExtOutputResponse", [.init("output", .bytes)])
 
     /// algorithm `RSA` (PKCS#1 v1.5), `RSA-RAW` (no padding: PKCS#11 CKM_RSA_X_509, for raw
@@ -258,6 +267,7 @@ public enum NamespaceName {
 extension Route {
     public static let extListKeys = "/REST/v1/ext/listkeys"
     public static let extSign = "/REST/v1/ext/sign"
+    public static let extVerify = "/REST/v1/ext/verify"
     public static let extDecrypt = "/REST/v1/ext/decrypt"
     public static let extSymmetricEncrypt = "/REST/v1/ext/symmetric/encrypt"
     public static let extSymmetricDecrypt = "/REST/v1/ext/symmetric/decrypt"

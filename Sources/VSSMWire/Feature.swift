@@ -37,6 +37,9 @@ public enum Feature: String, Sendable, CaseIterable {
     /// The SHA-3 hashes (SHA3-224 … SHA3-512) wherever a hash is named: hash-and-sign, PSS, OAEP,
     /// MGF1, HMAC and the ECDH KDF.
     case sha3
+    /// ML-DSA-65 and ML-DSA-87 keys (FIPS 204): `ML-DSA-65`/`ML-DSA-87` key specs, `ML-DSA`
+    /// signatures on `ext/sign` (with a context string) and `ext/verify`.
+    case mlDSA = "ml-dsa"
 
     /// The features in a list of names, unknown names left out.
     public static func set(_ names: [String]) -> Set<Feature> { Set(names.compactMap(Feature.init(rawValue:))) }

@@ -164,7 +164,15 @@ public enum KeyType: String, Sendable, CaseIterable {
     case mac = "MAC"
 }
 
-public enum KeySpec: String, Sendable {
+public enum KeySpec: String, Sendable, CaseIterable {
     case rsa = "RSA"
     case ec = "EC"
+    /// Extensions (a node with `--compat-only`, like the original, refuses them).
+    case ed25519 = "ED25519"
+    case ed448 = "ED448"
+    case mldsa65 = "ML-DSA-65"
+    case mldsa87 = "ML-DSA-87"
+
+    /// Whether the key size is implied by the spec (`--size` is then not needed).
+    public var sizeImplied: Bool { self != .rsa && self != .ec }
 }

@@ -90,17 +90,27 @@ struct AdminCommand: ParsableCommand {
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "Key name.") var name: String
         @Option(help: "SYMMETRIC, ASYMMETRIC or MAC.") var type: String
-        @Option(help: "RSA or EC (ASYMMETRIC only).") var spec: String?
-        @Option(help: "Bytes for SYMMETRIC/MAC (AES 16/24/32, DES 8), bits for ASYMMETRIC (RSA 2048-8192, EC 224/256/384/521).") var size:
-            UInt64
+        @Option(help: "RSA or EC; extensions: ED25519, ED448, ML-DSA-65, ML-DSA-87 (ASYMMETRIC only).") var spec: String?
+        @Option(
+            help:
+                "Bytes for SYMMETRIC/MAC (AES 16/24/32, DES 8), bits for ASYMMETRIC (RSA 2048-8192, EC 224/256/384/521); not for Edwards or ML-DSA keys."
+        ) var size: UInt64?
 
         func run() throws {
             guard let t = KeyType(rawValue: type.uppercased()) else { throw CLIError("--type must be SYMMETRIC, ASYMMETRIC or MAC") }
+            // A spec this build does not know is an error here, not a request without one.
+            let keySpec = try spec.map { (s: String) throws -> KeySpec in
+                guard let k = KeySpec(rawValue: s.uppercased()) else {
+                    throw CLIError("--spec must be one of \(KeySpec.allCases.map(\.rawValue).joined(separator: ", ")), not \(s)")
+                }
+                return k
+            }
+            guard let size = size ?? (keySpec?.sizeImplied == true ? 0 : nil) else { throw CLIError("--size is needed for this key") }
             let c = try connection.client()
             let pw = try connection.adminPassword()
             if t == .asymmetric && size >= 4096 { printErr("Generating a \(size)-bit key; this can take a while...") }
             try vssm.run { () throws(ClientError) in
-                try c.generateKey(password: pw, name: name, type: t, spec: spec.flatMap { KeySpec(rawValue: $0.uppercased()) }, size: size)
+                try c.generateKey(password: pw, name: name, type: t, spec: keySpec, size: size)
             }
             print("generated \(t.rawValue) key \(name)")
         }
@@ -157,7 +167,7 @@ struct AdminCommand: ParsableCommand {
                 return
             }
             func row(_ type: String, _ spec: String, _ bits: String, _ name: String) {
-                print(type.padding(12) + spec.padding(6) + bits.padding(6) + name)
+                print(type.padding(12) + spec.padding(10) + bits.padding(6) + name)
             }
             row("TYPE", "SPEC", "BITS", "NAME")
             for o in r.objects("symmetricKey") { row("SYMMETRIC", "-", String(o.uint64("keyLength") * 8), o.string("name")) }

@@ -241,6 +241,26 @@ import VSSMWire
             } == 400, "\(who): not an SPKI")
         try svc.deleteObject(adminPassword: password, uid: pk)
         #expect(try !svc.list(adminPassword: password, owner: nil).objects.contains { $0.uid == uid }, "\(who)")
+        // ML-DSA (issue 22): both parameter sets, listed with their RFC 9881 public key; pure
+        // signatures with a context, checked by the service and here by the listed public key's size.
+        for set in MLDSAParameterSet.allCases {
+            let name = "pq-\(set.pkcs11ParameterSet)"
+            try svc.generateKey(adminPassword: password, name: name, .mldsa(set), id: nil, label: nil, attributes: nil)
+            let listed = try #require(try svc.list(adminPassword: password, owner: nil).keys.first { $0.name == name }, "\(who)")
+            #expect(listed.kind == .mldsa && MLDSAParameterSet.parse(spki: listed.publicKey)?.0 == set, "\(who): \(set.rawValue)")
+            let message = Array("contract".utf8)
+            let sig = try svc.sign(key: name, .mldsa(context: [7]), message)
+            #expect(sig.count == set.signatureSize, "\(who)")
+            #expect(try svc.verifyMLDSA(key: name, message: message, context: [7], signature: sig), "\(who)")
+            #expect(try !svc.verifyMLDSA(key: name, message: message, context: [], signature: sig), "\(who): the context counts")
+            #expect(try !svc.verifyMLDSA(key: name, message: message + [0], context: [7], signature: sig), "\(who)")
+            #expect(
+                ContractTests.status { () throws(TokenError) in
+                    _ = try svc.sign(key: name, .ecdsa(.sha256), [UInt8](repeating: 1, count: 32))
+                }
+                    == 400, "\(who): an ML-DSA key makes no ECDSA signature")
+            try svc.deleteKey(adminPassword: password, name: name, type: .asymmetric)
+        }
     }
 
     @Test func fakeKeepsTheContract() throws {

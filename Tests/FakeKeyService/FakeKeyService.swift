@@ -15,6 +15,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         var kind: ServiceKey.Kind
         var secret: [UInt8] = []
         var key: PrivateKey?
+        var mldsa: FakeMLDSA?
         var cipher = ""
         var id: [UInt8]?
         var label: String?
@@ -40,6 +41,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             .listKeys, .sign, .signPSS, .signRaw, .decryptOAEP, .symmetricIV, .generateKey, .injectKey, .sessionKeys, .copyKey, .objects,
             .mac,
             .hmacAnyHash, .sha3, .derive, .wrap, .keyValue, .rsaRaw, .eddsa, .dsa, .attributes, .deleteKey, .publicKeyObjects,
+            .mlDSA,
         ]
     }
 
@@ -59,7 +61,8 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
                 .sorted { $0.key < $1.key }
                 .map { name, e in
                     ServiceKey(
-                        name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? [], length: e.secret.count, cipher: e.cipher, id: e.id,
+                        name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? e.mldsa?.spki ?? [], length: e.secret.count,
+                        cipher: e.cipher, id: e.id,
                         ephemeral: name.hasPrefix("~"), label: e.label, generated: e.origin == "generated", attributes: e.attributes)
                 }
             return ServiceListing(keys: keys, objects: s.objects.values.sorted { $0.uid < $1.uid })
@@ -69,7 +72,12 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     public func sign(key: String, _ scheme: SignScheme, _ data: [UInt8]) throws(TokenError) -> [UInt8] {
         count("sign")
         schemes.withLock { $0.append(scheme) }
-        guard let k = try entry(key).key else { throw .device("Key \(key) is not asymmetric", status: 400) }
+        let e = try entry(key)
+        if case .mldsa(let context) = scheme {
+            guard let pq = e.mldsa else { throw .device("Algorithm ML-DSA does not fit key \(key)", status: 400) }
+            do { return try pq.sign(data, context: context) } catch { throw .device("\(error)", status: 400) }
+        }
+        guard let k = e.key else { throw .device("Key \(key) is not asymmetric", status: 400) }
         let s: SignatureScheme
         do throws(CryptoError) {
             switch scheme {
@@ -80,9 +88,16 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             case .rsaPSS(let h, let mgf1, let salt): s = .pss(h, mgf1: mgf1, saltLength: salt)
             case .ecdsa: s = .ecdsa
             case .dsa: s = .dsa
+            case .mldsa: throw CryptoError("not an ML-DSA key")
             }
             return try k.sign(digest: data, scheme: s)
         } catch { throw .device(error.message, status: 400) }
+    }
+
+    public func verifyMLDSA(key: String, message: [UInt8], context: [UInt8], signature: [UInt8]) throws(TokenError) -> Bool {
+        count("verify")
+        guard let pq = try entry(key).mldsa else { throw .device("Algorithm ML-DSA does not fit key \(key)", status: 400) }
+        return pq.verify(signature, message, context: context)
     }
 
     public func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
@@ -178,6 +193,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             case .dsa(let p, let q, let g):
                 e.kind = .dsa
                 e.key = try PrivateKey.generateDSA(p: p, q: q, g: g)
+            case .mldsa(let set):
+                e.kind = .mldsa
+                do { e.mldsa = try FakeMLDSA(set) } catch { throw CryptoError("\(error)") }
             case .secret(let cipher, let bytes):
                 guard cipher == "AES" ? [16, 24, 32].contains(bytes) : [16, 24].contains(bytes) else {
                     throw CryptoError("Unsupported symmetric key size: \(bytes)")

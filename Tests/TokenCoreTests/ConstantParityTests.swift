@@ -14,7 +14,10 @@ import Testing
     static let newerThanHeader: [String: UInt] = ["AttributeType.uniqueID": 0x4]
 
     @Test func everyConstantHasTheHeadersValue() throws {
-        let header = try String(contentsOf: Self.root.appendingPathComponent("include/pkcs11.h"), encoding: .utf8)
+        // p11-kit's 2.40 header, and what include/cpkcs11.h adds of 3.0 and 3.2.
+        let header = try ["include/pkcs11.h", "include/cpkcs11.h"].map {
+            try String(contentsOf: Self.root.appendingPathComponent($0), encoding: .utf8)
+        }.joined(separator: "\n")
         var macros: [String: [String: UInt]] = [:]  // prefix -> normalized name -> value
         let define = try NSRegularExpression(pattern: #"#define\s+(CK[AOKMU])_(\w+)\s+\(?\s*(0x[0-9A-Fa-f]+|\d+)U?L?U?L?\s*\)?"#)
         for m in define.matches(in: header, range: NSRange(header.startIndex..., in: header)) {

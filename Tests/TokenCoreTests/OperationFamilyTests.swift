@@ -355,3 +355,57 @@ import FakeKeyService
         #expect(throws: TokenError.stateUnsaveable) { _ = try lib.operationState(a, capacity: nil) }
     }
 }
+
+/// ML-DSA (issue 22, item 1): CKM_ML_DSA_KEY_PAIR_GEN with CKA_PARAMETER_SET, pure signatures made
+/// in the service with the caller's context, verified in the service (the module has no ML-DSA).
+@Suite struct MLDSAFamilyTests {
+    @Test func keyPairsSignaturesAndTheirErrors() throws {
+        let svc = FakeKeyService(password: "pw")
+        let lib = try TokenCoreTests.library(svc)
+        let h = try lib.openSession(slot: 0, readWrite: true)
+        try lib.login(h, user: .user, pin: "pw")
+        #expect(throws: TokenError.templateIncomplete("CKA_PARAMETER_SET (CKP_ML_DSA_65 or CKP_ML_DSA_87)")) {
+            _ = try lib.generateKeyPair(h, mechanism: Mechanism(.mlDSAKeyPairGen), publicTemplate: Template(), privateTemplate: Template())
+        }
+        #expect(throws: TokenError.attributeValueInvalid(.parameterSet), "ML-DSA-44 is not offered") {
+            _ = try lib.generateKeyPair(
+                h, mechanism: Mechanism(.mlDSAKeyPairGen), publicTemplate: Template([(.parameterSet, AttributeValue.ulong(1))]),
+                privateTemplate: Template())
+        }
+        for set in MLDSAParameterSet.allCases {
+            let pair = try lib.generateKeyPair(
+                h, mechanism: Mechanism(.mlDSAKeyPairGen),
+                publicTemplate: Template([(.parameterSet, AttributeValue.ulong(set.pkcs11ParameterSet))]), privateTemplate: Template())
+            func value(_ o: ObjectHandle, _ t: AttributeType) throws -> [UInt8]? {
+                guard case .value(let v)? = try lib.attributes(h, object: o, types: [t]).first else { return nil }
+                return v
+            }
+            #expect(try value(pair.private, .keyType) == AttributeValue.ulong(KeyKind.mlDSA.rawValue))
+            #expect(try value(pair.public, .parameterSet) == AttributeValue.ulong(set.pkcs11ParameterSet))
+            #expect(try value(pair.public, .value)?.count == set.publicKeySize, "the public key's CKA_VALUE is the raw key")
+            #expect(try value(pair.private, .value) == nil, "the private key's value is sensitive")
+            let message = Array("post-quantum".utf8)
+            let context = Array("ctx".utf8)
+            let m = Mechanism(.mlDSA, .signContext(hedge: 0, context: context))
+            try lib.signInit(h, mechanism: m, key: pair.private)
+            guard case .bytes(let sig) = try lib.sign(h, data: message, capacity: 8192) else {
+                Issue.record("no signature")
+                continue
+            }
+            #expect(sig.count == set.signatureSize && svc.signSchemes.last == .mldsa(context: context))
+            let before = svc.calls["verify"] ?? 0
+            try lib.verifyInit(h, mechanism: m, key: pair.public)
+            try lib.verify(h, data: message, signature: sig)
+            #expect(svc.calls["verify"] == before + 1, "verified by the service")
+            try lib.verifyInit(h, mechanism: Mechanism(.mlDSA), key: pair.public)
+            #expect(throws: TokenError.signatureInvalid, "another context is another signature") {
+                try lib.verify(h, data: message, signature: sig)
+            }
+            #expect(throws: TokenError.mechanismParamInvalid("deterministic ML-DSA signatures are not offered (hedged only)")) {
+                try lib.signInit(h, mechanism: Mechanism(.mlDSA, .signContext(hedge: 2, context: [])), key: pair.private)
+            }
+            // ML-DSA keys sign ML-DSA only.
+            #expect(throws: TokenError.keyTypeInconsistent) { try lib.signInit(h, mechanism: Mechanism(.ecdsaSHA256), key: pair.private) }
+        }
+    }
+}

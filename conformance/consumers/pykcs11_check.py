@@ -121,6 +121,17 @@ half = len(sig) // 2
 der = utils.encode_dss_signature(int.from_bytes(sig[:half], "big"), int.from_bytes(sig[half:], "big"))
 verifies("CKM_ECDSA_SHA3_256 verifies with cryptography", cec.verify, der, data, ec.ECDSA(hashes.SHA3_256()))
 
+# The ML-DSA-65 key python-pkcs11 generated: its CKA_PUBLIC_KEY_INFO is the RFC 9881
+# SubjectPublicKeyInfo cryptography reads, holding the same key as CKA_VALUE.
+from cryptography.hazmat.primitives.asymmetric import mldsa
+pq = one([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (PyKCS11.CKA_LABEL, "py-mldsa-2")])
+check("finds the ML-DSA-65 public key python-pkcs11 generated", pq is not None)
+spki, raw = s.getAttributeValue(pq, [0x129, PyKCS11.CKA_VALUE])
+pq_key = serialization.load_der_public_key(bytes(spki))
+check("cryptography reads its CKA_PUBLIC_KEY_INFO as an ML-DSA-65 key, equal to CKA_VALUE",
+      isinstance(pq_key, mldsa.MLDSA65PublicKey)
+      and pq_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == bytes(raw))
+
 # The AES key python-pkcs11 generated: decrypt its CBC ciphertext (cross-library), then AES-GCM.
 aes = one([(PyKCS11.CKA_CLASS, PyKCS11.CKO_SECRET_KEY), (PyKCS11.CKA_LABEL, "py-aes")])
 check("finds the AES key python-pkcs11 generated", aes is not None)

@@ -105,6 +105,56 @@ with token.open(user_pin=pin, rw=True) as s:
           raises(lambda: aes.decrypt(bad, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad, 128)),
                  (pkcs11.exceptions.EncryptedDataInvalid, pkcs11.exceptions.PKCS11Error)))
 
+    # ML-DSA (PKCS#11 3.2, issue 22): token keys generated in the service; cryptography reads
+    # the public key the token shows and checks every signature, with and without a context.
+    import ctypes
+    import struct
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+    from pkcs11.mechanisms import MLDSAParameterSet
+    msg = b"a post-quantum signature through PKCS#11"
+    for pset, size in ((MLDSAParameterSet.ML_DSA_65, 3309), (MLDSAParameterSet.ML_DSA_87, 4627)):
+        name = f"py-mldsa-{int(pset)}"
+        pub, priv = s.generate_keypair(KeyType.ML_DSA, public_template={Attribute.PARAMETER_SET: pset}, store=True, label=name)
+        check(f"{name}: generated with CKA_PARAMETER_SET {int(pset)}", pub[Attribute.PARAMETER_SET] == int(pset)
+              and priv[Attribute.PARAMETER_SET] == int(pset) and priv[Attribute.KEY_TYPE] == KeyType.ML_DSA)
+        # CKA_VALUE of an ML-DSA public key is the raw key (python-pkcs11 cannot ask for
+        # CKA_PUBLIC_KEY_INFO; pykcs11_check.py reads that one).
+        cls = mldsa.MLDSA65PublicKey if size == 3309 else mldsa.MLDSA87PublicKey
+        key = cls.from_public_bytes(pub[Attribute.VALUE])
+        check(f"{name}: cryptography reads the public key (CKA_VALUE)", len(pub[Attribute.VALUE]) == (1952 if size == 3309 else 2592))
+        check(f"{name}: the private key's value is sensitive",
+              raises(lambda: priv[Attribute.VALUE], (pkcs11.exceptions.AttributeSensitive, pkcs11.exceptions.PKCS11Error)))
+        sig = priv.sign(msg)
+        check(f"{name}: signature is {size} bytes", len(sig) == size)
+        try:
+            key.verify(sig, msg)
+            check(f"{name}: signature verifies with cryptography", True)
+        except InvalidSignature:
+            check(f"{name}: signature verifies with cryptography", False)
+        # CK_SIGN_ADDITIONAL_CONTEXT {hedgeVariant, pContext, ulContextLen}, packed by hand
+        # (python-pkcs11 has no class for it).
+        context = b"vssm context"
+        buf = ctypes.create_string_buffer(context, len(context))
+        param = struct.pack("QQQ", 0, ctypes.addressof(buf), len(context))
+        sig2 = priv.sign(msg, mechanism=Mechanism.ML_DSA, mechanism_param=param)
+        try:
+            key.verify(sig2, msg, context)
+            check(f"{name}: signature with a context verifies with cryptography (same context)", True)
+        except InvalidSignature:
+            check(f"{name}: signature with a context verifies with cryptography (same context)", False)
+        check(f"{name}: ... and not without it", raises(lambda: key.verify(sig2, msg), InvalidSignature))
+        check(f"{name}: C_Verify accepts the signature and refuses another message",
+              pub.verify(msg, sig) and not pub.verify(msg + b"!", sig))
+        check(f"{name}: C_Verify checks the context too",
+              pub.verify(msg, sig2, mechanism=Mechanism.ML_DSA, mechanism_param=param) and not pub.verify(msg, sig2))
+        deterministic = struct.pack("QQQ", 2, 0, 0)
+        check(f"{name}: deterministic signing (not offered) is CKR_MECHANISM_PARAM_INVALID",
+              raises(lambda: priv.sign(msg, mechanism=Mechanism.ML_DSA, mechanism_param=deterministic),
+                     pkcs11.exceptions.MechanismParamInvalid))
+    check("ML-DSA-44 (not offered) is refused with CKR_ATTRIBUTE_VALUE_INVALID",
+          raises(lambda: s.generate_keypair(KeyType.ML_DSA, public_template={Attribute.PARAMETER_SET: MLDSAParameterSet.ML_DSA_44}),
+                 pkcs11.exceptions.AttributeValueInvalid))
+
     # A key generated in the service for PyKCS11 to use later (round trip across libraries).
     gen = s.generate_key(KeyType.AES, 256, label="py-aes", store=True)
     iv = os.urandom(16)

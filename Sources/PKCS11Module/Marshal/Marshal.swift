@@ -134,6 +134,12 @@ enum Marshal {
             let ph = raw.load(as: UInt8.self)
             let contextLen = raw.loadUnaligned(fromByteOffset: MemoryLayout<CK_ULONG>.size, as: CK_ULONG.self)
             return Mechanism(type, .eddsa(prehash: ph != 0, contextLength: contextLen))
+        case .mlDSA:
+            // CK_SIGN_ADDITIONAL_CONTEXT (PKCS#11 3.2), optional: the hedge variant and a context string.
+            guard m.pParameter != nil else { return Mechanism(type) }
+            guard let c = try param(CK_SIGN_ADDITIONAL_CONTEXT.self) else { throw .mechanismParamInvalid("CK_SIGN_ADDITIONAL_CONTEXT") }
+            guard c.ulContextLen <= 255 else { throw .mechanismParamInvalid("an ML-DSA context is at most 255 bytes") }
+            return Mechanism(type, .signContext(hedge: c.hedgeVariant, context: try bytes(c.pContext, c.ulContextLen)))
         case .ecdh1Derive:
             guard let e = try param(CK_ECDH1_DERIVE_PARAMS.self) else { throw .mechanismParamInvalid("CK_ECDH1_DERIVE_PARAMS") }
             return Mechanism(
