@@ -36,6 +36,7 @@ extension TokenError {
         case .keyChanged: CK_RV(CKR_KEY_CHANGED)
         case .keyNotWrappable: CK_RV(CKR_KEY_NOT_WRAPPABLE)
         case .wrappedKeyInvalid: CK_RV(CKR_WRAPPED_KEY_INVALID)
+        case .wrappedKeyLenRange: CK_RV(CKR_WRAPPED_KEY_LEN_RANGE)
         case .wrappingKeyHandleInvalid: CK_RV(CKR_WRAPPING_KEY_HANDLE_INVALID)
         case .unwrappingKeyHandleInvalid: CK_RV(CKR_UNWRAPPING_KEY_HANDLE_INVALID)
         case .pinLenRange: CK_RV(CKR_PIN_LEN_RANGE)

@@ -45,8 +45,10 @@ public protocol KeyService: Sendable {
         throws(TokenError)
     /// Drops every session key of `owner` (C_Finalize); best effort.
     func releaseSession(owner: String) throws(TokenError)
-    /// Makes a new key from `base` inside the service (C_DeriveKey); the value never leaves it.
-    func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError)
+    /// Makes a new key from `base` inside the service (C_DeriveKey, ML-KEM); the value never leaves
+    /// it. Answers what the mechanism gives back: ML-KEM encapsulation's ciphertext, else nothing.
+    @discardableResult
+    func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError) -> [UInt8]
     /// Wraps `target` with `key` (C_WrapKey): the service checks CKA_WRAP and CKA_EXTRACTABLE.
     func wrapKey(key: ServiceKey, mechanism: WrapMechanism, target: ServiceKey) throws(TokenError) -> [UInt8]
     /// Unwraps `wrapped` with `key` into a new key (C_UnwrapKey).
@@ -122,7 +124,7 @@ public enum MACScheme: Sendable, Equatable {
 /// A key as listed by the service.
 public struct ServiceKey: Sendable, Equatable {
     /// eddsa: Ed25519 or Ed448 (the SPKI says which).
-    public enum Kind: Sendable, Equatable { case rsa, ec, eddsa, dsa, mldsa, symmetric, mac }
+    public enum Kind: Sendable, Equatable { case rsa, ec, eddsa, dsa, mldsa, mlkem, symmetric, mac }
     public var name: String
     public var kind: Kind
     /// DER SubjectPublicKeyInfo (asymmetric keys).
@@ -167,6 +169,7 @@ extension ServiceKey.Kind {
         case .dsa: self = .dsa
         case .ed25519, .ed448: self = .eddsa
         case .mldsa65, .mldsa87: self = .mldsa
+        case .mlkem768, .mlkem1024: self = .mlkem
         }
     }
 }
@@ -174,7 +177,7 @@ extension ServiceKey.Kind {
 extension ServiceKey {
     public var serviceType: KeyType {
         switch kind {
-        case .rsa, .ec, .eddsa, .dsa, .mldsa: .asymmetric
+        case .rsa, .ec, .eddsa, .dsa, .mldsa, .mlkem: .asymmetric
         case .symmetric: .symmetric
         case .mac: .mac
         }
@@ -191,6 +194,8 @@ public enum KeyGenSpec: Sendable, Equatable {
     case dsa(p: [UInt8], q: [UInt8], g: [UInt8])
     /// An ML-DSA key pair of this parameter set (CKM_ML_DSA_KEY_PAIR_GEN).
     case mldsa(MLDSAParameterSet)
+    /// An ML-KEM key pair of this parameter set (CKM_ML_KEM_KEY_PAIR_GEN).
+    case mlkem(MLKEMParameterSet)
     /// A symmetric key of `cipher` ("AES", "3DES"), `bytes` long.
     case secret(cipher: String, bytes: Int)
     /// A generic secret (HMAC) key.
@@ -198,7 +203,7 @@ public enum KeyGenSpec: Sendable, Equatable {
 
     public var type: KeyType {
         switch self {
-        case .rsa, .ec, .ed25519, .ed448, .dsa, .mldsa: .asymmetric
+        case .rsa, .ec, .ed25519, .ed448, .dsa, .mldsa, .mlkem: .asymmetric
         case .secret: .symmetric
         case .mac: .mac
         }
@@ -263,6 +268,10 @@ public enum DeriveMechanism: Sendable, Equatable {
     case extractKeyFromKey(bitIndex: UInt)
     /// ECDH: the peer's uncompressed point; nil KDF = the shared secret itself.
     case ecdh(kdf: HashAlgorithm?, sharedData: [UInt8], publicData: [UInt8])
+    /// ML-KEM (C_EncapsulateKey): a fresh shared secret for the key's holder; its ciphertext comes back.
+    case mlkemEncapsulate
+    /// ML-KEM (C_DecapsulateKey): the shared secret of this ciphertext.
+    case mlkemDecapsulate(ciphertext: [UInt8])
 }
 
 /// C_WrapKey / C_UnwrapKey mechanisms.

@@ -6,7 +6,7 @@ import VSSMCrypto
 /// flags, parameter sizes) and the service enforces the same rules for every client.
 extension Library {
     /// The secret key a derive or unwrap template asks for: AES or generic secret.
-    private static func secretKind(
+    static func secretKind(
         _ template: Template, default d: KeyKind = .genericSecret
     ) throws(TokenError) -> (type: KeyType, cipher: String?, prefix: String) {
         switch try template.ulong(.keyType).map({ KeyKind(rawValue: $0) }) ?? d {
@@ -16,7 +16,7 @@ extension Library {
         }
     }
 
-    private static func length(_ template: Template) throws(TokenError) -> Int {
+    static func length(_ template: Template) throws(TokenError) -> Int {
         guard let n = try template.ulong(.valueLen) else { return 0 }
         guard let len = Int(exactly: n), len <= 1024 else { throw .attributeValueInvalid(.valueLen) }
         return len
@@ -107,19 +107,30 @@ extension Library {
         if kind.type == .symmetric, ![16, 24, 32].contains(length > 0 ? length : natural ?? 16) {
             throw .templateInconsistent("an AES key is 16, 24 or 32 bytes (CKA_VALUE_LEN)")
         }
+        return try keyFromKey(h, base: baseKey, derive, template: template, kind: kind, length: length).key
+    }
+
+    /// The secret key a derivation or an ML-KEM operation makes in the service, placed as the
+    /// template says (session or token key, CKA_ID, label, usage flags); what the service gave
+    /// back with it (ML-KEM encapsulation's ciphertext).
+    func keyFromKey(
+        _ h: UInt, base: ServiceKey, _ mechanism: DeriveMechanism, template: Template,
+        kind: (type: KeyType, cipher: String?, prefix: String), length: Int
+    ) throws(TokenError) -> (key: ObjectHandle, output: [UInt8]) {
         let p = try placement(h, template, prefix: kind.prefix)
         let flags = try StoredAttributes.secretKey(template, aes: kind.cipher == "AES")
+        var output: [UInt8] = []
         let name = try manage(h, p.token) { () throws(TokenError) in
             try named(p, prefix: kind.prefix) { (name: String, label: String?) throws(TokenError) in
-                try p.service.deriveKey(
-                    adminPassword: p.admin, base: baseKey, mechanism: derive,
+                output = try p.service.deriveKey(
+                    adminPassword: p.admin, base: base, mechanism: mechanism,
                     new: NewKeySpec(
                         name: name, type: kind.type, cipher: kind.cipher, length: length, id: Library.id(template),
                         label: label, attributes: flags))
             }
         }
         placed(p, h, name: name, type: kind.type)
-        return try handle(p.token, identity: "\(kind.prefix)/\(name)")
+        return (try handle(p.token, identity: "\(kind.prefix)/\(name)"), output)
     }
 
     private static func wrapMechanism(_ m: Mechanism) throws(TokenError) -> WrapMechanism {

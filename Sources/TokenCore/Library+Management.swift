@@ -146,6 +146,7 @@ extension Library {
             case .ecEdwardsKeyPairGen: .eddsa
             case .dsaKeyPairGen: .dsa
             case .mlDSAKeyPairGen: .mldsa
+            case .mlKEMKeyPairGen: .mlkem
             default: .rsa
             }
         try Library.checkOriginalAPIKeeps(t, kind: kind, id: id, key: [privateTemplate], publicHalf: [publicTemplate])
@@ -190,6 +191,15 @@ extension Library {
             }
             guard let offered = MLDSAParameterSet(pkcs11ParameterSet: set) else { throw .attributeValueInvalid(.parameterSet) }
             spec = .mldsa(offered)
+        case .mlKEMKeyPairGen:
+            // PKCS#11 3.2: CKP_ML_KEM_768 or CKP_ML_KEM_1024 (ML-KEM-512 is not offered).
+            let fromPublic = try publicTemplate.ulong(.parameterSet)
+            let fromPrivate = try privateTemplate.ulong(.parameterSet)
+            guard let set = fromPublic ?? fromPrivate else {
+                throw .templateIncomplete("CKA_PARAMETER_SET (CKP_ML_KEM_768 or CKP_ML_KEM_1024)")
+            }
+            guard let offered = MLKEMParameterSet(pkcs11ParameterSet: set) else { throw .attributeValueInvalid(.parameterSet) }
+            spec = .mlkem(offered)
         default:
             throw .mechanismInvalid(mechanism.type)
         }

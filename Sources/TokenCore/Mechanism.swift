@@ -36,6 +36,8 @@ public struct MechanismInfo: Sendable {
     public static let hw: UInt = 0x1, encrypt: UInt = 0x100, decrypt: UInt = 0x200, digest: UInt = 0x400
     public static let sign: UInt = 0x800, verify: UInt = 0x2000, generate: UInt = 0x8000, generateKeyPair: UInt = 0x10000
     public static let wrap: UInt = 0x20000, unwrap: UInt = 0x40000, derive: UInt = 0x80000
+    /// PKCS#11 3.2 CKF_ENCAPSULATE / CKF_DECAPSULATE.
+    public static let encapsulate: UInt = 0x1000_0000, decapsulate: UInt = 0x2000_0000
     public static let ecFp: UInt = 0x100000, ecNamedCurve: UInt = 0x800000, ecUncompress: UInt = 0x1000000
 }
 

@@ -13,6 +13,8 @@ enum MechanismFamily: Sendable, Equatable {
     case eddsa
     /// Pure ML-DSA over the whole message (PKCS#11 3.2 CKM_ML_DSA).
     case mldsa
+    /// Key encapsulation (PKCS#11 3.2 CKM_ML_KEM).
+    case kem
     case hmac(HashAlgorithm)
     /// AES-MAC (8 bytes) and AES-CMAC (16 bytes).
     case blockMAC(length: Int, cmac: Bool)
@@ -127,6 +129,13 @@ enum MechanismRegistry {
         MechanismEntry(
             type: .mlDSAKeyPairGen, family: .keyGeneration, minKeySize: 2, maxKeySize: 3, baseFlags: nil,
             featureFlags: MechanismInfo.generateKeyPair, feature: .mlDSA, keys: []),
+        // ML-KEM-768 and ML-KEM-1024 (PKCS#11 3.2 C_EncapsulateKey / C_DecapsulateKey).
+        MechanismEntry(
+            type: .mlKEM, family: .kem, minKeySize: 2, maxKeySize: 3, baseFlags: nil,
+            featureFlags: MechanismInfo.encapsulate | MechanismInfo.decapsulate, feature: .mlKEM, keys: [(.mlkem, nil)]),
+        MechanismEntry(
+            type: .mlKEMKeyPairGen, family: .keyGeneration, minKeySize: 2, maxKeySize: 3, baseFlags: nil,
+            featureFlags: MechanismInfo.generateKeyPair, feature: .mlKEM, keys: []),
         MechanismEntry(
             type: .rsaPKCSKeyPairGen, family: .keyGeneration, minKeySize: 2048, maxKeySize: 8192,
             baseFlags: MechanismInfo.generateKeyPair, featureFlags: nil, feature: nil, keys: []),

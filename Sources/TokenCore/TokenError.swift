@@ -51,6 +51,7 @@ public enum TokenError: Error, Sendable, Equatable {
     case keyChanged
     case keyNotWrappable
     case wrappedKeyInvalid
+    case wrappedKeyLenRange
     case wrappingKeyHandleInvalid
     case unwrappingKeyHandleInvalid
     /// The key service could not be reached or failed; `status` is its HTTP status (0: transport).
@@ -120,6 +121,7 @@ extension TokenError: CustomStringConvertible {
         case .keyChanged: return "this operation state was saved with another key"
         case .keyNotWrappable: return "the key cannot be wrapped"
         case .wrappedKeyInvalid: return "the wrapped key is invalid"
+        case .wrappedKeyLenRange: return "the ciphertext is not of this key's size"
         case .wrappingKeyHandleInvalid: return "no such wrapping key"
         case .unwrappingKeyHandleInvalid: return "no such unwrapping key"
         case .device(let m, let status): return status > 0 ? "key service: HTTP \(status): \(m)" : "key service: \(m)"

@@ -40,6 +40,11 @@ public struct TokenObject: Sendable {
             .wrapWithTrusted: false,
         ]
         switch kind {
+        case .mlkem:
+            return (
+                common.merging([.sign: false, .signRecover: false, .decrypt: false, .decapsulate: true]) { a, _ in a },
+                [.verify: false, .verifyRecover: false, .encrypt: false, .wrap: false, .trusted: false, .encapsulate: true]
+            )
         case .rsa, .ec, .eddsa, .dsa, .mldsa:
             return (
                 common.merging([.sign: true, .signRecover: false, .decrypt: isRSA]) { a, _ in a },
@@ -80,6 +85,7 @@ public struct TokenObject: Sendable {
             case .eddsa: MechanismType.ecEdwardsKeyPairGen.rawValue
             case .dsa: MechanismType.dsaKeyPairGen.rawValue
             case .mldsa: MechanismType.mlDSAKeyPairGen.rawValue
+            case .mlkem: MechanismType.mlKEMKeyPairGen.rawValue
             case .symmetric: MechanismType.aesKeyGen.rawValue
             case .mac: MechanismType.genericSecretKeyGen.rawValue
             }
@@ -90,11 +96,12 @@ public struct TokenObject: Sendable {
             .keyGenMechanism: U(key.generated == true ? genMechanism : UInt.max),
         ]
         switch key.kind {
-        case .rsa, .ec, .eddsa, .dsa, .mldsa:
-            // OpenSSL 3.0 reads every public key but ML-DSA's, which is read here (RFC 9881).
+        case .rsa, .ec, .eddsa, .dsa, .mldsa, .mlkem:
+            // OpenSSL 3.0 reads every public key but ML-DSA's and ML-KEM's, which are read here.
             let pub = try? PublicKey(spki: key.publicKey)
             let mldsa = key.kind == .mldsa ? MLDSAParameterSet.parse(spki: key.publicKey) : nil
-            guard pub != nil || mldsa != nil else { return [] }
+            let mlkem = key.kind == .mlkem ? MLKEMParameterSet.parse(spki: key.publicKey) : nil
+            guard pub != nil || mldsa != nil || mlkem != nil else { return [] }
             let bits = DER.subjectPublicKeyBits(spki: key.publicKey) ?? key.publicKey
             let id = key.id ?? DigestAlgorithm.sha1.hash(bits)
             common[.id] = id
@@ -127,6 +134,9 @@ public struct TokenObject: Sendable {
             } else if let (set, _) = mldsa {
                 kindAttrs[.keyType] = U(KeyKind.mlDSA.rawValue)
                 kindAttrs[.parameterSet] = U(set.pkcs11ParameterSet)
+            } else if let (set, _) = mlkem {
+                kindAttrs[.keyType] = U(KeyKind.mlKEM.rawValue)
+                kindAttrs[.parameterSet] = U(set.pkcs11ParameterSet)
             } else {
                 return []
             }
@@ -146,6 +156,7 @@ public struct TokenObject: Sendable {
             if key.kind == .dsa, let y = pub?.dsaComponents?.y { pubAttrs[.value] = y }
             // An ML-DSA public key's CKA_VALUE is the raw public key (PKCS#11 3.2).
             if let (_, raw) = mldsa { pubAttrs[.value] = raw }
+            if let (_, raw) = mlkem { pubAttrs[.value] = raw }
             let chosen = StoredAttributes.decode(key.attributes)
             for (type, value) in chosen where !StoredAttributes.vendor.contains(type) {
                 if StoredAttributes.privateFlags.contains(type) { priv[type] = B(value) }

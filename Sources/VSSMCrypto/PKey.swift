@@ -10,11 +10,20 @@ public enum AsymmetricKind: String, Sendable {
     /// FIPS 204 ML-DSA (PKCS#11 3.2 CKK_ML_DSA): post-quantum signatures, a service extension
     /// (held by the service with swift-crypto; `MLDSAParameterSet` has their encodings).
     case mldsa65 = "ML-DSA-65", mldsa87 = "ML-DSA-87"
+    /// FIPS 203 ML-KEM (PKCS#11 3.2 CKK_ML_KEM): post-quantum key encapsulation, an extension too.
+    case mlkem768 = "ML-KEM-768", mlkem1024 = "ML-KEM-1024"
 
     public var mldsa: MLDSAParameterSet? {
         switch self {
         case .mldsa65: .mldsa65
         case .mldsa87: .mldsa87
+        default: nil
+        }
+    }
+    public var mlkem: MLKEMParameterSet? {
+        switch self {
+        case .mlkem768: .mlkem768
+        case .mlkem1024: .mlkem1024
         default: nil
         }
     }

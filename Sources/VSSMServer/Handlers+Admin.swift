@@ -66,7 +66,7 @@ enum KeyPolicy {
             guard range.contains(UInt64(key.bits)) else {
                 throw .badRequest("Unsupported RSA key size: \(key.bits) (\(range.lowerBound) to 8192 bits)")
             }
-        case .ed25519, .ed448, .mldsa65, .mldsa87:
+        case .ed25519, .ed448, .mldsa65, .mldsa87, .mlkem768, .mlkem1024:
             break
         case .dsa:
             // Legacy: 1024-bit domains for session keys only (as RSA-1024).
@@ -112,6 +112,9 @@ extension KeyServiceNode {
             if let set = MLDSAParameterSet(rawValue: spec), !config.compatOnly {
                 // Post-quantum signing keys (FIPS 204) are an extension, as Edwards keys are.
                 do { return (nil, .mldsa(try MLDSAKey.generate(set)), nil) } catch { throw .internalError(error.message) }
+            }
+            if let set = MLKEMParameterSet(rawValue: spec), !config.compatOnly {
+                do { return (nil, .mlkem(try MLKEMKey.generate(set)), nil) } catch { throw .internalError(error.message) }
             }
             switch spec {
             case "RSA":

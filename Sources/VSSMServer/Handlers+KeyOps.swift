@@ -90,9 +90,17 @@ extension KeyServiceNode {
 
     func extDerive(_ body: [UInt8], _ ctx: RequestContext) throws(ServiceError) -> ServiceResponse {
         let r = try decode(body, ExtSchemas.deriveRequest)
-        let base = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx, for: .derive)
-        let target = try newKeyTarget(r, ctx)
         let mechanism = r.string("mechanism")
+        // ML-KEM makes a key from a shared secret: judged by CKA_ENCAPSULATE/DECAPSULATE, not CKA_DERIVE.
+        let use: KeyUse =
+            switch mechanism {
+            case "ML-KEM-ENCAPSULATE": .encapsulate
+            case "ML-KEM-DECAPSULATE": .decapsulate
+            default: .derive
+            }
+        let base = try keyMaterial(r.string("keyName"), r.string("keyType"), ctx, for: use)
+        let target = try newKeyTarget(r, ctx)
+        var response = WireWriter()
         let data = r.bytes("data") ?? []
         var sources = [base]
         func secret(_ k: KeyMaterial) throws(ServiceError) -> [UInt8] {
@@ -153,6 +161,18 @@ extension KeyServiceNode {
                 value = KDF.x963(try KeyServiceNode.hash(kdf), secret: z, sharedInfo: r.bytes("sharedData") ?? [], length: Int(length))
             }
             sources = []  // the shared secret does not expose the private key
+        case "ML-KEM-ENCAPSULATE", "ML-KEM-DECAPSULATE":
+            guard case .mlkem(let k)? = base.asym?.key else { throw .badRequest("\(mechanism) needs an ML-KEM key") }
+            do {
+                if mechanism == "ML-KEM-ENCAPSULATE" {
+                    let (secret, ciphertext) = try k.encapsulate()
+                    value = secret
+                    response.bytes("ciphertext", ciphertext)
+                } else {
+                    value = try k.decapsulate(r.bytes("data") ?? [])
+                }
+            } catch { throw .input(error) }
+            sources = []  // the shared secret does not expose the private key
         default:
             throw .invalidAlgorithm(mechanism)
         }
@@ -175,7 +195,8 @@ extension KeyServiceNode {
         try storeSecret(
             value, name: target.name, type: target.type, session: target.session, cipher: r.string("cipher"), attributes: attributes,
             client: ctx.clientFingerprint)
-        return ok(WireWriter())
+        zeroize(&value)
+        return ok(response)
     }
 
     private static func rsaPadding(_ r: WireObject) throws(ServiceError) -> EncryptionPadding? {

@@ -561,6 +561,9 @@ enum KeyUse {
     case wrapped
     /// C_GetAttributeValue(CKA_VALUE): only a key with CKA_SENSITIVE FALSE and CKA_EXTRACTABLE TRUE.
     case readValue
+    /// ML-KEM (C_EncapsulateKey with the public half, C_DecapsulateKey with the private key):
+    /// CKA_ENCAPSULATE / CKA_DECAPSULATE.
+    case encapsulate, decapsulate
     /// C_SetAttributeValue: no usage flag (the route asks an officer's credential; sensitivity and
     /// extractability change one way only, `checkFlagChange`).
     case changeAttributes
@@ -580,6 +583,8 @@ enum KeyUse {
             case .unwrap: (f.canUnwrap, "unwrapping (CKA_UNWRAP is FALSE)")
             case .wrapped: (f.isExtractable, "being wrapped (CKA_EXTRACTABLE is FALSE)")
             case .readValue: (!f.isSensitive && f.isExtractable, "reading its value (it is sensitive or not extractable)")
+            case .encapsulate: (f.canEncapsulate, "encapsulation (CKA_ENCAPSULATE is FALSE)")
+            case .decapsulate: (f.canDecapsulate, "decapsulation (CKA_DECAPSULATE is FALSE)")
             case .concatenate, .changeAttributes: (true, "")
             }
         guard allowed else { throw .forbidden("Key function not permitted: key \(name) does not allow \(what).") }

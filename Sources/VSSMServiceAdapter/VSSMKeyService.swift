@@ -105,6 +105,7 @@ public final class VSSMKeyService: KeyService {
                 case ("ASYMMETRIC", "ED25519"), ("ASYMMETRIC", "ED448"): kind = .eddsa
                 case ("ASYMMETRIC", "DSA"): kind = .dsa
                 case ("ASYMMETRIC", let spec) where MLDSAParameterSet(rawValue: spec) != nil: kind = .mldsa
+                case ("ASYMMETRIC", let spec) where MLKEMParameterSet(rawValue: spec) != nil: kind = .mlkem
                 case ("SYMMETRIC", _): kind = .symmetric
                 case ("MAC", _): kind = .mac
                 default: continue
@@ -349,6 +350,11 @@ public final class VSSMKeyService: KeyService {
             w.string("keySpec", set.rawValue)
             w.uint64("keySize", 0)
             needsExtensions = true
+        case .mlkem(let set):
+            guard try features()?.contains(.mlKEM) ?? false else { throw .mechanismInvalid(MechanismType.mlKEMKeyPairGen) }
+            w.string("keySpec", set.rawValue)
+            w.uint64("keySize", 0)
+            needsExtensions = true
         case .dsa(let p, let q, let g):
             guard try features()?.contains(.dsa) ?? false else { throw .functionNotSupported }
             w.string("keySpec", "DSA")
@@ -448,7 +454,12 @@ public final class VSSMKeyService: KeyService {
         }
     }
 
-    public func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError) {
+    @discardableResult
+    public func deriveKey(
+        adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec
+    ) throws(TokenError)
+        -> [UInt8]
+    {
         guard try hasExtensions() else { throw .functionNotSupported }
         var w = WireWriter()
         w.string("adminPassword", adminPassword)
@@ -470,9 +481,16 @@ public final class VSSMKeyService: KeyService {
             w.string("kdf", kdf?.rawValue ?? "NULL")
             w.bytes("sharedData", shared)
             w.bytes("publicData", pub)
+        case .mlkemEncapsulate:
+            guard try features()?.contains(.mlKEM) ?? false else { throw .mechanismInvalid(MechanismType.mlKEM) }
+            w.string("mechanism", "ML-KEM-ENCAPSULATE")
+        case .mlkemDecapsulate(let ciphertext):
+            guard try features()?.contains(.mlKEM) ?? false else { throw .mechanismInvalid(MechanismType.mlKEM) }
+            w.string("mechanism", "ML-KEM-DECAPSULATE")
+            w.bytes("data", ciphertext)
         }
         VSSMKeyService.write(new, labelField: "label", &w)
-        _ = try call(Route.extDerive, w, Schemas.empty, idempotent: false)
+        return try call(Route.extDerive, w, ExtSchemas.deriveResponse, idempotent: false).bytes("ciphertext") ?? []
     }
 
     public func wrapKey(key: ServiceKey, mechanism: WrapMechanism, target: ServiceKey) throws(TokenError) -> [UInt8] {

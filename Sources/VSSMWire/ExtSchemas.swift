@@ -147,6 +147,8 @@ public enum ExtSchemas {
             .init("newName", .string), .init("newType", .string), .init("cipher", .string), .init("length", .uint64),
             .init("id", .bytes), .init("label", .string), .init("attributes", .bytes),
         ])
+    /// `ML-KEM-ENCAPSULATE` answers the ciphertext that goes with the new key's shared secret.
+    public static let deriveResponse = MessageSchema("ExtDeriveResponse", [.init("ciphertext", .bytes)])
     /// Wraps `targetName` with `keyName` (PKCS#11 C_WrapKey): mechanism `AES-KEY-WRAP`,
     /// `AES-KEY-WRAP-PAD`, `RSA-OAEP` (`hash`, `mgf1Hash`, `label`) or `RSA`. The target must be
     /// CKA_EXTRACTABLE, the wrapping key CKA_WRAP (and CKA_TRUSTED for CKA_WRAP_WITH_TRUSTED

@@ -40,6 +40,9 @@ public enum Feature: String, Sendable, CaseIterable {
     /// ML-DSA-65 and ML-DSA-87 keys (FIPS 204): `ML-DSA-65`/`ML-DSA-87` key specs, `ML-DSA`
     /// signatures on `ext/sign` (with a context string) and `ext/verify`.
     case mlDSA = "ml-dsa"
+    /// ML-KEM-768 and ML-KEM-1024 keys (FIPS 203): `ML-KEM-768`/`ML-KEM-1024` key specs, and
+    /// `ML-KEM-ENCAPSULATE` / `ML-KEM-DECAPSULATE` on `ext/derive` (the shared secret becomes a key).
+    case mlKEM = "ml-kem"
 
     /// The features in a list of names, unknown names left out.
     public static func set(_ names: [String]) -> Set<Feature> { Set(names.compactMap(Feature.init(rawValue:))) }

@@ -17,6 +17,9 @@ public struct KeyFlags: Sendable, Equatable {
     public static let decrypt: UInt = 0x105
     public static let sign: UInt = 0x108
     public static let verify: UInt = 0x10A
+    /// PKCS#11 3.2 CKA_ENCAPSULATE / CKA_DECAPSULATE (ML-KEM keys).
+    public static let encapsulate: UInt = 0x633
+    public static let decapsulate: UInt = 0x634
 
     public init(_ values: [UInt: Bool] = [:]) { self.values = values }
 
@@ -57,6 +60,9 @@ public struct KeyFlags: Sendable, Equatable {
     public var canWrap: Bool { values[KeyFlags.wrap] ?? false }
     public var canUnwrap: Bool { values[KeyFlags.unwrap] ?? false }
     public var canCopy: Bool { values[KeyFlags.copyable] ?? true }
+    /// ML-KEM keys encapsulate and decapsulate unless their creator said otherwise.
+    public var canEncapsulate: Bool { values[KeyFlags.encapsulate] ?? true }
+    public var canDecapsulate: Bool { values[KeyFlags.decapsulate] ?? true }
     public var isTrusted: Bool { values[KeyFlags.trusted] ?? false }
     public var wrapsWithTrustedOnly: Bool { values[KeyFlags.wrapWithTrusted] ?? false }
     /// Usage set at creation (CKA_SIGN, CKA_DECRYPT, CKA_ENCRYPT, CKA_VERIFY): a key that says

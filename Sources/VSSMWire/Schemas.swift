@@ -172,6 +172,8 @@ public enum KeySpec: String, Sendable, CaseIterable {
     case ed448 = "ED448"
     case mldsa65 = "ML-DSA-65"
     case mldsa87 = "ML-DSA-87"
+    case mlkem768 = "ML-KEM-768"
+    case mlkem1024 = "ML-KEM-1024"
 
     /// Whether the key size is implied by the spec (`--size` is then not needed).
     public var sizeImplied: Bool { self != .rsa && self != .ec }

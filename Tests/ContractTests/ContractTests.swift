@@ -261,6 +261,33 @@ import VSSMWire
                     == 400, "\(who): an ML-DSA key makes no ECDSA signature")
             try svc.deleteKey(adminPassword: password, name: name, type: .asymmetric)
         }
+        // ML-KEM: encapsulation's key and decapsulation's key hold the same secret (the same AES
+        // encryption), for both parameter sets; a short ciphertext is refused.
+        for set in MLKEMParameterSet.allCases {
+            let name = "kem-\(set.pkcs11ParameterSet)"
+            try svc.generateKey(adminPassword: password, name: name, .mlkem(set), id: nil, label: nil, attributes: nil)
+            let base = try #require(try svc.list(adminPassword: password, owner: nil).keys.first { $0.name == name }, "\(who)")
+            #expect(base.kind == .mlkem && MLKEMParameterSet.parse(spki: base.publicKey)?.0 == set, "\(who)")
+            func new(_ n: String) -> NewKeySpec {
+                NewKeySpec(name: "~\(owner)/\(n)", type: .symmetric, cipher: "AES", length: 16, id: nil, label: n, attributes: nil)
+            }
+            let ct = try svc.deriveKey(adminPassword: "", base: base, mechanism: .mlkemEncapsulate, new: new("enc\(name)"))
+            #expect(ct.count == set.ciphertextSize, "\(who)")
+            try svc.deriveKey(adminPassword: "", base: base, mechanism: .mlkemDecapsulate(ciphertext: ct), new: new("dec\(name)"))
+            let keys = try svc.list(adminPassword: password, owner: owner).keys
+            let enc = try #require(keys.first { $0.name == "~\(owner)/enc\(name)" }, "\(who)")
+            let dec = try #require(keys.first { $0.name == "~\(owner)/dec\(name)" }, "\(who)")
+            let block = [UInt8](repeating: 9, count: 16)
+            #expect(
+                try svc.symmetric(encrypt: true, key: enc.name, SymmetricScheme("AES", .ecb), block)
+                    == svc.symmetric(encrypt: true, key: dec.name, SymmetricScheme("AES", .ecb), block),
+                "\(who): one shared secret")
+            #expect(
+                ContractTests.status { () throws(TokenError) in
+                    try svc.deriveKey(adminPassword: "", base: base, mechanism: .mlkemDecapsulate(ciphertext: [1]), new: new("x"))
+                } == 400, "\(who): a short ciphertext")
+            try svc.deleteKey(adminPassword: password, name: name, type: .asymmetric)
+        }
     }
 
     @Test func fakeKeepsTheContract() throws {

@@ -16,6 +16,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         var secret: [UInt8] = []
         var key: PrivateKey?
         var mldsa: FakeMLDSA?
+        var mlkem: FakeMLKEM?
         var cipher = ""
         var id: [UInt8]?
         var label: String?
@@ -41,7 +42,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             .listKeys, .sign, .signPSS, .signRaw, .decryptOAEP, .symmetricIV, .generateKey, .injectKey, .sessionKeys, .copyKey, .objects,
             .mac,
             .hmacAnyHash, .sha3, .derive, .wrap, .keyValue, .rsaRaw, .eddsa, .dsa, .attributes, .deleteKey, .publicKeyObjects,
-            .mlDSA,
+            .mlDSA, .mlKEM,
         ]
     }
 
@@ -61,7 +62,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
                 .sorted { $0.key < $1.key }
                 .map { name, e in
                     ServiceKey(
-                        name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? e.mldsa?.spki ?? [], length: e.secret.count,
+                        name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? e.mldsa?.spki ?? e.mlkem?.spki ?? [], length: e.secret.count,
                         cipher: e.cipher, id: e.id,
                         ephemeral: name.hasPrefix("~"), label: e.label, generated: e.origin == "generated", attributes: e.attributes)
                 }
@@ -196,6 +197,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
             case .mldsa(let set):
                 e.kind = .mldsa
                 do { e.mldsa = try FakeMLDSA(set) } catch { throw CryptoError("\(error)") }
+            case .mlkem(let set):
+                e.kind = .mlkem
+                do { e.mlkem = try FakeMLKEM(set) } catch { throw CryptoError("\(error)") }
             case .secret(let cipher, let bytes):
                 guard cipher == "AES" ? [16, 24, 32].contains(bytes) : [16, 24].contains(bytes) else {
                     throw CryptoError("Unsupported symmetric key size: \(bytes)")
@@ -312,9 +316,33 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         try insert(new.name, e)
     }
 
-    public func deriveKey(adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec) throws(TokenError) {
+    @discardableResult
+    public func deriveKey(
+        adminPassword: String, base: ServiceKey, mechanism: DeriveMechanism, new: NewKeySpec
+    ) throws(TokenError)
+        -> [UInt8]
+    {
         count("derive")
         let b = try entry(base.name)
+        switch mechanism {
+        case .mlkemEncapsulate, .mlkemDecapsulate(_):
+            // Judged by CKA_ENCAPSULATE / CKA_DECAPSULATE (default TRUE), as the service does.
+            guard let pq = b.mlkem else { throw .device("ML-KEM needs an ML-KEM key", status: 400) }
+            var ciphertext: [UInt8] = []
+            let secret: [UInt8]
+            do {
+                if case .mlkemDecapsulate(let c) = mechanism {
+                    guard flags(b).canDecapsulate else { throw TokenError.keyFunctionNotPermitted }
+                    secret = try pq.decapsulate(c)
+                } else {
+                    guard flags(b).canEncapsulate else { throw TokenError.keyFunctionNotPermitted }
+                    (secret, ciphertext) = try pq.encapsulate()
+                }
+            } catch let e as TokenError { throw e } catch { throw .device("\(error)", status: 400) }
+            try storeMade(secret, new: new, origin: "derived", sources: [], adminPassword: adminPassword)
+            return ciphertext
+        default: break
+        }
         guard flags(b).canDerive else {
             throw TokenError.keyFunctionNotPermitted
         }
@@ -355,9 +383,11 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
                 let z = try k.ecdhSharedSecret(peerPoint: pub)
                 value = kdf.map { KDF.x963($0, secret: z, sharedInfo: shared, length: new.length) } ?? z
                 sources = []
+            case .mlkemEncapsulate, .mlkemDecapsulate: throw CryptoError("handled above")
             }
         } catch { throw .device(error.message, status: 400) }
         try storeMade(value, new: new, origin: "derived", sources: sources, adminPassword: adminPassword)
+        return []
     }
 
     private static func padding(_ m: WrapMechanism) -> EncryptionPadding? {

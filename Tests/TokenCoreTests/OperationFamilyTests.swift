@@ -409,3 +409,55 @@ import FakeKeyService
         }
     }
 }
+
+/// ML-KEM (issue 22, item 1): C_EncapsulateKey / C_DecapsulateKey make secret keys in the service
+/// from the shared secret; the ciphertext size query makes no key; the keys agree.
+@Suite struct MLKEMFamilyTests {
+    @Test func encapsulationAndDecapsulationAgree() throws {
+        let svc = FakeKeyService(password: "pw")
+        let lib = try TokenCoreTests.library(svc)
+        let h = try lib.openSession(slot: 0, readWrite: true)
+        try lib.login(h, user: .user, pin: "pw")
+        #expect(throws: TokenError.attributeValueInvalid(.parameterSet), "ML-KEM-512 is not offered") {
+            _ = try lib.generateKeyPair(
+                h, mechanism: Mechanism(.mlKEMKeyPairGen), publicTemplate: Template([(.parameterSet, AttributeValue.ulong(1))]),
+                privateTemplate: Template())
+        }
+        for set in MLKEMParameterSet.allCases {
+            let pair = try lib.generateKeyPair(
+                h, mechanism: Mechanism(.mlKEMKeyPairGen),
+                publicTemplate: Template([(.parameterSet, AttributeValue.ulong(set.pkcs11ParameterSet))]), privateTemplate: Template())
+            let aes = Template([
+                (.class, AttributeValue.ulong(ObjectClass.secretKey.rawValue)), (.keyType, AttributeValue.ulong(KeyKind.aes.rawValue)),
+                (.valueLen, AttributeValue.ulong(32)), (.encrypt, AttributeValue.bool(true)),
+            ])
+            let derivesBefore = svc.calls["derive"] ?? 0
+            let query = try lib.encapsulateKey(h, mechanism: Mechanism(.mlKEM), publicKey: pair.public, template: aes, capacity: nil)
+            #expect(query.ciphertext == .length(set.ciphertextSize) && query.key == nil && svc.calls["derive"] ?? 0 == derivesBefore)
+            #expect(throws: TokenError.bufferTooSmall(required: set.ciphertextSize)) {
+                _ = try lib.encapsulateKey(h, mechanism: Mechanism(.mlKEM), publicKey: pair.public, template: aes, capacity: 10)
+            }
+            let made = try lib.encapsulateKey(h, mechanism: Mechanism(.mlKEM), publicKey: pair.public, template: aes, capacity: 4096)
+            guard case .bytes(let ciphertext) = made.ciphertext, let encKey = made.key else {
+                Issue.record("no ciphertext")
+                continue
+            }
+            #expect(ciphertext.count == set.ciphertextSize)
+            let decKey = try lib.decapsulateKey(
+                h, mechanism: Mechanism(.mlKEM), privateKey: pair.private, template: aes, ciphertext: ciphertext)
+            let block = [UInt8](repeating: 0x42, count: 16)
+            func ecb(_ k: ObjectHandle) throws -> SizedOutput {
+                try lib.cipherInit(h, mechanism: Mechanism(.aesECB), key: k, encrypt: true)
+                return try lib.cipher(h, encrypt: true, data: block, capacity: 64)
+            }
+            #expect(try ecb(encKey) == ecb(decKey), "both sides hold the same shared secret")
+            #expect(throws: TokenError.wrappedKeyLenRange) {
+                _ = try lib.decapsulateKey(
+                    h, mechanism: Mechanism(.mlKEM), privateKey: pair.private, template: aes, ciphertext: Array(ciphertext.dropLast()))
+            }
+            #expect(throws: TokenError.keyTypeInconsistent, "encapsulation takes the public key") {
+                _ = try lib.encapsulateKey(h, mechanism: Mechanism(.mlKEM), publicKey: pair.private, template: aes, capacity: 4096)
+            }
+        }
+    }
+}

@@ -132,6 +132,14 @@ check("cryptography reads its CKA_PUBLIC_KEY_INFO as an ML-DSA-65 key, equal to 
       isinstance(pq_key, mldsa.MLDSA65PublicKey)
       and pq_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == bytes(raw))
 
+from cryptography.hazmat.primitives.asymmetric import mlkem
+kem = one([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (PyKCS11.CKA_LABEL, "py-mlkem-3")])
+spki, raw = s.getAttributeValue(kem, [0x129, PyKCS11.CKA_VALUE])
+kem_key = serialization.load_der_public_key(bytes(spki))
+check("cryptography reads the ML-KEM-1024 key's CKA_PUBLIC_KEY_INFO, equal to CKA_VALUE",
+      isinstance(kem_key, mlkem.MLKEM1024PublicKey)
+      and kem_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == bytes(raw))
+
 # The AES key python-pkcs11 generated: decrypt its CBC ciphertext (cross-library), then AES-GCM.
 aes = one([(PyKCS11.CKA_CLASS, PyKCS11.CKO_SECRET_KEY), (PyKCS11.CKA_LABEL, "py-aes")])
 check("finds the AES key python-pkcs11 generated", aes is not None)

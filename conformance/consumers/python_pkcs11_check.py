@@ -155,6 +155,38 @@ with token.open(user_pin=pin, rw=True) as s:
           raises(lambda: s.generate_keypair(KeyType.ML_DSA, public_template={Attribute.PARAMETER_SET: MLDSAParameterSet.ML_DSA_44}),
                  pkcs11.exceptions.AttributeValueInvalid))
 
+    # ML-KEM (PKCS#11 3.2 C_EncapsulateKey / C_DecapsulateKey through the 3.2 interface): cryptography
+    # encapsulates to the token's public key; the token decapsulates into an AES key in the service
+    # whose encryptions match cryptography's with the shared secret.
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from pkcs11.mechanisms import MLKEMParameterSet
+    for pset, cls, ct_size in ((MLKEMParameterSet.ML_KEM_768, mlkem.MLKEM768PublicKey, 1088),
+                               (MLKEMParameterSet.ML_KEM_1024, mlkem.MLKEM1024PublicKey, 1568)):
+        name = f"py-mlkem-{int(pset)}"
+        pub, priv = s.generate_keypair(KeyType.ML_KEM, public_template={Attribute.PARAMETER_SET: pset}, store=True, label=name)
+        check(f"{name}: generated with CKA_PARAMETER_SET {int(pset)}, CKA_ENCAPSULATE/DECAPSULATE TRUE",
+              pub[Attribute.PARAMETER_SET] == int(pset) and priv[Attribute.KEY_TYPE] == KeyType.ML_KEM
+              and pub[Attribute.ENCAPSULATE] and priv[Attribute.DECAPSULATE])
+        theirs = cls.from_public_bytes(pub[Attribute.VALUE])
+        shared, ciphertext = theirs.encapsulate()
+        token_key = priv.decapsulate_key(ciphertext, KeyType.AES, store=False, key_length=256)
+        block = os.urandom(16)
+        mine = Cipher(algorithms.AES(shared), modes.ECB()).encryptor().update(block)
+        check(f"{name}: the token decapsulates cryptography's ciphertext to the same shared secret (AES-256 key)",
+              token_key.encrypt(block, mechanism=Mechanism.AES_ECB) == mine)
+        ct2, enc_key = pub.encapsulate_key(KeyType.AES, key_length=128, store=False)
+        dec_key = priv.decapsulate_key(ct2, KeyType.AES, store=False, key_length=128)
+        check(f"{name}: C_EncapsulateKey gives a {ct_size}-byte ciphertext whose key C_DecapsulateKey recovers (AES-128)",
+              len(ct2) == ct_size and enc_key.encrypt(block, mechanism=Mechanism.AES_ECB) == dec_key.encrypt(block, mechanism=Mechanism.AES_ECB))
+        tampered = bytes([ciphertext[0] ^ 1]) + ciphertext[1:]
+        other = priv.decapsulate_key(tampered, KeyType.AES, store=False, key_length=256)
+        check(f"{name}: a tampered ciphertext gives another key (implicit rejection)",
+              other.encrypt(block, mechanism=Mechanism.AES_ECB) != mine)
+        check(f"{name}: a ciphertext of the wrong size is CKR_WRAPPED_KEY_LEN_RANGE",
+              raises(lambda: priv.decapsulate_key(ciphertext[:-1], KeyType.AES, store=False, key_length=256),
+                     pkcs11.exceptions.WrappedKeyLenRange))
+
     # A key generated in the service for PyKCS11 to use later (round trip across libraries).
     gen = s.generate_key(KeyType.AES, 256, label="py-aes", store=True)
     iv = os.urandom(16)

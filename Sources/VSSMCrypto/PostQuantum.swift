@@ -1,4 +1,4 @@
-/// ML-DSA (FIPS 204) parameter sets this service offers, and their encodings (RFC 9881): the
+/// Post-quantum keys: ML-DSA (FIPS 204) parameter sets this service offers, and their encodings (RFC 9881): the
 /// key's OID, the SubjectPublicKeyInfo (the raw public key in the BIT STRING) and the PKCS#8 seed
 /// form (`[0] IMPLICIT OCTET STRING` of the 32-byte seed). Encoding only: signing lives in the
 /// key service (swift-crypto); the module reads public keys with this and verifies in the
@@ -20,30 +20,73 @@ public enum MLDSAParameterSet: String, Sendable, CaseIterable {
     }
     public var kind: AsymmetricKind { self == .mldsa65 ? .mldsa65 : .mldsa87 }
 
-    public func spki(publicKey: [UInt8]) -> [UInt8] {
-        MLDSAParameterSet.der(0x30, MLDSAParameterSet.der(0x30, oidDER) + MLDSAParameterSet.der(0x03, [0] + publicKey))
-    }
-
-    public func pkcs8(seed: [UInt8]) -> [UInt8] {
-        MLDSAParameterSet.der(
-            0x30, [0x02, 0x01, 0x00] + MLDSAParameterSet.der(0x30, oidDER) + MLDSAParameterSet.der(0x04, MLDSAParameterSet.der(0x80, seed)))
-    }
+    public func spki(publicKey: [UInt8]) -> [UInt8] { PQEncoding.spki(oid: oidDER, publicKey: publicKey) }
+    public func pkcs8(seed: [UInt8]) -> [UInt8] { PQEncoding.pkcs8(oid: oidDER, seed: seed) }
 
     /// The parameter set and raw public key of an ML-DSA SubjectPublicKeyInfo; nil for anything else.
     public static func parse(spki: [UInt8]) -> (MLDSAParameterSet, [UInt8])? {
-        var r = DERReader(spki)
-        guard var outer = r.read(0x30), r.atEnd, var alg = outer.read(0x30), let oid = alg.readRaw(0x06), alg.atEnd,
-            let bits = outer.read(0x03)?.rest, outer.atEnd,
-            let set = allCases.first(where: { $0.oidDER == oid }), bits.count == set.publicKeySize + 1, bits.first == 0
-        else { return nil }
-        return (set, Array(bits.dropFirst()))
+        PQEncoding.parse(spki: spki, among: allCases.map { ($0, $0.oidDER, $0.publicKeySize) })
     }
 
     /// The parameter set and seed of an ML-DSA PKCS#8 in seed form; nil for anything else.
     public static func parse(pkcs8: [UInt8]) -> (MLDSAParameterSet, [UInt8])? {
+        PQEncoding.parse(pkcs8: pkcs8, among: allCases.map { ($0, $0.oidDER) }, seedSize: seedSize)
+    }
+}
+
+/// ML-KEM (FIPS 203) parameter sets this service offers and their encodings (the LAMPS ML-KEM
+/// certificate profile: OIDs 2.16.840.1.101.3.4.4.x, the raw encapsulation key in the SPKI, the
+/// 64-byte seed `d || z` in PKCS#8 seed form). ML-KEM-512 is not offered (swift-crypto has 768 and 1024).
+public enum MLKEMParameterSet: String, Sendable, CaseIterable {
+    case mlkem768 = "ML-KEM-768", mlkem1024 = "ML-KEM-1024"
+
+    public var oidDER: [UInt8] { [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x04, self == .mlkem768 ? 0x02 : 0x03] }
+    public var publicKeySize: Int { self == .mlkem768 ? 1184 : 1568 }
+    public var ciphertextSize: Int { self == .mlkem768 ? 1088 : 1568 }
+    public static let seedSize = 64
+    public static let sharedSecretSize = 32
+    /// PKCS#11 3.2 CKA_PARAMETER_SET (CKP_ML_KEM_768 = 2, CKP_ML_KEM_1024 = 3).
+    public var pkcs11ParameterSet: UInt { self == .mlkem768 ? 2 : 3 }
+    public init?(pkcs11ParameterSet p: UInt) {
+        guard let s = MLKEMParameterSet.allCases.first(where: { $0.pkcs11ParameterSet == p }) else { return nil }
+        self = s
+    }
+    public var kind: AsymmetricKind { self == .mlkem768 ? .mlkem768 : .mlkem1024 }
+
+    public func spki(publicKey: [UInt8]) -> [UInt8] { PQEncoding.spki(oid: oidDER, publicKey: publicKey) }
+    public func pkcs8(seed: [UInt8]) -> [UInt8] { PQEncoding.pkcs8(oid: oidDER, seed: seed) }
+    public static func parse(spki: [UInt8]) -> (MLKEMParameterSet, [UInt8])? {
+        PQEncoding.parse(spki: spki, among: allCases.map { ($0, $0.oidDER, $0.publicKeySize) })
+    }
+    public static func parse(pkcs8: [UInt8]) -> (MLKEMParameterSet, [UInt8])? {
+        PQEncoding.parse(pkcs8: pkcs8, among: allCases.map { ($0, $0.oidDER) }, seedSize: seedSize)
+    }
+}
+
+/// The DER both post-quantum key families share: an AlgorithmIdentifier with an OID and no
+/// parameters, the raw public key in the BIT STRING, the seed as `[0] IMPLICIT OCTET STRING`.
+enum PQEncoding {
+    static func spki(oid: [UInt8], publicKey: [UInt8]) -> [UInt8] {
+        der(0x30, der(0x30, oid) + der(0x03, [0] + publicKey))
+    }
+
+    static func pkcs8(oid: [UInt8], seed: [UInt8]) -> [UInt8] {
+        der(0x30, [0x02, 0x01, 0x00] + der(0x30, oid) + der(0x04, der(0x80, seed)))
+    }
+
+    static func parse<T>(spki: [UInt8], among sets: [(T, [UInt8], Int)]) -> (T, [UInt8])? {
+        var r = DERReader(spki)
+        guard var outer = r.read(0x30), r.atEnd, var alg = outer.read(0x30), let oid = alg.readRaw(0x06), alg.atEnd,
+            let bits = outer.read(0x03)?.rest, outer.atEnd,
+            let (set, _, size) = sets.first(where: { $0.1 == oid }), bits.count == size + 1, bits.first == 0
+        else { return nil }
+        return (set, Array(bits.dropFirst()))
+    }
+
+    static func parse<T>(pkcs8: [UInt8], among sets: [(T, [UInt8])], seedSize: Int) -> (T, [UInt8])? {
         var r = DERReader(pkcs8)
         guard var outer = r.read(0x30), r.atEnd, outer.read(0x02)?.rest == [0], var alg = outer.read(0x30),
-            let oid = alg.readRaw(0x06), alg.atEnd, let set = allCases.first(where: { $0.oidDER == oid }),
+            let oid = alg.readRaw(0x06), alg.atEnd, let (set, _) = sets.first(where: { $0.1 == oid }),
             var inner = outer.read(0x04), outer.atEnd, let seed = inner.read(0x80)?.rest, inner.atEnd, seed.count == seedSize
         else { return nil }
         return (set, seed)

@@ -69,3 +69,55 @@ import VSSMWire
         #expect(decoded?.state.asymmetric["pq-3"]?.spki == n.node.snapshot.asymmetric["pq-3"]?.spki, "the sealed format keeps it")
     }
 }
+
+/// ML-KEM keys (issue 22, item 1): encapsulation and decapsulation on `ext/derive` make secret
+/// keys from the shared secret in the service; only the ciphertext leaves it.
+@Suite struct MLKEMTests {
+    @Test func encapsulateDecapsulateIntoKeys() throws {
+        let n = try TestNode()
+        defer { n.stop() }
+        let c = try n.client()
+        let pw = TestNode.password
+        for set in MLKEMParameterSet.allCases {
+            let name = "kem-\(set.pkcs11ParameterSet)"
+            let gen = try n.post(
+                c, Route.extGenerateKey,
+                #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"ASYMMETRIC","keySpec":"\#(set.rawValue)"}"#)
+            #expect(gen.0 == 200, "\(gen.1)")
+            guard let e = n.node.snapshot.asymmetric[name], case .mlkem(let k) = e.key else {
+                Issue.record("no \(set.rawValue) key")
+                continue
+            }
+            #expect(MLKEMParameterSet.parse(spki: e.spki)?.1 == k.publicKey && MLKEMParameterSet.parse(pkcs8: e.pkcs8)?.0 == set)
+            let (s1, b1) = try n.post(
+                c, Route.extDerive,
+                #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"ASYMMETRIC","mechanism":"ML-KEM-ENCAPSULATE","newName":"enc-\#(name)","newType":"SYMMETRIC","cipher":"AES"}"#
+            )
+            #expect(s1 == 200, "\(b1)")
+            guard case .string(let ct64)? = try JSONParser.parse(b1)["ciphertext"] else {
+                Issue.record("no ciphertext")
+                continue
+            }
+            let ciphertext = try Base64.decode(ct64)
+            #expect(ciphertext.count == set.ciphertextSize)
+            let (s2, b2) = try n.post(
+                c, Route.extDerive,
+                #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"ASYMMETRIC","mechanism":"ML-KEM-DECAPSULATE","data":"\#(ct64)","newName":"dec-\#(name)","newType":"SYMMETRIC","cipher":"AES"}"#
+            )
+            #expect(s2 == 200, "\(b2)")
+            let enc = n.node.snapshot.symmetric["enc-\(name)"]?.key
+            #expect(
+                enc != nil && enc == n.node.snapshot.symmetric["dec-\(name)"]?.key && enc?.count == 32, "both keys hold the shared secret")
+            #expect(try k.decapsulate(ciphertext) == enc, "the stored key is the shared secret")
+            let bad = try n.post(
+                c, Route.extDerive,
+                #"{"adminPassword":"\#(pw)","keyName":"\#(name)","keyType":"ASYMMETRIC","mechanism":"ML-KEM-DECAPSULATE","data":"\#(b64([1, 2, 3]))","newName":"x","newType":"SYMMETRIC","cipher":"AES"}"#
+            )
+            #expect(bad.0 == 400, "a ciphertext of the wrong size")
+            #expect(try n.post(c, Route.extSign, #"{"keyName":"\#(name)","algorithm":"ML-DSA","input":"\#(b64("x"))"}"#).0 == 400)
+        }
+        let original = String(decoding: StateCodec.encode(n.node.snapshot, extensions: false), as: UTF8.self)
+        #expect(
+            !original.contains(#""name":"kem-2""#) && original.contains(#""name":"enc-kem-2""#), "a Go peer never receives an ML-KEM key")
+    }
+}
