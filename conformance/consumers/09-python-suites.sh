@@ -45,7 +45,9 @@ tar -xzf "$sdist" -C "$W/pp" --strip-components=1 python_pkcs11-0.10.1/tests 2>/
 # The suite's own variables; its tests generate session keys, import keys and certificates.
 export PKCS11_MODULE="$MODULE" PKCS11_TOKEN_LABEL="$TOKEN_LABEL" PKCS11_TOKEN_PIN="$PIN" PKCS11_TOKEN_SO_PIN="$SO_PIN"
 out=$(cd "$W/pp" && timeout 900 "$PY" -m pytest -q -p no:cacheprovider -rsf tests 2>&1)
-judge python-pkcs11 "$here/python-pkcs11-known.txt" "$out" 138
+# 148: everything but the known failures, the ML-DSA and ML-KEM tests of the offered sets included
+# (a token that stopped listing them would skip those tests silently).
+judge python-pkcs11 "$here/python-pkcs11-known.txt" "$out" 148
 # Skips by reason, mechanism numbers named.
 echo "$out" | grep -E '^SKIPPED' | "$PY" -c '
 import re, sys, collections
