@@ -157,7 +157,8 @@ struct ModuleConfig {
             let serial = String(format16: UInt(clamping: i) &+ 1, seed: (slot.endpoints.first?.description ?? "") + (slot.namespace ?? ""))
             let cfg = SlotConfiguration(
                 label: slot.label, serial: serial, loginRequired: encrypted,
-                userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds)
+                userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds,
+                attestationObjects: slot.attestationObjects)
             let s = slot
             tokens.append(
                 Token(slotID: UInt(clamping: i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in

@@ -24,6 +24,8 @@ public protocol KeyService: Sendable {
     /// An ML-DSA signature checked with the key's public half in the service (this module has
     /// no ML-DSA of its own): true when it verifies.
     func verifyMLDSA(key: String, message: [UInt8], context: [UInt8], signature: [UInt8]) throws(TokenError) -> Bool
+    /// The attestation statement (DER certificate) of a key generated in the service.
+    func attest(key: ServiceKey) throws(TokenError) -> [UInt8]
     /// C_Login's check: `asSO` needs the admin password; otherwise a registered principal's PIN
     /// is accepted too.
     func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError)

@@ -18,14 +18,19 @@ public struct SlotConfiguration: Sendable {
     public var hasUserPIN: Bool { loginRequired || userPinIsAdminPassword }
     /// Seconds between background refreshes of the key index (0: only after local changes).
     public var refreshSeconds: Double
+    /// Each key generated in the service shows its attestation statement as a certificate object
+    /// with the key's CKA_ID (`"attestationObjects"`).
+    public var attestationObjects: Bool
     public init(
-        label: String, serial: String, loginRequired: Bool = false, userPinIsAdminPassword: Bool = false, refreshSeconds: Double = 60
+        label: String, serial: String, loginRequired: Bool = false, userPinIsAdminPassword: Bool = false, refreshSeconds: Double = 60,
+        attestationObjects: Bool = false
     ) {
         self.label = label
         self.serial = serial
         self.loginRequired = loginRequired
         self.userPinIsAdminPassword = userPinIsAdminPassword
         self.refreshSeconds = refreshSeconds
+        self.attestationObjects = attestationObjects
     }
 }
 
@@ -54,6 +59,8 @@ public final class Token: Sendable {
         var dirty = true
         var user: UserType?
         var adminPassword: String?
+        /// Attestation statements fetched so far, by key name (nil: the key is not attestable).
+        var attestations: [String: [UInt8]?] = [:]
         /// Session keys this instance created, by service name: the session that owns each and
         /// its service key type (destroyed with the session, PKCS#11 §4.4.1).
         var sessionKeys: [String: (session: UInt, type: KeyType)] = [:]
@@ -105,6 +112,22 @@ public final class Token: Sendable {
         return o
     }
 
+    /// The attestation statements of the generated stored keys, as certificate objects; each is
+    /// fetched once per process (a statement does not change what it says).
+    private func attestationObjects(_ keys: [ServiceKey]) throws(TokenError) -> [TokenObject] {
+        var out: [TokenObject] = []
+        for k in keys where k.serviceType == .asymmetric && k.generated == true && !k.ephemeral {
+            var statement = state.withLock { $0.attestations[k.name] }
+            if statement == nil {
+                let fetched = try? service().attest(key: k)
+                state.withLock { $0.attestations[k.name] = .some(fetched) }
+                statement = .some(fetched)
+            }
+            if let der = statement ?? nil { out.append(TokenObject.attestation(for: k, statement: der)) }
+        }
+        return out
+    }
+
     /// Reloads the index when it is stale or was invalidated by a local change.
     func refreshIfNeeded(force: Bool = false) throws(TokenError) {
         let (dirty, loadedAt, admin) = state.withLock { ($0.dirty, $0.loadedAt, $0.adminPassword) }
@@ -118,6 +141,9 @@ public final class Token: Sendable {
         var built: [TokenObject] = []
         for k in listing.keys { built += TokenObject.objects(for: k, loginRequired: loginRequired, offered: offered, manageable: ext) }
         for o in listing.objects { built.append(TokenObject.object(for: o)) }
+        if configuration.attestationObjects, try features()?.contains(.attestation) ?? false {
+            built += try attestationObjects(listing.keys)
+        }
         state.withLock { s in
             s.objects.removeAll(keepingCapacity: true)
             for o in built {

@@ -290,6 +290,20 @@ public struct TokenObject: Sendable {
             identity: "local/\(serial)", objectClass: base.objectClass, key: nil, uid: nil, publicKey: nil, attributes: a, sensitive: [])
     }
 
+    /// A key's attestation statement: a certificate object with the key's CKA_ID, labelled
+    /// `attestation:<label>`, made by the service (neither changed nor destroyed here).
+    static func attestation(for key: ServiceKey, statement: [UInt8]) -> TokenObject {
+        let bits = DER.subjectPublicKeyBits(spki: key.publicKey) ?? key.publicKey
+        let o = object(
+            for: ServiceObject(
+                uid: "attest/\(key.name)", isCertificate: true, label: "attestation:" + (key.label ?? key.name),
+                id: key.id ?? DigestAlgorithm.sha1.hash(bits), value: statement, application: ""))
+        var a = o.attributes
+        for flag in [AttributeType.modifiable, .copyable, .destroyable] { a[flag] = AttributeValue.bool(false) }
+        return TokenObject(
+            identity: "attest/\(key.name)", objectClass: .certificate, key: nil, uid: nil, publicKey: nil, attributes: a, sensitive: [])
+    }
+
     static func object(for o: ServiceObject) -> TokenObject {
         if o.isPublicKey, let pub = storedPublicKey(o) { return pub }
         let B = AttributeValue.bool

@@ -21,6 +21,10 @@ public struct PKCS11Configuration: Sendable {
         public var namespace: String?
         /// `"namespaces": "auto"`: one slot per namespace of the principal, asked at C_Initialize.
         public var autoNamespaces = false
+        /// `"attestationObjects": true`: each key generated in the service shows its attestation
+        /// statement as a certificate object with the key's CKA_ID (off by default: a second
+        /// certificate with a key's ID would confuse hosts that pair them by ID).
+        public var attestationObjects = false
         /// The PEM files' contents, read when the configuration is loaded.
         public var caPEM: [UInt8] = []
         public var certPEM: [UInt8] = []
@@ -47,7 +51,7 @@ public struct PKCS11Configuration: Sendable {
     public static let slotMembers = [
         "label", "endpoints", "endpointOrder", "serverName", "ca", "clientCert", "clientKey",
         "userPinIsAdminPassword", "namespace", "namespaces", "refreshSeconds", "connectTimeoutMs",
-        "requestTimeoutMs",
+        "requestTimeoutMs", "attestationObjects",
     ]
 
     /// Every member checked (known, right type, in range); the PEM files read.
@@ -109,6 +113,7 @@ public struct PKCS11Configuration: Sendable {
                 refreshSeconds: try file.number(item, "refreshSeconds", at: at, 0...86_400, integer: false) ?? 60,
                 connectTimeoutMs: try ms("connectTimeoutMs", 3000, 1...600_000),
                 requestTimeoutMs: try ms("requestTimeoutMs", 30000, 1...3_600_000))
+            slot.attestationObjects = try file.bool(item, "attestationObjects", at: at) ?? false
             if let text = try file.string(item, "endpointOrder", at: at) {
                 guard let order = EndpointOrder(rawValue: text) else {
                     throw file.problem("\(at).endpointOrder", "must be \"ordered\" or \"round-robin\", not \"\(text)\"")

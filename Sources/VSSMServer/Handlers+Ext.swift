@@ -17,6 +17,7 @@ extension KeyServiceNode {
         Route.extListKeys: { n, b, c throws(ServiceError) in try n.extListKeys(b, c) },
         Route.extSign: { n, b, c throws(ServiceError) in try n.extSign(b, c) },
         Route.extVerify: { n, b, c throws(ServiceError) in try n.extVerify(b, c) },
+        Route.extAttest: { n, b, c throws(ServiceError) in try n.extAttest(b, c) },
         Route.extDecrypt: { n, b, c throws(ServiceError) in try n.extDecrypt(b, c) },
         Route.extSymmetricEncrypt: { n, b, c throws(ServiceError) in try n.extSymmetric(b, c, encrypt: true) },
         Route.extSymmetricDecrypt: { n, b, c throws(ServiceError) in try n.extSymmetric(b, c, encrypt: false) },

@@ -561,6 +561,8 @@ enum KeyUse {
     case wrapped
     /// C_GetAttributeValue(CKA_VALUE): only a key with CKA_SENSITIVE FALSE and CKA_EXTRACTABLE TRUE.
     case readValue
+    /// An attestation statement for the key (no usage flag: whoever may use the key may see it).
+    case attest
     /// ML-KEM (C_EncapsulateKey with the public half, C_DecapsulateKey with the private key):
     /// CKA_ENCAPSULATE / CKA_DECAPSULATE.
     case encapsulate, decapsulate
@@ -585,7 +587,7 @@ enum KeyUse {
             case .readValue: (!f.isSensitive && f.isExtractable, "reading its value (it is sensitive or not extractable)")
             case .encapsulate: (f.canEncapsulate, "encapsulation (CKA_ENCAPSULATE is FALSE)")
             case .decapsulate: (f.canDecapsulate, "decapsulation (CKA_DECAPSULATE is FALSE)")
-            case .concatenate, .changeAttributes: (true, "")
+            case .concatenate, .changeAttributes, .attest: (true, "")
             }
         guard allowed else { throw .forbidden("Key function not permitted: key \(name) does not allow \(what).") }
     }

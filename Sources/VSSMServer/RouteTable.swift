@@ -72,6 +72,7 @@ enum RouteTable {
         Route.extListKeys: .init(.keyUser),
         Route.extSign: .init(.keyUser),
         Route.extVerify: .init(.keyUser),
+        Route.extAttest: .init(.keyUser),
         Route.extDecrypt: .init(.keyUser),
         Route.extSymmetricEncrypt: .init(.keyUser),
         Route.extSymmetricDecrypt: .init(.keyUser),

@@ -34,6 +34,10 @@ public struct ServerConfig: Sendable {
     /// How far this node's clock may be from etcd's (or most of its peers') before it refuses the
     /// changes that stamp a time (`"maxClockSkewSeconds"`); 0: not checked.
     public var maxClockSkewSeconds = 10
+    /// DER of the attestation CA and of its certificate for the deployment's attestation key
+    /// (`vssm init` writes both; without them the node attests nothing).
+    public var attestationCA: [UInt8]?
+    public var attestationCertificate: [UInt8]?
 
     public struct Listeners: Sendable {
         public var api = "127.0.0.1:8080"
@@ -61,7 +65,7 @@ public struct ServerConfig: Sendable {
     static let members = [
         "rpcCertificate", "clientTrustStore", "rootPassword", "listen", "stateDir", "peers", "compatOnly",
         "auditSyslog", "goStyleErrors", "limits", "etcd", "requestsPerSecondPerClient",
-        "maxClockSkewSeconds",
+        "maxClockSkewSeconds", "attestationCA", "attestationCertificate",
     ]
     static let listenMembers = ["api", "health", "internal", "bootstrapSlave"]
     static let etcdMembers = ["endpoints", "ca", "cert", "key", "serverName", "prefix"]
@@ -118,6 +122,10 @@ public struct ServerConfig: Sendable {
         if let skew = try file.number(v, "maxClockSkewSeconds", at: "", 0...86_400, integer: true) {
             maxClockSkewSeconds = Int(exactly: skew) ?? 10
         }
+        if v["attestationCA"] != nil || v["attestationCertificate"] != nil {
+            attestationCA = try b64("attestationCA", v["attestationCA"])
+            attestationCertificate = try b64("attestationCertificate", v["attestationCertificate"])
+        }
         if let e = try file.object(v, "etcd", at: "") {
             try file.onlyKnown(e, at: "etcd", ServerConfig.etcdMembers)
             guard let eps = try file.strings(e, "endpoints", at: "etcd"), !eps.isEmpty else {
@@ -158,6 +166,10 @@ public struct ServerConfig: Sendable {
         if limits != ServiceLimits() { w.object("limits", limits.json) }
         if requestsPerSecondPerClient > 0 { w.int64("requestsPerSecondPerClient", Int64(requestsPerSecondPerClient)) }
         if maxClockSkewSeconds != 10 { w.int64("maxClockSkewSeconds", Int64(maxClockSkewSeconds)) }
+        if let ca = attestationCA, let cert = attestationCertificate {
+            w.string("attestationCA", Base64.encode(ca))
+            w.string("attestationCertificate", Base64.encode(cert))
+        }
         if let e = etcd {
             var x = WireWriter()
             x.strings("endpoints", e.endpoints)

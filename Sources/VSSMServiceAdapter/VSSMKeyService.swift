@@ -219,6 +219,13 @@ public final class VSSMKeyService: KeyService {
             ?? []
     }
 
+    public func attest(key: ServiceKey) throws(TokenError) -> [UInt8] {
+        guard try features()?.contains(.attestation) ?? false else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("keyName", key.name)
+        return try call(Route.extAttest, w, ExtSchemas.attestResponse, idempotent: true).bytes("certificate") ?? []
+    }
+
     public func verifyMLDSA(key: String, message: [UInt8], context: [UInt8], signature: [UInt8]) throws(TokenError) -> Bool {
         guard try features()?.contains(.mlDSA) ?? false else { throw .mechanismInvalid(MechanismType.mlDSA) }
         var w = WireWriter()

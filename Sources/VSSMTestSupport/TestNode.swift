@@ -16,6 +16,11 @@ public final class TestNode: @unchecked Sendable {
         let hash = try! PasswordHash.create(password: password)
         return (pki, hash)
     }()
+    /// The tests' attestation CA, for the attestation key derived from the shared RPC key.
+    public static let attestation: Attestation.Authority = {
+        // swiftlint:disable:next force_try
+        try! Attestation.createAuthority(rpcKeyPKCS8: rpcPKCS8)
+    }()
 
     public let node: KeyServiceNode
     public let listeners: HTTPListeners
@@ -41,6 +46,8 @@ public final class TestNode: @unchecked Sendable {
         cfg.limits = limits
         cfg.etcd = etcd
         cfg.requestsPerSecondPerClient = requestsPerSecondPerClient
+        cfg.attestationCA = TestNode.attestation.caCertificateDER
+        cfg.attestationCertificate = TestNode.attestation.attestationCertificateDER
         self.stateDir = stateDir
         node = try KeyServiceNode(config: cfg, audit: AuditLog(echo: false))
         listeners = try HTTPListeners(node: node, eventLoopThreads: 1, workerThreads: 4)

@@ -57,6 +57,12 @@ public enum ExtSchemas {
             .init("context", .bytes),
         ])
     public static let verifyResponse = MessageSchema("ExtVerifyResponse", [.init("valid", .bool)])
+    /// An attestation statement for `keyName` (a key generated here): the statement certificate,
+    /// the attestation key's certificate and the attestation CA (DER), and the claims (JSON).
+    public static let attestRequest = MessageSchema("ExtAttestRequest", [.init("keyName", .string)])
+    public static let attestResponse = MessageSchema(
+        "ExtAttestResponse",
+        [.init("certificate", .bytes), .init("attestationCertificate", .bytes), .init("attestationCA", .bytes), .init("claims", .string)])
     public static let outputResponse = MessageSchema("ExtOutputResponse", [.init("output", .bytes)])
 
     /// algorithm `RSA` (PKCS#1 v1.5), `RSA-RAW` (no padding: PKCS#11 CKM_RSA_X_509, for raw
@@ -270,6 +276,7 @@ extension Route {
     public static let extListKeys = "/REST/v1/ext/listkeys"
     public static let extSign = "/REST/v1/ext/sign"
     public static let extVerify = "/REST/v1/ext/verify"
+    public static let extAttest = "/REST/v1/ext/attest"
     public static let extDecrypt = "/REST/v1/ext/decrypt"
     public static let extSymmetricEncrypt = "/REST/v1/ext/symmetric/encrypt"
     public static let extSymmetricDecrypt = "/REST/v1/ext/symmetric/decrypt"

@@ -43,6 +43,8 @@ public enum Feature: String, Sendable, CaseIterable {
     /// ML-KEM-768 and ML-KEM-1024 keys (FIPS 203): `ML-KEM-768`/`ML-KEM-1024` key specs, and
     /// `ML-KEM-ENCAPSULATE` / `ML-KEM-DECAPSULATE` on `ext/derive` (the shared secret becomes a key).
     case mlKEM = "ml-kem"
+    /// `ext/attest`: a statement that a key was generated here, sensitive and never extractable.
+    case attestation
 
     /// The features in a list of names, unknown names left out.
     public static func set(_ names: [String]) -> Set<Feature> { Set(names.compactMap(Feature.init(rawValue:))) }

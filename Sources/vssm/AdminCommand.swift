@@ -82,7 +82,7 @@ struct AdminCommand: ParsableCommand {
         abstract: "Manage keys of a running node (needs the admin password).",
         subcommands: [
             GenerateKey.self, InjectKey.self, ListKeys.self, DeleteKey.self, Backup.self, Restore.self, Logs.self,
-            SplitRPCKey.self, PrincipalCommand.self, WhoAmI.self, NodeCommand.self,
+            SplitRPCKey.self, PrincipalCommand.self, WhoAmI.self, NodeCommand.self, AttestCommand.self,
         ])
 
     struct GenerateKey: ParsableCommand {

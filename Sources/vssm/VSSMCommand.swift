@@ -14,7 +14,7 @@ struct VSSMCommand: ParsableCommand {
         version: VSSMVersion.string,
         subcommands: [
             InitCommand.self, IssueClientCommand.self, ServeCommand.self, BootstrapCommand.self, HealthCommand.self,
-            AdminCommand.self, PKCS11ConfigCommand.self, DoctorCommand.self,
+            AdminCommand.self, PKCS11ConfigCommand.self, DoctorCommand.self, VerifyAttestationCommand.self,
         ])
 }
 
@@ -46,7 +46,7 @@ func environment(_ name: String) -> String? {
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Create a dev PKI (RPC certificate, client CA, client certificate) and config.json in DIR.")
+        abstract: "Create a dev PKI (RPC certificate, client CA, client certificate, attestation CA) and config.json in DIR.")
 
     @Argument(help: "Directory to create the files in.") var dir: String
     @Option(help: "Admin password (default: generate one and print it once).") var adminPassword: String?
@@ -67,7 +67,7 @@ struct InitCommand: ParsableCommand {
 
     static let files = [
         "config.json", "pkcs11.json", "rpc-cert.pem", "ca.pem", "rpc-key.pem", "client-ca.pem", "client-ca-key.pem",
-        "client-cert.pem", "client-key.pem",
+        "client-cert.pem", "client-key.pem", "attestation-ca.pem", "attestation-ca-key.pem",
     ]
 
     func run() throws {
@@ -107,6 +107,12 @@ struct InitCommand: ParsableCommand {
         var config = ServerConfig(
             rpcCertificate: pki.rpcCertificateDER, clientTrustStore: [pki.clientCACertificateDER],
             rootPassword: try PasswordHash.create(password: pw))
+        // The attestation CA; its certificate for the attestation key every node derives from the RPC key.
+        var rpcDER = try PrivateKey(pem: Array(pki.rpcKeyPEM.utf8)).pkcs8DER
+        defer { zeroize(&rpcDER) }
+        let authority = try Attestation.createAuthority(rpcKeyPKCS8: rpcDER)
+        config.attestationCA = authority.caCertificateDER
+        config.attestationCertificate = authority.attestationCertificateDER
         config.listen.api = api
         config.listen.health = health
         config.listen.internal = internalAddress
@@ -121,6 +127,8 @@ struct InitCommand: ParsableCommand {
         try writeFile(dir + "/client-ca-key.pem", Array(pki.clientCAKeyPEM.utf8))
         try writeFile(dir + "/client-cert.pem", Array(X509Info.pem(certificates: [pki.clientCertificateDER]).utf8), mode: 0o644)
         try writeFile(dir + "/client-key.pem", Array(pki.clientKeyPEM.utf8))
+        try writeFile(dir + "/attestation-ca.pem", Array(X509Info.pem(certificates: [authority.caCertificateDER]).utf8), mode: 0o644)
+        try writeFile(dir + "/attestation-ca-key.pem", Array(authority.caKeyPEM.utf8))
         let module = ModuleConfigFile(
             endpoints: [ModuleConfigFile.url(forListener: api) ?? "https://127.0.0.1:8080"],
             ca: absolute + "/ca.pem", clientCert: absolute + "/client-cert.pem",
@@ -131,6 +139,7 @@ struct InitCommand: ParsableCommand {
         print("  RPC private key (the bootstrap secret: keep it in a safe): \(dir)/rpc-key.pem")
         print("  client certificate and key: \(dir)/client-cert.pem, \(dir)/client-key.pem")
         print("  PKCS#11 module configuration for this client (user PIN = admin password): \(dir)/pkcs11.json")
+        print("  attestation CA (give it to whoever checks key attestations; its key: keep offline): \(dir)/attestation-ca.pem")
         if generated { print("  admin password (shown once, stored only as a scrypt hash): \(pw)") }
         print("Next: vssm serve --config \(configPath) --bootstrap-key \(dir)/rpc-key.pem")
     }

@@ -95,6 +95,9 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         } catch { throw .device(error.message, status: 400) }
     }
 
+    /// No attestation CA here (the contract runs attestation against the real node only).
+    public func attest(key: ServiceKey) throws(TokenError) -> [UInt8] { throw .functionNotSupported }
+
     public func verifyMLDSA(key: String, message: [UInt8], context: [UInt8], signature: [UInt8]) throws(TokenError) -> Bool {
         count("verify")
         guard let pq = try entry(key).mldsa else { throw .device("Algorithm ML-DSA does not fit key \(key)", status: 400) }

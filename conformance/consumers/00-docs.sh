@@ -8,7 +8,7 @@ DOCS="$REPO_ROOT/docs"
 for page in "$DOCS"/*.md; do
     name=$(basename "$page")
     [ "$name" = README.md ] && continue
-    scenarios=$(grep -o 'conformance/consumers/[0-9][0-9]-[a-z0-9-]*\.sh' "$page" | sort -u)
+    scenarios=$(grep -oE 'conformance/(consumers|module)/[0-9][0-9]-[a-z0-9-]*\.sh' "$page" | sort -u)
     check "$name names its scenario" test -n "$scenarios"
     for s in $scenarios; do check "$name: $s exists" test -f "$REPO_ROOT/$s"; done
     # URIs without placeholders ("..." or $VAR) must appear verbatim in a scenario of the page.
