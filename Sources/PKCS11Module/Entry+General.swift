@@ -12,12 +12,16 @@ let library = Library.shared
 public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
     entry("C_Initialize", initialized: false) { () throws(TokenError) in
         var configPath: String? = nil
+        var threads = true
         if let raw = pInitArgs {
             let args = raw.loadUnaligned(as: CK_C_INITIALIZE_ARGS.self)
+            // A host that forbids threads gets none: tokens then list every `refreshSeconds`.
+            threads = args.flags & CK_FLAGS(CKF_LIBRARY_CANT_CREATE_OS_THREADS) == 0
             let someMutex = args.CreateMutex != nil || args.DestroyMutex != nil || args.LockMutex != nil || args.UnlockMutex != nil
             let allMutex = args.CreateMutex != nil && args.DestroyMutex != nil && args.LockMutex != nil && args.UnlockMutex != nil
             if someMutex && !allMutex { throw .argumentsBad("some but not all mutex functions given") }
-            // We always lock internally with OS primitives (CKF_OS_LOCKING_OK or not), and create no threads.
+            // We always lock internally with OS primitives (CKF_OS_LOCKING_OK or not). The only thread
+            // is a token's change follower (ended at C_Finalize).
             // The spec says NULL; a non-NULL value is taken as a config path, read without trusting it.
             if let reserved = args.pReserved {
                 configPath = try Marshal.probedCString(reserved)
@@ -28,7 +32,7 @@ public func C_Initialize(_ pInitArgs: UnsafeMutableRawPointer?) -> CK_RV {
         // A missing or bad configuration is CKR_FUNCTION_FAILED: the caller's arguments are fine,
         // and the entry point logs it at the default level.
         let config = try ModuleConfig.forInitialize(explicit: configPath)
-        try library.initialize(tokens: config.tokens())
+        try library.initialize(tokens: config.tokens(threads: threads))
         Log.write(.info, "initialized from \(config.path) with \(config.slots.count) slot(s)")
         return ok
     }

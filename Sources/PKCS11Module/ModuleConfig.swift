@@ -150,7 +150,8 @@ struct ModuleConfig {
 
     /// Tokens for the library: each builds its key service lazily (no network here, except to
     /// expand `"namespaces": "auto"`).
-    func tokens() -> [Token] {
+    /// `threads`: the host lets the module start threads (no CKF_LIBRARY_CANT_CREATE_OS_THREADS).
+    func tokens(threads: Bool = true) -> [Token] {
         var tokens: [Token] = []
         for (i, slot) in expandedSlots().enumerated() {
             let encrypted = String(decoding: slot.keyPEM, as: UTF8.self).contains("ENCRYPTED")
@@ -158,7 +159,7 @@ struct ModuleConfig {
             let cfg = SlotConfiguration(
                 label: slot.label, serial: serial, loginRequired: encrypted,
                 userPinIsAdminPassword: slot.userPinIsAdminPassword, refreshSeconds: slot.refreshSeconds,
-                attestationObjects: slot.attestationObjects)
+                attestationObjects: slot.attestationObjects, followChanges: slot.followChanges && threads)
             let s = slot
             tokens.append(
                 Token(slotID: UInt(clamping: i), configuration: cfg) { (pin: String?) throws(TokenError) -> any KeyService in

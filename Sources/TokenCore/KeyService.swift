@@ -26,6 +26,9 @@ public protocol KeyService: Sendable {
     func verifyMLDSA(key: String, message: [UInt8], context: [UInt8], signature: [UInt8]) throws(TokenError) -> Bool
     /// The attestation statement (DER certificate) of a key generated in the service.
     func attest(key: ServiceKey) throws(TokenError) -> [UInt8]
+    /// Waits (up to `waitMs`) for the key state to move past `since` ("" at first: it has):
+    /// answers the service's revision and whether it moved. `cancel` ends the wait at once.
+    func waitForChange(since: String, waitMs: Int, cancel: WaitCancellation) throws(TokenError) -> (revision: String, changed: Bool)
     /// C_Login's check: `asSO` needs the admin password; otherwise a registered principal's PIN
     /// is accepted too.
     func verifyAdminPassword(_ password: String, asSO: Bool) throws(TokenError)

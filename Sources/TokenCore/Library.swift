@@ -98,8 +98,12 @@ public final class Library: Sendable {
             _ = sessions.removeAll { _ in true }
             return current.pid == ProcessIdentity.current ? current.tokens : []
         }
-        // Session keys die with the application's use of the module (outside the lock: network).
-        for t in tokens { t.releaseSessionKeys() }
+        // Session keys die with the application's use of the module (outside the lock: network);
+        // the change-following threads end (their waits are interrupted).
+        for t in tokens {
+            t.stopFollowingChanges()
+            t.releaseSessionKeys()
+        }
     }
 
     /// The state of this process; a forked child must initialize again (PKCS#11 §6.7.7).

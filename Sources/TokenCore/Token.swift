@@ -21,9 +21,12 @@ public struct SlotConfiguration: Sendable {
     /// Each key generated in the service shows its attestation statement as a certificate object
     /// with the key's CKA_ID (`"attestationObjects"`).
     public var attestationObjects: Bool
+    /// Follow changes with the service's long poll (`ext/changes`) on a thread of the module's
+    /// (false: the host forbids threads, CKF_LIBRARY_CANT_CREATE_OS_THREADS, or the slot says so).
+    public var followChanges: Bool
     public init(
         label: String, serial: String, loginRequired: Bool = false, userPinIsAdminPassword: Bool = false, refreshSeconds: Double = 60,
-        attestationObjects: Bool = false
+        attestationObjects: Bool = false, followChanges: Bool = false
     ) {
         self.label = label
         self.serial = serial
@@ -31,6 +34,7 @@ public struct SlotConfiguration: Sendable {
         self.userPinIsAdminPassword = userPinIsAdminPassword
         self.refreshSeconds = refreshSeconds
         self.attestationObjects = attestationObjects
+        self.followChanges = followChanges
     }
 }
 
@@ -47,6 +51,9 @@ public final class Token: Sendable {
     /// This module instance's session-key owner id in the service (128 random bits, new per
     /// C_Initialize): session keys are `~<owner>/<name>` there, visible to no one else.
     public let owner: String
+    /// The change-following thread (`Token+Changes`): started once, healthy while its waits work.
+    let subscription = Locked<(started: Bool, healthy: Bool)>((false, false))
+    let changesCancel = WaitCancellation()
 
     struct State {
         var service: (any KeyService)?
@@ -59,6 +66,8 @@ public final class Token: Sendable {
         var dirty = true
         var user: UserType?
         var adminPassword: String?
+        /// Counts invalidations: one that comes while a reload is under way keeps the index stale.
+        var invalidations: UInt64 = 0
         /// Attestation statements fetched so far, by key name (nil: the key is not attestable).
         var attestations: [String: [UInt8]?] = [:]
         /// Session keys this instance created, by service name: the session that owns each and
@@ -130,8 +139,10 @@ public final class Token: Sendable {
 
     /// Reloads the index when it is stale or was invalidated by a local change.
     func refreshIfNeeded(force: Bool = false) throws(TokenError) {
-        let (dirty, loadedAt, admin) = state.withLock { ($0.dirty, $0.loadedAt, $0.adminPassword) }
-        let stale = configuration.refreshSeconds > 0 && Token.now() - loadedAt > configuration.refreshSeconds
+        let (dirty, loadedAt, admin, generation) = state.withLock { ($0.dirty, $0.loadedAt, $0.adminPassword, $0.invalidations) }
+        // While the service tells this token of changes (`ext/changes`), nothing is listed on a timer.
+        let stale =
+            configuration.refreshSeconds > 0 && Token.now() - loadedAt > configuration.refreshSeconds && !followsChanges
         guard force || dirty || stale else { return }
         if configuration.loginRequired && state.withLock({ $0.service == nil }) { return }  // nothing visible before login
         let listing = try service().list(adminPassword: admin, owner: owner)
@@ -158,11 +169,17 @@ public final class Token: Sendable {
                 s.objects[h] = o
             }
             s.loadedAt = Token.now()
-            s.dirty = false
+            s.dirty = s.invalidations != generation
         }
+        startFollowingChanges()
     }
 
-    func invalidate() { state.withLock { $0.dirty = true } }
+    func invalidate() {
+        state.withLock { s in
+            s.dirty = true
+            s.invalidations &+= 1
+        }
+    }
 
     // MARK: - Session keys
 

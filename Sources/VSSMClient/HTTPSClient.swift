@@ -212,11 +212,13 @@ public final class HTTPSClient: @unchecked Sendable {
 
     /// Every endpoint once: healthy ones first, starting at the one that answered last, then those
     /// marked bad (soonest retry first), so a call still succeeds when only a "bad" one is up.
-    func attemptOrder() -> [Int] {
+    /// `sticky`: start at the endpoint that answered last even with `round-robin` (a long poll
+    /// must keep asking the node whose revision it holds).
+    func attemptOrder(sticky: Bool = false) -> [Int] {
         let n = configuration.endpoints.count
         // The turn counter wraps; masking the sign bit keeps the index non-negative.
         let start =
-            configuration.order == .roundRobin
+            configuration.order == .roundRobin && !sticky
             ? (turn.wrappingAdd(1, ordering: .relaxed).oldValue & Int.max) % n
             : preferred.load(ordering: .relaxed) % n
         // Every call comes here (C_Sign too): with one endpoint, or none marked bad, no clock read
@@ -259,6 +261,44 @@ public final class HTTPSClient: @unchecked Sendable {
             rateLimitedUntil.store(Monotonic.ms() + Int64(clamping: min(seconds, 3600)) * 1000, ordering: .relaxed)
         }
         return r
+    }
+
+    /// A long poll (`ext/changes`): on a connection of its own, never the pool's (it would hold a
+    /// pooled connection for minutes), answered within `waitMs` plus a margin; the first endpoint
+    /// that answers. `handle.cancel()` from another thread ends it at once (C_Finalize).
+    public func postWaiting(_ path: String, body: [UInt8], waitMs: Int, handle: LongPollHandle) throws(ClientError) -> HTTPResponse {
+        let request = Array("POST \(path) HTTP/1.1\r\n\(headerLines)Content-Length: \(body.count)\r\n\r\n".utf8) + body
+        let budget = waitMs + configuration.requestTimeoutMs
+        var lastError = ClientError.connect("no endpoint tried")
+        // The same node every time (each node counts revisions of its own): round-robin would
+        // answer every wait at once with another node's revision.
+        for index in attemptOrder(sticky: true) {
+            if handle.isCancelled { throw .connect("cancelled") }
+            let c: TLSConnection
+            do {
+                c = try TLSConnection.open(
+                    configuration.endpoints[index], context: context, serverName: configuration.serverName,
+                    verifyName: configuration.trustPEM != nil, pinnedSHA256: configuration.pinnedCertificateSHA256,
+                    trustDescription: configuration.trustDescription, connectTimeoutMs: configuration.connectTimeoutMs, ioTimeoutMs: budget)
+            } catch {
+                lastError = error
+                continue
+            }
+            guard handle.attach(c.fd) else { throw .connect("cancelled") }
+            defer { handle.detach() }
+            do {
+                try c.write(request)
+                c.deadlineMs = Monotonic.ms() + Int64(budget)
+                let (response, _) = try HTTPResponseParser.read(from: c)
+                markGood(index)
+                return response
+            } catch {
+                if handle.isCancelled { throw .connect("cancelled") }
+                lastError = error
+                guard error.isTransport else { throw error }
+            }
+        }
+        throw lastError
     }
 
     private func send(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
@@ -494,5 +534,27 @@ extension Substring {
         while let f = s.first, set.contains(f) { s = s.dropFirst() }
         while let l = s.last, set.contains(l) { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// Interrupts a long poll from another thread: the socket is shut down under a lock the poller
+/// takes before its connection closes, so a descriptor number reused since is never touched.
+public final class LongPollHandle: Sendable {
+    private let state = Locked<(fd: Int32, cancelled: Bool)>((-1, false))
+    public init() {}
+    public var isCancelled: Bool { state.withLock { $0.cancelled } }
+    func attach(_ fd: Int32) -> Bool {
+        state.withLock { s in
+            guard !s.cancelled else { return false }
+            s.fd = fd
+            return true
+        }
+    }
+    func detach() { state.withLock { $0.fd = -1 } }
+    public func cancel() {
+        state.withLock { s in
+            s.cancelled = true
+            if s.fd >= 0 { _ = shutdown(s.fd, Int32(SHUT_RDWR)) }
+        }
     }
 }

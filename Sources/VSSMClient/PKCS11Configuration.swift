@@ -25,6 +25,9 @@ public struct PKCS11Configuration: Sendable {
         /// statement as a certificate object with the key's CKA_ID (off by default: a second
         /// certificate with a key's ID would confuse hosts that pair them by ID).
         public var attestationObjects = false
+        /// `"followChanges"` (default true): learn of keys made, changed or deleted elsewhere from
+        /// the service's long poll instead of listing every `refreshSeconds`.
+        public var followChanges = true
         /// The PEM files' contents, read when the configuration is loaded.
         public var caPEM: [UInt8] = []
         public var certPEM: [UInt8] = []
@@ -51,7 +54,7 @@ public struct PKCS11Configuration: Sendable {
     public static let slotMembers = [
         "label", "endpoints", "endpointOrder", "serverName", "ca", "clientCert", "clientKey",
         "userPinIsAdminPassword", "namespace", "namespaces", "refreshSeconds", "connectTimeoutMs",
-        "requestTimeoutMs", "attestationObjects",
+        "requestTimeoutMs", "attestationObjects", "followChanges",
     ]
 
     /// Every member checked (known, right type, in range); the PEM files read.
@@ -114,6 +117,7 @@ public struct PKCS11Configuration: Sendable {
                 connectTimeoutMs: try ms("connectTimeoutMs", 3000, 1...600_000),
                 requestTimeoutMs: try ms("requestTimeoutMs", 30000, 1...3_600_000))
             slot.attestationObjects = try file.bool(item, "attestationObjects", at: at) ?? false
+            slot.followChanges = try file.bool(item, "followChanges", at: at) ?? true
             if let text = try file.string(item, "endpointOrder", at: at) {
                 guard let order = EndpointOrder(rawValue: text) else {
                     throw file.problem("\(at).endpointOrder", "must be \"ordered\" or \"round-robin\", not \"\(text)\"")

@@ -32,6 +32,19 @@ public final class VSSMAPIClient: Sendable {
         }
     }
 
+    /// A long poll on a connection of its own (`HTTPSClient.postWaiting`), decoded like `call`.
+    public func callWaiting(
+        _ path: String, _ request: WireWriter, response schema: MessageSchema, waitMs: Int, handle: LongPollHandle
+    ) throws(ClientError) -> WireObject {
+        let r = try http.postWaiting(path, body: request.bytes, waitMs: waitMs, handle: handle)
+        guard r.status == 200 else { throw VSSMAPIClient.error(from: r) }
+        do {
+            return try WireObject.decode(r.body, as: schema)
+        } catch {
+            throw .protocolError("unexpected response from \(path): \(error.message)")
+        }
+    }
+
     /// Raw POST of a JSON body, for tools that print the answer as is.
     public func raw(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
         try http.post(path, body: body, idempotent: idempotent)

@@ -304,7 +304,7 @@ final class EtcdStore: Sendable {
     /// read at. Records that do not unseal (another service's, or damaged) are reported and skipped.
     func load(audit: AuditLog) throws(ServiceError) -> (state: KeyState, revision: Int64) {
         view.withLock { $0 = View() }
-        let state = try refresh(KeyState(), audit: audit) ?? KeyState()
+        let state = try refresh(KeyState(), audit: audit)?.state ?? KeyState()
         return (state, viewRevision)
     }
 
@@ -343,7 +343,9 @@ final class EtcdStore: Sendable {
     /// Brings `state` (this node's view) up to etcd's current revision reading only what changed
     /// since the view's revision: the record names with their revisions (no values), then the values
     /// of the records changed since, read at that same revision. nil: nothing changed.
-    func refresh(_ state: KeyState, audit: AuditLog) throws(ServiceError) -> KeyState? {
+    /// The state with etcd's changes since this node's view, and whether any key record changed
+    /// (audit heads move the revision too); nil when the revision did not move.
+    func refresh(_ state: KeyState, audit: AuditLog) throws(ServiceError) -> (state: KeyState, changed: Bool)? {
         let last = viewRevision
         let names = try call(
             "/v3/kv/range",
@@ -364,6 +366,7 @@ final class EtcdStore: Sendable {
             for kv in kvs { if let name = recordName(kv) { present[name] = EtcdStore.int64(kv["mod_revision"]) } }
         }
         var next = state
+        var touched = false
         var v = view.withLock { $0 }
         for name in v.records.keys where present[name] == nil {
             if name == "p", let held = v.records[name] {
@@ -377,6 +380,7 @@ final class EtcdStore: Sendable {
             EtcdStore.remove(record: name, from: &next)
             v.records.removeValue(forKey: name)
             buried(name)
+            touched = true
         }
 
         if present.contains(where: { $0.value > last }) {
@@ -408,6 +412,7 @@ final class EtcdStore: Sendable {
                     EtcdStore.remove(record: name, from: &next)
                     EtcdStore.add(decoded.state, record: name, to: &next)
                     v.records[name] = (plain, modRevision, seq)
+                    touched = true
                     raise(name, to: seq)
                     if name == "p" {
                         freshness.withLock {
@@ -429,11 +434,12 @@ final class EtcdStore: Sendable {
             EtcdStore.add(decoded.state, record: "p", to: &next)
             v.records["p"] = (plain: [], modRevision: v.records["p"]?.modRevision ?? 0, seq: freshness.withLock { $0.floors["p"] } ?? 0)
             needsHeal.store(true, ordering: .relaxed)
+            touched = true
         }
         v.revision = revision
         view.withLock { $0 = v }
         saveFreshnessReporting()
-        return next
+        return (next, touched)
     }
 
     // MARK: - Audit heads

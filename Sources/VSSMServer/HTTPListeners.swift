@@ -636,6 +636,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var peer: String?
     /// Whom this connection's requests count for (`RequestContext.clientKey`), decided once.
     private var clientKey: String?
+    /// An `ext/changes` request waiting for the next change: its waiter and its timer.
+    private var changeWait: (id: UInt64, timer: Scheduled<Void>)?
 
     init(listeners: HTTPListeners, listener: RequestContext.Listener, limits: ServiceLimits, verifiedTLS: Bool, tracker: ConnectionTracker)
     {
@@ -665,11 +667,23 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         arm(context, ms: limits.handshakeTimeoutMs)
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { disarm() }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        disarm()
+        stopWaiting()
+    }
 
     func channelInactive(context: ChannelHandlerContext) {
         disarm()
+        stopWaiting()
         context.fireChannelInactive()
+    }
+
+    /// A waiting `ext/changes` whose connection went: no answer, no waiter left behind.
+    private func stopWaiting() {
+        guard let w = changeWait else { return }
+        changeWait = nil
+        w.timer.cancel()
+        node.store.changes.cancel(w.id)
     }
 
     /// HTTP parse errors: the protocol error handler before us has answered 400 with
@@ -922,7 +936,56 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// `ext/changes` at the current revision: answered at the next change, or with `changed: false`
+    /// when its wait is over, from this event loop (no thread waits). Bounded per client and in all.
+    private func awaitChange(context: ChannelHandlerContext, since: String, waitMs: Int, keepAlive: Bool) {
+        let feed = node.store.changes
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        let api = limits.maxConnections(.api)
+        let outcome = feed.wait(since: since, client: clientKey ?? "-", maxPerClient: max(4, api / 4), maxTotal: max(4, api / 2)) {
+            revision in
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.changeArrived(context: context, revision: revision, changed: true, keepAlive: keepAlive)
+            }
+        }
+        switch outcome {
+        case .now(let revision):
+            write(
+                context: context, ServiceResponse(status: 200, body: KeyServiceNode.changesAnswer(revision, changed: true).bytes),
+                keepAlive: keepAlive)
+        case .refused:
+            var r = ServiceResponse(
+                status: 429,
+                body: ServiceError(429, "Too many requests of this client are waiting for changes; wait for their answers.").body)
+            r.retryAfterSeconds = 1
+            write(context: context, r, keepAlive: keepAlive)
+        case .waiting(let id):
+            let timer = loop.scheduleTask(in: .milliseconds(Int64(waitMs))) {
+                let (handler, context) = bound.value
+                if feed.cancel(id) {
+                    handler.changeArrived(context: context, revision: feed.revision, changed: false, keepAlive: keepAlive)
+                }
+            }
+            changeWait = (id, timer)
+            // Waiting is not work in progress: the client's other requests are not held back by
+            // it, and the connection may be closed to admit another, as an idle one.
+            tracker.requestDone(context.channel)
+        }
+    }
+
+    private func changeArrived(context: ChannelHandlerContext, revision: String, changed: Bool, keepAlive: Bool) {
+        guard let w = changeWait else { return }  // answered already, or the connection went
+        changeWait = nil
+        w.timer.cancel()
+        write(
+            context: context, ServiceResponse(status: 200, body: KeyServiceNode.changesAnswer(revision, changed: changed).bytes),
+            keepAlive: keepAlive)
+    }
+
     private func write(context: ChannelHandlerContext, _ r: ServiceResponse, keepAlive: Bool) {
+        if let wait = r.waitForChange { return awaitChange(context: context, since: wait.since, waitMs: wait.waitMs, keepAlive: keepAlive) }
         if let path = metricsPath {
             let now = NIODeadline.now()
             let series: ServiceMetrics.RequestSeries

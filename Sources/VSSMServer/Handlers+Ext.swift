@@ -18,6 +18,17 @@ extension KeyServiceNode {
         Route.extSign: { n, b, c throws(ServiceError) in try n.extSign(b, c) },
         Route.extVerify: { n, b, c throws(ServiceError) in try n.extVerify(b, c) },
         Route.extAttest: { n, b, c throws(ServiceError) in try n.extAttest(b, c) },
+        Route.extChanges: { n, b, _ throws(ServiceError) in
+            let r = try n.decode(b, ExtSchemas.changesRequest)
+            let current = n.store.changes.revision
+            let waitMs = Int(min(r.uint64("waitMs"), UInt64(ChangeFeed.maxWaitMs)))
+            if r.string("revision") != current || waitMs == 0 {
+                return n.ok(KeyServiceNode.changesAnswer(current, changed: r.string("revision") != current))
+            }
+            var response = n.ok(WireWriter())
+            response.waitForChange = (r.string("revision"), waitMs)
+            return response
+        },
         Route.extDecrypt: { n, b, c throws(ServiceError) in try n.extDecrypt(b, c) },
         Route.extSymmetricEncrypt: { n, b, c throws(ServiceError) in try n.extSymmetric(b, c, encrypt: true) },
         Route.extSymmetricDecrypt: { n, b, c throws(ServiceError) in try n.extSymmetric(b, c, encrypt: false) },
@@ -190,6 +201,13 @@ extension KeyServiceNode {
             w.bytes("attributes", e.attributes.pkcs11)
             keys.append(w.value)
         }
+    }
+
+    static func changesAnswer(_ revision: String, changed: Bool) -> WireWriter {
+        var w = WireWriter()
+        w.string("revision", revision)
+        w.bool("changed", changed)
+        return w
     }
 
     /// An ML-DSA signature checked with the key's public half (the module has no ML-DSA of its own).

@@ -67,6 +67,9 @@ public struct ServiceResponse: Sendable {
     public var contentType = "application/json"
     /// `Retry-After` (seconds) of a 429 or 503.
     public var retryAfterSeconds: Int?
+    /// `ext/changes` with the current revision: the listener answers at the next change (or when
+    /// `waitMs` is over), from its event loop, holding no thread meanwhile.
+    var waitForChange: (since: String, waitMs: Int)?
     public init(status: Int, body: [UInt8], contentType: String = "application/json") {
         self.status = status
         self.body = body
@@ -270,6 +273,7 @@ public final class KeyServiceNode: Sendable {
         self.store.onChange.withLock { $0 = { [weak self] in if let self { self.peerSync.pushSoon(node: self) } } }
         if let loaded {
             state.withLock { $0 = loaded.state }
+            self.store.changes.changed()
             audit.info(
                 "Loaded \(loaded.state.keyCount) keys and \(loaded.state.objects.count) objects from \(store.map { "etcd (\($0.settings.endpoints.joined(separator: ",")))" } ?? sealed?.path ?? "")"
             )

@@ -23,6 +23,8 @@ final class NodeStore: Sendable {
     let metrics: ServiceMetrics
     /// Called after every acknowledged change.
     let onChange = Locked<(@Sendable () -> Void)?>(nil)
+    /// Answers the clients waiting for a change (`ext/changes`): every change applied here moves it.
+    let changes = ChangeFeed()
 
     init(maxStateBytes: Int, audit: AuditLog, metrics: ServiceMetrics) {
         self.maxStateBytes = maxStateBytes
@@ -78,6 +80,7 @@ final class NodeStore: Sendable {
                 }
                 r = try attempt()
             }
+            changes.changed()
             onChange.withLock { $0 }?()
             return r
         }
@@ -87,6 +90,7 @@ final class NodeStore: Sendable {
             return r
         }
         try persist()
+        changes.changed()
         onChange.withLock { $0 }?()
         return r
     }
@@ -176,7 +180,10 @@ final class NodeStore: Sendable {
             guard try store.currentRevision() != store.viewRevision,
                 let next = try store.refresh(state.withLock { $0 }, audit: audit)
             else { return false }
-            state.withLock { $0 = next }
+            state.withLock { $0 = next.state }
+            // The revision also moves with audit heads: only a change of keys, objects or
+            // principals is news for the clients waiting for one.
+            if next.changed { changes.changed() }
             return true
         }
     }

@@ -73,6 +73,7 @@ enum RouteTable {
         Route.extSign: .init(.keyUser),
         Route.extVerify: .init(.keyUser),
         Route.extAttest: .init(.keyUser),
+        Route.extChanges: .init(.keyUser),
         Route.extDecrypt: .init(.keyUser),
         Route.extSymmetricEncrypt: .init(.keyUser),
         Route.extSymmetricDecrypt: .init(.keyUser),

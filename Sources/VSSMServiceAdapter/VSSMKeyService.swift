@@ -219,6 +219,21 @@ public final class VSSMKeyService: KeyService {
             ?? []
     }
 
+    public func waitForChange(since: String, waitMs: Int, cancel: WaitCancellation) throws(TokenError) -> (revision: String, changed: Bool)
+    {
+        guard try features()?.contains(.changes) ?? false else { throw .functionNotSupported }
+        var w = WireWriter()
+        w.string("revision", since)
+        w.uint64("waitMs", UInt64(max(0, waitMs)))
+        let handle = LongPollHandle()
+        cancel.onCancel { handle.cancel() }
+        let r: WireObject
+        do { r = try api.callWaiting(Route.extChanges, w, response: ExtSchemas.changesResponse, waitMs: waitMs, handle: handle) } catch {
+            throw VSSMKeyService.map(error)
+        }
+        return (r.string("revision"), r.bool("changed"))
+    }
+
     public func attest(key: ServiceKey) throws(TokenError) -> [UInt8] {
         guard try features()?.contains(.attestation) ?? false else { throw .functionNotSupported }
         var w = WireWriter()

@@ -63,6 +63,10 @@ public enum ExtSchemas {
     public static let attestResponse = MessageSchema(
         "ExtAttestResponse",
         [.init("certificate", .bytes), .init("attestationCertificate", .bytes), .init("attestationCA", .bytes), .init("claims", .string)])
+    /// `revision`: the last one the caller saw ("" at first); `waitMs`: how long to wait for a
+    /// change (at most 300000; 0: answer at once).
+    public static let changesRequest = MessageSchema("ExtChangesRequest", [.init("revision", .string), .init("waitMs", .uint64)])
+    public static let changesResponse = MessageSchema("ExtChangesResponse", [.init("revision", .string), .init("changed", .bool)])
     public static let outputResponse = MessageSchema("ExtOutputResponse", [.init("output", .bytes)])
 
     /// algorithm `RSA` (PKCS#1 v1.5), `RSA-RAW` (no padding: PKCS#11 CKM_RSA_X_509, for raw
@@ -277,6 +281,8 @@ extension Route {
     public static let extSign = "/REST/v1/ext/sign"
     public static let extVerify = "/REST/v1/ext/verify"
     public static let extAttest = "/REST/v1/ext/attest"
+    /// Long poll: answers when the key state moves past `revision` (or `waitMs` is over).
+    public static let extChanges = "/REST/v1/ext/changes"
     public static let extDecrypt = "/REST/v1/ext/decrypt"
     public static let extSymmetricEncrypt = "/REST/v1/ext/symmetric/encrypt"
     public static let extSymmetricDecrypt = "/REST/v1/ext/symmetric/decrypt"

@@ -45,6 +45,8 @@ public enum Feature: String, Sendable, CaseIterable {
     case mlKEM = "ml-kem"
     /// `ext/attest`: a statement that a key was generated here, sensitive and never extractable.
     case attestation
+    /// `ext/changes`: a long poll that answers when the key state changes.
+    case changes
 
     /// The features in a list of names, unknown names left out.
     public static func set(_ names: [String]) -> Set<Feature> { Set(names.compactMap(Feature.init(rawValue:))) }

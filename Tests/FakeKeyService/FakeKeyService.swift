@@ -95,6 +95,12 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         } catch { throw .device(error.message, status: 400) }
     }
 
+    /// No change feed here: tokens over the fake poll.
+    public func waitForChange(since: String, waitMs: Int, cancel: WaitCancellation) throws(TokenError) -> (revision: String, changed: Bool)
+    {
+        throw .functionNotSupported
+    }
+
     /// No attestation CA here (the contract runs attestation against the real node only).
     public func attest(key: ServiceKey) throws(TokenError) -> [UInt8] { throw .functionNotSupported }
 
