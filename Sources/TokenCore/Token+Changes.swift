@@ -1,3 +1,4 @@
+import Glibc
 import VSSMSync
 import VSSMWire
 
@@ -56,8 +57,15 @@ extension Token {
             return true
         }
         guard start else { return }
-        let started = BackgroundThread.start { [self] in followChanges() }
-        if !started { subscription.withLock { $0.started = false } }
+        ChangeFollowers.enter(changesCancel)
+        let started = BackgroundThread.start { [self] in
+            followChanges()
+            ChangeFollowers.leave(changesCancel)
+        }
+        if !started {
+            ChangeFollowers.leave(changesCancel)
+            subscription.withLock { $0.started = false }
+        }
     }
 
     private func followChanges() {
@@ -88,6 +96,47 @@ extension Token {
         subscription.withLock { $0 = (started: false, healthy: false) }
     }
 
-    /// C_Finalize: the wait ends now (its socket is shut down).
-    func stopFollowingChanges() { changesCancel.cancel() }
+    /// C_Finalize: the wait ends now (its socket is shut down), and the thread is gone before this
+    /// returns (at most 2 s): a host that exits next cleans OpenSSL up, which a thread still
+    /// freeing its connection would crash on.
+    func stopFollowingChanges() {
+        changesCancel.cancel()
+        let deadline = Monotonic.ms() + 2000
+        while subscription.withLock({ $0.started }) && Monotonic.ms() < deadline { BackgroundThread.sleep(ms: 5) }
+    }
+}
+
+/// The change-following threads of this process. At exit (a host that never calls C_Finalize)
+/// they are stopped before OpenSSL cleans up: this handler is registered after OpenSSL's own
+/// (the module's TLS needs OpenSSL initialised first), so it runs before it.
+enum ChangeFollowers {
+    private static let state = Locked<(pid: pid_t, running: Int, cancels: [ObjectIdentifier: WaitCancellation])>((0, 0, [:]))
+    private static let atExit: Void = { atexit { ChangeFollowers.stopAll(waitMs: 1000) } }()
+
+    static func enter(_ c: WaitCancellation) {
+        _ = atExit
+        state.withLock { s in
+            // A forked child inherits the parent's count, not its threads.
+            if s.pid != ProcessIdentity.current { s = (ProcessIdentity.current, 0, [:]) }
+            s.running += 1
+            s.cancels[ObjectIdentifier(c)] = c
+        }
+    }
+
+    static func leave(_ c: WaitCancellation) {
+        state.withLock { s in
+            guard s.pid == ProcessIdentity.current else { return }
+            s.running -= 1
+            s.cancels.removeValue(forKey: ObjectIdentifier(c))
+        }
+    }
+
+    static func stopAll(waitMs: Int) {
+        let cancels = state.withLock { s in s.pid == ProcessIdentity.current ? Array(s.cancels.values) : [] }
+        for c in cancels { c.cancel() }
+        let deadline = Monotonic.ms() + Int64(waitMs)
+        while state.withLock({ $0.pid == ProcessIdentity.current && $0.running > 0 }) && Monotonic.ms() < deadline {
+            BackgroundThread.sleep(ms: 5)
+        }
+    }
 }

@@ -75,6 +75,16 @@ after=$(all_changes)
 echo "       round-robin token, 20 s idle: $((after - before)) ext/changes requests over the three nodes"
 check "a round-robin token waits on one node (at most 3 waits in 20 s idle)" test $((after - before)) -le 3
 
+# The thread never outlives the host's OpenSSL: a host that exits right after listing, with or
+# without C_Finalize, exits cleanly (a thread freeing its connection during OpenSSL's exit-time
+# cleanup crashed pkcs11-tool about one run in two before).
+check "compile the C exit host" cc -Wall -Werror -I "$REPO_ROOT/include" -o "$W/exit-host" "$CONFORMANCE_DIR/module/exit-host.c" -ldl
+for how in finalize exit; do
+    bad=0
+    for _ in $(seq 25); do VSSM_PKCS11_CONFIG="$W/node3.json" "$W/exit-host" "$MODULE" "$how" >/dev/null 2>&1 || bad=$((bad + 1)); done
+    expect_eq "25 hosts that list and exit ($how) all exit 0" 0 "$bad"
+done
+
 # What it costs: 100 tokens (slots of one process) on node 3, each asked C_FindObjects every second
 # while nothing changes. Following changes they list nothing and wait; a token that polled for the
 # same freshness (refreshSeconds 1) would list on every call. Measured over a whole wait (125 s; a
