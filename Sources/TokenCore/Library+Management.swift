@@ -184,20 +184,12 @@ extension Library {
             spec = .dsa(p: p, q: q, g: g)
         case .mlDSAKeyPairGen:
             // PKCS#11 3.2: the parameter set in the public template (CKP_ML_DSA_65, CKP_ML_DSA_87).
-            let fromPublic = try publicTemplate.ulong(.parameterSet)
-            let fromPrivate = try privateTemplate.ulong(.parameterSet)
-            guard let set = fromPublic ?? fromPrivate else {
-                throw .templateIncomplete("CKA_PARAMETER_SET (CKP_ML_DSA_65 or CKP_ML_DSA_87)")
-            }
+            let set = try Library.parameterSet(publicTemplate, privateTemplate, "CKP_ML_DSA_65 or CKP_ML_DSA_87")
             guard let offered = MLDSAParameterSet(pkcs11ParameterSet: set) else { throw .attributeValueInvalid(.parameterSet) }
             spec = .mldsa(offered)
         case .mlKEMKeyPairGen:
-            // PKCS#11 3.2: CKP_ML_KEM_768 or CKP_ML_KEM_1024 (ML-KEM-512 is not offered).
-            let fromPublic = try publicTemplate.ulong(.parameterSet)
-            let fromPrivate = try privateTemplate.ulong(.parameterSet)
-            guard let set = fromPublic ?? fromPrivate else {
-                throw .templateIncomplete("CKA_PARAMETER_SET (CKP_ML_KEM_768 or CKP_ML_KEM_1024)")
-            }
+            // CKP_ML_KEM_768 or CKP_ML_KEM_1024 (ML-KEM-512 is not offered).
+            let set = try Library.parameterSet(publicTemplate, privateTemplate, "CKP_ML_KEM_768 or CKP_ML_KEM_1024")
             guard let offered = MLKEMParameterSet(pkcs11ParameterSet: set) else { throw .attributeValueInvalid(.parameterSet) }
             spec = .mlkem(offered)
         default:
@@ -214,6 +206,14 @@ extension Library {
         }
         placed(p, h, name: name, type: .asymmetric)
         return (try handle(t, identity: "pub/\(name)"), try handle(t, identity: "priv/\(name)"))
+    }
+
+    /// CKA_PARAMETER_SET of a post-quantum key pair, from either template (required).
+    static func parameterSet(_ publicTemplate: Template, _ privateTemplate: Template, _ offered: String) throws(TokenError) -> UInt {
+        let fromPublic = try publicTemplate.ulong(.parameterSet)
+        let fromPrivate = try privateTemplate.ulong(.parameterSet)
+        guard let set = fromPublic ?? fromPrivate else { throw .templateIncomplete("CKA_PARAMETER_SET (\(offered))") }
+        return set
     }
 
     /// C_GenerateKey: CKM_AES_KEY_GEN or CKM_GENERIC_SECRET_KEY_GEN (CKA_VALUE_LEN bytes).
