@@ -99,9 +99,14 @@ public struct TokenObject: Sendable {
         case .rsa, .ec, .eddsa, .dsa, .mldsa, .mlkem:
             // OpenSSL 3.0 reads every public key but ML-DSA's and ML-KEM's, which are read here.
             let pub = try? PublicKey(spki: key.publicKey)
-            let mldsa = key.kind == .mldsa ? MLDSAParameterSet.parse(spki: key.publicKey) : nil
-            let mlkem = key.kind == .mlkem ? MLKEMParameterSet.parse(spki: key.publicKey) : nil
-            guard pub != nil || mldsa != nil || mlkem != nil else { return [] }
+            // A post-quantum key: its CKK_, CKA_PARAMETER_SET and raw public key.
+            let pq: (kind: KeyKind, set: UInt, raw: [UInt8])? =
+                switch key.kind {
+                case .mldsa: MLDSAParameterSet.parse(spki: key.publicKey).map { (.mlDSA, $0.0.pkcs11ParameterSet, $0.1) }
+                case .mlkem: MLKEMParameterSet.parse(spki: key.publicKey).map { (.mlKEM, $0.0.pkcs11ParameterSet, $0.1) }
+                default: nil
+                }
+            guard pub != nil || pq != nil else { return [] }
             let bits = DER.subjectPublicKeyBits(spki: key.publicKey) ?? key.publicKey
             let id = key.id ?? DigestAlgorithm.sha1.hash(bits)
             common[.id] = id
@@ -131,12 +136,9 @@ public struct TokenObject: Sendable {
                 kindAttrs[.keyType] = U(KeyKind.ecEdwards.rawValue)
                 kindAttrs[.ecParams] = params
                 kindAttrs[.ecPoint] = DER.octetString(point)
-            } else if let (set, _) = mldsa {
-                kindAttrs[.keyType] = U(KeyKind.mlDSA.rawValue)
-                kindAttrs[.parameterSet] = U(set.pkcs11ParameterSet)
-            } else if let (set, _) = mlkem {
-                kindAttrs[.keyType] = U(KeyKind.mlKEM.rawValue)
-                kindAttrs[.parameterSet] = U(set.pkcs11ParameterSet)
+            } else if let pq {
+                kindAttrs[.keyType] = U(pq.kind.rawValue)
+                kindAttrs[.parameterSet] = U(pq.set)
             } else {
                 return []
             }
@@ -155,8 +157,7 @@ public struct TokenObject: Sendable {
             // A DSA public key's CKA_VALUE is y (public); the private key's is secret.
             if key.kind == .dsa, let y = pub?.dsaComponents?.y { pubAttrs[.value] = y }
             // An ML-DSA public key's CKA_VALUE is the raw public key (PKCS#11 3.2).
-            if let (_, raw) = mldsa { pubAttrs[.value] = raw }
-            if let (_, raw) = mlkem { pubAttrs[.value] = raw }
+            if let pq { pubAttrs[.value] = pq.raw }
             let chosen = StoredAttributes.decode(key.attributes)
             for (type, value) in chosen where !StoredAttributes.vendor.contains(type) {
                 if StoredAttributes.privateFlags.contains(type) { priv[type] = B(value) }

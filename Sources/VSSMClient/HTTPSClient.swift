@@ -276,10 +276,7 @@ public final class HTTPSClient: @unchecked Sendable {
             if handle.isCancelled { throw .connect("cancelled") }
             let c: TLSConnection
             do {
-                c = try TLSConnection.open(
-                    configuration.endpoints[index], context: context, serverName: configuration.serverName,
-                    verifyName: configuration.trustPEM != nil, pinnedSHA256: configuration.pinnedCertificateSHA256,
-                    trustDescription: configuration.trustDescription, connectTimeoutMs: configuration.connectTimeoutMs, ioTimeoutMs: budget)
+                c = try connect(configuration.endpoints[index], ioTimeoutMs: budget)
             } catch {
                 lastError = error
                 continue
@@ -347,13 +344,7 @@ public final class HTTPSClient: @unchecked Sendable {
         }
         let fresh: TLSConnection
         do {
-            fresh = try TLSConnection.open(
-                endpoint, context: context, serverName: configuration.serverName,
-                verifyName: configuration.trustPEM != nil,
-                pinnedSHA256: configuration.pinnedCertificateSHA256,
-                trustDescription: configuration.trustDescription,
-                connectTimeoutMs: configuration.connectTimeoutMs,
-                ioTimeoutMs: configuration.requestTimeoutMs)
+            fresh = try connect(endpoint, ioTimeoutMs: configuration.requestTimeoutMs)
         } catch {
             markBad(endpointIndex)
             throw AttemptFailure(error: error, sent: false)
@@ -371,6 +362,14 @@ public final class HTTPSClient: @unchecked Sendable {
             if error.isTransport { markBad(endpointIndex) }
             throw AttemptFailure(error: error, sent: true)
         }
+    }
+
+    /// A new connection to `endpoint` with this client's TLS settings.
+    private func connect(_ endpoint: Endpoint, ioTimeoutMs: Int) throws(ClientError) -> TLSConnection {
+        try TLSConnection.open(
+            endpoint, context: context, serverName: configuration.serverName, verifyName: configuration.trustPEM != nil,
+            pinnedSHA256: configuration.pinnedCertificateSHA256, trustDescription: configuration.trustDescription,
+            connectTimeoutMs: configuration.connectTimeoutMs, ioTimeoutMs: ioTimeoutMs)
     }
 
     private func receive(_ c: TLSConnection) throws(ClientError) -> HTTPResponse {

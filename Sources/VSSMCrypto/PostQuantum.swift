@@ -1,43 +1,52 @@
-/// Post-quantum keys: ML-DSA (FIPS 204) parameter sets this service offers, and their encodings (RFC 9881): the
-/// key's OID, the SubjectPublicKeyInfo (the raw public key in the BIT STRING) and the PKCS#8 seed
-/// form (`[0] IMPLICIT OCTET STRING` of the 32-byte seed). Encoding only: signing lives in the
-/// key service (swift-crypto); the module reads public keys with this and verifies in the
-/// service. ML-DSA-44 is not offered (swift-crypto has 65 and 87).
-public enum MLDSAParameterSet: String, Sendable, CaseIterable {
-    case mldsa65 = "ML-DSA-65", mldsa87 = "ML-DSA-87"
+/// A post-quantum parameter set this service offers (ML-DSA, ML-KEM): its OID and sizes; the
+/// encodings (SubjectPublicKeyInfo with the raw public key, PKCS#8 seed form) and the PKCS#11 3.2
+/// CKA_PARAMETER_SET lookup come from that. Encoding only: the keys live in the key service
+/// (swift-crypto); the module reads public keys with this.
+public protocol PostQuantumParameterSet: CaseIterable, Equatable, Sendable {
+    var oidDER: [UInt8] { get }
+    var publicKeySize: Int { get }
+    /// PKCS#11 3.2 CKA_PARAMETER_SET (CKP_…).
+    var pkcs11ParameterSet: UInt { get }
+    static var seedSize: Int { get }
+}
 
-    /// The OID's last arc: id-ml-dsa-65 2.16.840.1.101.3.4.3.18, id-ml-dsa-87 ….19.
-    var oidLast: UInt8 { self == .mldsa65 ? 0x12 : 0x13 }
-    public var oidDER: [UInt8] { [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, oidLast] }
-    public var publicKeySize: Int { self == .mldsa65 ? 1952 : 2592 }
-    public var signatureSize: Int { self == .mldsa65 ? 3309 : 4627 }
-    public static let seedSize = 32
-    /// PKCS#11 3.2 CKA_PARAMETER_SET (CKP_ML_DSA_65 = 2, CKP_ML_DSA_87 = 3).
-    public var pkcs11ParameterSet: UInt { self == .mldsa65 ? 2 : 3 }
+extension PostQuantumParameterSet {
     public init?(pkcs11ParameterSet p: UInt) {
-        guard let s = MLDSAParameterSet.allCases.first(where: { $0.pkcs11ParameterSet == p }) else { return nil }
+        guard let s = Self.allCases.first(where: { $0.pkcs11ParameterSet == p }) else { return nil }
         self = s
     }
-    public var kind: AsymmetricKind { self == .mldsa65 ? .mldsa65 : .mldsa87 }
-
     public func spki(publicKey: [UInt8]) -> [UInt8] { PQEncoding.spki(oid: oidDER, publicKey: publicKey) }
     public func pkcs8(seed: [UInt8]) -> [UInt8] { PQEncoding.pkcs8(oid: oidDER, seed: seed) }
 
-    /// The parameter set and raw public key of an ML-DSA SubjectPublicKeyInfo; nil for anything else.
-    public static func parse(spki: [UInt8]) -> (MLDSAParameterSet, [UInt8])? {
+    /// The parameter set and raw public key of a SubjectPublicKeyInfo of this family; nil for anything else.
+    public static func parse(spki: [UInt8]) -> (Self, [UInt8])? {
         PQEncoding.parse(spki: spki, among: allCases.map { ($0, $0.oidDER, $0.publicKeySize) })
     }
 
-    /// The parameter set and seed of an ML-DSA PKCS#8 in seed form; nil for anything else.
-    public static func parse(pkcs8: [UInt8]) -> (MLDSAParameterSet, [UInt8])? {
+    /// The parameter set and seed of a PKCS#8 in seed form of this family; nil for anything else.
+    public static func parse(pkcs8: [UInt8]) -> (Self, [UInt8])? {
         PQEncoding.parse(pkcs8: pkcs8, among: allCases.map { ($0, $0.oidDER) }, seedSize: seedSize)
     }
 }
 
-/// ML-KEM (FIPS 203) parameter sets this service offers and their encodings (the LAMPS ML-KEM
-/// certificate profile: OIDs 2.16.840.1.101.3.4.4.x, the raw encapsulation key in the SPKI, the
-/// 64-byte seed `d || z` in PKCS#8 seed form). ML-KEM-512 is not offered (swift-crypto has 768 and 1024).
-public enum MLKEMParameterSet: String, Sendable, CaseIterable {
+/// ML-DSA (FIPS 204), RFC 9881: id-ml-dsa-65 2.16.840.1.101.3.4.3.18, id-ml-dsa-87 ….19; a 32-byte
+/// seed. ML-DSA-44 is not offered (swift-crypto has 65 and 87).
+public enum MLDSAParameterSet: String, PostQuantumParameterSet {
+    case mldsa65 = "ML-DSA-65", mldsa87 = "ML-DSA-87"
+
+    public var oidDER: [UInt8] { [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, self == .mldsa65 ? 0x12 : 0x13] }
+    public var publicKeySize: Int { self == .mldsa65 ? 1952 : 2592 }
+    public var signatureSize: Int { self == .mldsa65 ? 3309 : 4627 }
+    public static let seedSize = 32
+    /// CKP_ML_DSA_65 = 2, CKP_ML_DSA_87 = 3.
+    public var pkcs11ParameterSet: UInt { self == .mldsa65 ? 2 : 3 }
+    public var kind: AsymmetricKind { self == .mldsa65 ? .mldsa65 : .mldsa87 }
+}
+
+/// ML-KEM (FIPS 203), the LAMPS ML-KEM certificate profile: OIDs 2.16.840.1.101.3.4.4.x, the raw
+/// encapsulation key in the SPKI, the 64-byte seed `d || z`. ML-KEM-512 is not offered (swift-crypto
+/// has 768 and 1024).
+public enum MLKEMParameterSet: String, PostQuantumParameterSet {
     case mlkem768 = "ML-KEM-768", mlkem1024 = "ML-KEM-1024"
 
     public var oidDER: [UInt8] { [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x04, self == .mlkem768 ? 0x02 : 0x03] }
@@ -45,22 +54,9 @@ public enum MLKEMParameterSet: String, Sendable, CaseIterable {
     public var ciphertextSize: Int { self == .mlkem768 ? 1088 : 1568 }
     public static let seedSize = 64
     public static let sharedSecretSize = 32
-    /// PKCS#11 3.2 CKA_PARAMETER_SET (CKP_ML_KEM_768 = 2, CKP_ML_KEM_1024 = 3).
+    /// CKP_ML_KEM_768 = 2, CKP_ML_KEM_1024 = 3.
     public var pkcs11ParameterSet: UInt { self == .mlkem768 ? 2 : 3 }
-    public init?(pkcs11ParameterSet p: UInt) {
-        guard let s = MLKEMParameterSet.allCases.first(where: { $0.pkcs11ParameterSet == p }) else { return nil }
-        self = s
-    }
     public var kind: AsymmetricKind { self == .mlkem768 ? .mlkem768 : .mlkem1024 }
-
-    public func spki(publicKey: [UInt8]) -> [UInt8] { PQEncoding.spki(oid: oidDER, publicKey: publicKey) }
-    public func pkcs8(seed: [UInt8]) -> [UInt8] { PQEncoding.pkcs8(oid: oidDER, seed: seed) }
-    public static func parse(spki: [UInt8]) -> (MLKEMParameterSet, [UInt8])? {
-        PQEncoding.parse(spki: spki, among: allCases.map { ($0, $0.oidDER, $0.publicKeySize) })
-    }
-    public static func parse(pkcs8: [UInt8]) -> (MLKEMParameterSet, [UInt8])? {
-        PQEncoding.parse(pkcs8: pkcs8, among: allCases.map { ($0, $0.oidDER) }, seedSize: seedSize)
-    }
 }
 
 /// The DER both post-quantum key families share: an AlgorithmIdentifier with an OID and no
