@@ -267,29 +267,77 @@ public final class HTTPSClient: @unchecked Sendable {
     /// pooled connection for minutes), answered within `waitMs` plus a margin; the first endpoint
     /// that answers. `handle.cancel()` from another thread ends it at once (C_Finalize).
     public func postWaiting(_ path: String, body: [UInt8], waitMs: Int, handle: LongPollHandle) throws(ClientError) -> HTTPResponse {
-        let request = Array("POST \(path) HTTP/1.1\r\n\(headerLines)Content-Length: \(body.count)\r\n\r\n".utf8) + body
         let budget = waitMs + configuration.requestTimeoutMs
+        let (c, head) = try openOwn(requestBytes(path, body), ioTimeoutMs: budget, headWithinMs: budget, handle: handle)
+        defer { withExtendedLifetime(c) { handle.detach() } }
+        do {
+            let (body, _) = try HTTPResponseParser.readBody(head, from: c)
+            var response = HTTPResponse(status: head.status, body: body, retryAfterSeconds: head.retryAfter)
+            response.serverDate = head.serverDate
+            return response
+        } catch {
+            if handle.isCancelled { throw .connect("cancelled") }
+            throw error
+        }
+    }
+
+    /// A streamed answer (etcd's watch): on a connection of its own, each newline-terminated line
+    /// of the body is handed to `onLine` as it arrives, until `onLine` answers false or the server
+    /// ends the body. Between lines the server may stay silent up to `idleTimeoutMs`; a line
+    /// longer than `maxLineBytes` ends the stream. Any status but 200 is an `.http` error.
+    /// `handle.cancel()` from another thread ends it at once.
+    public func postStreaming(
+        _ path: String, body: [UInt8], idleTimeoutMs: Int, maxLineBytes: Int, handle: LongPollHandle,
+        onLine: ([UInt8]) throws(ClientError) -> Bool
+    ) throws(ClientError) {
+        let within = configuration.requestTimeoutMs
+        let (c, head) = try openOwn(requestBytes(path, body), ioTimeoutMs: within, headWithinMs: within, handle: handle)
+        defer { withExtendedLifetime(c) { handle.detach() } }
+        do throws(ClientError) {
+            guard head.status == 200 else {
+                let (text, _) = try HTTPResponseParser.readBody(head, from: c)
+                throw ClientError.http(status: head.status, message: String(decoding: text.prefix(300), as: UTF8.self))
+            }
+            c.setIOTimeout(ms: idleTimeoutMs)
+            c.deadlineMs = .max
+            try HTTPResponseParser.streamLines(head, from: c, maxLineBytes: maxLineBytes, onLine)
+        } catch {
+            if handle.isCancelled { throw .connect("cancelled") }
+            throw error
+        }
+    }
+
+    private func requestBytes(_ path: String, _ body: [UInt8]) -> [UInt8] {
+        Array("POST \(path) HTTP/1.1\r\n\(headerLines)Content-Length: \(body.count)\r\n\r\n".utf8) + body
+    }
+
+    /// Sends `request` on a new connection to the endpoint that answered last (then the others:
+    /// a long poll or a watch keeps asking the node whose revision it holds, where round-robin
+    /// would answer every wait at once with another node's) and reads the answer's head. The
+    /// connection comes back attached to `handle`: the caller detaches it before letting it go.
+    private func openOwn(
+        _ request: [UInt8], ioTimeoutMs: Int, headWithinMs: Int, handle: LongPollHandle
+    ) throws(ClientError) -> (TLSConnection, HTTPResponseParser.Head) {
         var lastError = ClientError.connect("no endpoint tried")
-        // The same node every time (each node counts revisions of its own): round-robin would
-        // answer every wait at once with another node's revision.
         for index in attemptOrder(sticky: true) {
             if handle.isCancelled { throw .connect("cancelled") }
             let c: TLSConnection
             do {
-                c = try connect(configuration.endpoints[index], ioTimeoutMs: budget)
+                c = try connect(configuration.endpoints[index], ioTimeoutMs: ioTimeoutMs)
             } catch {
                 lastError = error
                 continue
             }
             guard handle.attach(c.fd) else { throw .connect("cancelled") }
-            defer { handle.detach() }
             do {
                 try c.write(request)
-                c.deadlineMs = Monotonic.ms() + Int64(budget)
-                let (response, _) = try HTTPResponseParser.read(from: c)
+                c.deadlineMs = Monotonic.ms() + Int64(headWithinMs)
+                let head = try HTTPResponseParser.readHead(from: c)
                 markGood(index)
-                return response
+                return (c, head)
             } catch {
+                // Detached while the connection is alive: a cancel never shuts down a reused descriptor.
+                withExtendedLifetime(c) { handle.detach() }
                 if handle.isCancelled { throw .connect("cancelled") }
                 lastError = error
                 guard error.isTransport else { throw error }
@@ -299,8 +347,7 @@ public final class HTTPSClient: @unchecked Sendable {
     }
 
     private func send(_ path: String, body: [UInt8], idempotent: Bool) throws(ClientError) -> HTTPResponse {
-        var request = Array("POST \(path) HTTP/1.1\r\n\(headerLines)Content-Length: \(body.count)\r\n\r\n".utf8)
-        request += body
+        let request = requestBytes(path, body)
         stats.requests.add(1, ordering: .relaxed)
         var lastError = ClientError.connect("no endpoint tried")
         for index in attemptOrder() {
@@ -387,7 +434,26 @@ enum HTTPResponseParser {
     static let maxHeader = 64 * 1024
     static let maxBody = 256 * 1024 * 1024
 
+    /// A response's status line and the headers this client uses.
+    struct Head {
+        var status: Int
+        var contentLength: Int?
+        var retryAfter: Int?
+        var serverDate: Int64?
+        var chunked: Bool
+        var keepAlive: Bool
+    }
+
     static func read(from c: TLSConnection) throws(ClientError) -> (HTTPResponse, Bool) {
+        let head = try readHead(from: c)
+        let (body, keepAlive) = try readBody(head, from: c)
+        var response = HTTPResponse(status: head.status, body: body, retryAfterSeconds: head.retryAfter)
+        response.serverDate = head.serverDate
+        return (response, keepAlive)
+    }
+
+    /// Reads up to the end of the header block (the body stays in `c.buffer`).
+    static func readHead(from c: TLSConnection) throws(ClientError) -> Head {
         var headerEnd: Int? = nil
         while headerEnd == nil {
             headerEnd = find(c.buffer, [13, 10, 13, 10])
@@ -444,20 +510,18 @@ enum HTTPResponseParser {
                 if contains(value, "keep-alive") { keepAlive = true }
             }
         }
+        return Head(
+            status: status, contentLength: contentLength, retryAfter: retryAfter, serverDate: serverDate, chunked: chunked,
+            keepAlive: keepAlive)
+    }
+
+    /// Reads the whole body `head` announces; whether the connection may be used again.
+    static func readBody(_ head: Head, from c: TLSConnection) throws(ClientError) -> ([UInt8], Bool) {
+        var keepAlive = head.keepAlive
         var body: [UInt8] = []
-        if chunked {
+        if head.chunked {
             while true {
-                var lineEnd = find(c.buffer, [13, 10])
-                while lineEnd == nil {
-                    guard try c.fill() else { throw .protocolError("truncated chunked body") }
-                    lineEnd = find(c.buffer, [13, 10])
-                }
-                guard let le = lineEnd else { break }
-                let sizeText = String(decoding: c.buffer[0..<le], as: UTF8.self).split(separator: ";").first ?? ""
-                guard let size = Int(sizeText.trimmingCharacters(in: " "), radix: 16), size >= 0 else {
-                    throw .protocolError("bad chunk size")
-                }
-                c.buffer.removeFirst(le + 2)
+                let size = try chunkSize(from: c)
                 // Compare without adding: a hostile chunk size near Int.max must not overflow.
                 guard size <= maxBody - body.count else { throw .protocolError("response too large") }
                 while c.buffer.count < size + 2 { guard try c.fill() else { throw .protocolError("truncated chunk") } }
@@ -465,7 +529,7 @@ enum HTTPResponseParser {
                 c.buffer.removeFirst(size + 2)
                 if size == 0 { break }
             }
-        } else if let length = contentLength {
+        } else if let length = head.contentLength {
             guard length <= maxBody else { throw .protocolError("response too large") }
             while c.buffer.count < length { guard try c.fill() else { throw .protocolError("truncated body") } }
             body = Array(c.buffer[0..<length])
@@ -476,9 +540,80 @@ enum HTTPResponseParser {
             c.buffer.removeAll()
             keepAlive = false
         }
-        var response = HTTPResponse(status: status, body: body, retryAfterSeconds: retryAfter)
-        response.serverDate = serverDate
-        return (response, keepAlive)
+        return (body, keepAlive)
+    }
+
+    /// Hands the body `head` announces to `onLine` one newline-terminated line at a time (without
+    /// the newline) as it arrives; returns when the body ends or `onLine` answers false.
+    static func streamLines(
+        _ head: Head, from c: TLSConnection, maxLineBytes: Int, _ onLine: ([UInt8]) throws(ClientError) -> Bool
+    ) throws(ClientError) {
+        var line: [UInt8] = []
+        // The first `n` bytes of the buffer belong to the body: split them into lines. False once
+        // `onLine` said stop.
+        func take(_ n: Int) throws(ClientError) -> Bool {
+            var start = 0
+            defer { c.buffer.removeFirst(start) }
+            while start < n {
+                let end = c.buffer[start..<n].firstIndex(of: 10) ?? n
+                guard end - start <= maxLineBytes - line.count else {
+                    throw .protocolError("a streamed line is over \(maxLineBytes) bytes")
+                }
+                line += c.buffer[start..<end]
+                start = end
+                guard end < n else { break }
+                start += 1
+                let more = try onLine(line)
+                line.removeAll(keepingCapacity: true)
+                if !more { return false }
+            }
+            return true
+        }
+        if head.chunked {
+            while true {
+                let size = try chunkSize(from: c)
+                if size == 0 { return }
+                var left = size
+                while left > 0 {
+                    if c.buffer.isEmpty { guard try c.fill() else { throw .protocolError("truncated chunk") } }
+                    let n = min(left, c.buffer.count)
+                    guard try take(n) else { return }
+                    left -= n
+                }
+                while c.buffer.count < 2 { guard try c.fill() else { throw .protocolError("truncated chunk") } }
+                c.buffer.removeFirst(2)
+            }
+        }
+        var left = head.contentLength ?? Int.max
+        while left > 0 {
+            if c.buffer.isEmpty {
+                guard try c.fill() else {
+                    if head.contentLength == nil { return }
+                    throw .protocolError("truncated body")
+                }
+            }
+            let n = min(left, c.buffer.count)
+            guard try take(n) else { return }
+            left -= n
+        }
+    }
+
+    /// The size line that starts a chunk (extensions ignored), consumed.
+    static func chunkSize(from c: TLSConnection) throws(ClientError) -> Int {
+        var lineEnd = find(c.buffer, [13, 10])
+        while lineEnd == nil {
+            guard c.buffer.count < maxHeader else { throw .protocolError("chunk size line too long") }
+            guard try c.fill() else { throw .protocolError("truncated chunked body") }
+            lineEnd = find(c.buffer, [13, 10])
+        }
+        guard let le = lineEnd else { throw .protocolError("truncated chunked body") }
+        let sizeText = String(decoding: c.buffer[0..<le], as: UTF8.self).split(separator: ";").first ?? ""
+        // At most 15 hex digits: a size that fits an Int with room to add the CRLF.
+        guard sizeText.count <= 15, let size = Int(sizeText.trimmingCharacters(in: " "), radix: 16), size >= 0 else {
+            throw .protocolError("bad chunk size")
+        }
+        c.buffer.removeFirst(le + 2)
+        return size
     }
 
     /// A non-negative decimal of at most 18 digits (no sign, no spaces): never overflows.

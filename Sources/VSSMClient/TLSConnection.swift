@@ -158,6 +158,9 @@ final class TLSConnection: @unchecked Sendable {
         throw .connect("\(endpoint): \(lastError)")
     }
 
+    /// How long one read or write may block from now on.
+    func setIOTimeout(ms: Int) { TLSConnection.setTimeouts(fd, ms: ms) }
+
     private static func setTimeouts(_ fd: Int32, ms: Int) {
         let ms = max(1, ms)
         var tv = timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)

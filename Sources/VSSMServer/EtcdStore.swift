@@ -33,7 +33,8 @@ public struct EtcdSettings: Sendable, Equatable {
 /// tombstone, `p` the principal table. A change is one etcd transaction that creates only what is
 /// absent (`create_revision = 0`) and replaces or deletes only what is unchanged since this node
 /// read it (`mod_revision`), so two nodes creating the same name cannot both win. Every node
-/// follows the others' changes by polling the store's revision (every `pollMs`).
+/// follows the others' changes by etcd's watch (`watch`), or while that is down by polling the
+/// store's revision (every `pollMs`): `NodeStore.follow`.
 final class EtcdStore: Sendable {
     let settings: EtcdSettings
     private let http: HTTPSClient
@@ -289,6 +290,12 @@ final class EtcdStore: Sendable {
         return Base64.encode(end)
     }
 
+    /// True while etcd's watch on the prefix is up (`watch`).
+    let watching = Atomic<Bool>(false)
+
+    /// Requests sent to etcd so far (the watch's stream not counted).
+    var requestsSent: Int { http.stats.requestCount }
+
     /// The store's current revision (one small request).
     func currentRevision() throws(ServiceError) -> Int64 {
         let r = try call(
@@ -298,6 +305,77 @@ final class EtcdStore: Sendable {
                 ("count_only", .bool(true)),
             ]), idempotent: true)
         return EtcdStore.int64(r["header"]?["revision"])
+    }
+
+    /// The record name of an etcd key-value (its key below the prefix); nil for anything else.
+    private func recordName(_ kv: JSONValue) -> String? {
+        guard case .string(let k64)? = kv["key"], let keyBytes = try? Base64.decode(k64), keyBytes.starts(with: prefixBytes) else {
+            return nil
+        }
+        return String(decoding: keyBytes.dropFirst(prefixBytes.count), as: UTF8.self)
+    }
+
+    /// The longest line of etcd's watch stream read: one batch of events, each a sealed record
+    /// (keys and objects are small; a principal table of thousands of principals is not).
+    static let maxWatchLineBytes = 64 << 20
+    /// etcd sends a progress notice on an idle watch every 10 minutes (its default): silence much
+    /// longer than that means the connection is gone.
+    static let watchIdleMs = 11 * 60_000
+
+    /// Follows the records below the prefix from now on with etcd's watch (its gateway streams the
+    /// answers of one watch as lines of JSON, on a connection of its own): `onReady` once etcd
+    /// confirmed the watch, then `onChange` with the store's revision after each batch of events
+    /// that touched key state (keys, objects, tombstones, principals; audit heads do not count).
+    /// Returns only by throwing: when the stream fails or ends, is cancelled through `handle`, or
+    /// etcd cancels the watch (compaction, a member going away). The events are news only: the
+    /// node reads what changed through `refresh`, which checks every record's seal and freshness.
+    func watch(handle: LongPollHandle, onReady: () -> Void, onChange: (Int64) -> Void) throws(ServiceError) {
+        defer { watching.store(false, ordering: .relaxed) }
+        let request = JSONValue.object([
+            (
+                "create_request",
+                .object([
+                    ("key", .string(Base64.encode(prefixBytes))), ("range_end", .string(rangeEnd)),
+                    ("progress_notify", .bool(true)),
+                ])
+            )
+        ])
+        do {
+            try http.postStreaming(
+                "/v3/watch", body: JSONWriter.serialize(request), idleTimeoutMs: EtcdStore.watchIdleMs,
+                maxLineBytes: EtcdStore.maxWatchLineBytes, handle: handle
+            ) { (line: [UInt8]) throws(ClientError) -> Bool in
+                guard line.contains(where: { $0 > 32 }) else { return true }
+                guard let message = try? JSONParser.parse(line) else {
+                    throw .protocolError("etcd's watch sent something that is not JSON")
+                }
+                if let error = message["error"] {
+                    let text = error["message"].flatMap { if case .string(let m) = $0 { m } else { nil } } ?? "an error"
+                    throw .protocolError("etcd ended the watch: \(text.prefix(200))")
+                }
+                guard let result = message["result"] else { return true }
+                if case .bool(true)? = result["canceled"] {
+                    let reason = result["cancel_reason"].flatMap { if case .string(let m) = $0 { m } else { nil } } ?? ""
+                    throw .protocolError("etcd cancelled the watch\(reason.isEmpty ? "" : ": " + reason.prefix(200))")
+                }
+                if case .bool(true)? = result["created"] {
+                    watching.store(true, ordering: .relaxed)
+                    onReady()
+                }
+                if case .array(let events)? = result["events"],
+                    events.contains(where: { event in
+                        event["kv"].flatMap { recordName($0) }.map { !$0.hasPrefix(EtcdStore.auditHeadPrefix) } ?? false
+                    })
+                {
+                    onChange(EtcdStore.int64(result["header"]?["revision"]))
+                }
+                return true
+            }
+        } catch {
+            throw .unavailable("Watching the key store (etcd) failed: \(error)")
+        }
+        // A watch has no end: etcd closed it (stopping, or a gateway timeout).
+        throw .unavailable("The key store (etcd) ended its watch.")
     }
 
     /// Reads every record (a refresh from an empty view); the state they make and the revision
@@ -355,12 +433,6 @@ final class EtcdStore: Sendable {
             ]), idempotent: true)
         let revision = EtcdStore.int64(names["header"]?["revision"])
         guard revision != last else { return nil }
-        func recordName(_ kv: JSONValue) -> String? {
-            guard case .string(let k64)? = kv["key"], let keyBytes = try? Base64.decode(k64), keyBytes.starts(with: prefixBytes) else {
-                return nil
-            }
-            return String(decoding: keyBytes.dropFirst(prefixBytes.count), as: UTF8.self)
-        }
         var present: [String: Int64] = [:]
         if case .array(let kvs)? = names["kvs"] {
             for kv in kvs { if let name = recordName(kv) { present[name] = EtcdStore.int64(kv["mod_revision"]) } }

@@ -79,8 +79,16 @@ final class NodeAudit: Sendable {
     /// etcd unreachable).
     func headInStore(_ store: EtcdStore?) -> (seq: UInt64, mac: String?)? {
         guard trail.withLock({ $0 }) != nil, let store else { return nil }
+        // Evidence of a cut found at start outlives etcd's record, which this node's own (lower)
+        // head replaces at its first write.
+        if let cut = anchorAheadAtStart.withLock({ $0 }) { return cut }
         return try? store.auditHead(id: anchorID)
     }
+
+    /// etcd's anchor for this node when it was ahead of the trail at start (records cut off while
+    /// the node was stopped): `--verify` reports that seq (and, once the trail has a record of that
+    /// seq again, that its MAC differs) for as long as this process runs.
+    private let anchorAheadAtStart = Locked<(seq: UInt64, mac: String?)?>(nil)
 
     /// In a cluster, the audit trail's head goes to etcd too, at most every 2 s while records are
     /// written: cutting or replacing the trail together with its anchor file (one host's files) is
@@ -89,6 +97,7 @@ final class NodeAudit: Sendable {
         guard let trail = trail.withLock({ $0 }) else { return }
         let id = anchorID
         if let anchored = try? store.auditHead(id: id), anchored.seq > trail.head.seq {
+            anchorAheadAtStart.withLock { $0 = anchored }
             audit.error(
                 "Audit trail: records \(trail.head.seq + 1) to \(anchored.seq) are missing at the end: etcd's anchor for this node says seq \(anchored.seq) was written."
             )

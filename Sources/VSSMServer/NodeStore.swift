@@ -1,4 +1,5 @@
 import Glibc
+import VSSMClient
 import VSSMCrypto
 import VSSMSync
 
@@ -121,13 +122,61 @@ final class NodeStore: Sendable {
         }
     }
 
-    /// Follows the other nodes' changes: polls the store's revision and reloads when it moved.
-    /// While etcd is unreachable the node keeps serving from its view (writes fail with 503).
+    /// While etcd's watch is up, how often the follower still asks for the store's revision (one
+    /// count-only read): a watch connection that died silently costs at most this much lag.
+    static let watchedCheckMs = 10_000
+
+    /// Follows the other nodes' changes. Two threads: one holds etcd's watch on the prefix and
+    /// wakes the follower when a batch of events touched key state the view does not have yet;
+    /// the follower then reads what changed (`refreshView`). While the watch is up the follower
+    /// asks for the revision only every `watchedCheckMs`; while it is down (etcd unreachable, an
+    /// old gateway, a cancelled watch) it polls every `EtcdStore.pollMs` as before and the watcher
+    /// tries again with a growing pause (0.5 s to 10 s). While etcd is unreachable the node keeps
+    /// serving from its view (writes fail with 503).
     func follow(_ store: EtcdStore, isStopped: @escaping @Sendable () -> Bool) {
+        let wake = Wakeup()
+        let handle = LongPollHandle()
+        BackgroundThread.start { [self] in
+            var pauseMs = 500
+            var reported = false
+            while !isStopped() && !handle.isCancelled {
+                do throws(ServiceError) {
+                    try store.watch(
+                        handle: handle,
+                        onReady: {
+                            metrics.gauge("vssm_store_watching").set(Int64(1))
+                            if reported { audit.info("Following the key store (etcd) by its watch again.") }
+                            reported = false
+                            pauseMs = 500
+                            // What changed before the watch began is read once now.
+                            wake.signal()
+                        },
+                        onChange: { revision in if revision > store.viewRevision { wake.signal() } })
+                } catch {
+                    if !reported && !handle.isCancelled && !isStopped() {
+                        audit.error("\(error.message) Following it by polling every \(EtcdStore.pollMs) ms until the watch is back.")
+                        reported = true
+                    }
+                }
+                metrics.gauge("vssm_store_watching").set(Int64(0))
+                var slept = 0
+                while slept < pauseMs && !isStopped() && !handle.isCancelled {
+                    BackgroundThread.sleep(ms: 100)
+                    slept += 100
+                }
+                pauseMs = min(pauseMs * 2, 10_000)
+            }
+        }
         BackgroundThread.start { [self] in
             var failing = false
+            var lastCheckMs = Int64(0)
             while !isStopped() {
-                BackgroundThread.sleep(ms: EtcdStore.pollMs)
+                // Short waits either way: a stop is seen within `pollMs`.
+                let woken = wake.wait(ms: EtcdStore.pollMs)
+                if !woken && store.watching.load(ordering: .relaxed) && Monotonic.ms() - lastCheckMs < Int64(NodeStore.watchedCheckMs) {
+                    continue
+                }
+                lastCheckMs = Monotonic.ms()
                 do throws(ServiceError) {
                     // Checked without the lock first: polls that find nothing new never hold up a change.
                     let latest = try store.currentRevision()
@@ -144,6 +193,7 @@ final class NodeStore: Sendable {
                     failing = true
                 }
             }
+            handle.cancel()
         }
     }
 

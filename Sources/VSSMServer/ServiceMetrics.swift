@@ -107,6 +107,7 @@ public final class ServiceMetrics: Sendable {
         "vssm_clock_out_of_step":
             "1 while this node's clock is beyond maxClockSkewSeconds from etcd's (or most peers'): it refuses key creation, deletion and restore",
         "vssm_store_revision_lag": "How many etcd revisions this node's view is behind the store's latest",
+        "vssm_store_watching": "1 while this node follows etcd by its watch (0: by polling every 250 ms)",
         "vssm_store_last_success_timestamp_seconds": "Unix time of the last successful read of the store (etcd poll)",
         "vssm_peer_sync_failures_total": "Peer synchronisations (pull or push) that failed",
         "vssm_store_refused_records_total":

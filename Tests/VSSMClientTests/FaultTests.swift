@@ -44,6 +44,42 @@ import VSSMWire
         }
     }
 
+    /// A streamed answer (etcd's watch) is handed over line by line whatever its chunking: lines
+    /// split across chunks, several in one chunk, blank ones; a line over the bound, a hostile
+    /// chunk size or a truncated chunk are protocol errors; another status is an `.http` error.
+    @Test func streamedLinesSurviveAnyChunking() throws {
+        func lines(_ reply: String, maxLine: Int = 64) throws(ClientError) -> [String] {
+            let s = try? HostileServer(.reply(Array(reply.utf8)))
+            guard let s else { throw .connect("no server") }
+            defer { s.stop() }
+            var seen: [String] = []
+            try HTTPSClient(config([s.port])).postStreaming(
+                "/v3/watch", body: [], idleTimeoutMs: 2_000, maxLineBytes: maxLine, handle: LongPollHandle()
+            ) { (line: [UInt8]) throws(ClientError) -> Bool in
+                seen.append(String(decoding: line, as: UTF8.self))
+                return line != Array("stop".utf8)
+            }
+            return seen
+        }
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        #expect(try lines(head + "3\r\n{\"a\r\n6\r\n\":1}\n{\r\n4\r\n}\n\nx\r\n2\r\ny\n\r\n0\r\n\r\n") == [#"{"a":1}"#, "{}", "", "xy"])
+        #expect(try lines(head + "a\r\none\nstop\ntw\r\n0\r\n\r\n") == ["one", "stop"], "onLine can end the stream")
+        #expect(try lines("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nab\ncd\nef") == ["ab", "cd"])
+        for hostile in [
+            head + "40\r\n" + String(repeating: "z", count: 64) + "\r\n1\r\n\n\r\n0\r\n\r\n",
+            head + "7fffffffffffffff\r\nabc\r\n0\r\n\r\n", head + "-1\r\nabc\r\n", head + "10\r\nabc",
+        ] {
+            #expect(throws: ClientError.self, "\(hostile.prefix(80))") { _ = try lines(hostile, maxLine: 63) }
+        }
+        do {
+            _ = try lines("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+            Issue.record("a 404 streamed")
+        } catch {
+            guard case .http(let status, let message) = error else { Issue.record("\(error)"); return }
+            #expect(status == 404 && message == "not found")
+        }
+    }
+
     /// The response head is parsed as bytes: header names in any case, blanks around values,
     /// a status line without a reason; malformed status lines are protocol errors.
     @Test func responseHeadsAreReadAsHTTPAllows() throws {

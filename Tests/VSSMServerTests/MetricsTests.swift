@@ -89,7 +89,7 @@ import VSSMTestSupport
         let dashboard = try JSONParser.parse(bytes)
         guard case .array(let panels)? = dashboard["panels"] else { Issue.record("no panels"); return }
         let etcdOnly: Set<String> = [
-            "vssm_store_revision_lag", "vssm_store_last_success_timestamp_seconds", "vssm_peer_sync_failures_total",
+            "vssm_store_revision_lag", "vssm_store_last_success_timestamp_seconds", "vssm_peer_sync_failures_total", "vssm_store_watching",
         ]
         var queried = 0
         for panel in panels {
