@@ -52,10 +52,13 @@ let package = Package(
         // TokenCore's KeyService over the VSSM REST API (the module's seam to the service).
         .target(name: "VSSMServiceAdapter", dependencies: ["VSSMClient", "VSSMWire", "TokenCore", "VSSMSync", "VSSMCrypto"]),
         .target(name: "TokenCore", dependencies: ["VSSMCrypto", "VSSMWire", "VSSMSync"]),
+        // The service's ML-DSA and ML-KEM keys (swift-crypto), shared with the fake key service.
+        .target(
+            name: "VSSMPostQuantumKeys", dependencies: ["VSSMCrypto", .product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "VSSMServer",
             dependencies: [
-                "VSSMWire", "VSSMCrypto", "VSSMClient", "VSSMSync",
+                "VSSMWire", "VSSMCrypto", "VSSMClient", "VSSMSync", "VSSMPostQuantumKeys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -86,7 +89,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]),
         .testTarget(
-            name: "VSSMServerTests", dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport", "VSSMSync"]),
+            name: "VSSMServerTests",
+            dependencies: ["VSSMServer", "VSSMClient", "VSSMWire", "VSSMCrypto", "VSSMTestSupport", "VSSMSync", "VSSMPostQuantumKeys"]),
         .testTarget(
             name: "VSSMClientTests",
             dependencies: ["VSSMClient", "VSSMServiceAdapter", "TokenCore", "VSSMCrypto", "VSSMServer", "VSSMTestSupport", "VSSMWire"]),
@@ -94,7 +98,7 @@ let package = Package(
         // no network); ContractTests keep it honest against a real node.
         .target(
             name: "FakeKeyService",
-            dependencies: ["TokenCore", "VSSMCrypto", "VSSMWire", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["TokenCore", "VSSMCrypto", "VSSMWire", "VSSMPostQuantumKeys"],
             path: "Tests/FakeKeyService"),
         .testTarget(name: "TokenCoreTests", dependencies: ["TokenCore", "FakeKeyService", "VSSMCrypto", "VSSMWire", "VSSMSync"]),
         .testTarget(

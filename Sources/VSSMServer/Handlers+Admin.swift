@@ -1,5 +1,6 @@
 import VSSMClient
 import VSSMCrypto
+import VSSMPostQuantumKeys
 import VSSMWire
 
 /// Key sizes we accept (the original accepted anything, from 0-byte AES keys to 2^40-byte keys that

@@ -1,4 +1,5 @@
 import VSSMCrypto
+import VSSMPostQuantumKeys
 import VSSMWire
 
 /// `/REST/v1/ext/` handlers: what PKCS#11 needs beyond the original API. Off with `compatOnly`.

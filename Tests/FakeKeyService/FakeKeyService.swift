@@ -1,6 +1,7 @@
 import Synchronization
 public import TokenCore
 import VSSMCrypto
+import VSSMPostQuantumKeys
 public import VSSMWire
 
 /// An in-memory KeyService for TokenCore unit tests: keys in a dictionary, crypto by VSSMCrypto.
@@ -15,8 +16,8 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         var kind: ServiceKey.Kind
         var secret: [UInt8] = []
         var key: PrivateKey?
-        var mldsa: FakeMLDSA?
-        var mlkem: FakeMLKEM?
+        var mldsa: MLDSAKey?
+        var mlkem: MLKEMKey?
         var cipher = ""
         var id: [UInt8]?
         var label: String?
@@ -62,7 +63,8 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
                 .sorted { $0.key < $1.key }
                 .map { name, e in
                     ServiceKey(
-                        name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? e.mldsa?.spki ?? e.mlkem?.spki ?? [], length: e.secret.count,
+                        name: name, kind: e.kind, publicKey: e.key?.spkiDER ?? e.mldsa?.spkiDER ?? e.mlkem?.spkiDER ?? [],
+                        length: e.secret.count,
                         cipher: e.cipher, id: e.id,
                         ephemeral: name.hasPrefix("~"), label: e.label, generated: e.origin == "generated", attributes: e.attributes)
                 }
@@ -76,7 +78,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
         let e = try entry(key)
         if case .mldsa(let context) = scheme {
             guard let pq = e.mldsa else { throw .device("Algorithm ML-DSA does not fit key \(key)", status: 400) }
-            do { return try pq.sign(data, context: context) } catch { throw .device("\(error)", status: 400) }
+            do { return try pq.sign(data, context: context) } catch { throw .device(error.message, status: 400) }
         }
         guard let k = e.key else { throw .device("Key \(key) is not asymmetric", status: 400) }
         let s: SignatureScheme
@@ -107,7 +109,7 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
     public func verifyMLDSA(key: String, message: [UInt8], context: [UInt8], signature: [UInt8]) throws(TokenError) -> Bool {
         count("verify")
         guard let pq = try entry(key).mldsa else { throw .device("Algorithm ML-DSA does not fit key \(key)", status: 400) }
-        return pq.verify(signature, message, context: context)
+        return MLDSAKey.verify(pq.parameterSet, publicKey: pq.publicKey, signature: signature, message: message, context: context)
     }
 
     public func decrypt(key: String, _ scheme: DecryptScheme, _ input: [UInt8]) throws(TokenError) -> [UInt8] {
@@ -205,10 +207,10 @@ public final class FakeKeyService: KeyService, @unchecked Sendable {
                 e.key = try PrivateKey.generateDSA(p: p, q: q, g: g)
             case .mldsa(let set):
                 e.kind = .mldsa
-                do { e.mldsa = try FakeMLDSA(set) } catch { throw CryptoError("\(error)") }
+                e.mldsa = try MLDSAKey.generate(set)
             case .mlkem(let set):
                 e.kind = .mlkem
-                do { e.mlkem = try FakeMLKEM(set) } catch { throw CryptoError("\(error)") }
+                e.mlkem = try MLKEMKey.generate(set)
             case .secret(let cipher, let bytes):
                 guard cipher == "AES" ? [16, 24, 32].contains(bytes) : [16, 24].contains(bytes) else {
                     throw CryptoError("Unsupported symmetric key size: \(bytes)")

@@ -1,5 +1,6 @@
 import Testing
 import VSSMCrypto
+import VSSMPostQuantumKeys
 import VSSMTestSupport
 import VSSMWire
 
