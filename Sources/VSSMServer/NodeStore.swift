@@ -173,7 +173,11 @@ final class NodeStore: Sendable {
             while !isStopped() {
                 // Short waits either way: a stop is seen within `pollMs`.
                 let woken = wake.wait(ms: EtcdStore.pollMs)
-                if !woken && store.watching.load(ordering: .relaxed) && Monotonic.ms() - lastCheckMs < Int64(NodeStore.watchedCheckMs) {
+                let sinceCheck = Monotonic.ms() - lastCheckMs
+                if !woken && store.watching.load(ordering: .relaxed) && sinceCheck < Int64(NodeStore.watchedCheckMs) { continue }
+                // Never faster than the poll unless woken, whatever the wait did.
+                if !woken && sinceCheck < Int64(EtcdStore.pollMs) {
+                    BackgroundThread.sleep(ms: EtcdStore.pollMs)
                     continue
                 }
                 lastCheckMs = Monotonic.ms()
