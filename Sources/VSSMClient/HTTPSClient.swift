@@ -283,8 +283,9 @@ public final class HTTPSClient: @unchecked Sendable {
 
     /// A streamed answer (etcd's watch): on a connection of its own, each newline-terminated line
     /// of the body is handed to `onLine` as it arrives, until `onLine` answers false or the server
-    /// ends the body. Between lines the server may stay silent up to `idleTimeoutMs`; a line
-    /// longer than `maxLineBytes` ends the stream. Any status but 200 is an `.http` error.
+    /// ends the body. Between lines the server may stay silent up to `idleTimeoutMs` (TCP keepalive
+    /// ends it sooner when the server's host is gone); a line longer than `maxLineBytes` ends the
+    /// stream. Any status but 200 is an `.http` error.
     /// `handle.cancel()` from another thread ends it at once.
     public func postStreaming(
         _ path: String, body: [UInt8], idleTimeoutMs: Int, maxLineBytes: Int, handle: LongPollHandle,
@@ -299,6 +300,8 @@ public final class HTTPSClient: @unchecked Sendable {
                 throw ClientError.http(status: head.status, message: String(decoding: text.prefix(300), as: UTF8.self))
             }
             c.setIOTimeout(ms: idleTimeoutMs)
+            // A server gone silently is noticed in about a minute, before the idle timeout.
+            c.enableKeepAlive(idleSeconds: 30, intervalSeconds: 10, count: 3)
             c.deadlineMs = .max
             try HTTPResponseParser.streamLines(head, from: c, maxLineBytes: maxLineBytes, onLine)
         } catch {

@@ -161,6 +161,18 @@ final class TLSConnection: @unchecked Sendable {
     /// How long one read or write may block from now on.
     func setIOTimeout(ms: Int) { TLSConnection.setTimeouts(fd, ms: ms) }
 
+    /// TCP keepalive probes after `idleSeconds` of silence, every `intervalSeconds`, `count` of
+    /// them: a peer gone without closing (a partition, a host powered off) ends a quiet stream in
+    /// about idle + interval x count seconds, not at its idle timeout.
+    func enableKeepAlive(idleSeconds: Int32, intervalSeconds: Int32, count: Int32) {
+        var on: Int32 = 1, idle = idleSeconds, interval = intervalSeconds, probes = count
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &idle, size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &interval, size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &probes, size)
+    }
+
     private static func setTimeouts(_ fd: Int32, ms: Int) {
         let ms = max(1, ms)
         var tv = timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)

@@ -27,6 +27,17 @@ for u in $VSSM_NODE_URLS; do
     done
     expect_eq "node ${u##*:} follows etcd by its watch (vssm_store_watching)" 1 "${watching%.0}"
 done
+# Each node's watch stream has TCP keepalive on (a member gone without closing is noticed in about a
+# minute); the pooled request connections do not need it.
+keepalive=0
+for e in $ETCD_ENDPOINTS; do
+    port=${e##*:}
+    n=$(ss -tnopH state established "( dport = :$port )" 2>/dev/null | grep '"vssm"' | grep -c 'timer:(keepalive')
+    keepalive=$((keepalive + n))
+done
+echo "       connections to etcd with TCP keepalive: $keepalive"
+check "every node's watch stream has TCP keepalive (3 nodes)" test "$keepalive" -ge 3
+
 etcd_ranges() {  # Range calls etcd's three members have answered so far
     local total=0 e n
     for e in $ETCD_ENDPOINTS; do
