@@ -76,7 +76,7 @@ extension Token {
             // At most five waits a second, whatever the answers (a node changing many keys, or
             // endpoints whose revisions never match, must not make this loop spin).
             let pause = 200 - (Monotonic.ms() - lastAsked)
-            if pause > 0 { changesCancel.sleep(ms: Int(pause)) }
+            if pause > 0 { changesCancel.sleep(ms: Int(clamping: pause)) }
             lastAsked = Monotonic.ms()
             do throws(TokenError) {
                 let r = try service().waitForChange(since: since, waitMs: Token.changeWaitMs, cancel: changesCancel)

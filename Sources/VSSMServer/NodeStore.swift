@@ -173,11 +173,7 @@ final class NodeStore: Sendable {
             while !isStopped() {
                 // Short waits either way: a stop is seen within `pollMs`.
                 let woken = wake.wait(ms: EtcdStore.pollMs)
-                let sinceCheck = Monotonic.ms() - lastCheckMs
-                if !woken && store.watching.load(ordering: .relaxed) && sinceCheck < Int64(NodeStore.watchedCheckMs) { continue }
-                // Never faster than the poll unless woken, whatever the wait did.
-                if !woken && sinceCheck < Int64(EtcdStore.pollMs) {
-                    BackgroundThread.sleep(ms: EtcdStore.pollMs)
+                if !woken && store.watching.load(ordering: .relaxed) && Monotonic.ms() - lastCheckMs < Int64(NodeStore.watchedCheckMs) {
                     continue
                 }
                 lastCheckMs = Monotonic.ms()
@@ -187,7 +183,7 @@ final class NodeStore: Sendable {
                     metrics.gauge("vssm_store_revision_lag").set(max(0, latest - store.viewRevision))
                     metrics.gauge("vssm_store_reachable").set(Int64(1))
                     metrics.gauge("vssm_store_last_success_timestamp_seconds").set(Int64(time(nil)))
-                    if latest != store.viewRevision { _ = try refreshView(store) }
+                    if latest != store.viewRevision { _ = try refreshView(store, latest: latest) }
                     healIfNeeded(store)
                     if failing { audit.info("The key store (etcd) is reachable again.") }
                     failing = false
@@ -228,10 +224,13 @@ final class NodeStore: Sendable {
     /// Brings the node's view up to etcd's when etcd's revision moved; true when it changed. The
     /// revision is compared under the lock every refresh holds: one in progress advances the view's
     /// revision just before the state (compared outside, a miss answered 404 for a key the follower
-    /// was adding at that moment).
-    func refreshView(_ store: EtcdStore) throws(ServiceError) -> Bool {
+    /// was adding at that moment). `latest`: etcd's revision when the caller has just read it (the
+    /// follower), so it is not asked twice.
+    func refreshView(_ store: EtcdStore, latest: Int64? = nil) throws(ServiceError) -> Bool {
         try persistLock.withLock { (_: inout UInt64) throws(ServiceError) -> Bool in
-            guard try store.currentRevision() != store.viewRevision,
+            var current = latest
+            if current == nil { current = try store.currentRevision() }
+            guard current != store.viewRevision,
                 let next = try store.refresh(state.withLock { $0 }, audit: audit)
             else { return false }
             state.withLock { $0 = next.state }
